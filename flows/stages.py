@@ -1,0 +1,39 @@
+"""One Prefect flow per DVC stage. `dvc repro` runs `python -m flows <stage>`.
+
+The flows are made by one factory rather than written out ten times: they differ only in the
+stage they run, and the stage list lives in one place (`flowrl.stages.STAGES`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from flowrl.config import load_params
+from flowrl.errors import FlowRLError
+from flowrl.stages import STAGES
+from tasks.stages import run_stage, track_stage
+
+
+class StageFailed(FlowRLError):
+    """A stage failed after its retries; the message names the stage and the original error."""
+
+
+def make_stage_flow(name: str):
+    @flow(name=name, flow_run_name=f"{name}-{{profile}}", log_prints=True)
+    def stage_flow(profile: str | None = None, root: str = ".") -> dict:
+        root_path = Path(root).resolve()
+        params = load_params(root_path / "params.yaml", profile)
+        try:
+            metrics = run_stage(name, params, root_path)
+        except Exception as exc:
+            raise StageFailed(f"stage '{name}' failed: {type(exc).__name__}: {exc}") from exc
+        track_stage(name, params, root_path, metrics)
+        return metrics
+
+    stage_flow.__doc__ = f"Run the `{name}` stage and record it in MLflow."
+    return stage_flow
+
+
+STAGE_FLOWS = {name: make_stage_flow(name) for name in STAGES}

@@ -1,0 +1,42 @@
+"""Prefect tasks: thin wrappers over flowrl stage functions, adding retries and logging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from flowrl.config import Params
+from flowrl.stages import stage_function
+from flowrl.tracking.runs import log_stage
+
+TRANSIENT = (ConnectionError, TimeoutError)
+
+
+def _is_transient(task, task_run, state) -> bool:
+    """Retry only what a retry can fix: network and timeouts, not bad data or bugs."""
+    try:
+        state.result()
+    except TRANSIENT:
+        return True
+    except Exception:  # noqa: BLE001 - anything else fails at once
+        return False
+    return False
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_is_transient, task_run_name="{name}")
+def run_stage(name: str, params: Params, root: Path) -> dict:
+    """Run one pipeline stage and return its metrics."""
+    metrics = stage_function(name)(params, root)
+    get_run_logger().info("stage %s finished: %s", name, metrics)
+    return metrics
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_is_transient, task_run_name="mlflow-{name}")
+def track_stage(name: str, params: Params, root: Path, metrics: dict) -> str:
+    """Record the stage as an MLflow run with its params, metrics and reports."""
+    section = getattr(params, name, None)
+    section_dict = section.model_dump(mode="json") if section is not None else {}
+    reports = root / "reports" / name
+    return log_stage(root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [])
