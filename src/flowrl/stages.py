@@ -20,6 +20,7 @@ STAGES: dict[str, str] = {
     "flows": "flowrl.data.flows:run",
     "encode": "flowrl.encoding.stage:run",
     "triplets": "flowrl.data.triplets:run",
+    "validate": "flowrl.data.validate:run",
 }
 
 

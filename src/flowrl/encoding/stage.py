@@ -1,0 +1,43 @@
+"""The `encode` stage: infer the schema, encode every flow, build the flow vocabulary and SFT pairs.
+
+SFT pairs are made here rather than in `flows` because they need the encoded text.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from tqdm import tqdm
+
+from flowrl.config import Params
+from flowrl.encoding.codec import encode_flow
+from flowrl.encoding.report import token_count_report
+from flowrl.encoding.schema import infer_schema
+from flowrl.encoding.vocab import flow_tokens
+from flowrl.io import read_jsonl, write_json, write_jsonl
+
+
+def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
+    """Write data/encode/{schema.json, vocab.json, flows.jsonl, sft_pairs.jsonl} and reports/encode/metrics.json."""
+    rng = random.Random(params.seed)
+    rows = read_jsonl(root / "data/flows/base.jsonl") + read_jsonl(root / "data/flows/augmented.jsonl")
+    graphs = [row["graph"] for row in rows]
+    schema = infer_schema(graphs)
+    schema.save(root / "data/encode/schema.json")
+    tokens = flow_tokens(schema)
+    write_json(root / "data/encode/vocab.json", tokens)
+    encoded = [{"id": row["id"], "text": encode_flow(row["graph"])} for row in tqdm(rows, desc="encoding flows", unit="flow")]
+    write_jsonl(root / "data/encode/flows.jsonl", encoded)
+
+    prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/train.jsonl")]
+    augmented_ids = {row["id"] for row in read_jsonl(root / "data/flows/augmented.jsonl")}
+    pool = [row["text"] for row in encoded if row["id"] in augmented_ids]
+    pairs = ({"prompt": rng.choice(prompts), "completion": rng.choice(pool)} for _ in range(params.flows.n_sft_pairs))
+    n_pairs = write_jsonl(root / "data/encode/sft_pairs.jsonl", pairs)
+
+    sample = rng.sample(range(len(rows)), min(len(rows), params.encode.report_sample))
+    report = token_count_report([graphs[i] for i in sample], tokens)
+    metrics = {"n_flows": len(rows), "n_flow_tokens": len(tokens), "n_sft_pairs": n_pairs, **report}
+    write_json(root / "reports/encode/metrics.json", metrics)
+    return metrics

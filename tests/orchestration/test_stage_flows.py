@@ -1,0 +1,69 @@
+"""Stage flows: run a stage through Prefect and MLflow; failures name the stage."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+from flowrl import stages
+from flowrl.io import write_json
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def fake_stage(monkeypatch, tmp_path):
+    """Register a stage `toy` whose behaviour the test controls."""
+    module = types.ModuleType("toy_stage")
+    calls = []
+
+    def run(params, root: Path):
+        calls.append(params.profile)
+        if module.fail:
+            raise ValueError("bad row 7")
+        write_json(root / "reports/toy/metrics.json", {"rows": 3})
+        return {"rows": 3, "note": "not a number"}
+
+    module.run, module.fail, module.calls = run, False, calls
+    monkeypatch.setitem(sys.modules, "toy_stage", module)
+    monkeypatch.setitem(stages.STAGES, "toy", "toy_stage:run")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"profile": "cpu", "profiles": {"tiny": {}}}))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return module
+
+
+def test_stage_flow_runs_and_records_mlflow_run(fake_stage, tmp_path):
+    from flows.stages import make_stage_flow
+
+    metrics = make_stage_flow("toy")(profile="tiny", root=str(tmp_path))
+    assert metrics["rows"] == 3 and fake_stage.calls == ["tiny"]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["flowrl-tiny"])
+    assert list(runs["tags.flowrl.stage"]) == ["toy"]
+    assert runs["metrics.rows"].iloc[0] == 3
+    run_id = runs["run_id"].iloc[0]
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)] == ["toy"]
+
+
+def test_failed_stage_names_stage_and_original_error(fake_stage, tmp_path):
+    from flows.stages import StageFailed, make_stage_flow
+
+    fake_stage.fail = True
+    with pytest.raises(StageFailed, match=r"stage 'toy' failed: ValueError: bad row 7"):
+        make_stage_flow("toy")(profile="tiny", root=str(tmp_path))
+    assert len(fake_stage.calls) == 1  # a data error is not retried
+
+
+def test_unknown_stage_is_a_clear_error():
+    with pytest.raises(Exception, match="unknown stage 'nope'; stages are: prompts"):
+        stages.stage_function("nope")
