@@ -1,0 +1,90 @@
+"""Dual-model guidance (paper sec. 3.4): log p = log p_SFT + gamma (log p_GRPO - log p_SFT), every step.
+
+Both models live on ONE base as peft adapters and are evaluated in ONE forward per step: the
+batch is duplicated, the first half routed to the SFT adapter and the second to the GRPO adapter
+through peft's mixed-adapter batches (`adapter_names=[...]`). In the pipeline the SFT adapter is
+merged into the base (see docs/policy.md), so the SFT half uses peft's "__base__" name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import LogitsProcessor
+
+from flowrl.policy.sampling import Completion, SamplingConfig, sample_completions
+
+BASE = "__base__"  # peft's name for "no adapter" inside a mixed-adapter batch
+
+
+def guided_log_probs(sft: torch.Tensor, grpo: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Combine two models' next-token log-probs; gamma=0 gives `sft` and gamma=1 `grpo` bit for bit.
+
+    Written as (1 - gamma) sft + gamma grpo, the same line as the paper's formula, so the two
+    end points are exact in floating point.
+
+    >>> guided_log_probs(torch.tensor([-1.0, -2.0]), torch.tensor([-2.0, -1.0]), 1.5).tolist()
+    [-2.5, -0.5]
+    """
+    return (1.0 - gamma) * sft + gamma * grpo
+
+
+class GuidedScorer:
+    """Next-token guided log-probs from one batched forward over [SFT half; GRPO half]."""
+
+    def __init__(self, model, gamma: float, sft_adapter: str = BASE, grpo_adapter: str = "grpo"):
+        if gamma < 0:
+            raise ValueError(f"guidance gamma must be >= 0, got {gamma}; set policy.gamma")
+        self.model, self.gamma = model, gamma
+        self.sft_adapter, self.grpo_adapter = sft_adapter, grpo_adapter
+
+    def __call__(self, input_ids, attention_mask, position_ids, past_key_values):
+        batch = input_ids.shape[0]
+        twice = lambda t: torch.cat([t, t], dim=0)  # noqa: E731
+        out = self.model(
+            input_ids=twice(input_ids),
+            attention_mask=twice(attention_mask),
+            position_ids=twice(position_ids),
+            past_key_values=past_key_values,
+            use_cache=True,
+            logits_to_keep=1,
+            adapter_names=[self.sft_adapter] * batch + [self.grpo_adapter] * batch,
+        )
+        log_probs = out.logits[:, -1].float().log_softmax(-1)
+        return guided_log_probs(log_probs[:batch], log_probs[batch:], self.gamma), out.past_key_values
+
+
+def sample_guided(
+    model,
+    tokenizer,
+    prompts: list[str],
+    cfg: SamplingConfig,
+    gamma: float,
+    sft_adapter: str = BASE,
+    grpo_adapter: str = "grpo",
+    logits_processor: Sequence[LogitsProcessor] | None = None,
+) -> list[Completion]:
+    """Sample one flow per prompt with dual-model guidance of strength `gamma` (paper default 1.5)."""
+    model.eval()  # peft refuses adapter_names in training mode
+    scorer = GuidedScorer(model, gamma, sft_adapter, grpo_adapter)
+    return sample_completions(scorer, tokenizer, prompts, cfg, logits_processor, model.device, desc="guided sampling")
+
+
+def load_guided_policy(sft_dir: str | Path, grpo_dir: str | Path, grpo_adapter: str = "grpo"):
+    """SFT policy (adapter merged into the base) with the GRPO LoRA adapter loaded as `grpo_adapter`.
+
+    Use with `sample_guided(..., sft_adapter="__base__", grpo_adapter=grpo_adapter)`.
+    Returns:
+        (PeftModel in eval mode, extended tokenizer).
+    """
+    from peft import PeftModel
+
+    from flowrl.policy.loading import PolicyLoadError, load_sft_merged
+
+    if not (Path(grpo_dir) / "adapter_config.json").exists():
+        raise PolicyLoadError(f"{grpo_dir}: no adapter_config.json, so no GRPO adapter there; run the grpo stage first")
+    base, tokenizer = load_sft_merged(sft_dir)
+    model = PeftModel.from_pretrained(base, str(grpo_dir), adapter_name=grpo_adapter, local_files_only=True)
+    return model.eval(), tokenizer

