@@ -135,7 +135,9 @@ def completion_perplexity(trainer: SFTTrainer) -> float:
 
 
 def flow_validity(texts: list[str]) -> float:
-    """Share of encoded flows that decode and validate with no problem."""
+    """Share of encoded flows that decode and validate with no problem (NaN for no flows)."""
+    if not texts:
+        return float("nan")
     from flowrl.comfy.validate import validate_graph
     from flowrl.encoding.codec import decode_flow
 
@@ -145,7 +147,7 @@ def flow_validity(texts: list[str]) -> float:
             ok += not validate_graph(decode_flow(text))
         except FlowRLError:
             pass
-    return ok / len(texts) if texts else 0.0
+    return ok / len(texts)
 
 
 def run_fingerprint(params: Params, pairs_path: Path, vocab_path: Path) -> str:
@@ -193,7 +195,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     metrics = {
         "perplexity": perplexity,
         "validity": flow_validity([s.text for s in samples]),
-        "eos_rate": sum(s.finished for s in samples) / len(samples) if samples else 0.0,
+        "eos_rate": sum(s.finished for s in samples) / len(samples) if samples else float("nan"),
         "train_loss": float(result.training_loss),
         "first_logged_loss": float(logged[0]["loss"]) if logged else float("nan"),
         "last_logged_loss": float(logged[-1]["loss"]) if logged else float("nan"),

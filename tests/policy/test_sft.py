@@ -1,0 +1,113 @@
+"""The sft stage on the tiny profile: loss goes down, completion-only labels, a loadable adapter, resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from flowrl.io import read_json, write_json, write_jsonl
+from flowrl.policy import sft
+from flowrl.policy.loading import load_sft_merged, load_sft_policy
+from flowrl.policy.template import format_prompt
+
+pytest.importorskip("flowrl.encoding.vocab", reason="flowrl.encoding.vocab (encoding engineer) not there yet")
+
+TOKENS = ["<|KSampler|>", "<|CheckpointLoaderSimple|>", "<|CLIPTextEncode|>", "<|VAEDecode|>", "<|SaveImage|>", "<|steps|>", "<|cfg|>"]
+WORDS = "red fox forest city night neon portrait castle dragon ocean sunset anime".split()
+
+
+def write_stage_inputs(root: Path, n_pairs: int = 64) -> None:
+    """Tiny encode/prompts stage outputs: pairs whose flows follow a fixed pattern, so there is something to learn."""
+    rng = random.Random(0)
+    flow = lambda: "\n".join(f"{i} {TOKENS[i]} <|steps|> {rng.choice((20, 25, 30))} <|cfg|> 7" for i in range(5))  # noqa: E731
+    pairs = [{"prompt": " ".join(rng.choices(WORDS, k=6)), "completion": flow()} for _ in range(n_pairs)]
+    write_jsonl(root / sft.PAIRS, pairs)
+    write_json(root / sft.VOCAB, TOKENS)
+    write_jsonl(root / sft.HOLDOUT, [{"id": f"h{i}", "prompt": p["prompt"], "negative_prompt": None, "source": "test"} for i, p in enumerate(pairs[:4])])
+
+
+@pytest.fixture(scope="module")
+def stage_params(tiny_params):
+    have_validators = all(importlib.util.find_spec(m) for m in ("flowrl.encoding.codec", "flowrl.comfy.validate"))
+    # validity needs the codec and validator of the other teams; sample none until they exist
+    return tiny_params.model_copy(update={"sft": tiny_params.sft.model_copy(update={"n_validity": tiny_params.sft.n_validity if have_validators else 0})})
+
+
+@pytest.fixture(scope="module")
+def trained(stage_params, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sft")
+    write_stage_inputs(root)
+    return root, sft.run(stage_params, root)
+
+
+def test_loss_goes_down_and_metrics_are_written(trained, stage_params):
+    root, metrics = trained
+    assert metrics["last_logged_loss"] < metrics["first_logged_loss"]
+    assert metrics["n_steps"] == stage_params.sft.max_steps
+    assert metrics["tokens_per_s"] > 0 and metrics["perplexity"] > 1
+    if stage_params.sft.n_validity:
+        assert 0.0 <= metrics["validity"] <= 1.0 and 0.0 <= metrics["eos_rate"] <= 1.0
+    else:
+        assert math.isnan(metrics["validity"])
+    assert read_json(root / sft.METRICS) == pytest.approx(metrics, nan_ok=True)
+
+
+def completion_nll(model, tok, root: Path) -> float:
+    rows = [json.loads(line) for line in (root / sft.PAIRS).read_text().splitlines()[:8]]
+    total = 0.0
+    for row in rows:
+        prompt = tok(format_prompt(row["prompt"]), return_tensors="pt").input_ids
+        full = tok(format_prompt(row["prompt"]) + row["completion"] + tok.eos_token, return_tensors="pt").input_ids
+        labels = full.clone()
+        labels[:, : prompt.shape[1]] = -100
+        with torch.no_grad():
+            total += float(model(input_ids=full, labels=labels).loss)
+    return total / len(rows)
+
+
+def test_adapter_reloads_and_beats_the_base(trained):
+    root, _ = trained
+    out = root / sft.OUT_DIR
+    assert (out / "adapter_model.safetensors").exists() and not list(out.glob("*.bin"))
+    model, tok = load_sft_policy(out)
+    assert all(len(tok(t, add_special_tokens=False).input_ids) == 1 for t in TOKENS)
+    tuned = completion_nll(model, tok, root)
+    with model.disable_adapter():
+        base = completion_nll(model, tok, root)
+    assert tuned < base
+    merged, _ = load_sft_merged(out)
+    assert completion_nll(merged, tok, root) == pytest.approx(tuned, rel=1e-4)
+
+
+def test_labels_mask_the_prompt(stage_params, base_tokenizer, tmp_path):
+    from flowrl.policy.loading import add_flow_tokens, build_tiny_model
+
+    model = build_tiny_model(stage_params.policy, len(base_tokenizer), seed=0)
+    add_flow_tokens(model, base_tokenizer, TOKENS)
+    rows = [{"prompt": "a red fox", "completion": "0 <|KSampler|> <|steps|> 20"}, {"prompt": "neon city at night in the rain", "completion": "1 <|VAEDecode|>"}]
+    trainer = sft.build_trainer(model, base_tokenizer, sft.to_dataset(rows), None, stage_params.sft, stage_params.policy, tmp_path, 0)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    for i, row in enumerate(rows):
+        n_prompt = len(base_tokenizer(format_prompt(row["prompt"])).input_ids)
+        n_completion = len(base_tokenizer(row["completion"], add_special_tokens=False).input_ids) + 1  # + EOS
+        kept = batch["labels"][i][batch["labels"][i] != -100].tolist()
+        ids = batch["input_ids"][i][batch["attention_mask"][i] == 1].tolist()
+        assert len(kept) == n_completion and kept[-1] == base_tokenizer.eos_token_id
+        assert kept == ids[n_prompt:]
+
+
+def test_rerun_resumes_from_the_last_checkpoint(trained, stage_params):
+    root, first = trained
+    run_dir = next((root / sft.CHECKPOINTS).iterdir())
+    final = max(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    shutil.rmtree(final)  # as if the run had died after the previous checkpoint
+    again = sft.run(stage_params, root)
+    assert again["resumed_from_step"] == stage_params.sft.save_steps
+    assert again["n_steps"] == first["n_steps"]
