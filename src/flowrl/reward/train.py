@@ -1,0 +1,217 @@
+"""The `reward` stage: train the surrogate ensemble and the prefix models, then measure them.
+
+Each member trains on its own share of the train triplets (`reward.split`: k-fold leaves fold i
+out; bootstrap resamples with replacement). A finished member is saved at once, and a member in
+training checkpoints every epoch, so a killed stage resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+from transformers import TrainerCallback
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from flowrl.config import Params, RewardConfig
+from flowrl.errors import FlowRLError
+from flowrl.io import atomic_path, read_json, read_jsonl, write_json
+from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
+from flowrl.reward.ensemble import Ensemble, member_dir, write_spec
+from flowrl.reward.model import PairDataset, clear_checkpoints, train_surrogate
+from flowrl.reward.prefix import prefix_rows, random_prefixes
+
+STATS_FILE = "train_stats.json"
+
+
+class RewardDataError(FlowRLError):
+    """The triplet files the reward stage reads are missing or malformed."""
+
+
+def member_splits(n_rows: int, n_models: int, method: str, seed: int) -> list[np.ndarray]:
+    """Row indices each member trains on.
+
+    kfold: member i leaves out fold i of n_models (all rows when n_models is 1);
+    bootstrap: n_rows draws with replacement per member.
+    """
+    rng = np.random.default_rng(seed)
+    if method == "bootstrap":
+        return [rng.integers(0, n_rows, n_rows) for _ in range(n_models)]
+    if n_models == 1:
+        return [rng.permutation(n_rows)]
+    folds = np.array_split(rng.permutation(n_rows), n_models)
+    return [np.concatenate([f for j, f in enumerate(folds) if j != i]) for i in range(n_models)]
+
+
+def _member_rows(rows: Sequence[dict], idx: np.ndarray, cap: int | None, seed: int) -> list[dict]:
+    if cap is not None and len(idx) > cap:
+        idx = np.random.default_rng(seed).choice(idx, cap, replace=False)
+    return [rows[i] for i in idx]
+
+
+def train_ensemble(
+    folder: Path,
+    rows: Sequence[dict],
+    cfg: RewardConfig,
+    n_models: int,
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> list[dict]:
+    """Train (or resume) `n_models` surrogates on `rows` ({"prompt","flow","score"}) into `folder`.
+
+    Returns:
+        Per-member training stats (first/final loss, samples/s, resumed step).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder / "tokenizer")
+    splits = member_splits(len(rows), n_models, cfg.split, seed)
+    all_stats = []
+    for i in range(n_models):
+        final = member_dir(folder, i)
+        if (final / STATS_FILE).exists():  # finished before a kill: keep it
+            all_stats.append(read_json(final / STATS_FILE))
+            continue
+        data_rows = _member_rows(rows, splits[i], cfg.n_train, seed + i)
+        data = PairDataset([r["prompt"] for r in data_rows], [r["flow"] for r in data_rows], [r["score"] for r in data_rows])
+        model = build_surrogate(cfg, len(tokenizer), seed + 7919 * (i + 1))
+        work = folder / f".work_{i}"
+        stats_i = {"n_rows": len(data), **train_surrogate(model, tokenizer, data, cfg, work, seed + i, callbacks)}
+        tmp = folder / f".member_{i}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        write_json(tmp / STATS_FILE, stats_i)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        clear_checkpoints(work)
+        all_stats.append(stats_i)
+    write_spec(folder, n_models, cfg.max_length, cfg.eval_batch_size, cfg.bf16)
+    return all_stats
+
+
+def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """mse, pearson and spearman of predictions against true scores (nan when a side is constant)."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    constant = np.ptp(pred) == 0 or np.ptp(true) == 0
+    return {
+        "mse": float(np.mean((pred - true) ** 2)),
+        "pearson": float("nan") if constant else float(stats.pearsonr(pred, true).statistic),
+        "spearman": float("nan") if constant else float(stats.spearmanr(pred, true).statistic),
+    }
+
+
+def _read_split(root: Path, name: str) -> list[dict]:
+    path = root / f"data/triplets/{name}.jsonl"
+    rows = read_jsonl(path)
+    for n, row in enumerate(rows, 1):
+        missing = {"prompt", "flow", "score"} - set(row)
+        if missing:
+            raise RewardDataError(f"{path}: row {n} lacks {sorted(missing)}; rerun the triplets stage (dvc repro triplets)")
+    if not rows:
+        raise RewardDataError(f"{path}: no triplets; rerun the triplets stage with more triplets.n_triplets")
+    return rows
+
+
+def unscored_flows(root: Path, scored: set[str]) -> list[str]:
+    """Encoded flows (data/encode/flows.jsonl) that never appear in a scored triplet."""
+    path = root / "data/encode/flows.jsonl"
+    if not path.exists():
+        return []
+    return [row["text"] for row in read_jsonl(path) if row["text"] not in scored]
+
+
+def scatter_plot(path: Path, pred: np.ndarray, std: np.ndarray, true: np.ndarray, title: str) -> Path:
+    """PNG of ensemble mean (error bar = std) against the true score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.errorbar(true, pred, yerr=std, fmt="o", ms=3, alpha=0.5, elinewidth=0.5)
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set(xlabel="true score (scorer)", ylabel="ensemble mean (surrogate)", title=title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def evaluate(full: Ensemble, prefix: Ensemble | None, test: Sequence[dict], unscored: Sequence[str], n_unscored: int, seed: int) -> tuple[dict[str, float], dict]:
+    """Held-out metrics per member and for the ensemble, σ on scored vs unscored pairs, prefix metrics.
+
+    Returns:
+        (flat metrics, arrays for the plot: pred, std, true).
+    """
+    rng = random.Random(seed)
+    prompts, flows = [r["prompt"] for r in test], [r["flow"] for r in test]
+    true = np.array([r["score"] for r in test], dtype=np.float64)
+    t0 = time.perf_counter()
+    scores = full.member_scores(prompts, flows, progress=True).numpy().astype(np.float64)
+    seconds = time.perf_counter() - t0
+    metrics: dict[str, float] = {"n_test": float(len(test)), "predict_samples_per_second": scores.size / max(seconds, 1e-9)}
+    for i, row in enumerate(scores):
+        metrics.update({f"member_{i}_{k}": v for k, v in regression_metrics(row, true).items()})
+    mean, std = scores.mean(axis=0), scores.std(axis=0, ddof=0)
+    ens = regression_metrics(mean, true)
+    metrics.update({"ensemble_mse": ens["mse"], "ensemble_pearson": ens["pearson"], "ensemble_spearman": ens["spearman"]})
+    metrics["sigma_scored"] = float(std.mean())
+    if unscored and n_unscored:
+        pairs = [(rng.choice(prompts), rng.choice(unscored)) for _ in range(n_unscored)]
+        _, sigma = full.predict([p for p, _ in pairs], [f for _, f in pairs], progress=True)
+        metrics["sigma_unscored"] = float(sigma.mean())
+    else:
+        metrics["sigma_unscored"] = float("nan")
+    if prefix is not None:
+        cut = [random_prefixes(f, 1, rng)[0] for f in flows]
+        p_mean, _ = prefix.predict(prompts, cut, progress=True)
+        metrics.update({f"prefix_{k}": v for k, v in regression_metrics(p_mean.numpy(), true).items()})
+    return metrics, {"pred": mean, "std": std, "true": true}
+
+
+def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
+    """Write models/reward/{full,prefix}/ and reports/reward/{metrics.json, scatter.png}."""
+    cfg, seed = params.reward, params.seed
+    root = Path(root)
+    train, test = _read_split(root, "train"), _read_split(root, "test")
+    if cfg.n_eval is not None and len(test) > cfg.n_eval:
+        test = random.Random(seed).sample(test, cfg.n_eval)
+    tokenizer = load_reward_tokenizer(cfg)
+    n_added = 0
+    if cfg.add_flow_tokens:
+        from flowrl.encoding.vocab import extend_tokenizer
+
+        n_added = extend_tokenizer(tokenizer, read_json(root / "data/encode/vocab.json"))
+    out = root / "models/reward"
+    t0 = time.perf_counter()
+    full_stats = train_ensemble(out / "full", train, cfg, cfg.n_models, tokenizer, seed)
+    prefix_stats: list[dict] = []
+    if cfg.n_prefix_models:
+        prefix_train = prefix_rows(train, cfg.n_prefixes, seed)
+        prefix_stats = train_ensemble(out / "prefix", prefix_train, cfg, cfg.n_prefix_models, tokenizer, seed + 100_000)
+    train_seconds = time.perf_counter() - t0
+    full = Ensemble.load(out / "full")
+    prefix = Ensemble.load(out / "prefix") if cfg.n_prefix_models else None
+    unscored = unscored_flows(root, {r["flow"] for r in train + test})
+    metrics, arrays = evaluate(full, prefix, test, unscored, cfg.n_unscored, seed)
+    done = [s for s in full_stats + prefix_stats if s.get("train_samples_per_second") == s.get("train_samples_per_second")]
+    metrics.update({
+        "n_models": float(cfg.n_models),
+        "n_prefix_models": float(cfg.n_prefix_models),
+        "n_flow_tokens_added": float(n_added),
+        "train_seconds": train_seconds,
+        "train_samples_per_second": float(np.mean([s["train_samples_per_second"] for s in done])) if done else float("nan"),
+        "final_train_loss": float(np.mean([s["final_loss"] for s in full_stats])),
+    })
+    scatter_plot(root / "reports/reward/scatter.png", arrays["pred"], arrays["std"], arrays["true"],
+                 f"reward ensemble (N={cfg.n_models}), test spearman {metrics['ensemble_spearman']:.2f}")
+    write_json(root / "reports/reward/metrics.json", metrics)
+    return metrics

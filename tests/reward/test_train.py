@@ -1,0 +1,94 @@
+"""The reward stage on the tiny profile: it learns, writes its outputs, and resumes after a kill."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from transformers import TrainerCallback
+
+import flowrl.reward.train as stage
+from conftest import make_rows
+from flowrl.errors import FlowRLError
+from flowrl.reward.encoder import load_reward_tokenizer
+from flowrl.reward.ensemble import Ensemble
+
+
+class Killed(Exception):
+    pass
+
+
+def test_stage_learns_and_writes_outputs(tiny_params, triplet_root):
+    metrics = stage.run(tiny_params, triplet_root)
+    assert metrics["ensemble_spearman"] > 0.2  # the synthetic score is learnable; random is ~0
+    for key in ("ensemble_mse", "sigma_scored", "sigma_unscored", "member_0_spearman", "member_2_pearson", "prefix_spearman"):
+        assert math.isfinite(metrics[key]), key
+    assert json.loads((triplet_root / "reports/reward/metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
+    assert (triplet_root / "reports/reward/scatter.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(Ensemble.load(triplet_root / "models/reward/full")) == 3
+    assert len(Ensemble.load(triplet_root / "models/reward/prefix")) == 1
+    assert not list((triplet_root / "models/reward/full").glob(".work_*"))  # checkpoints cleared
+
+
+def test_resume_after_kill_keeps_finished_models(tiny_params, triplet_root, monkeypatch):
+    real, calls = stage.train_surrogate, []
+
+    def dies_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "train_surrogate", dies_on_second)
+    with pytest.raises(Killed):
+        stage.run(tiny_params, triplet_root)
+    first = triplet_root / "models/reward/full/member_0/model.safetensors"
+    stamp = first.stat().st_mtime_ns
+    assert not (triplet_root / "models/reward/full/member_1").exists()
+
+    calls.clear()
+    monkeypatch.setattr(stage, "train_surrogate", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    stage.run(tiny_params, triplet_root)
+    assert len(calls) == 2 + 1  # members 1 and 2, then the prefix model; member 0 is not retrained
+    assert first.stat().st_mtime_ns == stamp
+
+
+def test_resume_within_a_model_from_its_epoch_checkpoint(tiny_params, tmp_path):
+    cfg = tiny_params.reward.model_copy(update={"epochs": 3})
+    rows = make_rows(64, 0)
+    tokenizer = load_reward_tokenizer(cfg)
+
+    class KillAfterFirstEpoch(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise Killed
+
+    with pytest.raises(Killed):
+        stage.train_ensemble(tmp_path, rows, cfg, 1, tokenizer, seed=0, callbacks=[KillAfterFirstEpoch()])
+    assert list((tmp_path / ".work_0").glob("checkpoint-*"))
+    (stats,) = stage.train_ensemble(tmp_path, rows, cfg, 1, tokenizer, seed=0)
+    assert stats["resumed_from_step"] == 64 // cfg.batch_size  # one epoch of steps was kept
+
+
+@pytest.mark.parametrize("n_models", [1, 3, 5])
+def test_kfold_members_each_leave_out_a_different_fold(n_models):
+    splits = stage.member_splits(50, n_models, "kfold", seed=0)
+    left_out = [set(range(50)) - set(s.tolist()) for s in splits]
+    assert len(splits) == n_models
+    if n_models > 1:
+        assert set().union(*left_out) == set(range(50))
+        assert all(not (a & b) for i, a in enumerate(left_out) for b in left_out[i + 1 :])
+    else:
+        assert sorted(splits[0].tolist()) == list(range(50))
+
+
+def test_bootstrap_members_resample_with_replacement():
+    splits = stage.member_splits(50, 3, "bootstrap", seed=0)
+    assert all(len(s) == 50 for s in splits) and any(len(np.unique(s)) < 50 for s in splits)
+    assert not np.array_equal(splits[0], splits[1])
+
+
+def test_missing_triplets_say_which_stage_to_run(tiny_params, tmp_path):
+    with pytest.raises(FlowRLError, match="train.jsonl"):
+        stage.run(tiny_params, tmp_path)
