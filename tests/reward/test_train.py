@@ -71,6 +71,18 @@ def test_resume_within_a_model_from_its_epoch_checkpoint(tiny_params, tmp_path):
     assert stats["resumed_from_step"] == 64 // cfg.batch_size  # one epoch of steps was kept
 
 
+def test_finished_member_is_retrained_when_data_or_settings_change(tiny_params, tmp_path):
+    cfg = tiny_params.reward.model_copy(update={"epochs": 1})
+    rows, tokenizer = make_rows(32, 0), load_reward_tokenizer(cfg)
+    (first,) = stage.train_ensemble(tmp_path, rows, cfg, 1, tokenizer, seed=0)
+    (same,) = stage.train_ensemble(tmp_path, rows, cfg, 1, tokenizer, seed=0)
+    assert same == first  # kept, not retrained
+    (other,) = stage.train_ensemble(tmp_path, make_rows(32, 1), cfg, 1, tokenizer, seed=0)
+    (longer,) = stage.train_ensemble(tmp_path, rows, cfg.model_copy(update={"epochs": 2}), 1, tokenizer, seed=0)
+    assert len({first["fingerprint"], other["fingerprint"], longer["fingerprint"]}) == 3
+    assert longer["final_loss"] != first["final_loss"]
+
+
 @pytest.mark.parametrize("n_models", [1, 3, 5])
 def test_kfold_members_each_leave_out_a_different_fold(n_models):
     splits = stage.member_splits(50, n_models, "kfold", seed=0)

@@ -7,6 +7,9 @@ training checkpoints every epoch, so a killed stage resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import random
 import shutil
@@ -28,6 +31,8 @@ from flowrl.reward.model import PairDataset, clear_checkpoints, train_surrogate
 from flowrl.reward.prefix import prefix_rows, random_prefixes
 
 STATS_FILE = "train_stats.json"
+# settings that change what a member learns; a finished member trained under others is retrained
+TRAINING_FIELDS = ("source", "model", "tiny", "add_flow_tokens", "split", "n_train", "epochs", "batch_size", "learning_rate", "weight_decay", "max_length", "bf16")
 
 
 class RewardDataError(FlowRLError):
@@ -47,6 +52,14 @@ def member_splits(n_rows: int, n_models: int, method: str, seed: int) -> list[np
         return [rng.permutation(n_rows)]
     folds = np.array_split(rng.permutation(n_rows), n_models)
     return [np.concatenate([f for j, f in enumerate(folds) if j != i]) for i in range(n_models)]
+
+
+def fingerprint(rows: Sequence[dict], cfg: RewardConfig, n_models: int, seed: int) -> str:
+    """Hash of the training rows, the training settings and the seed: what a finished member depends on."""
+    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", include=set(TRAINING_FIELDS)), n_models, seed], sort_keys=True).encode())
+    for row in rows:
+        h.update(json.dumps([row["prompt"], row["flow"], row["score"]]).encode())
+    return h.hexdigest()[:16]
 
 
 def _member_rows(rows: Sequence[dict], idx: np.ndarray, cap: int | None, seed: int) -> list[dict]:
@@ -72,17 +85,22 @@ def train_ensemble(
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(folder / "tokenizer")
     splits = member_splits(len(rows), n_models, cfg.split, seed)
+    key = fingerprint(rows, cfg, n_models, seed)
     all_stats = []
     for i in range(n_models):
         final = member_dir(folder, i)
-        if (final / STATS_FILE).exists():  # finished before a kill: keep it
-            all_stats.append(read_json(final / STATS_FILE))
+        if (final / STATS_FILE).exists() and read_json(final / STATS_FILE).get("fingerprint") == key:
+            all_stats.append(read_json(final / STATS_FILE))  # finished before a kill: keep it
             continue
+        work = folder / f".work_{i}"
+        if (work / "fingerprint").exists() and (work / "fingerprint").read_text() != key:
+            clear_checkpoints(work)  # checkpoints of other data or settings: start afresh
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "fingerprint").write_text(key)
         data_rows = _member_rows(rows, splits[i], cfg.n_train, seed + i)
         data = PairDataset([r["prompt"] for r in data_rows], [r["flow"] for r in data_rows], [r["score"] for r in data_rows])
         model = build_surrogate(cfg, len(tokenizer), seed + 7919 * (i + 1))
-        work = folder / f".work_{i}"
-        stats_i = {"n_rows": len(data), **train_surrogate(model, tokenizer, data, cfg, work, seed + i, callbacks)}
+        stats_i = {"n_rows": len(data), "fingerprint": key, **train_surrogate(model, tokenizer, data, cfg, work, seed + i, callbacks)}
         tmp = folder / f".member_{i}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
@@ -202,7 +220,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     prefix = Ensemble.load(out / "prefix") if cfg.n_prefix_models else None
     unscored = unscored_flows(root, {r["flow"] for r in train + test})
     metrics, arrays = evaluate(full, prefix, test, unscored, cfg.n_unscored, seed)
-    done = [s for s in full_stats + prefix_stats if s.get("train_samples_per_second") == s.get("train_samples_per_second")]
+    done = [s for s in full_stats + prefix_stats if math.isfinite(s.get("train_samples_per_second", math.nan))]
     metrics.update({
         "n_models": float(cfg.n_models),
         "n_prefix_models": float(cfg.n_prefix_models),
