@@ -23,6 +23,7 @@ class Killed(Exception):
 def test_stage_learns_and_writes_outputs(tiny_params, triplet_root):
     metrics = stage.run(tiny_params, triplet_root)
     assert metrics["ensemble_spearman"] > 0.2  # the synthetic score is learnable; random is ~0
+    assert 0 <= metrics["truncated_share"] <= 1 and metrics["mean_input_tokens"] > 10
     for key in ("ensemble_mse", "sigma_scored", "sigma_unscored", "member_0_spearman", "member_2_pearson", "prefix_spearman"):
         assert math.isfinite(metrics[key]), key
     assert json.loads((triplet_root / "reports/reward/metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)

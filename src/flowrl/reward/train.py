@@ -27,7 +27,7 @@ from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_json, read_jsonl, write_json
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 from flowrl.reward.ensemble import Ensemble, member_dir, write_spec
-from flowrl.reward.model import PairDataset, clear_checkpoints, train_surrogate
+from flowrl.reward.model import PairDataset, clear_checkpoints, format_pair, train_surrogate
 from flowrl.reward.prefix import prefix_rows, random_prefixes
 
 STATS_FILE = "train_stats.json"
@@ -175,7 +175,13 @@ def evaluate(full: Ensemble, prefix: Ensemble | None, test: Sequence[dict], unsc
     t0 = time.perf_counter()
     scores = full.member_scores(prompts, flows, progress=True).numpy().astype(np.float64)
     seconds = time.perf_counter() - t0
-    metrics: dict[str, float] = {"n_test": float(len(test)), "predict_samples_per_second": scores.size / max(seconds, 1e-9)}
+    lengths = np.array([len(ids) for ids in full.tokenizer([format_pair(p, f) for p, f in zip(prompts, flows)])["input_ids"]])
+    metrics: dict[str, float] = {
+        "n_test": float(len(test)),
+        "predict_samples_per_second": scores.size / max(seconds, 1e-9),
+        "mean_input_tokens": float(lengths.mean()),
+        "truncated_share": float((lengths > full.max_length).mean()),
+    }
     for i, row in enumerate(scores):
         metrics.update({f"member_{i}_{k}": v for k, v in regression_metrics(row, true).items()})
     mean, std = scores.mean(axis=0), scores.std(axis=0, ddof=0)
