@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from transformers import TrainerCallback
 
 import flowrl.reward.train as stage
@@ -14,6 +15,7 @@ from conftest import make_rows
 from flowrl.errors import FlowRLError
 from flowrl.reward.encoder import load_reward_tokenizer
 from flowrl.reward.ensemble import Ensemble
+from flowrl.reward.shaping import ShapedReward
 
 
 class Killed(Exception):
@@ -31,6 +33,14 @@ def test_stage_learns_and_writes_outputs(tiny_params, triplet_root):
     assert len(Ensemble.load(triplet_root / "models/reward/full")) == 3
     assert len(Ensemble.load(triplet_root / "models/reward/prefix")) == 1
     assert not list((triplet_root / "models/reward/full").glob(".work_*"))  # checkpoints cleared
+
+    # the saved models drive the shaped reward GRPO uses, with real tokenizer offsets
+    reward = ShapedReward.load(triplet_root / "models/reward", tiny_params.reward, validator=lambda flow: True)
+    flow = make_rows(1, 5)[0]["flow"]
+    enc = reward.full.tokenizer(flow, return_offsets_mapping=True, add_special_tokens=False)
+    (tokens,) = reward.per_token_rewards(["a photo picture of a cat"], [flow], [enc["offset_mapping"]])
+    assert tokens.shape == (len(enc["input_ids"]),) and torch.isfinite(tokens).all()
+    assert len(set(tokens.tolist())) <= 3  # one value per component (line)
 
 
 def test_resume_after_kill_keeps_finished_models(tiny_params, triplet_root, monkeypatch):
