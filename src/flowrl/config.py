@@ -26,9 +26,19 @@ class PromptsConfig(Section):
     strict: bool = Field(False, description="Fail on a malformed input line instead of skipping it.")
     min_chars: int = Field(10, ge=1, description="Shorter prompts are dropped.")
     max_chars: int = Field(1500, ge=1, description="Longer prompts are dropped.")
+    civitai_base_url: str = Field("https://civitai.com/api/v1", description="CivitAI API root (source=civitai); key from env CIVITAI_API_KEY.")
+    civitai_page_size: int = Field(100, ge=1, le=200, description="Images per API page.")
+    civitai_max_pages: int = Field(300, ge=1, description="Stop after this many pages (cached pages count).")
+    civitai_nsfw: str = Field("None", description="API nsfw filter: None (safe only), Soft, Mature, X.")
+    civitai_sort: str = Field("Most Reactions", description="API sort order.")
+    civitai_cache: Path = Field(Path("data/cache/civitai_images.jsonl"), description="Fetched pages (JSONL) and last cursor; a rerun resumes from it.")
+    civitai_max_retries: int = Field(5, ge=0, description="Retries per page on HTTP 429/5xx, network errors, malformed pages.")
+    civitai_backoff_s: float = Field(1.0, ge=0, description="Backoff base in seconds: base * 2**attempt, plus jitter (Retry-After wins on 429).")
 
     @model_validator(mode="after")
     def _check(self) -> "PromptsConfig":
+        if self.min_chars > self.max_chars:
+            raise ValueError("prompts.min_chars is larger than prompts.max_chars; lower min_chars or raise max_chars")
         if self.n_holdout >= self.n_prompts:
             raise ValueError("prompts.n_holdout must be smaller than prompts.n_prompts; lower n_holdout")
         if self.source == "file" and self.path is None:
