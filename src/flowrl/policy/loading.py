@@ -100,6 +100,11 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTra
         model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as exc:
         raise PolicyLoadError(f"model for policy.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+    if cfg.source == "gguf":
+        # transformers dequantizes GGUF to plain fp32 tensors but keeps the quantizer tag, which
+        # makes Trainer refuse to train; the weights are ordinary now, so drop the tag
+        model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
+        model.config.__dict__.pop("quantization_config", None)
     model.config.use_cache = True
     return model
 
