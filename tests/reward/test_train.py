@@ -115,3 +115,28 @@ def test_bootstrap_members_resample_with_replacement():
 def test_missing_triplets_say_which_stage_to_run(tiny_params, tmp_path):
     with pytest.raises(FlowRLError, match="train.jsonl"):
         stage.run(tiny_params, tmp_path)
+
+
+def test_flow_tokens_are_added_to_the_reward_tokenizer(tiny_params, triplet_root, monkeypatch):
+    import importlib.util
+    import sys
+    import types
+
+    from flowrl.io import write_json
+
+    if importlib.util.find_spec("flowrl.encoding.vocab") is None:  # stand-in with the contract until it lands
+        def extend_tokenizer(tokenizer, tokens, model=None):
+            added = tokenizer.add_tokens(list(tokens))
+            if model is not None:
+                model.resize_token_embeddings(len(tokenizer))
+            return added
+
+        monkeypatch.setitem(sys.modules, "flowrl.encoding.vocab", types.SimpleNamespace(extend_tokenizer=extend_tokenizer))
+
+    write_json(triplet_root / "data/encode/vocab.json", ["<KSampler>", "<SaveImage>"])
+    cfg = tiny_params.reward.model_copy(update={"add_flow_tokens": True, "n_models": 1, "n_prefix_models": 0, "epochs": 1})
+    metrics = stage.run(tiny_params.model_copy(update={"reward": cfg}), triplet_root)
+    assert metrics["n_flow_tokens_added"] == 2
+    ensemble = Ensemble.load(triplet_root / "models/reward/full")
+    assert "<KSampler>" in ensemble.tokenizer.get_vocab()
+    assert ensemble.members[0].get_input_embeddings().num_embeddings >= len(ensemble.tokenizer)
