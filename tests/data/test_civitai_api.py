@@ -34,6 +34,8 @@ class Api:
             return 429, {"Retry-After": "0"}, b"slow down"
         if fault == 500:
             return 500, {}, b"oops"
+        if fault == 401:
+            return 401, {}, b"unauthorized"
         if fault == "bad_json":
             return 200, {}, b'{"items": [{"id": 1, "me'
         return 200, {}, json.dumps(self.pages[cursor]).encode()
@@ -122,6 +124,25 @@ def test_persistent_failure_is_a_clear_error(api):
     api.faults = {None: [500] * 10}
     with pytest.raises(CivitaiError, match="HTTP 500 after 3 retries"):
         fetch_prompts(_client(api), max_items=100, max_pages=10)
+
+
+def test_auth_refused_is_not_retried(api):
+    api.faults = {None: [401, 401]}
+    with pytest.raises(CivitaiError, match="HTTP 401; set CIVITAI_API_KEY"):
+        fetch_prompts(_client(api), max_items=10, max_pages=10)
+    assert len(api.requests) == 1
+
+
+def test_network_errors_retried_then_reported():
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = CivitaiClient(base_url=f"http://127.0.0.1:{port}", max_retries=2, backoff_s=0.0, timeout_s=2.0)
+    with pytest.raises(CivitaiError, match="network error.*after 2 retries"):
+        fetch_prompts(client, max_items=10, max_pages=10)
+    assert client.n_retries == 2
 
 
 def test_resume_from_cache(api, tmp_path):

@@ -46,3 +46,32 @@ def test_family_vocabulary_is_distinctive():
     for row in rows:
         own = VOCAB[row["family"]].subjects
         assert any(s in row["prompt"] for s in own)
+
+
+def test_loras_come_from_components_when_present(monkeypatch):
+    """With flowrl.data.components importable, LoRA tags use its LORAS of a matching style and weight range."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Lora:
+        name: str
+        family: str
+        style: str
+        weight_min: float
+        weight_max: float
+
+    fake = types.ModuleType("flowrl.data.components")
+    fake.LORAS = [Lora("photo_lora_x", "sd15", "photo", 0.5, 0.6), Lora("anime_lora_y", "sdxl", "anime", 0.9, 1.0)]
+    monkeypatch.setitem(sys.modules, "flowrl.data.components", fake)
+    rows = generate_prompts(400, seed=9)
+    tags = [(r["family"], m) for r in rows for m in re.findall(r"<lora:([\w.-]+):([\d.]+)>", r["prompt"])]
+    assert tags
+    for family, (name, weight) in tags:
+        expected = {"photo": "photo_lora_x", "anime": "anime_lora_y"}.get(VOCAB[family].lora_style)
+        if expected:
+            assert name == expected
+            assert (0.5 <= float(weight) <= 0.6) if expected == "photo_lora_x" else (0.9 <= float(weight) <= 1.0)
+        else:  # no matching style in the catalog: the built-in fallback stems
+            assert name in VOCAB[family].loras
