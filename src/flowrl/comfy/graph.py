@@ -34,8 +34,8 @@ def fill_prompt(graph: dict, prompt: str) -> dict:
 
 
 def is_ui_format(data: dict) -> bool:
-    """True for the UI ("workflow") serialisation: a `nodes` list and a `links` list."""
-    return isinstance(data.get("nodes"), list) and "links" in data
+    """True for the UI ("workflow") serialisation: a `nodes` list."""
+    return isinstance(data.get("nodes"), list)
 
 
 def as_api_graph(data: Any, source: str = "<graph>") -> dict:
