@@ -1,11 +1,13 @@
 """The prompts stage end to end on tiny configs, written into tmp_path."""
 
 import json
+from collections import Counter
 
 import pytest
 from conftest import shared_path
 
 from flowrl.config import Params
+from flowrl.data.prompt_generator import FAMILIES
 from flowrl.data.prompt_sources import PromptSourceError
 from flowrl.data.prompts import run
 from flowrl.io import read_jsonl
@@ -33,7 +35,7 @@ def test_generator_source(tmp_path):
     assert all(CONTRACT_FIELDS | {"family"} == set(r) for r in train + holdout)
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in holdout}
     assert len({r["id"] for r in train + holdout}) == 120
-    assert len({r["family"] for r in train + holdout}) == 10
+    assert Counter(r["family"] for r in train + holdout) == {family: 12 for family in FAMILIES}
     # Same seed, same files.
     before = (tmp_path / "data/prompts/train.jsonl").read_text()
     run(_params(source="generator", n_prompts=120, n_holdout=20), tmp_path)

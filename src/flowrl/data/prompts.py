@@ -10,8 +10,10 @@ import random
 from pathlib import Path
 
 from flowrl.config import Params
+from flowrl.data.civitai_api import CivitaiClient, fetch_prompts
 from flowrl.data.prompt_cleaning import clean_prompts, prompt_id, split_holdout
-from flowrl.data.prompt_sources import PromptSourceError
+from flowrl.data.prompt_generator import generate_prompts
+from flowrl.data.prompt_sources import PromptSourceError, read_prompt_file
 from flowrl.io import write_json, write_jsonl
 
 ROW_FIELDS = ("id", "prompt", "negative_prompt", "source", "family")
@@ -21,17 +23,12 @@ def gather(params: Params, root: Path) -> tuple[list[dict], dict[str, float]]:
     """Raw rows from the configured source, and source-specific metrics."""
     cfg = params.prompts
     if cfg.source == "generator":
-        from flowrl.data.prompt_generator import generate_prompts
-
-        # Generated prompts are distinct and safe; a small margin covers length-bound drops.
-        return generate_prompts(cfg.n_prompts + cfg.n_prompts // 10, params.seed), {}
+        # Distinct and safe by construction, families in equal shares (only tight length bounds drop any).
+        return generate_prompts(cfg.n_prompts, params.seed), {}
     if cfg.source == "file":
-        from flowrl.data.prompt_sources import read_prompt_file
-
         path = cfg.path if cfg.path.is_absolute() else root / cfg.path
         result = read_prompt_file(path, strict=cfg.strict)
         return result.rows, {"n_malformed_lines": float(len(result.malformed))}
-    from flowrl.data.civitai_api import CivitaiClient, fetch_prompts
 
     client = CivitaiClient(
         base_url=cfg.civitai_base_url, page_size=cfg.civitai_page_size, nsfw=cfg.civitai_nsfw, sort=cfg.civitai_sort,
