@@ -19,6 +19,14 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _register() -> None:
+    """Import the modules that add commands to `app` / `flow_app` (one line each)."""
+    import flowrl.cli_flow  # noqa: F401
+
+
+_register()
+
+
 def main() -> None:
     """Entry point that turns any FlowRLError into a one-screen message."""
     try:
