@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -201,3 +202,20 @@ def test_malformed_ui_errors():
         ui_to_api({"nodes": [{"type": 3}], "links": []})
     with pytest.raises(UIConversionError, match="subgraphs"):
         ui_to_api({"nodes": [CKPT], "links": [], "definitions": {"subgraphs": [{"id": "x"}]}})
+
+
+def test_5000_reroute_chain_and_5000_nodes_convert_fast():
+    nodes = [CKPT, LATENT, POS]
+    links = []
+    for i in range(5000):
+        nodes.append(node(100 + i, "Reroute", None, [link_in("", "*", 1 if i == 0 else 10_000 + i)], ("*",)))
+        links.append([10_001 + i, 100 + i, 0, 101 + i, 0, "*"])
+    for i in range(5000):
+        nodes.append(node(20_000 + i, "CLIPTextEncode", [f"t{i}"], [link_in("clip", "CLIP", 2)], ("CONDITIONING",)))
+    ks = sampler([1, "fixed", 20, 7.0, "euler", "normal", 1.0])
+    ks["inputs"][0]["link"] = 15_000
+    links.append([15_000, 5099, 0, 3, 0, "MODEL"])
+    start = time.perf_counter()
+    graph = ui_to_api(ui([*nodes, ks], links))
+    assert time.perf_counter() - start < 3.0
+    assert graph["3"]["inputs"]["model"] == ["1", 0] and len(graph) == 5004

@@ -161,21 +161,24 @@ class _Resolver:
     def __init__(self, nodes: dict[str, _Node], catalog: Catalog):
         self.nodes, self.catalog = nodes, catalog
 
-    def resolve(self, src: tuple[str, int] | None, depth: int = 0) -> tuple[str, Any] | None:
+    def resolve(self, src: tuple[str, int] | None) -> tuple[str, Any] | None:
         """Return ('link', [id, slot]) or ('value', v) or None (input dropped)."""
-        if src is None or depth > len(self.nodes) + 1:
-            return None
-        node = self.nodes.get(src[0])
-        if node is None or node.mode == MODE_MUTED:
-            return None
-        if node.type == "PrimitiveNode":
-            values = node.widgets_values or []
-            return ("value", values[0]) if isinstance(values, list) and values else None
-        if node.type == "Reroute":
-            return self.resolve(node.inputs[0].source if node.inputs else None, depth + 1)
-        if node.mode == MODE_BYPASSED:
-            return self.resolve(self._bypass_input(node, src[1]), depth + 1)
-        return ("link", [node.id, src[1]])
+        for _ in range(len(self.nodes) + 1):  # bounded: a Reroute/bypass loop ends as a dropped input
+            if src is None:
+                return None
+            node = self.nodes.get(src[0])
+            if node is None or node.mode == MODE_MUTED:
+                return None
+            if node.type == "PrimitiveNode":
+                values = node.widgets_values or []
+                return ("value", values[0]) if isinstance(values, list) and values else None
+            if node.type == "Reroute":
+                src = node.inputs[0].source if node.inputs else None
+            elif node.mode == MODE_BYPASSED:
+                src = self._bypass_input(node, src[1])
+            else:
+                return ("link", [node.id, src[1]])
+        return None
 
     @staticmethod
     def _bypass_input(node: _Node, slot: int) -> tuple[str, int] | None:
