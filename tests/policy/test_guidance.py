@@ -67,3 +67,11 @@ def test_one_batched_forward_per_step(two_adapters):
 def test_negative_gamma_is_refused(two_adapters):
     with pytest.raises(ValueError, match="gamma"):
         GuidedScorer(two_adapters[0], -0.5)
+
+
+def test_missing_grpo_adapter_says_what_to_run(tmp_path):
+    from flowrl.policy.guidance import load_guided_policy
+    from flowrl.policy.loading import PolicyLoadError
+
+    with pytest.raises(PolicyLoadError, match="run the grpo stage"):
+        load_guided_policy(tmp_path / "sft", tmp_path / "grpo")

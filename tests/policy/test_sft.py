@@ -111,3 +111,24 @@ def test_rerun_resumes_from_the_last_checkpoint(trained, stage_params):
     again = sft.run(stage_params, root)
     assert again["resumed_from_step"] == stage_params.sft.save_steps
     assert again["n_steps"] == first["n_steps"]
+
+
+def test_guidance_on_sft_base_plus_grpo_adapter(trained, tmp_path):
+    """The pipeline layout (docs/policy.md): merged SFT base + a GRPO LoRA; gamma 0 is the SFT model itself."""
+    from peft import LoraConfig, get_peft_model
+
+    from flowrl.policy.guidance import load_guided_policy, sample_guided
+    from flowrl.policy.sampling import SamplingConfig, sample_flows
+
+    root, _ = trained
+    merged, tok = load_sft_merged(root / sft.OUT_DIR)
+    torch.manual_seed(0)
+    grpo = get_peft_model(merged, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    grpo.save_pretrained(tmp_path / "grpo")
+    model, tok = load_guided_policy(root / sft.OUT_DIR, tmp_path / "grpo")
+    prompts, cfg = ["a red fox", "neon city"], SamplingConfig(max_new_tokens=8, batch_size=2, seed=3)
+    sft_only, _ = load_sft_merged(root / sft.OUT_DIR)
+    expected_sft = [c.token_ids for c in sample_flows(sft_only, tok, prompts, cfg)]
+    expected_grpo = [c.token_ids for c in sample_flows(model, tok, prompts, cfg, adapter="grpo")]
+    assert [c.token_ids for c in sample_guided(model, tok, prompts, cfg, 0.0)] == expected_sft
+    assert [c.token_ids for c in sample_guided(model, tok, prompts, cfg, 1.0)] == expected_grpo

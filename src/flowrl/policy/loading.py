@@ -8,7 +8,6 @@ which names the base model so it can be rebuilt exactly.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from flowrl.config import PolicyConfig
 from flowrl.errors import FlowRLError
+from flowrl.io import read_json, write_json
 
 SPEC_FILE = "policy.json"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -128,8 +128,6 @@ def load_policy(cfg: PolicyConfig, tokens: list[str], seed: int = 0) -> tuple[Pr
 
 def save_policy_spec(folder: str | Path, cfg: PolicyConfig, seed: int, base_vocab_size: int, **extra: Any) -> Path:
     """Write `policy.json` (base model spec, seed, base vocabulary size, `extra`) next to a saved adapter."""
-    from flowrl.io import write_json
-
     spec = {"policy": cfg.model_dump(mode="json"), "seed": seed, "base_vocab_size": base_vocab_size, **extra}
     return write_json(Path(folder) / SPEC_FILE, spec)
 
@@ -139,7 +137,7 @@ def read_policy_spec(folder: str | Path) -> tuple[PolicyConfig, int, dict]:
     path = Path(folder) / SPEC_FILE
     if not path.exists():
         raise PolicyLoadError(f"{folder}: no {SPEC_FILE}, so not a trained policy folder; run the sft stage (dvc repro sft)")
-    spec = json.loads(path.read_text(encoding="utf-8"))
+    spec = read_json(path)
     return PolicyConfig.model_validate(spec["policy"]), int(spec["seed"]), spec
 
 
