@@ -49,3 +49,25 @@ def test_missing_or_broken_file(tmp_path):
     bad.write_text("prompts: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_every_profile_names_every_section():
+    """dvc.yaml lists profiles.<name>.<section> as params; DVC fails on a missing key."""
+    from flowrl.config import Params
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    sections = {name for name, field in Params.model_fields.items() if name not in ("profile", "seed")}
+    for profile, overrides in raw["profiles"].items():
+        assert sections <= set(overrides), f"profiles.{profile} lacks {sorted(sections - set(overrides))}"
+
+
+def test_dvc_params_exist_in_params_yaml():
+    """Every params key a dvc.yaml stage names resolves in params.yaml."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for stage, spec in stages.items():
+        for key in spec.get("params", []):
+            node = raw
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"dvc stage {stage}: params key {key} missing"
+                node = node[part]

@@ -21,6 +21,8 @@ STAGES: dict[str, str] = {
     "encode": "flowrl.encoding.stage:run",
     "triplets": "flowrl.data.triplets:run",
     "validate": "flowrl.data.validate:run",
+    "sft": "flowrl.policy.sft:run",
+    "reward": "flowrl.reward.train:run",
 }
 
 
