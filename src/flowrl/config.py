@@ -53,7 +53,7 @@ class FlowsConfig(Section):
 
 
 class EncodeConfig(Section):
-    pass
+    report_sample: int = Field(300, ge=1, description="Flows sampled for the token-count report (JSON vs encoded).")
 
 
 class ScoringConfig(Section):
@@ -66,6 +66,7 @@ class TripletsConfig(Section):
     n_triplets: int = Field(6000, gt=0, description="(prompt, flow, score) triplets (paper: 100K).")
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.1, ge=0, lt=1)
+    n_probe_prompts: int = Field(100, ge=0, description="Held-out prompts scored against every scored flow, to measure how prompt-dependent the best flow is.")
 
 
 class TinyModelConfig(Section):
@@ -229,9 +230,11 @@ def resolve(raw: dict, profile: str | None = None) -> Params:
 
 
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
-    """Read params.yaml; the environment variable FLOWRL_PROFILE overrides its `profile` key."""
-    import os
+    """Read params.yaml; `profile` (when given) overrides its `profile` key.
 
+    DVC tracks params.yaml, so a `dvc repro` picks profiles through the file
+    (`dvc exp run -S profile=tiny`); the argument is for flows run directly.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: not found; run from the repository root or pass --params PATH")
@@ -239,4 +242,4 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc}); fix the file") from None
-    return resolve(raw, profile or os.environ.get("FLOWRL_PROFILE"))
+    return resolve(raw, profile)
