@@ -198,8 +198,12 @@ def test_unknown_class_without_widget_names_is_a_clear_error():
 def test_malformed_ui_errors():
     with pytest.raises(UIConversionError, match="link"):
         ui_to_api({"nodes": [CKPT], "links": [[1]]})
-    with pytest.raises(UIConversionError, match="'id' and 'type'"):
+    with pytest.raises(UIConversionError, match="'nodes.0.id': Field required"):
         ui_to_api({"nodes": [{"type": 3}], "links": []})
+    with pytest.raises(UIConversionError, match="'nodes.0.mode'"):
+        ui_to_api({"nodes": [dict(CKPT, mode="x")], "links": []})
+    with pytest.raises(UIConversionError, match="'links' must be a list"):
+        ui_to_api({"nodes": [CKPT], "links": 5})
     with pytest.raises(UIConversionError, match="subgraphs"):
         ui_to_api({"nodes": [CKPT], "links": [], "definitions": {"subgraphs": [{"id": "x"}]}})
 

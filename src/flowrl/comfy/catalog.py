@@ -48,7 +48,8 @@ class Catalog:
         self.specs = specs
 
     def get(self, class_type: str) -> NodeSpec | None:
-        return self.specs.get(class_type)
+        """The spec of `class_type`, or None when unknown (or not a string)."""
+        return self.specs.get(class_type) if isinstance(class_type, str) else None
 
     def __contains__(self, class_type: str) -> bool:
         return class_type in self.specs

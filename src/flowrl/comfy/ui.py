@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flowrl.comfy.catalog import Catalog, NodeSpec, load_catalog
-from flowrl.errors import FlowRLError
+from flowrl.comfy.ui_schema import UIConversionError, UINode, UIWorkflow
 
 MODE_MUTED = 2
 MODE_BYPASSED = 4
 VIRTUAL_TYPES = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 GROUP_PREFIXES = ("workflow/", "workflow>")
-
-
-class UIConversionError(FlowRLError):
-    """A UI workflow cannot be converted to the API format."""
 
 
 @dataclass
@@ -36,81 +32,63 @@ class _Node:
     outputs: list[str]
     widgets_values: Any
     title: str = ""
-    extra_values: dict = field(default_factory=dict)
 
 
-def _link_table(ui: dict, source: str) -> dict[int, tuple[str, int]]:
-    table = {}
-    for link in ui.get("links") or []:
-        if isinstance(link, dict):
-            lid, origin, slot = link.get("id"), link.get("origin_id"), link.get("origin_slot")
-        elif isinstance(link, list) and len(link) >= 3:
-            lid, origin, slot = link[0], link[1], link[2]
-        else:
-            raise UIConversionError(f"{source}: link {link!r} is not [id, from_node, from_slot, to_node, to_slot, type]")
-        table[lid] = (str(origin), int(slot))
-    return table
+def _node(raw: UINode, nid: str, links: dict[int, tuple[str, int]], mode: int | None = None) -> _Node:
+    inputs = [_Input(i.name, str(i.type), links.get(i.link) if i.link is not None else None, i.widget is not None)
+              for i in raw.inputs]
+    return _Node(nid, raw.type, raw.mode if mode is None else mode, inputs, [str(o.type) for o in raw.outputs],
+                 raw.widgets_values, raw.title or "")
 
 
-def _ui_nodes(ui: dict, source: str) -> list[_Node]:
-    links = _link_table(ui, source)
-    nodes = []
-    for raw in ui["nodes"]:
-        if not isinstance(raw, dict) or "id" not in raw or not isinstance(raw.get("type"), str):
-            raise UIConversionError(f"{source}: node entry {str(raw)[:80]} has no 'id' and 'type'")
-        inputs = [_Input(i.get("name", ""), str(i.get("type", "*")),
-                         links.get(i.get("link")) if i.get("link") is not None else None, "widget" in i)
-                  for i in raw.get("inputs") or []]
-        outputs = [str(o.get("type", "*")) for o in raw.get("outputs") or []]
-        nodes.append(_Node(str(raw["id"]), raw["type"], int(raw.get("mode") or 0), inputs, outputs,
-                           raw.get("widgets_values"), raw.get("title", "")))
-    return nodes
+def _ui_nodes(doc: UIWorkflow) -> list[_Node]:
+    links = {lk.id: (str(lk.origin_id), lk.origin_slot) for lk in doc.links}
+    return [_node(raw, str(raw.id), links) for raw in doc.nodes]
 
 
-def _expand_groups(nodes: list[_Node], ui: dict, catalog: Catalog, source: str) -> list[_Node]:
-    """Replace legacy group nodes (workflow/<name>) by their inner nodes with ids '<group id>:<index>'."""
-    defs = (ui.get("extra") or {}).get("groupNodes") or {}
+def _expand_groups(nodes: list[_Node], doc: UIWorkflow, source: str) -> list[_Node]:
+    """Replace legacy group nodes (workflow/<name>) by their inner nodes with ids '<group id>:<index>'.
+
+    A group's inputs are its inner link inputs not fed from inside, in inner-node order; its outputs are the inner
+    outputs not consumed inside (or listed in `external`); its widgets_values concatenate the inner nodes' values.
+    """
     groups = [n for n in nodes if n.type.startswith(GROUP_PREFIXES)]
-    missing = sorted({g.type for g in groups if g.type[len("workflow/"):] not in defs})
+    missing = sorted({g.type for g in groups if g.type[len("workflow/"):] not in doc.group_nodes})
     if missing:
         raise UIConversionError(f"{source}: group node type(s) {missing} have no definition in extra.groupNodes; "
                                 "open the workflow in ComfyUI and convert the group nodes back to nodes")
+    group_ids = {g.id for g in groups}
     remap_out: dict[tuple[str, int], tuple[str, int]] = {}
-    result = [n for n in nodes if not n.type.startswith(GROUP_PREFIXES)]
+    result = [n for n in nodes if n.id not in group_ids]
     for g in groups:
-        d = defs[g.type[len("workflow/"):]]
-        inner_links = {(lk[2], lk[3]): lk for lk in d.get("links", [])}
-        internal_src = {(lk[0], lk[1]) for lk in d.get("links", []) if lk[0] is not None}
-        external = {(e[0]["index"] if isinstance(e[0], dict) else e[0], e[1]) for e in d.get("external", [])}
+        d = doc.group_nodes[g.type[len("workflow/"):]]
+        inner_links = {(lk[2], lk[3]): lk for lk in d.links}
+        internal_src = {(lk[0], lk[1]) for lk in d.links if lk[0] is not None}
+        external = {(e[0].get("index") if isinstance(e[0], dict) else e[0], e[1]) for e in d.external}
         group_inputs = iter(g.inputs)
-        values = list(g.widgets_values or []) if isinstance(g.widgets_values, list) else []
+        values = list(g.widgets_values) if isinstance(g.widgets_values, list) else []
         out_slot = 0
-        for raw in d["nodes"]:
-            idx = raw["index"]
-            nid = f"{g.id}:{idx}"
-            inputs = []
-            for slot, i in enumerate(raw.get("inputs") or []):
+        for raw in d.nodes:
+            idx, nid = raw.index, f"{g.id}:{raw.index}"
+            inner = _node(raw, nid, {}, mode=g.mode)
+            for slot, inp in enumerate(inner.inputs):
                 lk = inner_links.get((idx, slot))
                 if lk is not None and lk[0] is not None:
-                    src = (f"{g.id}:{lk[0]}", lk[1])
-                elif "widget" in i:
-                    src = None
-                else:
+                    inp.source = (f"{g.id}:{lk[0]}", lk[1])
+                elif not inp.widget:
                     outer = next(group_inputs, None)
-                    src = outer.source if outer is not None else None
-                inputs.append(_Input(i.get("name", ""), str(i.get("type", "*")), src, "widget" in i))
-            n_values = len(raw.get("widgets_values") or []) if isinstance(raw.get("widgets_values"), list) else 0
-            wv = values[:n_values] if values else raw.get("widgets_values")
-            values = values[n_values:]
-            outputs = [str(o.get("type", "*")) for o in raw.get("outputs") or []]
-            for slot in range(len(outputs)):
+                    inp.source = outer.source if outer is not None else None
+            n_values = len(raw.widgets_values) if isinstance(raw.widgets_values, list) else 0
+            if values:
+                inner.widgets_values, values = values[:n_values], values[n_values:]
+            for slot in range(len(inner.outputs)):
                 if (idx, slot) not in internal_src or (idx, slot) in external:
                     remap_out[(g.id, out_slot)] = (nid, slot)
                     out_slot += 1
-            result.append(_Node(nid, raw["type"], g.mode, inputs, outputs, wv))
+            result.append(inner)
     for n in result:
         for i in n.inputs:
-            if i.source is not None and i.source[0] in {g.id for g in groups}:
+            if i.source is not None and i.source[0] in group_ids:
                 i.source = remap_out.get(i.source)
     return result
 
@@ -158,8 +136,8 @@ def _widget_values(node: _Node, spec: NodeSpec | None, source: str) -> dict[str,
 class _Resolver:
     """Follows links through Reroute, PrimitiveNode, bypassed and muted nodes."""
 
-    def __init__(self, nodes: dict[str, _Node], catalog: Catalog):
-        self.nodes, self.catalog = nodes, catalog
+    def __init__(self, nodes: dict[str, _Node]):
+        self.nodes = nodes
 
     def resolve(self, src: tuple[str, int] | None) -> tuple[str, Any] | None:
         """Return ('link', [id, slot]) or ('value', v) or None (input dropped)."""
@@ -202,12 +180,13 @@ def ui_to_api(ui: dict, source: str = "<ui workflow>", catalog: Catalog | None =
     if not isinstance(ui, dict) or not isinstance(ui.get("nodes"), list):
         raise UIConversionError(f"{source}: a UI workflow needs a 'nodes' list")
     catalog = catalog or load_catalog()
-    if (ui.get("definitions") or {}).get("subgraphs"):
+    doc = UIWorkflow.parse(ui, source)
+    if doc.has_subgraphs:
         raise UIConversionError(f"{source}: subgraphs are not supported; unpack them in ComfyUI "
                                 "(right-click > Unpack Subgraph) and save again")
-    nodes = _expand_groups(_ui_nodes(ui, source), ui, catalog, source)
+    nodes = _expand_groups(_ui_nodes(doc), doc, source)
     by_id = {n.id: n for n in nodes}
-    resolver = _Resolver(by_id, catalog)
+    resolver = _Resolver(by_id)
     graph: dict[str, dict] = {}
     for node in nodes:
         if node.type in VIRTUAL_TYPES or node.mode in (MODE_MUTED, MODE_BYPASSED):
