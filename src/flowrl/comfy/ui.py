@@ -31,14 +31,13 @@ class _Node:
     inputs: list[_Input]
     outputs: list[str]
     widgets_values: Any
-    title: str = ""
 
 
 def _node(raw: UINode, nid: str, links: dict[int, tuple[str, int]], mode: int | None = None) -> _Node:
     inputs = [_Input(i.name, str(i.type), links.get(i.link) if i.link is not None else None, i.widget is not None)
               for i in raw.inputs]
     return _Node(nid, raw.type, raw.mode if mode is None else mode, inputs, [str(o.type) for o in raw.outputs],
-                 raw.widgets_values, raw.title or "")
+                 raw.widgets_values)
 
 
 def _ui_nodes(doc: UIWorkflow) -> list[_Node]:
