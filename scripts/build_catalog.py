@@ -72,6 +72,7 @@ TYPE_FACTS: dict[str, dict[str, dict]] = {
     "ImageScale": {"crop": {"type": "COMBO", "choices": ["disabled", "center"]}, "width": {"min": 0},
                    "height": {"min": 0}},
     "LoraLoader": {"strength_model": {"default": 1.0}, "strength_clip": {"default": 1.0}},
+    "Wan22ImageToVideoLatent": {"start_image": {"required": False}},  # optional in comfy_extras/nodes_wan.py
     "SAMLoader": {"device_mode": {"type": "COMBO", "choices": ["AUTO", "Prefer GPU", "CPU"]}},
     "CLIPTextEncodeSDXL": {k: {"type": "INT", "min": 0, "max": MAX_RES} for k in
                            ("width", "height", "crop_w", "crop_h", "target_width", "target_height")},
@@ -216,7 +217,7 @@ def build(shared: Path) -> dict:
             typ = types[0] if len(types) == 1 else LINK_NAME_TYPES.get(name, "*")
             inputs[name] = {"kind": "link", "type": typ,
                             "required": always.get((ct, name), False), "choices": None, "min": None, "max": None,
-                            "default": None}
+                            "default": None, **TYPE_FACTS.get(ct, {}).get(name, {})}
         outputs = [] if ct.startswith(OUTPUT_NODE_PREFIXES) and ct not in ("PreviewAny",) else w["outputs"]
         catalog[ct] = {
             "inputs": inputs, "outputs": outputs,

@@ -10,7 +10,7 @@ import pytest
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER, fill_prompt, load_workflow
 from flowrl.comfy.validate import MAX_REPORT_LINES, GraphValidationError, ensure_valid, validate_graph
 
-# API files whose only problems may be unknown custom class types (none today: the catalog covers all).
+# Shared files whose only problems may be unknown custom class types (none today: the catalog covers all).
 SKIPPED_API_FILES: dict[str, str] = {}
 
 T2I = {
@@ -42,9 +42,11 @@ def broken(**changes):
     return graph
 
 
-def test_every_shared_api_file_validates(shared_workflows):
+@pytest.mark.parametrize("folder", ["api", "ui"])
+def test_every_shared_file_validates(shared_workflows, folder):
+    """API files as they are, UI files after conversion."""
     failing = {}
-    for path in sorted((shared_workflows / "api").glob("*.json")):
+    for path in sorted((shared_workflows / folder).glob("*.json")):
         if path.name in SKIPPED_API_FILES:
             continue
         problems = validate_graph(load_workflow(path))
