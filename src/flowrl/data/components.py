@@ -85,8 +85,8 @@ CHECKPOINTS: list[Checkpoint] = [
     # SDXL Turbo
     Checkpoint("sd_xl_turbo_1.0_fp16.safetensors", "sdxl_turbo", "general"),
     Checkpoint("dreamshaperXL_turboDpmppSDEKarras.safetensors", "sdxl_turbo", "general"),
-    Checkpoint("realvisxlV40_v40LightningBakedvae.safetensors", "sdxl_lightning", "photo"),
     # SDXL Lightning
+    Checkpoint("realvisxlV40_v40LightningBakedvae.safetensors", "sdxl_lightning", "photo"),
     Checkpoint("juggernautXL_v9Rdphoto2Lightning.safetensors", "sdxl_lightning", "photo"),
     Checkpoint("sdxl_lightning_4step.safetensors", "sdxl_lightning", "general"),
     Checkpoint("dreamshaperXL_lightningDPMSDE.safetensors", "sdxl_lightning", "art"),
@@ -207,6 +207,30 @@ def checkpoint_info(name: str) -> Checkpoint | None:
 def lora_info(name: str) -> Lora | None:
     """The catalog entry for a LoRA file name, or None if unknown."""
     return _LORAS_BY_NAME.get(name)
+
+
+# Substrings of checkpoint names of architectures this catalog does not cover (SD2.x, SD3, Flux, video...).
+_UNSUPPORTED_HINTS = ("v2-", "sd2", "sd_2", "768-v", "sd3", "flux", "svd", "cascade", "hunyuan", "ltx", "wan2", "cosmos",
+                      "aura", "hidream", "lumina", "mochi")
+
+
+def guess_family(ckpt_name: str) -> str | None:
+    """Family of a checkpoint file: the catalog's if known, else guessed from the name; None if unsupported."""
+    info = checkpoint_info(ckpt_name)
+    if info is not None:
+        return info.family
+    lower = ckpt_name.lower()
+    if any(hint in lower for hint in _UNSUPPORTED_HINTS):
+        return None
+    for hint, family in (("turbo", "sdxl_turbo"), ("lightning", "sdxl_lightning"), ("pony", "pony"), ("xl", "sdxl")):
+        if hint in lower:
+            return family
+    return "sd15"
+
+
+def compatible_loras(family: str) -> list[Lora]:
+    """LoRAs to sample for a checkpoint family: its own, plus generic SDXL ones on any SDXL-group family."""
+    return [l for l in LORAS if l.family == family or (l.family == "sdxl" and family_group(family) == "sdxl")]
 
 
 def lora_fits(lora: Lora, checkpoint_family: str) -> bool:
