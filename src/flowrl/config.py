@@ -187,6 +187,26 @@ class RewardConfig(Section):
         return self
 
 
+class EvaluateConfig(Section):
+    """The `evaluate` stage: methods compared on held-out prompts, win rates, novelty (paper §4, Tables 1-3)."""
+
+    n_prompts: int | None = Field(None, gt=0, description="Evaluate on the first n held-out prompts; empty = all (paper: 500).")
+    methods: list[str] = Field(default_factory=list, description="Methods to run (e.g. fixed_popular, comfygen, sft, grpo_cfg_1.5); empty = every method whose inputs exist.")
+    gammas: list[float] = Field(default_factory=lambda: [1.5, 2.0], description="Dual-model guidance strengths evaluated as grpo_cfg_<gamma> (paper Table 2: 1.5 and 2).")
+    rerank_n: int = Field(5, gt=0, description="sft_rerank: SFT flows sampled per prompt, the reward-ensemble best kept (paper 4.2: 5).")
+    comfygen_k: int = Field(50, gt=0, description="comfygen: nearest training prompts (TF-IDF char n-grams) whose triplets vote for the flow.")
+    batch_size: int = Field(16, gt=0, description="Prompts per sampling batch for the policy methods.")
+    max_new_tokens: int | None = Field(None, gt=0, description="Token cap per sampled flow; empty = policy.max_new_tokens.")
+    nld_pairs: int = Field(2000, gt=0, description="Random pairs of training flows for the mean NLD that normalizes novelty.")
+    reference: str = Field("comfygen", description="Method the summary's headline win rates are measured against.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvaluateConfig":
+        if any(g < 0 for g in self.gammas):
+            raise ValueError("evaluate.gammas must be >= 0; remove the negative guidance strengths")
+        return self
+
+
 class Params(Section):
     """The whole of params.yaml after the selected profile's overrides are applied."""
 
@@ -200,6 +220,7 @@ class Params(Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
