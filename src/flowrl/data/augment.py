@@ -38,9 +38,22 @@ except ImportError:  # pragma: no cover - depends on build order
     _canonical_form = None
 
 
+def _numbers_as_float(value):
+    """`value` with every int (not bool) made a float, so 1 and 1.0 sign the same (UI vs API files)."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_float(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if is_link(value):
+            return [str(value[0]), value[1]]
+        return [_numbers_as_float(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def flow_signature(graph: dict) -> str:
     """A string equal for graphs that are the same flow (canonical form, sorted-key JSON)."""
-    form = _canonical_form(graph) if _canonical_form is not None else graph
+    form = _numbers_as_float(_canonical_form(graph) if _canonical_form is not None else graph)
     return json.dumps(form, sort_keys=True, separators=(",", ":"))
 
 
