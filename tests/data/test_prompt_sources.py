@@ -4,7 +4,7 @@ import json
 import logging
 
 import pytest
-from conftest import shared_path
+from tests.conftest import shared_path
 
 from flowrl.data.prompt_sources import PromptSourceError, read_prompt_file
 

@@ -4,7 +4,7 @@ import json
 from collections import Counter
 
 import pytest
-from conftest import shared_path
+from tests.conftest import shared_path
 
 from flowrl.config import Params
 from flowrl.data.prompt_generator import FAMILIES

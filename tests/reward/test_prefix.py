@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from conftest import synthetic_flow
+from tests.reward.conftest import synthetic_flow
 from flowrl.reward.prefix import all_prefixes, component_spans, prefix_rows, random_prefixes
 
 FLOW = synthetic_flow("anime", "euler", 20)

@@ -11,7 +11,7 @@ import torch
 from transformers import TrainerCallback
 
 import flowrl.reward.train as stage
-from conftest import make_rows
+from tests.reward.conftest import make_rows
 from flowrl.errors import FlowRLError
 from flowrl.reward.encoder import load_reward_tokenizer
 from flowrl.reward.ensemble import Ensemble
