@@ -22,6 +22,7 @@ def fail(message: str, code: int = 2) -> None:
 def _register() -> None:
     """Import the modules that add commands to `app` / `flow_app` (one line each)."""
     import flowrl.cli_flow  # noqa: F401
+    import flowrl.cli_encode  # noqa: F401
 
 
 _register()

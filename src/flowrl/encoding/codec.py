@@ -220,7 +220,7 @@ class _Line:
         self.pos += 1
         return name
 
-    def value(self, n_nodes: int, node_no: int) -> Any:
+    def value(self, node_no: int) -> Any:
         if self.pos >= len(self.text) or self.text[self.pos] == " ":
             raise self.fail("missing value after '='")
         first = self.text[self.pos]
@@ -230,14 +230,16 @@ class _Line:
             except json.JSONDecodeError as exc:
                 raise self.fail(f"invalid quoted value ({exc.msg})") from None
             return value
-        word = self.word()
+        start, word = self.pos, self.word()
         if first == LINK_MARK:
             m = _LINK.fullmatch(word)
+            self.pos = start  # errors point at the link itself
             if not m:
                 raise self.fail(f"bad link {word!r}; write @node or @node.output")
             target = int(m.group(1))
             if target >= node_no:
                 raise self.fail(f"link {word!r} points to node {target}, which is not an earlier line")
+            self.pos += len(word)
             return [str(target), int(m.group(2) or 0)]
         if word in _LITERALS or _NUMBER.fullmatch(word):
             return json.loads(word)
@@ -273,6 +275,6 @@ def decode_flow(text: str) -> dict:
             name = cur.name()
             if name in inputs:
                 raise cur.fail(f"input {name!r} appears twice")
-            inputs[name] = cur.value(len(lines), node_no)
+            inputs[name] = cur.value(node_no)
         graph[str(node_no)] = {"class_type": class_type, "inputs": inputs}
     return graph
