@@ -1,0 +1,209 @@
+"""The `evaluate` stage: one flow per held-out prompt from every method, scored; win rates, novelty, report, plots.
+
+Inputs: data/prompts/holdout.jsonl, data/flows/{base,augmented}.jsonl, data/encode/flows.jsonl,
+data/triplets/{scored_flows,train}.jsonl and whatever of models/{sft,grpo,reward/full} exists.
+Outputs under reports/evaluate/: metrics.json ({method: {...}}), summary.json (flat headline
+numbers), report.md, flows.jsonl (every generated flow with its score), win_rates.png,
+novelty_vs_gamma.png, scores.png. A method whose models are missing is skipped and listed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from flowrl.config import Params
+from flowrl.errors import FlowRLError
+from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, plain_family_flows, popular_base_ids
+from flowrl.evaluation.metrics import win_rate_matrix
+from flowrl.evaluation.novelty import mean_pairwise_nld, novelty_metrics
+from flowrl.evaluation.plots import plot_novelty_vs_gamma, plot_score_distributions, plot_win_rates
+from flowrl.evaluation.validity import Candidate, checked_graph
+from flowrl.io import read_jsonl, write_json, write_jsonl, write_text
+
+log = logging.getLogger(__name__)
+
+Method = Callable[[Sequence[str]], list[Candidate]]
+REPORT_DIR = Path("reports/evaluate")
+
+
+class EvaluateInputError(FlowRLError):
+    """The evaluate stage was asked for something its inputs cannot give."""
+
+
+def baseline_methods(root: Path, comfygen_k: int) -> dict[str, Method]:
+    """fixed_popular, fixed_popular_2, fixed_<family> and comfygen, built from the stage data under `root`."""
+    texts = {row["id"]: row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")}
+    base_rows = read_jsonl(root / "data/flows/base.jsonl")
+    base_of = {row["id"]: row["base_id"] for row in read_jsonl(root / "data/flows/augmented.jsonl")}
+    scored = read_jsonl(root / "data/triplets/scored_flows.jsonl")
+
+    def base_candidate(row: dict) -> Candidate:
+        if row["id"] not in texts:
+            raise EvaluateInputError(f"base flow {row['id']} has no encoded text in data/encode/flows.jsonl; rerun the encode stage")
+        return Candidate(texts[row["id"]], row["graph"])
+
+    bases = {row["id"]: row for row in base_rows}
+    methods: dict[str, Method] = {}
+    for name, base_id in zip(("fixed_popular", "fixed_popular_2"), popular_base_ids([r["id"] for r in scored], base_of)):
+        if base_id not in bases:
+            raise EvaluateInputError(f"base flow {base_id} (from data/flows/augmented.jsonl) is not in data/flows/base.jsonl; rerun the flows stage")
+        methods[name] = FixedFlow(base_candidate(bases[base_id]))
+    for family, row in sorted(plain_family_flows(base_rows).items()):
+        methods[f"fixed_{family}"] = FixedFlow(base_candidate(row))
+    flows = {row["id"]: Candidate(row["text"], row["graph"]) for row in scored}
+    methods["comfygen"] = ComfyGenRetriever(read_jsonl(root / "data/triplets/train.jsonl"), flows, comfygen_k)
+    return methods
+
+
+def select_methods(available: dict[str, Method], skipped: dict[str, str], wanted: Sequence[str]) -> dict[str, Method]:
+    """Keep the `wanted` methods (all when empty); an unknown name is an error listing the known ones."""
+    if not wanted:
+        return available
+    unknown = [m for m in wanted if m not in available and m not in skipped]
+    if unknown:
+        raise EvaluateInputError(f"evaluate.methods names unknown methods {unknown}; known: {sorted(available) + sorted(skipped)}")
+    return {name: method for name, method in available.items() if name in wanted}
+
+
+def score_method(candidates: Sequence[Candidate], prompts: Sequence[str], scorer) -> tuple[list[float], list[bool], list[str | None]]:
+    """Scores (0 for invalid flows), validity, and canonical encoded text (None if invalid) per prompt."""
+    from flowrl.encoding.codec import encode_flow
+
+    graphs = [checked_graph(c) for c in candidates]
+    valid = [g is not None for g in graphs]
+    keep = [i for i, ok in enumerate(valid) if ok]
+    scores = [0.0] * len(candidates)
+    if keep:
+        for i, s in zip(keep, scorer.score([prompts[i] for i in keep], [graphs[i] for i in keep]), strict=True):
+            scores[i] = float(s)
+    texts = [(c.text if c.graph is not None else encode_flow(g)) if g is not None else None for c, g in zip(candidates, graphs, strict=True)]
+    return scores, valid, texts
+
+
+def gamma_of(name: str) -> float | None:
+    """Guidance strength a policy method samples at: sft 0, grpo 1, grpo_cfg_<g> g; None for baselines."""
+    if name == "sft":
+        return 0.0
+    if name == "grpo":
+        return 1.0
+    if name.startswith("grpo_cfg_"):
+        return float(name.removeprefix("grpo_cfg_"))
+    return None
+
+
+def _fmt(x: float) -> str:
+    return "–" if isinstance(x, float) and math.isnan(x) else f"{x:.3f}"
+
+
+def json_safe(obj):
+    """`obj` with NaN/inf floats replaced by None: strict JSON, which DVC and MLflow readers expect."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
+def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: int, reference: str, scorer_name: str) -> str:
+    """Markdown: one row per method (score, validity, novelty, win rate vs `reference`), then the skipped methods."""
+    lines = [
+        "# Evaluation",
+        "",
+        f"{n_prompts} held-out prompts, scored by `{scorer_name}`"
+        + (" (a simulation of human preference, not HPSv2 on rendered images)." if "simulator" in scorer_name else "."),
+        "Win rate: share of prompts where the method's flow scores higher (ties half) ± 1-σ Wald interval.",
+        "",
+        f"| method | mean score | validity | unique ratio | exists in data | NLD ratio | win rate vs {reference} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in metrics.items():
+        win = f"{m['win_rate'][reference]:.2f} ± {m['win_rate_se'][reference]:.2f}" if reference in m["win_rate"] else "–"
+        lines.append(f"| {name} | {_fmt(m['mean_score'])} | {_fmt(m['validity'])} | {_fmt(m['unique_ratio'])} | "
+                     f"{_fmt(m['exists_in_data'])} | {_fmt(m['nld_ratio'])} | {win} |")
+    names = list(metrics)
+    lines += ["", "## Win rate matrix (row beats column)", "", "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for a in names:
+        cells = ["–" if a == b else f"{metrics[a]['win_rate'][b]:.2f}" for b in names]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    if skipped:
+        lines += ["", "## Skipped methods", ""] + [f"- `{name}`: {reason}" for name, reason in skipped.items()]
+    lines += ["", "![win rates](win_rates.png)", "![novelty vs gamma](novelty_vs_gamma.png)", "![scores](scores.png)", ""]
+    return "\n".join(lines)
+
+
+def summarize(metrics: dict[str, dict], reference: str, n_prompts: int, n_skipped: int) -> dict[str, float]:
+    """Flat headline numbers for DVC: mean score, validity and win rate vs `reference` per method."""
+    summary: dict[str, float] = {"n_prompts": n_prompts, "n_methods": len(metrics), "n_skipped": n_skipped}
+    for name, m in metrics.items():
+        summary[f"mean_score_{name}"] = m["mean_score"]
+        summary[f"validity_{name}"] = m["validity"]
+        if reference in m["win_rate"]:
+            summary[f"win_rate_{name}_vs_{reference}"] = m["win_rate"][reference]
+    return summary
+
+
+def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method], dict[str, str]] | None = None) -> dict[str, float]:
+    """Run every available method on the held-out prompts and write reports/evaluate/.
+
+    Args:
+        scorer: object with `score(prompts, graphs) -> list[float]` (flowrl.scoring protocol).
+        policy: (available, skipped) policy methods; default: `policy_methods(params, root)`.
+    Returns:
+        the flat summary (also written to reports/evaluate/summary.json).
+    """
+    cfg = params.evaluate
+    root = Path(root)
+    prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/holdout.jsonl")][: cfg.n_prompts]
+    if not prompts:
+        raise EvaluateInputError(f"{root / 'data/prompts/holdout.jsonl'} has no prompts; raise prompts.n_holdout")
+    if policy is None:
+        from flowrl.evaluation.policy_methods import policy_methods
+
+        policy = policy_methods(params, root)
+    available = {**baseline_methods(root, cfg.comfygen_k), **policy[0]}
+    skipped = dict(policy[1])
+    methods = select_methods(available, skipped, cfg.methods)
+    skipped = {name: reason for name, reason in skipped.items() if not cfg.methods or name in cfg.methods}
+    for name, reason in skipped.items():
+        log.warning("evaluate: skipping %s: %s", name, reason)
+
+    training = [row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")]
+    training_nld = mean_pairwise_nld(training, cfg.nld_pairs, params.seed)
+    results: dict[str, dict] = {}
+    scores: dict[str, list[float]] = {}
+    rows: list[dict] = []
+    for name, method in tqdm(methods.items(), desc="evaluating methods", unit="method"):
+        candidates = method(prompts)
+        method_scores, valid, texts = score_method(candidates, prompts, scorer)
+        scores[name] = method_scores
+        results[name] = {"mean_score": sum(method_scores) / len(prompts), "validity": sum(valid) / len(prompts),
+                         **novelty_metrics([t for t in texts if t is not None], training, training_nld)}
+        rows += [{"method": name, "prompt": p, "text": c.text, "valid": ok, "score": s}
+                 for p, c, ok, s in zip(prompts, candidates, valid, method_scores, strict=True)]
+    rates, se = win_rate_matrix(scores)
+    for name in results:
+        results[name].update(win_rate=rates[name], win_rate_se=se[name])
+
+    out = root / REPORT_DIR
+    summary = summarize(results, cfg.reference, len(prompts), len(skipped))
+    summary["training_nld"] = training_nld
+    write_json(out / "metrics.json", json_safe(results))
+    write_json(out / "summary.json", json_safe(summary))
+    write_jsonl(out / "flows.jsonl", rows)
+    write_text(out / "report.md", render_report(results, skipped, len(prompts), cfg.reference, params.scoring.scorer))
+    plot_win_rates(rates, out / "win_rates.png")
+    plot_novelty_vs_gamma([(g, results[n]) for n in results if (g := gamma_of(n)) is not None], out / "novelty_vs_gamma.png")
+    plot_score_distributions(scores, out / "scores.png")
+    return summary
+
+
+def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
+    """The evaluate stage: load the configured scorer, evaluate every method whose inputs exist."""
+    from flowrl.scoring.base import load_scorer
+
+    return evaluate(params, root, load_scorer(params.scoring.scorer, params.scoring.options))
