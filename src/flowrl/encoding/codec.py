@@ -113,13 +113,13 @@ def _topological(graph: dict, links: dict, key: dict[str, Any]) -> list[str]:
 def canonical_form(graph: dict) -> dict:
     """The graph with nodes renumbered "1".."n" in canonical order and inputs in canonical order.
 
-    Order: topological (sources first), ties broken by an id-free content signature, so it does not
+    Order: topological (sources first), ties broken by class type then an id-free content signature, so it does not
     depend on the original node ids or on the order of nodes and inputs in the file.
     """
     links = _check_links(graph)
     first = _topological(graph, links, {n: "" for n in graph})  # any order, to compute signatures
     sig = _signatures(graph, links, first)
-    order = _topological(graph, links, {n: (sig[n], str(n)) for n in graph})
+    order = _topological(graph, links, {n: (graph[n]["class_type"], sig[n], str(n)) for n in graph})
     new_id = {old: str(i) for i, old in enumerate(order, 1)}
     out = {}
     for old in order:
@@ -215,6 +215,8 @@ class _Line:
 
     def name(self) -> str:
         name = self.json_string() if self.text[self.pos] == '"' else self.word(" =")
+        if not name and self.text[self.pos - 1] != '"':
+            raise self.fail("empty input name (one space between inputs; quote an empty name as \"\")")
         if self.pos >= len(self.text) or self.text[self.pos] != "=":
             raise self.fail(f"input {name!r} has no '=value'")
         self.pos += 1
