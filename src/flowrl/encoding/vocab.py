@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from flowrl.comfy.graph import PROMPT_PLACEHOLDER
 from flowrl.encoding.codec import LINK_MARK, encode_flow
 from flowrl.encoding.schema import Schema
 
@@ -41,9 +42,10 @@ def flow_tokens(schema: Schema) -> list[str]:
     """The flow vocabulary of a schema, sorted and deduplicated.
 
     Tokens: each class type, each input name as ' name=', node references '@1'..'@n' for the
-    largest graph seen, and the string values seen for the component fields in VOCAB_FIELDS.
+    largest graph seen, the string values seen for the component fields in VOCAB_FIELDS, and the
+    prompt placeholder of library flows.
     """
-    tokens: set[str] = set()
+    tokens: set[str] = {PROMPT_PLACEHOLDER}
     for class_type, stats in schema.classes.items():
         tokens.add(class_token(class_type))
         for name, f in stats.fields.items():
