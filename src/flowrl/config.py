@@ -207,6 +207,45 @@ class EvaluateConfig(Section):
         return self
 
 
+class GRPOStageConfig(Section):
+    """Stage-2 GRPO (paper sec. 3.3, A.6.3): a new LoRA on the SFT-merged policy, surrogate reward from `reward`."""
+
+    lora_r: int = Field(16, gt=0, description="LoRA rank (paper: 16).")
+    lora_alpha: int = Field(16, gt=0, description="LoRA alpha (paper: 16).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (paper: 0).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Layers that get LoRA adapters; lm_head and embed_tokens are never trained (paper A.6.3).",
+    )
+    num_generations: int = Field(4, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4).")
+    batch_size: int = Field(16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16).")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
+    max_steps: int = Field(20, description="Optimizer steps; -1 = num_epochs over the train prompts.")
+    num_epochs: float = Field(2.0, gt=0, description="Epochs over the train prompts when max_steps is -1 (paper: 2).")
+    learning_rate: float = Field(5e-6, gt=0, description="Adam learning rate (paper: 5e-6).")
+    lr_scheduler: str = Field("constant", description="transformers scheduler name.")
+    adam_beta2: float = Field(0.99, gt=0, lt=1, description="Adam beta2 (paper: 0.99).")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (paper: 0.1).")
+    max_grad_norm: float = Field(0.5, gt=0, description="Gradient clipping norm (paper: 0.5).")
+    beta: float = Field(0.2, ge=0, description="KL coefficient against the SFT policy (paper: 0.2).")
+    epsilon: float = Field(0.2, gt=0, description="PPO clip range (paper: 0.2).")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("grpo", description="trl loss aggregation; grpo = per-sequence token mean, as in the GRPO paper.")
+    max_new_tokens: int | None = Field(None, gt=0, description="Longest completion in tokens; empty = policy.max_new_tokens (paper: 500). Temperature and top-p come from `policy`.")
+    n_train_prompts: int | None = Field(None, gt=0, description="Train on at most this many prompts of data/prompts/train.jsonl (shuffled with the seed); empty = all.")
+    n_probe: int = Field(16, ge=0, description="Held-out prompts in the fixed probe set scored with the true scorer; 0 = no probe.")
+    probe_every: int = Field(5, ge=0, description="Score the probe set every this many steps (and after the last); 0 = only after the last.")
+    save_steps: int = Field(5, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
+    logging_steps: int = Field(1, gt=0, description="Log every this many steps.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "GRPOStageConfig":
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("grpo.max_steps must be positive, or -1 to train for grpo.num_epochs")
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"grpo.batch_size ({self.batch_size}) must be a multiple of grpo.num_generations ({self.num_generations}); change one of them")
+        return self
+
+
 class Params(Section):
     """The whole of params.yaml after the selected profile's overrides are applied."""
 
@@ -220,6 +259,7 @@ class Params(Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
+    grpo: GRPOStageConfig = Field(default_factory=GRPOStageConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
