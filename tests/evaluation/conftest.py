@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.config import Params, resolve
+from flowrl.config import EvaluateConfig, Params, load_params
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import encode_flow
 from flowrl.evaluation.baselines import graph_family
@@ -19,6 +19,7 @@ BASES = ("sd15_txt2img_basic", "sd15_one_lora", "sdxl_txt2img_basic", "sdxl_turb
          "pony_clipskip_loras")
 # How many scored variants each base gets: sd15_one_lora is the most popular, sdxl_txt2img_basic second.
 SCORED_PER_BASE = {"sd15_one_lora": 4, "sdxl_txt2img_basic": 3, "sd15_txt2img_basic": 1, "pony_clipskip_loras": 1}
+REPO = Path(__file__).resolve().parents[2]
 HOLDOUT = ["an anime girl with silver hair", "a photo of an old fisherman", "anime boy, cherry blossoms",
            "portrait photo of a woman in rain"]
 
@@ -82,5 +83,7 @@ def stage_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def eval_params() -> Params:
-    return resolve({"evaluate": {"n_prompts": 4, "comfygen_k": 3, "nld_pairs": 50, "gammas": [1.5, 2.0], "batch_size": 4}},
-                   profile="tiny")
+    """The repository's tiny profile, with an evaluate section sized for the synthetic data."""
+    params = load_params(REPO / "params.yaml", profile="tiny")
+    evaluate = EvaluateConfig(n_prompts=4, comfygen_k=3, nld_pairs=50, gammas=[1.5, 2.0], batch_size=4)
+    return params.model_copy(update={"evaluate": evaluate})
