@@ -37,7 +37,7 @@ def plot_win_rates(rates: Mapping[str, Mapping[str, float]], path: str | Path) -
                 ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8)
     ax.set_xlabel("against")
     ax.set_ylabel("method")
-    ax.set_title("Win rate (row beats column; simulated scorer unless stated)")
+    ax.set_title("Win rate: row beats column (ties count half)")
     fig.colorbar(image, ax=ax, fraction=0.046)
     return _save(fig, path)
 
