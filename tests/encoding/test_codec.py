@@ -126,3 +126,14 @@ def test_unencodable_graphs_raise():
         encode_flow({"1": {"class_type": "A", "inputs": {"x": ["9", 0]}}})
     with pytest.raises(FlowEncodeError, match="cycle"):
         encode_flow({"1": {"class_type": "A", "inputs": {"x": ["2", 0]}}, "2": {"class_type": "B", "inputs": {"y": ["1", 0]}}})
+
+
+@pytest.mark.parametrize("graph, match", [
+    ({}, "non-empty API graph"),
+    ([], "non-empty API graph"),
+    ({"1": {"inputs": {}}}, "node '1': not an object with a string 'class_type'"),
+    ({"1": {"class_type": "A", "inputs": [1]}}, "node '1' \\(A\\): 'inputs' must be an object"),
+])
+def test_malformed_graphs_raise(graph, match):
+    with pytest.raises(FlowEncodeError, match=match):
+        encode_flow(graph)

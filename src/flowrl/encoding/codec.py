@@ -53,10 +53,15 @@ def _digest(*parts: Any) -> str:
 
 def _check_links(graph: dict) -> dict[str, list[tuple[str, str, int]]]:
     """Map node id -> [(input name, source id, output index)] and reject links to missing nodes."""
+    if not isinstance(graph, dict) or not graph:
+        raise FlowEncodeError(f"expected a non-empty API graph (node id -> node), got {type(graph).__name__}; "
+                              "load files with flowrl.comfy.graph.load_workflow")
     links: dict[str, list[tuple[str, str, int]]] = {}
     for node_id, node in graph.items():
         if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
             raise FlowEncodeError(f"node {node_id!r}: not an object with a string 'class_type'; pass an API-format graph")
+        if not isinstance(node.get("inputs", {}), dict):
+            raise FlowEncodeError(f"node {node_id!r} ({node['class_type']}): 'inputs' must be an object of name -> value")
         links[node_id] = []
         for name, value in node.get("inputs", {}).items():
             if is_link(value):
