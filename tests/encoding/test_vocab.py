@@ -55,3 +55,13 @@ def test_flow_text_decodes_back_exactly(skip):
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert len(ids) < len(text) / 3  # flow tokens carry most of the text
     assert tok.decode(ids, skip_special_tokens=skip) == text
+
+
+def test_tokens_are_written_forms():
+    graph = {"1": {"class_type": "Odd Loader", "inputs": {"ckpt_name": "SD 1.5\\my \"best\".ckpt", "weird name": 1}}}
+    tokens = flow_tokens(infer_schema([graph]))
+    text = encode_flow(graph)
+    assert '"Odd Loader"' in tokens and ' "weird name"=' in tokens
+    for t in tokens:
+        if not t.startswith("@") and t != "<prompt>":
+            assert t in text, t

@@ -1,0 +1,1 @@
+"""Schema inference, the compact flow encoding and its exact decoder, and the flow vocabulary (docs/encoding.md)."""

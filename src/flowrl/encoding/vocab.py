@@ -1,4 +1,7 @@
-"""The flow vocabulary: whole tokens for class types, input names, node references and model names."""
+"""The flow vocabulary: whole tokens for class types, input names, node references and model names.
+
+Each token is taken from the text the codec writes, so it always matches inside encoded flows.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +41,12 @@ def name_token(name: str) -> str:
     return line[1:line.rindex("=") + 1]
 
 
+def value_token(value: str) -> str:
+    """The token for a string value: its text as written in a line, without surrounding quotes."""
+    written = encode_flow({"1": {"class_type": "X", "inputs": {"v": value}}})[len("X v="):]
+    return written[1:-1] if written.startswith('"') else written
+
+
 def flow_tokens(schema: Schema) -> list[str]:
     """The flow vocabulary of a schema, sorted and deduplicated.
 
@@ -51,7 +60,7 @@ def flow_tokens(schema: Schema) -> list[str]:
         for name, f in stats.fields.items():
             tokens.add(name_token(name))
             if name in VOCAB_FIELDS:
-                tokens.update(v for v in f.vocab if v.strip())
+                tokens.update(value_token(v) for v in f.vocab if v.strip())
     tokens.update(f"{LINK_MARK}{k}" for k in range(1, schema.max_nodes + 1))
     return sorted(tokens)
 
