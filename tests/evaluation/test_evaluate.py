@@ -70,6 +70,9 @@ def test_methods_filter_and_unknown_names(stage_root, eval_params):
     bad = eval_params.model_copy(update={"evaluate": eval_params.evaluate.model_copy(update={"methods": ["comfygenn"]})})
     with pytest.raises(EvaluateInputError, match="comfygenn"):
         evaluate(bad, stage_root, ToyScorer())
+    only_missing = eval_params.model_copy(update={"evaluate": eval_params.evaluate.model_copy(update={"methods": ["grpo"]})})
+    with pytest.raises(EvaluateInputError, match="nothing that can run"):
+        evaluate(only_missing, stage_root, ToyScorer())
 
 
 def test_missing_inputs_name_the_file(tmp_path, eval_params):

@@ -171,6 +171,8 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     skipped = {name: reason for name, reason in skipped.items() if not cfg.methods or name in cfg.methods}
     for name, reason in skipped.items():
         log.warning("evaluate: skipping %s: %s", name, reason)
+    if not methods:
+        raise EvaluateInputError(f"evaluate.methods {cfg.methods} leaves nothing that can run (skipped: {skipped}); run the missing stages or change evaluate.methods")
 
     training = [row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")]
     training_nld = mean_pairwise_nld(training, cfg.nld_pairs, params.seed)
