@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,39 @@ from tqdm import tqdm
 
 from flowrl.config import Params
 from flowrl.errors import FlowRLError
-from flowrl.io import read_jsonl, write_json, write_jsonl
+from flowrl.io import read_json, read_jsonl, write_json, write_jsonl
 from flowrl.scoring.base import load_scorer
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ScoreNormalizer:
+    """Min-max map of raw scorer values to [0, 1] (clipped), fitted on the train triplets.
+
+    >>> ScoreNormalizer(0.2, 0.3)(0.25)
+    0.5
+    """
+
+    low: float
+    high: float
+
+    @classmethod
+    def fit(cls, scores: list[float]) -> "ScoreNormalizer":
+        if not scores:
+            raise FlowRLError("no train triplets to fit the score normalisation on; raise triplets.n_triplets")
+        return cls(float(min(scores)), float(max(scores)))
+
+    def __call__(self, score: float) -> float:
+        span = self.high - self.low
+        return float(min(1.0, max(0.0, (score - self.low) / span))) if span > 0 else 0.5
+
+    def save(self, path: Path) -> None:
+        write_json(path, {"low": self.low, "high": self.high})
+
+    @classmethod
+    def load(cls, path: Path) -> "ScoreNormalizer":
+        return cls(**read_json(path))
 
 
 def pick_scored_flows(augmented: list[dict], n_scored: int, rng: random.Random) -> list[dict]:
@@ -80,18 +110,22 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     sizes["train"] = cfg.n_triplets - sizes["val"] - sizes["test"]
 
     metrics: dict[str, float] = {"n_scored_flows": len(scored), "n_unscored_flows": len(augmented) - len(scored)}
-    all_scores: list[float] = []
+    pairs = {split: [(rng.choice(by_split[split]), rng.choice(scored)) for _ in range(sizes[split])] for split in SPLITS}
+    raw = {split: score_in_batches(scorer, [p for p, _ in pairs[split]], [f["graph"] for _, f in pairs[split]], desc=f"scoring {split}")
+           for split in SPLITS}
+    # Scores are normalised to [0, 1] with the train split's range, as the paper's surrogate is
+    # trained on normalised preference scores: the uncertainty cutoff tau (0.08) is in these units.
+    norm = ScoreNormalizer.fit(raw["train"])
+    norm.save(root / "data/triplets/normalization.json")
     for split in SPLITS:
-        pairs = [(rng.choice(by_split[split]), rng.choice(scored)) for _ in range(sizes[split])]
-        scores = score_in_batches(scorer, [p for p, _ in pairs], [f["graph"] for _, f in pairs], desc=f"scoring {split}")
-        rows = [{"prompt": p, "flow_id": f["id"], "flow": f["text"], "score": float(s)} for (p, f), s in zip(pairs, scores)]
+        rows = [{"prompt": p, "flow_id": f["id"], "flow": f["text"], "score": norm(s), "raw_score": float(s)}
+                for (p, f), s in zip(pairs[split], raw[split])]
         write_jsonl(root / f"data/triplets/{split}.jsonl", rows)
         metrics[f"n_{split}"] = len(rows)
         metrics[f"n_prompts_{split}"] = len(by_split[split])
-        all_scores.extend(scores)
     write_jsonl(root / "data/triplets/scored_flows.jsonl", ({"id": f["id"], "graph": f["graph"], "text": f["text"]} for f in scored))
 
-    arr = np.asarray(all_scores)
+    arr = np.asarray([s for split in SPLITS for s in raw[split]])
     metrics.update(score_mean=float(arr.mean()), score_std=float(arr.std()), score_min=float(arr.min()),
                    score_max=float(arr.max()), share_zero=float(np.mean(arr == 0)))
     # How prompt-dependent is the best flow? Score every scored flow on a sample of held-out prompts.
