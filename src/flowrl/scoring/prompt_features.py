@@ -103,9 +103,9 @@ FAMILY_STYLE_FIT: dict[str, dict[str, float]] = {
     "fantasy_illustration": {"art": 1.0, "general": 0.7, "anime": 0.45, "3d": 0.5, "photo": 0.3},
     "oil_painting": {"art": 1.0, "general": 0.6, "photo": 0.25, "anime": 0.2, "3d": 0.15},
     "render_3d": {"3d": 1.0, "general": 0.6, "art": 0.5, "anime": 0.25, "photo": 0.4},
-    "scifi_cyberpunk": {"art": 0.85, "general": 0.8, "3d": 0.75, "photo": 0.6, "anime": 0.45},
+    "scifi_cyberpunk": {"art": 0.75, "general": 0.75, "3d": 0.85, "photo": 0.6, "anime": 0.45},
     "architecture_interior": {"photo": 1.0, "general": 0.7, "3d": 0.7, "art": 0.4, "anime": 0.05},
-    "cartoon_comic": {"3d": 0.8, "anime": 0.75, "art": 0.8, "general": 0.55, "photo": 0.0},
+    "cartoon_comic": {"3d": 0.85, "anime": 0.8, "art": 0.6, "general": 0.5, "photo": 0.0},
     "food_product": {"photo": 1.0, "general": 0.65, "3d": 0.5, "art": 0.3, "anime": 0.05},
 }
 

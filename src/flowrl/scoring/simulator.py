@@ -33,6 +33,28 @@ GOOD_PAIRS = {("dpmpp_2m", "karras"): 0.2, ("dpmpp_2m_sde", "karras"): 0.2, ("dp
               ("dpmpp_3m_sde", "exponential"): 0.15, ("euler_ancestral", "normal"): 0.1, ("euler", "sgm_uniform"): 0.1,
               ("ddim", "ddim_uniform"): 0.05, ("uni_pc", "normal"): 0.05}
 BAD_SAMPLERS = {"dpm_fast": -0.5, "dpm_adaptive": -0.3, "lms": -0.15, "dpm_2": -0.1}
+# Preferred log(width/height) per prompt family: portraits tall, landscapes/interiors wide, products square.
+ASPECT_TARGET = {"photo_portrait": -0.4, "photo_landscape": 0.45, "anime": -0.3, "fantasy_illustration": 0.0,
+                 "oil_painting": -0.15, "render_3d": 0.0, "scifi_cyberpunk": 0.3, "architecture_interior": 0.35,
+                 "cartoon_comic": 0.0, "food_product": 0.0}
+# What individual checkpoints are known for beyond their coarse style (community model descriptions), added
+# as bonus x the prompt's weight on that family: several families share the "art" style.
+CHECKPOINT_AFFINITY = {
+    "zavychromaxl_v80.safetensors": {"fantasy_illustration": 0.6, "scifi_cyberpunk": 0.4},
+    "revAnimated_v122EOL.safetensors": {"fantasy_illustration": 0.6, "anime": 0.2},
+    "ghostmix_v20Bakedvae.safetensors": {"anime": 0.4, "fantasy_illustration": 0.3},
+    "deliberate_v2.safetensors": {"oil_painting": 0.7},
+    "dreamshaper_8.safetensors": {"fantasy_illustration": 0.4, "oil_painting": 0.2},
+    "dreamshaperXL_alpha2Xl10.safetensors": {"fantasy_illustration": 0.3, "scifi_cyberpunk": 0.3},
+    "disneyPixarCartoon_v10.safetensors": {"cartoon_comic": 0.8, "render_3d": 0.3},
+    "toonyou_beta6.safetensors": {"cartoon_comic": 0.8},
+    "protovisionXLHighFidelity3D_release0630Bakedvae.safetensors": {"render_3d": 0.6, "scifi_cyberpunk": 0.3},
+    "crystalClearXL_ccxl.safetensors": {"food_product": 0.5, "architecture_interior": 0.3},
+    "juggernautXL_v9Rundiffusionphoto2.safetensors": {"photo_portrait": 0.3, "photo_landscape": 0.2},
+    "realvisxlV40_v40Bakedvae.safetensors": {"photo_portrait": 0.4},
+    "epicrealism_naturalSinRC1VAE.safetensors": {"photo_landscape": 0.4},
+    "majicmixRealistic_v7.safetensors": {"photo_portrait": 0.4},
+}
 INCOHERENT = -2.0   # an SD1.5 LoRA on an SDXL checkpoint, a refiner on SD1.5, lcm without an LCM model
 
 
@@ -69,9 +91,8 @@ def _resolution(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
     lo, hi = NATIVE_MP[C.family_group(family)]
     below, above = _outside(mp, lo, hi)
     u = -1.2 * below - 0.9 * above
-    aspect = math.log(f.width / f.height)
-    u += 0.25 * (p.landscape * max(-0.5, min(aspect, 0.5)) - p.face * (1 - p.landscape) * max(-0.5, min(aspect, 0.5)))
-    return u
+    target = sum(w * ASPECT_TARGET[fam] for fam, w in p.families.items())
+    return u - 0.9 * abs(math.log(f.width / f.height) - target)
 
 
 def _loras(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
@@ -90,7 +111,10 @@ def _loras(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
             continue
         below, above = _outside(abs(weight), max(info.weight_min, 0.1), max(info.weight_max, abs(info.weight_min)))
         strength = min(abs(weight), 1.0)
-        fit = p.style_share(info.style) if info.style != "general" else 0.5 + 0.5 * p.detail
+        if "logo" in stem:
+            fit = p.text  # text/logo LoRAs only help prompts asking for lettering
+        else:
+            fit = p.style_share(info.style) if info.style != "general" else 0.3 + 0.5 * p.detail
         u += 0.6 * (fit - 0.45) * strength - 0.3 * below - 1.5 * above
     return u - 0.25 * max(0, len(f.loras) - 3)
 
@@ -114,7 +138,7 @@ def _addons(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
         u += 0.1
     if f.refiner:
         if family == "sdxl":
-            u += 0.1 + 0.4 * (p.style_share("photo"))
+            u += 0.5 * p.style_share("photo") - 0.15  # the SDXL refiner polishes photos, flattens stylised art
         elif C.family_group(family) == "sd15":
             u += INCOHERENT
         else:
@@ -139,6 +163,7 @@ def utility(p: PromptFeatures, f: FlowFeatures) -> float:
     family = f.family or "sd15"
     style = p.style_share(f.style)
     u = FAMILY_BASE[family] + 2.2 * (style - 0.5)
+    u += sum(bonus * p.families[fam] for fam, bonus in CHECKPOINT_AFFINITY.get(f.checkpoint or "", {}).items())
     if family == "pony":
         u += 0.4 * (p.families["anime"] + p.families["cartoon_comic"]) - 0.4 * p.style_share("photo") * (f.style != "photo")
     return u + _sampling(f, family) + _resolution(p, f, family) + _loras(p, f, family) + _addons(p, f, family)

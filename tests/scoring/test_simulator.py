@@ -1,0 +1,123 @@
+"""Preference simulator: determinism, invalid graphs, directional rules, noise band, prompt-dependence."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import statistics
+
+import pytest
+
+from flowrl.scoring.flow_features import flow_features
+from flowrl.scoring.prompt_features import prompt_features
+from flowrl.scoring.simulator import DEFAULT_NOISE_SD, LOW, SPAN, PreferenceSimulator, utility
+from tests.scoring.graphs import simple_flow
+
+PORTRAIT = "RAW photo, portrait of a woman, detailed skin texture, 85mm, bokeh, soft window light"
+ANIME = "masterpiece, best quality, 1girl, solo, long silver hair, school uniform, looking at viewer, anime key visual"
+LANDSCAPE = "landscape photography, mountain lake at sunrise, snow-capped peaks, reflections on the water, wide-angle, HDR"
+
+clean = PreferenceSimulator(noise=False)
+
+
+def test_deterministic_and_seed_dependent():
+    g = simple_flow()
+    assert PreferenceSimulator().score([PORTRAIT], [g]) == PreferenceSimulator().score([PORTRAIT], [g])
+    assert PreferenceSimulator(seed=1).score([PORTRAIT], [g]) != PreferenceSimulator(seed=2).score([PORTRAIT], [g])
+    assert clean.score([PORTRAIT, PORTRAIT], [g, copy.deepcopy(g)]) == [clean.score_one(PORTRAIT, g)] * 2
+
+
+def test_invalid_graphs_score_zero():
+    no_sampler = simple_flow()
+    del no_sampler["5"], no_sampler["6"], no_sampler["7"]
+    no_output = simple_flow()
+    del no_output["7"]
+    dangling = simple_flow()
+    dangling["6"]["inputs"]["samples"] = ["99", 0]
+    bad_value = simple_flow(sampler="not_a_sampler")
+    scores = PreferenceSimulator().score([PORTRAIT] * 4, [no_sampler, no_output, dangling, bad_value])
+    assert scores == [0.0, 0.0, 0.0, 0.0]
+    assert PreferenceSimulator().score([PORTRAIT], [simple_flow()])[0] > 0
+
+
+def test_checkpoint_style_follows_prompt():
+    photo = simple_flow("realisticVisionV51_v51VAE.safetensors")
+    anime = simple_flow("counterfeitV30_v30.safetensors")
+    assert clean.score_one(PORTRAIT, photo) > clean.score_one(PORTRAIT, anime)
+    assert clean.score_one(ANIME, anime) > clean.score_one(ANIME, photo)
+
+
+def test_turbo_wants_few_steps_and_low_cfg():
+    ckpt = "sd_xl_turbo_1.0_fp16.safetensors"
+    fast = simple_flow(ckpt, steps=4, cfg=1.5, sampler="euler_ancestral", scheduler="normal", width=1024, height=1024)
+    slow = simple_flow(ckpt, steps=40, cfg=8.0, sampler="euler_ancestral", scheduler="normal", width=1024, height=1024)
+    assert clean.score_one(PORTRAIT, fast) > clean.score_one(PORTRAIT, slow) + 0.02
+
+
+def test_sd15_lora_on_sdxl_is_punished():
+    ckpt = "juggernautXL_v9Rundiffusionphoto2.safetensors"
+    fits = simple_flow(ckpt, width=832, height=1216, lora=("add-detail-xl.safetensors", 0.8))
+    wrong = simple_flow(ckpt, width=832, height=1216, lora=("add_detail.safetensors", 0.8))
+    assert clean.score_one(PORTRAIT, fits) > clean.score_one(PORTRAIT, wrong) + 0.02
+
+
+def test_lora_too_strong_burns():
+    ok = simple_flow("realisticVisionV51_v51VAE.safetensors", lora=("add_detail.safetensors", 0.6))
+    burnt = simple_flow("realisticVisionV51_v51VAE.safetensors", lora=("add_detail.safetensors", 2.5))
+    assert clean.score_one(PORTRAIT, ok) > clean.score_one(PORTRAIT, burnt)
+
+
+def test_native_resolution_per_family():
+    sd15 = "realisticVisionV51_v51VAE.safetensors"
+    xl = "juggernautXL_v9Rundiffusionphoto2.safetensors"
+    assert clean.score_one(PORTRAIT, simple_flow(sd15, width=512, height=768)) > clean.score_one(PORTRAIT, simple_flow(sd15, width=1024, height=1024))
+    assert clean.score_one(PORTRAIT, simple_flow(xl, width=1024, height=1024)) > clean.score_one(PORTRAIT, simple_flow(xl, width=512, height=512))
+
+
+def test_face_detailer_helps_portraits_more_than_landscapes():
+    f = flow_features(simple_flow("realisticVisionV51_v51VAE.safetensors"))
+    with_fd = dataclasses.replace(f, face_detailer=True)
+    gain = {p: utility(prompt_features(p), with_fd) - utility(prompt_features(p), f) for p in (PORTRAIT, LANDSCAPE)}
+    assert gain[PORTRAIT] > 2 * gain[LANDSCAPE]
+    assert gain[LANDSCAPE] >= 0
+
+
+def test_refiner_on_sd15_is_punished():
+    f = flow_features(simple_flow("realisticVisionV51_v51VAE.safetensors"))
+    assert utility(prompt_features(PORTRAIT), dataclasses.replace(f, refiner=True)) < utility(prompt_features(PORTRAIT), f) - 1
+
+
+def test_scores_on_documented_scale():
+    scores = clean.score([PORTRAIT, ANIME, LANDSCAPE], [simple_flow()] * 3)
+    assert all(LOW < s < LOW + SPAN for s in scores)
+
+
+def test_noise_sd_within_band():
+    noisy = PreferenceSimulator(seed=3)
+    prompts = [f"{PORTRAIT}, variation {i}" for i in range(300)]
+    g = simple_flow()
+    residuals = [n - c for n, c in zip(noisy.score(prompts, [g] * 300), clean.score(prompts, [g] * 300))]
+    assert 0.8 * DEFAULT_NOISE_SD < statistics.pstdev(residuals) < 1.2 * DEFAULT_NOISE_SD
+
+
+def test_bad_options_and_mismatched_lengths():
+    from flowrl.scoring.base import ScorerError
+
+    with pytest.raises(ScorerError, match="noise_sd"):
+        PreferenceSimulator(noise_sd=-1)
+    with pytest.raises(ScorerError, match="2 prompts but 1 flows"):
+        clean.score([PORTRAIT, ANIME], [simple_flow()])
+
+
+def test_best_single_flow_share_on_small_seeded_set():
+    from bench.simulator_report import report
+    from flowrl.data.augment import augment_library
+    from flowrl.data.base_flows import load_base_flows
+    from flowrl.data.prompt_generator import generate_prompts
+
+    rows, _ = augment_library(load_base_flows(), 1, 11)
+    flows = [{"id": b, "graph": g} for b, g in load_base_flows()] + rows
+    figures = report([r["prompt"] for r in generate_prompts(40, 5)], flows)
+    assert figures["best_single_flow_share"] <= 0.25
+    assert figures["distinct_best_flows"] >= 5
+    assert 0.05 <= figures["noise_to_between_ratio"] <= 0.25
