@@ -22,12 +22,13 @@ from flowrl.scoring.prompt_features import PromptFeatures, prompt_features
 LOW, SPAN, TEMPERATURE = 0.15, 0.20, 2.5   # score range (LOW, LOW + SPAN), like HPSv2 on real images
 DEFAULT_NOISE_SD = 0.0025                  # ~15-18% of the between-flow sd on the bench set (docs/simulator.md)
 
-# Sweet spots (inclusive). SD1.5: CivitAI p10..p75 of steps, p5..p90 of cfg (scripts/calibrate_simulator.py);
+# Sweet spots (inclusive). SD1.5 from CivitAI (scripts/calibrate_simulator.py): steps p10..p75, cfg p5..(p90 - 1),
+# megapixels p5..p75;
 # the others follow their model cards (the CivitAI data holds almost no SDXL-family settings).
-STEPS_SWEET = {"sd15": (20, 35), "sdxl": (25, 40), "sdxl_turbo": (4, 8), "sdxl_lightning": (4, 8), "pony": (20, 35)}
+STEPS_SWEET = {"sd15": (20, 30), "sdxl": (25, 40), "sdxl_turbo": (4, 8), "sdxl_lightning": (4, 8), "pony": (20, 35)}
 CFG_SWEET = {"sd15": (5.0, 9.0), "sdxl": (5.0, 8.0), "sdxl_turbo": (1.0, 2.0), "sdxl_lightning": (1.0, 2.0), "pony": (5.0, 8.5)}
 # Native pixel counts (megapixels): SD1.5 is trained at 512x512 (CivitAI mode 512x768), the SDXL group at ~1 MP.
-NATIVE_MP = {"sd15": (0.2, 0.45), "sdxl": (0.75, 1.3)}
+NATIVE_MP = {"sd15": (0.262, 0.467), "sdxl": (0.75, 1.3)}
 FAMILY_BASE = {"sd15": 0.0, "sdxl": 0.4, "sdxl_turbo": 0.1, "sdxl_lightning": 0.25, "pony": 0.2}
 GOOD_PAIRS = {("dpmpp_2m", "karras"): 0.2, ("dpmpp_2m_sde", "karras"): 0.2, ("dpmpp_sde", "karras"): 0.15,
               ("dpmpp_3m_sde", "exponential"): 0.15, ("euler_ancestral", "normal"): 0.1, ("euler", "sgm_uniform"): 0.1,
