@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# Offline machines: Prefect's telemetry would only log a failed DNS lookup per run.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flowrl.errors import FlowRLError
 

@@ -21,7 +21,7 @@ class StageFailed(FlowRLError):
 
 
 def make_stage_flow(name: str):
-    @flow(name=name, flow_run_name=f"{name}-{{profile}}", log_prints=True)
+    @flow(name=name, flow_run_name=name, log_prints=True)
     def stage_flow(profile: str | None = None, root: str = ".") -> dict:
         root_path = Path(root).resolve()
         params = load_params(root_path / "params.yaml", profile)

@@ -36,7 +36,7 @@ def run_stage(name: str, params: Params, root: Path) -> dict:
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_is_transient, task_run_name="mlflow-{name}")
 def track_stage(name: str, params: Params, root: Path, metrics: dict) -> str:
     """Record the stage as an MLflow run with its params, metrics and reports."""
-    section = getattr(params, name, None)
-    section_dict = section.model_dump(mode="json") if section is not None else {}
+    # The stage's own params section, if it has one (`validate` reads others').
+    section_dict = params.model_dump(mode="json").get(name, {}) if name in type(params).model_fields else {}
     reports = root / "reports" / name
     return log_stage(root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [])

@@ -28,3 +28,15 @@ def test_bad_line_named(tmp_path):
 def test_json_roundtrip_unicode(tmp_path):
     write_json(tmp_path / "m.json", {"prompt": "café ☕"})
     assert read_json(tmp_path / "m.json") == {"prompt": "café ☕"}
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "m.json", {})
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

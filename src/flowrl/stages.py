@@ -23,6 +23,9 @@ STAGES: dict[str, str] = {
     "validate": "flowrl.data.validate:run",
     "sft": "flowrl.policy.sft:run",
     "reward": "flowrl.reward.train:run",
+    "grpo": "flowrl.policy.grpo:run",
+    "evaluate": "flowrl.evaluation.evaluate:run",
+    "register": "flowrl.tracking.registry:run",
 }
 
 
