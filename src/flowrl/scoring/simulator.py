@@ -128,7 +128,7 @@ def _addons(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
         gain = 0.6 * need * (0.3 if d < 0.2 else 1.0) / (i + 1)
         u += gain - (1.0 * (d - 0.65) / 0.35 if d > 0.65 else 0.0)
     if f.hires_denoise and C.family_group(family) == "sd15":
-        u += 0.3 * max(0.0, f.width * f.height / 1e6 - 0.45) * 3  # hires fix is the right way to get SD1.5 to large sizes
+        u += 0.9 * max(0.0, f.width * f.height / 1e6 - NATIVE_MP["sd15"][1])  # hires fix is the right way to get SD1.5 to large sizes
     for i, name in enumerate(f.upscale_models):
         anime_model = "anime" in name.lower()
         match = p.families["anime"] + p.families["cartoon_comic"]
