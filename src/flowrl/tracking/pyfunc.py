@@ -106,6 +106,8 @@ def read_prompts(data: Any) -> list[str]:
     if not isinstance(data, list) or not data:
         raise PolicyInputError(f"expected one or more prompt strings, got {type(data).__name__}; send {{'inputs': {{'prompt': ['a red fox']}}}}")
     for i, prompt in enumerate(data):
+        if prompt is None or (isinstance(prompt, float) and math.isnan(prompt)):  # pandas turns null into NaN
+            raise PolicyInputError(f"prompt {i} is missing (null); send a text prompt in every row")
         if not isinstance(prompt, str):
             raise PolicyInputError(f"prompt {i} is {type(prompt).__name__} ({prompt!r:.40}), not a string; send text prompts")
         if not prompt.strip():
@@ -274,11 +276,12 @@ class FlowPolicyModel(mlflow.pyfunc.PythonModel):
 
 
 def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
-    """Input: one string column (send it as `prompt`, or a plain list of strings); params gamma, seed,
+    """Input: one column of prompt strings (send it as `prompt`, or a plain list); params gamma, seed,
     temperature; output: one record per prompt.
 
-    The input column is unnamed on purpose: MLflow's schema check turns a plain list into a column
-    named 0, which a named `prompt` column would reject; `read_prompts` picks `prompt` when present.
+    The column is unnamed, since MLflow's schema check turns a plain list into a column named 0,
+    which a named `prompt` column would reject; and it is typed Any, since a `string` column makes
+    the scoring server cast 42 to "42" and null to "None" before `read_prompts` can refuse them.
     """
     outputs = Schema([
         ColSpec("string", "prompt"),
@@ -294,7 +297,7 @@ def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
         ParamSpec("seed", "long", int(settings.seed)),
         ParamSpec("temperature", "double", float(settings.temperature)),
     ])
-    return mlflow.models.ModelSignature(inputs=Schema([ColSpec("string")]), outputs=outputs, params=params)
+    return mlflow.models.ModelSignature(inputs=Schema([ColSpec(AnyType())]), outputs=outputs, params=params)
 
 
 def pip_requirements(sft_dir: Path) -> list[str]:
