@@ -23,6 +23,7 @@ def _register() -> None:
     """Import the modules that add commands to `app` / `flow_app` (one line each)."""
     import flowrl.cli_flow  # noqa: F401
     import flowrl.cli_encode  # noqa: F401
+    import flowrl.cli_generate  # noqa: F401
 
 
 _register()

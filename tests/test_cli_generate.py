@@ -1,0 +1,116 @@
+"""`flowrl generate`: a local tiny policy, an MLflow model folder, --submit to a fake ComfyUI server, clear errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flowrl.cli import app
+from flowrl.comfy.validate import validate_graph
+from flowrl.encoding.codec import encode_flow
+from flowrl.tracking import pyfunc
+from tests.tracking import test_pyfunc as tiny
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = ["--params", str(REPO / "params.yaml"), "--profile", "tiny"]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    return tiny.build_tiny_policy(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def valid_sampler(monkeypatch):
+    """Make the guided sampler return one fixed valid flow, so the output path can be checked on a random tiny model."""
+    from flowrl.policy import guidance
+    from flowrl.policy.sampling import Completion
+
+    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma: [Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts])
+
+
+@pytest.fixture
+def comfyui():
+    """A fake ComfyUI server on 127.0.0.1: POST /prompt records the body and answers a prompt id."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server API)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"path": self.path, "body": body})
+            data = json.dumps({"prompt_id": "fake-42", "number": 0, "node_errors": {}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_prints_a_valid_workflow_and_submits_it(models_dir, valid_sampler, comfyui):
+    url, received = comfyui
+    prompt = "Ein Leuchtturm im Sturm, Ölgemälde"
+    result = runner.invoke(app, ["generate", prompt, "--model", str(models_dir), "--gamma", "2", "--seed", "5", "--submit", url, *PARAMS])
+    assert result.exit_code == 0, result.output
+    text, _, last = result.stdout.strip().rpartition("\n")
+    workflow = json.loads(text)
+    assert validate_graph(workflow) == []
+    assert prompt in [n["inputs"].get("text") for n in workflow.values()]
+    assert last == "prompt_id: fake-42"
+    assert received[0]["path"] == "/prompt" and received[0]["body"]["prompt"] == workflow
+
+
+def test_invalid_flow_from_the_model_is_a_clear_failure(models_dir):
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--seed", "1", *PARAMS])
+    assert result.exit_code == 1
+    assert "not a usable workflow" in result.stderr and "raw flow" in result.stderr
+
+
+def test_mlflow_model_folder_works_too(models_dir, valid_sampler, tmp_path):
+    saved = pyfunc.save_policy_model(tmp_path / "policy", models_dir / "sft", models_dir / "grpo", tiny.SETTINGS)
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(saved), *PARAMS])
+    assert result.exit_code == 0, result.output
+    assert validate_graph(json.loads(result.stdout)) == []
+
+
+def test_unreachable_server_is_named(models_dir, valid_sampler):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--submit", f"http://127.0.0.1:{port}", *PARAMS])
+    assert result.exit_code == 2
+    assert f"127.0.0.1:{port}" in result.stderr and "cannot connect" in result.stderr
+
+
+def test_missing_alias_and_bad_model_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = runner.invoke(app, ["generate", "a red fox", "--model", "models:/nope@champion", *PARAMS])
+    assert result.exit_code == 2 and "models:/nope@champion" in result.stderr and "dvc repro register" in result.stderr
+    result = runner.invoke(app, ["generate", "a red fox", *PARAMS])  # default: the champion of register.model_name
+    assert result.exit_code == 2 and "models:/flowrl-policy@champion" in result.stderr
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(tmp_path / "nothing"), *PARAMS])
+    assert result.exit_code == 2 and "not a models:/ URI" in result.stderr
+
+
+def test_empty_prompt_is_refused(models_dir):
+    result = runner.invoke(app, ["generate", "   ", "--model", str(models_dir), *PARAMS])
+    assert result.exit_code == 2 and "empty" in result.stderr
