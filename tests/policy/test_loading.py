@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from flowrl.config import PolicyConfig
-from flowrl.policy.loading import PolicyLoadError, build_tiny_model, load_base_model, load_policy, load_tokenizer, smollm2_gguf_path
+from flowrl.data.base_flows import load_base_flows
+from flowrl.encoding.codec import encode_flow
+from flowrl.encoding.report import smollm2_gguf_path
+from flowrl.encoding.schema import infer_schema
+from flowrl.encoding.vocab import flow_tokens
+from flowrl.policy.loading import PolicyLoadError, build_tiny_model, load_base_model, load_policy, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +65,11 @@ def test_hub_or_dir_source_needs_a_model_name():
 
 
 def test_flow_tokens_are_single_ids_and_embeddings_resized(tiny_params):
-    pytest.importorskip("flowrl.encoding.vocab", reason="flowrl.encoding.vocab (encoding engineer) not there yet")
-    tokens = ["<|KSampler|>", "<|CheckpointLoaderSimple|>", "<|steps|>", "<|cfg|>"]
+    graphs = [graph for _, graph in load_base_flows()[:6]]
+    tokens = flow_tokens(infer_schema(graphs))
     model, tok = load_policy(tiny_params.policy, tokens, seed=0)
-    assert model.get_input_embeddings().weight.shape[0] == len(tok)
-    for token in tokens:
-        assert len(tok(token, add_special_tokens=False).input_ids) == 1
-    text = "<|KSampler|><|steps|> 20 <|cfg|> 7"
+    assert model.get_input_embeddings().weight.shape[0] == len(tok) > 49152
+    ids = [tok(t, add_special_tokens=False).input_ids for t in tokens]
+    assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == len(tokens)
+    text = encode_flow(graphs[0])
     assert tok.decode(tok(text, add_special_tokens=False).input_ids) == text

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
 import random
 import shutil
 from pathlib import Path
@@ -12,50 +10,47 @@ from pathlib import Path
 import pytest
 import torch
 
+from flowrl.data.base_flows import load_base_flows
+from flowrl.encoding.codec import encode_flow
+from flowrl.encoding.schema import infer_schema
+from flowrl.encoding.vocab import flow_tokens
 from flowrl.io import read_json, write_json, write_jsonl
 from flowrl.policy import sft
 from flowrl.policy.loading import load_sft_merged, load_sft_policy
 from flowrl.policy.template import format_prompt
 
-pytest.importorskip("flowrl.encoding.vocab", reason="flowrl.encoding.vocab (encoding engineer) not there yet")
-
-TOKENS = ["<|KSampler|>", "<|CheckpointLoaderSimple|>", "<|CLIPTextEncode|>", "<|VAEDecode|>", "<|SaveImage|>", "<|steps|>", "<|cfg|>"]
 WORDS = "red fox forest city night neon portrait castle dragon ocean sunset anime".split()
 
 
-def write_stage_inputs(root: Path, n_pairs: int = 64) -> None:
-    """Tiny encode/prompts stage outputs: pairs whose flows follow a fixed pattern, so there is something to learn."""
+@pytest.fixture(scope="module")
+def flows() -> list[str]:
+    """Three real library flows, encoded."""
+    return [encode_flow(graph) for _, graph in load_base_flows()[:3]]
+
+
+def write_stage_inputs(root: Path, flows: list[str], n_pairs: int = 64) -> None:
+    """Tiny encode/prompts stage outputs: random prompts paired with three real encoded flows."""
     rng = random.Random(0)
-    flow = lambda: "\n".join(f"{i} {TOKENS[i]} <|steps|> {rng.choice((20, 25, 30))} <|cfg|> 7" for i in range(5))  # noqa: E731
-    pairs = [{"prompt": " ".join(rng.choices(WORDS, k=6)), "completion": flow()} for _ in range(n_pairs)]
+    pairs = [{"prompt": " ".join(rng.choices(WORDS, k=6)), "completion": rng.choice(flows)} for _ in range(n_pairs)]
     write_jsonl(root / sft.PAIRS, pairs)
-    write_json(root / sft.VOCAB, TOKENS)
+    graphs = [graph for _, graph in load_base_flows()[:3]]
+    write_json(root / sft.VOCAB, flow_tokens(infer_schema(graphs)))
     write_jsonl(root / sft.HOLDOUT, [{"id": f"h{i}", "prompt": p["prompt"], "negative_prompt": None, "source": "test"} for i, p in enumerate(pairs[:4])])
 
 
 @pytest.fixture(scope="module")
-def stage_params(tiny_params):
-    have_validators = all(importlib.util.find_spec(m) for m in ("flowrl.encoding.codec", "flowrl.comfy.validate"))
-    # validity needs the codec and validator of the other teams; sample none until they exist
-    return tiny_params.model_copy(update={"sft": tiny_params.sft.model_copy(update={"n_validity": tiny_params.sft.n_validity if have_validators else 0})})
-
-
-@pytest.fixture(scope="module")
-def trained(stage_params, tmp_path_factory):
+def trained(tiny_params, flows, tmp_path_factory):
     root = tmp_path_factory.mktemp("sft")
-    write_stage_inputs(root)
-    return root, sft.run(stage_params, root)
+    write_stage_inputs(root, flows)
+    return root, sft.run(tiny_params, root)
 
 
-def test_loss_goes_down_and_metrics_are_written(trained, stage_params):
+def test_loss_goes_down_and_metrics_are_written(trained, tiny_params):
     root, metrics = trained
     assert metrics["last_logged_loss"] < metrics["first_logged_loss"]
-    assert metrics["n_steps"] == stage_params.sft.max_steps
+    assert metrics["n_steps"] == tiny_params.sft.max_steps
     assert metrics["tokens_per_s"] > 0 and metrics["perplexity"] > 1
-    if stage_params.sft.n_validity:
-        assert 0.0 <= metrics["validity"] <= 1.0 and 0.0 <= metrics["eos_rate"] <= 1.0
-    else:
-        assert math.isnan(metrics["validity"])
+    assert 0.0 <= metrics["validity"] <= 1.0 and 0.0 <= metrics["eos_rate"] <= 1.0
     assert read_json(root / sft.METRICS) == pytest.approx(metrics, nan_ok=True)
 
 
@@ -77,7 +72,7 @@ def test_adapter_reloads_and_beats_the_base(trained):
     out = root / sft.OUT_DIR
     assert (out / "adapter_model.safetensors").exists() and not list(out.glob("*.bin"))
     model, tok = load_sft_policy(out)
-    assert all(len(tok(t, add_special_tokens=False).input_ids) == 1 for t in TOKENS)
+    assert all(len(tok(t, add_special_tokens=False).input_ids) == 1 for t in read_json(root / sft.VOCAB))
     tuned = completion_nll(model, tok, root)
     with model.disable_adapter():
         base = completion_nll(model, tok, root)
@@ -86,13 +81,14 @@ def test_adapter_reloads_and_beats_the_base(trained):
     assert completion_nll(merged, tok, root) == pytest.approx(tuned, rel=1e-4)
 
 
-def test_labels_mask_the_prompt(stage_params, base_tokenizer, tmp_path):
-    from flowrl.policy.loading import add_flow_tokens, build_tiny_model
+def test_labels_mask_the_prompt(tiny_params, base_tokenizer, flows, tmp_path):
+    from flowrl.encoding.vocab import extend_tokenizer
+    from flowrl.policy.loading import build_tiny_model
 
-    model = build_tiny_model(stage_params.policy, len(base_tokenizer), seed=0)
-    add_flow_tokens(model, base_tokenizer, TOKENS)
-    rows = [{"prompt": "a red fox", "completion": "0 <|KSampler|> <|steps|> 20"}, {"prompt": "neon city at night in the rain", "completion": "1 <|VAEDecode|>"}]
-    trainer = sft.build_trainer(model, base_tokenizer, sft.to_dataset(rows), None, stage_params.sft, stage_params.policy, tmp_path, 0)
+    model = build_tiny_model(tiny_params.policy, len(base_tokenizer), seed=0)
+    extend_tokenizer(base_tokenizer, flow_tokens(infer_schema([g for _, g in load_base_flows()[:3]])), model)
+    rows = [{"prompt": "a red fox", "completion": flows[0]}, {"prompt": "neon city at night in the rain", "completion": flows[1]}]
+    trainer = sft.build_trainer(model, base_tokenizer, sft.to_dataset(rows), None, tiny_params.sft, tiny_params.policy, tmp_path, 0)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     for i, row in enumerate(rows):
         n_prompt = len(base_tokenizer(format_prompt(row["prompt"])).input_ids)
@@ -103,13 +99,14 @@ def test_labels_mask_the_prompt(stage_params, base_tokenizer, tmp_path):
         assert kept == ids[n_prompt:]
 
 
-def test_rerun_resumes_from_the_last_checkpoint(trained, stage_params):
+def test_rerun_resumes_from_the_last_checkpoint(trained, tiny_params):
     root, first = trained
     run_dir = next((root / sft.CHECKPOINTS).iterdir())
     final = max(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     shutil.rmtree(final)  # as if the run had died after the previous checkpoint
-    again = sft.run(stage_params, root)
-    assert again["resumed_from_step"] == stage_params.sft.save_steps
+    quick = tiny_params.model_copy(update={"sft": tiny_params.sft.model_copy(update={"n_validity": 0})})
+    again = sft.run(quick, root)  # validity settings are not part of the run's fingerprint
+    assert again["resumed_from_step"] == tiny_params.sft.save_steps
     assert again["n_steps"] == first["n_steps"]
 
 
@@ -123,7 +120,11 @@ def test_guidance_on_sft_base_plus_grpo_adapter(trained, tmp_path):
     root, _ = trained
     merged, tok = load_sft_merged(root / sft.OUT_DIR)
     torch.manual_seed(0)
-    grpo = get_peft_model(merged, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    grpo = get_peft_model(merged, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():  # a GRPO adapter that really differs from the SFT model
+        for name, param in grpo.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
     grpo.save_pretrained(tmp_path / "grpo")
     model, tok = load_guided_policy(root / sft.OUT_DIR, tmp_path / "grpo")
     prompts, cfg = ["a red fox", "neon city"], SamplingConfig(max_new_tokens=8, batch_size=2, seed=3)
@@ -132,3 +133,18 @@ def test_guidance_on_sft_base_plus_grpo_adapter(trained, tmp_path):
     expected_grpo = [c.token_ids for c in sample_flows(model, tok, prompts, cfg, adapter="grpo")]
     assert [c.token_ids for c in sample_guided(model, tok, prompts, cfg, 0.0)] == expected_sft
     assert [c.token_ids for c in sample_guided(model, tok, prompts, cfg, 1.0)] == expected_grpo
+
+
+def test_validity_counts_flows_that_decode_and_validate(flows):
+    assert sft.flow_validity(flows) == 1.0
+    broken = [flows[0], flows[1].replace("\n", " ", 3), "not a flow at all"]
+    assert sft.flow_validity(broken) == pytest.approx(1 / 3)
+
+
+def test_fingerprint_follows_training_settings_only(trained, tiny_params):
+    root, _ = trained
+    key = lambda p: sft.run_fingerprint(p, root / sft.PAIRS, root / sft.VOCAB)  # noqa: E731
+    changed = lambda **kw: tiny_params.model_copy(update={"sft": tiny_params.sft.model_copy(update=kw)})  # noqa: E731
+    assert key(changed(n_validity=99, logging_steps=7)) == key(tiny_params)
+    assert key(changed(learning_rate=0.5)) != key(tiny_params)
+    assert key(tiny_params.model_copy(update={"seed": tiny_params.seed + 1})) != key(tiny_params)

@@ -406,8 +406,11 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
 
-    final_probe = evaluate(trainer.model) if probe else {"true_score_probe": float("nan"), "probe_validity": float("nan")}
     log = step_log(trainer.state.log_history)
+    final_probe = {"true_score_probe": float("nan"), "probe_validity": float("nan")}
+    if probe:  # the probe is seeded: a probe logged at the last step is what the final policy gives
+        at_end = [e for e in log if e.get("step") == trainer.state.global_step and "probe_validity" in e]
+        final_probe = {k: float("nan") if at_end[-1][k] is None else at_end[-1][k] for k in final_probe} if at_end else evaluate(trainer.model)
     write_jsonl(root / LOG, log)
     plot_curves(root / PLOT, log)
     resumed = float(Path(last).name.split("-")[-1]) if last else 0.0

