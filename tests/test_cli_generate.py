@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from flowrl.cli import app
@@ -17,8 +18,22 @@ from flowrl.tracking import pyfunc
 from tests.tracking import test_pyfunc as tiny
 
 REPO = Path(__file__).resolve().parents[1]
-PARAMS = ["--params", str(REPO / "params.yaml"), "--profile", "tiny"]
 runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def params_file(tmp_path_factory) -> Path:
+    """params.yaml with short served flows (12 tokens) in the tiny profile: the CLI tests sample for real."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["profiles"]["tiny"]["register"] = {"max_new_tokens": 12}
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def params_args(params_file) -> list[str]:
+    return ["--params", str(params_file), "--profile", "tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +79,10 @@ def comfyui():
         server.server_close()
 
 
-def test_prints_a_valid_workflow_and_submits_it(models_dir, valid_sampler, comfyui):
+def test_prints_a_valid_workflow_and_submits_it(models_dir, valid_sampler, comfyui, params_args):
     url, received = comfyui
     prompt = "Ein Leuchtturm im Sturm, Ölgemälde"
-    result = runner.invoke(app, ["generate", prompt, "--model", str(models_dir), "--gamma", "2", "--seed", "5", "--submit", url, *PARAMS])
+    result = runner.invoke(app, ["generate", prompt, "--model", str(models_dir), "--gamma", "2", "--seed", "5", "--submit", url, *params_args])
     assert result.exit_code == 0, result.output
     text, _, last = result.stdout.strip().rpartition("\n")
     workflow = json.loads(text)
@@ -77,40 +92,40 @@ def test_prints_a_valid_workflow_and_submits_it(models_dir, valid_sampler, comfy
     assert received[0]["path"] == "/prompt" and received[0]["body"]["prompt"] == workflow
 
 
-def test_invalid_flow_from_the_model_is_a_clear_failure(models_dir):
-    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--seed", "1", *PARAMS])
+def test_invalid_flow_from_the_model_is_a_clear_failure(models_dir, params_args):
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--seed", "1", *params_args])
     assert result.exit_code == 1
     assert "not a usable workflow" in result.stderr and "raw flow" in result.stderr
 
 
-def test_mlflow_model_folder_works_too(models_dir, valid_sampler, tmp_path):
+def test_mlflow_model_folder_works_too(models_dir, valid_sampler, tmp_path, params_args):
     saved = pyfunc.save_policy_model(tmp_path / "policy", models_dir / "sft", models_dir / "grpo", tiny.SETTINGS)
-    result = runner.invoke(app, ["generate", "a red fox", "--model", str(saved), *PARAMS])
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(saved), *params_args])
     assert result.exit_code == 0, result.output
     assert validate_graph(json.loads(result.stdout)) == []
 
 
-def test_unreachable_server_is_named(models_dir, valid_sampler):
+def test_unreachable_server_is_named(models_dir, valid_sampler, params_args):
     import socket
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--submit", f"http://127.0.0.1:{port}", *PARAMS])
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--submit", f"http://127.0.0.1:{port}", *params_args])
     assert result.exit_code == 2
     assert f"127.0.0.1:{port}" in result.stderr and "cannot connect" in result.stderr
 
 
-def test_missing_alias_and_bad_model_paths(tmp_path, monkeypatch):
+def test_missing_alias_and_bad_model_paths(tmp_path, monkeypatch, params_args):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    result = runner.invoke(app, ["generate", "a red fox", "--model", "models:/nope@champion", *PARAMS])
+    result = runner.invoke(app, ["generate", "a red fox", "--model", "models:/nope@champion", *params_args])
     assert result.exit_code == 2 and "models:/nope@champion" in result.stderr and "dvc repro register" in result.stderr
-    result = runner.invoke(app, ["generate", "a red fox", *PARAMS])  # default: the champion of register.model_name
+    result = runner.invoke(app, ["generate", "a red fox", *params_args])  # default: the champion of register.model_name
     assert result.exit_code == 2 and "models:/flowrl-policy@champion" in result.stderr
-    result = runner.invoke(app, ["generate", "a red fox", "--model", str(tmp_path / "nothing"), *PARAMS])
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(tmp_path / "nothing"), *params_args])
     assert result.exit_code == 2 and "not a models:/ URI" in result.stderr
 
 
-def test_empty_prompt_is_refused(models_dir):
-    result = runner.invoke(app, ["generate", "   ", "--model", str(models_dir), *PARAMS])
+def test_empty_prompt_is_refused(models_dir, params_args):
+    result = runner.invoke(app, ["generate", "   ", "--model", str(models_dir), *params_args])
     assert result.exit_code == 2 and "empty" in result.stderr
