@@ -34,7 +34,7 @@ GRAPH = {
 }
 
 
-def build_tiny_policy(models: Path, grpo: bool = True) -> Path:
+def build_tiny_policy(models: Path, grpo: bool = True, policy_cfg=None) -> Path:
     """A `models/` folder laid out as the pipeline writes it: sft/ (LoRA + full embed/lm_head copies,
     extended tokenizer, policy.json) and, when `grpo`, grpo/ (a random LoRA on the merged SFT model)."""
     from peft import LoraConfig, get_peft_model
@@ -42,13 +42,14 @@ def build_tiny_policy(models: Path, grpo: bool = True) -> Path:
     from flowrl.policy.loading import load_policy, load_sft_merged, save_policy_spec
 
     params = load_params(REPO / "params.yaml", profile="tiny")
-    model, tokenizer = load_policy(params.policy, TOKENS, seed=1)
+    policy_cfg = policy_cfg or params.policy
+    model, tokenizer = load_policy(policy_cfg, TOKENS, seed=1)
     sft_cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head", "embed_tokens"],
                          ensure_weight_tying=True, task_type="CAUSAL_LM")
     sft = get_peft_model(model, sft_cfg)
     sft.save_pretrained(str(models / "sft"), safe_serialization=True)
     tokenizer.save_pretrained(str(models / "sft"))
-    save_policy_spec(models / "sft", params.policy, 1, len(tokenizer) - len(TOKENS))
+    save_policy_spec(models / "sft", policy_cfg, 1, len(tokenizer) - len(TOKENS))
     if grpo:
         base, _ = load_sft_merged(models / "sft")
         torch.manual_seed(0)  # init_lora_weights=False: a GRPO adapter that really changes the outputs
@@ -176,3 +177,26 @@ def test_read_prompts_accepts_the_documented_shapes():
 def test_missing_sft_folder_says_what_to_run(tmp_path):
     with pytest.raises(pyfunc.PolicyModelError, match="run the sft stage"):
         pyfunc.save_policy_model(tmp_path / "m", tmp_path / "sft", None, SETTINGS)
+
+
+def test_local_base_folder_is_shipped_and_used(tmp_path):
+    """policy.source=dir: the base folder becomes the `base` artifact, and the model loads after the original is gone."""
+    import shutil
+
+    import mlflow
+
+    from flowrl.policy.loading import build_tiny_model, load_tokenizer
+
+    tiny_cfg = load_params(REPO / "params.yaml", profile="tiny").policy
+    tokenizer = load_tokenizer(tiny_cfg)
+    base_dir = tmp_path / "base-model"
+    build_tiny_model(tiny_cfg, len(tokenizer), seed=2).save_pretrained(str(base_dir))
+    tokenizer.save_pretrained(str(base_dir))
+    dir_cfg = tiny_cfg.model_copy(update={"source": "dir", "model": str(base_dir)})
+    models = build_tiny_policy(tmp_path / "models", grpo=False, policy_cfg=dir_cfg)
+    path = pyfunc.save_policy_model(tmp_path / "saved", models / "sft", None, SETTINGS)
+    assert (path / "artifacts" / "base-model" / "config.json").exists()  # artifacts keep their source names
+    shutil.rmtree(base_dir)
+    rows = mlflow.pyfunc.load_model(str(path)).predict(["a fox"])
+    check_result(rows[0], "a fox")
+    assert rows[0]["method"] == "sft"

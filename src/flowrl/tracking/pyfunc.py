@@ -12,11 +12,10 @@ result says so).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -361,13 +360,3 @@ def save_policy_model(path: str | Path, sft_dir: str | Path, grpo_dir: str | Pat
         kwargs = _model_kwargs(Path(sft_dir), Path(grpo_dir) if grpo_dir else None, settings, Path(tmp))
         mlflow.pyfunc.save_model(str(path), **kwargs)
     return Path(path)
-
-
-def with_overrides(settings: ServingSettings, **changes: Any) -> ServingSettings:
-    """A copy of `settings` with the non-None `changes` applied."""
-    return replace(settings, **{k: v for k, v in changes.items() if v is not None})
-
-
-def to_json(results: list[dict]) -> str:
-    """Results as pretty JSON (non-ASCII kept)."""
-    return json.dumps(results, indent=2, ensure_ascii=False)
