@@ -89,6 +89,7 @@ def test_round_trip_predicts_one_result_per_prompt(loaded):
     assert json.loads((path / "artifacts" / "settings.json").read_text())["gamma"] == 1.5
     assert model.metadata.get_params_schema().to_dict()[0]["name"] == "gamma"
     assert not any(path.rglob("*.bin")) and not (path / "artifacts" / "base").exists()  # tiny base: rebuilt, not shipped
+    assert (path / "flowrl_policy_model.py").exists() and not any(path.rglob("*.pkl"))  # models from code: nothing unpickled
     prompts = ["a red fox in the snow", "日本の城と桜、浮世絵 — ünïcödé"]
     rows = model.predict(pd.DataFrame({"prompt": prompts}))
     assert len(rows) == 2

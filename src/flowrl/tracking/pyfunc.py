@@ -332,10 +332,21 @@ def model_artifacts(sft_dir: Path, grpo_dir: Path | None, settings_file: Path) -
     return artifacts
 
 
+# "Models from code": MLflow stores this script instead of a cloudpickle of the model object, so
+# loading a version never unpickles anything (DESIGN: never unpickle untrusted files).
+MODEL_SCRIPT = """import mlflow
+from flowrl.tracking.pyfunc import FlowPolicyModel
+
+mlflow.models.set_model(FlowPolicyModel())
+"""
+
+
 def _model_kwargs(sft_dir: Path, grpo_dir: Path | None, settings: ServingSettings, tmp: Path) -> dict:
     settings_file = write_json(tmp / SETTINGS_FILE, asdict(settings))
+    script = tmp / "flowrl_policy_model.py"
+    script.write_text(MODEL_SCRIPT, encoding="utf-8")
     return {
-        "python_model": FlowPolicyModel(),
+        "python_model": str(script),
         "artifacts": model_artifacts(sft_dir, grpo_dir, settings_file),
         "signature": signature(settings),
         "code_paths": [str(PACKAGE_DIR)],
