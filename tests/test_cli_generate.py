@@ -129,3 +129,11 @@ def test_missing_alias_and_bad_model_paths(tmp_path, monkeypatch, params_args):
 def test_empty_prompt_is_refused(models_dir, params_args):
     result = runner.invoke(app, ["generate", "   ", "--model", str(models_dir), *params_args])
     assert result.exit_code == 2 and "empty" in result.stderr
+
+
+def test_no_store_in_this_folder_is_named(tmp_path, monkeypatch, params_args):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["generate", "a red fox", *params_args])
+    assert result.exit_code == 2 and "no MLflow store at sqlite:///" in result.stderr
+    assert not (tmp_path / "mlflow").exists()

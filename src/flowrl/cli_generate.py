@@ -31,7 +31,11 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     if not model.startswith(URI_SCHEMES) and not (path / "MLmodel").exists():
         fail(f"--model {model}: not a models:/ URI, an MLflow model folder (no MLmodel) or a pipeline models folder (no sft/policy.json); "
              "pass models:/<name>@champion or the folder the sft stage wrote")
-    mlflow.set_tracking_uri(tracking_uri(Path(".")))
+    uri = tracking_uri(Path("."))
+    if model.startswith(("models:/", "runs:/")) and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        fail(f"--model {model}: no MLflow store at {uri} (run from the repository root, set MLFLOW_TRACKING_URI, "
+             "or register a model with `dvc repro register`), or pass a local models folder")
+    mlflow.set_tracking_uri(uri)
     try:
         loaded = mlflow.pyfunc.load_model(model)
     except MlflowException as exc:
