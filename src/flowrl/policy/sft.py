@@ -25,7 +25,7 @@ from trl import SFTTrainer
 from flowrl.config import Params, PolicyConfig, SFTConfig
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json
-from flowrl.policy.loading import load_policy, save_policy_spec
+from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
 
@@ -195,7 +195,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     train_rows, held_rows = split_pairs(load_pairs(pairs_path), cfg, seed)
     tokens = read_json(vocab_path)
     model, tokenizer = load_policy(params.policy, tokens, seed)
-    base_vocab = len(tokenizer) - len(tokens)
+    # not len(tokenizer) - len(tokens): some flow tokens (e.g. "normal") are already in the base vocabulary
+    base_vocab = len(load_tokenizer(params.policy))
 
     ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, pairs_path, vocab_path)}"
     trainer = build_trainer(model, tokenizer, to_dataset(train_rows), to_dataset(held_rows), cfg, params.policy, ckpt_dir, seed)
