@@ -265,6 +265,18 @@ class RegisterConfig(Section):
     max_prompt_tokens: int | None = Field(None, gt=0, description="Served prompts longer than this (in tokens) are cut, with a note; empty = whatever fits the model's context.")
 
 
+class AblationsConfig(Section):
+    """The ablation sweep (paper Table 3): which variants run, and the methods their rows compare."""
+
+    variants: list[str] = Field(
+        default_factory=lambda: ["no_prefix_reward", "no_uncertainty", "ensemble_1", "ensemble_3", "ensemble_5", "no_sft", "no_grpo", "comfygen"],
+        description="Variants to run (flows/ablations.py VARIANTS): no_prefix_reward, no_uncertainty, ensemble_<n>, no_sft, no_grpo, comfygen.",
+    )
+    full_method: str = Field("grpo_cfg_1.5", min_length=1, description="Evaluate method of the full model; each variant row is its own flow for this method (or the variant's method) compared against it.")
+    workspace: Path = Field(Path("ablations"), description="Folder (relative to the repository root) holding one workspace per variant.")
+    link_data: bool = Field(True, description="Reuse data/ and the untouched models by symlink (false: copy them).")
+
+
 # `register` (the stage's name) shadows ABCMeta.register on the class only; instances read the field
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
 
@@ -285,6 +297,7 @@ class Params(Section):
     grpo: GRPOStageConfig = Field(default_factory=GRPOStageConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register: RegisterConfig = Field(default_factory=RegisterConfig)
+    ablations: AblationsConfig = Field(default_factory=AblationsConfig)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
