@@ -87,6 +87,8 @@ def trained(tmp_path_factory, _base_tokenizer, tiny_params):
 
     root = tmp_path_factory.mktemp("grpo")
     params = stage_params(tiny_params, component_reward=True)
+    # probe at step 3, and once more after the last step (4)
+    params = params.model_copy(update={"grpo": params.grpo.model_copy(update={"probe_every": 3, "n_probe": 4})})
     write_inputs(root, params, copy.deepcopy(_base_tokenizer))
     shapes, original = [], grpo.group_token_advantages
 
@@ -173,6 +175,8 @@ def test_run_writes_metrics_log_plot_and_a_lora_only_adapter(trained):
     assert all({"reward", "reward_std", "kl", "validity", "share_uncertain"} <= set(e) for e in log)
     probed = [e["step"] for e in log if "true_score_probe" in e]
     assert probed == list(range(params.grpo.probe_every, params.grpo.max_steps + 1, params.grpo.probe_every)) and scorer.calls > 0
+    assert metrics["n_probe_prompts"] == 4 and 0.0 <= metrics["validity"] <= 1.0
+    assert math.isnan(metrics["true_score_probe_final"]) == (metrics["validity"] == 0.0)
     assert (root / grpo.PLOT).read_bytes()[:4] == b"\x89PNG"
     out = root / grpo.OUT_DIR
     assert (out / "adapter_model.safetensors").exists() and not list(out.glob("*.bin"))
