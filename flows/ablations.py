@@ -127,8 +127,8 @@ def method_scores(root: Path, method: str) -> tuple[list[str], list[float]]:
 
 def variant_row(root: Path, method: str, full: tuple[list[str], list[float]]) -> dict[str, float]:
     """The shared metrics of `method` as evaluated under `root`, with its win rate against the full model."""
-    per_method = read_json(root / REPORT_DIR / "metrics.json")[method]
     prompts, scores = method_scores(root, method)
+    per_method = read_json(root / REPORT_DIR / "metrics.json")[method]
     if prompts != full[0]:
         raise AblationError(f"{root / REPORT_DIR}: evaluated on other prompts than the main workspace; keep evaluate.n_prompts and the holdout the same")
     nan = float("nan")
