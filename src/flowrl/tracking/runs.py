@@ -76,7 +76,8 @@ def log_stage(
         tags["mlflow.source.git.commit"] = commit
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    with mlflow.start_run(run_name=stage, tags=tags) as run:
+    # nested: inside the pipeline's (or the ablation sweep's) parent run, which is still active here
+    with mlflow.start_run(run_name=stage, tags=tags, nested=mlflow.active_run() is not None) as run:
         flat = {k: str(v)[:500] for k, v in flatten(stage, dict(params)).items()}
         if flat:
             mlflow.log_params(flat)
