@@ -16,6 +16,10 @@ from flowrl.stages import STAGES
 from tasks.stages import run_stage, track_stage
 
 
+# Stages that record their own MLflow run (register logs the model in it); no second run.
+SELF_TRACKED = {"register"}
+
+
 class StageFailed(FlowRLError):
     """A stage failed after its retries; the message names the stage and the original error."""
 
@@ -29,7 +33,8 @@ def make_stage_flow(name: str):
             metrics = run_stage(name, params, root_path)
         except Exception as exc:
             raise StageFailed(f"stage '{name}' failed: {type(exc).__name__}: {exc}") from exc
-        track_stage(name, params, root_path, metrics)
+        if name not in SELF_TRACKED:
+            track_stage(name, params, root_path, metrics)
         return metrics
 
     stage_flow.__doc__ = f"Run the `{name}` stage and record it in MLflow."

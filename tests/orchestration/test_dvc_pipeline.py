@@ -1,0 +1,73 @@
+"""`dvc repro` on the tiny profile: stages run as flows, a second repro does nothing, and a
+changed parameter reruns only the stages that read it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DVC = str(Path(sys.executable).with_name("dvc"))
+KEEP = ["src", "flows", "tasks", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc", ".dvcignore", ".gitignore"]
+DATA_STAGES = ["prompts", "flows", "encode", "triplets", "validate"]
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A copy of the project (code and pipeline files only) on the tiny profile, data stages reproduced."""
+    root = tmp_path_factory.mktemp("workspace")
+    for name in KEEP:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache", "config.local"))
+        else:
+            shutil.copy2(src, root / name)
+    (root / ".venv").symlink_to(Path(sys.executable).parents[1])
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["profile"] = "tiny"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"]):
+        _run(cmd, root)
+    out = _run([DVC, "repro", "validate"], root)
+    assert _ran(out) == DATA_STAGES
+    return root
+
+
+def test_second_repro_does_nothing(workspace):
+    out = _run([DVC, "repro", "validate"], workspace)
+    assert _ran(out) == []
+    assert "Data and pipelines are up to date" in _run([DVC, "status", "validate"], workspace)
+
+
+def test_every_stage_left_a_flow_run_and_mlflow_run(workspace):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["flowrl-tiny"])
+    assert sorted(runs["tags.flowrl.stage"]) == sorted(DATA_STAGES)
+    metrics = yaml.safe_load((workspace / "reports/triplets/metrics.json").read_text())
+    assert runs.set_index("tags.flowrl.stage").loc["triplets", "metrics.n_train"] == metrics["n_train"]
+
+
+def test_changed_parameter_reruns_only_what_reads_it(workspace):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["profiles"]["tiny"]["triplets"]["n_triplets"] += 20
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _ran(_run([DVC, "repro", "validate"], workspace)) == ["triplets", "validate"]
