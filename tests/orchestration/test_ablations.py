@@ -111,3 +111,21 @@ def test_two_variants_end_to_end_under_one_parent_run(tmp_path, monkeypatch):
         assert children[f"metrics.{metric}"].notna().sum() >= 2 or metric == "nld_ratio"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent["run_id"].iloc[0])}
     assert {"table.md", "ablations.png", "metrics.json"} <= artifacts
+
+
+def test_no_sft_variant_writes_an_untrained_policy_folder_grpo_can_load(tmp_path):
+    from safetensors.torch import load_file
+
+    from flowrl.policy.loading import load_sft_merged
+    from flows.ablations import write_untrained_sft
+
+    params = tiny_params(tmp_path)
+    write_json(tmp_path / "data/encode/vocab.json", ["<flow_a>", "<flow_b>"])
+    out = write_untrained_sft(params, tmp_path)
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]
+    assert lora_b and all(float(w.abs().max()) == 0.0 for w in lora_b)  # identity adapter: zero training steps
+    assert read_json(out / "policy.json")["sft"]["max_steps"] == 0
+    model, tokenizer = load_sft_merged(out)
+    assert tokenizer.convert_tokens_to_ids("<flow_b>") == len(tokenizer) - 1
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
