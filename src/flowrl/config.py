@@ -97,6 +97,7 @@ class PolicyConfig(Section):
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
     max_new_tokens: int = Field(500, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
     gamma: float = Field(1.5, ge=0, description="Dual-model guidance strength: log p_SFT + gamma (log p_GRPO - log p_SFT) (paper: 1.5).")
+    constrained: bool = Field(True, description="Constrained decoding: mask tokens that would make a sampled flow fail decode_flow/validate_graph (flowrl.policy.constrained).")
 
     @model_validator(mode="after")
     def _check(self) -> "PolicyConfig":
