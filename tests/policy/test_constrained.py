@@ -1,0 +1,177 @@
+"""Constrained decoding: every masking rule on hand-made partial flows, finishing on a budget, and sampling."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from flowrl.comfy.validate import validate_graph
+from flowrl.data.base_flows import load_base_flows
+from flowrl.encoding.codec import FlowDecodeError, decode_flow
+from flowrl.encoding.schema import infer_schema
+from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
+from flowrl.policy.constrained import FlowConstraint, FlowGrammar, _Row, constraint_processors
+from flowrl.policy.loading import build_tiny_model
+from flowrl.policy.sampling import SamplingConfig, sample_flows
+
+CKPT = "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors"
+
+
+@pytest.fixture(scope="module")
+def setup(_base_tokenizer):
+    tok = copy.deepcopy(_base_tokenizer)
+    schema = infer_schema(g for _, g in load_base_flows())
+    extend_tokenizer(tok, flow_tokens(schema))
+    return tok, schema, FlowGrammar(tok, schema)
+
+
+@pytest.fixture
+def fc(setup):
+    tok, schema, grammar = setup
+    return FlowConstraint(tok, schema, grammar=grammar)
+
+
+def is_valid(text: str) -> bool:
+    try:
+        return not validate_graph(decode_flow(text))
+    except FlowDecodeError:
+        return False
+
+
+def allowed_after(fc: FlowConstraint, text: str, budget: float = math.inf) -> set[str]:
+    """Texts of the tokens allowed after the partial flow `text` ('<EOS>' for EOS)."""
+    row = _Row()
+    fc.feed(row, text)
+    ids = fc.allowed(row, budget).nonzero().flatten().tolist()
+    return {"<EOS>" if i == fc.g.eos else fc.g.tokens[i] for i in ids}
+
+
+def test_line_start_only_known_classes_whose_links_exist(fc):
+    first = allowed_after(fc, "")
+    assert "CheckpointLoaderSimple" in first and "EmptyLatentImage" in first
+    assert "KSampler" not in first and "CLIPTextEncode" not in first  # their MODEL/CLIP links have no source yet
+    assert "<EOS>" not in first and "\n" not in first
+    assert first <= {r.form for r in fc.g.classes.values()}
+    assert "CLIPTextEncode" in allowed_after(fc, CKPT + "\n")
+
+
+def test_names_of_the_class_each_once_and_newline_only_when_required_present(fc):
+    assert allowed_after(fc, "CheckpointLoaderSimple") == {" ckpt_name="}
+    after = allowed_after(fc, "EmptyLatentImage width=512")
+    assert " height=" in after and " batch_size=" in after and " width=" not in after and " ckpt_name=" not in after
+    assert "\n" not in after
+    assert "\n" in allowed_after(fc, "EmptyLatentImage width=512 height=512 batch_size=1")
+
+
+def test_closed_choices_and_vocabulary_values(fc):
+    ksampler = (CKPT + "\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+                "KSampler model=@1 positive=@2 negative=@2 latent_image=@3 sampler_name=")
+    samplers = allowed_after(fc, ksampler)
+    assert "euler" in samplers and "dpmpp_2m" in samplers and "sd_xl_base_1.0.safetensors" not in samplers and "cat" not in samplers
+    ckpts = allowed_after(fc, "CheckpointLoaderSimple ckpt_name=")
+    assert "sd_xl_base_1.0.safetensors" in ckpts and "euler" not in ckpts and '"' not in ckpts
+
+
+def test_numbers_ints_floats_and_bounds(fc):
+    width = allowed_after(fc, "EmptyLatentImage width=")
+    assert {"1", "5", "9"} <= width and "-" not in width and "." not in width and "a" not in width
+    zero = allowed_after(fc, "EmptyLatentImage width=0")
+    assert not zero  # '0' is below min 16 and '01' is no JSON number
+    assert " height=" in allowed_after(fc, "EmptyLatentImage width=16") and " height=" not in allowed_after(fc, "EmptyLatentImage width=1")
+    ks = CKPT + "\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\nKSampler denoise="
+    assert "." in allowed_after(fc, ks + "1") and "0" not in allowed_after(fc, ks + "1")  # 10 > max 1.0
+    assert "0" in allowed_after(fc, ks + "1.") and "5" not in allowed_after(fc, ks + "1.")
+    assert "-" not in allowed_after(fc, ks[: -len("denoise=")] + "steps=")  # INT, min 1
+    assert "-" in allowed_after(fc, "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors\nCLIPSetLastLayer clip=@1.1 stop_at_clip_layer=")  # min -24
+    assert "0" not in allowed_after(fc, "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors\nCLIPSetLastLayer clip=@1.1 stop_at_clip_layer=")  # max -1
+
+
+def test_strings_json_quoted_or_vocabulary(fc):
+    text = CKPT + "\nCLIPTextEncode clip=@1.1 text="
+    start = allowed_after(fc, text)
+    assert '"' in start and "<prompt>" in start and "euler" not in start and "cat" not in start
+    inside = allowed_after(fc, text + '"a')
+    assert " cat" in inside and '"' in inside and "\n" not in inside and "\t" not in inside
+    escape = allowed_after(fc, text + '"a\\')
+    assert "n" in escape and '"' in escape and "x" not in escape
+    assert "\n" in allowed_after(fc, text + '"a cat"')
+
+
+def test_booleans(fc):
+    boost = allowed_after(fc, CKPT + '\n"Automatic CFG" model=@1 boost=')
+    assert "true" in boost and "false" in boost
+    assert all("true".startswith(t) or "false".startswith(t) for t in boost)
+
+
+def test_links_only_to_earlier_lines_of_the_right_type(fc):
+    clip = allowed_after(fc, CKPT + "\nCLIPTextEncode clip=")
+    assert "@1" in clip and "@2" not in clip
+    after = allowed_after(fc, CKPT + "\nCLIPTextEncode clip=@1")  # output 0 is MODEL: CLIP is output 1
+    assert "." in after and " text=" not in after and "2" not in after
+    assert " text=" in allowed_after(fc, CKPT + "\nCLIPTextEncode clip=@1.1")
+    vae = allowed_after(fc, CKPT + "\nVAELoader vae_name=sdxl_vae.safetensors\nEmptyLatentImage width=512 height=512 batch_size=1\nVAEDecode vae=")
+    assert {"@1", "@2"} <= vae and "@3" not in vae  # VAE: output 2 of line 1, output 0 of line 2; line 3 gives LATENT
+
+
+def test_eos_only_with_an_output_node_and_a_complete_line(fc):
+    flow = (CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\nVAEDecode samples=@2 vae=@1.2\n"
+            "SaveImage images=@3")
+    assert "<EOS>" not in allowed_after(fc, flow)  # filename_prefix is required
+    done = flow + " filename_prefix=flowrl/sd15_freeu"  # a bare value of the schema vocabulary
+    assert "<EOS>" in allowed_after(fc, done) and "<EOS>" in allowed_after(fc, done + "\n")
+    assert "<EOS>" not in allowed_after(fc, CKPT)
+
+
+def test_noop_inside_the_prompt_and_per_row_prompt_lengths(setup):
+    tok, schema, grammar = setup
+    scores = torch.randn(2, len(tok))
+    ids = torch.ones(2, 6, dtype=torch.long)
+    assert torch.equal(FlowConstraint(tok, schema, prompt_length=10, grammar=grammar)(ids, scores), scores)
+    out = FlowConstraint(tok, schema, prompt_length=[6, 8], grammar=grammar)(ids, scores)
+    assert torch.equal(out[1], scores[1])  # row 1 is still inside its prompt
+    assert torch.isinf(out[0]).sum() > len(tok) - 100 and torch.isfinite(out[0]).any()
+
+
+@pytest.mark.parametrize("budget", [30, 45, 120])
+def test_budget_steers_to_a_complete_flow(setup, budget):
+    """Driving the processor alone (first allowed token each step) ends with EOS within the budget, and validates."""
+    tok, schema, grammar = setup
+    fc = FlowConstraint(tok, schema, max_new_tokens=budget, grammar=grammar)
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    torch.manual_seed(budget)
+    for _ in range(budget):
+        scores = fc(ids, torch.randn(1, len(tok)))
+        nxt = int(scores.argmax(-1))
+        if nxt == tok.eos_token_id:
+            break
+        ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+    else:
+        pytest.fail(f"no EOS within {budget} tokens")
+    text = tok.decode(ids[0, 3:].tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    assert is_valid(text), text
+    assert fc.n_dead_ends == 0
+
+
+def test_sampling_with_a_random_model_is_always_valid_and_without_almost_never(setup, tiny_params):
+    torch.set_flush_denormal(True)  # random fp32 weights: denormals slow CPU sampling 10-100x
+    tok, schema, grammar = setup
+    model = build_tiny_model(tiny_params.policy, len(tok), seed=5).eval()
+    prompts = [f"a {w} at dawn" for w in ("fox", "castle", "robot", "cat")] * 4
+    cfg = SamplingConfig(max_new_tokens=60, batch_size=16, seed=2)
+    fc = FlowConstraint(tok, schema, max_new_tokens=cfg.max_new_tokens, grammar=grammar)
+    constrained = sample_flows(model, tok, prompts, cfg, logits_processor=[fc])
+    assert all(c.finished for c in constrained)
+    assert [is_valid(c.text) for c in constrained] == [True] * 16, [c.text for c in constrained if not is_valid(c.text)]
+    plain = sample_flows(model, tok, prompts, SamplingConfig(max_new_tokens=40, batch_size=16, seed=2))
+    assert sum(is_valid(c.text) for c in plain) <= 1
+
+
+def test_switch_builds_the_processor_only_when_on(setup, tiny_params):
+    tok, schema, _ = setup
+    assert constraint_processors(tiny_params.policy.model_copy(update={"constrained": False}), tok) == []
+    (proc,) = constraint_processors(tiny_params.policy.model_copy(update={"constrained": True}), tok, 50)
+    assert isinstance(proc, FlowConstraint) and proc.max_new_tokens == 50
+    assert "SaveImage" in {r.form for r in proc.g.classes.values()}  # class types found from the tokenizer's flow tokens
