@@ -10,6 +10,7 @@ checks only run on small candidate sets (literal prefixes, number tokens). See d
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -160,13 +161,20 @@ class FlowGrammar:
         if not names:
             raise ConstraintError("no class type of the schema/tokenizer is in the node catalog; rerun the encode stage (dvc repro encode)")
         self.classes: dict[str, ClassRule] = {}
+        structural = {class_token(ct) for ct in self.catalog.specs} | {name_token(n) for s in self.catalog.specs.values() for n in s.inputs}
+        # without a schema, the tokenizer's flow value tokens (model names, samplers, '<prompt>') stand in for every field's vocabulary
+        token_values = sorted(t.content for t in tokenizer.added_tokens_decoder.values()
+                              if not t.special and t.content not in structural and not t.content.startswith("@"))
         for ct in sorted(names):
             spec = self.catalog.get(ct)
-            fields = schema.classes[ct].fields if schema is not None else {}
+            if schema is not None:
+                values = {n: [v for v in f.vocab if isinstance(v, str) and v.strip()] for n, f in schema.classes[ct].fields.items()}
+            else:
+                values = {n: token_values for n, i in spec.inputs.items() if i.kind == "widget" and i.type in ("STRING", "COMBO")}
             vocab = {}
-            for n, f in fields.items():
-                forms = sorted({_value_text(v) for v in f.vocab if isinstance(v, str) and v.strip()})
+            for n, vals in values.items():
                 if n in spec.inputs:
+                    forms = sorted({_value_text(v) for v in vals})
                     vocab[n] = [w for w in forms if _check_value(spec.inputs[n], json.loads(w) if w.startswith('"') else w) is None]
             self.classes[ct] = ClassRule(spec, class_token(ct), {n: name_token(n) for n in spec.inputs},
                                          [n for n, i in spec.inputs.items() if i.required], vocab)
@@ -698,8 +706,18 @@ class FlowConstraint(LogitsProcessor):
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
 
 
+@functools.lru_cache(maxsize=4)
+def _cached_grammar(tokenizer, n_tokens: int) -> FlowGrammar:
+    return FlowGrammar(tokenizer)
+
+
 def constraint_processors(policy_cfg, tokenizer, max_new_tokens: int | None = None, schema: Schema | None = None) -> list[LogitsProcessor]:
-    """`[FlowConstraint(...)]` when `policy.constrained` is on, else `[]` (the one-line hook for sampling call sites)."""
+    """`[FlowConstraint(...)]` when `policy_cfg.constrained` is on, else `[]` (the one-line hook for sampling call sites).
+
+    Without a schema the grammar comes from the tokenizer's flow tokens and is cached per tokenizer
+    (building it decodes the whole vocabulary, ~1 s), so repeated calls are cheap.
+    """
     if not getattr(policy_cfg, "constrained", False):
         return []
-    return [FlowConstraint(tokenizer, schema, max_new_tokens=max_new_tokens or policy_cfg.max_new_tokens)]
+    grammar = FlowGrammar(tokenizer, schema) if schema is not None else _cached_grammar(tokenizer, len(tokenizer))
+    return [FlowConstraint(tokenizer, schema, max_new_tokens=max_new_tokens or policy_cfg.max_new_tokens, grammar=grammar)]
