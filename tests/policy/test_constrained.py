@@ -135,7 +135,7 @@ def test_noop_inside_the_prompt_and_per_row_prompt_lengths(setup):
     assert torch.isinf(out[0]).sum() > len(tok) - 100 and torch.isfinite(out[0]).any()
 
 
-@pytest.mark.parametrize("budget", [30, 45, 120])
+@pytest.mark.parametrize("budget", [40, 60, 120])
 def test_budget_steers_to_a_complete_flow(setup, budget):
     """Driving the processor alone (first allowed token each step) ends with EOS within the budget, and validates."""
     tok, schema, grammar = setup
@@ -153,6 +153,14 @@ def test_budget_steers_to_a_complete_flow(setup, budget):
     text = tok.decode(ids[0, 3:].tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
     assert is_valid(text), text
     assert fc.n_dead_ends == 0
+
+
+def test_a_budget_below_the_cheapest_flow_keeps_the_grammar_without_finishing(setup):
+    tok, schema, grammar = setup
+    fc = FlowConstraint(tok, schema, max_new_tokens=8, grammar=grammar)
+    scores = fc(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, len(tok)))
+    allowed = {fc.g.tokens[i] for i in torch.isfinite(scores[0]).nonzero().flatten().tolist()}
+    assert "CheckpointLoaderSimple" in allowed and tok.eos_token not in allowed and fc.n_dead_ends == 0
 
 
 def test_sampling_with_a_random_model_is_always_valid_and_without_almost_never(setup, tiny_params):

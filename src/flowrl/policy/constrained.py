@@ -432,6 +432,7 @@ class FlowConstraint(LogitsProcessor):
         self._starts: list[int] = []
         self._last: torch.Tensor | None = None
         self._all = torch.ones(self.g.vocab_size, dtype=torch.bool)
+        self._hopeless = False
         self.n_dead_ends = 0  # rows where nothing was allowed (should stay 0; EOS is forced then)
 
     # ------------------------------------------------------------ structure choices
@@ -662,6 +663,8 @@ class FlowConstraint(LogitsProcessor):
         if len(self._starts) != b:
             raise ConstraintError(f"prompt_length has {len(self._starts)} entries for a batch of {b}; pass one per row")
         self.rows = [_Row() for _ in range(b)]
+        # a budget below the cheapest complete flow cannot be met: then only the grammar is enforced (no finishing mode)
+        self._hopeless = self.max_new_tokens is not None and self.max_new_tokens < self._cost(_Row())
         for r, row in enumerate(self.rows):
             for tok in input_ids[r, self._starts[r]:].tolist():
                 self._advance(row, tok)
@@ -691,7 +694,7 @@ class FlowConstraint(LogitsProcessor):
             if generated < 0 or row.done:  # still inside its prompt, or finished: left alone
                 masks.append(self._all)
                 continue
-            budget = math.inf if self.max_new_tokens is None else self.max_new_tokens - generated
+            budget = math.inf if self.max_new_tokens is None or self._hopeless else self.max_new_tokens - generated
             mask, nonempty = self.g.mask_for(self.allowed_key(row, budget))
             if not nonempty:
                 self.n_dead_ends += 1
