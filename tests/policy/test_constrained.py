@@ -183,3 +183,9 @@ def test_switch_builds_the_processor_only_when_on(setup, tiny_params):
     (proc,) = constraint_processors(tiny_params.policy.model_copy(update={"constrained": True}), tok, 50)
     assert isinstance(proc, FlowConstraint) and proc.max_new_tokens == 50
     assert "SaveImage" in {r.form for r in proc.g.classes.values()}  # class types found from the tokenizer's flow tokens
+
+
+def test_a_tokenizer_without_flow_tokens_warns_and_stays_unconstrained(base_tokenizer, tiny_params):
+    base_tokenizer.add_tokens(["<|KSampler|>"])
+    with pytest.warns(UserWarning, match="constrained decoding is off"):
+        assert constraint_processors(tiny_params.policy.model_copy(update={"constrained": True}), base_tokenizer) == []

@@ -68,22 +68,24 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
     Returns:
         (name -> method mapping prompts to one Candidate each, name -> skip reason).
     """
+    from flowrl.policy.constrained import constraint_processors
     from flowrl.policy.guidance import sample_guided
     from flowrl.policy.sampling import sample_flows
 
     cfg = params.evaluate
     models = PolicyModels(root)
     sampling = SamplingConfig.from_policy(params.policy, params.seed, cfg.batch_size, cfg.max_new_tokens)
+    constrain = lambda tok: constraint_processors(params.policy, tok, sampling.max_new_tokens)  # noqa: E731 (policy.constrained)
 
     def sft(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.sft
-        return [Candidate(c.text) for c in sample_flows(model, tokenizer, list(prompts), sampling)]
+        return [Candidate(c.text) for c in sample_flows(model, tokenizer, list(prompts), sampling, logits_processor=constrain(tokenizer))]
 
     def sft_rerank(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.sft
         n = cfg.rerank_n
         repeated = [p for p in prompts for _ in range(n)]
-        texts = [c.text for c in sample_flows(model, tokenizer, repeated, sampling)]
+        texts = [c.text for c in sample_flows(model, tokenizer, repeated, sampling, logits_processor=constrain(tokenizer))]
         valid = [checked_graph(Candidate(t)) is not None for t in texts]
         keep = [i for i, ok in enumerate(valid) if ok]
         rewards = [float("-inf")] * len(texts)
@@ -99,12 +101,12 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
 
     def grpo(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.guided
-        return [Candidate(c.text) for c in sample_flows(model, tokenizer, list(prompts), sampling, adapter="grpo")]
+        return [Candidate(c.text) for c in sample_flows(model, tokenizer, list(prompts), sampling, adapter="grpo", logits_processor=constrain(tokenizer))]
 
     def guided(gamma: float) -> Callable[[Sequence[str]], list[Candidate]]:
         def method(prompts: Sequence[str]) -> list[Candidate]:
             model, tokenizer = models.guided
-            return [Candidate(c.text) for c in sample_guided(model, tokenizer, list(prompts), sampling, gamma)]
+            return [Candidate(c.text) for c in sample_guided(model, tokenizer, list(prompts), sampling, gamma, logits_processor=constrain(tokenizer))]
 
         return method
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -156,10 +157,12 @@ class FlowGrammar:
         self.vocab_size = vocab_size
         if schema is not None:
             names = [ct for ct in schema.classes if ct in self.catalog]
-        else:  # the class types the tokenizer has flow tokens for
-            names = [ct for ct in self.catalog.specs if class_token(ct) in self.by_text]
+        else:  # the class types the tokenizer has flow tokens (added tokens) for
+            added = {t.content for t in tokenizer.added_tokens_decoder.values() if not t.special}
+            names = [ct for ct in self.catalog.specs if class_token(ct) in added]
         if not names:
-            raise ConstraintError("no class type of the schema/tokenizer is in the node catalog; rerun the encode stage (dvc repro encode)")
+            raise ConstraintError("no class type of the schema (or flow token of the tokenizer) is in the node catalog; "
+                                  "rerun the encode stage (dvc repro encode) and load the policy with its flow tokens")
         self.classes: dict[str, ClassRule] = {}
         structural = {class_token(ct) for ct in self.catalog.specs} | {name_token(n) for s in self.catalog.specs.values() for n in s.inputs}
         # without a schema, the tokenizer's flow value tokens (model names, samplers, '<prompt>') stand in for every field's vocabulary
@@ -720,7 +723,11 @@ def constraint_processors(policy_cfg, tokenizer, max_new_tokens: int | None = No
     Without a schema the grammar comes from the tokenizer's flow tokens and is cached per tokenizer
     (building it decodes the whole vocabulary, ~1 s), so repeated calls are cheap.
     """
-    if not getattr(policy_cfg, "constrained", False):
+    if not getattr(policy_cfg, "constrained", False) or tokenizer is None:  # None: test fakes that sample no tokens
         return []
-    grammar = FlowGrammar(tokenizer, schema) if schema is not None else _cached_grammar(tokenizer, len(tokenizer))
+    try:
+        grammar = FlowGrammar(tokenizer, schema) if schema is not None else _cached_grammar(tokenizer, len(tokenizer))
+    except ConstraintError as exc:  # a tokenizer without the flow vocabulary (not a policy of this pipeline)
+        warnings.warn(f"constrained decoding is off for this tokenizer: {exc}", stacklevel=2)
+        return []
     return [FlowConstraint(tokenizer, schema, max_new_tokens=max_new_tokens or policy_cfg.max_new_tokens, grammar=grammar)]

@@ -31,6 +31,7 @@ from trl.trainer.utils import pad
 from flowrl.config import GRPOStageConfig, Params, PolicyConfig
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_jsonl, write_json, write_jsonl
+from flowrl.policy.constrained import constraint_processors
 from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy_spec
 from flowrl.policy.sampling import ModelScorer, SamplingConfig, generate_ids, sample_flows
 from flowrl.policy.template import format_prompt
@@ -380,6 +381,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     shaped = ShapedReward.load(root / REWARD_DIR, params.reward, validator=validator)
     max_new = cfg.max_new_tokens or params.policy.max_new_tokens
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=max_new)
+    logits_processor = constraint_processors(params.policy, tokenizer, max_new) if logits_processor is None else logits_processor
     dataset = Dataset.from_list([{"prompt": format_prompt(p), "user_prompt": p} for p in train_prompts])
     ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, root)}"
     evaluate = functools.partial(probe_true_score, tokenizer=tokenizer, prompts=probe, sampling=sampling, scorer=scorer,

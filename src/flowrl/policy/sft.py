@@ -25,6 +25,7 @@ from trl import SFTTrainer
 from flowrl.config import Params, PolicyConfig, SFTConfig
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json
+from flowrl.policy.constrained import constraint_processors
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
@@ -215,7 +216,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     perplexity = completion_perplexity(trainer)
     holdout = [r["prompt"] for r in read_jsonl(root / HOLDOUT)] if (root / HOLDOUT).exists() else [r["prompt"] for r in held_rows]
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=cfg.validity_max_new_tokens)
-    samples = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling) if cfg.n_validity else []
+    constraint = constraint_processors(params.policy, tokenizer, sampling.max_new_tokens)  # policy.constrained
+    samples = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling, logits_processor=constraint) if cfg.n_validity else []
 
     logged = [e for e in trainer.state.log_history if "loss" in e]
     runtime = result.metrics.get("train_runtime", 0.0)

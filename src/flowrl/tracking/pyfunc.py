@@ -56,6 +56,7 @@ class ServingSettings:
     seed: int = 0
     bf16: bool = False
     max_prompt_tokens: int | None = None
+    constrained: bool = True  # constrained decoding (policy.constrained)
 
     @classmethod
     def from_params(cls, params: Params) -> "ServingSettings":
@@ -70,6 +71,7 @@ class ServingSettings:
             seed=params.seed,
             bf16=policy.bf16,
             max_prompt_tokens=reg.max_prompt_tokens,
+            constrained=policy.constrained,
         )
 
 
@@ -218,6 +220,7 @@ class FlowPolicy:
         Returns:
             per prompt: {"prompt", "workflow" (API graph or None), "valid", "error", "flow" (encoded text), "method", "notes"}.
         """
+        from flowrl.policy.constrained import constraint_processors
         from flowrl.policy.guidance import sample_guided
         from flowrl.policy.sampling import SamplingConfig, sample_flows
 
@@ -233,10 +236,10 @@ class FlowPolicy:
         fitted = [self.fit_prompt(p) for p in prompts]
         seen = [f for f, _ in fitted]
         if self.guided:
-            completions = sample_guided(self.model, self.tokenizer, seen, cfg, gamma)
+            completions = sample_guided(self.model, self.tokenizer, seen, cfg, gamma, logits_processor=constraint_processors(s, self.tokenizer))
             method = f"grpo_cfg_{gamma:g}"
         else:
-            completions = sample_flows(self.model, self.tokenizer, seen, cfg)
+            completions = sample_flows(self.model, self.tokenizer, seen, cfg, logits_processor=constraint_processors(s, self.tokenizer))
             method = "sft"
         results = []
         for prompt, (_, note), completion in zip(prompts, fitted, completions, strict=True):
