@@ -47,7 +47,7 @@ def valid_sampler(monkeypatch):
     from flowrl.policy import guidance
     from flowrl.policy.sampling import Completion
 
-    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma: [Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts])
+    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None: [Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts])
 
 
 @pytest.fixture

@@ -159,7 +159,7 @@ def test_valid_flow_reaches_the_output(loaded, monkeypatch):
     from flowrl.policy import guidance
     from flowrl.policy.sampling import Completion
 
-    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma: [Completion(p, encode_flow(GRAPH), [], True) for p in prompts])
+    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None: [Completion(p, encode_flow(GRAPH), [], True) for p in prompts])
     row = loaded[1].predict(["a lighthouse in a storm"])[0]
     assert row["valid"] and row["error"] is None
     check_result(row, "a lighthouse in a storm")

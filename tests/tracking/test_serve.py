@@ -44,10 +44,11 @@ def server(tmp_path_factory):
     os.environ.update(env)
     try:
         registry.run(params, root)
+        store = tracking_uri(root)  # read before restoring: mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    env["MLFLOW_TRACKING_URI"] = tracking_uri(root)
+    env["MLFLOW_TRACKING_URI"] = store
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
     port = free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
