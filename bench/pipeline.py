@@ -1,0 +1,87 @@
+"""End to end: `dvc repro` from scratch on a profile, then a no-op `dvc repro` right after.
+
+Targets (issue: benchmarks): cpu profile from scratch <= 30 min on 2 cores (training issue: <= 45),
+no-op <= 15 s. Runs in a fresh clone of this repository (its own .venv, made by `make setup`,
+not timed) so nothing in the working copy is touched:
+
+    python -m bench pipeline                       # profile from FLOWRL_BENCH_PROFILE, default tiny
+    FLOWRL_BENCH_PROFILE=cpu python -m bench pipeline
+    FLOWRL_BENCH_WORKDIR=/path/to/clone ...        # reuse a clone (its outputs are removed first)
+
+Per-stage times come from the stage log lines DVC prints ("Running stage 'x'").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUTS = ["data", "models", "reports", "mlflow", "dvc.lock"]
+STAGE_LINE = re.compile(r"Running stage '([^']+)'")
+
+
+def _clone(workdir: str | None) -> Path:
+    if workdir:
+        return Path(workdir)
+    path = Path(tempfile.mkdtemp(prefix="flowrl-bench-pipeline-")) / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(path)], check=True)
+    return path
+
+
+def _set_profile(clone: Path, profile: str) -> None:
+    params = clone / "params.yaml"
+    text = re.sub(r"^profile: \S+", f"profile: {profile}", params.read_text(), count=1, flags=re.M)
+    params.write_text(text)
+
+
+def _timed_repro(clone: Path, env: dict[str, str], log: Path) -> tuple[float, dict[str, float]]:
+    """Run `dvc repro`, streaming its output to `log`; return total seconds and seconds per stage."""
+    stages: dict[str, float] = {}
+    current, started = None, time.monotonic()
+    t0 = started
+    with log.open("a") as fh:
+        proc = subprocess.Popen([str(clone / ".venv/bin/dvc"), "repro"], cwd=clone, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for line in proc.stdout:
+            fh.write(line)
+            fh.flush()
+            match = STAGE_LINE.search(line)
+            if match:
+                now = time.monotonic()
+                if current:
+                    stages[current] = round(now - started, 1)
+                current, started = match.group(1), now
+        rc = proc.wait()
+    total = time.monotonic() - t0
+    if current:
+        stages[current] = round(time.monotonic() - started, 1)
+    if rc != 0:
+        raise RuntimeError(f"dvc repro failed with exit code {rc}; see {log}")
+    return total, stages
+
+
+def main() -> dict:
+    profile = os.environ.get("FLOWRL_BENCH_PROFILE", "tiny")
+    clone = _clone(os.environ.get("FLOWRL_BENCH_WORKDIR"))
+    _set_profile(clone, profile)
+    subprocess.run(["make", "-s", "setup"], cwd=clone, check=True)
+    for name in OUTPUTS:
+        subprocess.run(["rm", "-rf", str(clone / name)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FLOWRL_"))}
+    log = clone / "bench-pipeline.log"
+    print(f"profile {profile}: dvc repro in {clone} (log {log})")
+    scratch_s, stages = _timed_repro(clone, env, log)
+    noop_s, _ = _timed_repro(clone, env, log)
+    figures = {"profile": profile, "from_scratch_s": round(scratch_s, 1), "noop_s": round(noop_s, 1),
+               "stages_s": stages, "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"), "workdir": str(clone)}
+    print(f"from scratch {scratch_s / 60:.1f} min, no-op {noop_s:.1f} s; per stage: {stages}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
