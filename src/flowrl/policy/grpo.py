@@ -36,6 +36,7 @@ from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy
 from flowrl.policy.sampling import ModelScorer, SamplingConfig, generate_ids, sample_flows
 from flowrl.policy.template import format_prompt
 from flowrl.reward.shaping import ShapedReward, is_valid_flow
+from flowrl.trainer_defaults import common_trainer_kwargs
 
 PROMPTS = "data/prompts/train.jsonl"
 HOLDOUT = "data/prompts/holdout.jsonl"
@@ -262,7 +263,7 @@ def lora_config(cfg: GRPOStageConfig) -> LoraConfig:
 def trainer_args(cfg: GRPOStageConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> GRPOConfig:
     """trl GRPOConfig from the `grpo` and `policy` sections (group baseline scaled by the group std)."""
     return GRPOConfig(
-        output_dir=str(output_dir),
+        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps),
         max_steps=cfg.max_steps,
         num_train_epochs=cfg.num_epochs,
         per_device_train_batch_size=cfg.batch_size,
@@ -280,16 +281,8 @@ def trainer_args(cfg: GRPOStageConfig, policy: PolicyConfig, output_dir: Path, s
         max_completion_length=cfg.max_new_tokens or policy.max_new_tokens,
         temperature=policy.temperature,
         top_p=policy.top_p or 1.0,
-        bf16=policy.bf16,
-        use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=False,
-        logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=2,
-        report_to="none",
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
         log_completions=False,
     )
 

@@ -29,6 +29,7 @@ from flowrl.policy.constrained import constraint_processors
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
+from flowrl.trainer_defaults import common_trainer_kwargs
 
 PAIRS = "data/encode/sft_pairs.jsonl"
 VOCAB = "data/encode/vocab.json"
@@ -82,9 +83,8 @@ def lora_config(cfg: SFTConfig) -> LoraConfig:
 
 def trainer_args(cfg: SFTConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> TRLSFTConfig:
     """trl SFTConfig from our section: completion-only loss, safetensors checkpoints, bf16 autocast on CPU."""
-    on_cpu = not torch.cuda.is_available()
     return TRLSFTConfig(
-        output_dir=str(output_dir),
+        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps),
         max_steps=cfg.max_steps,
         num_train_epochs=cfg.num_epochs,
         per_device_train_batch_size=cfg.batch_size,
@@ -96,17 +96,8 @@ def trainer_args(cfg: SFTConfig, policy: PolicyConfig, output_dir: Path, seed: i
         lr_scheduler_type="linear",
         max_length=cfg.max_length,
         completion_only_loss=True,
-        bf16=policy.bf16,
-        use_cpu=on_cpu,
-        gradient_checkpointing=False,  # small models: memory is not the limit, speed is
-        logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=2,
-        report_to="none",
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
     )
 
 

@@ -20,6 +20,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.trainer_utils import get_last_checkpoint
 
 from flowrl.config import RewardConfig
+from flowrl.trainer_defaults import common_trainer_kwargs
 
 TEMPLATE = "[PROMPT] {prompt} [FLOW] {flow}"
 
@@ -95,25 +96,17 @@ def predict_texts(
 def training_args(cfg: RewardConfig, output_dir: Path, seed: int, logging_steps: int = 5) -> TrainingArguments:
     """Trainer settings from the `reward` section: AdamW at cfg.learning_rate, a checkpoint per epoch."""
     return TrainingArguments(
-        output_dir=str(output_dir),
+        **common_trainer_kwargs(output_dir, seed, cfg.bf16, logging_steps),
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
         lr_scheduler_type="constant",  # paper: plain Adam at 8e-5
-        bf16=cfg.bf16,
-        use_cpu=not torch.cuda.is_available(),
         save_strategy="epoch",
         save_total_limit=1,
         save_only_model=False,
         logging_strategy="steps",
-        logging_steps=logging_steps,
-        report_to="none",
-        seed=seed,
-        data_seed=seed,
         remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
     )
 
 
