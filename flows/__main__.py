@@ -9,7 +9,7 @@ import sys
 # Offline machines: Prefect's telemetry would only log a failed DNS lookup per run.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from flowrl.errors import FlowRLError
+from flowrl.errors import exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +17,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m flows", description=__doc__)
     parser.add_argument("stage", choices=list(STAGE_FLOWS))
-    parser.add_argument("--profile", default=None, help="override params.yaml `profile` (or set FLOWRL_PROFILE)")
+    parser.add_argument("--profile", default=None, help="override params.yaml `profile` (tiny, cpu, paper)")
     args = parser.parse_args(argv)
-    try:
-        STAGE_FLOWS[args.stage](profile=args.profile)
-    except FlowRLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(STAGE_FLOWS[args.stage], profile=args.profile)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import mlflow
 from prefect import flow
 
 from flowrl.config import Params, deep_merge, load_params
-from flowrl.errors import FlowRLError
+from flowrl.errors import FlowRLError, exit_code
 from flowrl.evaluation.evaluate import REPORT_DIR, json_safe
 from flowrl.evaluation.metrics import win_rate
 from flowrl.io import read_json, read_jsonl, write_json, write_text
@@ -238,12 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".", help="main workspace (repository root)")
     parser.add_argument("--variants", nargs="*", default=None, help=f"subset of: {', '.join(VARIANTS)} (default: ablations.variants)")
     args = parser.parse_args(argv)
-    try:
-        ablations(profile=args.profile, root=args.root, variants=args.variants)
-    except FlowRLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(ablations, profile=args.profile, root=args.root, variants=args.variants)
 
 
 if __name__ == "__main__":

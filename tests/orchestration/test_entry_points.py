@@ -1,0 +1,34 @@
+"""`python -m flows STAGE` and `python -m flows.ablations`: bad input exits 2 with one message, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowrl.errors import ConfigError, exit_code
+
+
+def test_exit_code_maps_user_errors_to_2(capsys):
+    def bad():
+        raise ConfigError("params.yaml: profile 'nope' is not one of tiny, cpu, paper")
+
+    assert exit_code(bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: params.yaml: profile 'nope'") and "Traceback" not in err
+
+
+def test_exit_code_passes_arguments_and_returns_0():
+    seen = {}
+    assert exit_code(lambda a, b=None: seen.update(a=a, b=b), 1, b=2) == 0
+    assert seen == {"a": 1, "b": 2}
+
+
+def test_bugs_still_raise():
+    with pytest.raises(ZeroDivisionError):
+        exit_code(lambda: 1 / 0)
+
+
+def test_unknown_profile_on_the_stage_command(capsys):
+    from flows.__main__ import main
+
+    assert main(["prompts", "--profile", "no-such-profile"]) == 2
+    assert "no-such-profile" in capsys.readouterr().err
