@@ -71,3 +71,18 @@ def test_changed_parameter_reruns_only_what_reads_it(workspace):
     params["profiles"]["tiny"]["triplets"]["n_triplets"] += 20
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert _ran(_run([DVC, "repro", "validate"], workspace)) == ["triplets", "validate"]
+
+
+def test_training_stages_end_to_end(workspace):
+    """sft -> reward -> grpo on the tiny profile through `dvc repro` (the training issue's 3-minute
+    figure is this test's duration: `pytest --durations`), each writing the metrics the issue names."""
+    assert _ran(_run([DVC, "repro", "grpo"], workspace)) == ["sft", "reward", "grpo"]
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    read = lambda stage: yaml.safe_load((workspace / f"reports/{stage}/metrics.json").read_text())  # noqa: E731
+    sft, reward, grpo = read("sft"), read("reward"), read("grpo")
+    assert sft["perplexity"] > 1 and 0 <= sft["validity"] <= 1
+    assert {"ensemble_spearman", "ensemble_mse", "sigma_scored", "sigma_unscored"} <= reward.keys()
+    assert grpo["steps"] == params["profiles"]["tiny"]["grpo"]["max_steps"]
+    assert 0 <= grpo["validity"] <= 1 and "reward_mean_final" in grpo
+    for stage in ("sft", "reward", "grpo"):
+        assert (workspace / "models" / stage).is_dir()
