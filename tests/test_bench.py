@@ -1,0 +1,126 @@
+"""The bench harness, not the timings: module discovery, the report builder, the log-log exponent fit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `bench` lives beside src/, at the repository root
+
+from bench import _report  # noqa: E402
+from bench.__main__ import discover  # noqa: E402
+from bench._common import Stopwatch, fit_exponent  # noqa: E402
+
+MEASURED = {"date": "2026-01-02", "cpus": 2, "machine": "x86_64", "omp_num_threads": "1", "load_avg_1m": 1.5}
+
+
+def write_result(folder: Path, name: str, figures: dict, measured: dict = MEASURED) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({"measured": measured, "figures": figures}))
+    return path
+
+
+def test_discovery_finds_the_benches_and_skips_private_modules():
+    names = discover()
+    assert {"encoding", "constrained", "pipeline", "sft_throughput", "reward_throughput", "generation", "grpo_step", "scale"} <= set(names)
+    assert not any(n.startswith("_") for n in names)
+    assert "report" not in names and "_report" not in names and "_common" not in names
+
+
+def test_unknown_bench_name_is_refused():
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="unknown bench nope"):
+        main(["nope"])
+
+
+def test_report_uses_a_modules_rows_and_flattens_the_others(tmp_path):
+    results = tmp_path / "results"
+    write_result(results, "generation", {
+        "profile": "cpu", "model": "m", "bf16": False, "gamma": 1.5, "batch": 8, "new_tokens_per_flow": 96, "repeats": 3,
+        "single": {"s_per_flow": 2.0, "ms_per_token": 20.0, "ms_per_step": 160.0},
+        "guided": {"s_per_flow": 2.4, "ms_per_token": 24.0, "ms_per_step": 190.0},
+        "ratio": 1.2, "target_ratio": 1.5})
+    write_result(results, "made_up", {"profile": "tiny", "a": {"b": 0.123456, "c": [1, 2]}, "note": "fell back"})
+    out = tmp_path / "docs" / "benchmarks.md"
+    text = _report.build_report(results, out, tmp_path / "img")
+    assert out.read_text() == text
+    assert text.startswith("# Benchmarks") and "make bench" in text and "python -m bench NAME" in text
+    assert "## generation" in text and "## made_up" in text and "## GPU (paper profile)" in text
+    assert "| guided / single latency | 1.20x | <= 1.5x | yes |" in text  # the module's rows()
+    assert "| a.b | 0.123 |  |  |" in text and "| a.c | 1, 2 |  |  |" in text  # flattened fallback
+    assert "* note: fell back" in text
+    assert "Measured 2026-01-02 on 2 CPUs, x86_64, OMP_NUM_THREADS=1, load average 1.5 at the start, profile `cpu`." in text
+
+
+def test_report_says_no_target_met_when_it_is_not(tmp_path):
+    write_result(tmp_path, "generation", {
+        "profile": "cpu", "model": "m", "bf16": False, "gamma": 1.5, "batch": 8, "new_tokens_per_flow": 96, "repeats": 3,
+        "single": {"s_per_flow": 1.0, "ms_per_token": 10.0, "ms_per_step": 80.0},
+        "guided": {"s_per_flow": 2.0, "ms_per_token": 20.0, "ms_per_step": 160.0}, "ratio": 2.0, "target_ratio": 1.5})
+    text = _report.build_report(tmp_path, tmp_path / "b.md", tmp_path / "img")
+    assert "| guided / single latency | 2.00x | <= 1.5x | no |" in text
+
+
+def test_older_figures_fall_back_to_the_flat_table(tmp_path):
+    write_result(tmp_path, "generation", {"profile": "cpu", "ratio": 1.1})  # rows() would need more keys
+    text = _report.build_report(tmp_path, tmp_path / "b.md", tmp_path / "img")
+    assert "| ratio | 1.1 |  |  |" in text
+
+
+def test_images_that_exist_are_linked(tmp_path):
+    img = tmp_path / "img"
+    img.mkdir()
+    (img / "scale.png").write_bytes(b"png")
+    write_result(tmp_path / "results", "scale", {"profile": "tiny", "plot": "docs/img/scale.png", "other": {"plot": "docs/img/gone.png"}})
+    text = _report.build_report(tmp_path / "results", tmp_path / "b.md", img)
+    assert "![scale.png](img/scale.png)" in text and "![gone.png]" not in text
+
+
+def test_malformed_results_fail_clearly(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(_report.ReportError, match=r"broken.json: not valid JSON.*python -m bench broken"):
+        _report.build_report(tmp_path, tmp_path / "b.md", tmp_path / "img")
+    (tmp_path / "broken.json").write_text(json.dumps({"figures": {}}))
+    with pytest.raises(_report.ReportError, match="needs the objects 'measured' and 'figures'"):
+        _report.load_results(tmp_path)
+
+
+def test_empty_results_still_give_a_page(tmp_path):
+    text = _report.build_report(tmp_path, tmp_path / "b.md", tmp_path / "img")
+    assert "No results yet" in text and "## GPU (paper profile)" in text
+
+
+@pytest.mark.parametrize("k", [0.5, 1.0, 2.3])
+def test_exponent_fit_recovers_a_known_exponent(k):
+    sizes = np.array([100, 200, 400, 800, 1600])
+    noise = np.exp(np.random.default_rng(0).normal(0, 0.01, len(sizes)))
+    fitted, c = fit_exponent(sizes, 0.02 * sizes**k * noise)
+    assert fitted == pytest.approx(k, abs=0.03)
+    assert c == pytest.approx(0.02, rel=0.2)
+
+
+def test_exponent_fit_needs_two_positive_points():
+    with pytest.raises(ValueError, match="need >= 2 positive"):
+        fit_exponent([10], [1.0])
+    with pytest.raises(ValueError, match="need >= 2 positive"):
+        fit_exponent([10, 20], [1.0, 0.0])
+
+
+def test_stopwatch_patch_times_calls_and_restores():
+    class Thing:
+        def work(self, x):
+            return 2 * x
+
+    original, watch = Thing.__dict__["work"], Stopwatch()
+    with watch.patch(Thing, "work", lambda: "bucket"):
+        assert Thing.__dict__["work"] is not original
+        assert Thing().work(3) == 6 and Thing().work(4) == 8
+    assert watch.calls["bucket"] == 2 and watch.seconds["bucket"] >= 0
+    assert Thing.__dict__["work"] is original
