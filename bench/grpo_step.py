@@ -16,7 +16,7 @@ BATCH = 1 prompt x group GROUP, MAX_NEW_TOKENS new tokens per completion (cpu pr
 320), no probe. Untrained models: flow lengths and validity differ from a trained policy's.
 No target: the figures size the cpu budget in params.yaml (`grpo:` comment).
 
-Run: `python -m bench grpo_step` (~3 min on one core). `measure()` is reused by bench/scale.py.
+Run: `python -m bench grpo_step` (~2 min on one core). `measure()` is reused by bench/scale.py.
 """
 
 from __future__ import annotations

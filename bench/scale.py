@@ -13,7 +13,7 @@ the tiny profile in a temp folder, one size at a time:
     2 prompts per step (batch = 2 x group), mean of the steps after the first.
 No target: the exponents say which knob a larger profile pays for. Plot: docs/img/scale.png.
 
-Run: `python -m bench scale` (~2-3 min on one core).
+Run: `python -m bench scale` (~1.5 min on one core).
 """
 
 from __future__ import annotations
