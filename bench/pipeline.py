@@ -20,7 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._common import Row, status
+
 REPO = Path(__file__).resolve().parents[1]
+TARGET_SCRATCH_MIN = 30  # benchmarks issue (the training issue allows 45)
+TARGET_NOOP_S = 15
 OUTPUTS = ["data", "models", "reports", "mlflow", "dvc.lock"]
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
 
@@ -81,6 +85,20 @@ def main() -> dict:
                "stages_s": stages, "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"), "workdir": str(clone)}
     print(f"from scratch {scratch_s / 60:.1f} min, no-op {noop_s:.1f} s; per stage: {stages}")
     return figures
+
+
+def rows(f: dict) -> list[Row]:
+    """The report's table: totals against the targets, then each stage's share."""
+    scratch_min = f["from_scratch_s"] / 60
+    out = [
+        ("profile; torch threads (OMP_NUM_THREADS)", f"{f['profile']}; {f['omp_num_threads']}", "", ""),
+        ("`dvc repro` from scratch", f"{scratch_min:.1f} min", f"<= {TARGET_SCRATCH_MIN} min (training issue: 45)",
+         status(scratch_min <= TARGET_SCRATCH_MIN) if f["profile"] == "cpu" else "n/a (not cpu)"),
+        ("no-op `dvc repro` right after", f"{f['noop_s']:.1f} s", f"<= {TARGET_NOOP_S} s", status(f["noop_s"] <= TARGET_NOOP_S)),
+    ]
+    total = sum(f["stages_s"].values()) or 1.0
+    out += [(f"  stage {name}", f"{sec / 60:.1f} min ({sec / total:.0%})", "", "") for name, sec in f["stages_s"].items()]
+    return out
 
 
 if __name__ == "__main__":
