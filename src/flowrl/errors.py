@@ -1,5 +1,7 @@
 """Errors a user can cause. Each carries one message naming what was wrong and how to fix it."""
 
+import sys
+
 
 class FlowRLError(Exception):
     """Base class: the CLI prints the message (no traceback) and exits non-zero."""
@@ -12,8 +14,6 @@ class ConfigError(FlowRLError):
 def exit_code(call, *args, **kwargs) -> int:
     """Run `call` for a command-line entry point: 0 on success; a FlowRLError prints its message
     (no traceback) to stderr and gives 2. Other exceptions propagate (they are bugs, not bad input)."""
-    import sys
-
     try:
         call(*args, **kwargs)
     except FlowRLError as exc:
