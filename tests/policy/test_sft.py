@@ -12,10 +12,11 @@ import torch
 
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import encode_flow
-from flowrl.encoding.schema import infer_schema
+from flowrl.encoding.schema import Schema, SchemaError, infer_schema
 from flowrl.encoding.vocab import flow_tokens
 from flowrl.io import read_json, write_json, write_jsonl
 from flowrl.policy import sft
+from flowrl.policy.constrained import SCHEMA_FILE
 from flowrl.policy.loading import build_tiny_model, load_sft_merged, load_sft_policy
 from flowrl.policy.template import format_prompt
 
@@ -35,7 +36,9 @@ def write_stage_inputs(root: Path, flows: list[str], n_pairs: int = 64) -> None:
     write_jsonl(root / sft.PAIRS, pairs)
     graphs = [graph for _, graph in load_base_flows()[:3]]
     # "normal" (a scheduler) is already a SmolLM2 token: the vocabulary need not be all new
-    write_json(root / sft.VOCAB, sorted({*flow_tokens(infer_schema(graphs)), "normal"}))
+    schema = infer_schema(graphs)
+    schema.save(root / sft.SCHEMA)
+    write_json(root / sft.VOCAB, sorted({*flow_tokens(schema), "normal"}))
     write_jsonl(root / sft.HOLDOUT, [{"id": f"h{i}", "prompt": p["prompt"], "negative_prompt": None, "source": "test"} for i, p in enumerate(pairs[:4])])
 
 
@@ -53,6 +56,16 @@ def test_loss_goes_down_and_metrics_are_written(trained, tiny_params):
     assert metrics["tokens_per_s"] > 0 and metrics["perplexity"] > 1
     assert 0.0 <= metrics["validity"] <= 1.0 and 0.0 <= metrics["eos_rate"] <= 1.0
     assert read_json(root / sft.METRICS) == pytest.approx(metrics, nan_ok=True)
+    # the constraint of every later sampler reads the schema saved with the tokenizer
+    assert Schema.load(root / sft.OUT_DIR / SCHEMA_FILE).to_dict() == Schema.load(root / sft.SCHEMA).to_dict()
+
+
+def test_a_missing_schema_fails_before_training_and_names_the_stage(tiny_params, flows, tmp_path):
+    write_stage_inputs(tmp_path, flows, n_pairs=8)
+    (tmp_path / sft.SCHEMA).unlink()
+    with pytest.raises(SchemaError, match="schema.json.*dvc repro encode"):
+        sft.run(tiny_params, tmp_path)
+    assert not (tmp_path / sft.OUT_DIR).exists()
 
 
 def completion_nll(model, tok, root: Path) -> float:

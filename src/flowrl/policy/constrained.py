@@ -16,6 +16,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import LogitsProcessor
@@ -129,6 +130,11 @@ def _json_string_step(state: int, text: str) -> int:
 # ---------------------------------------------------------------- grammar (shared, per tokenizer)
 
 
+def _is_sampler(spec: NodeSpec) -> bool:
+    """A sampler: takes a MODEL link and returns a LATENT (KSampler, KSamplerAdvanced, SamplerCustom)."""
+    return "LATENT" in spec.outputs and any(i.kind == "link" and i.type == "MODEL" and i.required for i in spec.inputs.values())
+
+
 @dataclass
 class ClassRule:
     """What a class type may contain: its spec, written form, inputs and planning costs."""
@@ -181,6 +187,8 @@ class FlowGrammar:
                     vocab[n] = [w for w in forms if _check_value(spec.inputs[n], json.loads(w) if w.startswith('"') else w) is None]
             self.classes[ct] = ClassRule(spec, class_token(ct), {n: name_token(n) for n in spec.inputs},
                                          [n for n, i in spec.inputs.items() if i.required], vocab)
+        # a text-to-image flow denoises a latent with a model: EOS waits for a sampler (docs/policy.md)
+        self.samplers = sorted(ct for ct, r in self.classes.items() if _is_sampler(r.spec))
         self._json_tables()
         self.number_ids = [i for s, ids in self.by_text.items() if set(s) <= _NUM_CHARS for i in ids]
         self._mask_cache: dict = {}
@@ -342,11 +350,12 @@ class FlowGrammar:
     def provides(self, types: frozenset[str], want: str) -> bool:
         return any(_types_compatible(want, t) for t in types)
 
-    def plan(self, types: frozenset[str]) -> tuple[dict[str, tuple[int, str]], int, str | None]:
-        """Cheapest way to make each link type and an output node from the available output types.
+    def plan(self, types: frozenset[str]) -> tuple[dict[str, tuple[int, str]], int, str | None, tuple[int, str | None]]:
+        """Cheapest way to make each link type, an output node and a sampler from the available output types.
 
         Returns:
-            (type -> (cost, producing class), cost of the cheapest output node line(s), that output class).
+            (type -> (cost, producing class), cost of the cheapest output node line(s), that output class,
+            (cost, class) of the cheapest sampler line(s); (0, None) when the grammar has no sampler class).
         """
         key = ("plan", types)
         if key in self._memo:
@@ -373,13 +382,28 @@ class FlowGrammar:
                 break
         outs = [(self.line_cost(ct) + need(ct), ct) for ct, r in self.classes.items() if r.spec.is_output_node]
         cost, ct = min(outs, default=(math.inf, None))
-        result = (best, cost, ct)
+        samplers = [(self.line_cost(ct) + need(ct), ct) for ct in self.samplers]
+        result = (best, cost, ct, min(samplers, default=(0, None)))
         self._memo[key] = result
         return result
 
+    def finish_cost(self, types: frozenset[str], has_output: bool, has_sampler: bool) -> float:
+        """Tokens of the lines still needed before EOS: a sampler (when none is written yet) and an output node."""
+        _, out_cost, _, (sampler_cost, _) = self.plan(types)
+        return (0 if has_output else out_cost) + (0 if has_sampler else sampler_cost)
+
+    def finish_class(self, types: frozenset[str], has_output: bool, has_sampler: bool) -> str | None:
+        """The class to write next on the cheapest way to a complete flow: towards a sampler first, then an output node."""
+        _, _, out_ct, (_, sampler_ct) = self.plan(types)
+        target = sampler_ct if not has_sampler and sampler_ct is not None else (None if has_output else out_ct)
+        return None if target is None else self.first_step(types, target)
+
+    def is_sampler(self, ct: str) -> bool:
+        return ct in self.samplers
+
     def first_step(self, types: frozenset[str], ct: str) -> str:
         """The class to write next to build `ct`: itself when its required links exist, else a missing producer's first step."""
-        best, _, _ = self.plan(types)
+        best = self.plan(types)[0]
         for n in self.classes[ct].required:
             i = self.classes[ct].spec.inputs[n]
             if i.kind == "link" and not self.provides(types, i.type):
@@ -402,6 +426,7 @@ class _Row:
     name: str | None = None  # input whose value is being written
     value: str = ""  # its text so far
     done: bool = False
+    has_sampler: bool = False
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -453,12 +478,12 @@ class FlowConstraint(LogitsProcessor):
         rule = self.g.classes[row.cls]
         cost = sum(self.g.input_cost(rule, n) for n in self._missing(row, used_extra)) + 1
         has_output = row.has_output or rule.spec.is_output_node
-        return cost + (0 if has_output else self.g.plan(row.types(rule))[1]) + 1
+        return cost + self.g.finish_cost(row.types(rule), has_output, row.has_sampler or self.g.is_sampler(row.cls)) + 1
 
     def _cost(self, row: _Row) -> float:
         """Estimated tokens still needed to reach a complete flow and EOS from this state."""
         if row.cls is None:
-            return (0 if row.has_output else self.g.plan(row.types())[1]) + 1 + (2 if row.prefix else 0)
+            return self.g.finish_cost(row.types(), row.has_output, row.has_sampler) + 1 + (2 if row.prefix else 0)
         rule = self.g.classes[row.cls]
         if row.name is None:
             return self._tail_cost(row) + (2 if row.prefix else 0)
@@ -480,25 +505,25 @@ class FlowConstraint(LogitsProcessor):
         forms: dict[str, tuple] = {}
         if row.cls is None:
             types = row.types()
+            eos_ok = row.has_output and row.has_sampler
             if finish:
-                _, _, out_ct = self.g.plan(types)
-                if not row.has_output and out_ct is not None:
-                    ct = self.g.first_step(types, out_ct)
+                ct = self.g.finish_class(types, row.has_output, row.has_sampler)
+                if ct is not None:
                     forms[self.g.classes[ct].form] = ("class", ct)
-                return forms, row.has_output
+                return forms, eos_ok
             for ct, rule in self.g.classes.items():
                 if not all(self._links_ok(types, rule.spec.inputs[n]) for n in rule.required if rule.spec.inputs[n].kind == "link"):
                     continue
-                after = sum(self.g.input_cost(rule, n) for n in rule.required) + 1 + (
-                    0 if row.has_output or rule.spec.is_output_node else self.g.plan(row.types(rule))[1]) + 1
+                after = sum(self.g.input_cost(rule, n) for n in rule.required) + 1 + self.g.finish_cost(
+                    row.types(rule), row.has_output or rule.spec.is_output_node, row.has_sampler or self.g.is_sampler(ct)) + 1
                 if self.g.tok_len(rule.form) + after + FINISH_SLACK <= budget:
                     forms[rule.form] = ("class", ct)
-            return forms, row.has_output
+            return forms, eos_ok
         rule = self.g.classes[row.cls]
         missing = self._missing(row)
         types = row.types()
         complete_line = not missing
-        eos_ok = complete_line and (row.has_output or rule.spec.is_output_node)
+        eos_ok = complete_line and (row.has_output or rule.spec.is_output_node) and (row.has_sampler or self.g.is_sampler(row.cls))
         if finish:
             if missing:
                 forms[rule.name_forms[missing[0]]] = ("name", missing[0])
@@ -568,7 +593,7 @@ class FlowConstraint(LogitsProcessor):
             parts, complete = self._value_parts(row, finish)
             if not complete:
                 return tuple(parts)
-            end = _Row(row.lines, row.has_output, row.cls, row.used | {row.name})
+            end = _Row(row.lines, row.has_output, row.cls, row.used | {row.name}, has_sampler=row.has_sampler)
         else:
             end = row
         forms, eos_ok = self._struct_forms(end, budget, finish)
@@ -614,6 +639,7 @@ class FlowConstraint(LogitsProcessor):
         spec = self.g.classes[row.cls].spec
         row.lines.append(tuple(spec.outputs))
         row.has_output = row.has_output or spec.is_output_node
+        row.has_sampler = row.has_sampler or self.g.is_sampler(row.cls)
         row.cls, row.used = None, set()
 
     def _feed_value(self, row: _Row, text: str) -> str:
@@ -659,15 +685,18 @@ class FlowConstraint(LogitsProcessor):
             row.name, row.value = None, ""
         return rest
 
+    def _new_row(self) -> _Row:
+        return _Row(has_sampler=not self.g.samplers)  # a grammar without sampler classes cannot ask for one
+
     def _reset(self, input_ids: torch.Tensor) -> None:
         b, width = input_ids.shape
         p = self.prompt_length
         self._starts = [width] * b if p is None else ([int(p)] * b if isinstance(p, int) else [int(x) for x in p])
         if len(self._starts) != b:
             raise ConstraintError(f"prompt_length has {len(self._starts)} entries for a batch of {b}; pass one per row")
-        self.rows = [_Row() for _ in range(b)]
+        self.rows = [self._new_row() for _ in range(b)]
         # a budget below the cheapest complete flow cannot be met: then only the grammar is enforced (no finishing mode)
-        self._hopeless = self.max_new_tokens is not None and self.max_new_tokens < self._cost(_Row())
+        self._hopeless = self.max_new_tokens is not None and self.max_new_tokens < self._cost(self._new_row())
         for r, row in enumerate(self.rows):
             for tok in input_ids[r, self._starts[r]:].tolist():
                 self._advance(row, tok)
@@ -712,21 +741,31 @@ class FlowConstraint(LogitsProcessor):
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
 
 
+SCHEMA_FILE = "flow_schema.json"  # the encode stage's schema, saved by the sft stage beside the policy's tokenizer
+
+
+def tokenizer_schema(tokenizer) -> Path | None:
+    """The schema file saved with a trained policy's tokenizer (`models/sft/flow_schema.json`), if any."""
+    path = Path(getattr(tokenizer, "name_or_path", "") or ".") / SCHEMA_FILE
+    return path if path.is_file() else None
+
+
 @functools.lru_cache(maxsize=4)
-def _cached_grammar(tokenizer, n_tokens: int) -> FlowGrammar:
-    return FlowGrammar(tokenizer)
+def _cached_grammar(tokenizer, n_tokens: int, schema_file: Path | None) -> FlowGrammar:
+    return FlowGrammar(tokenizer, Schema.load(schema_file) if schema_file else None)
 
 
 def constraint_processors(policy_cfg, tokenizer, max_new_tokens: int | None = None, schema: Schema | None = None) -> list[LogitsProcessor]:
     """`[FlowConstraint(...)]` when `policy_cfg.constrained` is on, else `[]` (the one-line hook for sampling call sites).
 
-    Without a schema the grammar comes from the tokenizer's flow tokens and is cached per tokenizer
-    (building it decodes the whole vocabulary, ~1 s), so repeated calls are cheap.
+    The grammar's value vocabularies are per field when a schema is given or saved with the tokenizer
+    (`tokenizer_schema`); otherwise every flow value token stands in for every file-name field. Built
+    grammars are cached per tokenizer (building one decodes the whole vocabulary, ~1 s).
     """
     if not getattr(policy_cfg, "constrained", False) or tokenizer is None:  # None: test fakes that sample no tokens
         return []
     try:
-        grammar = FlowGrammar(tokenizer, schema) if schema is not None else _cached_grammar(tokenizer, len(tokenizer))
+        grammar = FlowGrammar(tokenizer, schema) if schema is not None else _cached_grammar(tokenizer, len(tokenizer), tokenizer_schema(tokenizer))
     except ConstraintError as exc:  # a tokenizer without the flow vocabulary (not a policy of this pipeline)
         warnings.warn(f"constrained decoding is off for this tokenizer: {exc}", stacklevel=2)
         return []

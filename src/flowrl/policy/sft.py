@@ -23,9 +23,10 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from flowrl.config import Params, PolicyConfig, SFTConfig
+from flowrl.encoding.schema import Schema
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json
-from flowrl.policy.constrained import constraint_processors
+from flowrl.policy.constrained import SCHEMA_FILE, constraint_processors
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
@@ -33,6 +34,7 @@ from flowrl.trainer_defaults import common_trainer_kwargs
 
 PAIRS = "data/encode/sft_pairs.jsonl"
 VOCAB = "data/encode/vocab.json"
+SCHEMA = "data/encode/schema.json"  # saved with the policy: per-field value vocabularies for constrained decoding
 HOLDOUT = "data/prompts/holdout.jsonl"
 OUT_DIR = "models/sft"
 CHECKPOINTS = "models/sft_checkpoints"
@@ -180,12 +182,13 @@ def run_fingerprint(params: Params, pairs_path: Path, vocab_path: Path) -> str:
 
 
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
-    """Train the SFT policy; write models/sft (adapter, tokenizer, policy.json) and reports/sft/metrics.json."""
+    """Train the SFT policy; write models/sft (adapter, tokenizer, flow schema, policy.json) and reports/sft/metrics.json."""
     root = Path(root)
     cfg, seed = params.sft, params.seed
     pairs_path, vocab_path = root / PAIRS, root / VOCAB
     train_rows, held_rows = split_pairs(load_pairs(pairs_path), cfg, seed)
     tokens = read_json(vocab_path)
+    schema = Schema.load(root / SCHEMA)
     model, tokenizer = load_policy(params.policy, tokens, seed)
     # not len(tokenizer) - len(tokens): some flow tokens (e.g. "normal") are already in the base vocabulary
     base_vocab = len(load_tokenizer(params.policy))
@@ -200,6 +203,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
+    schema.save(tmp / SCHEMA_FILE)
     save_policy_spec(tmp, params.policy, seed, base_vocab, template=PROMPT_TEMPLATE, n_flow_tokens=len(tokens), sft=cfg.model_dump(mode="json"))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
@@ -207,7 +211,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     perplexity = completion_perplexity(trainer)
     holdout = [r["prompt"] for r in read_jsonl(root / HOLDOUT)] if (root / HOLDOUT).exists() else [r["prompt"] for r in held_rows]
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=cfg.validity_max_new_tokens)
-    constraint = constraint_processors(params.policy, tokenizer, sampling.max_new_tokens)  # policy.constrained
+    constraint = constraint_processors(params.policy, tokenizer, sampling.max_new_tokens, schema)  # policy.constrained
     samples = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling, logits_processor=constraint) if cfg.n_validity else []
 
     logged = [e for e in trainer.state.log_history if "loss" in e]
