@@ -43,7 +43,11 @@ def test_extend_tokenizer_makes_single_ids_and_grows_embeddings():
     emb = model.get_input_embeddings().weight
     assert emb.shape[0] == len(tok) == model.get_output_embeddings().weight.shape[0]
     assert torch.equal(emb[: len(old_rows)], old_rows)
-    assert torch.allclose(emb[len(old_rows):], old_rows.mean(0, keepdim=True).expand(added, -1))
+    for t in ("KSampler", " steps=", "@7"):  # a new row is the mean of its text's old pieces (one per character here)
+        pieces = [tok.convert_tokens_to_ids(c) for c in t]
+        assert torch.allclose(emb[tok.convert_tokens_to_ids(t)], old_rows[pieces].mean(0)), t
+    out = model.get_output_embeddings().weight  # untied: the output rows get the same start from their own old rows
+    assert torch.allclose(out[tok.convert_tokens_to_ids("euler")], out[[tok.convert_tokens_to_ids(c) for c in "euler"]].mean(0))
     assert extend_tokenizer(tok, tokens, model) == 0  # idempotent
 
 
