@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from bench._common import status
 from flowrl.comfy.validate import validate_graph
 from flowrl.config import load_params
 from flowrl.data.base_flows import load_base_flows
@@ -116,11 +117,12 @@ def rows(figures: dict[str, dict[str, float]]) -> list[tuple[str, str, str, str]
     """The report's table: per model, validity and per-token time with the constraint off / on."""
     out = []
     for name, r in figures.items():
-        out += [(f"{name}: validity off / on", f"{r['validity_off']:.0%} / {r['validity_on']:.0%}", "", ""),
+        out += [(f"{name}: validity off / on", f"{r['validity_off']:.0%} / {r['validity_on']:.0%}", "on: 100%", status(r["validity_on"] == 1.0)),
                 (f"{name}: mean simulator score off / on", f"{r.get('score_off', float('nan')):.3f} / {r.get('score_on', float('nan')):.3f}", "", ""),
                 (f"{name}: ms per token off / on (processor alone)",
                  f"{r['ms_per_token_off']:.1f} / {r['ms_per_token_on']:.1f} ({r['processor_ms_per_token']:.2f})", "", ""),
-                (f"{name}: time ratio on / off, per token (per flow)", f"{r['ratio_per_token']:.2f} ({r['ratio_per_flow']:.2f})", "", "")]
+                (f"{name}: time ratio on / off, per token (per flow)", f"{r['ratio_per_token']:.2f} ({r['ratio_per_flow']:.2f})",
+                 "<= 1.3 per token", status(r["ratio_per_token"] <= 1.3))]
     return out
 
 
