@@ -117,21 +117,8 @@ def test_missing_triplets_say_which_stage_to_run(tiny_params, tmp_path):
         stage.run(tiny_params, tmp_path)
 
 
-def test_flow_tokens_are_added_to_the_reward_tokenizer(tiny_params, triplet_root, monkeypatch):
-    import importlib.util
-    import sys
-    import types
-
+def test_flow_tokens_are_added_to_the_reward_tokenizer(tiny_params, triplet_root):
     from flowrl.io import write_json
-
-    if importlib.util.find_spec("flowrl.encoding.vocab") is None:  # stand-in with the contract until it lands
-        def extend_tokenizer(tokenizer, tokens, model=None):
-            added = tokenizer.add_tokens(list(tokens))
-            if model is not None:
-                model.resize_token_embeddings(len(tokenizer))
-            return added
-
-        monkeypatch.setitem(sys.modules, "flowrl.encoding.vocab", types.SimpleNamespace(extend_tokenizer=extend_tokenizer))
 
     write_json(triplet_root / "data/encode/vocab.json", ["<KSampler>", "<SaveImage>"])
     cfg = tiny_params.reward.model_copy(update={"add_flow_tokens": True, "n_models": 1, "n_prefix_models": 0, "epochs": 1})
@@ -140,3 +127,22 @@ def test_flow_tokens_are_added_to_the_reward_tokenizer(tiny_params, triplet_root
     ensemble = Ensemble.load(triplet_root / "models/reward/full")
     assert "<KSampler>" in ensemble.tokenizer.get_vocab()
     assert ensemble.members[0].get_input_embeddings().num_embeddings >= len(ensemble.tokenizer)
+
+
+def test_added_flow_tokens_start_from_their_pieces(tiny_params, tmp_path):
+    from flowrl.encoding.vocab import extend_tokenizer, token_pieces
+    from flowrl.reward.encoder import load_reward_tokenizer
+
+    class Capture(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.rows = model.get_input_embeddings().weight.detach().clone()
+
+    tokenizer = load_reward_tokenizer(tiny_params.reward)
+    pieces = token_pieces(tokenizer, ["KSampler", " ckpt_name="])
+    extend_tokenizer(tokenizer, list(pieces))
+    capture = Capture()
+    stage.train_ensemble(tmp_path, make_rows(16, 0), tiny_params.reward.model_copy(update={"epochs": 1}), 1, tokenizer, seed=0,
+                         callbacks=[capture], pieces=pieces)
+    for token, ids in pieces.items():
+        assert len(ids) > 1
+        assert torch.allclose(capture.rows[tokenizer.convert_tokens_to_ids(token)], capture.rows[ids].mean(0)), token

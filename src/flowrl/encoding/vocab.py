@@ -65,15 +65,37 @@ def flow_tokens(schema: Schema) -> list[str]:
     return sorted(tokens)
 
 
+def token_pieces(tokenizer, tokens: Sequence[str]) -> dict[str, list[int]]:
+    """The ids `tokenizer` splits each of `tokens` not yet in its vocabulary into (call before adding them)."""
+    existing = tokenizer.get_vocab()
+    return {t: tokenizer.encode(t, add_special_tokens=False) for t in dict.fromkeys(tokens) if t not in existing}
+
+
+def init_from_pieces(model, tokenizer, pieces: dict[str, list[int]]) -> None:
+    """Resize `model`'s embeddings to `len(tokenizer)`; each token of `pieces` gets the mean row of its pieces.
+
+    Input and (untied) output embeddings alike; a token whose text has no piece gets the mean of all rows.
+    """
+    old = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > old:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings()) if e is not None}.values():
+            mean = emb.weight[:old].mean(dim=0)
+            for token, ids in pieces.items():
+                ids = [i for i in ids if i < old]
+                emb.weight[tokenizer.convert_tokens_to_ids(token)] = emb.weight[ids].mean(dim=0) if ids else mean
+
+
 def extend_tokenizer(tokenizer, tokens: Sequence[str], model=None) -> int:
     """Add `tokens` as normal (non-special) added tokens; resize `model`'s embeddings to match.
 
     Non-special on purpose: `decode(..., skip_special_tokens=True)` drops special tokens, which
     would delete class types and input names from decoded flows. A new token's embedding row (and
     output row when untied) starts as the mean of the rows of the pieces the base tokenizer split
-    its text into (`KSampler` -> `K`, `Sampler`), so the model starts from what it knows of the
-    text: SmolLM2-135M's held-out flow perplexity before training is 236 this way, 3,345 with
-    every new row at the mean of all rows (docs/policy.md).
+    its text into (`KSampler` -> `K`, `Sampler`; `init_from_pieces`), so the model starts from what
+    it knows of the text: SmolLM2-135M's held-out flow perplexity before training is 236 this way,
+    3,345 with every new row at the mean of all rows (docs/encoding.md).
 
     Args:
         tokenizer: a Hugging Face tokenizer (changed in place).
@@ -84,18 +106,8 @@ def extend_tokenizer(tokenizer, tokens: Sequence[str], model=None) -> int:
     """
     from tokenizers import AddedToken
 
-    existing = tokenizer.get_vocab()
-    new = [t for t in dict.fromkeys(tokens) if t not in existing]
-    pieces = {t: tokenizer.encode(t, add_special_tokens=False) for t in new}  # before the token exists
-    added = tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in new])
+    pieces = token_pieces(tokenizer, tokens)
+    added = tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in pieces])
     if model is not None:
-        old = model.get_input_embeddings().weight.shape[0]
-        if len(tokenizer) > old:
-            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-            with torch.no_grad():
-                for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings()) if e is not None}.values():
-                    mean = emb.weight[:old].mean(dim=0)
-                    for t in new:
-                        ids = [i for i in pieces[t] if i < old]
-                        emb.weight[tokenizer.convert_tokens_to_ids(t)] = emb.weight[ids].mean(dim=0) if ids else mean
+        init_from_pieces(model, tokenizer, pieces)
     return added

@@ -23,6 +23,7 @@ from transformers import TrainerCallback
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from flowrl.config import Params, RewardConfig
+from flowrl.encoding.vocab import extend_tokenizer, init_from_pieces, token_pieces
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_json, read_jsonl, write_json
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
@@ -76,8 +77,12 @@ def train_ensemble(
     tokenizer: PreTrainedTokenizerBase,
     seed: int,
     callbacks: Sequence[TrainerCallback] = (),
+    pieces: dict[str, list[int]] | None = None,
 ) -> list[dict]:
     """Train (or resume) `n_models` surrogates on `rows` ({"prompt","flow","score"}) into `folder`.
+
+    `pieces`: flow tokens added to the tokenizer and their base pieces (`token_pieces`); each new
+    member's rows for them start as the mean of their pieces' rows.
 
     Returns:
         Per-member training stats (first/final loss, samples/s, resumed step).
@@ -100,6 +105,8 @@ def train_ensemble(
         data_rows = _member_rows(rows, splits[i], cfg.n_train, seed + i)
         data = PairDataset([r["prompt"] for r in data_rows], [r["flow"] for r in data_rows], [r["score"] for r in data_rows])
         model = build_surrogate(cfg, len(tokenizer), seed + 7919 * (i + 1))
+        if pieces:
+            init_from_pieces(model, tokenizer, pieces)
         stats_i = {"n_rows": len(data), "fingerprint": key, **train_surrogate(model, tokenizer, data, cfg, work, seed + i, callbacks)}
         tmp = folder / f".member_{i}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -209,18 +216,18 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     if cfg.n_eval is not None and len(test) > cfg.n_eval:
         test = random.Random(seed).sample(test, cfg.n_eval)
     tokenizer = load_reward_tokenizer(cfg)
-    n_added = 0
+    pieces: dict[str, list[int]] = {}
     if cfg.add_flow_tokens:
-        from flowrl.encoding.vocab import extend_tokenizer
-
-        n_added = extend_tokenizer(tokenizer, read_json(root / "data/encode/vocab.json"))
+        vocab = read_json(root / "data/encode/vocab.json")
+        pieces = token_pieces(tokenizer, vocab)
+        extend_tokenizer(tokenizer, vocab)
     out = root / "models/reward"
     t0 = time.perf_counter()
-    full_stats = train_ensemble(out / "full", train, cfg, cfg.n_models, tokenizer, seed)
+    full_stats = train_ensemble(out / "full", train, cfg, cfg.n_models, tokenizer, seed, pieces=pieces)
     prefix_stats: list[dict] = []
     if cfg.n_prefix_models:
         prefix_train = prefix_rows(train, cfg.n_prefixes, seed)
-        prefix_stats = train_ensemble(out / "prefix", prefix_train, cfg, cfg.n_prefix_models, tokenizer, seed + 100_000)
+        prefix_stats = train_ensemble(out / "prefix", prefix_train, cfg, cfg.n_prefix_models, tokenizer, seed + 100_000, pieces=pieces)
     train_seconds = time.perf_counter() - t0
     full = Ensemble.load(out / "full")
     prefix = Ensemble.load(out / "prefix") if cfg.n_prefix_models else None
@@ -230,7 +237,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     metrics.update({
         "n_models": float(cfg.n_models),
         "n_prefix_models": float(cfg.n_prefix_models),
-        "n_flow_tokens_added": float(n_added),
+        "n_flow_tokens_added": float(len(pieces)),
         "train_seconds": train_seconds,
         "train_samples_per_second": float(np.mean([s["train_samples_per_second"] for s in done])) if done else float("nan"),
         "final_train_loss": float(np.mean([s["final_loss"] for s in full_stats])),
