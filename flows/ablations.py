@@ -201,7 +201,7 @@ def run_variant(name: str, params: Params, main: Path, full: tuple[list[str], li
     return variant_row(work, method, full)
 
 
-@flow(name="ablations", flow_run_name="ablations-{profile}", log_prints=True)
+@flow(name="ablations", flow_run_name="ablations-{profile}")  # no log_prints: see flows/stages.py
 def ablations(profile: str | None = None, root: str = ".", variants: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Run the ablation `variants` (default: ablations.variants) under one MLflow parent run; write the table and plot."""
     main = Path(root).resolve()

@@ -25,7 +25,7 @@ class StageFailed(FlowRLError):
 
 
 def make_stage_flow(name: str):
-    @flow(name=name, flow_run_name=name, log_prints=True)
+    @flow(name=name, flow_run_name=name)  # no log_prints: it swallows the stdout that dill (datasets) captures
     def stage_flow(profile: str | None = None, root: str = ".") -> dict:
         root_path = Path(root).resolve()
         params = load_params(root_path / "params.yaml", profile)

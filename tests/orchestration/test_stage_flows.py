@@ -67,3 +67,20 @@ def test_failed_stage_names_stage_and_original_error(fake_stage, tmp_path):
 def test_unknown_stage_is_a_clear_error():
     with pytest.raises(Exception, match="unknown stage 'nope'; stages are: prompts"):
         stages.stage_function("nope")
+
+
+def test_library_stdout_captures_still_work_inside_a_stage_flow(fake_stage, tmp_path):
+    """dill (datasets' hashing) reads globals by capturing dis output on stdout; a flow that turned
+    prints into Prefect log records broke that and logged ~1,000 lines of bytecode per SFT stage."""
+    from dill.detect import nestedglobals
+
+    from flows.stages import make_stage_flow
+
+    def uses_a_global():
+        return yaml.safe_dump({})
+
+    seen = []
+    plain_run = fake_stage.run
+    fake_stage.run = lambda params, root: (seen.append(set(nestedglobals(uses_a_global))), plain_run(params, root))[1]
+    make_stage_flow("toy")(profile="tiny", root=str(tmp_path))
+    assert seen == [{"yaml"}]
