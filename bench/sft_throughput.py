@@ -10,9 +10,9 @@ to the tiny model, said in the figures, when the package is missing). The same N
 JSON (base tokenizer, as a model without the flow vocabulary would see it) and flow encoded
 (`flowrl.encoding.codec.encode_flow`, tokenizer with the flow tokens). The memory budget is
 tokens per padded batch: JSON_BATCH x the p90 JSON pair length; the encoded side gets the largest
-batch whose p90 pairs fit the same budget. Each side runs WARMUP + TIMED optimizer steps; the
-fastest timed step gives samples/s (the machine is shared: other jobs only add time), the
-median is kept too.
+batch whose p90 pairs fit the same budget. Each side runs WARMUP + TIMED optimizer steps;
+samples/s is over all timed steps (batches differ in length, so single steps do too); the
+median and fastest steps are kept as figures.
 
 Run: `python -m bench sft_throughput` (~3 min on one core; FLOWRL_BENCH_PROFILE picks the profile).
 """
@@ -41,7 +41,7 @@ from flowrl.policy.sft import build_trainer, to_dataset
 from flowrl.policy.template import format_prompt
 
 JSON_BATCH = 2  # the paper's batch on JSON flows
-WARMUP, TIMED = 1, 3
+WARMUP, TIMED = 1, 5  # five timed steps: on shared cores single steps vary 2-3x
 TARGET_RATIO = 3.0
 SEED = 11
 
@@ -91,9 +91,11 @@ def pair_lengths(tokenizer, rows: list[dict]) -> np.ndarray:
 
 
 def time_side(model, tokenizer, rows: list[dict], batch: int, max_length: int, params, workdir: Path) -> dict[str, float]:
-    """Train WARMUP + TIMED steps at `batch`; samples/s and tokens/s from the fastest timed step.
+    """Train WARMUP + TIMED steps at `batch`; samples/s and tokens/s over all timed steps.
 
-    The fastest step, not the median: the machine is shared and other jobs only ever add time.
+    Over all steps, not the fastest one: batches differ in length (a step of two short JSON pairs
+    took 9 s, one of two long pairs 49 s on a quiet machine), so the fastest step flatters
+    whichever side has the more uneven lengths. The fastest step is kept as a figure.
     """
     cfg = params.sft.model_copy(update={"batch_size": batch, "max_steps": WARMUP + TIMED, "max_length": max_length,
                                         "save_steps": 10_000, "logging_steps": 1, "n_train": None})
@@ -102,10 +104,11 @@ def time_side(model, tokenizer, rows: list[dict], batch: int, max_length: int, p
     trainer.add_callback(timer)
     trainer.train()
     steps = timer.durations()[WARMUP:]
-    step_s = min(steps)
+    step_s = statistics.mean(steps)
     tokens_per_step = trainer.tokens_seen / max(len(timer.ends), 1)
-    return {"batch": batch, "step_s_fastest": step_s, "step_s_median": statistics.median(steps), "step_s": [round(s, 2) for s in steps],
-            "samples_per_s": batch / step_s, "samples_per_s_median_step": batch / statistics.median(steps), "tokens_per_s": tokens_per_step / step_s}
+    return {"batch": batch, "step_s_mean": step_s, "step_s_fastest": min(steps), "step_s_median": statistics.median(steps),
+            "step_s": [round(s, 2) for s in steps], "samples_per_s": batch / step_s, "samples_per_s_fastest_step": batch / min(steps),
+            "samples_per_s_median_step": batch / statistics.median(steps), "tokens_per_s": tokens_per_step / step_s}
 
 
 def main() -> dict:
@@ -140,6 +143,7 @@ def main() -> dict:
         "token_budget_per_batch": budget, "json": json_side, "encoded": enc_side,
         "batch_ratio": enc_batch / JSON_BATCH, "samples_per_s_ratio": enc_side["samples_per_s"] / json_side["samples_per_s"],
         "samples_per_s_ratio_median_steps": enc_side["samples_per_s_median_step"] / json_side["samples_per_s_median_step"],
+        "samples_per_s_ratio_fastest_steps": enc_side["samples_per_s_fastest_step"] / json_side["samples_per_s_fastest_step"],
         "target_ratio": TARGET_RATIO,
     }
     print(f"samples/s JSON {json_side['samples_per_s']:.3f} (batch {JSON_BATCH}), encoded {enc_side['samples_per_s']:.3f} "
@@ -157,11 +161,11 @@ def rows(f: dict) -> list[Row]:
         ("token budget per batch (JSON batch x p90 JSON pair)", f"{f['token_budget_per_batch']}", "", ""),
         ("batch (JSON / encoded)", f"{f['json']['batch']} / {f['encoded']['batch']}", "paper: 2 / 32", ""),
         ("timed steps, s (JSON | encoded)", f"{', '.join(map(str, f['json']['step_s']))} | {', '.join(map(str, f['encoded']['step_s']))}", "", ""),
-        ("samples/s JSON (fastest step)", f"{f['json']['samples_per_s']:.3f}", "", ""),
-        ("samples/s encoded (fastest step)", f"{f['encoded']['samples_per_s']:.3f}", "", ""),
+        ("samples/s JSON (over the timed steps)", f"{f['json']['samples_per_s']:.3f}", "", ""),
+        ("samples/s encoded (over the timed steps)", f"{f['encoded']['samples_per_s']:.3f}", "", ""),
         ("non-pad tokens/s (JSON / encoded)", f"{f['json']['tokens_per_s']:.0f} / {f['encoded']['tokens_per_s']:.0f}", "", ""),
-        ("speed-up, encoded / JSON samples/s (fastest steps)", f"{ratio:.2f}x", f">= {f['target_ratio']:g}x", status(ratio >= f["target_ratio"])),
-        ("speed-up from the median steps (noisier)", f"{f['samples_per_s_ratio_median_steps']:.2f}x", "", ""),
+        ("speed-up, encoded / JSON samples/s (over the timed steps)", f"{ratio:.2f}x", f">= {f['target_ratio']:g}x", status(ratio >= f["target_ratio"])),
+        ("speed-up from the median / the fastest steps", f"{f['samples_per_s_ratio_median_steps']:.2f}x / {f.get('samples_per_s_ratio_fastest_steps', float('nan')):.2f}x", "", ""),
     ]
 
 
