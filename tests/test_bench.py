@@ -28,7 +28,7 @@ def write_result(folder: Path, name: str, figures: dict, measured: dict = MEASUR
 
 def test_discovery_finds_the_benches_and_skips_private_modules():
     names = discover()
-    assert {"encoding", "constrained", "pipeline", "sft_throughput", "reward_throughput", "generation", "grpo_step", "scale"} <= set(names)
+    assert {"encoding", "constrained", "pipeline", "sft_throughput", "reward_throughput", "reward_ceiling", "generation", "grpo_step", "scale"} <= set(names)
     assert not any(n.startswith("_") for n in names)
     assert "report" not in names and "_report" not in names and "_common" not in names
 
@@ -124,3 +124,34 @@ def test_stopwatch_patch_times_calls_and_restores():
         assert Thing().work(3) == 6 and Thing().work(4) == 8
     assert watch.calls["bucket"] == 2 and watch.seconds["bucket"] >= 0
     assert Thing.__dict__["work"] is original
+
+
+def _planted_triplets(n: int, seed: int) -> list[dict]:
+    """Scores set by the flow's checkpoint and whether the prompt asks for a photo: learnable, with interaction."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        ckpt, photo = int(rng.integers(0, 6)), bool(rng.integers(0, 2))
+        score = 0.1 * ckpt + (0.4 if photo == (ckpt % 2 == 0) else 0.0) + rng.normal(0, 0.01)
+        rows.append({"prompt": f"{'a photo of' if photo else 'a drawing of'} a cat", "flow": f"Loader ckpt=m{ckpt}\nSampler steps={int(rng.integers(20, 22))}", "score": score})
+    return rows
+
+
+def test_reward_ceiling_learners_recover_a_planted_signal():
+    from bench.reward_ceiling import flow_mean, learning_curve, rows_to_reach
+
+    train, test = _planted_triplets(600, 0), _planted_triplets(200, 1)
+    true = np.array([r["score"] for r in test])
+    flow_only = flow_mean(train, test)  # knows the checkpoint, not the prompt
+    assert 0.2 < np.corrcoef(flow_only, true)[0, 1] < 0.8
+    curve = learning_curve(train, test, sizes=(50, 200), repeats=2)
+    assert set(curve) == {"flow_mean", "ridge", "gbm"} and list(curve["gbm"]) == ["50", "200", "600"]
+    assert curve["gbm"]["600"] > 0.9 > curve["flow_mean"]["600"]  # the interaction needs the prompt
+    assert rows_to_reach(curve["gbm"], 0.9) is not None and rows_to_reach(curve["flow_mean"], 0.9) is None
+
+
+def test_reward_ceiling_names_the_missing_triplets(tmp_path):
+    from bench.reward_ceiling import _read
+
+    with pytest.raises(SystemExit, match=r"train.jsonl not found: build the triplets first \(`dvc repro triplets`\)"):
+        _read(tmp_path / "data/triplets/train.jsonl")

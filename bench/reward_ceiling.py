@@ -1,0 +1,168 @@
+"""How much of the scorer's ranking a learner can recover from n scored triplets (reward issue: Spearman >= 0.8).
+
+Held-out Spearman against the true score, as the training rows grow, for three cheap learners:
+
+* `flow_mean`: the mean training score of the same encoded flow (the training mean for unseen flows),
+  i.e. what memorising each flow's average is worth, with no prompt at all;
+* `ridge` and `gbm` (scikit-learn HistGradientBoosting): bags of words, the prompt's 300 most
+  frequent words beside the flow's tokens (node classes, field values), so `gbm` can learn
+  prompt x component interactions the way the simulator's rules combine them.
+
+Beside them, the profile's surrogate ensemble (MiniLM regression heads trained on `reward.n_train`
+rows each) as measured by the reward stage (reports/reward/metrics.json), when that file exists.
+The point: how many rows the 0.8 target needs even from a learner suited to this data, against
+the rows per member the cpu budget affords.
+
+Data: data/triplets/{train,test}.jsonl of FLOWRL_BENCH_ROOT (default: this repository); the test
+rows are the reward stage's own (`reward.n_eval` drawn with the params seed).
+Run: `python -m bench reward_ceiling` (~2-3 min on one core). Plot: docs/img/reward_ceiling.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+from tqdm import tqdm
+
+from bench._common import REPO, Row, bench_params, pyplot, save_figure, status
+
+TARGET = 0.8
+SIZES = (100, 200, 400, 800, 1600, 3200)
+REPEATS = 3  # row draws per size (the full set is drawn once)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def _flow_tokens(text: str) -> list[str]:
+    return re.findall(r"[^\s=@]+", text)
+
+
+def _spearman(pred: np.ndarray, true: np.ndarray) -> float:
+    return float("nan") if np.ptp(pred) == 0 else float(stats.spearmanr(pred, true).statistic)
+
+
+def flow_mean(train: list[dict], test: list[dict]) -> np.ndarray:
+    """Each test row's prediction: the mean training score of its flow (the overall mean for flows never seen)."""
+    by_flow: dict[str, list[float]] = defaultdict(list)
+    for row in train:
+        by_flow[row["flow"]].append(row["score"])
+    overall = float(np.mean([row["score"] for row in train]))
+    return np.array([np.mean(by_flow[r["flow"]]) if r["flow"] in by_flow else overall for r in test])
+
+
+class BagOfWords:
+    """Binary features: the prompt's most frequent words and the flow's tokens (fit on all training rows)."""
+
+    def __init__(self, rows: list[dict], n_words: int = 300):
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        def vectorizer(tokenize, **kw):
+            return CountVectorizer(tokenizer=tokenize, lowercase=False, binary=True, token_pattern=None, **kw)
+
+        self.prompt = vectorizer(_words, max_features=n_words).fit([r["prompt"] for r in rows])
+        self.flow = vectorizer(_flow_tokens, min_df=3).fit([r["flow"] for r in rows])
+
+    def __call__(self, rows: list[dict]) -> np.ndarray:
+        from scipy.sparse import hstack
+
+        return hstack([self.prompt.transform([r["prompt"] for r in rows]), self.flow.transform([r["flow"] for r in rows])]).toarray()
+
+
+def learning_curve(train: list[dict], test: list[dict], sizes: tuple[int, ...] = SIZES, repeats: int = REPEATS, seed: int = 0) -> dict:
+    """{learner: {n_rows: mean held-out Spearman over `repeats` draws}}, sizes above len(train) dropped, all rows added."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import Ridge
+
+    features = BagOfWords(train)
+    x_test, true = features(test), np.array([r["score"] for r in test])
+    learners = {
+        "ridge": lambda: Ridge(alpha=3.0),
+        "gbm": lambda: HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed),
+    }
+    curve: dict[str, dict[str, float]] = {name: {} for name in ("flow_mean", *learners)}
+    plan = [n for n in sizes if n < len(train)] + [len(train)]
+    for n in tqdm(plan, desc="training rows", unit="size"):
+        draws = 1 if n == len(train) else repeats
+        found: dict[str, list[float]] = defaultdict(list)
+        for k in range(draws):
+            rows = random.Random(seed + k).sample(train, n)
+            found["flow_mean"].append(_spearman(flow_mean(rows, test), true))
+            x, y = features(rows), np.array([r["score"] for r in rows])
+            for name, make in learners.items():
+                found[name].append(_spearman(make().fit(x, y).predict(x_test), true))
+        for name, values in found.items():
+            curve[name][str(n)] = float(np.nanmean(values))
+    return curve
+
+
+def rows_to_reach(curve: dict[str, float], target: float = TARGET) -> int | None:
+    """Fewest measured training rows whose Spearman reaches `target` (None: none does)."""
+    reached = [int(n) for n, rho in curve.items() if rho >= target]
+    return min(reached) if reached else None
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        raise SystemExit(f"{path} not found: build the triplets first (`dvc repro triplets`) or point FLOWRL_BENCH_ROOT at a run that has them")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main() -> dict:
+    """Measure the learning curves, plot them beside the surrogate's figure, return the figures."""
+    params = bench_params()
+    root = Path(os.environ.get("FLOWRL_BENCH_ROOT", REPO))
+    train, test = _read(root / "data/triplets/train.jsonl"), _read(root / "data/triplets/test.jsonl")
+    if params.reward.n_eval and len(test) > params.reward.n_eval:
+        test = random.Random(params.seed).sample(test, params.reward.n_eval)  # the reward stage's held-out rows
+    curve = learning_curve(train, test)
+    surrogate = None
+    metrics_path = root / "reports/reward/metrics.json"
+    if metrics_path.exists():
+        m = json.loads(metrics_path.read_text())
+        members = [v for k, v in m.items() if k.startswith("member_") and k.endswith("_spearman")]
+        surrogate = {"rows_per_member": params.reward.n_train, "epochs": params.reward.epochs, "ensemble_spearman": m["ensemble_spearman"],
+                     "member_spearman_mean": float(np.mean(members)) if members else float("nan")}
+    for name, points in curve.items():
+        print(name, ", ".join(f"{n}: {rho:.2f}" for n, rho in points.items()))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, points in curve.items():
+        ax.plot([int(n) for n in points], list(points.values()), marker="o", label=name)
+    if surrogate and surrogate["rows_per_member"]:
+        ax.scatter([surrogate["rows_per_member"]], [surrogate["ensemble_spearman"]], marker="*", s=140, color="k", zorder=3,
+                   label=f"surrogate ensemble ({surrogate['rows_per_member']} rows/member)")
+    ax.axhline(TARGET, ls="--", color="grey", lw=1, label=f"target {TARGET}")
+    ax.set(xscale="log", xlabel="training triplets", ylabel="held-out Spearman vs scorer", ylim=(0, 1),
+           title=f"{len(test)} held-out pairs, {len(train)} training triplets")
+    ax.legend(fontsize=7, loc="lower right")
+    save_figure(fig, "reward_ceiling.png")
+    return {"profile": params.profile, "n_train_available": len(train), "n_test": len(test), "target": TARGET, "curve": curve,
+            "rows_to_target": {name: rows_to_reach(points) for name, points in curve.items()},
+            "surrogate": surrogate, "plot": "docs/img/reward_ceiling.png"}
+
+
+def rows(f: dict) -> list[Row]:
+    """The report's table for this bench."""
+    out: list[Row] = [("held-out pairs; training triplets available", f"{f['n_test']}; {f['n_train_available']}", "", "")]
+    for name, points in f["curve"].items():
+        curve = ", ".join(f"{n}: {rho:.2f}" for n, rho in points.items())
+        need = f["rows_to_target"][name]
+        out.append((f"{name}: Spearman by training rows", curve, f">= {f['target']}", status(need is not None)))
+    s = f.get("surrogate")
+    if s:
+        out.append((f"surrogate ensemble, {s['rows_per_member']} rows x {s['epochs']} epochs per member (reward stage)",
+                    f"{s['ensemble_spearman']:.2f} (members {s['member_spearman_mean']:.2f})", f">= {f['target']}", status(s["ensemble_spearman"] >= f["target"])))
+    return out
+
+
+if __name__ == "__main__":
+    main()
