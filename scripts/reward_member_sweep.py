@@ -60,7 +60,7 @@ def main() -> None:
     data = PairDataset([r["prompt"] for r in rows], [r["flow"] for r in rows], [r["score"] for r in rows])
     for lr in args.lr or [cfg0.learning_rate]:
         cfg = cfg0.model_copy(update={"learning_rate": lr, "epochs": args.epochs or cfg0.epochs, "n_train": len(rows)})
-        model = build_surrogate(cfg, len(tokenizer), seed + 7919)
+        model = build_surrogate(cfg, len(tokenizer), 7919)  # the regression head's seed
         if pieces:
             init_from_pieces(model, tokenizer, pieces)
         keep_layers(model, args.layers)
