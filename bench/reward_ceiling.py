@@ -28,10 +28,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 from tqdm import tqdm
 
 from bench._common import REPO, Row, bench_params, pyplot, save_figure, status
+from flowrl.errors import FlowRLError
+from flowrl.reward.train import held_out_rows, read_split, regression_metrics
 
 TARGET = 0.8
 SIZES = (100, 200, 400, 800, 1600, 3200)
@@ -44,10 +45,6 @@ def _words(text: str) -> list[str]:
 
 def _flow_tokens(text: str) -> list[str]:
     return re.findall(r"[^\s=@]+", text)
-
-
-def _spearman(pred: np.ndarray, true: np.ndarray) -> float:
-    return float("nan") if np.ptp(pred) == 0 else float(stats.spearmanr(pred, true).statistic)
 
 
 def flow_mean(train: list[dict], test: list[dict]) -> np.ndarray:
@@ -95,10 +92,10 @@ def learning_curve(train: list[dict], test: list[dict], sizes: tuple[int, ...] =
         found: dict[str, list[float]] = defaultdict(list)
         for k in range(draws):
             rows = random.Random(seed + k).sample(train, n)
-            found["flow_mean"].append(_spearman(flow_mean(rows, test), true))
+            found["flow_mean"].append(regression_metrics(flow_mean(rows, test), true)["spearman"])
             x, y = features(rows), np.array([r["score"] for r in rows])
             for name, make in learners.items():
-                found[name].append(_spearman(make().fit(x, y).predict(x_test), true))
+                found[name].append(regression_metrics(make().fit(x, y).predict(x_test), true)["spearman"])
         for name, values in found.items():
             curve[name][str(n)] = float(np.nanmean(values))
     return curve
@@ -110,19 +107,22 @@ def rows_to_reach(curve: dict[str, float], target: float = TARGET) -> int | None
     return min(reached) if reached else None
 
 
-def _read(path: Path) -> list[dict]:
+def _triplets(root: Path, cfg, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train rows, the reward stage's own held-out rows) of the run at `root`."""
+    path = root / "data/triplets/train.jsonl"
     if not path.exists():
         raise SystemExit(f"{path} not found: build the triplets first (`dvc repro triplets`) or point FLOWRL_BENCH_ROOT at a run that has them")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return read_split(root, "train"), held_out_rows(root, cfg, seed)
+    except FlowRLError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def main() -> dict:
     """Measure the learning curves, plot them beside the surrogate's figure, return the figures."""
     params = bench_params()
     root = Path(os.environ.get("FLOWRL_BENCH_ROOT", REPO))
-    train, test = _read(root / "data/triplets/train.jsonl"), _read(root / "data/triplets/test.jsonl")
-    if params.reward.n_eval and len(test) > params.reward.n_eval:
-        test = random.Random(params.seed).sample(test, params.reward.n_eval)  # the reward stage's held-out rows
+    train, test = _triplets(root, params.reward, params.seed)
     curve = learning_curve(train, test)
     surrogate = None
     metrics_path = root / "reports/reward/metrics.json"

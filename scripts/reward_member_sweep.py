@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from flowrl.config import load_params
-from flowrl.encoding.vocab import extend_tokenizer, init_from_pieces, token_pieces
-from flowrl.io import read_json
-from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
+from flowrl.encoding.vocab import init_from_pieces
+from flowrl.reward.encoder import build_surrogate
 from flowrl.reward.model import PairDataset, format_pair, predict_texts, train_surrogate
-from flowrl.reward.train import _read_split, regression_metrics
+from flowrl.reward.train import held_out_rows, read_split, regression_metrics, reward_tokenizer
 
 
 def keep_layers(model, k: int | None) -> None:
@@ -46,16 +45,9 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(args.root / "params.yaml")
     cfg0, seed = params.reward, params.seed
-    train, test = _read_split(args.root, "train"), _read_split(args.root, "test")
-    if cfg0.n_eval and len(test) > cfg0.n_eval:
-        test = random.Random(seed).sample(test, cfg0.n_eval)  # the reward stage's held-out rows
+    train, test = read_split(args.root, "train"), held_out_rows(args.root, cfg0, seed)  # the reward stage's held-out rows
     rows = random.Random(0).sample(train, min(args.rows, len(train)))
-    tokenizer = load_reward_tokenizer(cfg0)
-    pieces = {}
-    if cfg0.add_flow_tokens:
-        vocab = read_json(args.root / "data/encode/vocab.json")
-        pieces = token_pieces(tokenizer, vocab)
-        extend_tokenizer(tokenizer, vocab)
+    tokenizer, pieces = reward_tokenizer(cfg0, args.root)
     texts, true = [format_pair(r["prompt"], r["flow"]) for r in test], np.array([r["score"] for r in test])
     data = PairDataset([r["prompt"] for r in rows], [r["flow"] for r in rows], [r["score"] for r in rows])
     for lr in args.lr or [cfg0.learning_rate]:

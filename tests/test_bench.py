@@ -151,7 +151,8 @@ def test_reward_ceiling_learners_recover_a_planted_signal():
 
 
 def test_reward_ceiling_names_the_missing_triplets(tmp_path):
-    from bench.reward_ceiling import _read
+    from bench.reward_ceiling import _triplets
+    from flowrl.config import RewardConfig
 
     with pytest.raises(SystemExit, match=r"train.jsonl not found: build the triplets first \(`dvc repro triplets`\)"):
-        _read(tmp_path / "data/triplets/train.jsonl")
+        _triplets(tmp_path, RewardConfig(), 0)

@@ -131,7 +131,8 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     }
 
 
-def _read_split(root: Path, name: str) -> list[dict]:
+def read_split(root: Path, name: str) -> list[dict]:
+    """data/triplets/<name>.jsonl rows ({"prompt", "flow", "score"}); a missing file or field names the stage to rerun."""
     path = root / f"data/triplets/{name}.jsonl"
     rows = read_jsonl(path)
     for n, row in enumerate(rows, 1):
@@ -141,6 +142,25 @@ def _read_split(root: Path, name: str) -> list[dict]:
     if not rows:
         raise RewardDataError(f"{path}: no triplets; rerun the triplets stage with more triplets.n_triplets")
     return rows
+
+
+def held_out_rows(root: Path, cfg: RewardConfig, seed: int) -> list[dict]:
+    """The test triplets the stage measures on: `cfg.n_eval` of them drawn with `seed` (all when empty)."""
+    test = read_split(root, "test")
+    if cfg.n_eval is not None and len(test) > cfg.n_eval:
+        test = random.Random(seed).sample(test, cfg.n_eval)
+    return test
+
+
+def reward_tokenizer(cfg: RewardConfig, root: Path) -> tuple[PreTrainedTokenizerBase, dict[str, list[int]]]:
+    """The encoder's tokenizer and, with `cfg.add_flow_tokens`, the flow vocabulary added with each token's base pieces."""
+    tokenizer = load_reward_tokenizer(cfg)
+    pieces: dict[str, list[int]] = {}
+    if cfg.add_flow_tokens:
+        vocab = read_json(root / "data/encode/vocab.json")
+        pieces = token_pieces(tokenizer, vocab)
+        extend_tokenizer(tokenizer, vocab)
+    return tokenizer, pieces
 
 
 def unscored_flows(root: Path, scored: set[str]) -> list[str]:
@@ -212,15 +232,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Write models/reward/{full,prefix}/ and reports/reward/{metrics.json, scatter.png}."""
     cfg, seed = params.reward, params.seed
     root = Path(root)
-    train, test = _read_split(root, "train"), _read_split(root, "test")
-    if cfg.n_eval is not None and len(test) > cfg.n_eval:
-        test = random.Random(seed).sample(test, cfg.n_eval)
-    tokenizer = load_reward_tokenizer(cfg)
-    pieces: dict[str, list[int]] = {}
-    if cfg.add_flow_tokens:
-        vocab = read_json(root / "data/encode/vocab.json")
-        pieces = token_pieces(tokenizer, vocab)
-        extend_tokenizer(tokenizer, vocab)
+    train, test = read_split(root, "train"), held_out_rows(root, cfg, seed)
+    tokenizer, pieces = reward_tokenizer(cfg, root)
     out = root / "models/reward"
     t0 = time.perf_counter()
     full_stats = train_ensemble(out / "full", train, cfg, cfg.n_models, tokenizer, seed, pieces=pieces)
