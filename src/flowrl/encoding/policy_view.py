@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import random
+from dataclasses import dataclass, replace
 
 from flowrl.comfy.catalog import Catalog, NodeSpec, load_catalog
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER, is_link
@@ -87,6 +88,35 @@ def policy_graph(text: str, seed: int = 0) -> dict:
 
 def policy_spec(spec: NodeSpec) -> NodeSpec:
     """A node spec without the inputs the policy never writes (they are filled by `fill_graph`)."""
-    from dataclasses import replace
-
     return replace(spec, inputs={n: i for n, i in spec.inputs.items() if n not in DROPPED_INPUTS or i.kind == "link"})
+
+
+@dataclass(frozen=True)
+class FlowCheck:
+    """What one flow text is: its runnable graph (None when it does not decode), whether it validates, whether it is usable."""
+
+    graph: dict | None
+    valid: bool
+    usable: bool
+    problems: tuple[str, ...] = ()
+
+
+def check_flow_text(text: str, seed: int = 0) -> FlowCheck:
+    """Decode policy-view (or lossless) text, fill it (`policy_graph`) and check it: the one decode-then-validate step.
+
+    `valid`: ComfyUI's own checks pass (`validate_graph`); `usable`: also every node feeds an output, sizes,
+    batch and steps are practical and no node is duplicated (`flowrl.comfy.usable`).
+    """
+    from flowrl.comfy.usable import usable_problems
+    from flowrl.comfy.validate import validate_graph
+    from flowrl.errors import FlowRLError
+
+    try:
+        graph = policy_graph(text, seed)
+    except (FlowRLError, RecursionError) as exc:
+        return FlowCheck(None, False, False, (f"does not decode: {exc}",))
+    invalid = validate_graph(graph)
+    if invalid:
+        return FlowCheck(graph, False, False, tuple(map(str, invalid)))
+    unusable = usable_problems(graph)
+    return FlowCheck(graph, True, not unusable, tuple(map(str, unusable)))
