@@ -210,6 +210,7 @@ class EvaluateConfig(Section):
     comfygen_k: int = Field(50, gt=0, description="comfygen: nearest training prompts (TF-IDF char n-grams) whose triplets vote for the flow.")
     batch_size: int = Field(16, gt=0, description="Prompts per sampling batch for the policy methods.")
     max_new_tokens: int | None = Field(None, gt=0, description="Token cap per sampled flow; empty = policy.max_new_tokens.")
+    samples_per_prompt: int = Field(2, ge=1, description="Flows each method gives per prompt (policy methods sample anew, seeded); scores are averaged per prompt before paired comparisons.")
     nld_pairs: int = Field(2000, gt=0, description="Random pairs of training flows for the mean NLD that normalizes novelty.")
     reference: str = Field("comfygen", description="Method the summary's headline win rates are measured against.")
 
