@@ -231,6 +231,7 @@ class GRPOStageConfig(Section):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="Layers that get LoRA adapters; lm_head and embed_tokens are never trained (paper A.6.3).",
     )
+    reward: Literal["surrogate", "scorer"] = Field("surrogate", description="surrogate: the reward ensemble (the method); scorer: the true scorer itself, a diagnostic that separates what RL can find in the budget from what the surrogate misleads.")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4).")
     batch_size: int = Field(16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16).")
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
