@@ -72,6 +72,10 @@ def check_mlmodel(path: Path) -> None:
 def quiet_libraries() -> None:
     """Silence library warnings and info logs so the workflow or one error message is all a user sees."""
     warnings.filterwarnings("ignore")
+    # libraries re-enable their warnings locally (mlflow: simplefilter("once")), so route whatever is still
+    # shown to the logging module and mute it there
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     for name in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic"):
