@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +70,25 @@ def check_mlmodel(path: Path) -> None:
              "the folder is damaged: save or download the model again")
 
 
-def quiet_libraries() -> None:
-    """Silence library warnings and info logs so the workflow or one error message is all a user sees."""
-    warnings.filterwarnings("ignore")
-    # libraries re-enable their warnings locally (mlflow: simplefilter("once")), so route whatever is still
-    # shown to the logging module and mute it there
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").setLevel(logging.ERROR)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    for name in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Within the block, library warnings and info logs are muted, so the workflow or one error line is all a
+    user sees; warning filters, the warnings-to-logging route and logger levels come back afterwards."""
+    loggers = [logging.getLogger(n) for n in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic", "py.warnings")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # libraries re-enable their warnings locally (mlflow: simplefilter("once")), so what is still shown
+        # goes to the logging module (py.warnings), muted here
+        logging.captureWarnings(True)
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.captureWarnings(False)
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
 
 
 def submit_workflow(url: str, workflow: dict) -> str:
@@ -106,7 +115,12 @@ def generate_cmd(
     profile: str | None = typer.Option(None, help="Profile of params.yaml to use (default: its `profile` key)."),
 ) -> None:
     """Print a ComfyUI API-format workflow for PROMPT; with --submit, also queue it on a ComfyUI server."""
-    quiet_libraries()
+    with quiet_libraries():
+        _generate(prompt, gamma, model, submit, seed, params, profile)
+
+
+def _generate(prompt: str, gamma: float | None, model: str | None, submit: str | None, seed: int | None,
+              params: Path, profile: str | None) -> None:
     try:
         from flowrl.comfy.client import check_server_url
         from flowrl.comfy.graph import workflow_json

@@ -201,7 +201,10 @@ def read_policy_spec(folder: str | Path) -> tuple[PolicyConfig, int, dict]:
     path = Path(folder) / SPEC_FILE
     if not path.exists():
         raise PolicyLoadError(f"{folder}: no {SPEC_FILE}, so not a trained policy folder; run the sft stage (dvc repro sft)")
-    spec = read_json(path)
+    try:
+        spec = read_json(path)
+    except FlowRLError as exc:
+        raise PolicyLoadError(f"{exc}; restore the folder or retrain (dvc repro sft)") from None
     try:
         int(spec["base_vocab_size"])
         return PolicyConfig.model_validate(spec["policy"]), int(spec["seed"]), spec
