@@ -334,6 +334,8 @@ class FlowPolicyModel(mlflow.pyfunc.PythonModel):
         params_logger = logging.getLogger("mlflow.models.utils")
         if not any(isinstance(f, _RefuseUnknownParams) for f in params_logger.filters):
             params_logger.addFilter(_RefuseUnknownParams())
+        if not params_logger.isEnabledFor(logging.WARNING):  # a filter only sees records the level lets through
+            params_logger.setLevel(logging.WARNING)
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict]:
         params = params or {}
