@@ -177,3 +177,21 @@ def test_sampling_params_types_and_ranges(kwargs, says):
 def test_sampling_params_in_range_pass_through():
     assert check_sampling_params(0, 2**32 - 1, 1) == (0.0, 2**32 - 1, 1.0)
     assert check_sampling_params(seed=7.0) == (None, 7, None) and check_sampling_params() == (None, None, None)
+
+
+def test_an_unexpected_failure_is_a_one_line_500_without_traceback():
+    from mlflow.exceptions import MlflowException
+
+    class Broken:
+        def generate(self, *args, **kwargs):
+            raise RuntimeError("CUDA out of memory\n  at line 3 of something")
+
+    model = pyfunc.FlowPolicyModel()
+    model.policy = Broken()
+    with pytest.raises(MlflowException) as info:
+        model.predict(None, ["a fox"], {"gamma": 1.0})
+    assert info.value.error_code == "INTERNAL_ERROR" and info.value.get_http_status_code() == 500
+    assert info.value.message == "internal error (RuntimeError: CUDA out of memory); see the server log"
+    with pytest.raises(MlflowException, match=r"unknown params \['x'\]") as info:
+        model.predict(None, ["a fox"], {"x": 1})
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
