@@ -34,8 +34,9 @@ CASES = {
     "duplicate-key": ("seed: 1\nseed: 2\n", ["line 2: key 'seed' appears twice"]),
     "bool-as-int": (_with("register", "batch_size", True), ["register", "batch_size: true is a boolean"]),
     "bool-as-float": (_with("policy", "gamma", False), ["policy", "gamma: false is a boolean"]),
-    "inf": (_with("policy", "gamma", float("inf")), ["policy.gamma", "finite number"]),
-    "nan": (_with("policy", "temperature", float("nan")), ["policy.temperature", "finite number"]),
+    "inf": (_with("policy", "gamma", float("inf")), ["policy", "gamma: inf is not a finite number"]),
+    "inf-in-list": (_with("evaluate", "gammas", [1.5, float("inf")]), ["evaluate", "gammas: [1.5, inf] is not a finite number"]),
+    "nan": (_with("policy", "temperature", float("nan")), ["policy", "temperature: nan is not a finite number"]),
     "float-as-int": (_with("prompts", "n_prompts", 1e30), ["n_prompts: 1e+30 is a decimal number", "integer"]),
     "fraction-as-int": (_with("prompts", "n_prompts", 2.5), ["n_prompts: 2.5 is a decimal number"]),
     "huge-int": (_with("prompts", "n_prompts", 10**30), ["prompts.n_prompts = 1e+30 is out of range"]),
@@ -85,3 +86,12 @@ def test_resolve_refuses_non_mappings():
         resolve(["a"])
     with pytest.raises(ConfigError, match="'profiles' must map"):
         resolve({"profiles": ["tiny"]})
+
+
+def test_infinity_only_where_it_is_a_setting():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["reward"]["tau"] = float("inf")  # "no uncertainty cutoff": the no_uncertainty ablation
+    assert resolve(raw).reward.tau == float("inf")
+    raw["reward"]["tau"] = float("nan")
+    with pytest.raises(ConfigError, match="tau: nan is not a finite number"):
+        resolve(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import types
 import typing
 import warnings
@@ -24,6 +25,9 @@ PROFILES = ("tiny", "cpu", "paper")
 MAX_PARAMS_BYTES = 1024 * 1024
 MAX_PARAMS_DEPTH = 32  # params.yaml nests ~5 levels; deeper is damage, and would exhaust the recursion limit
 INT_LIMIT = 2**63 - 1  # no knob needs more; YAML would otherwise hand over arbitrarily large integers
+# Fields where infinity is a real setting ("no cutoff": the no_uncertainty ablation); elsewhere .inf and
+# .nan are refused, since they would pass every range check and break sampling or training later.
+INFINITY_ALLOWED = {"RewardConfig.tau"}
 
 
 def _scalar_kinds(annotation: Any) -> set[type]:
@@ -37,16 +41,21 @@ def _scalar_kinds(annotation: Any) -> set[type]:
 class Section(BaseModel):
     """A params.yaml section: unknown keys, non-finite floats and numbers of the wrong kind are refused."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
     def _strict_numbers(cls, data: Any) -> Any:
-        """Refuse bool for a number (`true` would become 1) and a float for an integer (1e30, 2.5 would be cut)."""
+        """Refuse bool for a number (`true` would become 1), a float for an integer (1e30, 2.5 would be cut),
+        and NaN or infinity (outside INFINITY_ALLOWED)."""
         if not isinstance(data, dict):
             return data
         for name, value in data.items():
             field = cls.model_fields.get(name)
+            items = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and (math.isnan(v) or (math.isinf(v) and f"{cls.__name__}.{name}" not in INFINITY_ALLOWED))
+                   for v in items):
+                raise ValueError(f"{name}: {value!r} is not a finite number; give a finite value")
             if field is None or not isinstance(value, (bool, float)):
                 continue
             kinds = _scalar_kinds(field.annotation)
