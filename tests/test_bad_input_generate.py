@@ -165,3 +165,15 @@ def test_dir_source_without_weights_fails_offline(tmp_path, no_network):
     with pytest.raises(PolicyLoadError, match="could not be loaded"):
         load_base_model(PolicyConfig(source="dir", model=str(tmp_path)), 10)
     assert not no_network
+
+
+def test_a_good_generate_prints_the_workflow_and_no_library_noise(models_dir, params_args, monkeypatch):
+    from flowrl.policy import guidance
+    from flowrl.policy.sampling import Completion
+
+    flow = tiny.encode_flow(tiny.GRAPH)
+    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None:
+                        [Completion(p, flow, [], True) for p in prompts])
+    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--seed", "4294967295", *params_args])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "" and json.loads(result.stdout)["2"]["inputs"]["text"] == "a red fox"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,6 +77,8 @@ def quiet_libraries() -> Iterator[None]:
     user sees; warning filters, the warnings-to-logging route and logger levels come back afterwards."""
     loggers = [logging.getLogger(n) for n in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic", "py.warnings")]
     levels = [lg.level for lg in loggers]
+    verbosity = os.environ.get("TRANSFORMERS_VERBOSITY")
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # transformers sets its level from this on first use
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # libraries re-enable their warnings locally (mlflow: simplefilter("once")), so what is still shown
@@ -89,6 +92,10 @@ def quiet_libraries() -> Iterator[None]:
             logging.captureWarnings(False)
             for lg, level in zip(loggers, levels, strict=True):
                 lg.setLevel(level)
+            if verbosity is None:
+                os.environ.pop("TRANSFORMERS_VERBOSITY", None)
+            else:
+                os.environ["TRANSFORMERS_VERBOSITY"] = verbosity
 
 
 def submit_workflow(url: str, workflow: dict) -> str:
