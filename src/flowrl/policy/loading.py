@@ -136,10 +136,10 @@ def load_tokenizer(cfg: PolicyConfig, corpus: Sequence[str] = ()) -> PreTrainedT
         return train_bpe_tokenizer(corpus, cfg.scratch.vocab_size)
     name, kwargs = _source_kwargs(cfg)
     try:
-        if cfg.source == "tiny" or (cfg.source == "gguf" and not cfg.model):
-            tokenizer = load_smollm2_tokenizer()  # SmolLM2's: its slow GGUF read is cached per process
-        else:
-            with hub_offline(cfg.source != "hub"):
+        with hub_offline(cfg.source != "hub"):
+            if cfg.source == "tiny" or (cfg.source == "gguf" and not cfg.model):
+                tokenizer = load_smollm2_tokenizer()  # SmolLM2's: its slow GGUF read is cached per process
+            else:
                 tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         raise PolicyLoadError(f"tokenizer for policy.source={cfg.source} ({name}) could not be loaded: {exc}") from None
