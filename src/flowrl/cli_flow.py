@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from flowrl.cli import fail, flow_app
-from flowrl.comfy.graph import load_workflow
+from flowrl.comfy.graph import load_workflow, workflow_json
 from flowrl.comfy.validate import format_problems, validate_graph
 from flowrl.errors import FlowRLError
 
@@ -34,4 +33,7 @@ def validate_cmd(path: Path = typer.Argument(..., help="API or UI workflow JSON 
 @flow_app.command("convert")
 def convert_cmd(path: Path = typer.Argument(..., help="UI (or API) workflow JSON file")) -> None:
     """Print the API-format JSON of a workflow (UI files are converted)."""
-    typer.echo(json.dumps(_load(path), indent=2, ensure_ascii=False))
+    try:
+        typer.echo(workflow_json(_load(path), str(path)))
+    except FlowRLError as exc:
+        fail(str(exc))

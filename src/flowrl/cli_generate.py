@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 
 from flowrl.cli import app, fail
 from flowrl.config import load_params
@@ -28,6 +33,8 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
         policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(load_params(params_path, profile)))
         return lambda prompts, gamma, seed: policy.generate(prompts, gamma=gamma, seed=seed)
+    if not model.startswith(URI_SCHEMES) and (path / "MLmodel").exists():
+        check_mlmodel(path / "MLmodel")
     if not model.startswith(URI_SCHEMES) and not (path / "MLmodel").exists():
         fail(f"--model {model}: not a models:/ URI, an MLflow model folder (no MLmodel) or a pipeline models folder (no sft/policy.json); "
              "pass models:/<name>@champion or the folder the sft stage wrote")
@@ -52,13 +59,52 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     return predict
 
 
+def check_mlmodel(path: Path) -> None:
+    """Fail fast, naming the file, when an MLflow model folder's MLmodel is not a readable pyfunc description."""
+    try:
+        meta = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        meta = None
+    flavors = meta.get("flavors") if isinstance(meta, dict) else None
+    if not isinstance(flavors, dict) or not isinstance(flavors.get("python_function"), dict):
+        fail(f"--model {path.parent}: {path} is not a readable MLflow pyfunc description (no flavors.python_function); "
+             "the folder is damaged: save or download the model again")
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Within the block, library warnings and info logs are muted, so the workflow or one error line is all a
+    user sees; warning filters, the warnings-to-logging route and logger levels come back afterwards."""
+    loggers = [logging.getLogger(n) for n in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic", "py.warnings")]
+    levels = [lg.level for lg in loggers]
+    verbosity = os.environ.get("TRANSFORMERS_VERBOSITY")
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # transformers sets its level from this on first use
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # libraries re-enable their warnings locally (mlflow: simplefilter("once")), so what is still shown
+        # goes to the logging module (py.warnings), muted here
+        logging.captureWarnings(True)
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.captureWarnings(False)
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+            if verbosity is None:
+                os.environ.pop("TRANSFORMERS_VERBOSITY", None)
+            else:
+                os.environ["TRANSFORMERS_VERBOSITY"] = verbosity
+
+
 def submit_workflow(url: str, workflow: dict) -> str:
     """Validate `workflow` against the node catalog and submit it to the ComfyUI server at `url`; return the prompt id."""
     from flowrl.comfy.client import ComfyUIClient
     from flowrl.comfy.validate import ensure_valid
 
     ensure_valid(workflow, source="generated workflow")
-    client = ComfyUIClient(url, timeout=30.0, retries=1, backoff=0.5)
+    client = ComfyUIClient(url, timeout=30.0, retries=1, backoff=0.5, setting="--submit")
     try:
         return client.submit(workflow)
     finally:
@@ -68,18 +114,34 @@ def submit_workflow(url: str, workflow: dict) -> str:
 @app.command("generate")
 def generate_cmd(
     prompt: str = typer.Argument(..., help="What the image should show."),
-    gamma: float | None = typer.Option(None, help="Dual-model guidance strength (>= 0); default: the model's (policy.gamma). Ignored by SFT-only models."),
+    gamma: float | None = typer.Option(None, help="Dual-model guidance strength (0 to 100); default: the model's (policy.gamma). Ignored by SFT-only models."),
     model: str | None = typer.Option(None, help="models:/<name>@<alias> (default: the registered champion), an MLflow model folder, or a pipeline models/ folder."),
     submit: str | None = typer.Option(None, help="ComfyUI server URL (e.g. http://127.0.0.1:8188): validate the workflow, queue it, print its prompt id."),
-    seed: int | None = typer.Option(None, help="Sampling seed; the same seed gives the same workflow."),
+    seed: int | None = typer.Option(None, help="Sampling seed (0 to 2**32-1); the same seed gives the same workflow."),
     params: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read the model name and sampling settings from."),
     profile: str | None = typer.Option(None, help="Profile of params.yaml to use (default: its `profile` key)."),
 ) -> None:
     """Print a ComfyUI API-format workflow for PROMPT; with --submit, also queue it on a ComfyUI server."""
+    with quiet_libraries():
+        _generate(prompt, gamma, model, submit, seed, params, profile)
+
+
+def _generate(prompt: str, gamma: float | None, model: str | None, submit: str | None, seed: int | None,
+              params: Path, profile: str | None) -> None:
     try:
+        from flowrl.comfy.client import check_server_url
+        from flowrl.comfy.graph import workflow_json
+        from flowrl.tracking.pyfunc import ServingSettings, check_sampling_params, read_prompts
+
+        # cheap checks first: nothing is loaded until the arguments are known to be usable
+        settings = load_params(params, profile) if model is None or params.exists() else None
+        caps = ServingSettings.from_params(settings) if settings is not None else ServingSettings()
+        read_prompts([prompt], caps.max_prompts_per_request, caps.max_prompt_chars)
+        check_sampling_params(gamma, seed)
+        if submit:
+            check_server_url(submit, "--submit")
         if model is None:
-            reg = load_params(params, profile).register
-            model = f"models:/{reg.model_name}@{reg.champion_alias}"
+            model = f"models:/{settings.register.model_name}@{settings.register.champion_alias}"
         generate = load_generator(model, params, profile)
         result: dict[str, Any] = generate([prompt], gamma, seed)[0]
         if result.get("notes"):
@@ -87,7 +149,7 @@ def generate_cmd(
         if not result["valid"]:
             fail(f"the model's flow is not a usable workflow: {result['error']}\nraw flow:\n{result['flow']}\n"
                  "try another --seed, or a better-trained model", code=1)
-        typer.echo(json.dumps(result["workflow"], indent=2, ensure_ascii=False))
+        typer.echo(workflow_json(result["workflow"], "generated workflow"))
         if submit:
             typer.echo(f"prompt_id: {submit_workflow(submit, result['workflow'])}")
     except FlowRLError as exc:
