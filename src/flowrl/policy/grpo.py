@@ -173,7 +173,16 @@ class FlowGRPOTrainer(GRPOTrainer):
         attention_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
         generator = torch.Generator(device=device).manual_seed(self.sampling.seed + self.state.global_step)
         model = self.accelerator.unwrap_model(self.model)
-        out = generate_ids(ModelScorer(model), input_ids, attention_mask, self.sampling, tok.eos_token_id, pad_id, generator, self.logits_processor)
+        # sample from the LoRA merged into the weights: on a small CPU model the adapter branch costs
+        # as much as the layer itself, at every one of the ~100-250 decoding steps (docs/policy.md)
+        merge = hasattr(model, "merge_adapter")
+        if merge:
+            model.merge_adapter()
+        try:
+            out = generate_ids(ModelScorer(model), input_ids, attention_mask, self.sampling, tok.eos_token_id, pad_id, generator, self.logits_processor)
+        finally:
+            if merge:
+                model.unmerge_adapter()
         completion_ids, texts = [], []
         for row in out.tolist():
             end = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
