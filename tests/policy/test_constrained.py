@@ -116,13 +116,14 @@ def test_links_only_to_earlier_lines_of_the_right_type(fc):
     assert {"@1", "@2"} <= vae and "@3" not in vae  # VAE: output 2 of line 1, output 0 of line 2; line 3 gives LATENT
 
 
-SAMPLER = ("CLIPTextEncode clip=@1.1 text=<prompt>\nKSampler model=@1 positive=@{c} negative=@{c} latent_image=@2 steps=20 "
+SAMPLER = ("CLIPTextEncode clip=@1.1 text=<prompt>\nCLIPTextEncode clip=@1.1 text=<negative>\n"
+           "KSampler model=@1 positive=@{c} negative=@{n} latent_image=@2 steps=20 "
            "cfg=7 sampler_name=euler scheduler=normal denoise=1\n")
 
 
 def test_eos_only_with_an_output_node_a_sampler_no_orphan_and_a_complete_line(fc):
     head = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n"
-    done = head + SAMPLER.format(c=3) + "VAEDecode samples=@4 vae=@1.2\nSaveImage images=@5"  # seeds and prefix are filled later
+    done = head + SAMPLER.format(c=3, n=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6"  # seeds and prefix are filled later
     assert "<EOS>" in allowed_after(fc, done) and "<EOS>" in allowed_after(fc, done + "\n")
     assert is_valid(done) and check_flow_text(done).usable
     assert "<EOS>" not in allowed_after(fc, CKPT)
@@ -130,10 +131,10 @@ def test_eos_only_with_an_output_node_a_sampler_no_orphan_and_a_complete_line(fc
     no_sampler = head + "VAEDecode samples=@2 vae=@1.2\nSaveImage images=@3"
     assert is_valid(no_sampler) and "<EOS>" not in allowed_after(fc, no_sampler)
     # ... and a sampler added after the output feeds nothing: no EOS while a node is an orphan, unless the budget ends
-    late_sampler = no_sampler + "\n" + SAMPLER.format(c=5).rstrip("\n")
+    late_sampler = no_sampler + "\n" + SAMPLER.format(c=5, n=6).rstrip("\n")
     assert is_valid(late_sampler) and not check_flow_text(late_sampler).usable
     assert "<EOS>" not in allowed_after(fc, late_sampler) and "<EOS>" in allowed_after(fc, late_sampler, budget=1)
-    orphan = head + "EmptyLatentImage width=768 height=768 batch_size=1\n" + SAMPLER.format(c=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6"
+    orphan = head + "EmptyLatentImage width=768 height=768 batch_size=1\n" + SAMPLER.format(c=4, n=5) + "VAEDecode samples=@6 vae=@1.2\nSaveImage images=@7"
     assert "<EOS>" not in allowed_after(fc, orphan)
 
 
