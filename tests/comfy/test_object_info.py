@@ -89,6 +89,8 @@ def test_missing_custom_nodes_and_model_files_with_nearest_alternative(info, bas
     assert f"missing model file: node" in text and f"ckpt_name={ckpt!r} is not installed; nearest installed:" in text
     assert nearest("juggernautXL_v9Rundiffusionphoto2.safetensors", INSTALLED_CKPTS) == "juggernautXL_v10.safetensors"
     assert nearest("x", []) is None
+    assert nearest("FreeU_V3", ["FreeU_V2", "KSampler"], cutoff=85) == "FreeU_V2"
+    assert next(m for m in missing if m.class_type == "FaceDetailer").alternative is None  # no look-alike class
 
 
 def test_server_validation_matches_the_stub_and_the_catalog(info, base_flows):

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 MAX_BYTES = 64 * 2**20  # a real /object_info is 1-10 MB; anything far larger is not one
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 FETCH_TIMEOUT = 30.0
-LISTED = 6  # values named in a note before "(+n more)"
+LISTED = 6
+CLASS_CUTOFF = 85  # a node class is only "nearest" when its name is nearly the same (FreeU / FreeU_V2), not any loader  # values named in a note before "(+n more)"
 
 
 class ObjectInfoError(FlowRLError):
@@ -161,8 +162,8 @@ def installed_workflow(graph: dict, info: ObjectInfo) -> tuple[dict | None, str 
     return None, format_installed(missing, problems, "generated workflow", info)
 
 
-def nearest(value: str, choices: list) -> str | None:
-    """The installed value most like `value` (rapidfuzz WRatio on the file names), or None when there is none.
+def nearest(value: str, choices: list, cutoff: float = 0) -> str | None:
+    """The installed value most like `value` (rapidfuzz WRatio, 0-100, at least `cutoff`), or None when there is none.
 
     >>> nearest("sd_xl_base_1.0.safetensors", ["sdxl/sd_xl_base_1.0_0.9vae.safetensors", "v1-5-pruned.ckpt"])
     'sdxl/sd_xl_base_1.0_0.9vae.safetensors'
@@ -170,7 +171,7 @@ def nearest(value: str, choices: list) -> str | None:
     from rapidfuzz import fuzz, process
 
     names = [c for c in choices if isinstance(c, str)]
-    hit = process.extractOne(value, names, scorer=fuzz.WRatio) if names else None
+    hit = process.extractOne(value, names, scorer=fuzz.WRatio, score_cutoff=cutoff) if names else None
     return hit[0] if hit else None
 
 
@@ -204,7 +205,7 @@ def find_missing(graph: dict, info: ObjectInfo, catalog: Catalog | None = None) 
     for nid, node in graph.items():
         ct = node["class_type"]
         if ct not in info.nodes:
-            out.append(Missing(str(nid), ct, None, None, nearest(ct, sorted(info.classes))))
+            out.append(Missing(str(nid), ct, None, None, nearest(ct, sorted(info.classes), CLASS_CUTOFF)))
             continue
         for name, value in node.get("inputs", {}).items():
             allowed = info.choices(ct, name)
@@ -278,7 +279,7 @@ def restrict_schema(schema: Schema, info: ObjectInfo, catalog: Catalog | None = 
                 unusable = True
                 notes.append(f"{ct} left out: no {name} installed (the model knew {_listed(missing)})")
             elif missing:
-                notes.append(f"{ct}.{name}: {_listed(missing)} not installed; only {_listed(installed)} allowed")
+                notes.append(f"{ct}.{name}: {_listed(missing)} not installed: only {_listed(installed)} allowed")
         if unusable:
             del out.classes[ct]
     _drop_unreachable(out, catalog, notes)
