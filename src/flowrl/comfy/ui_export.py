@@ -129,11 +129,15 @@ def _build_node(nid: int, api_id: str, node: dict, spec: NodeSpec | None) -> _UI
 
 
 def _depths(graph: dict, order: list[str]) -> dict[str, int]:
-    """Longest path from a source node, for nodes in topological `order`."""
+    """Column of each node: its longest path from a source; a source sits just left of its first consumer."""
     depth: dict[str, int] = {}
+    preds = {nid: [str(v[0]) for v in graph[nid]["inputs"].values() if is_link(v)] for nid in order}
     for nid in order:
-        preds = [str(v[0]) for v in graph[nid]["inputs"].values() if is_link(v)]
-        depth[nid] = 1 + max((depth[p] for p in preds), default=-1)
+        depth[nid] = 1 + max((depth[p] for p in preds[nid]), default=-1)
+    for nid in order:
+        consumers = [depth[c] for c in order if nid in preds[c]]
+        if not preds[nid] and consumers:  # e.g. EmptyLatentImage next to its sampler, not far left
+            depth[nid] = min(consumers) - 1
     return depth
 
 

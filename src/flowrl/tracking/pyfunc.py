@@ -259,7 +259,7 @@ class FlowPolicy:
             workflow, error = flow_to_workflow(completion.text, prompt)
             if object_info is not None:
                 limited = "; ".join(installed or ["nothing to change"]) if processors else "constrained decoding is off, so only checked"
-                notes.append(f"limited to what {object_info.source} has installed: {limited}")
+                notes.append(f"limited to what {object_info.source} has installed; {limited}")
                 if workflow is not None:
                     workflow, error = installed_workflow(workflow, object_info)
             results.append({
