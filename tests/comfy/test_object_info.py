@@ -86,7 +86,7 @@ def test_missing_custom_nodes_and_model_files_with_nearest_alternative(info, bas
     assert files[("ckpt_name", ckpt)] in INSTALLED_CKPTS
     text = "\n".join(map(str, missing))
     assert "missing custom node: node" in text and "'FaceDetailer' is not installed" in text
-    assert f"missing model file: node" in text and f"ckpt_name={ckpt!r} is not installed; nearest installed:" in text
+    assert "missing model file: node" in text and f"ckpt_name={ckpt!r} is not installed; nearest installed:" in text
     assert nearest("juggernautXL_v9Rundiffusionphoto2.safetensors", INSTALLED_CKPTS) == "juggernautXL_v10.safetensors"
     assert nearest("x", []) is None
     assert nearest("FreeU_V3", ["FreeU_V2", "KSampler"], cutoff=85) == "FreeU_V2"

@@ -81,13 +81,6 @@ def test_layout_goes_left_to_right_by_depth():
     assert x[saver["id"]] == max(x.values())
 
 
-def _shape(value, depth=0):
-    """Type skeleton of a JSON value (dict keys, list element types) for structure comparisons."""
-    if isinstance(value, dict):
-        return {k: type(v).__name__ for k, v in value.items()}
-    return type(value).__name__
-
-
 def test_structure_matches_real_ui_files(shared_workflows):
     real = json.loads((shared_workflows / "ui" / "ex_qwen_image_qwen_image_basic_example.json").read_text())
     ui = api_to_ui(load_base_flows()[0][1])

@@ -98,7 +98,8 @@ def test_unrestricted_policy_would_name_the_catalogs_checkpoints(policy, tiny_pa
 def test_one_hundred_restricted_flows_all_installed(policy, tiny_params):
     info, _, completions = sample_restricted(policy, tiny_params, 100, seed=7)
     assert len(completions) == 100
-    check_all_installed(info, completions)
+    for graph in check_all_installed(info, completions):  # and all 100 open in the editor and come back unchanged
+        assert same_graph(graph, ui_to_api(json.loads(json.dumps(api_to_ui(graph)))))
 
 
 def test_a_policy_without_a_saved_schema_is_refused(_base_tokenizer):
