@@ -79,6 +79,9 @@ def test_layout_goes_left_to_right_by_depth():
         assert x[src] < x[dst]
     saver = next(n for n in ui["nodes"] if n["type"] == "SaveImage")
     assert x[saver["id"]] == max(x.values())
+    ui["nodes"][1]["pos"] = [ui["nodes"][0]["pos"][0] + 10, ui["nodes"][0]["pos"][1] + 10]  # the check can fail
+    with pytest.raises(AssertionError, match="overlap"):
+        assert_no_overlap(ui)
 
 
 def test_structure_matches_real_ui_files(shared_workflows):

@@ -38,7 +38,6 @@ class UIExportError(UIConversionError):
 @dataclass
 class _UINode:
     id: int
-    api_id: str
     type: str
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
@@ -88,18 +87,18 @@ def _is_multiline(spec: NodeSpec | None, name: str, value: Any) -> bool:
     return _widget_type(spec, name, value) == "STRING" and (name in ("text", "text_g", "text_l", "prompt") or len(str(value)) > 40)
 
 
-def _build_node(nid: int, api_id: str, node: dict, spec: NodeSpec | None) -> _UINode:
+def _build_node(nid: int, node: dict, spec: NodeSpec | None) -> _UINode:
     """Inputs (links first, then widgets converted to inputs), outputs and widget values of one node."""
     inputs = node.get("inputs", {})
     widgets = _widget_names(spec, inputs)
-    out = _UINode(nid, api_id, node["class_type"])
+    out = _UINode(nid, node["class_type"])
     link_names = [k for k, v in inputs.items() if is_link(v) and k not in widgets]
     if spec is not None:  # optional/absent link inputs still show as sockets, as in the editor
         link_names += [n for n, i in spec.inputs.items() if i.kind == "link" and n not in link_names and n not in widgets]
     for name in link_names:
         ispec = spec.inputs.get(name) if spec else None
         out.inputs.append({"name": name, "type": ispec.type if ispec else "*", "link": None})
-    multiline = False
+    n_multiline = 0
     for name in widgets:
         value = inputs.get(name)
         if is_link(value):
@@ -109,22 +108,21 @@ def _build_node(nid: int, api_id: str, node: dict, spec: NodeSpec | None) -> _UI
             value = _placeholder(spec, name)
         elif spec is None:  # unknown class: the converter names its values from these widget inputs
             out.inputs.append({"name": name, "type": _widget_type(spec, name, value), "link": None, "widget": {"name": name}})
-        multiline = multiline or _is_multiline(spec, name, value)
+        n_multiline += _is_multiline(spec, name, value)
         out.widgets_values.append(value)
         if spec is not None and name in spec.control_after_generate:
             out.widgets_values.append(CONTROL_VALUE)
     extras = {k: v for k, v in inputs.items() if not is_link(v) and k not in widgets}
     if extras and node["class_type"].startswith(DICT_WIDGET_PREFIXES):
-        out.widgets_values = dict(zip([n for n in widgets for n in ([n, "_control"] if spec and n in spec.control_after_generate else [n])],
-                                      out.widgets_values)) | extras
+        out.widgets_values = {n: inputs[n] for n in widgets if n in inputs and not is_link(inputs[n])} | extras
     else:  # widgets an extension adds to a node go after the node's own, as the frontend stores them
         out.widgets_values.extend(extras.values())
     n_outputs = len(spec.outputs) if spec else 0
     out.outputs = [{"name": t, "type": t, "links": [], "slot_index": i} for i, t in enumerate(spec.outputs if spec else [])]
     n_slots = max(sum(1 for i in out.inputs if "widget" not in i), n_outputs)
-    n_widget_rows = len(out.widgets_values) - (1 if multiline else 0)
-    height = SLOT_HEIGHT * n_slots + WIDGET_HEIGHT * n_widget_rows + (MULTILINE_HEIGHT if multiline else 0) + 10
-    out.size = (WIDE_NODE_WIDTH if multiline else NODE_WIDTH, float(max(height, 46)))
+    n_widget_rows = len(out.widgets_values) - n_multiline
+    height = SLOT_HEIGHT * n_slots + WIDGET_HEIGHT * n_widget_rows + MULTILINE_HEIGHT * n_multiline + 10
+    out.size = (WIDE_NODE_WIDTH if n_multiline else NODE_WIDTH, float(max(height, 46)))
     return out
 
 
@@ -213,7 +211,7 @@ def api_to_ui(graph: dict, catalog: Catalog | None = None, source: str = "<graph
     catalog = catalog or load_catalog()
     order = _topological(graph, source)
     ids = _ui_ids(graph)
-    nodes = {nid: _build_node(ids[nid], nid, graph[nid], catalog.get(graph[nid]["class_type"])) for nid in graph}
+    nodes = {nid: _build_node(ids[nid], graph[nid], catalog.get(graph[nid]["class_type"])) for nid in graph}
     for nid, depth in _depths(graph, order).items():
         nodes[nid].depth = depth
     links: list[list] = []
