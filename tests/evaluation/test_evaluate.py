@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -28,13 +29,15 @@ def test_baselines_only_run_writes_every_report(stage_root, eval_params):
         assert m["exists_in_data"] == 1.0 and m["nld_ratio"] == 0.0  # baselines only return training flows
     # comfygen retrieves per prompt: anime prompts get a pony flow, photo prompts an sdxl flow (ToyScorer's best)
     assert metrics["comfygen"]["mean_score"] > max(m["mean_score"] for n, m in metrics.items() if n != "comfygen")
-    assert metrics["fixed_popular"]["unique_ratio"] == pytest.approx(1 / len(HOLDOUT))
+    k = eval_params.evaluate.samples_per_prompt
+    assert metrics["fixed_popular"]["unique_ratio"] == pytest.approx(1 / (len(HOLDOUT) * k))
+    assert all(m["usable"] == 1.0 for m in metrics.values())
     assert summary["win_rate_fixed_popular_vs_comfygen"] == metrics["fixed_popular"]["win_rate"]["comfygen"]
     assert summary["n_skipped"] == 5  # sft, sft_rerank, grpo, grpo_cfg_1.5, grpo_cfg_2: no models
     report = (out / "report.md").read_text()
     assert "grpo_cfg_1.5" in report and "models/sft is missing" in report
-    assert len(read_jsonl(out / "flows.jsonl")) == len(BASELINES) * len(HOLDOUT)
-    for png in ("win_rates.png", "novelty_vs_gamma.png", "scores.png"):
+    assert len(read_jsonl(out / "flows.jsonl")) == len(BASELINES) * len(HOLDOUT) * k
+    for png in ("win_rates.png", "novelty_vs_gamma.png", "scores.png", "mean_scores.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -58,7 +61,7 @@ def test_policy_methods_are_scored_invalid_flows_get_zero(stage_root, eval_param
     assert metrics["sft"]["win_rate"]["comfygen"] == 0.0
     assert metrics["grpo_cfg_1.5"]["validity"] == 1.0
     assert metrics["grpo_cfg_1.5"]["exists_in_data"] == pytest.approx(0.5)
-    assert metrics["grpo_cfg_1.5"]["unique_ratio"] == pytest.approx(0.5)
+    assert metrics["grpo_cfg_1.5"]["unique_ratio"] == pytest.approx(2 / (len(HOLDOUT) * eval_params.evaluate.samples_per_prompt))  # two distinct flows
     assert metrics["grpo_cfg_1.5"]["nld_ratio"] > 0
     assert "grpo" not in metrics and "`grpo`: models/grpo is missing" in (stage_root / "reports/evaluate/report.md").read_text()
 
@@ -87,3 +90,26 @@ def test_validity_check_and_helpers():
     assert checked_graph(Candidate("", {"1": {"class_type": "NoSuchNode", "inputs": {}}})) is None
     assert [gamma_of(n) for n in ("sft", "grpo", "grpo_cfg_1.5", "grpo_cfg_2", "comfygen")] == [0.0, 1.0, 1.5, 2.0, None]
     assert json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {"a": [None, 1.0], "b": None}
+
+
+def test_paired_differences_and_canonical_novelty(stage_root, eval_params):
+    texts = [r["text"] for r in read_jsonl(stage_root / "data/encode/flows.jsonl")]
+    copy_flow = texts[0]
+    assert "seed=" in copy_flow
+    reseeded = re.sub(r"seed=\d+", "seed=987654321", copy_flow)  # the same flow with another sampler seed
+    better = copy_flow.replace("steps=20", "steps=47")
+
+    def sft(prompts):
+        return [Candidate(reseeded) for _ in prompts]
+
+    def grpo(prompts):
+        return [Candidate(better) for _ in prompts]
+
+    evaluate(eval_params, stage_root, ToyScorer(), policy=({"sft": sft, "grpo": grpo}, {}))
+    metrics = json.loads((stage_root / "reports/evaluate/metrics.json").read_text())
+    assert metrics["sft"]["exists_in_data"] == 1.0 and metrics["sft"]["nld_ratio"] == 0.0  # a new seed is no new flow
+    assert metrics["grpo"]["exists_in_data"] == 0.0
+    paired = json.loads((stage_root / "reports/evaluate/paired.json").read_text())
+    gain = paired["grpo_minus_sft"]
+    assert gain["mean"] > 0 and gain["mean"] == pytest.approx(metrics["grpo"]["mean_score"] - metrics["sft"]["mean_score"])
+    assert "grpo_minus_comfygen" in paired and "sft_minus_comfygen" in paired

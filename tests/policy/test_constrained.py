@@ -9,9 +9,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from flowrl.comfy.validate import validate_graph
 from flowrl.data.base_flows import load_base_flows
-from flowrl.encoding.codec import FlowDecodeError, decode_flow
+from flowrl.encoding.policy_view import check_flow_text, strip_graph
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
 from flowrl.policy.constrained import SCHEMA_FILE, FlowConstraint, FlowGrammar, constraint_processors, tokenizer_schema
@@ -24,7 +23,7 @@ CKPT = "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors"
 @pytest.fixture(scope="module")
 def setup(_base_tokenizer):
     tok = copy.deepcopy(_base_tokenizer)
-    schema = infer_schema(g for _, g in load_base_flows())
+    schema = infer_schema(strip_graph(g) for _, g in load_base_flows())  # the policy view, as the encode stage infers it
     extend_tokenizer(tok, flow_tokens(schema))
     return tok, schema, FlowGrammar(tok, schema)
 
@@ -36,10 +35,7 @@ def fc(setup):
 
 
 def is_valid(text: str) -> bool:
-    try:
-        return not validate_graph(decode_flow(text))
-    except FlowDecodeError:
-        return False
+    return check_flow_text(text).valid
 
 
 def allowed_after(fc: FlowConstraint, text: str, budget: float = math.inf) -> set[str]:
@@ -77,15 +73,18 @@ def test_closed_choices_and_vocabulary_values(fc):
 
 
 def test_numbers_ints_floats_and_bounds(fc):
+    # ranges are the training flows' (schema min/max: widths 512..1216 in the base flows), not the node's 16..16384
     width = allowed_after(fc, "EmptyLatentImage width=")
-    assert {"1", "5", "9"} <= width and "-" not in width and "." not in width and "a" not in width
+    assert {"1", "5", "9"} <= width and "2" not in width and "-" not in width and "." not in width and "a" not in width
     zero = allowed_after(fc, "EmptyLatentImage width=0")
-    assert not zero  # '0' is below min 16 and '01' is no JSON number
-    assert " height=" in allowed_after(fc, "EmptyLatentImage width=16") and " height=" not in allowed_after(fc, "EmptyLatentImage width=1")
+    assert not zero  # '0' is below min 512 and '01' is no JSON number
+    assert " height=" in allowed_after(fc, "EmptyLatentImage width=512") and " height=" not in allowed_after(fc, "EmptyLatentImage width=51")
+    assert allowed_after(fc, "EmptyLatentImage width=512 height=512 batch_size=") == {"1"}  # batch 1 in every training flow
     ks = CKPT + "\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\nKSampler denoise="
     assert "." in allowed_after(fc, ks + "1") and "0" not in allowed_after(fc, ks + "1")  # 10 > max 1.0
     assert "0" in allowed_after(fc, ks + "1.") and "5" not in allowed_after(fc, ks + "1.")
     assert "-" not in allowed_after(fc, ks[: -len("denoise=")] + "steps=")  # INT, min 1
+    assert "5" not in allowed_after(fc, ks[: -len("denoise=")] + "steps=4")  # 45 > the training flows' 40 steps
     assert "-" in allowed_after(fc, "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors\nCLIPSetLastLayer clip=@1.1 stop_at_clip_layer=")  # min -24
     assert "0" not in allowed_after(fc, "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors\nCLIPSetLastLayer clip=@1.1 stop_at_clip_layer=")  # max -1
 
@@ -117,22 +116,25 @@ def test_links_only_to_earlier_lines_of_the_right_type(fc):
     assert {"@1", "@2"} <= vae and "@3" not in vae  # VAE: output 2 of line 1, output 0 of line 2; line 3 gives LATENT
 
 
-SAMPLER = ("CLIPTextEncode clip=@1.1 text=<prompt>\nKSampler model=@1 positive=@{c} negative=@{c} latent_image=@2 seed=1 steps=20 "
+SAMPLER = ("CLIPTextEncode clip=@1.1 text=<prompt>\nKSampler model=@1 positive=@{c} negative=@{c} latent_image=@2 steps=20 "
            "cfg=7 sampler_name=euler scheduler=normal denoise=1\n")
 
 
-def test_eos_only_with_an_output_node_a_sampler_and_a_complete_line(fc):
+def test_eos_only_with_an_output_node_a_sampler_no_orphan_and_a_complete_line(fc):
     head = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n"
-    flow = head + SAMPLER.format(c=3) + "VAEDecode samples=@4 vae=@1.2\nSaveImage images=@5"
-    assert "<EOS>" not in allowed_after(fc, flow)  # filename_prefix is required
-    done = flow + " filename_prefix=flowrl/sd15_freeu"  # a bare value of the schema vocabulary
+    done = head + SAMPLER.format(c=3) + "VAEDecode samples=@4 vae=@1.2\nSaveImage images=@5"  # seeds and prefix are filled later
     assert "<EOS>" in allowed_after(fc, done) and "<EOS>" in allowed_after(fc, done + "\n")
-    assert is_valid(done)
+    assert is_valid(done) and check_flow_text(done).usable
     assert "<EOS>" not in allowed_after(fc, CKPT)
     # valid for ComfyUI, but an empty latent decoded as is: no image is made, so no EOS without a sampler
-    no_sampler = head + "VAEDecode samples=@2 vae=@1.2\nSaveImage images=@3 filename_prefix=flowrl/sd15_freeu"
+    no_sampler = head + "VAEDecode samples=@2 vae=@1.2\nSaveImage images=@3"
     assert is_valid(no_sampler) and "<EOS>" not in allowed_after(fc, no_sampler)
-    assert "<EOS>" in allowed_after(fc, no_sampler + "\n" + SAMPLER.format(c=5).rstrip("\n"))
+    # ... and a sampler added after the output feeds nothing: no EOS while a node is an orphan, unless the budget ends
+    late_sampler = no_sampler + "\n" + SAMPLER.format(c=5).rstrip("\n")
+    assert is_valid(late_sampler) and not check_flow_text(late_sampler).usable
+    assert "<EOS>" not in allowed_after(fc, late_sampler) and "<EOS>" in allowed_after(fc, late_sampler, budget=1)
+    orphan = head + "EmptyLatentImage width=768 height=768 batch_size=1\n" + SAMPLER.format(c=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6"
+    assert "<EOS>" not in allowed_after(fc, orphan)
 
 
 def test_grammar_knows_which_classes_are_samplers(fc):

@@ -153,9 +153,11 @@ def test_guidance_on_sft_base_plus_grpo_adapter(trained, tmp_path):
 
 
 def test_validity_counts_flows_that_decode_and_validate(flows):
-    assert sft.flow_validity(flows) == 1.0
+    assert sft.flow_validity(flows) == (1.0, 1.0)
     broken = [flows[0], flows[1].replace("\n", " ", 3), "not a flow at all"]
-    assert sft.flow_validity(broken) == pytest.approx(1 / 3)
+    assert sft.flow_validity(broken) == (pytest.approx(1 / 3), pytest.approx(1 / 3))
+    orphan = flows[0] + "\nEmptyLatentImage width=512 height=512 batch_size=1"
+    assert sft.flow_validity([orphan]) == (1.0, 0.0)  # valid for ComfyUI, but a node feeds nothing
 
 
 def test_fingerprint_follows_training_settings_only(trained, tiny_params):

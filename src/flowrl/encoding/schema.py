@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class FieldStats:
     vocab: dict[str, int] = field(default_factory=dict)  # string value -> count (the MAX_VOCAB most common)
     vocab_truncated: bool = False  # True when more distinct strings were seen than kept
     output_indices: list[int] = field(default_factory=list)  # for links: source output indices used
+    min: float | None = None  # smallest number seen (ints and floats; None when no number was seen)
+    max: float | None = None  # largest number seen
 
 
 @dataclass
@@ -122,6 +125,9 @@ def infer_schema(graphs: Iterable[dict], max_vocab: int = MAX_VOCAB) -> Schema:
                     f.kind = "widget"
                     if t == "str":
                         vocab.setdefault(key, Counter())[value] += 1
+                    elif t in ("int", "float") and math.isfinite(value):
+                        f.min = value if f.min is None else min(f.min, value)
+                        f.max = value if f.max is None else max(f.max, value)
     for ct, stats in classes.items():
         for name, f in stats.fields.items():
             counter = vocab.get((ct, name), Counter())

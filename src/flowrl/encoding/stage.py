@@ -1,6 +1,9 @@
 """The `encode` stage: infer the schema, encode every flow, build the flow vocabulary and SFT pairs.
 
-SFT pairs are made here rather than in `flows` because they need the encoded text.
+SFT pairs are made here rather than in `flows` because they need the encoded text. The policy reads
+and writes the policy view of a flow (`flowrl.encoding.policy_view`: no seeds, no negative-prompt
+text, no output prefix), so the schema, the vocabulary and the SFT completions are of that view;
+`flows.jsonl` keeps the lossless text beside it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from tqdm import tqdm
 
 from flowrl.config import Params
 from flowrl.encoding.codec import encode_flow
+from flowrl.encoding.policy_view import policy_text, strip_graph
 from flowrl.encoding.report import token_count_report
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import flow_tokens
@@ -23,16 +27,17 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     rng = random.Random(params.seed)
     rows = read_jsonl(root / "data/flows/base.jsonl") + read_jsonl(root / "data/flows/augmented.jsonl")
     graphs = [row["graph"] for row in rows]
-    schema = infer_schema(graphs)
+    schema = infer_schema(strip_graph(g) for g in graphs)
     schema.save(root / "data/encode/schema.json")
     tokens = flow_tokens(schema)
     write_json(root / "data/encode/vocab.json", tokens)
-    encoded = [{"id": row["id"], "text": encode_flow(row["graph"])} for row in tqdm(rows, desc="encoding flows", unit="flow")]
+    encoded = [{"id": row["id"], "text": encode_flow(row["graph"]), "policy_text": policy_text(row["graph"])}
+               for row in tqdm(rows, desc="encoding flows", unit="flow")]
     write_jsonl(root / "data/encode/flows.jsonl", encoded)
 
     prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/train.jsonl")]
     augmented_ids = {row["id"] for row in read_jsonl(root / "data/flows/augmented.jsonl")}
-    pool = [row["text"] for row in encoded if row["id"] in augmented_ids]
+    pool = [row["policy_text"] for row in encoded if row["id"] in augmented_ids]
     pairs = ({"prompt": rng.choice(prompts), "completion": rng.choice(pool)} for _ in range(params.flows.n_sft_pairs))
     n_pairs = write_jsonl(root / "data/encode/sft_pairs.jsonl", pairs)
 

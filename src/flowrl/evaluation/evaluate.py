@@ -21,8 +21,9 @@ from flowrl.errors import FlowRLError
 from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, plain_family_flows, popular_base_ids
 from flowrl.evaluation.metrics import win_rate_matrix
 from flowrl.evaluation.novelty import mean_pairwise_nld, novelty_metrics
-from flowrl.evaluation.plots import plot_novelty_vs_gamma, plot_score_distributions, plot_win_rates
-from flowrl.evaluation.validity import Candidate, checked_graph
+from flowrl.evaluation.plots import plot_mean_scores, plot_novelty_vs_gamma, plot_score_distributions, plot_win_rates
+from flowrl.encoding.policy_view import policy_text
+from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.io import read_jsonl, write_json, write_jsonl, write_text
 
 log = logging.getLogger(__name__)
@@ -70,19 +71,51 @@ def select_methods(available: dict[str, Method], skipped: dict[str, str], wanted
     return {name: method for name, method in available.items() if name in wanted}
 
 
-def score_method(candidates: Sequence[Candidate], prompts: Sequence[str], scorer) -> tuple[list[float], list[bool], list[str | None]]:
-    """Scores (0 for invalid flows), validity, and canonical encoded text (None if invalid) per prompt."""
-    from flowrl.encoding.codec import encode_flow
+def score_method(candidates: Sequence[Candidate], prompts: Sequence[str], scorer, seed: int = 0) -> tuple[list[float], list[bool], list[bool], list[str | None]]:
+    """Scores (0 for invalid flows), validity, usability and canonical policy-view text (None if invalid) per candidate.
 
-    graphs = [checked_graph(c) for c in candidates]
-    valid = [g is not None for g in graphs]
-    keep = [i for i, ok in enumerate(valid) if ok]
+    Seeds of policy flows are drawn from `seed` and the candidate's index, as `flowrl generate` would.
+    """
+    checks = [check_candidate(c, seed + i) for i, c in enumerate(candidates)]
+    keep = [i for i, c in enumerate(checks) if c.valid]
     scores = [0.0] * len(candidates)
     if keep:
-        for i, s in zip(keep, scorer.score([prompts[i] for i in keep], [graphs[i] for i in keep]), strict=True):
+        for i, s in zip(keep, scorer.score([prompts[i] for i in keep], [checks[i].graph for i in keep]), strict=True):
             scores[i] = float(s)
-    texts = [(c.text if c.graph is not None else encode_flow(g)) if g is not None else None for c, g in zip(candidates, graphs, strict=True)]
-    return scores, valid, texts
+    texts = [policy_text(c.graph) if c.valid else None for c in checks]
+    return scores, [c.valid for c in checks], [c.usable for c in checks], texts
+
+
+def per_prompt_means(scores: Sequence[float], n_prompts: int) -> list[float]:
+    """Mean over the samples of each prompt; `scores` holds `k` rounds of `n_prompts` (round-major).
+
+    >>> per_prompt_means([1.0, 2.0, 3.0, 6.0], 2)
+    [2.0, 4.0]
+    """
+    k = len(scores) // n_prompts
+    return [sum(scores[r * n_prompts + i] for r in range(k)) / k for i in range(n_prompts)]
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Mean of a - b over prompts, its standard error and the ratio (how many SEs the gain is).
+
+    >>> paired_difference([1.0, 2.0, 3.0], [0.0, 1.0, 1.0])
+    {'mean': 1.3333333333333333, 'se': 0.3333333333333333, 'n_se': 4.0}
+    """
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    mean = sum(d) / len(d)
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) if len(d) > 1 else float("nan")
+    return {"mean": mean, "se": se, "n_se": mean / se if se and se > 0 else float("nan")}
+
+
+PAIRED = (("grpo", "sft"), ("grpo_cfg_1.5", "grpo"), ("grpo_cfg_2", "grpo"), ("grpo_cfg_1.5", "sft"), ("sft", "sft_rerank"))
+
+
+def paired_differences(per_prompt: dict[str, list[float]], reference: str) -> dict[str, dict[str, float]]:
+    """The paired gains the paper's claims rest on (GRPO over SFT, guidance over GRPO) and every policy method over `reference`."""
+    pairs = [p for p in PAIRED if p[0] in per_prompt and p[1] in per_prompt]
+    pairs += [(m, reference) for m in per_prompt if gamma_of(m) is not None and reference in per_prompt]
+    return {f"{a}_minus_{b}": paired_difference(per_prompt[a], per_prompt[b]) for a, b in pairs}
 
 
 def gamma_of(name: str) -> float | None:
@@ -94,6 +127,15 @@ def gamma_of(name: str) -> float | None:
     if name.startswith("grpo_cfg_"):
         return float(name.removeprefix("grpo_cfg_"))
     return None
+
+
+def _se(values: Sequence[float]) -> float:
+    """Standard error of the mean (NaN for fewer than two values)."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
 def _fmt(x: float) -> str:
@@ -109,22 +151,28 @@ def json_safe(obj):
     return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
-def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: int, reference: str, scorer_name: str) -> str:
-    """Markdown: one row per method (score, validity, novelty, win rate vs `reference`), then the skipped methods."""
+def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: int, reference: str, scorer_name: str,
+                  paired: dict[str, dict[str, float]] | None = None, samples_per_prompt: int = 1) -> str:
+    """Markdown: one row per method (score, validity, usability, novelty, win rate vs `reference`), paired gains, skipped methods."""
     lines = [
         "# Evaluation",
         "",
-        f"{n_prompts} held-out prompts, scored by `{scorer_name}`"
+        f"{n_prompts} held-out prompts x {samples_per_prompt} flows per method, scored by `{scorer_name}`"
         + (" (a simulation of human preference, not HPSv2 on rendered images)." if "simulator" in scorer_name else "."),
-        "Win rate: share of prompts where the method's flow scores higher (ties half) ± 1-σ Wald interval.",
+        "Win rate: share of prompts where the method's mean score is higher (ties half) ± 1-σ Wald interval.",
+        "Usable: valid, every node feeds an output, practical sizes (docs/evaluation.md). Novelty on canonical (seedless) flows.",
         "",
-        f"| method | mean score | validity | unique ratio | exists in data | NLD ratio | win rate vs {reference} |",
-        "|---|---|---|---|---|---|---|",
+        f"| method | mean score ± SE | validity | usable | unique ratio | exists in data | NLD ratio | win rate vs {reference} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, m in metrics.items():
         win = f"{m['win_rate'][reference]:.2f} ± {m['win_rate_se'][reference]:.2f}" if reference in m["win_rate"] else "–"
-        lines.append(f"| {name} | {_fmt(m['mean_score'])} | {_fmt(m['validity'])} | {_fmt(m['unique_ratio'])} | "
+        lines.append(f"| {name} | {_fmt(m['mean_score'])} ± {_fmt(m.get('score_se', float('nan')))} | {_fmt(m['validity'])} | "
+                     f"{_fmt(m.get('usable', float('nan')))} | {_fmt(m['unique_ratio'])} | "
                      f"{_fmt(m['exists_in_data'])} | {_fmt(m['nld_ratio'])} | {win} |")
+    if paired:
+        lines += ["", "## Paired differences (per prompt)", "", "| difference | mean | SE | mean / SE |", "|---|---|---|---|"]
+        lines += [f"| {k.replace('_minus_', ' − ')} | {d['mean']:+.4f} | {_fmt(d['se'])} | {_fmt(d['n_se'])} |" for k, d in paired.items()]
     names = list(metrics)
     lines += ["", "## Win rate matrix (row beats column)", "", "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for a in names:
@@ -142,6 +190,7 @@ def summarize(metrics: dict[str, dict], reference: str, n_prompts: int, n_skippe
     for name, m in metrics.items():
         summary[f"mean_score_{name}"] = m["mean_score"]
         summary[f"validity_{name}"] = m["validity"]
+        summary[f"usable_{name}"] = m.get("usable", float("nan"))
         if reference in m["win_rate"]:
             summary[f"win_rate_{name}_vs_{reference}"] = m["win_rate"][reference]
     return summary
@@ -174,33 +223,41 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     if not methods:
         raise EvaluateInputError(f"evaluate.methods {cfg.methods} leaves nothing that can run (skipped: {skipped}); run the missing stages or change evaluate.methods")
 
-    training = [row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")]
+    training = [row.get("policy_text") or policy_text(row["text"]) for row in read_jsonl(root / "data/encode/flows.jsonl")]
     training_nld = mean_pairwise_nld(training, cfg.nld_pairs, params.seed)
     results: dict[str, dict] = {}
     scores: dict[str, list[float]] = {}
     rows: list[dict] = []
+    asked = list(prompts) * cfg.samples_per_prompt  # round-major: sample r of prompt i is asked[r * n + i]
     for name, method in tqdm(methods.items(), desc="evaluating methods", unit="method"):
-        candidates = method(prompts)
-        method_scores, valid, texts = score_method(candidates, prompts, scorer)
-        scores[name] = method_scores
-        results[name] = {"mean_score": sum(method_scores) / len(prompts), "validity": sum(valid) / len(prompts),
+        candidates = method(asked)
+        method_scores, valid, usable, texts = score_method(candidates, asked, scorer, params.seed)
+        scores[name] = per_prompt_means(method_scores, len(prompts))
+        results[name] = {"mean_score": sum(method_scores) / len(asked), "score_se": _se(scores[name]),
+                         "validity": sum(valid) / len(asked), "usable": sum(usable) / len(asked),
                          **novelty_metrics([t for t in texts if t is not None], training, training_nld)}
-        rows += [{"method": name, "prompt": p, "text": c.text, "valid": ok, "score": s}
-                 for p, c, ok, s in zip(prompts, candidates, valid, method_scores, strict=True)]
+        rows += [{"method": name, "prompt": p, "text": c.text, "canonical": t, "valid": ok, "usable": u, "score": s}
+                 for p, c, ok, u, t, s in zip(asked, candidates, valid, usable, texts, method_scores, strict=True)]
     rates, se = win_rate_matrix(scores)
     for name in results:
         results[name].update(win_rate=rates[name], win_rate_se=se[name])
+    paired = paired_differences(scores, cfg.reference)
 
     out = root / REPORT_DIR
     summary = summarize(results, cfg.reference, len(prompts), len(skipped))
     summary["training_nld"] = training_nld
+    summary["samples_per_prompt"] = cfg.samples_per_prompt
+    for key, d in paired.items():
+        summary.update({f"paired_{key}": d["mean"], f"paired_{key}_se": d["se"], f"paired_{key}_n_se": d["n_se"]})
+    write_json(out / "paired.json", json_safe(paired))
     write_json(out / "metrics.json", json_safe(results))
     write_json(out / "summary.json", json_safe(summary))
     write_jsonl(out / "flows.jsonl", rows)
-    write_text(out / "report.md", render_report(results, skipped, len(prompts), cfg.reference, params.scoring.scorer))
+    write_text(out / "report.md", render_report(results, skipped, len(prompts), cfg.reference, params.scoring.scorer, paired, cfg.samples_per_prompt))
     plot_win_rates(rates, out / "win_rates.png")
     plot_novelty_vs_gamma([(g, results[n]) for n in results if (g := gamma_of(n)) is not None], out / "novelty_vs_gamma.png")
     plot_score_distributions(scores, out / "scores.png")
+    plot_mean_scores({n: (m["mean_score"], m["score_se"]) for n, m in results.items()}, out / "mean_scores.png")
     return summary
 
 

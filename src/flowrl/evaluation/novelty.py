@@ -1,7 +1,8 @@
 """Novelty of generated flows against the training flows (paper Table 2).
 
-All measures work on encoded flow text (`flowrl.encoding.codec.encode_flow`), which is canonical:
-two graphs that are the same flow encode to the same text, so "exists in data" is text equality.
+All measures work on the policy view of a flow (`flowrl.encoding.policy_view.policy_text`), which is
+canonical and seedless: two graphs that are the same flow, or differ only in their sampler seeds,
+negative-prompt text or output prefix, have the same text, so "exists in data" is text equality.
 
 * unique_ratio: distinct texts / generated flows.
 * exists_in_data: share of generated flows whose text is one of the training texts.

@@ -59,6 +59,19 @@ def plot_novelty_vs_gamma(points: Sequence[tuple[float, Mapping[str, float]]], p
     return _save(fig, path)
 
 
+def plot_mean_scores(means: Mapping[str, tuple[float, float]], path: str | Path) -> Path:
+    """Bar chart of each method's mean score with a 1-SE error bar (SE over prompts)."""
+    names = list(means)
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names)), 4))
+    ax.bar(range(len(names)), [means[n][0] for n in names], yerr=[0 if math.isnan(means[n][1]) else means[n][1] for n in names], capsize=4)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel("mean score (± 1 SE over prompts)")
+    ax.set_ylim(bottom=min(means[n][0] for n in names) * 0.9)
+    ax.set_title("score by method")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_score_distributions(scores: Mapping[str, Sequence[float]], path: str | Path) -> Path:
     """Box plot of per-prompt scores per method (invalid flows score 0)."""
     names = list(scores)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowrl.errors import FlowRLError
+from flowrl.encoding.policy_view import FlowCheck, check_flow_text
 
 
 @dataclass(frozen=True)
@@ -15,15 +15,19 @@ class Candidate:
     graph: dict | None = None
 
 
-def checked_graph(candidate: Candidate) -> dict | None:
-    """The candidate's API graph if it decodes and passes `validate_graph`, else None (an invalid flow)."""
+def check_candidate(candidate: Candidate, seed: int = 0) -> FlowCheck:
+    """Decode (policy view or lossless text; seeds drawn from `seed`) and check a candidate: graph, valid, usable."""
+    if candidate.graph is None:
+        return check_flow_text(candidate.text, seed)
+    from flowrl.comfy.usable import usable_problems
     from flowrl.comfy.validate import validate_graph
-    from flowrl.encoding.codec import decode_flow
 
-    graph = candidate.graph
-    if graph is None:
-        try:
-            graph = decode_flow(candidate.text)
-        except FlowRLError:
-            return None
-    return None if validate_graph(graph) else graph
+    invalid = validate_graph(candidate.graph)
+    problems = invalid or usable_problems(candidate.graph)
+    return FlowCheck(candidate.graph, not invalid, not problems, tuple(map(str, problems)))
+
+
+def checked_graph(candidate: Candidate) -> dict | None:
+    """The candidate's runnable API graph if it decodes and validates, else None (an invalid flow)."""
+    check = check_candidate(candidate)
+    return check.graph if check.valid else None

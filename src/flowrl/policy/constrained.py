@@ -15,7 +15,7 @@ import json
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -24,12 +24,14 @@ from transformers import LogitsProcessor
 from flowrl.comfy.catalog import Catalog, InputSpec, NodeSpec, load_catalog
 from flowrl.comfy.validate import _check_value, _types_compatible
 from flowrl.encoding.codec import _value_text
-from flowrl.encoding.schema import Schema
+from flowrl.encoding.policy_view import policy_spec
+from flowrl.encoding.schema import ClassStats, Schema
 from flowrl.encoding.vocab import class_token, name_token
 from flowrl.errors import FlowRLError
 
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
 MAX_NUMBER_CHARS = 24  # longest number written (a 64-bit seed has 20 digits)
+MAX_FRACTION_DIGITS = 6  # decimals of a float; beyond this binary rounding makes range checks lie
 LINK_COST = 3  # tokens of a link value '@k.j' at most ('@k' is one flow token, '.' and 'j' one each)
 _NUM_CHARS = set("0123456789-.")
 _ESCAPES = set('"\\/bfnrt')
@@ -53,7 +55,9 @@ def _num_intervals(text: str, is_int: bool, bound: float) -> list[tuple[float, f
     elif "." in body:
         ip, frac = body.split(".", 1)
         v = float(f"{ip}.{frac or '0'}")
-        out = [(v, v + 10.0 ** -len(frac) if frac else v + 1.0)]
+        # more digits reach [v, v + 10^-k) (open above: shrunk a hair); at the digit cap only v itself
+        step = 0.0 if len(frac) >= MAX_FRACTION_DIGITS else (10.0 ** -len(frac) if frac else 1.0) * (1 - 1e-9)
+        out = [(v, v + step)]
     elif body == "0":
         out = [(0.0, 0.0 if is_int else 1.0)]
     else:
@@ -73,6 +77,8 @@ def _num_viable(text: str, spec: InputSpec) -> bool:
     is_int = spec.type == "INT"
     body = text[1:] if text.startswith("-") else text
     if "-" in body or body.count(".") > 1 or (is_int and "." in body) or body.startswith("."):
+        return False
+    if "." in body and len(body.split(".", 1)[1]) > MAX_FRACTION_DIGITS:
         return False
     ip = body.split(".")[0]
     if len(ip) > 1 and ip.startswith("0"):
@@ -130,6 +136,33 @@ def _json_string_step(state: int, text: str) -> int:
 # ---------------------------------------------------------------- grammar (shared, per tokenizer)
 
 
+def narrowed_spec(spec: NodeSpec, stats: ClassStats) -> NodeSpec:
+    """`spec` with each number input's range cut to the values the training flows used (schema min/max).
+
+    The node definitions allow 16384-pixel latents and 10,000 steps; a policy free to write those writes
+    flows nobody can run. The training flows' range is what the policy may choose from.
+    """
+    inputs = {}
+    for name, i in spec.inputs.items():
+        f = stats.fields.get(name)
+        if i.kind == "widget" and i.type in ("INT", "FLOAT") and f is not None and f.min is not None and f.max is not None:
+            # a float range keeps some width: digit by digit, a prefix like '1.29' could never reach exactly 1.3
+            pad = max(0.05 * (f.max - f.min), 0.01 * max(abs(f.min), abs(f.max), 1.0)) if i.type == "FLOAT" else 0
+            lo = f.min - pad if i.min is None else max(i.min, f.min - pad)
+            hi = f.max + pad if i.max is None else min(i.max, f.max + pad)
+            i = replace(i, min=lo, max=hi) if lo <= hi else i
+        inputs[name] = i
+    return replace(spec, inputs=inputs)
+
+
+def _link_target(value: str) -> int:
+    """Line number a link value '@k' or '@k.j' points to; 0 for any other value."""
+    if not value.startswith("@"):
+        return 0
+    head = value[1:].split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
 def _is_sampler(spec: NodeSpec) -> bool:
     """A sampler: takes a MODEL link and returns a LATENT (KSampler, KSamplerAdvanced, SamplerCustom)."""
     return "LATENT" in spec.outputs and any(i.kind == "link" and i.type == "MODEL" and i.required for i in spec.inputs.values())
@@ -175,8 +208,9 @@ class FlowGrammar:
         token_values = sorted(t.content for t in tokenizer.added_tokens_decoder.values()
                               if not t.special and t.content not in structural and not t.content.startswith("@"))
         for ct in sorted(names):
-            spec = self.catalog.get(ct)
+            spec = policy_spec(self.catalog.get(ct))
             if schema is not None:
+                spec = narrowed_spec(spec, schema.classes[ct])
                 values = {n: [v for v in f.vocab if isinstance(v, str) and v.strip()] for n, f in schema.classes[ct].fields.items()}
             else:
                 values = {n: token_values for n, i in spec.inputs.items() if i.kind == "widget" and i.type in ("STRING", "COMBO")}
@@ -427,6 +461,7 @@ class _Row:
     value: str = ""  # its text so far
     done: bool = False
     has_sampler: bool = False
+    open: frozenset[int] = frozenset()  # finished lines (1-based) that are no output node and feed nothing yet
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -505,12 +540,12 @@ class FlowConstraint(LogitsProcessor):
         forms: dict[str, tuple] = {}
         if row.cls is None:
             types = row.types()
-            eos_ok = row.has_output and row.has_sampler
+            complete = row.has_output and row.has_sampler
             if finish:
                 ct = self.g.finish_class(types, row.has_output, row.has_sampler)
                 if ct is not None:
                     forms[self.g.classes[ct].form] = ("class", ct)
-                return forms, eos_ok
+                return forms, complete
             for ct, rule in self.g.classes.items():
                 if not all(self._links_ok(types, rule.spec.inputs[n]) for n in rule.required if rule.spec.inputs[n].kind == "link"):
                     continue
@@ -518,12 +553,15 @@ class FlowConstraint(LogitsProcessor):
                     row.types(rule), row.has_output or rule.spec.is_output_node, row.has_sampler or self.g.is_sampler(ct)) + 1
                 if self.g.tok_len(rule.form) + after + FINISH_SLACK <= budget:
                     forms[rule.form] = ("class", ct)
-            return forms, eos_ok
+            # EOS only once every node feeds something (an orphan node is a flow nobody would write),
+            # unless the budget leaves no other line to write
+            return forms, complete and (not row.open or not forms)
         rule = self.g.classes[row.cls]
         missing = self._missing(row)
         types = row.types()
         complete_line = not missing
-        eos_ok = complete_line and (row.has_output or rule.spec.is_output_node) and (row.has_sampler or self.g.is_sampler(row.cls))
+        eos_ok = (complete_line and (row.has_output or rule.spec.is_output_node) and (row.has_sampler or self.g.is_sampler(row.cls))
+                  and (finish or (not row.open and rule.spec.is_output_node)))
         if finish:
             if missing:
                 forms[rule.name_forms[missing[0]]] = ("name", missing[0])
@@ -593,7 +631,8 @@ class FlowConstraint(LogitsProcessor):
             parts, complete = self._value_parts(row, finish)
             if not complete:
                 return tuple(parts)
-            end = _Row(row.lines, row.has_output, row.cls, row.used | {row.name}, has_sampler=row.has_sampler)
+            end = _Row(row.lines, row.has_output, row.cls, row.used | {row.name}, has_sampler=row.has_sampler,
+                       open=row.open - {_link_target(row.value)})
         else:
             end = row
         forms, eos_ok = self._struct_forms(end, budget, finish)
@@ -638,6 +677,8 @@ class FlowConstraint(LogitsProcessor):
     def _end_line(self, row: _Row) -> None:
         spec = self.g.classes[row.cls].spec
         row.lines.append(tuple(spec.outputs))
+        if not spec.is_output_node:
+            row.open = row.open | {len(row.lines)}
         row.has_output = row.has_output or spec.is_output_node
         row.has_sampler = row.has_sampler or self.g.is_sampler(row.cls)
         row.cls, row.used = None, set()
@@ -682,6 +723,7 @@ class FlowConstraint(LogitsProcessor):
             if not complete:
                 raise ConstraintError(f"value {row.value!r} of {row.cls}.{row.name} ended early")
             row.used.add(row.name)
+            row.open = row.open - {_link_target(row.value)}
             row.name, row.value = None, ""
         return rest
 

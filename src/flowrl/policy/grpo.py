@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import math
 import random
@@ -55,9 +54,7 @@ class GRPODataError(FlowRLError):
 
 
 def flow_is_valid(text: str) -> bool:
-    """Decode + catalog validation; every flow is invalid while `flowrl.encoding.codec` is not installed."""
-    if importlib.util.find_spec("flowrl.encoding.codec") is None:
-        return False
+    """Decode + validation + usability (`flowrl.reward.shaping.is_valid_flow`)."""
     return is_valid_flow(text)
 
 
@@ -235,10 +232,10 @@ def step_log(history: Sequence[dict]) -> list[dict]:
 
 
 def decode_graph(text: str) -> dict:
-    """API graph of an encoded flow (`flowrl.encoding.codec.decode_flow`)."""
-    from flowrl.encoding.codec import decode_flow  # imported late: only needed once a flow validated
+    """Runnable API graph of a policy-view flow (`flowrl.encoding.policy_view.policy_graph`)."""
+    from flowrl.encoding.policy_view import policy_graph
 
-    return decode_flow(text)
+    return policy_graph(text)
 
 
 def probe_true_score(model, tokenizer, prompts: list[str], sampling: SamplingConfig, scorer, validator: Callable[[str], bool],
@@ -396,7 +393,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(str(tmp), safe_serialization=True)
     policy_cfg, sft_seed, spec = read_policy_spec(root / SFT_DIR)
-    extra = {k: v for k, v in spec.items() if k not in ("policy", "seed", "base_vocab_size")}
+    extra = {k: v for k, v in spec.items() if k not in ("policy", "seed", "base_vocab_size", "full_weights")}
     save_policy_spec(tmp, policy_cfg, sft_seed, int(spec["base_vocab_size"]), **extra, sft_dir=SFT_DIR, grpo=cfg.model_dump(mode="json"))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all

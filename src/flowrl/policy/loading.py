@@ -7,6 +7,7 @@ which names the base model so it can be rebuilt exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,16 @@ def _source_kwargs(cfg: PolicyConfig) -> tuple[str, dict[str, Any]]:
     return str(cfg.model), {}  # hub: the only source allowed to download
 
 
-def load_tokenizer(cfg: PolicyConfig) -> PreTrainedTokenizerBase:
-    """Load the base tokenizer of the configured model (a private copy); pad falls back to EOS."""
+def load_tokenizer(cfg: PolicyConfig, corpus: Sequence[str] = ()) -> PreTrainedTokenizerBase:
+    """Load the base tokenizer of the configured model (a private copy); pad falls back to EOS.
+
+    Args:
+        corpus: texts a `scratch` tokenizer is trained on (the SFT prompts and flows); unused otherwise.
+    """
+    if cfg.source == "scratch":
+        from flowrl.policy.flow_tokenizer import train_bpe_tokenizer
+
+        return train_bpe_tokenizer(corpus, cfg.scratch.vocab_size)
     name, kwargs = _source_kwargs(cfg)
     try:
         if cfg.source == "tiny" or (cfg.source == "gguf" and not cfg.model):
@@ -63,8 +72,9 @@ def load_tokenizer(cfg: PolicyConfig) -> PreTrainedTokenizerBase:
 
 
 def build_tiny_model(cfg: PolicyConfig, vocab_size: int, seed: int) -> LlamaForCausalLM:
-    """A randomly initialised small Llama; the same (cfg, vocab_size, seed) gives the same weights."""
-    config = LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=True, **cfg.tiny.model_dump())
+    """A randomly initialised small Llama (sizes from `cfg.tiny`, or `cfg.scratch` for source=scratch); same inputs, same weights."""
+    sizes = cfg.scratch.model_dump(exclude={"vocab_size"}) if cfg.source == "scratch" else cfg.tiny.model_dump()
+    config = LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=True, **sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)
@@ -78,7 +88,7 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTra
         vocab_size: base tokenizer size, used by the tiny model.
         seed: initialisation seed of the tiny model.
     """
-    if cfg.source == "tiny":
+    if cfg.source in ("tiny", "scratch"):
         return build_tiny_model(cfg, vocab_size, seed)
     name, kwargs = _source_kwargs(cfg)
     try:
@@ -94,9 +104,9 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTra
     return model
 
 
-def load_policy(cfg: PolicyConfig, tokens: list[str], seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Base model and tokenizer extended with the flow tokens `tokens` (embeddings resized)."""
-    tokenizer = load_tokenizer(cfg)
+def load_policy(cfg: PolicyConfig, tokens: list[str], seed: int = 0, corpus: Sequence[str] = ()) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Base model and tokenizer extended with the flow tokens `tokens` (embeddings resized); `corpus` trains a scratch tokenizer."""
+    tokenizer = load_tokenizer(cfg, corpus)
     model = load_base_model(cfg, len(tokenizer), seed)
     extend_tokenizer(tokenizer, tokens, model)
     return model, tokenizer
@@ -127,6 +137,12 @@ def load_sft_policy(folder: str | Path, adapter_name: str = "sft"):
 
     cfg, seed, spec = read_policy_spec(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    if spec.get("full_weights"):  # source=scratch: every weight was trained and saved, no adapter
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise PolicyLoadError(f"{folder}: the trained policy weights could not be loaded ({exc}); rerun the sft stage (dvc repro sft)") from None
+        return model.eval(), tokenizer
     base = load_base_model(cfg, int(spec["base_vocab_size"]), seed)
     base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter's full copies
     model = PeftModel.from_pretrained(base, str(folder), adapter_name=adapter_name, local_files_only=True)
@@ -140,4 +156,4 @@ def load_sft_merged(folder: str | Path):
         (plain PreTrainedModel in eval mode, extended tokenizer).
     """
     model, tokenizer = load_sft_policy(folder)
-    return model.merge_and_unload().eval(), tokenizer
+    return (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model).eval(), tokenizer

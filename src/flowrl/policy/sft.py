@@ -23,6 +23,7 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from flowrl.config import Params, PolicyConfig, SFTConfig
+from flowrl.encoding.policy_view import check_flow_text
 from flowrl.encoding.schema import Schema
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json
@@ -126,14 +127,14 @@ class FlowSFTTrainer(SFTTrainer):
 
 
 def build_trainer(model, tokenizer, train: Dataset, held: Dataset | None, cfg: SFTConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> FlowSFTTrainer:
-    """SFTTrainer with a fresh LoRA adapter on `model` (the base, flow tokens already added)."""
+    """SFTTrainer with a fresh LoRA adapter on `model` (the base, flow tokens already added); all weights for source=scratch."""
     return FlowSFTTrainer(
         model=model,
         args=trainer_args(cfg, policy, output_dir, seed),
         train_dataset=train,
         eval_dataset=held,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg),
+        peft_config=None if policy.source == "scratch" else lora_config(cfg),
         plain_loss=not torch.cuda.is_available(),
     )
 
@@ -152,20 +153,12 @@ def completion_perplexity(trainer: FlowSFTTrainer) -> float:
     return math.exp(total / max(count, 1))
 
 
-def flow_validity(texts: list[str]) -> float:
-    """Share of encoded flows that decode and validate with no problem (NaN for no flows)."""
+def flow_validity(texts: list[str]) -> tuple[float, float]:
+    """(valid share, usable share) of encoded flows (`check_flow_text`); NaN for no flows."""
     if not texts:
-        return float("nan")
-    from flowrl.comfy.validate import validate_graph
-    from flowrl.encoding.codec import decode_flow
-
-    ok = 0
-    for text in texts:
-        try:
-            ok += not validate_graph(decode_flow(text))
-        except FlowRLError:
-            pass
-    return ok / len(texts)
+        return float("nan"), float("nan")
+    checks = [check_flow_text(t) for t in texts]
+    return sum(c.valid for c in checks) / len(checks), sum(c.usable for c in checks) / len(checks)
 
 
 # settings that change what is measured or logged, not the trained weights: a change keeps resuming
@@ -189,9 +182,11 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     train_rows, held_rows = split_pairs(load_pairs(pairs_path), cfg, seed)
     tokens = read_json(vocab_path)
     schema = Schema.load(root / SCHEMA)
-    model, tokenizer = load_policy(params.policy, tokens, seed)
+    scratch = params.policy.source == "scratch"
+    corpus = [r["prompt"] for r in train_rows] + [r["completion"] for r in train_rows] if scratch else ()
+    model, tokenizer = load_policy(params.policy, tokens, seed, corpus)
     # not len(tokenizer) - len(tokens): some flow tokens (e.g. "normal") are already in the base vocabulary
-    base_vocab = len(load_tokenizer(params.policy))
+    base_vocab = params.policy.scratch.vocab_size if scratch else len(load_tokenizer(params.policy))
 
     ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, pairs_path, vocab_path)}"
     trainer = build_trainer(model, tokenizer, to_dataset(train_rows), to_dataset(held_rows), cfg, params.policy, ckpt_dir, seed)
@@ -204,7 +199,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     trainer.model.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
     schema.save(tmp / SCHEMA_FILE)
-    save_policy_spec(tmp, params.policy, seed, base_vocab, template=PROMPT_TEMPLATE, n_flow_tokens=len(tokens), sft=cfg.model_dump(mode="json"))
+    save_policy_spec(tmp, params.policy, seed, base_vocab, template=PROMPT_TEMPLATE, n_flow_tokens=len(tokens), sft=cfg.model_dump(mode="json"),
+                     full_weights=scratch)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
 
@@ -213,12 +209,15 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=cfg.validity_max_new_tokens)
     constraint = constraint_processors(params.policy, tokenizer, sampling.max_new_tokens, schema)  # policy.constrained
     samples = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling, logits_processor=constraint) if cfg.n_validity else []
+    # without the constraint: how much of the flow language the model learnt itself (docs/policy.md)
+    free = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling) if cfg.n_validity and constraint else []
 
     logged = [e for e in trainer.state.log_history if "loss" in e]
     runtime = result.metrics.get("train_runtime", 0.0)
     metrics = {
         "perplexity": perplexity,
-        "validity": flow_validity([s.text for s in samples]),
+        **dict(zip(("validity", "usable"), flow_validity([s.text for s in samples]))),
+        **dict(zip(("validity_unconstrained", "usable_unconstrained"), flow_validity([s.text for s in free]))),
         "eos_rate": sum(s.finished for s in samples) / len(samples) if samples else float("nan"),
         "train_loss": float(result.training_loss),
         "first_logged_loss": float(logged[0]["loss"]) if logged else float("nan"),

@@ -48,19 +48,13 @@ def token_components(offsets: Offsets, spans: Sequence[tuple[int, int]]) -> torc
 
 
 def is_valid_flow(text: str) -> bool:
-    """True when the encoded flow decodes and its graph validates against the node catalog."""
-    from flowrl.encoding.codec import decode_flow
-    from flowrl.errors import FlowRLError
+    """True when the encoded flow (policy view) decodes, validates and is usable: a flow a person could run.
 
-    try:
-        graph = decode_flow(text)
-    except FlowRLError:
-        return False
-    try:
-        from flowrl.comfy.validate import validate_graph
-    except ImportError:  # the comfy engineer's validator is not there yet: decoding is the check
-        return True
-    return not validate_graph(graph)
+    GRPO gives every other completion `invalid_reward`, so orphan nodes and impractical sizes are learnt away.
+    """
+    from flowrl.encoding.policy_view import check_flow_text
+
+    return check_flow_text(text).usable
 
 
 class ShapedReward:

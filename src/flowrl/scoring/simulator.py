@@ -1,7 +1,7 @@
 """Preference simulator: a deterministic, documented stand-in for "render in ComfyUI + HPSv2" (docs/simulator.md).
 
 Score = LOW + SPAN * sigmoid(utility / TEMPERATURE) + noise, on an HPSv2-like scale (about 0.15-0.35);
-invalid graphs score exactly 0. `utility` sums the rules below; constants come from
+invalid graphs, and graphs a render could not execute, score exactly 0. `utility` sums the rules below; constants come from
 scripts/calibrate_simulator.py (CivitAI generation settings) and model cards.
 """
 
@@ -13,6 +13,7 @@ import math
 import random
 from functools import lru_cache
 
+from flowrl.comfy.usable import practical_problems, rendered_subgraph
 from flowrl.comfy.validate import validate_graph
 from flowrl.data import components as C
 from flowrl.scoring.base import ScorerError
@@ -57,6 +58,8 @@ CHECKPOINT_AFFINITY = {
     "majicmixRealistic_v7.safetensors": {"photo_portrait": 0.4},
 }
 INCOHERENT = -2.0   # an SD1.5 LoRA on an SDXL checkpoint, a refiner on SD1.5, lcm without an LCM model
+REPEAT_PENALTY = -0.3   # the same LoRA file applied again (doubles its strength; no second style bonus)
+ADDON_CAP = 0.6         # stacked add-on passes (hires, upscalers, face detailer, FreeU) saturate towards this gain
 
 
 def _outside(x: float, lo: float, hi: float) -> tuple[float, float]:
@@ -97,10 +100,19 @@ def _resolution(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
 
 
 def _loras(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
-    """Architecture fit, style match, weight sweet spots (too strong burns), prompt-named LoRAs, stacking."""
+    """Architecture fit, style match, weight sweet spots (too strong burns), prompt-named LoRAs, stacking.
+
+    A LoRA file applied twice counts once, and each repeat burns (REPEAT_PENALTY): applying the same
+    weights again doubles their strength, it does not add a second style.
+    """
     u = 0.0
     named = {n.lower() for n, _ in p.loras}
+    seen: set[str] = set()
     for name, weight in f.loras:
+        if name in seen:
+            u += REPEAT_PENALTY
+            continue
+        seen.add(name)
         info = C.lora_info(name)
         stem = name.rsplit(".", 1)[0].lower()
         if stem in named:
@@ -120,23 +132,37 @@ def _loras(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
     return u - 0.25 * max(0, len(f.loras) - 3)
 
 
+def _saturate(gain: float) -> float:
+    """Diminishing returns of stacked add-on passes: the sum of their gains, capped smoothly at ADDON_CAP."""
+    return ADDON_CAP * (1.0 - math.exp(-gain / ADDON_CAP)) if gain > 0 else gain
+
+
 def _addons(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
-    """Hires fix, upscale models, face detailer, FreeU, refiner, CLIP skip, prompt-model interactions."""
-    u = 0.0
+    """Hires fix, upscale models, face detailer, FreeU, refiner, CLIP skip, prompt-model interactions.
+
+    Each add-on helps some prompts and costs others (an upscaler over-sharpens a flat illustration,
+    a face detailer invents faces in textures, FreeU oversaturates photos); the gains of a stack
+    saturate (`_saturate`), so stacking every add-on does not beat picking the ones a prompt needs.
+    """
+    u, gain = 0.0, 0.0
     need = 0.3 + 0.4 * p.detail + 0.3 * p.landscape
     for i, d in enumerate(f.hires_denoise):
-        gain = 0.6 * need * (0.3 if d < 0.2 else 1.0) / (i + 1)
-        u += gain - (1.0 * (d - 0.65) / 0.35 if d > 0.65 else 0.0)
+        gain += 0.6 * need * (0.3 if d < 0.2 else 1.0) / (i + 1)
+        u -= 1.0 * (d - 0.65) / 0.35 if d > 0.65 else 0.0
     if f.hires_denoise and C.family_group(family) == "sd15":
         u += 0.9 * max(0.0, f.width * f.height / 1e6 - NATIVE_MP["sd15"][1])  # hires fix is the right way to get SD1.5 to large sizes
     for i, name in enumerate(f.upscale_models):
         anime_model = "anime" in name.lower()
         match = p.families["anime"] + p.families["cartoon_comic"]
-        u += (0.35 * need + (0.2 * match - 0.1 * (1 - match) if anime_model else 0.0)) / (i + 1)
+        gain += (0.35 * need + (0.2 * match - 0.1 * (1 - match) if anime_model else 0.0)) / (i + 1)
+        u -= 0.15 * max(0.0, 0.6 - need)  # over-sharpening where the prompt asks for no fine detail
     if f.face_detailer:
-        u += 0.8 * p.face * (1 - 0.5 * p.families["photo_landscape"])
+        gain += 0.8 * p.face * (1 - 0.5 * p.families["photo_landscape"])
+        u -= 0.15 * (1.0 - p.face)  # detects "faces" in textures when the prompt has none
     if f.freeu:
-        u += 0.1
+        gain += 0.1 * (1.0 - p.style_share("photo"))
+        u -= 0.05 * p.style_share("photo")
+    u += _saturate(gain)
     if f.refiner:
         if family == "sdxl":
             u += 0.5 * p.style_share("photo") - 0.15  # the SDXL refiner polishes photos, flattens stylised art
@@ -171,12 +197,19 @@ def utility(p: PromptFeatures, f: FlowFeatures) -> float:
 
 
 @lru_cache(maxsize=65536)
-def _invalid(graph_json: str) -> bool:
-    graph = json.loads(graph_json)
+def _rendered(graph_json: str) -> FlowFeatures | None:
+    """Features of what a render would execute (output nodes and their ancestors), or None when it would not render.
+
+    A flow does not render when the executed part fails validation, has no sampler or checkpoint, or
+    would not fit a 24 GB GPU (`flowrl.comfy.usable.practical_problems`). Nodes that feed no output add nothing.
+    """
+    graph = rendered_subgraph(json.loads(graph_json))
+    if not graph or validate_graph(graph) or practical_problems(graph):
+        return None
     f = flow_features(graph)
     if f.n_samplers == 0 or not f.has_output or f.checkpoint is None or f.family is None:
-        return True
-    return bool(validate_graph(graph))
+        return None
+    return f
 
 
 class PreferenceSimulator:
@@ -204,9 +237,10 @@ class PreferenceSimulator:
     def score_one(self, prompt: str, graph: dict) -> float:
         """Score of one pair; exactly 0.0 for an invalid graph."""
         graph_json = json.dumps(graph, sort_keys=True, separators=(",", ":"))
-        if _invalid(graph_json):
+        features = _rendered(graph_json)
+        if features is None:
             return 0.0
-        u = utility(prompt_features(prompt), flow_features(graph))
+        u = utility(prompt_features(prompt), features)
         value = LOW + SPAN / (1.0 + math.exp(-u / TEMPERATURE))
         if self.noise:
             value += self._noise(prompt, graph_json)

@@ -117,24 +117,19 @@ def read_prompts(data: Any) -> list[str]:
     return data
 
 
-def flow_to_workflow(text: str, prompt: str) -> tuple[dict | None, str | None]:
-    """Decode and validate an encoded flow, then fill in the prompt.
+def flow_to_workflow(text: str, prompt: str, seed: int = 0) -> tuple[dict | None, str | None]:
+    """Decode and check an encoded flow (policy view: sampler seeds drawn from `seed`), then fill in the prompt.
 
     Returns:
         (API-format workflow with `prompt` filled in, None) or (None, why the flow is not usable).
     """
     from flowrl.comfy.graph import fill_prompt
-    from flowrl.comfy.validate import format_problems, validate_graph
-    from flowrl.encoding.codec import decode_flow
+    from flowrl.encoding.policy_view import check_flow_text
 
-    try:
-        graph = decode_flow(text)
-    except FlowRLError as exc:
-        return None, f"the sampled flow does not decode: {exc}"
-    problems = validate_graph(graph)
-    if problems:
-        return None, format_problems(problems, "sampled flow")
-    return fill_prompt(graph, prompt), None
+    check = check_flow_text(text, seed)
+    if not check.usable:
+        return None, "the sampled flow is not usable: " + "; ".join(check.problems[:10])
+    return fill_prompt(check.graph, prompt), None
 
 
 def local_base(sft_dir: Path) -> Path | None:
@@ -256,7 +251,7 @@ class FlowPolicy:
                 notes.append("no GRPO adapter in this model: sampled from the SFT policy, gamma ignored")
             if not completion.finished:
                 notes.append(f"the flow hit the {s.max_new_tokens}-token limit before its end")
-            workflow, error = flow_to_workflow(completion.text, prompt)
+            workflow, error = flow_to_workflow(completion.text, prompt, cfg.seed)
             if object_info is not None:
                 limited = "; ".join(installed or ["nothing to change"]) if processors else "constrained decoding is off, so only checked"
                 notes.append(f"limited to what {object_info.source} has installed; {limited}")

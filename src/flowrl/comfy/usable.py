@@ -1,0 +1,126 @@
+"""Is a valid graph one a person could run? Orphan nodes, practical sizes, duplicate nodes.
+
+`validate_graph` checks what ComfyUI checks (types, links, ranges of the node definitions). A flow is
+*usable* when, beyond that, every node feeds an output (ComfyUI silently skips the rest, so they are
+dead weight or a sign of a broken flow), the sizes, batch and steps are practical on one 24 GB GPU
+for the model family, and no node is an exact duplicate of another. The limits below come from the
+training flows (largest: 1344x1536 latents, 45 steps, batch 1, hires to 2048x3072) and the model
+cards (SD1.5 at 512, SDXL-family at 1024, Turbo/Lightning at 1-8 steps); see docs/simulator.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flowrl.comfy.catalog import Catalog, load_catalog
+from flowrl.comfy.graph import is_link
+from flowrl.comfy.validate import Problem, validate_graph
+
+MAX_SIDE = 4096               # pixels, any latent or image size input
+MAX_PASS_MEGAPIXELS = 8.4     # width x height x batch of one sampling pass (2048 x 4096): beyond this a 24 GB GPU runs out
+MAX_FIRST_PASS_MEGAPIXELS = {"sd15": 1.6, "sdxl": 2.4}   # first (EmptyLatentImage) pass per family group (training flows: 1024x1536, 1344x1536)
+MAX_BATCH = 4
+MAX_STEPS = {"sd15": 150, "sdxl": 150, "sdxl_turbo": 20, "sdxl_lightning": 20, "pony": 150}
+SIZE_NODES = {"EmptyLatentImage": ("width", "height", "batch_size"), "LatentUpscale": ("width", "height", None)}
+STEP_INPUTS = ("steps",)
+
+
+def feeding_nodes(graph: dict, catalog: Catalog | None = None) -> set[str]:
+    """Ids of the output nodes and of every node an output node depends on (what ComfyUI would execute)."""
+    catalog = catalog or load_catalog()
+    outputs = [nid for nid, node in graph.items() if (spec := catalog.get(node.get("class_type"))) is not None and spec.is_output_node]
+    seen: set[str] = set()
+    stack = list(outputs)
+    while stack:
+        nid = stack.pop()
+        if nid in seen or nid not in graph:
+            continue
+        seen.add(nid)
+        stack.extend(str(v[0]) for v in graph[nid].get("inputs", {}).values() if is_link(v))
+    return seen
+
+
+def rendered_subgraph(graph: dict, catalog: Catalog | None = None) -> dict:
+    """The part of `graph` a render executes: output nodes and their ancestors (ids kept)."""
+    keep = feeding_nodes(graph, catalog)
+    return {nid: node for nid, node in graph.items() if nid in keep}
+
+
+def _family(graph: dict) -> str | None:
+    from flowrl.data import components as C
+
+    for node in graph.values():
+        if node.get("class_type") == "CheckpointLoaderSimple":
+            info = C.checkpoint_info(str(node.get("inputs", {}).get("ckpt_name", "")))
+            if info is None or not info.refiner:
+                return C.guess_family(str(node["inputs"].get("ckpt_name", "")))
+    return None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def practical_problems(graph: dict) -> list[Problem]:
+    """Sizes, batch and steps that would not render on one 24 GB GPU or are far outside the family's range."""
+    from flowrl.data import components as C
+
+    problems = []
+    family = _family(graph)
+    group = C.family_group(family) if family else None
+    for nid, node in graph.items():
+        ct, inputs = node.get("class_type"), node.get("inputs", {})
+        if ct in SIZE_NODES:
+            w_name, h_name, b_name = SIZE_NODES[ct]
+            w, h = _number(inputs.get(w_name)), _number(inputs.get(h_name))
+            batch = _number(inputs.get(b_name)) if b_name else 1.0
+            if w is None or h is None or batch is None:
+                continue
+            if max(w, h) > MAX_SIDE:
+                problems.append(Problem(nid, ct, w_name, f"{int(w)}x{int(h)} is larger than {MAX_SIDE} pixels a side"))
+            if batch > MAX_BATCH:
+                problems.append(Problem(nid, ct, b_name, f"batch {int(batch)} is more than {MAX_BATCH} images a run"))
+            if w * h * batch / 1e6 > MAX_PASS_MEGAPIXELS:
+                problems.append(Problem(nid, ct, None, f"{int(w)}x{int(h)} x {int(batch)} images would not fit a 24 GB GPU"))
+            if ct == "EmptyLatentImage" and group and w * h / 1e6 > MAX_FIRST_PASS_MEGAPIXELS[group]:
+                problems.append(Problem(nid, ct, None, f"{int(w)}x{int(h)} is far above the native size of a {family} model; "
+                                        "use a hires-fix pass to go larger"))
+        for name in STEP_INPUTS:
+            steps = _number(inputs.get(name))
+            limit = MAX_STEPS.get(family or "sd15", 150)
+            if steps is not None and steps > limit:
+                problems.append(Problem(nid, ct, name, f"{int(steps)} steps is more than the practical {limit} for {family or 'this model'}"))
+    return problems
+
+
+def orphan_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem]:
+    """One problem per node that feeds no output node."""
+    keep = feeding_nodes(graph, catalog)
+    return [Problem(nid, node.get("class_type"), None, "feeds no output node (ComfyUI would skip it)")
+            for nid, node in graph.items() if nid not in keep]
+
+
+def duplicate_problems(graph: dict) -> list[Problem]:
+    """One problem per node that repeats an earlier node exactly (same class, same inputs)."""
+    seen: dict[str, str] = {}
+    problems = []
+    for nid, node in graph.items():
+        key = json.dumps([node.get("class_type"), node.get("inputs", {})], sort_keys=True, default=str)
+        if key in seen:
+            problems.append(Problem(nid, node.get("class_type"), None, f"duplicates node {seen[key]}"))
+        else:
+            seen[key] = nid
+    return problems
+
+
+def usable_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem]:
+    """Everything that stops a person from running `graph` as is (empty list = usable)."""
+    problems = validate_graph(graph, catalog)
+    if problems:
+        return problems
+    return orphan_problems(graph, catalog) + duplicate_problems(graph) + practical_problems(graph)
+
+
+def is_usable(graph: dict) -> bool:
+    """True when `graph` validates and has no usability problem."""
+    return not usable_problems(graph)
