@@ -13,7 +13,7 @@ from flowrl.comfy.ui import ui_to_api
 from flowrl.comfy.ui_export import api_to_ui
 from flowrl.data import components
 from flowrl.data.base_flows import load_base_flows
-from flowrl.encoding.codec import decode_flow
+from flowrl.encoding.policy_view import check_flow_text, strip_graph
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
 from flowrl.policy.constrained import SCHEMA_FILE, constraint_processors
@@ -23,7 +23,7 @@ from flowrl.policy.sampling import SamplingConfig, sample_flows
 from tests.comfy.comfy_stub import FIXTURE, comfy_stub
 from tests.comfy.isomorphism import same_graph
 
-MAX_NEW = 200  # the cheapest flow on this install is ~150 tokens (checkpoint names are several plain tokens)
+MAX_NEW = 200  # the cheapest flow on this install is ~145 tokens (checkpoint names are several plain tokens)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def policy(_base_tokenizer, tiny_params, tmp_path_factory):
     from transformers import AutoTokenizer
 
     tok = copy.deepcopy(_base_tokenizer)
-    schema = infer_schema(g for _, g in load_base_flows())
+    schema = infer_schema(strip_graph(g) for _, g in load_base_flows())  # the policy view, as the encode stage infers it
     extend_tokenizer(tok, flow_tokens(schema))
     folder = tmp_path_factory.mktemp("sft")
     tok.save_pretrained(str(folder))
@@ -57,7 +57,9 @@ def check_all_installed(info, completions) -> list[dict]:
     graphs = []
     for c in completions:
         assert c.finished, c.text
-        graph = decode_flow(c.text)
+        check = check_flow_text(c.text)  # the project's decode-then-check step (seeds and output prefix filled)
+        assert check.valid, (c.text, check.problems)
+        graph = check.graph
         assert check_installed(graph, info) == ([], []), c.text
         ckpts = {n["inputs"]["ckpt_name"] for n in graph.values() if n["class_type"] == "CheckpointLoaderSimple"}
         assert ckpts and ckpts <= installed
@@ -89,7 +91,7 @@ def test_unrestricted_policy_would_name_the_catalogs_checkpoints(policy, tiny_pa
     cfg = SamplingConfig(max_new_tokens=130, batch_size=16, seed=2)
     completions = sample_flows(model, tok, ["a fox at dawn"] * 16, cfg, logits_processor=constraint_processors(on, tok, 130))
     catalog = {c.name for c in components.CHECKPOINTS}
-    named = {n["inputs"]["ckpt_name"] for c in completions for n in decode_flow(c.text).values()
+    named = {n["inputs"]["ckpt_name"] for c in completions for n in check_flow_text(c.text).graph.values()
              if n["class_type"] == "CheckpointLoaderSimple"}
     assert named and named <= catalog
 
