@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from flowrl.cli import fail, flow_app
-from flowrl.comfy.graph import load_workflow
+from flowrl.comfy.graph import load_workflow, workflow_json
 from flowrl.encoding.codec import decode_flow, encode_flow
 from flowrl.errors import FlowRLError
 
@@ -26,10 +25,13 @@ def encode_cmd(path: Path = typer.Argument(..., help="API or UI workflow JSON fi
 def decode_cmd(path: Path = typer.Argument(..., help="text file holding one encoded flow")) -> None:
     """Print the API-format JSON (indent 2) of an encoded flow."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"{path}: cannot read as UTF-8 text ({exc})")
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # a BOM is an editor's, not the flow's
+    except OSError as exc:
+        fail(f"{path}: cannot read ({exc.strerror}); give the text file `flowrl flow encode` wrote")
+    except UnicodeDecodeError as exc:
+        fail(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+             "give the text file `flowrl flow encode` wrote, saved as UTF-8")
     try:
-        typer.echo(json.dumps(decode_flow(text), indent=2, ensure_ascii=False))
+        typer.echo(workflow_json(decode_flow(text), str(path)))
     except FlowRLError as exc:
-        fail(f"{path}: {exc}")
+        fail(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from flowrl.cli import fail, flow_app
-from flowrl.comfy.graph import load_workflow
+from flowrl.comfy.graph import load_workflow, workflow_json
 from flowrl.comfy.validate import format_problems, validate_graph
 from flowrl.errors import FlowRLError
 
@@ -23,14 +22,15 @@ def _load(path: Path) -> dict:
         fail(str(exc), code=2)
 
 
-def write_or_print(data: dict, out: Path | None) -> None:
-    """Write JSON to `out` (atomically) or print it."""
-    from flowrl.io import write_json
+def write_or_print(data: dict, out: Path | None, source: str) -> None:
+    """Print a workflow's JSON, or write it to `out` (atomically); values JSON cannot carry are refused (workflow_json)."""
+    from flowrl.io import write_text
 
+    text = workflow_json(data, source)
     if out is None:
-        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        typer.echo(text)
     else:
-        write_json(out, data)
+        write_text(out, text + "\n")
         typer.secho(f"wrote {out}", err=True)
 
 
@@ -64,7 +64,10 @@ def validate_cmd(
 @flow_app.command("convert")
 def convert_cmd(path: Path = typer.Argument(..., help="UI (or API) workflow JSON file")) -> None:
     """Print the API-format JSON of a workflow (UI files are converted)."""
-    typer.echo(json.dumps(_load(path), indent=2, ensure_ascii=False))
+    try:
+        typer.echo(workflow_json(_load(path), str(path)))
+    except FlowRLError as exc:
+        fail(str(exc))
 
 
 @flow_app.command("to-ui")
@@ -76,6 +79,6 @@ def to_ui_cmd(
     from flowrl.comfy.ui_export import api_to_ui
 
     try:
-        write_or_print(api_to_ui(_load(path), source=str(path)), out)
+        write_or_print(api_to_ui(_load(path), source=str(path)), out, str(path))
     except FlowRLError as exc:
         fail(str(exc))

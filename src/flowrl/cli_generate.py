@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 
 from flowrl.cli import app, fail
 from flowrl.config import load_params
 from flowrl.errors import FlowRLError
+
 
 class OutputFormat(str, Enum):
     """What `flowrl generate` prints."""
@@ -36,6 +43,8 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
         policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(load_params(params_path, profile)))
         return lambda prompts, gamma, seed, object_info=None: policy.generate(prompts, gamma=gamma, seed=seed, object_info=object_info)
+    if not model.startswith(URI_SCHEMES) and (path / "MLmodel").exists():
+        check_mlmodel(path / "MLmodel")
     if not model.startswith(URI_SCHEMES) and not (path / "MLmodel").exists():
         fail(f"--model {model}: not a models:/ URI, an MLflow model folder (no MLmodel) or a pipeline models folder (no sft/policy.json); "
              "pass models:/<name>@champion or the folder the sft stage wrote")
@@ -62,13 +71,52 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     return predict
 
 
+def check_mlmodel(path: Path) -> None:
+    """Fail fast, naming the file, when an MLflow model folder's MLmodel is not a readable pyfunc description."""
+    try:
+        meta = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        meta = None
+    flavors = meta.get("flavors") if isinstance(meta, dict) else None
+    if not isinstance(flavors, dict) or not isinstance(flavors.get("python_function"), dict):
+        fail(f"--model {path.parent}: {path} is not a readable MLflow pyfunc description (no flavors.python_function); "
+             "the folder is damaged: save or download the model again")
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Within the block, library warnings and info logs are muted, so the workflow or one error line is all a
+    user sees; warning filters, the warnings-to-logging route and logger levels come back afterwards."""
+    loggers = [logging.getLogger(n) for n in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic", "py.warnings")]
+    levels = [lg.level for lg in loggers]
+    verbosity = os.environ.get("TRANSFORMERS_VERBOSITY")
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # transformers sets its level from this on first use
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # libraries re-enable their warnings locally (mlflow: simplefilter("once")), so what is still shown
+        # goes to the logging module (py.warnings), muted here
+        logging.captureWarnings(True)
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.captureWarnings(False)
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+            if verbosity is None:
+                os.environ.pop("TRANSFORMERS_VERBOSITY", None)
+            else:
+                os.environ["TRANSFORMERS_VERBOSITY"] = verbosity
+
+
 def submit_workflow(url: str, workflow: dict) -> str:
     """Validate `workflow` against the node catalog and submit it to the ComfyUI server at `url`; return the prompt id."""
     from flowrl.comfy.client import ComfyUIClient
     from flowrl.comfy.validate import ensure_valid
 
     ensure_valid(workflow, source="generated workflow")
-    client = ComfyUIClient(url, timeout=30.0, retries=1, backoff=0.5)
+    client = ComfyUIClient(url, timeout=30.0, retries=1, backoff=0.5, setting="--submit")
     try:
         return client.submit(workflow)
     finally:
@@ -78,10 +126,10 @@ def submit_workflow(url: str, workflow: dict) -> str:
 @app.command("generate")
 def generate_cmd(
     prompt: str = typer.Argument(..., help="What the image should show."),
-    gamma: float | None = typer.Option(None, help="Dual-model guidance strength (>= 0); default: the model's (policy.gamma). Ignored by SFT-only models."),
+    gamma: float | None = typer.Option(None, help="Dual-model guidance strength (0 to 100); default: the model's (policy.gamma). Ignored by SFT-only models."),
     model: str | None = typer.Option(None, help="models:/<name>@<alias> (default: the registered champion), an MLflow model folder, or a pipeline models/ folder."),
     submit: str | None = typer.Option(None, help="ComfyUI server URL (e.g. http://127.0.0.1:8188): validate the workflow, queue it, print its prompt id."),
-    seed: int | None = typer.Option(None, help="Sampling seed; the same seed gives the same workflow."),
+    seed: int | None = typer.Option(None, help="Sampling seed (0 to 2**32-1); the same seed gives the same workflow."),
     params: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read the model name and sampling settings from."),
     profile: str | None = typer.Option(None, help="Profile of params.yaml to use (default: its `profile` key)."),
     format: OutputFormat = typer.Option(OutputFormat.api, "--format", help="api: the API (prompt) JSON ComfyUI queues; ui: a workflow to open in the ComfyUI editor, laid out left to right."),
@@ -89,12 +137,28 @@ def generate_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the workflow JSON here instead of printing it."),
 ) -> None:
     """Print a ComfyUI workflow for PROMPT (API format, or --format ui for the editor); with --submit, also queue it."""
+    with quiet_libraries():
+        _generate(prompt, gamma, model, submit, seed, params, profile, format, object_info, out)
+
+
+def _generate(prompt: str, gamma: float | None, model: str | None, submit: str | None, seed: int | None,
+              params: Path, profile: str | None, format: OutputFormat = OutputFormat.api, object_info: str | None = None,
+              out: Path | None = None) -> None:
     from flowrl.cli_flow import write_or_print
 
     try:
+        from flowrl.comfy.client import check_server_url
+        from flowrl.tracking.pyfunc import ServingSettings, check_sampling_params, read_prompts
+
+        # cheap checks first: nothing is loaded until the arguments are known to be usable
+        settings = load_params(params, profile) if model is None or params.exists() else None
+        caps = ServingSettings.from_params(settings) if settings is not None else ServingSettings()
+        read_prompts([prompt], caps.max_prompts_per_request, caps.max_prompt_chars)
+        check_sampling_params(gamma, seed)
+        if submit:
+            check_server_url(submit, "--submit")
         if model is None:
-            reg = load_params(params, profile).register
-            model = f"models:/{reg.model_name}@{reg.champion_alias}"
+            model = f"models:/{settings.register.model_name}@{settings.register.champion_alias}"
         info = None
         if object_info is not None:
             from flowrl.comfy.object_info import load_object_info
@@ -110,9 +174,9 @@ def generate_cmd(
         if format is OutputFormat.ui:
             from flowrl.comfy.ui_export import api_to_ui
 
-            write_or_print(api_to_ui(result["workflow"], source="generated workflow"), out)
+            write_or_print(api_to_ui(result["workflow"], source="generated workflow"), out, "generated workflow")
         else:
-            write_or_print(result["workflow"], out)
+            write_or_print(result["workflow"], out, "generated workflow")
         if submit:
             typer.echo(f"prompt_id: {submit_workflow(submit, result['workflow'])}")
     except FlowRLError as exc:

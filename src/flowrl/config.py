@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import math
+import types
+import typing
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,8 +22,49 @@ Bf16 = Annotated[bool, BeforeValidator(resolve_bf16)]
 PROFILES = ("tiny", "cpu", "paper")
 
 
+MAX_PARAMS_BYTES = 1024 * 1024
+MAX_PARAMS_DEPTH = 32  # params.yaml nests ~5 levels; deeper is damage, and would exhaust the recursion limit
+INT_LIMIT = 2**63 - 1  # no knob needs more; YAML would otherwise hand over arbitrarily large integers
+# Fields where infinity is a real setting ("no cutoff": the no_uncertainty ablation); elsewhere .inf and
+# .nan are refused, since they would pass every range check and break sampling or training later.
+INFINITY_ALLOWED = {"RewardConfig.tau"}
+
+
+def _scalar_kinds(annotation: Any) -> set[type]:
+    """The scalar types among bool/int/float that a field annotation (unions, Annotated, Optional) admits."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, Annotated):
+        args = typing.get_args(annotation)
+        return set().union(*(_scalar_kinds(a) for a in (args[:1] if typing.get_origin(annotation) is Annotated else args)))
+    return {annotation} & {bool, int, float}
+
+
 class Section(BaseModel):
+    """A params.yaml section: unknown keys, non-finite floats and numbers of the wrong kind are refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_numbers(cls, data: Any) -> Any:
+        """Refuse bool for a number (`true` would become 1), a float for an integer (1e30, 2.5 would be cut),
+        and NaN or infinity (outside INFINITY_ALLOWED)."""
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            items = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and (math.isnan(v) or (math.isinf(v) and f"{cls.__name__}.{name}" not in INFINITY_ALLOWED))
+                   for v in items):
+                raise ValueError(f"{name}: {value!r} is not a finite number; give a finite value")
+            if field is None or not isinstance(value, (bool, float)):
+                continue
+            kinds = _scalar_kinds(field.annotation)
+            if isinstance(value, bool) and kinds and bool not in kinds:
+                raise ValueError(f"{name}: {str(value).lower()} is a boolean, but {name} is a number; write a number")
+            if isinstance(value, float) and int in kinds and float not in kinds:
+                raise ValueError(f"{name}: {value!r} is a decimal number, but {name} takes an integer; "
+                                 "write it without a decimal point or exponent")
+        return data
 
 
 class PromptsConfig(Section):
@@ -231,6 +275,7 @@ class GRPOStageConfig(Section):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="Layers that get LoRA adapters; lm_head and embed_tokens are never trained (paper A.6.3).",
     )
+    reward: Literal["surrogate", "scorer"] = Field("surrogate", description="surrogate: the reward ensemble (the method); scorer: the true scorer itself, a diagnostic that separates what RL can find in the budget from what the surrogate misleads.")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4).")
     batch_size: int = Field(16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16).")
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
@@ -276,6 +321,8 @@ class RegisterConfig(Section):
     batch_size: int = Field(8, gt=0, description="Prompts sampled together by the served model.")
     max_new_tokens: int | None = Field(None, gt=0, description="Token cap of a served flow; empty = policy.max_new_tokens.")
     max_prompt_tokens: int | None = Field(None, gt=0, description="Served prompts longer than this (in tokens) are cut, with a note; empty = whatever fits the model's context.")
+    max_prompts_per_request: int = Field(32, gt=0, le=10_000, description="Most prompts one request to the served model (or one `flowrl generate`) may carry; more is refused with HTTP 400.")
+    max_prompt_chars: int = Field(20_000, gt=0, le=1_000_000, description="Longest prompt accepted, in characters; longer is refused with HTTP 400 (prompts within it that exceed the token budget are cut, with a note).")
 
 
 class AblationsConfig(Section):
@@ -324,11 +371,40 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def resolve(raw: dict, profile: str | None = None) -> Params:
-    """Apply the profile named by `profile` (or raw['profile']) and validate."""
+def _check_tree(raw: Any, source: str) -> None:
+    """Refuse absurd nesting and integers beyond 64 bits anywhere in the raw params, naming the key."""
+    stack: list[tuple[Any, tuple]] = [(raw, ())]
+    while stack:
+        value, path = stack.pop()
+        where = ".".join(map(str, path))
+        if len(path) > MAX_PARAMS_DEPTH:
+            raise ConfigError(f"{source}: nested deeper than {MAX_PARAMS_DEPTH} levels under {'.'.join(map(str, path[:3]))}...; "
+                              "params.yaml has sections of plain settings; fix the file")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+            raise ConfigError(f"{source}: {where} = {value:.3g} is out of range; no setting needs a number beyond 2**63")
+        if isinstance(value, dict):
+            stack.extend((v, (*path, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+
+
+def resolve(raw: dict, profile: str | None = None, source: str = "params") -> Params:
+    """Apply the profile named by `profile` (or raw['profile']) and validate.
+
+    Raises:
+        ConfigError: naming the key and the fix, for a non-mapping, bad nesting, an unknown profile or a bad value.
+    """
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level is a {type(raw).__name__}, not a mapping of sections "
+                          "(prompts:, policy:, ...); fix the file")
+    _check_tree(raw, source)
     raw = dict(raw or {})
     profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) or p is None for p in profiles.values()):
+        raise ConfigError(f"{source}: 'profiles' must map a profile name to its section overrides; fix the file")
     name = profile or raw.get("profile", "cpu")
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: 'profile' must be a name such as cpu, got {name!r}")
     if name not in profiles and name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(set(profiles) | set(PROFILES))}")
     merged = deep_merge(raw, profiles.get(name) or {})
@@ -337,7 +413,7 @@ def resolve(raw: dict, profile: str | None = None) -> Params:
         return Params.model_validate(merged)
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("params are invalid:\n" + "\n".join(lines)) from None
+        raise ConfigError(f"{source}: params are invalid:\n" + "\n".join(lines)) from None
 
 
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
@@ -346,11 +422,56 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     DVC tracks params.yaml, so a `dvc repro` picks profiles through the file
     (`dvc exp run -S profile=tiny`); the argument is for flows run directly.
     """
+    return resolve(read_params_file(path), profile, str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one section "
+                                  "(the second would silently win); keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_params_file(path: str | Path) -> dict:
+    """The raw mapping of a params file, read strictly.
+
+    Raises:
+        ConfigError: missing, a directory, over 1 MiB, not UTF-8, not YAML, duplicate keys, nested absurdly, empty,
+            or not a mapping; the message names the file and the fix.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; pass the params.yaml file (--params PATH)")
     if not path.exists():
         raise ConfigError(f"{path}: not found; run from the repository root or pass --params PATH")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: {len(data) / 2**20:.1f} MiB is too large for a params file; is this the right file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); save it as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the file") from None
-    return resolve(raw, profile)
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix the file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a params file; fix the file") from None
+    if raw is None:
+        raise ConfigError(f"{path}: is empty; restore it (git checkout {path.name}) or give the right --params file")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level is a {type(raw).__name__}, not a mapping of sections "
+                          "(prompts:, policy:, ...); fix the file")
+    return raw

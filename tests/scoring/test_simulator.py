@@ -163,3 +163,10 @@ def test_stacking_every_addon_saturates():
     # a landscape does not want a face detailer: the stack without it scores higher
     p = prompt_features(LANDSCAPE)
     assert utility(p, dataclasses.replace(stacked, face_detailer=False)) > utility(p, stacked)
+
+
+def test_a_flow_that_ignores_the_prompt_scores_near_the_floor():
+    g = simple_flow("realisticVisionV51_v51VAE.safetensors")
+    swapped = copy.deepcopy(g)
+    swapped["5"]["inputs"]["positive"], swapped["5"]["inputs"]["negative"] = ["3", 0], ["2", 0]
+    assert clean.score_one(PORTRAIT, swapped) < LOW + 0.1 * SPAN < clean.score_one(PORTRAIT, g)

@@ -130,11 +130,18 @@ def test_very_long_prompt_is_truncated(server):
     ({"inputs": ["a fox", None]}, "prompt 1 is missing"),
     ({"dataframe_records": [{"prompt": 7}]}, "not a string"),
     ({"inputs": ["a fox"], "params": {"gamma": -1.0}}, "gamma"),
+    ({"inputs": ["a fox"], "params": {"gamma": 1e38}}, "gamma must be a finite number"),
+    ({"inputs": ["a fox"], "params": {"seed": 2**70}}, "seed"),
+    ({"inputs": ["a fox"], "params": {"seed": 2**40}}, "seed must be a whole number"),
+    ({"inputs": ["a fox"], "params": {"gama": 2.0}}, "unknown params ['gama']"),
+    ({"inputs": ["a fox"] * 33}, "more than the cap of 32"),
+    ({"inputs": ["x" * 20001]}, "more than the cap of 20000"),
 ])
 def test_bad_requests_are_400(server, payload, says):
     resp = invoke(server, payload)
     assert resp.status_code == 400, resp.text
     assert says in resp.json()["message"]
+    assert "stack_trace" not in resp.json() and "Traceback" not in resp.text
 
 
 def test_malformed_json_is_400(server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -12,6 +13,20 @@ from flowrl.errors import FlowRLError
 
 class ComfyUIError(FlowRLError):
     """The ComfyUI server refused a graph, failed, timed out or could not be reached."""
+
+
+def check_server_url(url: str, setting: str = "scoring.options.url") -> str:
+    """`url` without a trailing slash when it is an http(s)://host[:port][/path] URL; else an error naming `setting`."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port
+    except ValueError:
+        port_ok = False
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
+            or parts.query or parts.fragment or any(c.isspace() for c in url)):
+        raise ComfyUIError(f"ComfyUI url {url!r} must start with http:// or https:// and name a host, as in http://127.0.0.1:8188; fix {setting}")
+    return url.rstrip("/")
 
 
 class ComfyUIClient:
@@ -23,14 +38,16 @@ class ComfyUIClient:
         retries: extra attempts after a connection error, timeout or 5xx answer.
         backoff: first wait between attempts in seconds (doubles each time).
         poll_interval: seconds between /history polls.
+        setting: where the URL came from, named in errors (a params key or a CLI option).
     """
 
     def __init__(self, url: str, timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
-                 poll_interval: float = 0.5, transport: httpx.BaseTransport | None = None) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ComfyUIError(f"ComfyUI url {url!r} must start with http:// or https://; fix scoring.options.url")
+                 poll_interval: float = 0.5, transport: httpx.BaseTransport | None = None,
+                 setting: str = "scoring.options.url") -> None:
+        url = check_server_url(url, setting)
         if timeout <= 0 or retries < 0 or backoff < 0 or poll_interval <= 0:
             raise ComfyUIError("ComfyUI client: timeout and poll_interval must be > 0, retries and backoff >= 0")
+        self.setting = setting
         self.url, self.timeout, self.retries, self.backoff, self.poll_interval = url.rstrip("/"), timeout, retries, backoff, poll_interval
         self.client_id = uuid.uuid4().hex
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
@@ -56,7 +73,7 @@ class ComfyUIClient:
                 raise ComfyUIError(f"ComfyUI {method} {self.url}{path}: refused ({response.status_code}): {response.text[:500]}")
             return response
         raise ComfyUIError(f"ComfyUI {method} {self.url}{path}: {last} after {self.retries + 1} attempts; "
-                           "check that the server runs at scoring.options.url, or raise timeout/retries")
+                           f"check that the server runs at {self.setting}, or raise timeout/retries")
 
     def submit(self, graph: dict) -> str:
         """POST the API graph to /prompt; returns its prompt_id."""

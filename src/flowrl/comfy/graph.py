@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,10 @@ from flowrl.errors import FlowRLError
 
 PROMPT_PLACEHOLDER = "<prompt>"
 MAX_FILE_BYTES = 5 * 1024 * 1024
+# A real workflow nests ~6 levels (UI groups ~10); deeper JSON is junk and would exhaust the recursion
+# limit in deepcopy, json.dumps or pydantic further on.
+MAX_JSON_DEPTH = 64
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class WorkflowLoadError(FlowRLError):
@@ -31,6 +36,94 @@ def fill_prompt(graph: dict, prompt: str) -> dict:
             if isinstance(value, str) and PROMPT_PLACEHOLDER in value:
                 node["inputs"][name] = value.replace(PROMPT_PLACEHOLDER, prompt)
     return out
+
+
+def _where(path: tuple) -> str:
+    return "".join(f"[{p!r}]" for p in path) or "the top level"
+
+
+def check_json_tree(data: Any, source: str) -> None:
+    """Reject what JSON or ComfyUI cannot carry: nesting deeper than MAX_JSON_DEPTH, lone surrogate
+    escapes (\\ud800) and non-finite numbers (NaN, Infinity), naming where they are.
+
+    Raises:
+        WorkflowLoadError: naming `source` and the path of the first bad value.
+    """
+    stack: list[tuple[Any, tuple]] = [(data, ())]
+    while stack:  # iterative: depth is what is being checked
+        value, path = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            raise WorkflowLoadError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels at {_where(path[:4])}...; "
+                                    "no workflow nests that deep; is this really a ComfyUI workflow?")
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                raise WorkflowLoadError(f"{source}: {_where(path)} holds a lone surrogate escape (e.g. \\ud800), "
+                                        "which is not text; remove or fix that escape")
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise WorkflowLoadError(f"{source}: {_where(path)} is {value}, which JSON cannot carry and ComfyUI rejects; "
+                                        "give a finite number")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _LONE_SURROGATE.search(key):
+                    raise WorkflowLoadError(f"{source}: key {key!r} at {_where(path)} holds a lone surrogate escape; fix the key")
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) < len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise WorkflowLoadError(f"duplicate key {dup!r} in one JSON object (the second would silently replace the first); "
+                                "rename or remove one of them")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise WorkflowLoadError(f"{name} is not valid JSON (and ComfyUI rejects it); give a finite number")
+
+
+def parse_json_text(text: str, source: str) -> Any:
+    """Parse workflow JSON strictly: no duplicate keys, NaN/Infinity, lone surrogates or absurd nesting.
+
+    A leading UTF-8 byte-order mark is skipped (Windows editors write one). Encoded-flow text is recognised
+    and pointed at `flowrl flow decode`.
+
+    Raises:
+        WorkflowLoadError: naming `source`, where the problem is and the fix.
+    """
+    text = text.removeprefix("\ufeff")
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except WorkflowLoadError as exc:
+        raise WorkflowLoadError(f"{source}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        if _looks_encoded(text):
+            raise WorkflowLoadError(f"{source}: this is an encoded flow (text), not workflow JSON; "
+                                    "use `flowrl flow decode` to turn it into a workflow") from None
+        raise WorkflowLoadError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise WorkflowLoadError(f"{source}: JSON nested too deeply to be a workflow") from None
+    check_json_tree(data, source)
+    return data
+
+
+def _looks_encoded(text: str) -> bool:
+    from flowrl.encoding.codec import decode_flow
+
+    try:
+        decode_flow(text)
+    except FlowRLError:
+        return False
+    return True
+
+
+def workflow_json(graph: dict, source: str = "<graph>") -> str:
+    """The API-format JSON text of a graph (indent 2), refusing values JSON cannot carry (see check_json_tree)."""
+    check_json_tree(graph, source)
+    return json.dumps(graph, indent=2, ensure_ascii=False, allow_nan=False)
 
 
 def is_ui_format(data: dict) -> bool:
@@ -70,7 +163,7 @@ def load_workflow(path: str | Path) -> dict:
     """Read an API or UI workflow JSON file and return its API graph.
 
     Raises:
-        WorkflowLoadError: missing, too large (> 5 MB), not JSON, not a graph, or empty.
+        WorkflowLoadError: missing, too large (> 5 MB), not strict JSON (see parse_json_text), not a graph, or empty.
     """
     path = Path(path)
     try:
@@ -83,11 +176,7 @@ def load_workflow(path: str | Path) -> dict:
         raise WorkflowLoadError(f"{path}: {size / 1e6:.1f} MB is larger than the {MAX_FILE_BYTES // 2**20} MiB "
                                 "limit for a workflow; is this really a ComfyUI workflow?")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise WorkflowLoadError(f"{path}: not UTF-8 text; give the workflow .json (not the PNG)") from None
-    except json.JSONDecodeError as exc:
-        raise WorkflowLoadError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except RecursionError:
-        raise WorkflowLoadError(f"{path}: JSON nested too deeply to be a workflow") from None
-    return parse_workflow(data, str(path))
+    return parse_workflow(parse_json_text(text, str(path)), str(path))

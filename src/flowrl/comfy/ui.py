@@ -40,8 +40,46 @@ def _node(raw: UINode, nid: str, links: dict[int, tuple[str, int]], mode: int | 
                  raw.widgets_values)
 
 
-def _ui_nodes(doc: UIWorkflow) -> list[_Node]:
-    links = {lk.id: (str(lk.origin_id), lk.origin_slot) for lk in doc.links}
+def _check_links(doc: UIWorkflow, source: str) -> dict[int, tuple[str, int]]:
+    """The link table {link id: (origin node id, output slot)}, after checking that node ids are unique and that
+    every input's link exists and starts at an existing node output: a dropped link would silently change the graph.
+    """
+    first: dict[str, int] = {}
+    for i, raw in enumerate(doc.nodes):
+        nid = str(raw.id)
+        if nid in first:
+            raise UIConversionError(f"{source}: nodes[{first[nid]}] and nodes[{i}] both have id {nid} ({doc.nodes[first[nid]].type}, "
+                                    f"{raw.type}); one would be lost. Give one a new, unused id (or copy-paste it in ComfyUI) and save again")
+        first[nid] = i
+    links: dict[int, tuple[str, int]] = {}
+    for lk in doc.links:
+        if lk.id in links and links[lk.id] != (str(lk.origin_id), lk.origin_slot):
+            raise UIConversionError(f"{source}: two entries of 'links' have id {lk.id} with different origins; "
+                                    "the file is corrupt: reconnect those inputs in ComfyUI and save again")
+        links[lk.id] = (str(lk.origin_id), lk.origin_slot)
+    for raw in doc.nodes:
+        for inp in raw.inputs:
+            if inp.link is None:
+                continue
+            where = f"{source}: node {raw.id} ({raw.type}) input {inp.name!r} uses link {inp.link}"
+            if inp.link not in links:
+                why = "but the file has no 'links' list; export the whole workflow again (Save / Export in ComfyUI)" if not doc.links \
+                    else "which is not in the file's 'links' list; reconnect the input in ComfyUI and save again"
+                raise UIConversionError(f"{where}, {why}")
+            origin, slot = links[inp.link]
+            if origin not in first:
+                raise UIConversionError(f"{where} from node {origin}, which is not in the file; "
+                                        "reconnect the input in ComfyUI and save again")
+            outputs = doc.nodes[first[origin]].outputs
+            if slot < 0 or (outputs and slot >= len(outputs)):
+                raise UIConversionError(f"{where} from output {slot} of node {origin} "
+                                        f"({doc.nodes[first[origin]].type}), which has {len(outputs)} output(s); "
+                                        "reconnect the input in ComfyUI and save again")
+    return links
+
+
+def _ui_nodes(doc: UIWorkflow, source: str) -> list[_Node]:
+    links = _check_links(doc, source)
     return [_node(raw, str(raw.id), links) for raw in doc.nodes]
 
 
@@ -183,7 +221,7 @@ def ui_to_api(ui: dict, source: str = "<ui workflow>", catalog: Catalog | None =
     if doc.has_subgraphs:
         raise UIConversionError(f"{source}: subgraphs are not supported; unpack them in ComfyUI "
                                 "(right-click > Unpack Subgraph) and save again")
-    nodes = _expand_groups(_ui_nodes(doc), doc, source)
+    nodes = _expand_groups(_ui_nodes(doc, source), doc, source)
     by_id = {n.id: n for n in nodes}
     resolver = _Resolver(by_id)
     graph: dict[str, dict] = {}

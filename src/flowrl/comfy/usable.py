@@ -3,7 +3,8 @@
 `validate_graph` checks what ComfyUI checks (types, links, ranges of the node definitions). A flow is
 *usable* when, beyond that, every node feeds an output (ComfyUI silently skips the rest, so they are
 dead weight or a sign of a broken flow), the sizes, batch and steps are practical on one 24 GB GPU
-for the model family, and no node is an exact duplicate of another. The limits below come from the
+for the model family, no node is an exact duplicate of another, and every sampler's positive
+conditioning encodes the prompt (and its negative does not). The limits below come from the
 training flows (largest: 1344x1536 latents, 45 steps, batch 1, hires to 2048x3072) and the model
 cards (SD1.5 at 512, SDXL-family at 1024, Turbo/Lightning at 1-8 steps); see docs/simulator.md.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 
 from flowrl.comfy.catalog import Catalog, load_catalog
-from flowrl.comfy.graph import is_link
+from flowrl.comfy.graph import PROMPT_PLACEHOLDER, is_link
 from flowrl.comfy.validate import Problem, validate_graph
 
 MAX_SIDE = 4096               # pixels, any latent or image size input
@@ -100,6 +101,30 @@ def orphan_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem
             for nid, node in graph.items() if nid not in keep]
 
 
+TEXT_INPUTS = ("text", "text_g", "text_l")
+
+
+def prompt_in_conditioning(graph: dict, link) -> bool | None:
+    """Whether the text encoder a `positive`/`negative` link points to writes the user's prompt (None: not a text encoder)."""
+    if not is_link(link):
+        return None
+    node = graph.get(str(link[0]), {})
+    texts = [v for n, v in node.get("inputs", {}).items() if n in TEXT_INPUTS and isinstance(v, str)]
+    return any(PROMPT_PLACEHOLDER in t for t in texts) if texts else None
+
+
+def conditioning_problems(graph: dict) -> list[Problem]:
+    """Samplers whose positive conditioning does not carry the prompt, or whose negative does (an image of the wrong text)."""
+    problems = []
+    for nid, node in graph.items():
+        inputs = node.get("inputs", {})
+        if prompt_in_conditioning(graph, inputs.get("positive")) is False:
+            problems.append(Problem(nid, node.get("class_type"), "positive", "its conditioning does not encode the prompt"))
+        if prompt_in_conditioning(graph, inputs.get("negative")) is True:
+            problems.append(Problem(nid, node.get("class_type"), "negative", "the prompt is used as the negative conditioning"))
+    return problems
+
+
 def duplicate_problems(graph: dict) -> list[Problem]:
     """One problem per node that repeats an earlier node exactly (same class, same inputs)."""
     seen: dict[str, str] = {}
@@ -118,7 +143,7 @@ def usable_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem
     problems = validate_graph(graph, catalog)
     if problems:
         return problems
-    return orphan_problems(graph, catalog) + duplicate_problems(graph) + practical_problems(graph)
+    return orphan_problems(graph, catalog) + duplicate_problems(graph) + conditioning_problems(graph) + practical_problems(graph)
 
 
 def is_usable(graph: dict) -> bool:

@@ -162,7 +162,19 @@ def _value_text(value: Any) -> str:
 
 
 def encode_flow(graph: dict) -> str:
-    """Encode an API graph as text: one line per node of its canonical form (no trailing newline)."""
+    """Encode an API graph as text: one line per node of its canonical form (no trailing newline).
+
+    Raises:
+        FlowEncodeError: not an API graph, a link to a missing node, a cycle, or values nested too deeply.
+    """
+    try:
+        return _encode_lines(graph)
+    except RecursionError:
+        raise FlowEncodeError("a value is nested too deeply to encode; no workflow input nests like that, "
+                              "load files with flowrl.comfy.graph.load_workflow") from None
+
+
+def _encode_lines(graph: dict) -> str:
     lines = []
     for node in canonical_form(graph).values():
         ct = node["class_type"]
@@ -181,7 +193,31 @@ def split_components(text: str) -> list[str]:
 
 # ---------------------------------------------------------------- decoding
 
-_DECODER = json.JSONDecoder()
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        keys = [k for k, _ in pairs]
+        raise _DuplicateKey(next(k for k in keys if keys.count(k) > 1))
+    return out
+
+
+# encode_flow writes each dict once, so a repeated key can only be damage: refuse it rather than keep the last
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_pairs)
+
+
+def _bad_char(word: str) -> tuple[int, str] | None:
+    """(index, description) of the first character a bare word may not hold (space, tab, control, BOM), else None."""
+    for i, c in enumerate(word):
+        if c == "\ufeff":
+            return i, "a byte-order mark (U+FEFF); save the file as UTF-8 without BOM"
+        if c.isspace() or not c.isprintable():
+            return i, (f"the character {c!r} (U+{ord(c):04X}); separate fields with exactly one space and "
+                       "quote text holding spaces or control characters as JSON")
+    return None
 
 
 class _Line:
@@ -195,14 +231,29 @@ class _Line:
         return FlowDecodeError(f"line {self.lineno}, column {self.pos + 1}: {reason} (at {snippet!r}); "
                                "each line must be `ClassType name=value ...` as written by encode_flow")
 
-    def json_string(self) -> str:
+    def json_value(self, what: str) -> Any:
         try:
-            value, end = _DECODER.raw_decode(self.text, self.pos)
+            value, self.pos = _DECODER.raw_decode(self.text, self.pos)
         except json.JSONDecodeError as exc:
-            raise self.fail(f"unterminated or invalid quoted string ({exc.msg})") from None
+            raise self.fail(f"{what} ({exc.msg})") from None
+        except _DuplicateKey as exc:
+            raise self.fail(f"key {exc.args[0]!r} appears twice in one JSON object; keep one") from None
+        except RecursionError:
+            raise self.fail("value nested too deeply; no workflow input nests like that") from None
+        return value
+
+    def bare(self, word: str, what: str) -> str:
+        """`word` (just read) when it may stand unquoted; else the error pointing at the offending character."""
+        bad = _bad_char(word)
+        if bad:
+            self.pos += bad[0] - len(word)
+            raise self.fail(f"{what} {word[:bad[0] + 1][-30:]!r} holds {bad[1]}")
+        return word
+
+    def json_string(self) -> str:
+        value = self.json_value("unterminated or invalid quoted string")
         if not isinstance(value, str):
             raise self.fail("expected a quoted string")
-        self.pos = end
         return value
 
     def word(self, stop: str = " ") -> str:
@@ -213,13 +264,13 @@ class _Line:
         return word
 
     def class_type(self) -> str:
-        ct = self.json_string() if self.text.startswith('"') else self.word()
+        ct = self.json_string() if self.text.startswith('"') else self.bare(self.word(), "class type")
         if not ct:
             raise self.fail("missing class type")
         return ct
 
     def name(self) -> str:
-        name = self.json_string() if self.text[self.pos] == '"' else self.word(" =")
+        name = self.json_string() if self.text[self.pos] == '"' else self.bare(self.word(" ="), "input name")
         if not name and self.text[self.pos - 1] != '"':
             raise self.fail("empty input name (one space between inputs; quote an empty name as \"\")")
         if self.pos >= len(self.text) or self.text[self.pos] != "=":
@@ -232,11 +283,7 @@ class _Line:
             raise self.fail("missing value after '='")
         first = self.text[self.pos]
         if first in '"[{':
-            try:
-                value, self.pos = _DECODER.raw_decode(self.text, self.pos)
-            except json.JSONDecodeError as exc:
-                raise self.fail(f"invalid quoted value ({exc.msg})") from None
-            return value
+            return self.json_value("invalid quoted value")
         start, word = self.pos, self.word()
         if first == LINK_MARK:
             m = _LINK.fullmatch(word)
@@ -250,7 +297,7 @@ class _Line:
             return [str(target), int(m.group(2) or 0)]
         if word in _LITERALS or _NUMBER.fullmatch(word):
             return json.loads(word)
-        return word
+        return self.bare(word, "value")
 
     def separator(self) -> bool:
         """Consume the single space between fields; False at the end of the line."""
@@ -264,6 +311,19 @@ class _Line:
         return True
 
 
+def _json_kind(text: str) -> str:
+    """What a JSON text is, for the wrong-file message: UI or API workflow JSON, or other JSON."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return "JSON-like text"
+    if isinstance(data, dict) and isinstance(data.get("nodes"), list):
+        return "UI-format workflow JSON"
+    if isinstance(data, dict) and any(isinstance(v, dict) and "class_type" in v for v in data.values()):
+        return "API-format workflow JSON"
+    return "JSON"
+
+
 def decode_flow(text: str) -> dict:
     """Decode encoded flow text to an API graph (node ids "1".."n"); exact inverse of encode_flow.
 
@@ -272,6 +332,9 @@ def decode_flow(text: str) -> dict:
     """
     if not isinstance(text, str) or not text.strip():
         raise FlowDecodeError("line 1: empty flow text; expected one `ClassType name=value ...` line per node")
+    if text.lstrip()[0] in "{[":  # a bare class type never starts so: this is a JSON file
+        raise FlowDecodeError(f"line 1: this is {_json_kind(text)}, not an encoded flow; "
+                              "use `flowrl flow encode` to encode it (encode_flow(load_workflow(path)) in Python)")
     lines = [(i, line) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
     graph: dict[str, dict] = {}
     for node_no, (lineno, raw) in enumerate(lines, 1):

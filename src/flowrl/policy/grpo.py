@@ -34,6 +34,7 @@ from flowrl.policy.constrained import constraint_processors
 from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy_spec
 from flowrl.policy.sampling import ModelScorer, SamplingConfig, generate_ids, sample_flows
 from flowrl.policy.template import format_prompt
+from flowrl.reward.scorer_reward import ScorerReward
 from flowrl.reward.shaping import ShapedReward, is_valid_flow
 from flowrl.trainer_defaults import common_trainer_kwargs
 
@@ -172,7 +173,16 @@ class FlowGRPOTrainer(GRPOTrainer):
         attention_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
         generator = torch.Generator(device=device).manual_seed(self.sampling.seed + self.state.global_step)
         model = self.accelerator.unwrap_model(self.model)
-        out = generate_ids(ModelScorer(model), input_ids, attention_mask, self.sampling, tok.eos_token_id, pad_id, generator, self.logits_processor)
+        # sample from the LoRA merged into the weights: on a small CPU model the adapter branch costs
+        # as much as the layer itself, at every one of the ~100-250 decoding steps (docs/policy.md)
+        merge = hasattr(model, "merge_adapter")
+        if merge:
+            model.merge_adapter()
+        try:
+            out = generate_ids(ModelScorer(model), input_ids, attention_mask, self.sampling, tok.eos_token_id, pad_id, generator, self.logits_processor)
+        finally:
+            if merge:
+                model.unmerge_adapter()
         completion_ids, texts = [], []
         for row in out.tolist():
             end = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
@@ -355,12 +365,14 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     root = Path(root)
     cfg, seed = params.grpo, params.seed
     validator = functools.lru_cache(maxsize=4096)(validator or flow_is_valid)
-    for need in (root / SFT_DIR / "policy.json", root / REWARD_DIR / "full" / "ensemble.json"):
+    on_scorer = cfg.reward == "scorer"
+    needs = [root / SFT_DIR / "policy.json"] + ([] if on_scorer else [root / REWARD_DIR / "full" / "ensemble.json"])
+    for need in needs:
         if not need.exists():
             raise GRPODataError(f"{need}: not found; run the sft and reward stages first (dvc repro sft reward)")
     train_prompts = load_prompts(root / PROMPTS, cfg.n_train_prompts, seed)
     probe = load_prompts(root / HOLDOUT, cfg.n_probe, seed) if cfg.n_probe else []
-    if probe and scorer is None:
+    if (probe or on_scorer) and scorer is None:
         try:
             from flowrl.scoring.base import load_scorer
         except ImportError as exc:
@@ -368,7 +380,10 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
         scorer = load_scorer(params.scoring.scorer, params.scoring.options)
 
     model, tokenizer = load_sft_merged(root / SFT_DIR)
-    shaped = ShapedReward.load(root / REWARD_DIR, params.reward, validator=validator)
+    if on_scorer:  # diagnostic: train on the true scorer (flowrl.reward.scorer_reward)
+        shaped = ScorerReward(scorer, params.reward, validator, decoder)
+    else:
+        shaped = ShapedReward.load(root / REWARD_DIR, params.reward, validator=validator)
     max_new = cfg.max_new_tokens or params.policy.max_new_tokens
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=max_new)
     logits_processor = constraint_processors(params.policy, tokenizer, max_new) if logits_processor is None else logits_processor
@@ -380,7 +395,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     trainer = FlowGRPOTrainer(
         model=model, args=trainer_args(cfg, params.policy, ckpt_dir, seed), train_dataset=dataset, processing_class=tokenizer,
         peft_config=lora_config(cfg), callbacks=[probe_cb, LogFileCallback(root / LOG), *callbacks],
-        shaped=shaped, sampling=sampling, component_reward=params.reward.component_reward, logits_processor=logits_processor,
+        shaped=shaped, sampling=sampling, component_reward=params.reward.component_reward and not on_scorer, logits_processor=logits_processor,
     )
     probe_cb.trainer = trainer
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None

@@ -79,12 +79,10 @@ def load_guided_policy(sft_dir: str | Path, grpo_dir: str | Path, grpo_adapter: 
     Returns:
         (PeftModel in eval mode, extended tokenizer).
     """
-    from peft import PeftModel
-
-    from flowrl.policy.loading import PolicyLoadError, load_sft_merged
+    from flowrl.policy.loading import PolicyLoadError, check_adapter_folder, load_adapter, load_sft_merged
 
     if not (Path(grpo_dir) / "adapter_config.json").exists():
         raise PolicyLoadError(f"{grpo_dir}: no adapter_config.json, so no GRPO adapter there; run the grpo stage first")
+    check_adapter_folder(grpo_dir)  # before the (slow) SFT merge: a damaged folder fails at once
     base, tokenizer = load_sft_merged(sft_dir)
-    model = PeftModel.from_pretrained(base, str(grpo_dir), adapter_name=grpo_adapter, local_files_only=True)
-    return model.eval(), tokenizer
+    return load_adapter(base, grpo_dir, grpo_adapter).eval(), tokenizer

@@ -1,13 +1,17 @@
 """Load the policy LM (tiny random Llama, GGUF file, local folder or hub id) and its tokenizer.
 
-Only `source: hub` may reach a model hub; every other source loads with `local_files_only=True`.
+Only `source: hub` may reach a model hub; every other source loads with `local_files_only=True`
+inside `hub_offline()` (the hub libraries' offline switches), and adapters always load offline.
 A trained policy folder (models/sft) holds the adapter, the extended tokenizer and `policy.json`,
 which names the base model so it can be rebuilt exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,82 @@ from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
 
 SPEC_FILE = "policy.json"
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 class PolicyLoadError(FlowRLError):
     """A policy model, tokenizer or trained policy folder could not be loaded."""
+
+
+@contextmanager
+def hub_offline(offline: bool = True) -> Iterator[None]:
+    """Within the block, huggingface_hub, transformers and peft make no network request (a missing file
+    fails at once instead of a download attempt); the previous switches come back afterwards."""
+    if not offline:
+        yield
+        return
+    import huggingface_hub.constants as hub_constants
+
+    saved_env = {k: os.environ.get(k) for k in OFFLINE_ENV}
+    saved_flag = hub_constants.HF_HUB_OFFLINE
+    os.environ.update(dict.fromkeys(OFFLINE_ENV, "1"))
+    hub_constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub and peft
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = saved_flag
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _why(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def check_adapter_folder(folder: str | Path) -> Path:
+    """Fail fast, naming the file and the fix, unless `folder` holds a readable LoRA adapter
+    (adapter_config.json as a JSON object, adapter_model.safetensors with a valid header)."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    retrain = "restore the folder or retrain (dvc repro sft / grpo)"
+    config, weights = folder / ADAPTER_CONFIG, folder / ADAPTER_WEIGHTS
+    if not config.is_file() or not weights.is_file():
+        missing = ", ".join(p.name for p in (config, weights) if not p.is_file())
+        raise PolicyLoadError(f"{folder}: adapter file(s) missing ({missing}); {retrain}")
+    try:
+        ok = isinstance(json.loads(config.read_text(encoding="utf-8")), dict)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        ok = False
+    if not ok:
+        raise PolicyLoadError(f"{config}: not a JSON object of adapter settings; {retrain}")
+    try:
+        with safe_open(str(weights), framework="pt"):
+            pass
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise PolicyLoadError(f"{weights}: not a readable safetensors file ({_why(exc)}); {retrain}") from None
+    return folder
+
+
+def load_adapter(base: PreTrainedModel, folder: str | Path, adapter_name: str):
+    """Attach the LoRA adapter saved in `folder` to `base` (checked first, loaded offline).
+
+    Returns:
+        PeftModel holding the adapter as `adapter_name`.
+    """
+    from peft import PeftModel
+
+    check_adapter_folder(folder)
+    try:
+        with hub_offline():
+            return PeftModel.from_pretrained(base, str(folder), adapter_name=adapter_name, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise PolicyLoadError(f"{folder}: adapter could not be loaded ({_why(exc)}); "
+                              "it does not fit its base model or is damaged: restore the folder or retrain") from None
 
 
 def _gguf_file(cfg: PolicyConfig) -> Path:
@@ -60,10 +136,11 @@ def load_tokenizer(cfg: PolicyConfig, corpus: Sequence[str] = ()) -> PreTrainedT
         return train_bpe_tokenizer(corpus, cfg.scratch.vocab_size)
     name, kwargs = _source_kwargs(cfg)
     try:
-        if cfg.source == "tiny" or (cfg.source == "gguf" and not cfg.model):
-            tokenizer = load_smollm2_tokenizer()  # SmolLM2's: its slow GGUF read is cached per process
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        with hub_offline(cfg.source != "hub"):
+            if cfg.source == "tiny" or (cfg.source == "gguf" and not cfg.model):
+                tokenizer = load_smollm2_tokenizer()  # SmolLM2's: its slow GGUF read is cached per process
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         raise PolicyLoadError(f"tokenizer for policy.source={cfg.source} ({name}) could not be loaded: {exc}") from None
     if tokenizer.pad_token is None:
@@ -92,7 +169,8 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTra
         return build_tiny_model(cfg, vocab_size, seed)
     name, kwargs = _source_kwargs(cfg)
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kwargs)
+        with hub_offline(cfg.source != "hub"):
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as exc:
         raise PolicyLoadError(f"model for policy.source={cfg.source} ({name}) could not be loaded: {exc}") from None
     if cfg.source == "gguf":
@@ -123,8 +201,16 @@ def read_policy_spec(folder: str | Path) -> tuple[PolicyConfig, int, dict]:
     path = Path(folder) / SPEC_FILE
     if not path.exists():
         raise PolicyLoadError(f"{folder}: no {SPEC_FILE}, so not a trained policy folder; run the sft stage (dvc repro sft)")
-    spec = read_json(path)
-    return PolicyConfig.model_validate(spec["policy"]), int(spec["seed"]), spec
+    try:
+        spec = read_json(path)
+    except FlowRLError as exc:
+        raise PolicyLoadError(f"{exc}; restore the folder or retrain (dvc repro sft)") from None
+    try:
+        int(spec["base_vocab_size"])
+        return PolicyConfig.model_validate(spec["policy"]), int(spec["seed"]), spec
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise PolicyLoadError(f"{path}: not a policy spec written by the sft stage ({_why(exc)}); "
+                              "restore the folder or retrain (dvc repro sft)") from None
 
 
 def load_sft_policy(folder: str | Path, adapter_name: str = "sft"):
@@ -133,20 +219,25 @@ def load_sft_policy(folder: str | Path, adapter_name: str = "sft"):
     Returns:
         (PeftModel in eval mode, extended tokenizer).
     """
-    from peft import PeftModel
-
     cfg, seed, spec = read_policy_spec(folder)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    if not spec.get("full_weights"):
+        check_adapter_folder(folder)  # before the (slow) base model: a damaged folder fails at once
+    try:
+        with hub_offline():
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception for a damaged tokenizer.json
+        raise PolicyLoadError(f"{folder}: the saved tokenizer could not be loaded ({_why(exc)}); "
+                              "restore the folder or retrain (dvc repro sft)") from None
     if spec.get("full_weights"):  # source=scratch: every weight was trained and saved, no adapter
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+            with hub_offline():
+                model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise PolicyLoadError(f"{folder}: the trained policy weights could not be loaded ({exc}); rerun the sft stage (dvc repro sft)") from None
         return model.eval(), tokenizer
     base = load_base_model(cfg, int(spec["base_vocab_size"]), seed)
     base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter's full copies
-    model = PeftModel.from_pretrained(base, str(folder), adapter_name=adapter_name, local_files_only=True)
-    return model.eval(), tokenizer
+    return load_adapter(base, folder, adapter_name).eval(), tokenizer
 
 
 def load_sft_merged(folder: str | Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowrl.comfy.graph import is_link
+from flowrl.comfy.usable import prompt_in_conditioning
 from flowrl.data import components as C
 
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom")
@@ -38,6 +39,7 @@ class FlowFeatures:
     clip_skip: int = 1
     n_samplers: int = 0
     has_output: bool = False
+    prompt_wired: bool = True   # the main sampler's positive conditioning encodes the prompt (and its negative does not)
 
 
 def _source_class(graph: dict, value) -> str | None:
@@ -111,4 +113,6 @@ def flow_features(graph: dict) -> FlowFeatures:
         clip_skip=max((-c for c in clip_layers), default=1),
         n_samplers=len(samplers),
         has_output=any(k in OUTPUT_NODES for k in kinds),
+        prompt_wired=prompt_in_conditioning(graph, s_in.get("positive")) is not False
+        and prompt_in_conditioning(graph, s_in.get("negative")) is not True,
     )

@@ -58,6 +58,7 @@ CHECKPOINT_AFFINITY = {
     "majicmixRealistic_v7.safetensors": {"photo_portrait": 0.4},
 }
 INCOHERENT = -2.0   # an SD1.5 LoRA on an SDXL checkpoint, a refiner on SD1.5, lcm without an LCM model
+UNPROMPTED = -6.0      # the main sampler's positive conditioning does not encode the prompt
 REPEAT_PENALTY = -0.3   # the same LoRA file applied again (doubles its strength; no second style bonus)
 ADDON_CAP = 0.6         # stacked add-on passes (hires, upscalers, face detailer, FreeU) saturate towards this gain
 
@@ -188,6 +189,8 @@ def _addons(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
 def utility(p: PromptFeatures, f: FlowFeatures) -> float:
     """Noise-free preference utility of flow features `f` for prompt features `p` (higher is better)."""
     family = f.family or "sd15"
+    if not f.prompt_wired:
+        return UNPROMPTED  # the image ignores the prompt (or is steered away from it): nothing else matters
     style = p.style_share(f.style)
     u = FAMILY_BASE[family] + 2.2 * (style - 0.5)
     u += sum(bonus * p.families[fam] for fam, bonus in CHECKPOINT_AFFINITY.get(f.checkpoint or "", {}).items())

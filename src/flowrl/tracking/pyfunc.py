@@ -12,8 +12,10 @@ result says so).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -22,7 +24,7 @@ from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from flowrl.comfy.object_info import ObjectInfo, ObjectInfoError, object_info_from_text
@@ -34,6 +36,13 @@ SFT, GRPO, BASE, SETTINGS = "sft", "grpo", "base", "settings"
 SETTINGS_FILE = "settings.json"
 PROMPT_COLUMN = "prompt"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/flowrl, shipped with the model as code
+# Ranges of the per-request sampling parameters: beyond them sampling overflows or seeds wrap.
+MAX_GAMMA = 100.0
+MAX_TEMPERATURE = 100.0
+MAX_SEED = 2**32 - 1  # every RNG the sampler may touch (torch, numpy, random) takes it
+PARAMS = ("gamma", "seed", "temperature", "object_info")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_log = logging.getLogger(__name__)
 REQUIREMENTS = ("torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers", "pydantic", "pyyaml", "rapidfuzz", "tqdm", "numpy", "pandas", "mlflow")
 
 
@@ -58,6 +67,8 @@ class ServingSettings:
     bf16: bool = False
     max_prompt_tokens: int | None = None
     constrained: bool = True  # constrained decoding (policy.constrained)
+    max_prompts_per_request: int = 32
+    max_prompt_chars: int = 20_000
 
     @classmethod
     def from_params(cls, params: Params) -> "ServingSettings":
@@ -73,14 +84,20 @@ class ServingSettings:
             bf16=policy.bf16,
             max_prompt_tokens=reg.max_prompt_tokens,
             constrained=policy.constrained,
+            max_prompts_per_request=reg.max_prompts_per_request,
+            max_prompt_chars=reg.max_prompt_chars,
         )
 
 
-def read_prompts(data: Any) -> list[str]:
+def read_prompts(data: Any, max_prompts: int | None = None, max_chars: int | None = None) -> list[str]:
     """The prompts of a request: a `prompt` column (DataFrame or dict), a list of strings, or one string.
 
+    Args:
+        data: the request input.
+        max_prompts, max_chars: caps on prompts per request and characters per prompt (None: no cap).
     Raises:
-        PolicyInputError: no prompts, a non-string, an empty or whitespace-only prompt.
+        PolicyInputError: no prompts, too many, a non-string, an empty, whitespace-only, over-long or
+            not-text (lone surrogate: invalid UTF-8 on the command line) prompt.
     """
     try:
         import pandas as pd
@@ -107,6 +124,9 @@ def read_prompts(data: Any) -> list[str]:
         data = data.tolist()
     if not isinstance(data, list) or not data:
         raise PolicyInputError(f"expected one or more prompt strings, got {type(data).__name__}; send {{'inputs': {{'prompt': ['a red fox']}}}}")
+    if max_prompts is not None and len(data) > max_prompts:
+        raise PolicyInputError(f"{len(data)} prompts in one request, more than the cap of {max_prompts} "
+                               "(register.max_prompts_per_request); split the request")
     for i, prompt in enumerate(data):
         if prompt is None or (isinstance(prompt, float) and math.isnan(prompt)):  # pandas turns null into NaN
             raise PolicyInputError(f"prompt {i} is missing (null); send a text prompt in every row")
@@ -114,7 +134,42 @@ def read_prompts(data: Any) -> list[str]:
             raise PolicyInputError(f"prompt {i} is {type(prompt).__name__} ({prompt!r:.40}), not a string; send text prompts")
         if not prompt.strip():
             raise PolicyInputError(f"prompt {i} is empty or whitespace only; send a description of the image")
+        if max_chars is not None and len(prompt) > max_chars:
+            raise PolicyInputError(f"prompt {i} has {len(prompt)} characters, more than the cap of {max_chars} "
+                                   "(register.max_prompt_chars); shorten it")
+        bad = _LONE_SURROGATE.search(prompt)
+        if bad:
+            raise PolicyInputError(f"prompt {i} is not valid text (invalid UTF-8 or a lone surrogate at character {bad.start()}); "
+                                   "send UTF-8 text")
     return data
+
+
+def check_sampling_params(gamma: Any = None, seed: Any = None, temperature: Any = None) -> tuple[float | None, int | None, float | None]:
+    """Per-request sampling parameters, type- and range-checked (None = the model's default).
+
+    Returns:
+        (gamma, seed, temperature) as float, int, float (or None).
+    Raises:
+        PolicyInputError: a bool, a non-number, a non-integer seed, or a value out of range.
+    """
+    def number(name: str, value: Any, low: float, high: float, low_open: bool = False) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PolicyInputError(f"{name} must be a number, got {type(value).__name__} ({value!r:.40})")
+        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+            lower = f"> {low:g}" if low_open else f">= {low:g}"
+            raise PolicyInputError(f"{name} must be a finite number {lower} and <= {high:g}, got {value:.6g}")
+        return float(value)
+
+    gamma = number("gamma", gamma, 0.0, MAX_GAMMA)
+    temperature = number("temperature", temperature, 0.0, MAX_TEMPERATURE, low_open=True)
+    if seed is not None:
+        if isinstance(seed, float) and seed.is_integer():
+            seed = int(seed)  # JSON clients may send 7.0
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise PolicyInputError(f"seed must be a whole number from 0 to {MAX_SEED} (2**32-1), got {seed!r:.40}")
+    return gamma, seed, temperature
 
 
 def flow_to_workflow(text: str, prompt: str, seed: int = 0) -> tuple[dict | None, str | None]:
@@ -225,15 +280,12 @@ class FlowPolicy:
         from flowrl.policy.installed import installed_schema
         from flowrl.policy.sampling import SamplingConfig, sample_flows
 
-        prompts = read_prompts(prompts)
         s = self.settings
-        gamma = s.gamma if gamma is None else float(gamma)
-        temperature = s.temperature if temperature is None else float(temperature)
-        if not math.isfinite(gamma) or gamma < 0:
-            raise PolicyInputError(f"gamma must be a finite number >= 0, got {gamma}; 1.5 is the paper's default")
-        if not math.isfinite(temperature) or temperature <= 0:
-            raise PolicyInputError(f"temperature must be > 0, got {temperature}; 0.9 is the paper's default")
-        cfg = SamplingConfig(temperature, s.top_p, s.max_new_tokens, s.batch_size, s.seed if seed is None else int(seed), s.bf16)
+        prompts = read_prompts(prompts, s.max_prompts_per_request, s.max_prompt_chars)
+        gamma, seed, temperature = check_sampling_params(gamma, seed, temperature)
+        gamma = s.gamma if gamma is None else gamma
+        temperature = s.temperature if temperature is None else temperature
+        cfg = SamplingConfig(temperature, s.top_p, s.max_new_tokens, s.batch_size, s.seed if seed is None else seed, s.bf16)
         fitted = [self.fit_prompt(p) for p in prompts]
         seen = [f for f, _ in fitted]
         schema, installed = installed_schema(self.tokenizer, object_info) if object_info is not None else (None, [])
@@ -269,21 +321,50 @@ class FlowPolicy:
         return results
 
 
+class _RefuseUnknownParams(logging.Filter):
+    """MLflow drops params missing from the signature with only a warning (mlflow.models.utils
+    `_enforce_params_schema`); a filter on that logger turns the warning into a refusal of the request,
+    raised in the request's own call (logging filters run synchronously)."""
+
+    _UNKNOWN = re.compile(r"Unrecognized params (\[.*?\]) are ignored")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = self._UNKNOWN.search(record.getMessage())
+        if m:
+            raise MlflowException(f"unknown params {m.group(1)}; this model takes only {', '.join(PARAMS)}",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        return True
+
+
 class FlowPolicyModel(mlflow.pyfunc.PythonModel):
-    """MLflow wrapper of `FlowPolicy`; a bad request raises MlflowException(INVALID_PARAMETER_VALUE), i.e. HTTP 400."""
+    """MLflow wrapper of `FlowPolicy`: a bad request raises MlflowException(INVALID_PARAMETER_VALUE), i.e. HTTP 400,
+    with a one-line reason; anything else is a one-line INTERNAL_ERROR (500), its traceback only in the server log."""
 
     def load_context(self, context) -> None:
         artifacts = context.artifacts
         settings = ServingSettings(**read_json(artifacts[SETTINGS]))
         self.policy = FlowPolicy(artifacts[SFT], artifacts.get(GRPO), settings, artifacts.get(BASE))
+        params_logger = logging.getLogger("mlflow.models.utils")
+        if not any(isinstance(f, _RefuseUnknownParams) for f in params_logger.filters):
+            params_logger.addFilter(_RefuseUnknownParams())
+        if not params_logger.isEnabledFor(logging.WARNING):  # a filter only sees records the level lets through
+            params_logger.setLevel(logging.WARNING)
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict]:
         params = params or {}
+        unknown = sorted(set(params) - set(PARAMS))
         try:
+            if unknown:
+                raise PolicyInputError(f"unknown params {unknown}; this model takes only {', '.join(PARAMS)}")
             info = object_info_from_text(params["object_info"]) if params.get("object_info") else None
-            return self.policy.generate(read_prompts(model_input), params.get("gamma"), params.get("seed"), params.get("temperature"), info)
+            return self.policy.generate(model_input, params.get("gamma"), params.get("seed"), params.get("temperature"), info)
         except (PolicyInputError, ObjectInfoError) as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        except Exception as exc:  # noqa: BLE001 - the boundary: no stack trace in a response
+            _log.exception("predict failed")
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            raise MlflowException(f"internal error ({type(exc).__name__}: {reason}); see the server log",
+                                  error_code=INTERNAL_ERROR) from None
 
 
 def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
