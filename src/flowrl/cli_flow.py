@@ -1,4 +1,4 @@
-"""`flowrl flow validate` and `flowrl flow convert`: check and convert ComfyUI workflow files."""
+"""`flowrl flow validate`, `flowrl flow convert` and `flowrl flow to-ui`: check and convert ComfyUI workflow files."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from flowrl.comfy.graph import load_workflow, workflow_json
 from flowrl.comfy.validate import format_problems, validate_graph
 from flowrl.errors import FlowRLError
 
+OBJECT_INFO_HELP = ("Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info; "
+                    "checks installed node classes and model files instead of the node catalog.")
+
 
 def _load(path: Path) -> dict:
     try:
@@ -19,15 +22,43 @@ def _load(path: Path) -> dict:
         fail(str(exc), code=2)
 
 
+def write_or_print(data: dict, out: Path | None, source: str) -> None:
+    """Print a workflow's JSON, or write it to `out` (atomically); values JSON cannot carry are refused (workflow_json)."""
+    from flowrl.io import write_text
+
+    text = workflow_json(data, source)
+    if out is None:
+        typer.echo(text)
+    else:
+        write_text(out, text + "\n")
+        typer.secho(f"wrote {out}", err=True)
+
+
 @flow_app.command("validate")
-def validate_cmd(path: Path = typer.Argument(..., help="API or UI workflow JSON file")) -> None:
-    """Check a workflow against the node catalog; exit 1 when invalid, 2 when unreadable."""
+def validate_cmd(
+    path: Path = typer.Argument(..., help="API or UI workflow JSON file"),
+    object_info: str | None = typer.Option(None, "--object-info", help=OBJECT_INFO_HELP),
+) -> None:
+    """Check a workflow against the node catalog (or your ComfyUI); exit 1 when invalid, 2 when unreadable."""
     graph = _load(path)
-    problems = validate_graph(graph)
-    if problems:
-        typer.echo(format_problems(problems, str(path)))
+    if object_info is None:
+        problems = validate_graph(graph)
+        if problems:
+            typer.echo(format_problems(problems, str(path)))
+            raise typer.Exit(1)
+        typer.echo(f"OK: {len(graph)} nodes")
+        return
+    from flowrl.comfy.object_info import check_installed, format_installed, load_object_info
+
+    try:
+        info = load_object_info(object_info)
+    except FlowRLError as exc:
+        fail(str(exc), code=2)
+    missing, problems = check_installed(graph, info)
+    if missing or problems:
+        typer.echo(format_installed(missing, problems, str(path), info))
         raise typer.Exit(1)
-    typer.echo(f"OK: {len(graph)} nodes")
+    typer.echo(f"OK: {len(graph)} nodes, all installed on {info.source}")
 
 
 @flow_app.command("convert")
@@ -35,5 +66,19 @@ def convert_cmd(path: Path = typer.Argument(..., help="UI (or API) workflow JSON
     """Print the API-format JSON of a workflow (UI files are converted)."""
     try:
         typer.echo(workflow_json(_load(path), str(path)))
+    except FlowRLError as exc:
+        fail(str(exc))
+
+
+@flow_app.command("to-ui")
+def to_ui_cmd(
+    path: Path = typer.Argument(..., help="API-format workflow JSON file (a UI file is converted and laid out again)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the UI workflow here instead of printing it."),
+) -> None:
+    """Print a UI workflow (for the ComfyUI editor: drag it in, or Workflow > Open) with an automatic layout."""
+    from flowrl.comfy.ui_export import api_to_ui
+
+    try:
+        write_or_print(api_to_ui(_load(path), source=str(path)), out, str(path))
     except FlowRLError as exc:
         fail(str(exc))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,20 @@ from flowrl.cli import app, fail
 from flowrl.config import load_params
 from flowrl.errors import FlowRLError
 
+
+class OutputFormat(str, Enum):
+    """What `flowrl generate` prints."""
+
+    api = "api"
+    ui = "ui"
+
+
 URI_SCHEMES = ("models:/", "runs:/", "s3://", "file://", "http://", "https://", "mlflow-artifacts:/")
 
 
 def load_generator(model: str, params_path: Path, profile: str | None):
-    """A function (prompts, gamma, seed) -> results, for an MLflow model URI, a saved MLflow model folder,
-    or a pipeline `models/` folder (sft/ and, when trained, grpo/)."""
+    """A function (prompts, gamma, seed, object_info=None) -> results, for an MLflow model URI, a saved MLflow
+    model folder, or a pipeline `models/` folder (sft/ and, when trained, grpo/)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -32,7 +42,7 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     path = Path(model)
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
         policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(load_params(params_path, profile)))
-        return lambda prompts, gamma, seed: policy.generate(prompts, gamma=gamma, seed=seed)
+        return lambda prompts, gamma, seed, object_info=None: policy.generate(prompts, gamma=gamma, seed=seed, object_info=object_info)
     if not model.startswith(URI_SCHEMES) and (path / "MLmodel").exists():
         check_mlmodel(path / "MLmodel")
     if not model.startswith(URI_SCHEMES) and not (path / "MLmodel").exists():
@@ -49,8 +59,10 @@ def load_generator(model: str, params_path: Path, profile: str | None):
         fail(f"--model {model}: cannot be loaded from {mlflow.get_tracking_uri()} ({exc.message.splitlines()[0]}); "
              "register one with `dvc repro register`, or pass an existing version/alias or a local folder")
 
-    def predict(prompts: list[str], gamma: float | None, seed: int | None) -> list[dict]:
+    def predict(prompts: list[str], gamma: float | None, seed: int | None, object_info=None) -> list[dict]:
         extra = {k: v for k, v in (("gamma", gamma), ("seed", seed)) if v is not None}
+        if object_info is not None:
+            extra["object_info"] = json.dumps(object_info.nodes)
         try:
             return loaded.predict(prompts, params=extra or None)
         except MlflowException as exc:
@@ -120,17 +132,22 @@ def generate_cmd(
     seed: int | None = typer.Option(None, help="Sampling seed (0 to 2**32-1); the same seed gives the same workflow."),
     params: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read the model name and sampling settings from."),
     profile: str | None = typer.Option(None, help="Profile of params.yaml to use (default: its `profile` key)."),
+    format: OutputFormat = typer.Option(OutputFormat.api, "--format", help="api: the API (prompt) JSON ComfyUI queues; ui: a workflow to open in the ComfyUI editor, laid out left to right."),
+    object_info: str | None = typer.Option(None, "--object-info", help="Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info. Only installed node classes and model files are generated; the changed choices are printed."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the workflow JSON here instead of printing it."),
 ) -> None:
-    """Print a ComfyUI API-format workflow for PROMPT; with --submit, also queue it on a ComfyUI server."""
+    """Print a ComfyUI workflow for PROMPT (API format, or --format ui for the editor); with --submit, also queue it."""
     with quiet_libraries():
-        _generate(prompt, gamma, model, submit, seed, params, profile)
+        _generate(prompt, gamma, model, submit, seed, params, profile, format, object_info, out)
 
 
 def _generate(prompt: str, gamma: float | None, model: str | None, submit: str | None, seed: int | None,
-              params: Path, profile: str | None) -> None:
+              params: Path, profile: str | None, format: OutputFormat = OutputFormat.api, object_info: str | None = None,
+              out: Path | None = None) -> None:
+    from flowrl.cli_flow import write_or_print
+
     try:
         from flowrl.comfy.client import check_server_url
-        from flowrl.comfy.graph import workflow_json
         from flowrl.tracking.pyfunc import ServingSettings, check_sampling_params, read_prompts
 
         # cheap checks first: nothing is loaded until the arguments are known to be usable
@@ -142,14 +159,24 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
             check_server_url(submit, "--submit")
         if model is None:
             model = f"models:/{settings.register.model_name}@{settings.register.champion_alias}"
+        info = None
+        if object_info is not None:
+            from flowrl.comfy.object_info import load_object_info
+
+            info = load_object_info(object_info)
         generate = load_generator(model, params, profile)
-        result: dict[str, Any] = generate([prompt], gamma, seed)[0]
-        if result.get("notes"):
-            typer.secho(f"note: {result['notes']}", err=True, fg=typer.colors.YELLOW)
+        result: dict[str, Any] = (generate([prompt], gamma, seed, info) if info is not None else generate([prompt], gamma, seed))[0]
+        for note in (result.get("notes") or "").split("; ") if result.get("notes") else []:
+            typer.secho(f"note: {note}", err=True, fg=typer.colors.YELLOW)
         if not result["valid"]:
             fail(f"the model's flow is not a usable workflow: {result['error']}\nraw flow:\n{result['flow']}\n"
                  "try another --seed, or a better-trained model", code=1)
-        typer.echo(workflow_json(result["workflow"], "generated workflow"))
+        if format is OutputFormat.ui:
+            from flowrl.comfy.ui_export import api_to_ui
+
+            write_or_print(api_to_ui(result["workflow"], source="generated workflow"), out, "generated workflow")
+        else:
+            write_or_print(result["workflow"], out, "generated workflow")
         if submit:
             typer.echo(f"prompt_id: {submit_workflow(submit, result['workflow'])}")
     except FlowRLError as exc:

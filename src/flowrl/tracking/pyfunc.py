@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
+from flowrl.comfy.object_info import ObjectInfo, ObjectInfoError, object_info_from_text
 from flowrl.config import Params
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
@@ -39,7 +40,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/flowrl, shipped with th
 MAX_GAMMA = 100.0
 MAX_TEMPERATURE = 100.0
 MAX_SEED = 2**32 - 1  # every RNG the sampler may touch (torch, numpy, random) takes it
-PARAMS = ("gamma", "seed", "temperature")
+PARAMS = ("gamma", "seed", "temperature", "object_info")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _log = logging.getLogger(__name__)
 REQUIREMENTS = ("torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers", "pydantic", "pyyaml", "rapidfuzz", "tqdm", "numpy", "pandas", "mlflow")
@@ -260,18 +261,23 @@ class FlowPolicy:
         cut = self.tokenizer.decode(ids[:budget], skip_special_tokens=True)
         return cut, f"prompt truncated from {len(ids)} to {budget} tokens to fit the model context; the workflow keeps the full prompt"
 
-    def generate(self, prompts: list[str], gamma: float | None = None, seed: int | None = None, temperature: float | None = None) -> list[dict]:
+    def generate(self, prompts: list[str], gamma: float | None = None, seed: int | None = None, temperature: float | None = None,
+                 object_info: ObjectInfo | None = None) -> list[dict]:
         """One workflow per prompt.
 
         Args:
             prompts: non-empty strings (checked with `read_prompts`).
             gamma: guidance strength (>= 0); ignored without a GRPO adapter.
             seed, temperature: override the settings for this call.
+            object_info: the user's ComfyUI (`flowrl.comfy.object_info`): decode only installed classes and
+                files, and call a workflow valid only when it validates there.
         Returns:
             per prompt: {"prompt", "workflow" (API graph or None), "valid", "error", "flow" (encoded text), "method", "notes"}.
         """
+        from flowrl.comfy.object_info import installed_workflow
         from flowrl.policy.constrained import constraint_processors
         from flowrl.policy.guidance import sample_guided
+        from flowrl.policy.installed import installed_schema
         from flowrl.policy.sampling import SamplingConfig, sample_flows
 
         s = self.settings
@@ -282,11 +288,13 @@ class FlowPolicy:
         cfg = SamplingConfig(temperature, s.top_p, s.max_new_tokens, s.batch_size, s.seed if seed is None else seed, s.bf16)
         fitted = [self.fit_prompt(p) for p in prompts]
         seen = [f for f, _ in fitted]
+        schema, installed = installed_schema(self.tokenizer, object_info) if object_info is not None else (None, [])
+        processors = constraint_processors(s, self.tokenizer, schema=schema)
         if self.guided:
-            completions = sample_guided(self.model, self.tokenizer, seen, cfg, gamma, logits_processor=constraint_processors(s, self.tokenizer))
+            completions = sample_guided(self.model, self.tokenizer, seen, cfg, gamma, logits_processor=processors)
             method = f"grpo_cfg_{gamma:g}"
         else:
-            completions = sample_flows(self.model, self.tokenizer, seen, cfg, logits_processor=constraint_processors(s, self.tokenizer))
+            completions = sample_flows(self.model, self.tokenizer, seen, cfg, logits_processor=processors)
             method = "sft"
         results = []
         for prompt, (_, note), completion in zip(prompts, fitted, completions, strict=True):
@@ -296,6 +304,11 @@ class FlowPolicy:
             if not completion.finished:
                 notes.append(f"the flow hit the {s.max_new_tokens}-token limit before its end")
             workflow, error = flow_to_workflow(completion.text, prompt, cfg.seed)
+            if object_info is not None:
+                limited = "; ".join(installed or ["nothing to change"]) if processors else "constrained decoding is off, so only checked"
+                notes.append(f"limited to what {object_info.source} has installed; {limited}")
+                if workflow is not None:
+                    workflow, error = installed_workflow(workflow, object_info)
             results.append({
                 "prompt": prompt,
                 "workflow": workflow,
@@ -343,8 +356,9 @@ class FlowPolicyModel(mlflow.pyfunc.PythonModel):
         try:
             if unknown:
                 raise PolicyInputError(f"unknown params {unknown}; this model takes only {', '.join(PARAMS)}")
-            return self.policy.generate(model_input, params.get("gamma"), params.get("seed"), params.get("temperature"))
-        except PolicyInputError as exc:
+            info = object_info_from_text(params["object_info"]) if params.get("object_info") else None
+            return self.policy.generate(model_input, params.get("gamma"), params.get("seed"), params.get("temperature"), info)
+        except (PolicyInputError, ObjectInfoError) as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         except Exception as exc:  # noqa: BLE001 - the boundary: no stack trace in a response
             _log.exception("predict failed")
@@ -374,6 +388,7 @@ def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
         ParamSpec("gamma", "double", float(settings.gamma)),
         ParamSpec("seed", "long", int(settings.seed)),
         ParamSpec("temperature", "double", float(settings.temperature)),
+        ParamSpec("object_info", "string", ""),  # JSON text of the user's ComfyUI /object_info; "" = no restriction
     ])
     return mlflow.models.ModelSignature(inputs=Schema([ColSpec(AnyType())]), outputs=outputs, params=params)
 
