@@ -497,6 +497,7 @@ class FlowConstraint(LogitsProcessor):
         self._all = torch.ones(self.g.vocab_size, dtype=torch.bool)
         self._hopeless = False
         self.n_dead_ends = 0  # rows where nothing was allowed (should stay 0; EOS is forced then)
+        self.forced: list[torch.Tensor] = []  # per step of the current generation: (B,) True where one token was allowed
 
     # ------------------------------------------------------------ structure choices
 
@@ -737,6 +738,7 @@ class FlowConstraint(LogitsProcessor):
         if len(self._starts) != b:
             raise ConstraintError(f"prompt_length has {len(self._starts)} entries for a batch of {b}; pass one per row")
         self.rows = [self._new_row() for _ in range(b)]
+        self.forced = []
         # a budget below the cheapest complete flow cannot be met: then only the grammar is enforced (no finishing mode)
         self._hopeless = self.max_new_tokens is not None and self.max_new_tokens < self._cost(self._new_row())
         for r, row in enumerate(self.rows):
@@ -778,6 +780,7 @@ class FlowConstraint(LogitsProcessor):
         if not any_active:
             return scores
         allowed = torch.stack(masks)
+        self.forced.append(allowed.sum(1) == 1)
         if allowed.shape[1] != scores.shape[1]:  # the model's vocabulary is padded beyond the tokenizer's
             allowed = torch.cat([allowed, torch.zeros(allowed.shape[0], scores.shape[1] - allowed.shape[1], dtype=torch.bool)], 1)
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
