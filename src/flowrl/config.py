@@ -172,8 +172,9 @@ class HeadConfig(Section):
     batch_size: int = Field(256, gt=0, description="Rows per Adam step.")
     learning_rate: float = Field(2e-3, gt=0, description="Adam peak learning rate.")
     weight_decay: float = Field(1e-5, ge=0, description="L2 on the dense layers (token rows get none, so unseen tokens keep their random init).")
-    embed_std: float = Field(0.1, gt=0, description="Std of the token rows' random init; an unknown token (never in training) keeps it, so members disagree on it.")
-    min_count: int = Field(2, gt=0, description="A flow token or prompt word needs this many distinct training flows/prompts to get its own row; rarer ones are unknown.")
+    embed_std: float = Field(0.1, gt=0, description="Std of the token rows' random init.")
+    unknown_std: float = Field(1.0, ge=0, description="Std of the unknown buckets' rows (unknown class/value, out-of-range number, unseen component pair); they never train, so members disagree on flows that have them.")
+    min_count: int = Field(2, gt=0, description="A prompt word needs this many distinct training prompts to get its own row (rarer words are dropped; every training flow token gets one).")
     prompt_max_length: int = Field(128, gt=0, description="Prompt tokens fed to the frozen prompt encoder (generated prompts: mean 51, max 90).")
 
 

@@ -56,7 +56,7 @@ def test_unreadable_flow_gives_none_not_an_exception(text):
 
 
 def test_unknown_class_value_and_out_of_range_number_go_to_unknown_buckets():
-    space = FeatureSpace.fit([parse_flow(FLOW), parse_flow(FLOW.replace("steps=25", "steps=30"))], ["a cat", "a cat photo"], min_count=2)
+    space = FeatureSpace.fit([parse_flow(FLOW), parse_flow(FLOW.replace("steps=25", "steps=30"))], ["a cat", "a cat photo"])
     ids, _, numbers = space.flow_row(parse_flow(FLOW))
     unk = {space.index[t] for t in (UNK_CLASS, UNK_VALUE, UNK_RANGE)}
     assert not unk & set(ids)  # a training flow has no unknowns
@@ -84,3 +84,12 @@ def test_space_round_trips_through_a_dict():
     assert again.flow_row(parse_flow(FLOW))[0] == space.flow_row(parse_flow(FLOW))[0]
     with pytest.raises(features.FeatureSpaceError, match="dvc repro reward"):
         FeatureSpace.from_dict({"tokens": []}, "x/features.json")
+
+
+def test_a_new_combination_of_known_model_files_is_flagged():
+    other = FLOW.replace("sdxl.safetensors", "pony.safetensors").replace("style.safetensors", "anime.safetensors")
+    space = FeatureSpace.fit([parse_flow(FLOW), parse_flow(other)], ["a cat"])
+    assert space.index[features.UNK_PAIR] not in space.flow_row(parse_flow(other))[0]
+    mixed = FLOW.replace("style.safetensors", "anime.safetensors")  # sdxl + anime: both known, never together
+    ids, weights, _ = space.flow_row(parse_flow(mixed))
+    assert weights[ids.index(space.index[features.UNK_PAIR])] == 1.0

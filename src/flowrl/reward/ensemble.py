@@ -77,8 +77,13 @@ class Ensemble:
         Args:
             progress: show a progress bar per member (for long runs).
         """
+        _, mean, std = self.predict_with_members(prompts, flows, progress)
+        return mean, std
+
+    def predict_with_members(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(member scores (N, B), mean (B,), std (B,)) from one pass."""
         scores = self.member_scores(prompts, flows, progress)
-        return scores.mean(dim=0), scores.std(dim=0, correction=0)
+        return scores, scores.mean(dim=0), scores.std(dim=0, correction=0)
 
     def save(self, folder: str | Path) -> Path:
         """Write the members (safetensors + config.json), the tokenizer and `ensemble.json`."""

@@ -10,8 +10,10 @@ A flow is decoded (`flowrl.encoding.codec.decode_flow`) and read as a graph, nev
   clipped; a value outside the training range also sets `unk:out_of_range`; an exact value
   common in training also gets its own token `<Class>.<input>#<value>` (sweet spots).
 Seeds, link ids, node ids and output file names are never read. A token the training flows
-never showed maps to an unknown bucket (`unk:class`, `unk:value`), whose untrained rows make
-the members disagree: that is what σ should do on flows unlike the training data.
+never showed maps to an unknown bucket (`unk:class`, `unk:value`), and each pair of model files
+(checkpoint, LoRAs, upscaler, ...) no training flow combined adds `unk:combination`; the
+buckets' untrained rows make the members disagree: that is what σ should do on flows unlike the
+training data.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from flowrl.errors import FlowRLError
 # Inputs that carry no preference: seeds (may also be absent), output names.
 SKIP_INPUTS = frozenset({"seed", "noise_seed", "filename_prefix"})
 PROMPT_SLOT = "<prompt>"
-UNK_CLASS, UNK_VALUE, UNK_RANGE = "unk:class", "unk:value", "unk:out_of_range"
-UNKNOWN = (UNK_CLASS, UNK_VALUE, UNK_RANGE)
+UNK_CLASS, UNK_VALUE, UNK_RANGE, UNK_PAIR = "unk:class", "unk:value", "unk:out_of_range", "unk:combination"
+UNKNOWN = (UNK_CLASS, UNK_VALUE, UNK_RANGE, UNK_PAIR)
+MODEL_FILES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".gguf")
 CLIP = 6.0  # standardised numbers beyond ±CLIP training std are clipped (the range token says so)
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -127,6 +130,16 @@ def _number_text(value: float) -> str:
     return repr(float(value)) if math.isfinite(value) else "nonfinite"
 
 
+def component_pairs(view: FlowView) -> set[str]:
+    """Unordered pairs of the model files a flow combines (checkpoint, LoRAs, upscaler, ...).
+
+    >>> sorted(component_pairs(FlowView(tokens=Counter({"A.ckpt_name=x.safetensors": 1, "B.lora_name=y.safetensors": 1, "class=B": 1}))))
+    ['A.ckpt_name=x.safetensors|B.lora_name=y.safetensors']
+    """
+    files = sorted(t for t in view.tokens if "*" not in t and t.endswith(MODEL_FILES) and not t.startswith(("class=", "dead=")))
+    return {f"{a}|{b}" for i, a in enumerate(files) for b in files[i + 1 :]}
+
+
 def parse_flow(text: str) -> FlowView | None:
     """The view of an encoded flow (or a prefix of one); None when it does not decode."""
     from flowrl.encoding.codec import decode_flow
@@ -154,36 +167,42 @@ class FeatureSpace:
     std: list[float]
     low: list[float]
     high: list[float]
+    pairs: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.index = {t: i for i, t in enumerate(self.tokens)}
         self.slot_index = {s: i for i, s in enumerate(self.slots)}
+        self.pair_set = set(self.pairs)
 
     @classmethod
     def fit(cls, views: Iterable[FlowView], prompts: Iterable[str], min_count: int = 2) -> "FeatureSpace":
-        """Tokens seen in at least `min_count` distinct training flows/prompts; per-slot statistics."""
+        """Every token of the training flows (so no training row has an unknown), prompt words of at
+        least `min_count` distinct training prompts, per-slot statistics, seen model-file pairs."""
         token_count: Counter = Counter()
         numbers: dict[str, list[float]] = {}
+        pairs: set[str] = set()
         for view in views:
             token_count.update(set(view.tokens))
+            pairs.update(component_pairs(view))
             for slot, values in view.numbers.items():
                 numbers.setdefault(slot, []).extend(v for v in values if math.isfinite(v))
         word_count: Counter = Counter(w for p in prompts for w in set(words(p)))
-        flow_tokens = sorted(t for t, c in token_count.items() if c >= min_count)
+        flow_tokens = sorted(token_count)
         prompt_tokens = sorted(f"p:{w}" for w, c in word_count.items() if c >= min_count)
         slots = sorted(s for s, v in numbers.items() if v)
         logs = [np.array([signed_log(v) for v in numbers[s]]) for s in slots]
         return cls(tokens=["<pad>", *UNKNOWN, *flow_tokens, *prompt_tokens], slots=slots,
                    mean=[float(x.mean()) for x in logs], std=[float(max(x.std(), 1e-3)) for x in logs],
-                   low=[float(min(numbers[s])) for s in slots], high=[float(max(numbers[s])) for s in slots])
+                   low=[float(min(numbers[s])) for s in slots], high=[float(max(numbers[s])) for s in slots], pairs=sorted(pairs))
 
     def to_dict(self) -> dict:
-        return {"tokens": self.tokens, "slots": self.slots, "mean": self.mean, "std": self.std, "low": self.low, "high": self.high}
+        return {"tokens": self.tokens, "slots": self.slots, "mean": self.mean, "std": self.std, "low": self.low, "high": self.high,
+                "pairs": self.pairs}
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "feature space") -> "FeatureSpace":
         try:
-            return cls(**{k: list(raw[k]) for k in ("tokens", "slots", "mean", "std", "low", "high")})
+            return cls(**{k: list(raw[k]) for k in ("tokens", "slots", "mean", "std", "low", "high", "pairs")})
         except (KeyError, TypeError) as exc:
             raise FeatureSpaceError(f"{source}: malformed feature space ({exc}); rerun the reward stage (dvc repro reward)") from None
 
@@ -215,6 +234,10 @@ class FeatureSpace:
             if finite:
                 z = (np.mean([signed_log(v) for v in finite]) - self.mean[j]) / self.std[j]
                 numbers[j] = float(np.clip(z, -CLIP, CLIP))
+        new_pairs = sum(p not in self.pair_set for p in component_pairs(view))
+        if new_pairs:
+            ids.append(self.index[UNK_PAIR])
+            weights.append(float(new_pairs))
         return ids, weights, numbers
 
     def prompt_row(self, prompt: str) -> list[int]:

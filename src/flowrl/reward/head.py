@@ -25,7 +25,7 @@ from tqdm import tqdm
 from flowrl.config import HeadConfig, RewardConfig
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import RewardLoadError
-from flowrl.reward.features import FeatureSpace, pack_rows, parse_flow
+from flowrl.reward.features import UNKNOWN, FeatureSpace, pack_rows, parse_flow
 from flowrl.reward.prompt_cache import PromptEmbedder
 
 FEATURES_FILE = "features.json"
@@ -90,11 +90,14 @@ class HeadNet(nn.Module):
     on 2 CPU cores that is faster than an EmbeddingBag with per-token weights.
     """
 
-    def __init__(self, n_tokens: int, n_dense: int, hidden: int, depth: int, dropout: float, embed_std: float):
+    def __init__(self, n_tokens: int, n_dense: int, hidden: int, depth: int, dropout: float, embed_std: float, unknown_std: float = 1.0):
         super().__init__()
-        self.arch = {"n_tokens": n_tokens, "n_dense": n_dense, "hidden": hidden, "depth": depth, "dropout": dropout, "embed_std": embed_std}
+        self.arch = {"n_tokens": n_tokens, "n_dense": n_dense, "hidden": hidden, "depth": depth, "dropout": dropout,
+                     "embed_std": embed_std, "unknown_std": unknown_std}
         self.tokens = nn.Linear(n_tokens, hidden, bias=False)
         nn.init.normal_(self.tokens.weight, std=embed_std)
+        with torch.no_grad():  # the unknown buckets (ids 1..len(UNKNOWN)) never train: their random rows make members disagree
+            self.tokens.weight[:, 1 : 1 + len(UNKNOWN)].normal_(std=unknown_std)
         self.dense = nn.Linear(n_dense, hidden)
         layers: list[nn.Module] = [nn.ReLU(), nn.Dropout(dropout)]
         for _ in range(depth - 1):
@@ -103,21 +106,27 @@ class HeadNet(nn.Module):
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_std", torch.ones(()))
 
-    def standardised(self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """Scores (B,) in standardised target units (what training fits)."""
+    def standardised(self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False) -> torch.Tensor:
+        """Scores (B,) in standardised target units (what training fits).
+
+        Args:
+            known_only: drop the unknown buckets (their effect at its prior mean, zero).
+        """
+        if known_only:
+            weights = weights * (ids > len(UNKNOWN)).to(weights.dtype)
         multi_hot = torch.zeros(ids.shape[0], self.tokens.in_features, dtype=dense.dtype).scatter_add_(1, ids, weights)
         multi_hot[:, 0] = 0.0  # padding
         return self.mlp(self.tokens(multi_hot) + self.dense(dense)).squeeze(-1)
 
-    def forward(self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False) -> torch.Tensor:
         """Scores (B,) in the triplets' units."""
-        return self.standardised(ids, weights, dense) * self.y_std + self.y_mean
+        return self.standardised(ids, weights, dense, known_only) * self.y_std + self.y_mean
 
 
 def member_arch(cfg: HeadConfig, i: int, n_tokens: int, n_dense: int) -> dict:
     """Constructor arguments of member `i` (widths cycle through `cfg.hidden`: members differ in shape too)."""
     return {"n_tokens": n_tokens, "n_dense": n_dense, "hidden": cfg.hidden[i % len(cfg.hidden)], "depth": cfg.depth,
-            "dropout": cfg.dropout, "embed_std": cfg.embed_std}
+            "dropout": cfg.dropout, "embed_std": cfg.embed_std, "unknown_std": cfg.unknown_std}
 
 
 def train_head(net: HeadNet, data: Batch, y: torch.Tensor, cfg: HeadConfig, seed: int, desc: str | None = None) -> dict[str, float]:
@@ -193,21 +202,36 @@ class HeadEnsemble:
         return len(self.members)
 
     @torch.inference_mode()
-    def member_scores(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> torch.Tensor:
-        """Scores of every member, shape (N, B); NaN for a flow that does not decode."""
-        out = torch.full((len(self.members), len(flows)), float("nan"))
+    def _scores(self, prompts: Sequence[str], flows: Sequence[str], progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(known-only, full) scores of every member, each (N, B); NaN for a flow that does not decode."""
+        known, full = (torch.full((len(self.members), len(flows)), float("nan")) for _ in range(2))
         for start in range(0, len(flows), self.batch_size):
             batch = self.featurizer.transform(prompts[start : start + self.batch_size], flows[start : start + self.batch_size], progress)
+            nan = torch.full((len(batch),), float("nan"))
             for i, net in enumerate(self.members):
-                scores = net(batch.ids, batch.weights, batch.dense)
-                out[i, start : start + len(batch)] = torch.where(batch.ok, scores, torch.full_like(scores, float("nan")))
-        return out
+                known[i, start : start + len(batch)] = torch.where(batch.ok, net(batch.ids, batch.weights, batch.dense, known_only=True), nan)
+                full[i, start : start + len(batch)] = torch.where(batch.ok, net(batch.ids, batch.weights, batch.dense), nan)
+        return known, full
+
+    def member_scores(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> torch.Tensor:
+        """Scores of every member with its unknown buckets, shape (N, B); NaN for a flow that does not decode."""
+        return self._scores(prompts, flows, progress)[1]
 
     def predict(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ensemble mean and population std (ddof 0), each (B,); NaN mean and inf std for unreadable flows."""
-        scores = self.member_scores(prompts, flows, progress)
-        mean, std = scores.mean(dim=0), scores.std(dim=0, correction=0)
-        return mean, torch.where(torch.isnan(mean), torch.full_like(std, float("inf")), std)
+        """Ensemble mean and population std (ddof 0), each (B,); NaN mean and inf std for unreadable flows.
+
+        The std is over the members' full scores, so the unknown buckets' random rows widen it on
+        novel flows; the mean is over their known-only scores (the unknowns' effect at its prior
+        mean, zero), so that noise does not move the ranking. Without unknowns the two agree.
+        """
+        _, mean, std = self.predict_with_members(prompts, flows, progress)
+        return mean, std
+
+    def predict_with_members(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(member scores (N, B), mean (B,), std (B,)) from one pass, as `member_scores` and `predict` give them."""
+        known, full = self._scores(prompts, flows, progress)
+        mean, std = known.mean(dim=0), full.std(dim=0, correction=0)
+        return full, mean, torch.where(torch.isnan(mean), torch.full_like(std, float("inf")), std)
 
     def save(self, folder: str | Path) -> Path:
         """Write the members, the feature space, the prompt cache and `ensemble.json` into `folder`."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from flowrl.encoding.codec import decode_flow, encode_flow
 from flowrl.errors import FlowRLError
-from flowrl.reward.features import SKIP_INPUTS
+from flowrl.reward.features import MODEL_FILES, SKIP_INPUTS
 
 KINDS = ("numbers", "unknown", "mix")
 
@@ -28,7 +28,7 @@ def _is_number(value: object) -> bool:
 def _names(graph: dict) -> list[tuple[str, str]]:
     """(node id, input) of every file-like component name (values ending in a model-file suffix)."""
     return [(nid, name) for nid, node in graph.items() for name, v in node["inputs"].items()
-            if isinstance(v, str) and v.endswith((".safetensors", ".ckpt", ".pth", ".pt", ".bin"))]
+            if isinstance(v, str) and v.endswith(MODEL_FILES)]
 
 
 def perturb_numbers(graph: dict, rng: random.Random) -> dict:

@@ -217,7 +217,7 @@ def evaluate(full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: R
     be low and where it should be high, the resolved tau and the share of rewards it zeroes, prefix metrics.
 
     Args:
-        full, prefix: ensembles of either kind (`predict`/`member_scores`).
+        full, prefix: ensembles of either kind (`predict`/`predict_with_members`).
         test: held-out rows; `flow_split` "unseen" marks flows no training row has (missing = seen).
         unscored: encoded flows in no training row.
     Returns:
@@ -228,7 +228,8 @@ def evaluate(full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: R
     true = np.array([r["score"] for r in test], dtype=np.float64)
     unseen = np.array([r.get("flow_split", "seen") == "unseen" for r in test])
     t0 = time.perf_counter()
-    scores = full.member_scores(prompts, flows, progress=True).numpy().astype(np.float64)
+    scores, mean_t, std_t = full.predict_with_members(prompts, flows, progress=True)
+    scores = scores.numpy().astype(np.float64)
     seconds = time.perf_counter() - t0
     metrics: dict[str, float] = {"n_test": float(len(test)), "n_test_unseen": float(unseen.sum()),
                                  "predict_samples_per_second": scores.size / max(seconds, 1e-9)}
@@ -237,7 +238,7 @@ def evaluate(full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: R
         metrics.update(mean_input_tokens=float(lengths.mean()), truncated_share=float((lengths > full.max_length).mean()))
     for i, row in enumerate(scores):
         metrics.update({f"member_{i}_{k}": v for k, v in regression_metrics(row, true).items()})
-    mean, std = scores.mean(axis=0), scores.std(axis=0, ddof=0)
+    mean, std = mean_t.numpy().astype(np.float64), std_t.numpy().astype(np.float64)
     for name, mask in (("ensemble", np.ones_like(unseen)), ("ensemble_seen", ~unseen), ("ensemble_unseen", unseen)):
         if mask.any():
             metrics.update({f"{name}_{k}": v for k, v in regression_metrics(mean[mask], true[mask]).items()})
