@@ -11,7 +11,9 @@ grow, for four learners:
   prompt x component interactions the way the simulator's rules combine them (up to
   `SKLEARN_MAX_ROWS` rows: beyond that they take minutes);
 * `head`: ONE head member of the reward stage (`flowrl.reward.head`, `reward.head` settings: the
-  frozen prompt embedding from the stage's cache, the structured flow view), trained on all n rows.
+  frozen prompt embedding from the stage's cache, the structured flow view), trained on all n rows
+  for at least as many optimizer steps as `head.epochs` over `STEP_ROWS` rows (so a small n is
+  not also short of training).
 
 Beside them, the profile's surrogate ensemble as measured by the reward stage
 (reports/reward/metrics.json: `ensemble_unseen_spearman`), when that file exists. The point: where
@@ -39,7 +41,8 @@ from flowrl.errors import FlowRLError
 from flowrl.reward.train import held_out_rows, read_split, regression_metrics
 
 TARGET = 0.9
-SIZES = (400, 1250, 2500, 5000, 10000, 20000, 40000)
+SIZES = (1250, 2500, 5000, 10000, 20000, 40000)
+STEP_ROWS = 20_000  # a head member on fewer rows gets more epochs: at least the optimizer steps of 20,000 rows
 REPEATS = 1  # row draws per size
 SKLEARN_MAX_ROWS = 5000
 
@@ -97,7 +100,8 @@ def head_learner(cfg, root: Path, train: list[dict], seed: int):
         data = featurizer.transform([r["prompt"] for r in rows], [r["flow"] for r in rows])
         torch.manual_seed(seed)
         net = HeadNet(**member_arch(cfg.head, 0, space.n_tokens, data.dense.shape[1]))
-        train_head(net, data, torch.tensor([float(r["score"]) for r in rows]), cfg.head, seed)
+        head_cfg = cfg.head.model_copy(update={"epochs": max(cfg.head.epochs, -(-cfg.head.epochs * STEP_ROWS // len(rows)))})
+        train_head(net, data, torch.tensor([float(r["score"]) for r in rows]), head_cfg, seed)
         b = featurizer.transform([r["prompt"] for r in test], [r["flow"] for r in test])
         with torch.inference_mode():
             return net(b.ids, b.weights, b.dense).numpy()
@@ -127,7 +131,7 @@ def learning_curve(train: list[dict], test: list[dict], sizes: tuple[int, ...] =
         found: dict[str, list[float]] = defaultdict(list)
         for k in range(draws):
             rows = random.Random(seed + k).sample(train, n)
-            found["flow_mean"].append(regression_metrics(flow_mean(rows, test), true)["spearman"])
+            found["flow_mean"].append(regression_metrics(flow_mean(rows, test), true)["spearman"])  # NaN on unseen flows: no mean to look up
             if n <= SKLEARN_MAX_ROWS:
                 x, y = features(rows), np.array([r["score"] for r in rows])
                 for name, make in learners.items():
@@ -175,21 +179,30 @@ def main() -> dict:
                      "member_spearman_mean": float(np.mean(members)) if members else float("nan")}
     for name, points in curve.items():
         print(name, ", ".join(f"{n}: {rho:.2f}" for n, rho in points.items()))
+    plot_curve(curve, surrogate, f"{len(test)} held-out pairs{' (unseen flows)' if unseen else ''}, {len(train)} training triplets")
+    return {"profile": params.profile, "n_train_available": len(train), "n_test": len(test), "test_unseen_flows": bool(unseen), "target": TARGET, "curve": curve,
+            "rows_to_target": {name: rows_to_reach(points) for name, points in curve.items()},
+            "surrogate": surrogate, "plot": "docs/img/reward_ceiling.png"}
+
+
+def plot_curve(curve: dict, surrogate: dict | None, title: str) -> None:
+    """docs/img/reward_ceiling.png: Spearman by training rows per learner, the stage's ensemble as a star."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, points in curve.items():
-        ax.plot([int(n) for n in points], list(points.values()), marker="o", label=name)
+        if any(np.isfinite(v) for v in points.values()):
+            ax.plot([int(n) for n in points], list(points.values()), marker="o", label=name)
     if surrogate and surrogate["rows_per_member"]:
         ax.scatter([surrogate["rows_per_member"]], [surrogate["ensemble_spearman"]], marker="*", s=140, color="k", zorder=3,
                    label=f"reward-stage ensemble ({surrogate['rows_per_member']:.0f} training triplets)")
     ax.axhline(TARGET, ls="--", color="grey", lw=1, label=f"target {TARGET}")
-    ax.set(xscale="log", xlabel="training triplets", ylabel="held-out Spearman vs scorer", ylim=(0, 1),
-           title=f"{len(test)} held-out pairs{' (unseen flows)' if unseen else ''}, {len(train)} training triplets")
+    ticks = sorted({int(n) for points in curve.values() for n in points})
+    ax.set(xscale="log", xlabel="training triplets", ylabel="held-out Spearman vs scorer", ylim=(0, 1), title=title)
+    ax.set_xticks(ticks, [f"{n / 1000:g}k" for n in ticks])
+    ax.minorticks_off()
+    ax.title.set_fontsize(9)
     ax.legend(fontsize=7, loc="lower right")
     save_figure(fig, "reward_ceiling.png")
-    return {"profile": params.profile, "n_train_available": len(train), "n_test": len(test), "test_unseen_flows": bool(unseen), "target": TARGET, "curve": curve,
-            "rows_to_target": {name: rows_to_reach(points) for name, points in curve.items()},
-            "surrogate": surrogate, "plot": "docs/img/reward_ceiling.png"}
 
 
 def rows(f: dict) -> list[Row]:
