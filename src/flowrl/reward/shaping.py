@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import bisect
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from flowrl.config import RewardConfig
-from flowrl.reward.encoder import RewardLoadError
 from flowrl.reward.ensemble import Ensemble
 from flowrl.reward.head import HeadEnsemble
 from flowrl.reward.prefix import all_prefixes, component_spans
@@ -34,15 +34,16 @@ def uncertainty_reward(mean: torch.Tensor, std: torch.Tensor, tau: float, uncert
 def resolved_tau(cfg: RewardConfig, full) -> float:
     """The cutoff GRPO uses: the stage-resolved quantile tau from the ensemble spec when `cfg.tau_quantile` is set, else `cfg.tau`.
 
-    Raises:
-        RewardLoadError: tau_quantile is set but the ensemble carries no resolved tau.
+    An ensemble not written by the reward stage (built in a test or a bench) has no resolved tau:
+    it falls back to `cfg.tau`, with a warning naming the fix.
     """
+    tau = getattr(full, "tau", None)
     if cfg.tau_quantile is None:
         return cfg.tau
-    tau = getattr(full, "tau", None)
     if tau is None:
-        raise RewardLoadError("reward.tau_quantile is set but models/reward/full/ensemble.json has no resolved tau; "
-                              "rerun the reward stage (dvc repro reward) or set reward.tau_quantile: null")
+        warnings.warn(f"reward.tau_quantile is {cfg.tau_quantile} but the ensemble carries no resolved tau (models/reward/full/ensemble.json); "
+                      f"using reward.tau = {cfg.tau}. Rerun the reward stage (dvc repro reward) to resolve it.", stacklevel=2)
+        return cfg.tau
     return float(tau)
 
 
