@@ -120,3 +120,12 @@ def test_head_ensemble_save_load_round_trip(trained, tmp_path):
         torch.testing.assert_close(a, b)
     mean, std = full.predict(prompts + ["x"], flows + ["no such = flow"])
     assert math.isnan(mean[2]) and math.isinf(std[2]) and torch.isfinite(mean[:2]).all()
+
+
+def test_a_smaller_ensemble_drops_the_extra_members(trained, tiny_params):
+    _, root = trained
+    cfg = tiny_params.reward.model_copy(update={"n_models": 1, "n_prefix_models": 0})
+    metrics = stage.run(tiny_params.model_copy(update={"reward": cfg}), root)
+    assert sorted(p.name for p in (root / "models/reward/full").glob("member_*")) == ["member_0"]
+    assert not (root / "models/reward/prefix").exists() and metrics["n_models"] == 1
+    assert metrics["tau"] == 0.0  # one member has no spread

@@ -72,10 +72,9 @@ def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         all_stats.append(stats_i)
-    for stale in range(n_models, 10_000):  # members of an earlier, larger ensemble
-        if not member_dir(folder, stale).exists():
-            break
-        shutil.rmtree(member_dir(folder, stale))
+    for stale in folder.glob("member_*"):  # members of an earlier, larger ensemble
+        if stale.name.removeprefix("member_").isdigit() and int(stale.name.removeprefix("member_")) >= n_models:
+            shutil.rmtree(stale)
     write_json(folder / FEATURES_FILE, featurizer.space.to_dict())
     write_head_spec(folder, n_models, featurizer.embedder, None, cache)
     return all_stats
