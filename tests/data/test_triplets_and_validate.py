@@ -49,16 +49,31 @@ def test_triplets_are_split_by_prompt_and_normalised(upstream, tiny_params):
     assert all(r["score"] == pytest.approx(norm(r["raw_score"])) for r in rows["val"])
 
 
-def test_scored_set_is_small_spread_over_bases_and_apart_from_the_rest(upstream, tiny_params):
+def test_pairs_span_all_flows_and_hold_out_flows_for_test(upstream, tiny_params):
+    rows = {s: read_jsonl(upstream / f"data/triplets/{s}.jsonl") for s in triplets.SPLITS}
     scored = read_jsonl(upstream / "data/triplets/scored_flows.jsonl")
-    augmented = {r["id"]: r["base_id"] for r in read_jsonl(upstream / "data/flows/augmented.jsonl")}
-    assert len(scored) == tiny_params.triplets.n_scored_flows < len(augmented)
-    per_base = {}
-    for row in scored:
-        per_base[augmented[row["id"]]] = per_base.get(augmented[row["id"]], 0) + 1
-    assert max(per_base.values()) - min(per_base.values()) <= 1  # round-robin over bases
-    used = {r["flow_id"] for s in triplets.SPLITS for r in read_jsonl(upstream / f"data/triplets/{s}.jsonl")}
-    assert used <= {r["id"] for r in scored}
+    augmented = read_jsonl(upstream / "data/flows/augmented.jsonl")
+    split_of = {r["id"]: r["split"] for r in scored}
+    assert set(split_of.values()) == {"seen", "unseen"}
+    n_unseen = round(len(augmented) * tiny_params.triplets.flow_test_fraction)
+    assert sum(v == "unseen" for v in split_of.values()) <= n_unseen
+    # train and val never see a held-out flow; test has both kinds, labelled
+    assert all(split_of[r["flow_id"]] == "seen" == r["flow_split"] for s in ("train", "val") for r in rows[s])
+    assert {r["flow_split"] for r in rows["test"]} == {"seen", "unseen"}
+    assert all(split_of[r["flow_id"]] == r["flow_split"] for r in rows["test"])
+    # pairs are spread over (nearly) all training flows, not a fixed small scored set
+    seen_flows = {r["flow_id"] for r in rows["train"]}
+    n_seen = len(augmented) - n_unseen
+    assert len(seen_flows) >= min(n_seen, len(rows["train"])) * 0.9
+    used = {r["flow_id"] for s in triplets.SPLITS for r in rows[s]}
+    assert used <= set(split_of)
+
+
+def test_balanced_draw_spreads_evenly():
+    import numpy as np
+
+    counts = np.bincount(triplets.balanced_draw(100, 7, np.random.default_rng(0)), minlength=7)
+    assert counts.max() - counts.min() <= 1
 
 
 def test_metrics_report_prompt_dependence(upstream):

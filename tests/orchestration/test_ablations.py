@@ -30,9 +30,10 @@ def test_every_variant_makes_valid_params_and_reruns_only_what_it_changes(tmp_pa
     params = tiny_params(tmp_path)
     assert set(params.ablations.variants) <= set(VARIANTS)
     p = variant_params(params, VARIANTS["no_uncertainty"], "grpo_cfg_1.5")
-    assert math.isinf(p.reward.tau) and p.reward.n_models == params.reward.n_models
+    assert math.isinf(p.reward.tau) and p.reward.tau_quantile is None and p.reward.n_models == params.reward.n_models
     assert p.evaluate.methods == ["comfygen", "grpo_cfg_1.5"]
     assert variant_params(params, VARIANTS["ensemble_5"], "grpo_cfg_1.5").reward.n_models == 5
+    assert variant_params(params, VARIANTS["ensemble_7"], "grpo_cfg_1.5").reward.n_models == 7
     assert variant_params(params, VARIANTS["no_prefix_reward"], "x").reward.component_reward is False
     assert params.reward.tau != p.reward.tau  # the original is untouched
     assert VARIANTS["ensemble_1"].stages == ("reward", "grpo", "evaluate")

@@ -11,7 +11,7 @@ from flowrl.reward.ensemble import Ensemble
 
 CFG = RewardConfig(source="tiny", bf16=False, max_length=64)
 PROMPTS = [f"a photo of thing {i}" for i in range(5)]
-FLOWS = [f"n1 CheckpointLoader ckpt=m{i}\nn2 SaveImage\n" for i in range(5)]
+FLOWS = [f"CheckpointLoaderSimple ckpt_name=m{i}.safetensors\nSaveImage images=@1" for i in range(5)]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""The reward stage on the tiny profile: it learns, writes its outputs, and resumes after a kill."""
+"""The reward stage with fine-tuned members on the tiny profile: it learns, writes its outputs, and resumes after a kill.
+
+Head members (the tiny and cpu default) are tested in test_head_stage.py.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ class Killed(Exception):
     pass
 
 
-def test_stage_learns_and_writes_outputs(tiny_params, triplet_root):
+def test_stage_learns_and_writes_outputs(finetune_params, triplet_root):
+    tiny_params = finetune_params
     metrics = stage.run(tiny_params, triplet_root)
     assert metrics["ensemble_spearman"] > 0.2  # the synthetic score is learnable; random is ~0
     assert 0 <= metrics["truncated_share"] <= 1 and metrics["mean_input_tokens"] > 10
@@ -40,10 +44,11 @@ def test_stage_learns_and_writes_outputs(tiny_params, triplet_root):
     enc = reward.full.tokenizer(flow, return_offsets_mapping=True, add_special_tokens=False)
     (tokens,) = reward.per_token_rewards(["a photo picture of a cat"], [flow], [enc["offset_mapping"]])
     assert tokens.shape == (len(enc["input_ids"]),) and torch.isfinite(tokens).all()
-    assert len(set(tokens.tolist())) <= 3  # one value per component (line)
+    assert len(set(tokens.tolist())) <= flow.count("\n") + 1  # one value per component (line)
 
 
-def test_resume_after_kill_keeps_finished_models(tiny_params, triplet_root, monkeypatch):
+def test_resume_after_kill_keeps_finished_models(finetune_params, triplet_root, monkeypatch):
+    tiny_params = finetune_params
     real, calls = stage.train_surrogate, []
 
     def dies_on_second(*args, **kwargs):
@@ -66,7 +71,8 @@ def test_resume_after_kill_keeps_finished_models(tiny_params, triplet_root, monk
     assert first.stat().st_mtime_ns == stamp
 
 
-def test_resume_within_a_model_from_its_epoch_checkpoint(tiny_params, tmp_path):
+def test_resume_within_a_model_from_its_epoch_checkpoint(finetune_params, tmp_path):
+    tiny_params = finetune_params
     cfg = tiny_params.reward.model_copy(update={"epochs": 3})
     rows = make_rows(64, 0)
     tokenizer = load_reward_tokenizer(cfg)
@@ -82,7 +88,8 @@ def test_resume_within_a_model_from_its_epoch_checkpoint(tiny_params, tmp_path):
     assert stats["resumed_from_step"] == 64 // cfg.batch_size  # one epoch of steps was kept
 
 
-def test_finished_member_is_retrained_when_data_or_settings_change(tiny_params, tmp_path):
+def test_finished_member_is_retrained_when_data_or_settings_change(finetune_params, tmp_path):
+    tiny_params = finetune_params
     cfg = tiny_params.reward.model_copy(update={"epochs": 1})
     rows, tokenizer = make_rows(32, 0), load_reward_tokenizer(cfg)
     (first,) = stage.train_ensemble(tmp_path, rows, cfg, 1, tokenizer, seed=0)
@@ -117,7 +124,8 @@ def test_missing_triplets_say_which_stage_to_run(tiny_params, tmp_path):
         stage.run(tiny_params, tmp_path)
 
 
-def test_flow_tokens_are_added_to_the_reward_tokenizer(tiny_params, triplet_root):
+def test_flow_tokens_are_added_to_the_reward_tokenizer(finetune_params, triplet_root):
+    tiny_params = finetune_params
     from flowrl.io import write_json
 
     write_json(triplet_root / "data/encode/vocab.json", ["<KSampler>", "<SaveImage>"])
@@ -129,7 +137,8 @@ def test_flow_tokens_are_added_to_the_reward_tokenizer(tiny_params, triplet_root
     assert ensemble.members[0].get_input_embeddings().num_embeddings >= len(ensemble.tokenizer)
 
 
-def test_added_flow_tokens_start_from_their_pieces(tiny_params, tmp_path):
+def test_added_flow_tokens_start_from_their_pieces(finetune_params, tmp_path):
+    tiny_params = finetune_params
     from flowrl.encoding.vocab import extend_tokenizer, token_pieces
     from flowrl.reward.encoder import load_reward_tokenizer
 

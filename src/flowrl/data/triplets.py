@@ -1,13 +1,15 @@
-"""The `triplets` stage: (prompt, flow, score) for sampled pairs, split by prompt.
+"""The `triplets` stage: (prompt, flow, score) for sampled pairs, split by prompt and by flow.
 
-As in the paper (and ComfyGen), only a small *scored* set of flows (ComfyGen: 330) is paired
-with prompts and scored; the larger augmented set stays unscored and is used for SFT only.
+The paper (and ComfyGen) scores a small fixed set of flows (330), because each score is a GPU
+render. With the simulator a score costs well under a millisecond, so pairs are drawn across
+*all* augmented flows instead (docs/reward.md says why). `triplets.flow_test_fraction` of the
+flows are held out: they appear only in test pairs (`flow_split: unseen`), beside test pairs of
+seen flows (`flow_split: seen`); train, val and test prompts are disjoint.
 """
 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,20 +53,6 @@ class ScoreNormalizer:
         return cls(**read_json(path))
 
 
-def pick_scored_flows(augmented: list[dict], n_scored: int, rng: random.Random) -> list[dict]:
-    """Pick `n_scored` flows spread evenly over their base flows (round-robin over bases)."""
-    by_base: dict[str, list[dict]] = defaultdict(list)
-    for row in augmented:
-        by_base[row["base_id"]].append(row)
-    pools = [rng.sample(rows, len(rows)) for _, rows in sorted(by_base.items())]
-    picked: list[dict] = []
-    while len(picked) < n_scored and any(pools):
-        for pool in pools:
-            if pool and len(picked) < n_scored:
-                picked.append(pool.pop())
-    return picked
-
-
 def split_prompts(prompts: list[str], val_fraction: float, test_fraction: float, rng: random.Random) -> dict[str, list[str]]:
     """Disjoint train/val/test prompt lists (each split gets at least one prompt)."""
     shuffled = rng.sample(prompts, len(prompts))
@@ -85,6 +73,32 @@ def best_single_flow_share(scores: np.ndarray) -> float:
     return float(np.mean(np.argmax(scores, axis=1) == overall_best))
 
 
+def balanced_draw(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` indices into `size` items, each item drawn once per pass (reshuffled every pass).
+
+    >>> sorted(np.bincount(balanced_draw(7, 3, np.random.default_rng(0))).tolist())
+    [2, 2, 3]
+    """
+    if size <= 0:
+        raise FlowRLError("nothing to draw triplets from; check data/prompts and data/flows")
+    passes = -(-n // size)
+    return np.concatenate([rng.permutation(size) for _ in range(passes)])[:n] if n else np.zeros(0, dtype=int)
+
+
+def split_flows(augmented: list[dict], test_fraction: float, rng: random.Random) -> dict[str, list[dict]]:
+    """Augmented flows split into `seen` (train/val/test pairs) and `unseen` (test pairs only)."""
+    shuffled = rng.sample(augmented, len(augmented))
+    n_unseen = round(len(shuffled) * test_fraction)
+    if n_unseen >= len(shuffled):
+        raise FlowRLError(f"triplets.flow_test_fraction {test_fraction} leaves no flows to train on; lower it")
+    return {"unseen": shuffled[:n_unseen], "seen": shuffled[n_unseen:]}
+
+
+def draw_pairs(prompts: list[str], flows: list[dict], n: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
+    """`n` (prompt, flow) pairs spread evenly over both lists."""
+    return [(prompts[i], flows[j]) for i, j in zip(balanced_draw(n, len(prompts), rng), balanced_draw(n, len(flows), rng))]
+
+
 def score_in_batches(scorer, prompts: list[str], graphs: list[dict], batch_size: int = 256, desc: str = "scoring") -> list[float]:
     out: list[float] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
@@ -96,44 +110,60 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Sample and score (prompt, flow) pairs; write data/triplets/ and reports/triplets/metrics.json."""
     cfg = params.triplets
     scorer = load_scorer(params.scoring.scorer, params.scoring.options)  # fail before any work
-    rng = random.Random(params.seed)
+    rng, np_rng = random.Random(params.seed), np.random.default_rng(params.seed)
     train_prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/train.jsonl")]
+    if cfg.n_prompts is not None and len(train_prompts) > cfg.n_prompts:
+        train_prompts = rng.sample(train_prompts, cfg.n_prompts)
     holdout_prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/holdout.jsonl")]
     augmented = read_jsonl(root / "data/flows/augmented.jsonl")
     texts = {row["id"]: row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")}
-
-    scored = pick_scored_flows(augmented, cfg.n_scored_flows, rng)
-    for row in scored:
+    missing = [row["id"] for row in augmented if row["id"] not in texts]
+    if missing:
+        raise FlowRLError(f"data/encode/flows.jsonl lacks flows {missing[:3]} of data/flows/augmented.jsonl; rerun the encode stage (dvc repro encode)")
+    for row in augmented:
         row["text"] = texts[row["id"]]
+
+    by_flows = split_flows(augmented, cfg.flow_test_fraction, rng)
     by_split = split_prompts(train_prompts, cfg.val_fraction, cfg.test_fraction, rng)
     sizes = {"val": round(cfg.n_triplets * cfg.val_fraction), "test": round(cfg.n_triplets * cfg.test_fraction)}
     sizes["train"] = cfg.n_triplets - sizes["val"] - sizes["test"]
-
-    metrics: dict[str, float] = {"n_scored_flows": len(scored), "n_unscored_flows": len(augmented) - len(scored)}
-    pairs = {split: [(rng.choice(by_split[split]), rng.choice(scored)) for _ in range(sizes[split])] for split in SPLITS}
-    raw = {split: score_in_batches(scorer, [p for p, _ in pairs[split]], [f["graph"] for _, f in pairs[split]], desc=f"scoring {split}")
+    n_unseen = sizes["test"] // 2 if by_flows["unseen"] else 0
+    pairs = {
+        "train": [(p, f, "seen") for p, f in draw_pairs(by_split["train"], by_flows["seen"], sizes["train"], np_rng)],
+        "val": [(p, f, "seen") for p, f in draw_pairs(by_split["val"], by_flows["seen"], sizes["val"], np_rng)],
+        # held-out prompts x seen flows, and held-out prompts x unseen flows (what GRPO faces)
+        "test": [(p, f, "seen") for p, f in draw_pairs(by_split["test"], by_flows["seen"], sizes["test"] - n_unseen, np_rng)]
+        + [(p, f, "unseen") for p, f in draw_pairs(by_split["test"], by_flows["unseen"], n_unseen, np_rng)],
+    }
+    raw = {split: score_in_batches(scorer, [p for p, _, _ in pairs[split]], [f["graph"] for _, f, _ in pairs[split]], desc=f"scoring {split}")
            for split in SPLITS}
     # Scores are normalised to [0, 1] with the train split's range, as the paper's surrogate is
-    # trained on normalised preference scores: the uncertainty cutoff tau (0.08) is in these units.
+    # trained on normalised preference scores.
     norm = ScoreNormalizer.fit(raw["train"])
     norm.save(root / "data/triplets/normalization.json")
+    metrics: dict[str, float] = {"n_seen_flows": len(by_flows["seen"]), "n_unseen_flows": len(by_flows["unseen"])}
     for split in SPLITS:
-        rows = [{"prompt": p, "flow_id": f["id"], "flow": f["text"], "score": norm(s), "raw_score": float(s)}
-                for (p, f), s in zip(pairs[split], raw[split])]
+        rows = [{"prompt": p, "flow_id": f["id"], "flow": f["text"], "flow_split": fs, "score": norm(s), "raw_score": float(s)}
+                for (p, f, fs), s in zip(pairs[split], raw[split])]
         write_jsonl(root / f"data/triplets/{split}.jsonl", rows)
         metrics[f"n_{split}"] = len(rows)
         metrics[f"n_prompts_{split}"] = len(by_split[split])
-    write_jsonl(root / "data/triplets/scored_flows.jsonl", ({"id": f["id"], "graph": f["graph"], "text": f["text"]} for f in scored))
+    metrics["n_test_unseen_flows"] = n_unseen
+    used = {f["id"] for split in SPLITS for _, f, _ in pairs[split]}
+    scored = [(fs, f) for fs in ("seen", "unseen") for f in by_flows[fs] if f["id"] in used]
+    write_jsonl(root / "data/triplets/scored_flows.jsonl", ({"id": f["id"], "graph": f["graph"], "text": f["text"], "split": fs} for fs, f in scored))
+    metrics["n_scored_flows"] = len(scored)
 
     arr = np.asarray([s for split in SPLITS for s in raw[split]])
     metrics.update(score_mean=float(arr.mean()), score_std=float(arr.std()), score_min=float(arr.min()),
                    score_max=float(arr.max()), share_zero=float(np.mean(arr == 0)))
-    # How prompt-dependent is the best flow? Score every scored flow on a sample of held-out prompts.
+    # How prompt-dependent is the best flow? Score a sample of flows on a sample of held-out prompts.
     probe = rng.sample(holdout_prompts, min(cfg.n_probe_prompts, len(holdout_prompts)))
-    if probe:
-        grid = [(p, f["graph"]) for p in probe for f in scored]
+    probe_flows = rng.sample([f for _, f in scored], min(cfg.n_probe_flows, len(scored)))
+    if probe and probe_flows:
+        grid = [(p, f["graph"]) for p in probe for f in probe_flows]
         flat = score_in_batches(scorer, [p for p, _ in grid], [g for _, g in grid], desc="scoring probe grid")
-        matrix = np.asarray(flat).reshape(len(probe), len(scored))
+        matrix = np.asarray(flat).reshape(len(probe), len(probe_flows))
         metrics["best_single_flow_share"] = best_single_flow_share(matrix)
         metrics["n_distinct_best_flows"] = int(len(set(np.argmax(matrix, axis=1).tolist())))
         metrics["probe_between_flow_std"] = float(matrix.std(axis=1).mean())

@@ -1,13 +1,16 @@
 """An ensemble of surrogate reward models: mean and population std of their scores (paper eq. 4).
 
-On disk (`models/reward/full`, `models/reward/prefix`): `ensemble.json` (members, max_length,
-input template), `tokenizer/`, and one `member_<i>/` per model (config.json + model.safetensors).
+On disk (`models/reward/full`, `models/reward/prefix`): `ensemble.json` (kind, members,
+max_length, input template, resolved tau), `tokenizer/`, and one `member_<i>/` per model
+(config.json + model.safetensors). `Ensemble.load` reads the spec's `kind` and returns this
+class (`finetune`) or a `flowrl.reward.head.HeadEnsemble` (`head`): both have `predict`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +20,9 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import RewardLoadError
 from flowrl.reward.model import TEMPLATE, format_pair, predict_texts
+
+if TYPE_CHECKING:
+    from flowrl.reward.head import HeadEnsemble
 
 SPEC_FILE = "ensemble.json"
 
@@ -36,13 +42,20 @@ def load_member(folder: str | Path) -> PreTrainedModel:
 
 
 class Ensemble:
-    """N surrogate models sharing one tokenizer; `predict` gives (mean, population std)."""
+    """N surrogate models sharing one tokenizer; `predict` gives (mean, population std).
 
-    def __init__(self, members: Sequence[PreTrainedModel], tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int = 64, bf16: bool = True):
+    Attributes:
+        tau: the resolved uncertainty cutoff written by the reward stage (None when not resolved).
+    """
+
+    kind = "finetune"
+
+    def __init__(self, members: Sequence[PreTrainedModel], tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int = 64, bf16: bool = True,
+                 tau: float | None = None):
         if not members:
             raise RewardLoadError("an ensemble needs at least one member; set reward.n_models >= 1")
         self.members, self.tokenizer = list(members), tokenizer
-        self.max_length, self.batch_size, self.bf16 = max_length, batch_size, bf16
+        self.max_length, self.batch_size, self.bf16, self.tau = max_length, batch_size, bf16, tau
 
     def __len__(self) -> int:
         return len(self.members)
@@ -64,8 +77,13 @@ class Ensemble:
         Args:
             progress: show a progress bar per member (for long runs).
         """
+        _, mean, std = self.predict_with_members(prompts, flows, progress)
+        return mean, std
+
+    def predict_with_members(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(member scores (N, B), mean (B,), std (B,)) from one pass."""
         scores = self.member_scores(prompts, flows, progress)
-        return scores.mean(dim=0), scores.std(dim=0, correction=0)
+        return scores, scores.mean(dim=0), scores.std(dim=0, correction=0)
 
     def save(self, folder: str | Path) -> Path:
         """Write the members (safetensors + config.json), the tokenizer and `ensemble.json`."""
@@ -73,22 +91,37 @@ class Ensemble:
         for i, m in enumerate(self.members):
             m.save_pretrained(member_dir(folder, i))
         self.tokenizer.save_pretrained(folder / "tokenizer")
-        write_spec(folder, len(self.members), self.max_length, self.batch_size, self.bf16)
+        write_spec(folder, len(self.members), self.max_length, self.batch_size, self.bf16, self.tau)
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Ensemble":
-        """Load an ensemble written by `save` (or by the reward stage)."""
+    def load(cls, folder: str | Path) -> "Ensemble | HeadEnsemble":
+        """Load an ensemble written by `save` or by the reward stage, of whichever kind the spec names."""
         folder = Path(folder)
         if not (folder / SPEC_FILE).exists():
             raise RewardLoadError(f"{folder}: no {SPEC_FILE}, so not a reward ensemble; run the reward stage (dvc repro reward)")
         spec = read_json(folder / SPEC_FILE)
+        kind = spec.get("kind", "finetune")  # specs written before head members existed have no kind
+        if kind == "head":
+            from flowrl.reward.head import HeadEnsemble
+
+            return HeadEnsemble.load(folder)
+        if kind != "finetune":
+            raise RewardLoadError(f"{folder / SPEC_FILE}: unknown ensemble kind {kind!r} (head or finetune); rerun the reward stage (dvc repro reward)")
         tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
         members = [load_member(member_dir(folder, i)) for i in range(int(spec["n_members"]))]
-        return cls(members, tokenizer, int(spec["max_length"]), int(spec["batch_size"]), bool(spec["bf16"]))
+        return cls(members, tokenizer, int(spec["max_length"]), int(spec["batch_size"]), bool(spec["bf16"]), spec.get("tau"))
 
 
-def write_spec(folder: Path, n_members: int, max_length: int, batch_size: int, bf16: bool) -> Path:
+def write_spec(folder: Path, n_members: int, max_length: int, batch_size: int, bf16: bool, tau: float | None = None) -> Path:
     """Write `ensemble.json` describing how to rebuild and feed the ensemble."""
-    spec = {"n_members": n_members, "max_length": max_length, "batch_size": batch_size, "bf16": bf16, "template": TEMPLATE}
+    spec = {"kind": "finetune", "n_members": n_members, "max_length": max_length, "batch_size": batch_size, "bf16": bf16,
+            "template": TEMPLATE, "tau": tau}
+    return write_json(folder / SPEC_FILE, spec)
+
+
+def set_spec_tau(folder: Path, tau: float) -> Path:
+    """Record the resolved uncertainty cutoff in an ensemble's `ensemble.json` (either kind)."""
+    spec = read_json(folder / SPEC_FILE)
+    spec["tau"] = float(tau)
     return write_json(folder / SPEC_FILE, spec)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import bisect
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 
 from flowrl.config import RewardConfig
 from flowrl.reward.ensemble import Ensemble
+from flowrl.reward.head import HeadEnsemble
 from flowrl.reward.prefix import all_prefixes, component_spans
 
 Offsets = Sequence[Sequence[int]] | torch.Tensor
@@ -27,6 +29,22 @@ def uncertainty_reward(mean: torch.Tensor, std: torch.Tensor, tau: float, uncert
     tensor([0.5000, 0.0000, 0.2000])
     """
     return torch.where(std > tau, torch.full_like(mean, uncertain_value), mean)
+
+
+def resolved_tau(cfg: RewardConfig, full) -> float:
+    """The cutoff GRPO uses: the stage-resolved quantile tau from the ensemble spec when `cfg.tau_quantile` is set, else `cfg.tau`.
+
+    An ensemble not written by the reward stage (built in a test or a bench) has no resolved tau:
+    it falls back to `cfg.tau`, with a warning naming the fix.
+    """
+    tau = getattr(full, "tau", None)
+    if cfg.tau_quantile is None:
+        return cfg.tau
+    if tau is None:
+        warnings.warn(f"reward.tau_quantile is {cfg.tau_quantile} but the ensemble carries no resolved tau (models/reward/full/ensemble.json); "
+                      f"using reward.tau = {cfg.tau}. Rerun the reward stage (dvc repro reward) to resolve it.", stacklevel=2)
+        return cfg.tau
+    return float(tau)
 
 
 def token_components(offsets: Offsets, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
@@ -67,8 +85,9 @@ class ShapedReward:
         validator: flow text -> valid?; defaults to decode + catalog validation.
     """
 
-    def __init__(self, full: Ensemble, prefix: Ensemble | None, cfg: RewardConfig, validator: Callable[[str], bool] = is_valid_flow):
-        self.full, self.prefix, self.cfg, self.validator = full, prefix, cfg, validator
+    def __init__(self, full: Ensemble | HeadEnsemble, prefix: Ensemble | HeadEnsemble | None, cfg: RewardConfig, validator: Callable[[str], bool] = is_valid_flow):
+        self.full, self.prefix, self.validator = full, prefix, validator
+        self.cfg = cfg.model_copy(update={"tau": resolved_tau(cfg, full)})
 
     @classmethod
     def load(cls, folder: str | Path, cfg: RewardConfig, validator: Callable[[str], bool] = is_valid_flow) -> "ShapedReward":
@@ -88,7 +107,9 @@ class ShapedReward:
         idx = [i for i, ok in enumerate(valid) if ok]
         if idx:
             mean, std = self.full.predict([prompts[i] for i in idx], [completions[i] for i in idx])
-            out[idx] = uncertainty_reward(mean, std, self.cfg.tau, self.cfg.uncertain_value).float()
+            shaped = uncertainty_reward(mean, std, self.cfg.tau, self.cfg.uncertain_value).float()
+            # a flow the feature parser cannot read has no score (NaN): it gets the validity penalty
+            out[idx] = torch.where(torch.isnan(mean), torch.full_like(shaped, self.cfg.invalid_reward), shaped)
         return out
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str], **kwargs) -> list[float]:
@@ -117,6 +138,7 @@ class ShapedReward:
             return out
         jobs = [(b, p) for b in valid for p in all_prefixes(completions[b])]
         prefix_mean, _ = self.prefix.predict([prompts[b] for b, _ in jobs], [p for _, p in jobs])
+        prefix_mean = torch.nan_to_num(prefix_mean, nan=0.0)  # an unreadable prefix adds nothing
         cursor = 0
         for b in valid:
             spans = component_spans(completions[b])

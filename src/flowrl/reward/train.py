@@ -1,8 +1,11 @@
 """The `reward` stage: train the surrogate ensemble and the prefix models, then measure them.
 
-Each member trains on its own share of the train triplets (`reward.split`: k-fold leaves fold i
-out; bootstrap resamples with replacement). A finished member is saved at once, and a member in
-training checkpoints every epoch, so a killed stage resumes where it stopped.
+Members are `reward.member`: `head` (small MLPs over cached features, flowrl.reward.head) or
+`finetune` (a fine-tuned encoder each). Each member trains on its own share of the train
+triplets (`reward.split`: k-fold leaves fold i out; bootstrap resamples with replacement). A
+finished member is saved at once (and a fine-tuned one checkpoints every epoch), so a killed
+stage resumes where it stopped. With `reward.tau_quantile` the stage resolves tau as that
+quantile of σ on the held-out pairs and writes it into models/reward/full/ensemble.json.
 """
 
 from __future__ import annotations
@@ -27,11 +30,17 @@ from flowrl.encoding.vocab import extend_tokenizer, init_from_pieces, token_piec
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_json, read_jsonl, write_json
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
-from flowrl.reward.ensemble import Ensemble, member_dir, write_spec
+from flowrl.reward.ensemble import Ensemble, member_dir, set_spec_tau, write_spec
+from flowrl.reward.features import FeatureSpace, parse_flow
+from flowrl.reward.head import Featurizer
+from flowrl.reward.head_train import train_head_ensemble
 from flowrl.reward.model import PairDataset, clear_checkpoints, format_pair, train_surrogate
+from flowrl.reward.perturb import KINDS, perturb_flows
 from flowrl.reward.prefix import prefix_rows, random_prefixes
+from flowrl.reward.prompt_cache import PromptEmbedder
 
 STATS_FILE = "train_stats.json"
+PROMPT_CACHE = "cache/prompt_embeddings.safetensors"  # under models/reward/, shared by the full and prefix heads
 # settings that change what a member learns; a finished member trained under others is retrained
 TRAINING_FIELDS = ("source", "model", "tiny", "add_flow_tokens", "split", "n_train", "epochs", "batch_size", "learning_rate", "weight_decay", "max_length", "bf16")
 
@@ -190,37 +199,66 @@ def scatter_plot(path: Path, pred: np.ndarray, std: np.ndarray, true: np.ndarray
     return path
 
 
-def evaluate(full: Ensemble, prefix: Ensemble | None, test: Sequence[dict], unscored: Sequence[str], n_unscored: int, seed: int) -> tuple[dict[str, float], dict]:
-    """Held-out metrics per member and for the ensemble, σ on scored vs unscored pairs, prefix metrics.
+def _sigma_pairs(ensemble, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    """Ensemble std on (prompt, flow) pairs (inf for a flow the parser cannot read)."""
+    if not pairs:
+        return np.zeros(0)
+    _, sigma = ensemble.predict([p for p, _ in pairs], [f for _, f in pairs], progress=True)
+    return sigma.numpy().astype(np.float64)
 
+
+def _mean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else float("nan")
+
+
+def evaluate(full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: RewardConfig, seed: int) -> tuple[dict[str, float], dict]:
+    """Held-out metrics per member and for the ensemble (all, seen and unseen flows), σ where it should
+    be low and where it should be high, the resolved tau and the share of rewards it zeroes, prefix metrics.
+
+    Args:
+        full, prefix: ensembles of either kind (`predict`/`predict_with_members`).
+        test: held-out rows; `flow_split` "unseen" marks flows no training row has (missing = seen).
+        unscored: encoded flows in no training row.
     Returns:
         (flat metrics, arrays for the plot: pred, std, true).
     """
     rng = random.Random(seed)
     prompts, flows = [r["prompt"] for r in test], [r["flow"] for r in test]
     true = np.array([r["score"] for r in test], dtype=np.float64)
+    unseen = np.array([r.get("flow_split", "seen") == "unseen" for r in test])
     t0 = time.perf_counter()
-    scores = full.member_scores(prompts, flows, progress=True).numpy().astype(np.float64)
+    scores, mean_t, std_t = full.predict_with_members(prompts, flows, progress=True)
+    scores = scores.numpy().astype(np.float64)
     seconds = time.perf_counter() - t0
-    lengths = np.array([len(ids) for ids in full.tokenizer([format_pair(p, f) for p, f in zip(prompts, flows)])["input_ids"]])
-    metrics: dict[str, float] = {
-        "n_test": float(len(test)),
-        "predict_samples_per_second": scores.size / max(seconds, 1e-9),
-        "mean_input_tokens": float(lengths.mean()),
-        "truncated_share": float((lengths > full.max_length).mean()),
-    }
+    metrics: dict[str, float] = {"n_test": float(len(test)), "n_test_unseen": float(unseen.sum()),
+                                 "predict_samples_per_second": scores.size / max(seconds, 1e-9)}
+    if hasattr(full, "tokenizer"):  # fine-tuned members read text: how much of it fits
+        lengths = np.array([len(ids) for ids in full.tokenizer([format_pair(p, f) for p, f in zip(prompts, flows)])["input_ids"]])
+        metrics.update(mean_input_tokens=float(lengths.mean()), truncated_share=float((lengths > full.max_length).mean()))
     for i, row in enumerate(scores):
         metrics.update({f"member_{i}_{k}": v for k, v in regression_metrics(row, true).items()})
-    mean, std = scores.mean(axis=0), scores.std(axis=0, ddof=0)
-    ens = regression_metrics(mean, true)
-    metrics.update({"ensemble_mse": ens["mse"], "ensemble_pearson": ens["pearson"], "ensemble_spearman": ens["spearman"]})
-    metrics["sigma_scored"] = float(std.mean())
-    if unscored and n_unscored:
-        pairs = [(rng.choice(prompts), rng.choice(unscored)) for _ in range(n_unscored)]
-        _, sigma = full.predict([p for p, _ in pairs], [f for _, f in pairs], progress=True)
-        metrics["sigma_unscored"] = float(sigma.mean())
-    else:
-        metrics["sigma_unscored"] = float("nan")
+    mean, std = mean_t.numpy().astype(np.float64), std_t.numpy().astype(np.float64)
+    for name, mask in (("ensemble", np.ones_like(unseen)), ("ensemble_seen", ~unseen), ("ensemble_unseen", unseen)):
+        if mask.any():
+            metrics.update({f"{name}_{k}": v for k, v in regression_metrics(mean[mask], true[mask]).items()})
+    # σ where the ensemble has seen flows like these (held-out prompts x seen flows) ...
+    metrics["sigma_scored"] = _mean(std[~unseen]) if (~unseen).any() else _mean(std)
+    metrics["sigma_unseen"] = _mean(std[unseen]) if unseen.any() else float("nan")
+    # ... and where it has not: unscored augmented flows, perturbed flows
+    sigma_unscored = _sigma_pairs(full, [(rng.choice(prompts), rng.choice(unscored)) for _ in range(cfg.n_unscored)] if unscored else [])
+    perturbed = perturb_flows(flows, cfg.n_perturbed, seed)
+    sigma_perturbed = _sigma_pairs(full, [(rng.choice(prompts), f) for _, f in perturbed])
+    metrics["sigma_unscored"] = _mean(sigma_unscored)
+    metrics["sigma_perturbed"] = _mean(sigma_perturbed)
+    for kind in KINDS:
+        metrics[f"sigma_perturbed_{kind}"] = _mean(sigma_perturbed[[k == kind for k, _ in perturbed]]) if perturbed else float("nan")
+    for name in ("unseen", "unscored", "perturbed"):
+        metrics[f"sigma_ratio_{name}"] = metrics[f"sigma_{name}"] / max(metrics["sigma_scored"], 1e-12)
+    tau = float(np.quantile(std, cfg.tau_quantile)) if cfg.tau_quantile is not None else cfg.tau
+    metrics["tau"] = tau
+    for name, sigma in (("seen", std[~unseen]), ("unseen", std[unseen]), ("unscored", sigma_unscored), ("perturbed", sigma_perturbed)):
+        metrics[f"share_zeroed_{name}"] = float((sigma > tau).mean()) if len(sigma) else float("nan")
     if prefix is not None:
         cut = [random_prefixes(f, 1, rng)[0] for f in flows]
         p_mean, _ = prefix.predict(prompts, cut, progress=True)
@@ -228,34 +266,67 @@ def evaluate(full: Ensemble, prefix: Ensemble | None, test: Sequence[dict], unsc
     return metrics, {"pred": mean, "std": std, "true": true}
 
 
+def train_members(root: Path, train: list[dict], test: list[dict], cfg: RewardConfig, seed: int) -> tuple[list[dict], list[dict], dict[str, float]]:
+    """Train (or resume) the full and prefix ensembles of `cfg.member` kind into models/reward/.
+
+    Returns:
+        (full member stats, prefix member stats, extra metrics).
+    """
+    out = root / "models/reward"
+    prefix_train = prefix_rows(train, cfg.n_prefixes, seed) if cfg.n_prefix_models else []
+    if cfg.member == "finetune":
+        tokenizer, pieces = reward_tokenizer(cfg, root)
+        full_stats = train_ensemble(out / "full", train, cfg, cfg.n_models, tokenizer, seed, pieces=pieces)
+        prefix_stats = train_ensemble(out / "prefix", prefix_train, cfg, cfg.n_prefix_models, tokenizer, seed + 100_000, pieces=pieces) if prefix_train else []
+        return full_stats, prefix_stats, {"n_flow_tokens_added": float(len(pieces))}
+    t0 = time.perf_counter()
+    embedder = PromptEmbedder(cfg, cfg.head.prompt_max_length, out / PROMPT_CACHE)
+    n_cached = len(embedder)
+    embedder.embed(sorted({r["prompt"] for r in train + test}), progress=True)
+    embedder.save()
+    space = FeatureSpace.fit([v for v in map(parse_flow, sorted({r["flow"] for r in train})) if v is not None],
+                             sorted({r["prompt"] for r in train}), cfg.head.min_count)
+    featurizer = Featurizer(space, embedder)
+    extra = {"prompt_cache_rebuilt": float(embedder.rebuilt), "prompt_cache_hits": float(n_cached), "prompts_embedded": float(len(embedder) - n_cached),
+             "embed_seconds": time.perf_counter() - t0, "n_feature_tokens": float(space.n_tokens), "n_numeric_slots": float(len(space.slots))}
+    cache = f"../{PROMPT_CACHE}"
+    full_stats = train_head_ensemble(out / "full", train, cfg, cfg.n_models, featurizer, seed,
+                                     member_splits(len(train), cfg.n_models, cfg.split, seed), cache)
+    prefix_stats = train_head_ensemble(out / "prefix", prefix_train, cfg, cfg.n_prefix_models, featurizer, seed + 100_000,
+                                       member_splits(len(prefix_train), cfg.n_prefix_models, cfg.split, seed + 100_000), cache) if prefix_train else []
+    return full_stats, prefix_stats, extra
+
+
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Write models/reward/{full,prefix}/ and reports/reward/{metrics.json, scatter.png}."""
     cfg, seed = params.reward, params.seed
     root = Path(root)
+    t_stage = time.perf_counter()
     train, test = read_split(root, "train"), held_out_rows(root, cfg, seed)
-    tokenizer, pieces = reward_tokenizer(cfg, root)
     out = root / "models/reward"
     t0 = time.perf_counter()
-    full_stats = train_ensemble(out / "full", train, cfg, cfg.n_models, tokenizer, seed, pieces=pieces)
-    prefix_stats: list[dict] = []
-    if cfg.n_prefix_models:
-        prefix_train = prefix_rows(train, cfg.n_prefixes, seed)
-        prefix_stats = train_ensemble(out / "prefix", prefix_train, cfg, cfg.n_prefix_models, tokenizer, seed + 100_000, pieces=pieces)
+    full_stats, prefix_stats, extra = train_members(root, train, test, cfg, seed)
     train_seconds = time.perf_counter() - t0
+    if not cfg.n_prefix_models:
+        shutil.rmtree(out / "prefix", ignore_errors=True)  # a stale prefix ensemble must not feed GRPO
     full = Ensemble.load(out / "full")
     prefix = Ensemble.load(out / "prefix") if cfg.n_prefix_models else None
-    unscored = unscored_flows(root, {r["flow"] for r in train + test})
-    metrics, arrays = evaluate(full, prefix, test, unscored, cfg.n_unscored, seed)
+    unscored = unscored_flows(root, {r["flow"] for r in train})
+    metrics, arrays = evaluate(full, prefix, test, unscored, cfg, seed)
+    set_spec_tau(out / "full", metrics["tau"])
     done = [s for s in full_stats + prefix_stats if math.isfinite(s.get("train_samples_per_second", math.nan))]
+    metrics.update(extra)
     metrics.update({
         "n_models": float(cfg.n_models),
         "n_prefix_models": float(cfg.n_prefix_models),
-        "n_flow_tokens_added": float(len(pieces)),
+        "n_train_rows": float(len(train)),
         "train_seconds": train_seconds,
         "train_samples_per_second": float(np.mean([s["train_samples_per_second"] for s in done])) if done else float("nan"),
         "final_train_loss": float(np.mean([s["final_loss"] for s in full_stats])),
+        "tau_quantile": float("nan") if cfg.tau_quantile is None else cfg.tau_quantile,
     })
     scatter_plot(root / "reports/reward/scatter.png", arrays["pred"], arrays["std"], arrays["true"],
-                 f"reward ensemble (N={cfg.n_models}), test spearman {metrics['ensemble_spearman']:.2f}")
+                 f"reward ensemble ({cfg.member}, N={cfg.n_models}), test spearman {metrics['ensemble_spearman']:.2f}")
+    metrics["stage_seconds"] = time.perf_counter() - t_stage
     write_json(root / "reports/reward/metrics.json", metrics)
     return metrics
