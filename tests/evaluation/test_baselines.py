@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowrl.evaluation.baselines import (
+    best_flow_id,
     BaselineInputError,
     ComfyGenRetriever,
     FixedFlow,
@@ -31,7 +32,7 @@ def test_fixed_popular_flows_from_stage_data(stage_root):
     bases = {r["id"]: r for r in read_jsonl(stage_root / "data/flows/base.jsonl")}
     assert methods["fixed_popular"](["x"])[0].graph == bases["sd15_one_lora"]["graph"]  # 4 scored variants
     assert methods["fixed_popular_2"](["x"])[0].graph == bases["sdxl_txt2img_basic"]["graph"]  # 3
-    assert {m for m in methods if m.startswith("fixed_")} == {"fixed_popular", "fixed_popular_2", "fixed_sd15", "fixed_sdxl",
+    assert {m for m in methods if m.startswith("fixed_")} == {"fixed_best", "fixed_popular", "fixed_popular_2", "fixed_sd15", "fixed_sdxl",
                                                              "fixed_sdxl_turbo", "fixed_sdxl_lightning", "fixed_pony"}
     assert methods["fixed_sd15"](["x"])[0].graph == bases["sd15_txt2img_basic"]["graph"]  # fewer nodes than one_lora
 
@@ -77,3 +78,11 @@ def test_comfygen_refuses_unknown_flows_and_empty_triplets():
 def test_fixed_flow_repeats_its_flow():
     flow = Candidate("t", {"1": {"class_type": "X", "inputs": {}}})
     assert FixedFlow(flow)(["a", "b", "c"]) == [flow] * 3
+
+
+def test_best_flow_is_the_highest_mean_training_score_with_enough_rows():
+    rows = [{"flow_id": "a", "score": 0.9}] * 2 + [{"flow_id": "b", "score": 0.6}] * 5 + [{"flow_id": "c", "score": 0.5}] * 5
+    assert best_flow_id(rows) == "b"  # "a" is better but seen on 2 prompts only
+    assert best_flow_id(rows, min_rows=2) == "a"
+    with pytest.raises(BaselineInputError):
+        best_flow_id(rows, min_rows=6)

@@ -14,7 +14,7 @@ from flowrl.io import read_jsonl
 
 from .conftest import HOLDOUT, ToyScorer
 
-BASELINES = {"fixed_popular", "fixed_popular_2", "fixed_sd15", "fixed_sdxl", "fixed_sdxl_turbo", "fixed_sdxl_lightning",
+BASELINES = {"fixed_best", "fixed_popular", "fixed_popular_2", "fixed_sd15", "fixed_sdxl", "fixed_sdxl_turbo", "fixed_sdxl_lightning",
              "fixed_pony", "comfygen"}
 
 

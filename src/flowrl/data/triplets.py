@@ -116,7 +116,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
         train_prompts = rng.sample(train_prompts, cfg.n_prompts)
     holdout_prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/holdout.jsonl")]
     augmented = read_jsonl(root / "data/flows/augmented.jsonl")
-    texts = {row["id"]: row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")}
+    # the policy view (no seeds, negative-prompt placeholder): the text the policy writes and GRPO scores
+    texts = {row["id"]: row.get("policy_text") or row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")}
     missing = [row["id"] for row in augmented if row["id"] not in texts]
     if missing:
         raise FlowRLError(f"data/encode/flows.jsonl lacks flows {missing[:3]} of data/flows/augmented.jsonl; rerun the encode stage (dvc repro encode)")

@@ -54,6 +54,21 @@ def popular_base_ids(scored_ids: Sequence[str], base_of: dict[str, str]) -> list
     return sorted(counts, key=lambda b: (-counts[b], b))
 
 
+def best_flow_id(train_rows: Sequence[dict], min_rows: int = 5) -> str:
+    """Id of the scored flow with the highest mean training score over at least `min_rows` prompts: the best fixed flow.
+
+    Raises:
+        BaselineInputError: no flow has `min_rows` training triplets.
+    """
+    by_flow: dict[str, list[float]] = {}
+    for row in train_rows:
+        by_flow.setdefault(row["flow_id"], []).append(float(row["score"]))
+    means = {f: sum(s) / len(s) for f, s in by_flow.items() if len(s) >= min_rows}
+    if not means:
+        raise BaselineInputError(f"no flow has {min_rows} training triplets; raise triplets.n_triplets")
+    return max(sorted(means), key=lambda f: means[f])
+
+
 def graph_family(graph: dict) -> str | None:
     """Checkpoint family of a graph that loads exactly one known checkpoint, else None."""
     names = {node["inputs"]["ckpt_name"] for node in graph.values() if isinstance(node.get("inputs", {}).get("ckpt_name"), str)}

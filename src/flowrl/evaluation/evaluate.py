@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from flowrl.config import Params
 from flowrl.errors import FlowRLError
-from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, plain_family_flows, popular_base_ids
+from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, best_flow_id, plain_family_flows, popular_base_ids
 from flowrl.evaluation.metrics import win_rate_matrix
 from flowrl.evaluation.novelty import mean_pairwise_nld, novelty_metrics
 from flowrl.evaluation.plots import plot_mean_scores, plot_novelty_vs_gamma, plot_score_distributions, plot_win_rates
@@ -57,7 +57,10 @@ def baseline_methods(root: Path, comfygen_k: int) -> dict[str, Method]:
     for family, row in sorted(plain_family_flows(base_rows).items()):
         methods[f"fixed_{family}"] = FixedFlow(base_candidate(row))
     flows = {row["id"]: Candidate(row["text"], row["graph"]) for row in scored}
-    methods["comfygen"] = ComfyGenRetriever(read_jsonl(root / "data/triplets/train.jsonl"), flows, comfygen_k)
+    train = read_jsonl(root / "data/triplets/train.jsonl")
+    if train and "flow_id" in train[0]:
+        methods["fixed_best"] = FixedFlow(flows[best_flow_id(train)])  # the best single flow on the training triplets
+    methods["comfygen"] = ComfyGenRetriever(train, flows, comfygen_k)
     return methods
 
 

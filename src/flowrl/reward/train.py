@@ -177,7 +177,8 @@ def unscored_flows(root: Path, scored: set[str]) -> list[str]:
     path = root / "data/encode/flows.jsonl"
     if not path.exists():
         return []
-    return [row["text"] for row in read_jsonl(path) if row["text"] not in scored]
+    texts = (row.get("policy_text") or row["text"] for row in read_jsonl(path))  # the view the triplets use
+    return [t for t in texts if t not in scored]
 
 
 def scatter_plot(path: Path, pred: np.ndarray, std: np.ndarray, true: np.ndarray, title: str) -> Path:
