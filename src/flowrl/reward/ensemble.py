@@ -27,6 +27,17 @@ if TYPE_CHECKING:
 SPEC_FILE = "ensemble.json"
 
 
+STATS_FILE = "train_stats.json"  # written into a member folder when the member finished training
+
+
+def finished_stats(member: Path, key: str) -> dict | None:
+    """The training stats of a member folder finished under fingerprint `key`, else None (train it)."""
+    path = Path(member) / STATS_FILE
+    if path.exists() and (stats := read_json(path)).get("fingerprint") == key:
+        return stats
+    return None
+
+
 def member_dir(folder: str | Path, i: int) -> Path:
     """Folder of ensemble member `i`."""
     return Path(folder) / f"member_{i}"

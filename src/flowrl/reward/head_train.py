@@ -21,7 +21,7 @@ from flowrl.config import RewardConfig
 from flowrl.io import read_json, write_json
 from flowrl.reward.head import FEATURES_FILE, Featurizer, HeadNet, member_arch, save_member, train_head, write_head_spec
 
-STATS_FILE = "train_stats.json"
+
 # settings that change what a head member learns; a finished member trained under others is retrained
 HEAD_FIELDS = ("member", "source", "model", "tiny", "head", "split", "n_train")
 
@@ -44,7 +44,7 @@ def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n
     Returns:
         Per-member training stats.
     """
-    from flowrl.reward.ensemble import member_dir
+    from flowrl.reward.ensemble import STATS_FILE, finished_stats, member_dir
 
     folder.mkdir(parents=True, exist_ok=True)
     key = head_fingerprint(rows, cfg, n_models, seed)
@@ -53,8 +53,8 @@ def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n
     all_stats = []
     for i in range(n_models):
         final = member_dir(folder, i)
-        if (final / STATS_FILE).exists() and read_json(final / STATS_FILE).get("fingerprint") == key:
-            all_stats.append(read_json(final / STATS_FILE))  # finished before a kill: keep it
+        if (done := finished_stats(final, key)) is not None:
+            all_stats.append(done)  # finished before a kill: keep it
             continue
         idx = splits[i]
         if cfg.n_train is not None and len(idx) > cfg.n_train:

@@ -30,7 +30,7 @@ from flowrl.encoding.vocab import extend_tokenizer, init_from_pieces, token_piec
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_json, read_jsonl, write_json
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
-from flowrl.reward.ensemble import Ensemble, member_dir, set_spec_tau, write_spec
+from flowrl.reward.ensemble import STATS_FILE, Ensemble, finished_stats, member_dir, set_spec_tau, write_spec
 from flowrl.reward.features import FeatureSpace, parse_flow
 from flowrl.reward.head import Featurizer
 from flowrl.reward.head_train import train_head_ensemble
@@ -39,7 +39,6 @@ from flowrl.reward.perturb import KINDS, perturb_flows
 from flowrl.reward.prefix import prefix_rows, random_prefixes
 from flowrl.reward.prompt_cache import PromptEmbedder
 
-STATS_FILE = "train_stats.json"
 PROMPT_CACHE = "cache/prompt_embeddings.safetensors"  # under models/reward/, shared by the full and prefix heads
 # settings that change what a member learns; a finished member trained under others is retrained
 TRAINING_FIELDS = ("source", "model", "tiny", "add_flow_tokens", "split", "n_train", "epochs", "batch_size", "learning_rate", "weight_decay", "max_length", "bf16")
@@ -103,8 +102,8 @@ def train_ensemble(
     all_stats = []
     for i in range(n_models):
         final = member_dir(folder, i)
-        if (final / STATS_FILE).exists() and read_json(final / STATS_FILE).get("fingerprint") == key:
-            all_stats.append(read_json(final / STATS_FILE))  # finished before a kill: keep it
+        if (done := finished_stats(final, key)) is not None:
+            all_stats.append(done)  # finished before a kill: keep it
             continue
         work = folder / f".work_{i}"
         if (work / "fingerprint").exists() and (work / "fingerprint").read_text() != key:
