@@ -31,12 +31,14 @@ def shipped() -> list[str]:
     return sorted(p.stem.replace("--", "/", 1) for p in HERE.glob("*.json"))
 
 
-def load_model_config(model: str | None, setting: str = "policy.model") -> PretrainedConfig:
-    """The transformers config named by `model`: a shipped hub id, or a path to a config.json.
+def load_model_config(model: str | dict | None, setting: str = "policy.model") -> PretrainedConfig:
+    """The transformers config named by `model`: a shipped hub id, a path to a config.json, or the config itself.
 
     Raises:
         ModelConfigError: empty, unknown or unreadable, naming `setting` and the shipped ids.
     """
+    if isinstance(model, dict):
+        return AutoConfig.for_model(**model)
     fix = f"set {setting} to one of {shipped()} or to a path of a transformers config.json"
     if not model:
         raise ModelConfigError(f"source is 'random' but {setting} is empty; {fix}")
@@ -52,12 +54,12 @@ def load_model_config(model: str | None, setting: str = "policy.model") -> Pretr
         raise ModelConfigError(f"{path}: not a transformers config.json ({str(exc)[:200]}); {fix}") from None
 
 
-def build_random_model(model: str | None, head: Head, seed: int = 0, device: str | torch.device | None = None,
+def build_random_model(model: str | dict | None, head: Head, seed: int = 0, device: str | torch.device | None = None,
                        dtype: torch.dtype = torch.float32, setting: str = "policy.model") -> PreTrainedModel:
     """The architecture of `model` with random weights (seeded); on `device` "meta" it allocates no memory.
 
     Args:
-        model: shipped hub id or config.json path (see `load_model_config`).
+        model: shipped hub id, config.json path or config dict (see `load_model_config`).
         head: "causal-lm" (the policy) or "regression" (a 1-output reward surrogate).
         seed: initialisation seed: same seed, same weights.
         device: where the weights are created ("meta" for shapes only, "cuda" to skip a CPU copy); None = CPU.
