@@ -24,12 +24,14 @@ def n_params(model) -> int:
 
 
 def test_paper_models_at_real_shapes_on_the_meta_device():
-    assert shipped() == ["answerdotai/ModernBERT-base", "meta-llama/Llama-3.1-8B"]
+    assert {"answerdotai/ModernBERT-base", "meta-llama/Llama-3.1-8B", "HuggingFaceTB/SmolLM2-135M-Instruct"} == set(shipped())
     policy = build_random_model("meta-llama/Llama-3.1-8B", "causal-lm", device="meta")
     assert n_params(policy) == 8_030_261_248  # the published 8.03B
     assert policy.get_input_embeddings().weight.shape == (128256, 4096) and policy.get_input_embeddings().weight.is_meta
     reward = build_random_model("answerdotai/ModernBERT-base", "regression", device="meta")
     assert 149e6 < n_params(reward) < 151e6 and reward.config.num_labels == 1  # 149M encoder + the 1-output head
+    smol = build_random_model("HuggingFaceTB/SmolLM2-135M-Instruct", "causal-lm", device="meta")
+    assert n_params(smol) == 134_515_008  # the packaged cpu-profile GGUF's model (tied embeddings)
 
 
 def test_random_source_builds_policy_and_surrogate_from_a_config_file(tmp_path):

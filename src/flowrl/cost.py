@@ -11,7 +11,7 @@ Lengths are the configured caps, so this is the worst case; padding-free batches
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from flowrl.errors import FlowRLError
 GB = 1e9
 ADAMW_STATE = 4 + 4 + 4 + 4  # fp32 weight, fp32 gradient, exp_avg, exp_avg_sq (bytes per trainable parameter)
 TokenRows = Literal["new", "full"]
+SMOLLM2_VOCAB, MINILM_VOCAB = 49152, 30522  # the packaged tokenizers (tiny, gguf; tiny, minilm)
 PROMPT_TOKENS = 128  # GRPO prompt length cap in the estimate (chat template + prompt; generated prompts: at most 90)
 
 
@@ -103,7 +104,8 @@ def token_row_params(model: nn.Module, new_tokens: int, rows: TokenRows) -> int:
     return emb.weight.numel() + (0 if tied else head.weight.numel())
 
 
-def activation_bytes(shapes: Shapes, tokens: int, act_bytes: int, checkpointing: bool, loss_over_vocab: bool = True) -> float:
+def activation_bytes(shapes: Shapes, tokens: int, act_bytes: int, checkpointing: bool, loss_over_vocab: bool = True,
+                     seq_len: int = 0, heads: int = 0) -> float:
     """Autograd memory of one forward/backward over `tokens` tokens (micro batch x length).
 
     Args:
@@ -111,30 +113,37 @@ def activation_bytes(shapes: Shapes, tokens: int, act_bytes: int, checkpointing:
         checkpointing: keep only each layer's input, recompute one layer at a time in backward.
         loss_over_vocab: a causal-LM loss: logits, fp32 upcast (when not fp32), log-softmax, and the gradients of
             log-softmax and logits alive together in backward.
+        seq_len, heads: when given, attention materialises its scores (eager, or SDPA's math kernel as on CPUs
+            with a mask): its softmax output, heads x seq_len x seq_len a sequence and layer, is kept for backward.
     """
-    per_layer = shapes.saved_per_token_layer() * act_bytes
+    per_layer = (shapes.saved_per_token_layer() + heads * seq_len) * act_bytes
     body = (shapes.layers * shapes.hidden * act_bytes + per_layer) if checkpointing else shapes.layers * per_layer
     loss = shapes.vocab * (act_bytes + (0 if act_bytes == 4 else 4) + 4 + 4 + 4) if loss_over_vocab else 0
     return float(tokens * (body + loss))
 
 
 def estimate_training(stage: str, model: nn.Module, trainable: int, micro_batch: int, seq_len: int, *,
-                      weight_bytes: int, act_bytes: int, checkpointing: bool, full_copies: int = 0,
-                      loss_over_vocab: bool = True, extra: float = 0.0, notes: list[str] | None = None) -> MemoryEstimate:
-    """Memory of a training step of `model` (weights frozen except `trainable` parameters in fp32 with AdamW).
+                      weight_bytes: int, act_bytes: int, checkpointing: bool, full_finetune: bool = False,
+                      loss_over_vocab: bool = True, extra: float = 0.0, notes: list[str] | None = None,
+                      materialized_attention: bool = False) -> MemoryEstimate:
+    """Memory of a training step of `model` with `trainable` parameters in fp32 under AdamW.
 
     Args:
-        full_copies: parameters duplicated as trainable copies (peft modules_to_save); they are in `trainable` too.
+        full_finetune: the trainable parameters are the model's own (all weights train); otherwise they are
+            added beside frozen weights (LoRA, token-row deltas, peft modules_to_save copies).
+        materialized_attention: attention keeps its seq x seq scores (eager or math SDPA, e.g. on CPUs);
+            False for flash / memory-efficient SDPA (GPUs).
         extra: further bytes on the GPU (a frozen reward ensemble, a KV cache).
     """
     params = sum(p.numel() for p in model.parameters())
-    frozen = params - (trainable - full_copies)  # LoRA/token-row parameters are new; full copies sit beside the originals
-    acts = activation_bytes(Shapes.of(model), micro_batch * seq_len, act_bytes, checkpointing, loss_over_vocab)
+    frozen = params - trainable if full_finetune else params
+    heads = model.config.num_attention_heads if materialized_attention else 0
+    acts = activation_bytes(Shapes.of(model), micro_batch * seq_len, act_bytes, checkpointing, loss_over_vocab, seq_len, heads)
     return MemoryEstimate(stage, params, trainable, micro_batch, seq_len, checkpointing, float(max(frozen, 0) * weight_bytes),
                           float(trainable * ADAMW_STATE), acts, extra, list(notes or []))
 
 
-def largest_micro_batch(make: "callable", batch: int, gpu_bytes: float = 80 * GB) -> int | None:
+def largest_micro_batch(make: Callable[[int], MemoryEstimate], batch: int, gpu_bytes: float = 80 * GB) -> int | None:
     """Largest divisor of `batch` whose estimate `make(micro_batch)` fits the GPU; None when even 1 does not."""
     for b in sorted((d for d in range(1, batch + 1) if batch % d == 0), reverse=True):
         if make(b).fits(gpu_bytes):
@@ -147,30 +156,48 @@ def kv_cache_bytes(shapes: Shapes, sequences: int, length: int, act_bytes: int) 
     return float(2 * shapes.layers * shapes.kv_dim * sequences * length * act_bytes)
 
 
-def _meta_model(source: str, model: str | None, head: str, tiny: dict | None = None) -> nn.Module:
-    """The stage's model on the meta device (no memory, no download): shipped/local config, or the tiny sizes."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
+def _config_model(source: str, model: str | None, head: str, setting: str) -> nn.Module:
+    """A hub/dir/random model on the meta device from its config: shipped, a local folder, or a packaged one."""
     from flowrl.model_configs import build_random_model, shipped
 
     if source == "random" or (source == "hub" and model in shipped()):
-        return build_random_model(model, head, device="meta")
+        return build_random_model(model, head, device="meta", setting=setting)
     if source == "dir":
-        return build_random_model(f"{model}/config.json", head, device="meta")
-    if tiny is not None:
-        from transformers import BertConfig, LlamaConfig
+        return build_random_model(f"{model}/config.json", head, device="meta", setting=setting)
+    if source == "gguf" and not model:  # the packaged SmolLM2-135M-Instruct
+        return build_random_model("HuggingFaceTB/SmolLM2-135M-Instruct", head, device="meta", setting=setting)
+    if source == "minilm":
+        from flowrl.reward.encoder import minilm_path
 
-        config = (LlamaConfig(vocab_size=49152, tie_word_embeddings=True, **tiny) if head == "causal-lm"
-                  else BertConfig(vocab_size=30522, num_labels=1, **tiny))
-        auto = AutoModelForCausalLM if head == "causal-lm" else AutoModelForSequenceClassification
+        return build_random_model(str(minilm_path() / "config.json"), head, device="meta", setting=setting)
+    raise CostError(f"cost estimate: no config for {setting.split('.')[0]}.source={source!r} model={model!r} without a "
+                    f"download; use source random, dir, or hub with one of {shipped()}")
+
+
+def policy_meta_model(policy, new_tokens: int) -> nn.Module:
+    """The policy of the `policy` section (a PolicyConfig) on the meta device, its vocabulary grown by `new_tokens`."""
+    if policy.source in ("tiny", "scratch"):
+        from flowrl.policy.loading import build_tiny_model
+
+        base = policy.scratch.vocab_size if policy.source == "scratch" else SMOLLM2_VOCAB
         with torch.device("meta"):
-            return auto.from_config(config)
-    raise CostError(f"cost estimate: no config for source={source!r} model={model!r} without a download; "
-                    f"use source: random or hub with one of {shipped()}, or source: dir")
+            return build_tiny_model(policy, base + new_tokens, 0)
+    return _config_model(policy.source, policy.model, "causal-lm", "policy.model")
+
+
+def reward_meta_model(reward) -> nn.Module:
+    """One surrogate of the `reward` section (a RewardConfig) on the meta device."""
+    if reward.source == "tiny":
+        from transformers import BertConfig, BertForSequenceClassification
+
+        with torch.device("meta"):
+            return BertForSequenceClassification(BertConfig(vocab_size=MINILM_VOCAB, num_labels=1, **reward.tiny.model_dump()))
+    return _config_model(reward.source, reward.model, "regression", "reward.model")
 
 
 def estimate_stages(params, new_tokens: int = 210, gradient_checkpointing: bool = True, token_rows: TokenRows = "new",
-                    weight_bytes: int | None = None, gpu_bytes: float = 80 * GB) -> dict[str, MemoryEstimate]:
+                    weight_bytes: int | None = None, gpu_bytes: float = 80 * GB,
+                    materialized_attention: bool = False) -> dict[str, MemoryEstimate]:
     """Per-GPU memory of sft, reward (one fine-tuned member) and grpo for the resolved `params` (a Params).
 
     Each stage runs at the largest micro batch dividing its configured batch that fits `gpu_bytes` (the rest
@@ -179,33 +206,40 @@ def estimate_stages(params, new_tokens: int = 210, gradient_checkpointing: bool 
     Args:
         token_rows: "new" trains only the flow-token rows of embed/lm_head; "full" trains full copies (today).
         weight_bytes: bytes per frozen weight; default 2 where policy.bf16 is true (bf16 weights), else 4.
+        materialized_attention: True for a CPU run (SDPA falls back to kernels that keep seq x seq scores).
     """
     policy, sft, reward, grpo = params.policy, params.sft, params.reward, params.grpo
     bf16 = policy.bf16 is True
     wb, ab = weight_bytes or (2 if bf16 else 4), 2 if bf16 else 4
-    lm = _meta_model(policy.source, policy.model, "causal-lm", policy.tiny.model_dump() if policy.source == "tiny" else None)
+    lm = policy_meta_model(policy, new_tokens)
     shapes = Shapes.of(lm)
     out: dict[str, MemoryEstimate] = {}
 
     def policy_stage(name: str, cfg, batch: int, length: int, extra: float, note: str):
-        lora = lora_params(lm, cfg.lora_r, cfg.target_modules)
-        rows = token_row_params(lm, new_tokens, token_rows) if name == "sft" else 0
-        full = rows if token_rows == "full" and name == "sft" else 0
+        full = policy.source == "scratch"  # no LoRA: every weight trains
+        if full:
+            lora, rows = sum(p.numel() for p in lm.parameters()), 0
+        else:
+            lora = lora_params(lm, cfg.lora_r, cfg.target_modules)
+            rows = token_row_params(lm, new_tokens, token_rows) if name == "sft" else 0
 
         def make(b: int) -> MemoryEstimate:
             return estimate_training(name, lm, lora + rows, b, length, weight_bytes=wb, act_bytes=ab,
-                                     checkpointing=gradient_checkpointing, full_copies=full, extra=extra, notes=[note])
+                                     checkpointing=gradient_checkpointing, full_finetune=full, extra=extra, notes=[note],
+                                     materialized_attention=materialized_attention)
         return _fit(make, batch, name, gpu_bytes)
 
-    out["sft"] = policy_stage("sft", sft, sft.batch_size, sft.max_length, 0.0,
-                              f"LoRA r={sft.lora_r} on {len(sft.target_modules)} projections + {token_rows} token rows")
+    what = ("all weights (source scratch)" if policy.source == "scratch"
+            else f"LoRA r={sft.lora_r} on {len(sft.target_modules)} projections + {token_rows} token rows")
+    out["sft"] = policy_stage("sft", sft, sft.batch_size, sft.max_length, 0.0, what)
     if reward.member == "finetune":
-        enc = _meta_model(reward.source, reward.model, "regression", reward.tiny.model_dump() if reward.source == "tiny" else None)
+        enc = reward_meta_model(reward)
         n = sum(p.numel() for p in enc.parameters())
 
         def make_reward(b: int) -> MemoryEstimate:
             return estimate_training("reward", enc, n, b, reward.max_length, weight_bytes=wb, act_bytes=ab,
-                                     checkpointing=gradient_checkpointing, loss_over_vocab=False,
+                                     checkpointing=gradient_checkpointing, loss_over_vocab=False, full_finetune=True,
+                                     materialized_attention=materialized_attention,
                                      notes=[f"one of {reward.n_models}+{reward.n_prefix_models} members, all weights trained"])
         out["reward"] = _fit(make_reward, reward.batch_size, "reward", gpu_bytes)
         members = (reward.n_models + reward.n_prefix_models) * n * wb
@@ -215,7 +249,7 @@ def estimate_stages(params, new_tokens: int = 210, gradient_checkpointing: bool 
     length = PROMPT_TOKENS
     kv = kv_cache_bytes(shapes, grpo.batch_size, length + new, ab)
     out["grpo"] = policy_stage("grpo", grpo, grpo.batch_size, length + new, members + kv,
-                               f"LoRA r={grpo.lora_r}; frozen reward members {members / GB:.1f} GB + KV cache {kv / GB:.1f} GB in extra")
+                               f"{'all weights' if policy.source == 'scratch' else f'LoRA r={grpo.lora_r}'}; frozen reward members {members / GB:.1f} GB + KV cache {kv / GB:.1f} GB in extra")
     return out
 
 
