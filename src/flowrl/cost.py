@@ -216,7 +216,7 @@ def estimate_stages(params, new_tokens: int = 210, gradient_checkpointing: bool 
     out: dict[str, MemoryEstimate] = {}
 
     def policy_stage(name: str, cfg, batch: int, length: int, extra: float, note: str):
-        full = policy.source == "scratch"  # no LoRA: every weight trains
+        full = policy.source == "scratch" and name == "sft"  # sft of a scratch model trains every weight; grpo: LoRA
         if full:
             lora, rows = sum(p.numel() for p in lm.parameters()), 0
         else:
@@ -245,11 +245,10 @@ def estimate_stages(params, new_tokens: int = 210, gradient_checkpointing: bool 
         members = (reward.n_models + reward.n_prefix_models) * n * wb
     else:
         members = 0.0
-    new = grpo.max_new_tokens or policy.max_new_tokens
-    length = PROMPT_TOKENS
-    kv = kv_cache_bytes(shapes, grpo.batch_size, length + new, ab)
-    out["grpo"] = policy_stage("grpo", grpo, grpo.batch_size, length + new, members + kv,
-                               f"{'all weights' if policy.source == 'scratch' else f'LoRA r={grpo.lora_r}'}; frozen reward members {members / GB:.1f} GB + KV cache {kv / GB:.1f} GB in extra")
+    length = PROMPT_TOKENS + (grpo.max_new_tokens or policy.max_new_tokens)
+    kv = kv_cache_bytes(shapes, grpo.batch_size, length, ab)
+    out["grpo"] = policy_stage("grpo", grpo, grpo.batch_size, length, members + kv,
+                               f"LoRA r={grpo.lora_r}; frozen reward members {members / GB:.1f} GB + KV cache {kv / GB:.1f} GB in extra")
     return out
 
 
