@@ -10,7 +10,7 @@ import torch
 from flowrl.config import PolicyConfig, RewardConfig
 from flowrl.model_configs import ModelConfigError, build_random_model, shipped
 from flowrl.policy.loading import load_base_model
-from flowrl.reward.encoder import build_surrogate
+from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 
 TINY_LLAMA = {"model_type": "llama", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
               "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False}
@@ -58,3 +58,17 @@ def test_random_source_errors_name_the_setting_and_the_fix(model, match, tmp_pat
     bad.write_text("{not json")
     with pytest.raises(ModelConfigError, match="not a transformers config.json"):
         build_surrogate(RewardConfig(source="random", model=str(bad)), vocab_size=10, seed=0)
+
+
+def test_random_reward_tokenizer_feeds_a_modernbert_surrogate_and_the_prompt_encoder(tmp_path):
+    from flowrl.reward.prompt_cache import PromptEmbedder
+
+    (tmp_path / "bert.json").write_text(json.dumps(TINY_MODERNBERT))
+    cfg = RewardConfig(source="random", model=str(tmp_path / "bert.json"))
+    tokenizer = load_reward_tokenizer(cfg)  # MiniLM's, packaged: no download
+    batch = tokenizer(["[PROMPT] a fox [FLOW] KSampler steps=20"], return_tensors="pt")
+    assert "token_type_ids" not in batch  # ModernBERT takes none
+    surrogate = build_surrogate(cfg, vocab_size=len(tokenizer), seed=0)
+    assert surrogate(**batch).logits.shape == (1, 1)
+    vectors = PromptEmbedder(cfg, max_length=16).embed(["a fox", "a castle at night"])
+    assert vectors.shape == (2, 32) and abs(float((vectors**2).sum(1).mean()) - 1) < 1e-4

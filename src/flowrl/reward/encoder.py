@@ -44,12 +44,15 @@ def _name_and_kwargs(cfg: RewardConfig) -> tuple[str, dict]:
 
 
 def load_reward_tokenizer(cfg: RewardConfig) -> PreTrainedTokenizerBase:
-    """Tokenizer of the configured encoder (MiniLM's for tiny)."""
+    """Tokenizer of the configured encoder (MiniLM's for tiny and random)."""
     name, kwargs = _name_and_kwargs(cfg)
     try:
-        return AutoTokenizer.from_pretrained(name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         raise RewardLoadError(f"tokenizer for reward.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+    if cfg.source == "random":  # BERT's segment ids would reach encoders without them (ModernBERT)
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    return tokenizer
 
 
 def build_surrogate(cfg: RewardConfig, vocab_size: int, seed: int) -> PreTrainedModel:

@@ -19,8 +19,7 @@ from tqdm import tqdm
 
 from flowrl.config import RewardConfig
 from flowrl.io import atomic_path
-from flowrl.model_configs import build_random_model
-from flowrl.reward.encoder import RewardLoadError, _name_and_kwargs, load_reward_tokenizer
+from flowrl.reward.encoder import RewardLoadError, _name_and_kwargs, build_surrogate, load_reward_tokenizer
 
 POOLING = "mean-l2"
 
@@ -101,7 +100,7 @@ class PromptEmbedder:
                 if self.cfg.source == "tiny":
                     model = BertModel(BertConfig(vocab_size=len(tokenizer), **self.cfg.tiny.model_dump()), add_pooling_layer=False)
                 elif self.cfg.source == "random":  # the encoder of a random surrogate (its regression head unused)
-                    model = build_random_model(self.cfg.model, "regression", 0, setting="reward.model").base_model
+                    model = build_surrogate(self.cfg, len(tokenizer), 0).base_model
                 else:
                     name, kwargs = _name_and_kwargs(self.cfg)
                     try:
