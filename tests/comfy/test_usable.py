@@ -51,3 +51,9 @@ def test_the_prompt_must_be_the_positive_conditioning():
     swapped["5"]["inputs"]["positive"], swapped["5"]["inputs"]["negative"] = ["3", 0], ["2", 0]
     messages = [p.message for p in usable_problems(swapped)]
     assert any("does not encode the prompt" in m for m in messages) and any("used as the negative" in m for m in messages)
+
+
+def test_a_filled_in_workflow_is_not_checked_for_the_placeholder():
+    from flowrl.comfy.graph import fill_prompt
+
+    assert usable_problems(fill_prompt(simple_flow(), "a red fox in snow")) == []

@@ -114,7 +114,12 @@ def prompt_in_conditioning(graph: dict, link) -> bool | None:
 
 
 def conditioning_problems(graph: dict) -> list[Problem]:
-    """Samplers whose positive conditioning does not carry the prompt, or whose negative does (an image of the wrong text)."""
+    """Samplers whose positive conditioning does not carry the prompt, or whose negative does (an image of the wrong text).
+
+    Only for template flows, whose prompt is the PROMPT_PLACEHOLDER; a filled-in workflow's prompt text is unknown here.
+    """
+    if not any(PROMPT_PLACEHOLDER in v for node in graph.values() for v in node.get("inputs", {}).values() if isinstance(v, str)):
+        return []
     problems = []
     for nid, node in graph.items():
         inputs = node.get("inputs", {})
