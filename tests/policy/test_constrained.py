@@ -222,3 +222,11 @@ def test_a_tokenizer_without_flow_tokens_warns_and_stays_unconstrained(base_toke
     base_tokenizer.add_tokens(["<|KSampler|>"])
     with pytest.warns(UserWarning, match="constrained decoding is off"):
         assert constraint_processors(tiny_params.policy.model_copy(update={"constrained": True}), base_tokenizer) == []
+
+
+def test_the_prompt_goes_to_the_positive_and_never_to_the_negative(fc):
+    head = CKPT + "\nCLIPTextEncode clip=@1.1 text=<negative>\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+    positive = allowed_after(fc, head + "KSampler model=@1 positive=")
+    negative = allowed_after(fc, head + "KSampler model=@1 negative=")
+    assert "@3" in positive and "@2" not in positive  # line 3 holds the prompt
+    assert "@2" in negative and "@3" not in negative

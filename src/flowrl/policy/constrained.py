@@ -22,6 +22,8 @@ import torch
 from transformers import LogitsProcessor
 
 from flowrl.comfy.catalog import Catalog, InputSpec, NodeSpec, load_catalog
+from flowrl.comfy.graph import PROMPT_PLACEHOLDER
+from flowrl.comfy.usable import TEXT_INPUTS
 from flowrl.comfy.validate import _check_value, _types_compatible
 from flowrl.encoding.codec import _value_text
 from flowrl.encoding.policy_view import policy_spec
@@ -462,6 +464,9 @@ class _Row:
     done: bool = False
     has_sampler: bool = False
     open: frozenset[int] = frozenset()  # finished lines (1-based) that are no output node and feed nothing yet
+    prompt_lines: frozenset[int] = frozenset()  # finished lines that wrote the prompt placeholder
+    text_lines: frozenset[int] = frozenset()  # finished lines that wrote another text (a negative prompt)
+    line_text: str = ""  # '' / 'prompt' / 'text': what the current line wrote into a text input so far
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -585,8 +590,13 @@ class FlowConstraint(LogitsProcessor):
     # ------------------------------------------------------------ values
 
     def _link_forms(self, row: _Row, spec: InputSpec) -> list[str]:
-        return [f"@{k}" if j == 0 else f"@{k}.{j}" for k, outs in enumerate(row.lines, 1)
-                for j, t in enumerate(outs) if _types_compatible(spec.type, t)]
+        forms = [(k, f"@{k}" if j == 0 else f"@{k}.{j}") for k, outs in enumerate(row.lines, 1)
+                 for j, t in enumerate(outs) if _types_compatible(spec.type, t)]
+        # the prompt goes into the positive conditioning and never into the negative (a usable flow);
+        # the rule only narrows when a line of the right kind exists, so it cannot dead-end
+        avoid = row.text_lines if spec.name == "positive" else row.prompt_lines if spec.name == "negative" else frozenset()
+        kept = [w for k, w in forms if k not in avoid]
+        return kept or [w for _, w in forms]
 
     def _value_parts(self, row: _Row, finish: bool) -> tuple[list[tuple], bool]:
         """Mask parts (see FlowGrammar.mask_for) continuing the current value, and whether it is already complete."""
@@ -633,7 +643,7 @@ class FlowConstraint(LogitsProcessor):
             if not complete:
                 return tuple(parts)
             end = _Row(row.lines, row.has_output, row.cls, row.used | {row.name}, has_sampler=row.has_sampler,
-                       open=row.open - {_link_target(row.value)})
+                       open=row.open - {_link_target(row.value)}, prompt_lines=row.prompt_lines, text_lines=row.text_lines)
         else:
             end = row
         forms, eos_ok = self._struct_forms(end, budget, finish)
@@ -678,6 +688,11 @@ class FlowConstraint(LogitsProcessor):
     def _end_line(self, row: _Row) -> None:
         spec = self.g.classes[row.cls].spec
         row.lines.append(tuple(spec.outputs))
+        if row.line_text == "prompt":
+            row.prompt_lines = row.prompt_lines | {len(row.lines)}
+        elif row.line_text == "text":
+            row.text_lines = row.text_lines | {len(row.lines)}
+        row.line_text = ""
         if not spec.is_output_node:
             row.open = row.open | {len(row.lines)}
         row.has_output = row.has_output or spec.is_output_node
@@ -725,6 +740,8 @@ class FlowConstraint(LogitsProcessor):
                 raise ConstraintError(f"value {row.value!r} of {row.cls}.{row.name} ended early")
             row.used.add(row.name)
             row.open = row.open - {_link_target(row.value)}
+            if row.name in TEXT_INPUTS and not row.value.startswith("@"):
+                row.line_text = "prompt" if PROMPT_PLACEHOLDER in row.value else (row.line_text or "text")
             row.name, row.value = None, ""
         return rest
 
