@@ -19,7 +19,9 @@ from flowrl.encoding.codec import canonical_form, decode_flow, encode_flow
 from flowrl.errors import FlowRLError
 
 CATALOG = load_catalog()  # loaded once here, so no example pays for it against the deadline
-BOUNDED = settings(max_examples=40, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples every run, so CI cannot fail on a new random draw; run with
+# --hypothesis-seed=random (or drop derandomize) to search further, as the lone-surrogate case was found
+BOUNDED = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 # text as workflows carry it (no lone surrogates: JSON files cannot hold them), with the codec's hard cases
 texts = st.one_of(

@@ -137,3 +137,9 @@ def test_unencodable_graphs_raise():
 def test_malformed_graphs_raise(graph, match):
     with pytest.raises(FlowEncodeError, match=match):
         encode_flow(graph)
+
+
+def test_a_lone_surrogate_character_is_refused_with_its_place():
+    # found by tests/comfy/test_properties.py: a raw "\ud800" decoded, then could not be encoded as UTF-8
+    with pytest.raises(FlowDecodeError, match="line 2, column 16: a lone surrogate"):
+        decode_flow("EmptyLatentImage width=512\nKSampler steps=\ud800")

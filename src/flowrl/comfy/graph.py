@@ -15,7 +15,7 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 # A real workflow nests ~6 levels (UI groups ~10); deeper JSON is junk and would exhaust the recursion
 # limit in deepcopy, json.dumps or pydantic further on.
 MAX_JSON_DEPTH = 64
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class WorkflowLoadError(FlowRLError):
@@ -56,7 +56,7 @@ def check_json_tree(data: Any, source: str) -> None:
             raise WorkflowLoadError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels at {_where(path[:4])}...; "
                                     "no workflow nests that deep; is this really a ComfyUI workflow?")
         if isinstance(value, str):
-            if _LONE_SURROGATE.search(value):
+            if LONE_SURROGATE.search(value):
                 raise WorkflowLoadError(f"{source}: {_where(path)} holds a lone surrogate escape (e.g. \\ud800), "
                                         "which is not text; remove or fix that escape")
         elif isinstance(value, float):
@@ -65,7 +65,7 @@ def check_json_tree(data: Any, source: str) -> None:
                                         "give a finite number")
         elif isinstance(value, dict):
             for key, item in value.items():
-                if isinstance(key, str) and _LONE_SURROGATE.search(key):
+                if isinstance(key, str) and LONE_SURROGATE.search(key):
                     raise WorkflowLoadError(f"{source}: key {key!r} at {_where(path)} holds a lone surrogate escape; fix the key")
                 stack.append((item, (*path, key)))
         elif isinstance(value, list):

@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from flowrl.comfy.graph import is_link
+from flowrl.comfy.graph import LONE_SURROGATE, is_link
 from flowrl.errors import FlowRLError
 
 LINK_MARK = "@"
@@ -338,6 +338,9 @@ def decode_flow(text: str) -> dict:
     lines = [(i, line) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
     graph: dict[str, dict] = {}
     for node_no, (lineno, raw) in enumerate(lines, 1):
+        if (bad := LONE_SURROGATE.search(raw)) is not None:  # not text: it cannot be written as UTF-8 again
+            raise FlowDecodeError(f"line {lineno}, column {bad.start() + 1}: a lone surrogate character (\\ud800-\\udfff) is not text; "
+                                  "fix the file's encoding (save it as UTF-8)")
         cur = _Line(raw, lineno)
         class_type = cur.class_type()
         inputs: dict[str, Any] = {}
