@@ -57,3 +57,15 @@ def test_a_filled_in_workflow_is_not_checked_for_the_placeholder():
     from flowrl.comfy.graph import fill_prompt
 
     assert usable_problems(fill_prompt(simple_flow(), "a red fox in snow")) == []
+
+
+def test_refiner_conditioning_on_the_base_model_is_named_and_scores_zero():
+    from flowrl.scoring.simulator import PreferenceSimulator
+
+    g = simple_flow("juggernautXL_v9Rundiffusionphoto2.safetensors", width=1024, height=1024)
+    g["8"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_refiner_1.0.safetensors"}}
+    g["9"] = {"class_type": "CLIPTextEncodeSDXLRefiner", "inputs": {"clip": ["8", 1], "ascore": 6.0, "width": 1024, "height": 1024,
+                                                                   "text": "<prompt>"}}
+    g["5"]["inputs"]["positive"] = ["9", 0]  # 1,280-wide refiner conditioning into the base SDXL model: fails in ComfyUI
+    assert any("does not fit the model" in p.message for p in usable_problems(g))
+    assert PreferenceSimulator(noise=False).score_one("a portrait photo", g) == 0.0

@@ -130,6 +130,45 @@ def conditioning_problems(graph: dict) -> list[Problem]:
     return problems
 
 
+REFINER_ENCODERS = ("CLIPTextEncodeSDXLRefiner",)
+
+
+def _is_refiner_checkpoint(name: str) -> bool:
+    from flowrl.data import components as C
+
+    info = C.checkpoint_info(name)
+    return info.refiner if info is not None else "refiner" in name.lower()
+
+
+def model_checkpoint(graph: dict, link, depth: int = 0) -> str | None:
+    """ckpt_name of the checkpoint a MODEL link comes from, through model patches (LoRA, FreeU, ...); None if unknown."""
+    if not is_link(link) or depth > len(graph):
+        return None
+    node = graph.get(str(link[0]), {})
+    inputs = node.get("inputs", {})
+    if node.get("class_type") == "CheckpointLoaderSimple":
+        return str(inputs.get("ckpt_name", ""))
+    return model_checkpoint(graph, inputs.get("model"), depth + 1)
+
+
+def refiner_problems(graph: dict) -> list[Problem]:
+    """Samplers that mix the SDXL refiner's conditioning with a base model, or base conditioning with the refiner.
+
+    The refiner's text encoder gives 1,280-wide conditioning, the base model expects 2,048: ComfyUI fails at run time.
+    """
+    problems = []
+    for nid, node in graph.items():
+        inputs = node.get("inputs", {})
+        ckpt = model_checkpoint(graph, inputs.get("model"))
+        if ckpt is None:
+            continue
+        for name in ("positive", "negative"):
+            src = graph.get(str(inputs[name][0]), {}) if is_link(inputs.get(name)) else {}
+            if "class_type" in src and (src["class_type"] in REFINER_ENCODERS) != _is_refiner_checkpoint(ckpt):
+                problems.append(Problem(nid, node.get("class_type"), name, f"{src['class_type']} conditioning does not fit the model of {ckpt}"))
+    return problems
+
+
 def duplicate_problems(graph: dict) -> list[Problem]:
     """One problem per node that repeats an earlier node exactly (same class, same inputs)."""
     seen: dict[str, str] = {}
@@ -148,7 +187,8 @@ def usable_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem
     problems = validate_graph(graph, catalog)
     if problems:
         return problems
-    return orphan_problems(graph, catalog) + duplicate_problems(graph) + conditioning_problems(graph) + practical_problems(graph)
+    return (orphan_problems(graph, catalog) + duplicate_problems(graph) + conditioning_problems(graph) + refiner_problems(graph)
+            + practical_problems(graph))
 
 
 def is_usable(graph: dict) -> bool:

@@ -13,7 +13,7 @@ import math
 import random
 from functools import lru_cache
 
-from flowrl.comfy.usable import practical_problems, rendered_subgraph
+from flowrl.comfy.usable import practical_problems, refiner_problems, rendered_subgraph
 from flowrl.comfy.validate import validate_graph
 from flowrl.data import components as C
 from flowrl.scoring.base import ScorerError
@@ -207,7 +207,7 @@ def _rendered(graph_json: str) -> FlowFeatures | None:
     would not fit a 24 GB GPU (`flowrl.comfy.usable.practical_problems`). Nodes that feed no output add nothing.
     """
     graph = rendered_subgraph(json.loads(graph_json))
-    if not graph or validate_graph(graph) or practical_problems(graph):
+    if not graph or validate_graph(graph) or practical_problems(graph) or refiner_problems(graph):
         return None
     f = flow_features(graph)
     if f.n_samplers == 0 or not f.has_output or f.checkpoint is None or f.family is None:
