@@ -34,12 +34,13 @@ from flowrl.errors import FlowRLError, exit_code
 from flowrl.evaluation.evaluate import REPORT_DIR, json_safe
 from flowrl.evaluation.metrics import win_rate
 from flowrl.io import read_json, read_jsonl, write_json, write_text
+from flowrl.stages import report_dir
 from flowrl.tracking.runs import log_stage, use_experiment
 from tasks.stages import run_stage
 
 REFERENCE = "comfygen"
 METRICS = ("mean_score", "validity", "nld_ratio", "win_rate_vs_comfygen", "win_rate_vs_full")
-REPORTS = Path("reports/ablations")
+REPORTS = report_dir("ablations")
 
 
 class AblationError(FlowRLError):

@@ -8,7 +8,8 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from flowrl.config import Params
-from flowrl.stages import stage_function
+from flowrl.stage_params import declared_view
+from flowrl.stages import report_dir, stage, stage_function
 from flowrl.tracking.runs import log_stage
 
 TRANSIENT = (ConnectionError, TimeoutError)
@@ -27,8 +28,8 @@ def _is_transient(task, task_run, state) -> bool:
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_is_transient, task_run_name="{name}")
 def run_stage(name: str, params: Params, root: Path) -> dict:
-    """Run one pipeline stage and return its metrics."""
-    metrics = stage_function(name)(params, root)
+    """Run one pipeline stage on the params it declares and return its metrics."""
+    metrics = stage_function(name)(declared_view(params, stage(name)), root)
     get_run_logger().info("stage %s finished: %s", name, metrics)
     return metrics
 
@@ -38,5 +39,5 @@ def track_stage(name: str, params: Params, root: Path, metrics: dict) -> str:
     """Record the stage as an MLflow run with its params, metrics and reports."""
     # The stage's own params section, if it has one (`validate` reads others').
     section_dict = params.model_dump(mode="json").get(name, {}) if name in type(params).model_fields else {}
-    reports = root / "reports" / name
+    reports = root / report_dir(name)
     return log_stage(root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [])

@@ -15,7 +15,7 @@ from typing import Any
 import typer
 import yaml
 
-from flowrl.cli import app, fail
+from flowrl.cli_app import app, fail
 from flowrl.config import load_params
 from flowrl.errors import FlowRLError
 

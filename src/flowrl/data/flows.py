@@ -16,6 +16,7 @@ from flowrl.data.augment import SAMPLER_NODES, AugmentError, augment_library, fl
 from flowrl.data.base_flows import load_base_flows
 from flowrl.errors import FlowRLError
 from flowrl.io import write_json, write_jsonl
+from flowrl.stages import STAGES, FlowsFiles
 
 # Class-type prefixes that make a graph something other than plain text-to-image.
 NON_T2I_PREFIXES = ("LoadImage", "LoadVideo", "VHS_", "ControlNet", "IPAdapter", "SVD_", "ImageOnlyCheckpoint",
@@ -108,9 +109,9 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     variants, n_duplicates = augment_library([(r["id"], r["graph"]) for r in base_rows],
                                              params.flows.variants_per_base, params.seed)
     family_of = {r["id"]: flow_family(r["graph"], r["id"]) for r in base_rows}
-    write_jsonl(root / "data/flows/base.jsonl", base_rows)
-    write_jsonl(root / "data/flows/augmented.jsonl", variants)
-    write_json(root / "reports/flows/rejected.json", rejected)
+    write_jsonl(root / FlowsFiles.base, base_rows)
+    write_jsonl(root / FlowsFiles.augmented, variants)
+    write_json(root / FlowsFiles.rejected, rejected)
     metrics: dict[str, float] = {
         "n_base": len(base_rows),
         "n_imported": n_imported,
@@ -123,5 +124,5 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     for family in sorted(base_counts):
         metrics[f"n_base_{family}"] = base_counts[family]
         metrics[f"n_variants_{family}"] = variant_counts[family]
-    write_json(root / "reports/flows/metrics.json", metrics)
+    write_json(root / STAGES["flows"].metrics, metrics)
     return metrics

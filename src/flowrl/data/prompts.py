@@ -15,6 +15,7 @@ from flowrl.data.prompt_cleaning import clean_prompts, prompt_id, split_holdout
 from flowrl.data.prompt_generator import generate_prompts
 from flowrl.data.prompt_sources import PromptSourceError, read_prompt_file
 from flowrl.io import write_json, write_jsonl
+from flowrl.stages import STAGES, PromptsFiles
 
 ROW_FIELDS = ("id", "prompt", "negative_prompt", "source", "family")
 
@@ -61,10 +62,10 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
         kept = random.Random(params.seed).sample(kept, cfg.n_prompts)
     rows = [{"id": prompt_id(r["prompt"]), **{k: r[k] for k in ROW_FIELDS[1:] if k in r}} for r in kept]
     train, holdout = split_holdout(rows, cfg.n_holdout, params.seed)
-    write_jsonl(root / "data/prompts/train.jsonl", train)
-    write_jsonl(root / "data/prompts/holdout.jsonl", holdout)
+    write_jsonl(root / PromptsFiles.train, train)
+    write_jsonl(root / PromptsFiles.holdout, holdout)
     metrics.update({"n_in": float(cleaned.n_in)})
     metrics.update({f"dropped_{reason}": float(n) for reason, n in sorted(cleaned.dropped.items())})
     metrics.update({"n_clean": float(len(cleaned.rows)), "n_kept": float(len(rows)), "n_train": float(len(train)), "n_holdout": float(len(holdout))})
-    write_json(root / "reports/prompts/metrics.json", metrics)
+    write_json(root / STAGES["prompts"].metrics, metrics)
     return metrics

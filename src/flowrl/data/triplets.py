@@ -19,6 +19,7 @@ from tqdm import tqdm
 from flowrl.config import Params
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json, write_jsonl
+from flowrl.stages import STAGES, EncodeFiles, FlowsFiles, PromptsFiles, TripletsFiles
 from flowrl.scoring.base import load_scorer
 
 SPLITS = ("train", "val", "test")
@@ -111,16 +112,16 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     cfg = params.triplets
     scorer = load_scorer(params.scoring.scorer, params.scoring.options)  # fail before any work
     rng, np_rng = random.Random(params.seed), np.random.default_rng(params.seed)
-    train_prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/train.jsonl")]
+    train_prompts = [row["prompt"] for row in read_jsonl(root / PromptsFiles.train)]
     if cfg.n_prompts is not None and len(train_prompts) > cfg.n_prompts:
         train_prompts = rng.sample(train_prompts, cfg.n_prompts)
-    holdout_prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/holdout.jsonl")]
-    augmented = read_jsonl(root / "data/flows/augmented.jsonl")
+    holdout_prompts = [row["prompt"] for row in read_jsonl(root / PromptsFiles.holdout)]
+    augmented = read_jsonl(root / FlowsFiles.augmented)
     # the policy view (no seeds, negative-prompt placeholder): the text the policy writes and GRPO scores
-    texts = {row["id"]: row.get("policy_text") or row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")}
+    texts = {row["id"]: row.get("policy_text") or row["text"] for row in read_jsonl(root / EncodeFiles.flows)}
     missing = [row["id"] for row in augmented if row["id"] not in texts]
     if missing:
-        raise FlowRLError(f"data/encode/flows.jsonl lacks flows {missing[:3]} of data/flows/augmented.jsonl; rerun the encode stage (dvc repro encode)")
+        raise FlowRLError(f"{EncodeFiles.flows} lacks flows {missing[:3]} of {FlowsFiles.augmented}; rerun the encode stage (dvc repro encode)")
     for row in augmented:
         row["text"] = texts[row["id"]]
 
@@ -141,18 +142,18 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     # Scores are normalised to [0, 1] with the train split's range, as the paper's surrogate is
     # trained on normalised preference scores.
     norm = ScoreNormalizer.fit(raw["train"])
-    norm.save(root / "data/triplets/normalization.json")
+    norm.save(root / TripletsFiles.normalization)
     metrics: dict[str, float] = {"n_seen_flows": len(by_flows["seen"]), "n_unseen_flows": len(by_flows["unseen"])}
     for split in SPLITS:
         rows = [{"prompt": p, "flow_id": f["id"], "flow": f["text"], "flow_split": fs, "score": norm(s), "raw_score": float(s)}
                 for (p, f, fs), s in zip(pairs[split], raw[split])]
-        write_jsonl(root / f"data/triplets/{split}.jsonl", rows)
+        write_jsonl(root / TripletsFiles.split(split), rows)
         metrics[f"n_{split}"] = len(rows)
         metrics[f"n_prompts_{split}"] = len(by_split[split])
     metrics["n_test_unseen_flows"] = n_unseen
     used = {f["id"] for split in SPLITS for _, f, _ in pairs[split]}
     scored = [(fs, f) for fs in ("seen", "unseen") for f in by_flows[fs] if f["id"] in used]
-    write_jsonl(root / "data/triplets/scored_flows.jsonl", ({"id": f["id"], "graph": f["graph"], "text": f["text"], "split": fs} for fs, f in scored))
+    write_jsonl(root / TripletsFiles.scored_flows, ({"id": f["id"], "graph": f["graph"], "text": f["text"], "split": fs} for fs, f in scored))
     metrics["n_scored_flows"] = len(scored)
 
     arr = np.asarray([s for split in SPLITS for s in raw[split]])
@@ -168,5 +169,5 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
         metrics["best_single_flow_share"] = best_single_flow_share(matrix)
         metrics["n_distinct_best_flows"] = int(len(set(np.argmax(matrix, axis=1).tolist())))
         metrics["probe_between_flow_std"] = float(matrix.std(axis=1).mean())
-    write_json(root / "reports/triplets/metrics.json", metrics)
+    write_json(root / STAGES["triplets"].metrics, metrics)
     return metrics

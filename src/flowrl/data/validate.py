@@ -18,6 +18,7 @@ from flowrl.config import Params
 from flowrl.encoding.codec import canonical_form, decode_flow, encode_flow
 from flowrl.errors import FlowRLError
 from flowrl.io import read_jsonl, write_json, write_text
+from flowrl.stages import EncodeFiles, FlowsFiles, PromptsFiles, TripletsFiles, ValidateFiles
 
 
 class DataValidationError(FlowRLError):
@@ -55,16 +56,16 @@ def build_suites(params: Params, root: Path) -> list[Suite]:
     E = gx.expectations
     p = params.prompts
     prompts = pd.DataFrame(
-        [{**row, "split": split} for split in ("train", "holdout") for row in read_jsonl(root / f"data/prompts/{split}.jsonl")]
+        [{**row, "split": split} for split, path in (("train", PromptsFiles.train), ("holdout", PromptsFiles.holdout)) for row in read_jsonl(root / path)]
     )
     flows = pd.DataFrame(
-        [{"id": r["id"], "ok": _flow_ok(r["graph"])} for name in ("base", "augmented") for r in read_jsonl(root / f"data/flows/{name}.jsonl")]
+        [{"id": r["id"], "ok": _flow_ok(r["graph"])} for path in (FlowsFiles.base, FlowsFiles.augmented) for r in read_jsonl(root / path)]
     )
-    encoded = pd.DataFrame([{"id": r["id"], "text": r["text"], "ok": _text_ok(r["text"])} for r in read_jsonl(root / "data/encode/flows.jsonl")])
-    pairs = pd.DataFrame(read_jsonl(root / "data/encode/sft_pairs.jsonl"))
-    scored_ids = {r["id"] for r in read_jsonl(root / "data/triplets/scored_flows.jsonl")}
+    encoded = pd.DataFrame([{"id": r["id"], "text": r["text"], "ok": _text_ok(r["text"])} for r in read_jsonl(root / EncodeFiles.flows)])
+    pairs = pd.DataFrame(read_jsonl(root / EncodeFiles.sft_pairs))
+    scored_ids = {r["id"] for r in read_jsonl(root / TripletsFiles.scored_flows)}
     triplets = pd.DataFrame(
-        [{**row, "split": split} for split in ("train", "val", "test") for row in read_jsonl(root / f"data/triplets/{split}.jsonl")]
+        [{**row, "split": split} for split in ("train", "val", "test") for row in read_jsonl(root / TripletsFiles.split(split))]
     )
     # A prompt may appear in one split only: count the distinct splits each prompt is in.
     triplets["n_splits_of_prompt"] = triplets.groupby("prompt")["split"].transform("nunique")
@@ -138,7 +139,7 @@ def check(suites: list[Suite], docs_dir: Path) -> tuple[dict[str, float], list[s
 
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Validate every data artifact; raise DataValidationError (with a readable report) on failure."""
-    out = root / "reports/validate"
+    out = root / ValidateFiles.dir
     metrics, failures = check(build_suites(params, root), out / "data_docs")
     metrics["failed_expectations"] = len(failures)
     summary = "# Data validation\n\n" + ("All expectations met.\n" if not failures else "\n".join(f"- {f}" for f in failures) + "\n")

@@ -20,29 +20,30 @@ from flowrl.encoding.report import token_count_report
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import flow_tokens
 from flowrl.io import read_jsonl, write_json, write_jsonl
+from flowrl.stages import STAGES, EncodeFiles, FlowsFiles, PromptsFiles
 
 
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Write data/encode/{schema.json, vocab.json, flows.jsonl, sft_pairs.jsonl} and reports/encode/metrics.json."""
     rng = random.Random(params.seed)
-    rows = read_jsonl(root / "data/flows/base.jsonl") + read_jsonl(root / "data/flows/augmented.jsonl")
+    rows = read_jsonl(root / FlowsFiles.base) + read_jsonl(root / FlowsFiles.augmented)
     graphs = [row["graph"] for row in rows]
     schema = infer_schema(strip_graph(g) for g in graphs)
-    schema.save(root / "data/encode/schema.json")
+    schema.save(root / EncodeFiles.schema)
     tokens = flow_tokens(schema)
-    write_json(root / "data/encode/vocab.json", tokens)
+    write_json(root / EncodeFiles.vocab, tokens)
     encoded = [{"id": row["id"], "text": encode_flow(row["graph"]), "policy_text": policy_text(row["graph"])}
                for row in tqdm(rows, desc="encoding flows", unit="flow")]
-    write_jsonl(root / "data/encode/flows.jsonl", encoded)
+    write_jsonl(root / EncodeFiles.flows, encoded)
 
-    prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/train.jsonl")]
-    augmented_ids = {row["id"] for row in read_jsonl(root / "data/flows/augmented.jsonl")}
+    prompts = [row["prompt"] for row in read_jsonl(root / PromptsFiles.train)]
+    augmented_ids = {row["id"] for row in read_jsonl(root / FlowsFiles.augmented)}
     pool = [row["policy_text"] for row in encoded if row["id"] in augmented_ids]
     pairs = ({"prompt": rng.choice(prompts), "completion": rng.choice(pool)} for _ in range(params.flows.n_sft_pairs))
-    n_pairs = write_jsonl(root / "data/encode/sft_pairs.jsonl", pairs)
+    n_pairs = write_jsonl(root / EncodeFiles.sft_pairs, pairs)
 
     sample = rng.sample(range(len(rows)), min(len(rows), params.encode.report_sample))
     report = token_count_report([graphs[i] for i in sample], tokens)
     metrics = {"n_flows": len(rows), "n_flow_tokens": len(tokens), "n_sft_pairs": n_pairs, **report}
-    write_json(root / "reports/encode/metrics.json", metrics)
+    write_json(root / STAGES["encode"].metrics, metrics)
     return metrics

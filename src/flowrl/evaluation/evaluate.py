@@ -25,11 +25,12 @@ from flowrl.evaluation.plots import plot_mean_scores, plot_novelty_vs_gamma, plo
 from flowrl.encoding.policy_view import policy_text
 from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.io import read_jsonl, write_json, write_jsonl, write_text
+from flowrl.stages import EncodeFiles, EvaluateFiles, FlowsFiles, PromptsFiles, TripletsFiles
 
 log = logging.getLogger(__name__)
 
 Method = Callable[[Sequence[str]], list[Candidate]]
-REPORT_DIR = Path("reports/evaluate")
+REPORT_DIR = EvaluateFiles.dir
 
 
 class EvaluateInputError(FlowRLError):
@@ -38,10 +39,10 @@ class EvaluateInputError(FlowRLError):
 
 def baseline_methods(root: Path, comfygen_k: int) -> dict[str, Method]:
     """fixed_popular, fixed_popular_2, fixed_<family> and comfygen, built from the stage data under `root`."""
-    texts = {row["id"]: row["text"] for row in read_jsonl(root / "data/encode/flows.jsonl")}
-    base_rows = read_jsonl(root / "data/flows/base.jsonl")
-    base_of = {row["id"]: row["base_id"] for row in read_jsonl(root / "data/flows/augmented.jsonl")}
-    scored = read_jsonl(root / "data/triplets/scored_flows.jsonl")
+    texts = {row["id"]: row["text"] for row in read_jsonl(root / EncodeFiles.flows)}
+    base_rows = read_jsonl(root / FlowsFiles.base)
+    base_of = {row["id"]: row["base_id"] for row in read_jsonl(root / FlowsFiles.augmented)}
+    scored = read_jsonl(root / TripletsFiles.scored_flows)
 
     def base_candidate(row: dict) -> Candidate:
         if row["id"] not in texts:
@@ -57,7 +58,7 @@ def baseline_methods(root: Path, comfygen_k: int) -> dict[str, Method]:
     for family, row in sorted(plain_family_flows(base_rows).items()):
         methods[f"fixed_{family}"] = FixedFlow(base_candidate(row))
     flows = {row["id"]: Candidate(row["text"], row["graph"]) for row in scored}
-    train = read_jsonl(root / "data/triplets/train.jsonl")
+    train = read_jsonl(root / TripletsFiles.train)
     if train and "flow_id" in train[0]:
         methods["fixed_best"] = FixedFlow(flows[best_flow_id(train)])  # the best single flow on the training triplets
     methods["comfygen"] = ComfyGenRetriever(train, flows, comfygen_k)
@@ -210,9 +211,9 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     """
     cfg = params.evaluate
     root = Path(root)
-    prompts = [row["prompt"] for row in read_jsonl(root / "data/prompts/holdout.jsonl")][: cfg.n_prompts]
+    prompts = [row["prompt"] for row in read_jsonl(root / PromptsFiles.holdout)][: cfg.n_prompts]
     if not prompts:
-        raise EvaluateInputError(f"{root / 'data/prompts/holdout.jsonl'} has no prompts; raise prompts.n_holdout")
+        raise EvaluateInputError(f"{root / PromptsFiles.holdout} has no prompts; raise prompts.n_holdout")
     if policy is None:
         from flowrl.evaluation.policy_methods import policy_methods
 
@@ -226,7 +227,7 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     if not methods:
         raise EvaluateInputError(f"evaluate.methods {cfg.methods} leaves nothing that can run (skipped: {skipped}); run the missing stages or change evaluate.methods")
 
-    training = [row.get("policy_text") or policy_text(row["text"]) for row in read_jsonl(root / "data/encode/flows.jsonl")]
+    training = [row.get("policy_text") or policy_text(row["text"]) for row in read_jsonl(root / EncodeFiles.flows)]
     training_nld = mean_pairwise_nld(training, cfg.nld_pairs, params.seed)
     results: dict[str, dict] = {}
     scores: dict[str, list[float]] = {}

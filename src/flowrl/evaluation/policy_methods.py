@@ -12,10 +12,11 @@ from functools import cached_property
 from pathlib import Path
 
 from flowrl.config import Params
+from flowrl.stages import GRPOFiles, RewardFiles, SFTFiles
 from flowrl.evaluation.validity import Candidate, checked_graph
 from flowrl.policy.sampling import SamplingConfig
 
-SFT_DIR, GRPO_DIR, REWARD_DIR = Path("models/sft"), Path("models/grpo"), Path("models/reward/full")
+SFT_DIR, GRPO_DIR, REWARD_DIR = SFTFiles.dir, GRPOFiles.dir, RewardFiles.full
 
 
 def gamma_method_name(gamma: float) -> str:

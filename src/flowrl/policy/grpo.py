@@ -30,6 +30,7 @@ from trl.trainer.utils import pad
 from flowrl.config import GRPOStageConfig, Params, PolicyConfig
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_jsonl, write_json, write_jsonl
+from flowrl.stages import GRPOFiles, PromptsFiles, RewardFiles, SFTFiles, report_dir
 from flowrl.policy.constrained import constraint_processors
 from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy_spec
 from flowrl.policy.sampling import ModelScorer, SamplingConfig, generate_ids, sample_flows
@@ -38,15 +39,15 @@ from flowrl.reward.scorer_reward import ScorerReward
 from flowrl.reward.shaping import ShapedReward, is_valid_flow
 from flowrl.trainer_defaults import common_trainer_kwargs
 
-PROMPTS = "data/prompts/train.jsonl"
-HOLDOUT = "data/prompts/holdout.jsonl"
-SFT_DIR = "models/sft"
-REWARD_DIR = "models/reward"
-OUT_DIR = "models/grpo"
-CHECKPOINTS = "models/grpo_checkpoints"
-METRICS = "reports/grpo/metrics.json"
-LOG = "reports/grpo/log.jsonl"
-PLOT = "reports/grpo/curves.png"
+PROMPTS = PromptsFiles.train
+HOLDOUT = PromptsFiles.holdout
+SFT_DIR = SFTFiles.dir
+REWARD_DIR = RewardFiles.dir
+OUT_DIR = GRPOFiles.dir
+CHECKPOINTS = GRPOFiles.checkpoints
+METRICS = report_dir("grpo") / "metrics.json"
+LOG = GRPOFiles.log
+PLOT = GRPOFiles.curves
 ADV_EPS = 1e-4  # trl's epsilon in (R - mean) / (std + eps)
 
 

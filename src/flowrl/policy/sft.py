@@ -27,19 +27,20 @@ from flowrl.encoding.policy_view import check_flow_text
 from flowrl.encoding.schema import Schema
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json
+from flowrl.stages import EncodeFiles, PromptsFiles, SFTFiles, report_dir
 from flowrl.policy.constrained import SCHEMA_FILE, constraint_processors
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
 from flowrl.trainer_defaults import common_trainer_kwargs
 
-PAIRS = "data/encode/sft_pairs.jsonl"
-VOCAB = "data/encode/vocab.json"
-SCHEMA = "data/encode/schema.json"  # saved with the policy: per-field value vocabularies for constrained decoding
-HOLDOUT = "data/prompts/holdout.jsonl"
-OUT_DIR = "models/sft"
-CHECKPOINTS = "models/sft_checkpoints"
-METRICS = "reports/sft/metrics.json"
+PAIRS = EncodeFiles.sft_pairs
+VOCAB = EncodeFiles.vocab
+SCHEMA = EncodeFiles.schema  # saved with the policy: per-field value vocabularies for constrained decoding
+HOLDOUT = PromptsFiles.holdout
+OUT_DIR = SFTFiles.dir
+CHECKPOINTS = SFTFiles.checkpoints
+METRICS = report_dir("sft") / "metrics.json"
 
 
 class SFTDataError(FlowRLError):

@@ -29,6 +29,7 @@ from flowrl.config import Params, RewardConfig
 from flowrl.encoding.vocab import extend_tokenizer, init_from_pieces, token_pieces
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_json, read_jsonl, write_json
+from flowrl.stages import STAGES, EncodeFiles, RewardFiles, TripletsFiles
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 from flowrl.reward.ensemble import STATS_FILE, Ensemble, finished_stats, member_dir, set_spec_tau, write_spec
 from flowrl.reward.features import FeatureSpace, parse_flow
@@ -141,7 +142,7 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 def read_split(root: Path, name: str) -> list[dict]:
     """data/triplets/<name>.jsonl rows ({"prompt", "flow", "score"}); a missing file or field names the stage to rerun."""
-    path = root / f"data/triplets/{name}.jsonl"
+    path = root / TripletsFiles.split(name)
     rows = read_jsonl(path)
     for n, row in enumerate(rows, 1):
         missing = {"prompt", "flow", "score"} - set(row)
@@ -165,7 +166,7 @@ def reward_tokenizer(cfg: RewardConfig, root: Path) -> tuple[PreTrainedTokenizer
     tokenizer = load_reward_tokenizer(cfg)
     pieces: dict[str, list[int]] = {}
     if cfg.add_flow_tokens:
-        vocab = read_json(root / "data/encode/vocab.json")
+        vocab = read_json(root / EncodeFiles.vocab)
         pieces = token_pieces(tokenizer, vocab)
         extend_tokenizer(tokenizer, vocab)
     return tokenizer, pieces
@@ -173,7 +174,7 @@ def reward_tokenizer(cfg: RewardConfig, root: Path) -> tuple[PreTrainedTokenizer
 
 def unscored_flows(root: Path, scored: set[str]) -> list[str]:
     """Encoded flows (data/encode/flows.jsonl) that never appear in a scored triplet."""
-    path = root / "data/encode/flows.jsonl"
+    path = root / EncodeFiles.flows
     if not path.exists():
         return []
     texts = (row.get("policy_text") or row["text"] for row in read_jsonl(path))  # the view the triplets use
@@ -272,7 +273,7 @@ def train_members(root: Path, train: list[dict], test: list[dict], cfg: RewardCo
     Returns:
         (full member stats, prefix member stats, extra metrics).
     """
-    out = root / "models/reward"
+    out = root / RewardFiles.dir
     prefix_train = prefix_rows(train, cfg.n_prefixes, seed) if cfg.n_prefix_models else []
     if cfg.member == "finetune":
         tokenizer, pieces = reward_tokenizer(cfg, root)
@@ -303,7 +304,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     root = Path(root)
     t_stage = time.perf_counter()
     train, test = read_split(root, "train"), held_out_rows(root, cfg, seed)
-    out = root / "models/reward"
+    out = root / RewardFiles.dir
     t0 = time.perf_counter()
     full_stats, prefix_stats, extra = train_members(root, train, test, cfg, seed)
     train_seconds = time.perf_counter() - t0
@@ -325,8 +326,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
         "final_train_loss": float(np.mean([s["final_loss"] for s in full_stats])),
         "tau_quantile": float("nan") if cfg.tau_quantile is None else cfg.tau_quantile,
     })
-    scatter_plot(root / "reports/reward/scatter.png", arrays["pred"], arrays["std"], arrays["true"],
+    scatter_plot(root / RewardFiles.scatter, arrays["pred"], arrays["std"], arrays["true"],
                  f"reward ensemble ({cfg.member}, N={cfg.n_models}), test spearman {metrics['ensemble_spearman']:.2f}")
     metrics["stage_seconds"] = time.perf_counter() - t_stage
-    write_json(root / "reports/reward/metrics.json", metrics)
+    write_json(root / STAGES["reward"].metrics, metrics)
     return metrics

@@ -21,11 +21,12 @@ from mlflow.exceptions import MlflowException
 from flowrl.config import Params, RegisterConfig
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
+from flowrl.stages import GRPOFiles, SFTFiles, report_dir
 from flowrl.tracking.pyfunc import ServingSettings, log_policy_model
 from flowrl.tracking.runs import log_stage
 
-SFT_DIR, GRPO_DIR = Path("models/sft"), Path("models/grpo")
-METRICS = Path("reports/register/metrics.json")
+SFT_DIR, GRPO_DIR = SFTFiles.dir, GRPOFiles.dir
+METRICS = report_dir("register") / "metrics.json"
 TAG_METRIC, TAG_VALUE, TAG_DECISION = "flowrl.metric", "flowrl.metric_value", "flowrl.decision"
 TAG_PREVIOUS, TAG_PREVIOUS_VALUE = "flowrl.previous_champion", "flowrl.previous_champion_metric"
 
