@@ -4,7 +4,7 @@ Source of the node facts: ../shared/data/comfyui_workflows/node_widgets.json (wh
 nodes: `custom_node_pack`) and src/flowrl/comfy/node_catalog.json (input types, ranges, fixed
 choices, outputs; itself built from node_widgets.json by scripts/build_catalog.py). The user has
 core ComfyUI only (no custom node packs), two checkpoints that are NOT among the training catalog's
-(src/flowrl/data/components.py), one of its LoRAs plus one other, one VAE and no upscaler.
+(src/flowrl/comfy/components.py), one of its LoRAs plus one other, one VAE and no upscaler.
 
     python scripts/build_object_info_fixture.py
 """

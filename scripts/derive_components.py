@@ -1,9 +1,9 @@
-"""Derive the SD1.5 sampling ranges in src/flowrl/data/components.json from real CivitAI settings.
+"""Derive the SD1.5 sampling ranges in src/flowrl/comfy/components.json from real CivitAI settings.
 
 Reads ../shared/data/civitai/generations.jsonl (A1111-style generation metadata), prints
 quantiles per base model and writes the small derived catalog the package ships. SDXL, Turbo,
 Lightning and Pony ranges are not in this data (it is ~85% SD1.5); they come from the model
-cards and live in flowrl.data.components.
+cards and live in flowrl.comfy.components.
 
 Usage: .venv/bin/python scripts/derive_components.py [--source PATH] [--out PATH]
 """

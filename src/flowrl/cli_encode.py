@@ -8,7 +8,7 @@ import typer
 
 from flowrl.cli_app import fail, flow_app
 from flowrl.comfy.graph import load_workflow, workflow_json
-from flowrl.encoding.codec import decode_flow, encode_flow
+from flowrl.encoding.codec import decode_flow, encode_flow, is_encoded_flow
 from flowrl.errors import FlowRLError
 
 
@@ -16,7 +16,7 @@ from flowrl.errors import FlowRLError
 def encode_cmd(path: Path = typer.Argument(..., help="API or UI workflow JSON file")) -> None:
     """Print the compact encoding of a workflow (one line per node)."""
     try:
-        typer.echo(encode_flow(load_workflow(path)))
+        typer.echo(encode_flow(load_workflow(path, is_encoded_flow)))
     except FlowRLError as exc:
         fail(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
 

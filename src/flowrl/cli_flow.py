@@ -9,6 +9,7 @@ import typer
 from flowrl.cli_app import fail, flow_app
 from flowrl.comfy.graph import load_workflow, workflow_json
 from flowrl.comfy.validate import format_problems, validate_graph
+from flowrl.encoding.codec import is_encoded_flow
 from flowrl.errors import FlowRLError
 
 OBJECT_INFO_HELP = ("Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info; "
@@ -17,7 +18,7 @@ OBJECT_INFO_HELP = ("Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved co
 
 def _load(path: Path) -> dict:
     try:
-        return load_workflow(path)
+        return load_workflow(path, is_encoded_flow)
     except FlowRLError as exc:
         fail(str(exc), code=2)
 

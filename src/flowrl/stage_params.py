@@ -45,7 +45,8 @@ class _Undeclared:
     def _raise(self, *args, **kwargs):
         raise self._error
 
-    __str__ = __format__ = __bool__ = __int__ = __float__ = __index__ = __iter__ = __eq__ = __hash__ = _raise
+    __str__ = __format__ = __bool__ = __int__ = __float__ = __index__ = __iter__ = __len__ = __eq__ = __hash__ = _raise
+    __lt__ = __le__ = __gt__ = __ge__ = __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _raise
 
     def __repr__(self) -> str:
         return f"<undeclared: {self._error}>"

@@ -153,6 +153,8 @@ class Stage:
         return {key.split(".")[0] for key in self.params}
 
 
+# The model-file catalog the simulator scores with (and augmentation and usability checks read).
+COMPONENTS = ("src/flowrl/comfy/components.py", "src/flowrl/comfy/components.json")
 TRAINING_GATE = report_dir("validate") / "metrics.json"  # training stages wait for the data checks to pass
 
 # The order is the pipeline's order.
@@ -162,15 +164,14 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
            "src/flowrl/data/prompt_cleaning.py", "src/flowrl/data/civitai_api.py"),
           outs=(PromptsFiles.dir,)),
     Stage("flows", "flowrl.data.flows:run", ("seed", "flows"), (),
-          ("src/flowrl/data/flows.py", "src/flowrl/data/augment.py", "src/flowrl/data/components.py",
-           "src/flowrl/data/base_flows", "src/flowrl/comfy"),
+          ("src/flowrl/data/flows.py", "src/flowrl/data/augment.py", "src/flowrl/data/base_flows", "src/flowrl/comfy"),
           outs=(FlowsFiles.dir,)),
     Stage("encode", "flowrl.encoding.stage:run", ("seed", "flows.n_sft_pairs", "encode"), (FlowsFiles.dir, PromptsFiles.train),
           ("src/flowrl/encoding", "src/flowrl/comfy/node_catalog.json"),  # canonical input order comes from the catalog
           outs=(EncodeFiles.dir,)),
     Stage("triplets", "flowrl.data.triplets:run", ("seed", "scoring", "triplets"),
           (PromptsFiles.dir, FlowsFiles.augmented, EncodeFiles.flows),
-          ("src/flowrl/data/triplets.py", "src/flowrl/scoring"),
+          ("src/flowrl/data/triplets.py", "src/flowrl/scoring", *COMPONENTS),
           outs=(TripletsFiles.dir,)),
     Stage("validate", "flowrl.data.validate:run", ("prompts.min_chars", "prompts.max_chars"),
           (PromptsFiles.dir, FlowsFiles.dir, EncodeFiles.dir, TripletsFiles.dir),
@@ -206,7 +207,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
            SFTFiles.dir, GRPOFiles.dir, RewardFiles.dir),
           ("src/flowrl/evaluation",
            "src/flowrl/policy",  # sampling, guidance and constrained decoding
-           "src/flowrl/encoding/policy_view.py", "src/flowrl/comfy/usable.py", "src/flowrl/scoring"),
+           "src/flowrl/encoding/policy_view.py", "src/flowrl/comfy/usable.py", "src/flowrl/scoring", *COMPONENTS),
           uncached=(EvaluateFiles.flows,), plots=EvaluateFiles.plots, metrics_file="summary.json"),
     Stage("register", "flowrl.tracking.registry:run", ("profile", "seed", "register", "policy"),
           (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary),

@@ -11,7 +11,7 @@ from flowrl.comfy.client import ComfyUIClient, ComfyUIError
 from flowrl.comfy.object_info import (ObjectInfoError, check_installed, find_missing, load_object_info, nearest,
                                       object_info_from_text, restrict_schema)
 from flowrl.comfy.validate import validate_graph
-from flowrl.data import components
+from flowrl.comfy import components
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.schema import infer_schema
 from tests.comfy.comfy_stub import FIXTURE, comfy_stub

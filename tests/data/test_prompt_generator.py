@@ -49,7 +49,7 @@ def test_family_vocabulary_is_distinctive():
 
 
 def test_loras_come_from_components_when_present(monkeypatch):
-    """With flowrl.data.components importable, LoRA tags use its LORAS of a matching style and weight range."""
+    """With flowrl.comfy.components importable, LoRA tags use its LORAS of a matching style and weight range."""
     import sys
     import types
     from dataclasses import dataclass
@@ -62,9 +62,9 @@ def test_loras_come_from_components_when_present(monkeypatch):
         weight_min: float
         weight_max: float
 
-    fake = types.ModuleType("flowrl.data.components")
+    fake = types.ModuleType("flowrl.comfy.components")
     fake.LORAS = [Lora("photo_lora_x", "sd15", "photo", 0.5, 0.6), Lora("anime_lora_y", "sdxl", "anime", 0.9, 1.0)]
-    monkeypatch.setitem(sys.modules, "flowrl.data.components", fake)
+    monkeypatch.setitem(sys.modules, "flowrl.comfy.components", fake)
     rows = generate_prompts(400, seed=9)
     tags = [(r["family"], m) for r in rows for m in re.findall(r"<lora:([\w.-]+):([\d.]+)>", r["prompt"])]
     assert tags

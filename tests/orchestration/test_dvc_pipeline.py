@@ -1,5 +1,5 @@
-"""`dvc repro` on the tiny profile: stages run as flows, a second repro does nothing, and a
-changed parameter reruns only the stages that read it."""
+"""`dvc repro` on the tiny profile: stages run as flows, a second repro does nothing, a changed
+parameter reruns only the stages that read it, and a change to an inactive profile reruns nothing."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ DATA_STAGES = ["prompts", "flows", "encode", "triplets", "validate"]
 
 
 def _run(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ""})
+    # the copy's own code, not whatever the environment's editable install points at
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(cwd / "src")})
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
@@ -46,7 +47,7 @@ def workspace(tmp_path_factory) -> Path:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"]):
         _run(cmd, root)
     out = _run([DVC, "repro", "validate"], root)
-    assert _ran(out) == DATA_STAGES
+    assert _ran(out) == ["params", *DATA_STAGES]
     return root
 
 
@@ -70,7 +71,19 @@ def test_changed_parameter_reruns_only_what_reads_it(workspace):
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["profiles"]["tiny"]["triplets"]["n_triplets"] += 20
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _ran(_run([DVC, "repro", "validate"], workspace)) == ["triplets", "validate"]
+    assert _ran(_run([DVC, "repro", "validate"], workspace)) == ["params", "triplets", "validate"]
+
+
+def test_changing_an_inactive_profile_reruns_nothing(workspace):
+    """Only the `params` stage (which rewrites the resolved params, unchanged) reruns; every data stage is kept."""
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["profiles"]["paper"]["triplets"]["n_triplets"] += 1
+    params["profiles"]["cpu"]["prompts"] = {"n_prompts": 123}
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run([DVC, "status", "validate"], workspace)
+    assert re.findall(r"^(\w+):", status, re.M) == ["params"], status
+    assert _ran(_run([DVC, "repro", "validate"], workspace)) == ["params"]
+    assert "Data and pipelines are up to date" in _run([DVC, "status", "validate"], workspace)
 
 
 def test_training_stages_end_to_end(workspace):

@@ -11,7 +11,7 @@ import torch
 from flowrl.comfy.object_info import ObjectInfoError, check_installed, load_object_info
 from flowrl.comfy.ui import ui_to_api
 from flowrl.comfy.ui_export import api_to_ui
-from flowrl.data import components
+from flowrl.comfy import components
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.policy_view import check_flow_text, strip_graph
 from flowrl.encoding.schema import infer_schema

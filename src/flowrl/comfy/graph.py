@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +86,11 @@ def _no_constant(name: str) -> Any:
     raise WorkflowLoadError(f"{name} is not valid JSON (and ComfyUI rejects it); give a finite number")
 
 
-def parse_json_text(text: str, source: str) -> Any:
+def parse_json_text(text: str, source: str, looks_encoded: Callable[[str], bool] | None = None) -> Any:
     """Parse workflow JSON strictly: no duplicate keys, NaN/Infinity, lone surrogates or absurd nesting.
 
-    A leading UTF-8 byte-order mark is skipped (Windows editors write one). Encoded-flow text is recognised
-    and pointed at `flowrl flow decode`.
+    A leading UTF-8 byte-order mark is skipped (Windows editors write one). Text that `looks_encoded`
+    (flowrl.encoding.codec.is_encoded_flow; passed in, as encoding sits above comfy) is pointed at `flowrl flow decode`.
 
     Raises:
         WorkflowLoadError: naming `source`, where the problem is and the fix.
@@ -100,7 +101,7 @@ def parse_json_text(text: str, source: str) -> Any:
     except WorkflowLoadError as exc:
         raise WorkflowLoadError(f"{source}: {exc}") from None
     except json.JSONDecodeError as exc:
-        if _looks_encoded(text):
+        if looks_encoded is not None and looks_encoded(text):
             raise WorkflowLoadError(f"{source}: this is an encoded flow (text), not workflow JSON; "
                                     "use `flowrl flow decode` to turn it into a workflow") from None
         raise WorkflowLoadError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
@@ -108,16 +109,6 @@ def parse_json_text(text: str, source: str) -> Any:
         raise WorkflowLoadError(f"{source}: JSON nested too deeply to be a workflow") from None
     check_json_tree(data, source)
     return data
-
-
-def _looks_encoded(text: str) -> bool:
-    from flowrl.encoding.codec import decode_flow
-
-    try:
-        decode_flow(text)
-    except FlowRLError:
-        return False
-    return True
 
 
 def workflow_json(graph: dict, source: str = "<graph>") -> str:
@@ -159,8 +150,8 @@ def parse_workflow(data: Any, source: str = "<graph>") -> dict:
     return as_api_graph(data, source)
 
 
-def load_workflow(path: str | Path) -> dict:
-    """Read an API or UI workflow JSON file and return its API graph.
+def load_workflow(path: str | Path, looks_encoded: Callable[[str], bool] | None = None) -> dict:
+    """Read an API or UI workflow JSON file and return its API graph (`looks_encoded`: see parse_json_text).
 
     Raises:
         WorkflowLoadError: missing, too large (> 5 MB), not strict JSON (see parse_json_text), not a graph, or empty.
@@ -179,4 +170,4 @@ def load_workflow(path: str | Path) -> dict:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise WorkflowLoadError(f"{path}: not UTF-8 text; give the workflow .json (not the PNG)") from None
-    return parse_workflow(parse_json_text(text, str(path)), str(path))
+    return parse_workflow(parse_json_text(text, str(path), looks_encoded), str(path))

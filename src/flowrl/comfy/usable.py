@@ -48,7 +48,7 @@ def rendered_subgraph(graph: dict, catalog: Catalog | None = None) -> dict:
 
 
 def _family(graph: dict) -> str | None:
-    from flowrl.data import components as C
+    from flowrl.comfy import components as C
 
     for node in graph.values():
         if node.get("class_type") == "CheckpointLoaderSimple":
@@ -64,7 +64,7 @@ def _number(value) -> float | None:
 
 def practical_problems(graph: dict) -> list[Problem]:
     """Sizes, batch and steps that would not render on one 24 GB GPU or are far outside the family's range."""
-    from flowrl.data import components as C
+    from flowrl.comfy import components as C
 
     problems = []
     family = _family(graph)
@@ -134,7 +134,7 @@ REFINER_ENCODERS = ("CLIPTextEncodeSDXLRefiner",)
 
 
 def _is_refiner_checkpoint(name: str) -> bool:
-    from flowrl.data import components as C
+    from flowrl.comfy import components as C
 
     info = C.checkpoint_info(name)
     return info.refiner if info is not None else "refiner" in name.lower()

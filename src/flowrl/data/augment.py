@@ -3,7 +3,7 @@
 A variant keeps its base's structure (same nodes and links) and the architecture family of its
 main checkpoint; it re-draws checkpoint, LoRAs and weights, sampler/scheduler, steps, cfg,
 resolution, seed, hires denoise and scale, upscale/VAE/detector models and patch strengths from
-flowrl.data.components, within that family's ranges. Every variant validates against the node
+flowrl.comfy.components, within that family's ranges. Every variant validates against the node
 catalog and variants are de-duplicated by canonical form.
 """
 
@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from flowrl.comfy.graph import is_link
 from flowrl.comfy.validate import ensure_valid
-from flowrl.data import components as C
+from flowrl.comfy import components as C
 from flowrl.errors import FlowRLError
 
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")

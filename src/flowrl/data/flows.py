@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER, is_link, load_workflow
 from flowrl.comfy.validate import format_problems, validate_graph
+from flowrl.encoding.codec import is_encoded_flow
 from flowrl.config import Params
 from flowrl.data.augment import SAMPLER_NODES, AugmentError, augment_library, flow_family, flow_signature
 from flowrl.data.base_flows import load_base_flows
@@ -77,7 +78,7 @@ def import_base_flows(dirs: list[Path]) -> tuple[list[dict], list[dict]]:
     accepted, rejected = [], []
     for path in sorted(p for d in dirs for p in Path(d).rglob("*.json")):
         try:
-            graph = as_base_flow(load_workflow(path), str(path))
+            graph = as_base_flow(load_workflow(path, is_encoded_flow), str(path))
         except FlowRLError as exc:
             rejected.append({"file": str(path), "reason": str(exc)})
             continue

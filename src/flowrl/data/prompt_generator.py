@@ -22,7 +22,7 @@ FAMILIES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class FamilyVocab:
-    """Words a family's prompts are built from; `lora_style` picks LoRAs from flowrl.data.components."""
+    """Words a family's prompts are built from; `lora_style` picks LoRAs from flowrl.comfy.components."""
 
     subjects: tuple[str, ...]
     details: tuple[str, ...]
@@ -170,10 +170,10 @@ NEGATIVE_TAGS = ("lowres", "bad anatomy", "bad hands", "worst quality", "low qua
 
 
 def _lora_pool(family: str) -> list[tuple[str, float, float]]:
-    """(name, weight_min, weight_max) LoRAs for a family: flowrl.data.components when present, else the fallback stems."""
+    """(name, weight_min, weight_max) LoRAs for a family: flowrl.comfy.components when present, else the fallback stems."""
     vocab = VOCAB[family]
     try:
-        from flowrl.data.components import LORAS
+        from flowrl.comfy.components import LORAS
     except ImportError:
         LORAS = []
     pool = [(l.name, l.weight_min, l.weight_max) for l in LORAS if l.style in (vocab.lora_style, "general")]

@@ -324,6 +324,15 @@ def _json_kind(text: str) -> str:
     return "JSON"
 
 
+def is_encoded_flow(text: str) -> bool:
+    """Whether `text` decodes as an encoded flow (for a clearer message where workflow JSON was expected)."""
+    try:
+        decode_flow(text)
+    except FlowRLError:
+        return False
+    return True
+
+
 def decode_flow(text: str) -> dict:
     """Decode encoded flow text to an API graph (node ids "1".."n"); exact inverse of encode_flow.
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowrl.data.components import checkpoint_info
+from flowrl.comfy.components import checkpoint_info
 from flowrl.errors import FlowRLError
 from flowrl.evaluation.validity import Candidate
 

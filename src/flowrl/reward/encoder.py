@@ -19,6 +19,9 @@ from flowrl.errors import FlowRLError
 from flowrl.model_configs import build_random_model
 
 
+SPEC_FILE = "ensemble.json"  # a saved ensemble's spec (flowrl.reward.ensemble, flowrl.reward.head)
+
+
 class RewardLoadError(FlowRLError):
     """A reward encoder, tokenizer or saved reward folder could not be loaded."""
 

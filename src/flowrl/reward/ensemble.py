@@ -18,14 +18,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from flowrl.io import read_json, write_json
-from flowrl.reward.encoder import RewardLoadError
+from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
 from flowrl.reward.model import TEMPLATE, format_pair, predict_texts
 
 if TYPE_CHECKING:
     from flowrl.reward.head import HeadEnsemble
-
-SPEC_FILE = "ensemble.json"
-
 
 STATS_FILE = "train_stats.json"  # written into a member folder when the member finished training
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from flowrl.config import HeadConfig, RewardConfig
 from flowrl.io import read_json, write_json
-from flowrl.reward.encoder import RewardLoadError
+from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
 from flowrl.reward.features import UNKNOWN, FeatureSpace, pack_rows, parse_flow
 from flowrl.reward.prompt_cache import PromptEmbedder
 
@@ -249,7 +249,6 @@ class HeadEnsemble:
     def load(cls, folder: str | Path, cfg: RewardConfig | None = None) -> "HeadEnsemble":
         """Load a head ensemble written by the reward stage (or `save`)."""
         from flowrl.config import RewardConfig as _RewardConfig
-        from flowrl.reward.ensemble import SPEC_FILE
 
         folder = Path(folder)
         spec = read_json(folder / SPEC_FILE)
@@ -263,8 +262,6 @@ class HeadEnsemble:
 
 def write_head_spec(folder: Path, n_members: int, embedder: PromptEmbedder, tau: float | None, cache: str | None = None) -> Path:
     """`ensemble.json` of a head ensemble: what to rebuild its featurizer from, and the resolved tau."""
-    from flowrl.reward.ensemble import SPEC_FILE
-
     spec = {"kind": "head", "n_members": n_members, "tau": tau, "prompt_max_length": embedder.max_length,
             "prompt_encoder": embedder.cfg.model_dump(mode="json", include={"source", "model", "tiny"}),
             "prompt_cache": cache}

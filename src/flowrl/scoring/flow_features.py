@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from flowrl.comfy.graph import is_link
 from flowrl.comfy.usable import prompt_in_conditioning
-from flowrl.data import components as C
+from flowrl.comfy import components as C
 
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom")
 LATENT_UPSCALE_NODES = ("LatentUpscale", "LatentUpscaleBy", "NNLatentUpscale")
@@ -21,7 +21,7 @@ class FlowFeatures:
     """What the simulator reads from a flow (main = the first-pass sampler and the non-refiner checkpoint)."""
 
     checkpoint: str | None
-    family: str | None          # flowrl.data.components family of the main checkpoint (None: unsupported)
+    family: str | None          # flowrl.comfy.components family of the main checkpoint (None: unsupported)
     style: str                  # component style of the main checkpoint ('general' if unknown)
     refiner: bool
     loras: tuple[tuple[str, float], ...] = field(default_factory=tuple)  # (file name, model strength)

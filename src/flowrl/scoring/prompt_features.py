@@ -95,7 +95,7 @@ class PromptFeatures:
         return sum(w * FAMILY_STYLE_FIT[f].get(style, 0.0) for f, w in self.families.items())
 
 
-# How well each component style (flowrl.data.components.STYLES) serves a prompt family, in [0, 1].
+# How well each component style (flowrl.comfy.components.STYLES) serves a prompt family, in [0, 1].
 FAMILY_STYLE_FIT: dict[str, dict[str, float]] = {
     "photo_portrait": {"photo": 1.0, "general": 0.6, "art": 0.3, "3d": 0.2, "anime": 0.0},
     "photo_landscape": {"photo": 1.0, "general": 0.7, "art": 0.45, "3d": 0.25, "anime": 0.1},

@@ -3,7 +3,7 @@
 import pytest
 
 from flowrl.comfy.catalog import load_catalog
-from flowrl.data import components as C
+from flowrl.comfy import components as C
 
 
 def test_names_unique_and_known_families_and_styles():
