@@ -161,10 +161,11 @@ TRAINING_GATE = report_dir("validate") / "metrics.json"  # training stages wait 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("prompts", "flowrl.data.prompts:run", ("seed", "prompts"), (),
           ("src/flowrl/data/prompts.py", "src/flowrl/data/prompt_generator.py", "src/flowrl/data/prompt_sources.py",
-           "src/flowrl/data/prompt_cleaning.py", "src/flowrl/data/civitai_api.py"),
+           "src/flowrl/data/prompt_cleaning.py", "src/flowrl/data/civitai_api.py", *COMPONENTS),  # LoRA tags
           outs=(PromptsFiles.dir,)),
     Stage("flows", "flowrl.data.flows:run", ("seed", "flows"), (),
-          ("src/flowrl/data/flows.py", "src/flowrl/data/augment.py", "src/flowrl/data/base_flows", "src/flowrl/comfy"),
+          ("src/flowrl/data/flows.py", "src/flowrl/data/augment.py", "src/flowrl/data/base_flows", "src/flowrl/comfy",
+           "src/flowrl/encoding/codec.py"),  # augmented variants are deduplicated on the codec's canonical form
           outs=(FlowsFiles.dir,)),
     Stage("encode", "flowrl.encoding.stage:run", ("seed", "flows.n_sft_pairs", "encode"), (FlowsFiles.dir, PromptsFiles.train),
           ("src/flowrl/encoding", "src/flowrl/comfy/node_catalog.json"),  # canonical input order comes from the catalog

@@ -16,9 +16,10 @@ from collections.abc import Iterable
 
 from tqdm import tqdm
 
+from flowrl.comfy import components as C
 from flowrl.comfy.graph import is_link
 from flowrl.comfy.validate import ensure_valid
-from flowrl.comfy import components as C
+from flowrl.encoding.codec import canonical_form
 from flowrl.errors import FlowRLError
 
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")
@@ -30,12 +31,6 @@ ATTEMPTS_PER_VARIANT = 3
 
 class AugmentError(FlowRLError):
     """A base flow cannot be augmented (no supported checkpoint)."""
-
-
-try:  # the encoding engineer's canonical form; a sorted-key JSON signature until it lands
-    from flowrl.encoding.codec import canonical_form as _canonical_form
-except ImportError:  # pragma: no cover - depends on build order
-    _canonical_form = None
 
 
 def _numbers_as_float(value):
@@ -53,7 +48,7 @@ def _numbers_as_float(value):
 
 def flow_signature(graph: dict) -> str:
     """A string equal for graphs that are the same flow (canonical form, sorted-key JSON)."""
-    form = _numbers_as_float(_canonical_form(graph) if _canonical_form is not None else graph)
+    form = _numbers_as_float(canonical_form(graph))
     return json.dumps(form, sort_keys=True, separators=(",", ":"))
 
 

@@ -170,12 +170,10 @@ NEGATIVE_TAGS = ("lowres", "bad anatomy", "bad hands", "worst quality", "low qua
 
 
 def _lora_pool(family: str) -> list[tuple[str, float, float]]:
-    """(name, weight_min, weight_max) LoRAs for a family: flowrl.comfy.components when present, else the fallback stems."""
+    """(name, weight_min, weight_max) LoRAs for a family: flowrl.comfy.components' of its style, else the fallback stems."""
+    from flowrl.comfy.components import LORAS  # looked up per call, so a test can put a catalog in its place
+
     vocab = VOCAB[family]
-    try:
-        from flowrl.comfy.components import LORAS
-    except ImportError:
-        LORAS = []
     pool = [(l.name, l.weight_min, l.weight_max) for l in LORAS if l.style in (vocab.lora_style, "general")]
     return pool or [(name, 0.4, 1.0) for name in vocab.loras]
 

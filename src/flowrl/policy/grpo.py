@@ -395,10 +395,8 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     train_prompts = load_prompts(root / PROMPTS, cfg.n_train_prompts, seed)
     probe = load_prompts(root / HOLDOUT, cfg.n_probe, seed) if cfg.n_probe else []
     if (probe or on_scorer) and scorer is None:
-        try:
-            from flowrl.scoring.base import load_scorer
-        except ImportError as exc:
-            raise GRPODataError(f"the probe needs flowrl.scoring.base ({exc}); install it or set grpo.n_probe: 0") from None
+        from flowrl.scoring.base import load_scorer
+
         scorer = load_scorer(params.scoring.scorer, params.scoring.options)
 
     model, tokenizer = load_sft_merged(root / SFT_DIR)

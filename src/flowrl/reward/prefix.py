@@ -8,13 +8,11 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from flowrl.encoding.codec import split_components
+
 
 def split_flow(text: str) -> list[str]:
     """Components of an encoded flow, as the codec splits them (one line per node)."""
-    try:  # the encoding engineer owns the split; fall back to its contract while it is not there
-        from flowrl.encoding.codec import split_components
-    except ImportError:
-        return [line for line in text.splitlines(keepends=True) if line.strip()]
     return split_components(text)
 
 

@@ -1,6 +1,6 @@
 """S3 storage for DVC data and MLflow artifacts (any S3-compatible endpoint).
 
-Bucket, prefix and endpoint come from params.yaml (`storage:`) or the environment
+Bucket, prefix and endpoint come from the arguments of `s3_location` or the environment
 (FLOWRL_S3_BUCKET, FLOWRL_S3_PREFIX, FLOWRL_S3_ENDPOINT_URL). Credentials come only from the
 environment or AWS profiles (boto3's own chain): they are never written to params, DVC config
 committed to git, logs or MLflow.
@@ -36,7 +36,7 @@ class S3Location:
 
 
 def s3_location(bucket: str | None = None, prefix: str | None = None, endpoint_url: str | None = None) -> S3Location | None:
-    """The configured location: explicit values (from params) win over the environment; None when no bucket."""
+    """The configured location: explicit arguments win over the environment; None when no bucket."""
     bucket = bucket or os.environ.get("FLOWRL_S3_BUCKET")
     if not bucket:
         return None
@@ -60,11 +60,11 @@ def check_access(loc: S3Location) -> None:
     except NoCredentialsError:
         raise StorageError(f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE") from None
     except EndpointConnectionError:
-        raise StorageError(f"cannot reach {where}: check FLOWRL_S3_ENDPOINT_URL / storage.endpoint_url") from None
+        raise StorageError(f"cannot reach {where}: check FLOWRL_S3_ENDPOINT_URL") from None
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket"):
-            raise StorageError(f"bucket {loc.bucket!r} does not exist ({where}): create it or fix storage.bucket") from None
+            raise StorageError(f"bucket {loc.bucket!r} does not exist ({where}): create it or fix FLOWRL_S3_BUCKET") from None
         if code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
             raise StorageError(f"credentials refused by {where} ({code}): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE") from None
         raise StorageError(f"{where}: {code or exc}") from None
