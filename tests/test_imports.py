@@ -83,3 +83,14 @@ def test_no_module_import_circle():
 
 def test_no_package_import_circle():
     assert find_cycle(package_graph(import_graph())) is None
+
+
+# Sub-packages, lowest first: each imports only from packages before it (docs/architecture.md).
+LAYERS = ["comfy", "encoding", "scoring", "data", "reward", "policy", "evaluation", "tracking"]
+
+
+def test_packages_import_only_lower_layers():
+    graph = package_graph(import_graph())
+    for i, name in enumerate(LAYERS):
+        higher = {f"flowrl.{p}" for p in LAYERS[i + 1:]}
+        assert not graph[f"flowrl.{name}"] & higher, f"flowrl.{name} imports {sorted(graph[f'flowrl.{name}'] & higher)}, a higher layer"

@@ -113,9 +113,10 @@ when a stage reads one file of a folder.
 {diagram}```
 
 {table}
-Layers (imports go down this list only; `tests/test_imports.py` checks there is no import circle):
-`comfy` → `encoding` → `data`, `scoring` → `reward` → `policy` → `evaluation` → `tracking` → the CLI,
-`flows/` (Prefect flows) and `tasks/` (Prefect tasks) on top.
+Sub-packages import only from those before them in this order: `comfy`, `encoding`, `scoring`,
+`data`, `reward`, `policy`, `evaluation`, `tracking`; the CLI (`cli_*.py`, registered on the apps of
+`cli_app.py`), `flows/` (Prefect flows) and `tasks/` (Prefect tasks) sit on top. `tests/test_imports.py`
+checks the order and that no module import circle exists.
 """
 
 
