@@ -219,7 +219,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 RUNNER_CODE = ("flows/stages.py", "tasks/stages.py")
 # The `params` stage: writes each stage's resolved params (only the active profile's values count).
 PARAMS_STAGE = "params"
-PARAMS_CODE = ("src/flowrl/config.py", "src/flowrl/stages.py", "src/flowrl/stage_params.py")
+PARAMS_CODE = ("src/flowrl/config.py", "src/flowrl/sections.py", "src/flowrl/params_file.py", "src/flowrl/stages.py",
+               "src/flowrl/stage_params.py")
 
 StageFn = Callable[[Params, Path], dict]
 

