@@ -65,7 +65,7 @@ def _read_sections(module: str) -> set[str]:
 
 
 # Modules a stage hands its params to, besides its own.
-HELPERS = {"evaluate": ["flowrl.evaluation.policy_methods"], "register": ["flowrl.tracking.pyfunc"]}
+HELPERS = {"evaluate": ["flowrl.evaluation.policy_methods"], "register": ["flowrl.policy.inference"]}
 
 
 @pytest.mark.parametrize("name", list(STAGES))

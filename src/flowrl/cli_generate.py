@@ -36,7 +36,7 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from flowrl.tracking.pyfunc import FlowPolicy, ServingSettings
+    from flowrl.policy.inference import FlowPolicy, ServingSettings
     from flowrl.tracking.runs import tracking_uri
 
     path = Path(model)
@@ -148,7 +148,7 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
 
     try:
         from flowrl.comfy.client import check_server_url
-        from flowrl.tracking.pyfunc import ServingSettings, check_sampling_params, read_prompts
+        from flowrl.policy.inference import ServingSettings, check_sampling_params, read_prompts
 
         # cheap checks first: nothing is loaded until the arguments are known to be usable
         settings = load_params(params, profile) if model is None or params.exists() else None

@@ -212,7 +212,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           uncached=(EvaluateFiles.flows,), plots=EvaluateFiles.plots, metrics_file="summary.json"),
     Stage("register", "flowrl.tracking.registry:run", ("profile", "seed", "register", "policy"),
           (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary),
-          ("src/flowrl/tracking",)),
+          ("src/flowrl/tracking", "src/flowrl/policy/inference.py")),
 )}
 
 # Every stage runs through these, so a change to them reruns every stage.

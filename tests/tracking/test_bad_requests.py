@@ -17,7 +17,7 @@ import pytest
 
 from flowrl.encoding.codec import encode_flow
 from flowrl.tracking import pyfunc
-from flowrl.tracking.pyfunc import PolicyInputError, check_sampling_params, read_prompts
+from flowrl.policy.inference import PolicyInputError, check_sampling_params, read_prompts
 from tests.tracking import test_pyfunc as tiny
 from tests.tracking.test_serve import free_port
 

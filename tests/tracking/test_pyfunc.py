@@ -16,7 +16,7 @@ from flowrl.comfy.validate import validate_graph
 from flowrl.config import load_params
 from flowrl.encoding.codec import encode_flow
 from flowrl.tracking import pyfunc
-from flowrl.tracking.pyfunc import FlowPolicy, PolicyInputError, ServingSettings, flow_to_workflow, read_prompts
+from flowrl.policy.inference import FlowPolicy, PolicyInputError, ServingSettings, flow_to_workflow, read_prompts
 
 REPO = Path(__file__).resolve().parents[2]
 TOKENS = ["<|KSampler|>", "<|CLIPTextEncode|>", "<|steps|>"]

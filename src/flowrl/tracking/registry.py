@@ -22,7 +22,8 @@ from flowrl.config import Params, RegisterConfig
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
 from flowrl.stages import GRPOFiles, SFTFiles, report_dir
-from flowrl.tracking.pyfunc import ServingSettings, log_policy_model
+from flowrl.policy.inference import ServingSettings
+from flowrl.tracking.pyfunc import log_policy_model
 from flowrl.tracking.runs import log_stage
 
 SFT_DIR, GRPO_DIR = SFTFiles.dir, GRPOFiles.dir
