@@ -429,7 +429,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     trainer.model.save_pretrained(str(tmp), safe_serialization=True)
     policy_cfg, sft_seed, spec = read_policy_spec(root / SFT_DIR)
     extra = {k: v for k, v in spec.items() if k not in ("policy", "seed", "base_vocab_size", "full_weights")}
-    save_policy_spec(tmp, policy_cfg, sft_seed, int(spec["base_vocab_size"]), **extra, sft_dir=SFT_DIR, grpo=cfg.model_dump(mode="json"))
+    save_policy_spec(tmp, policy_cfg, sft_seed, int(spec["base_vocab_size"]), **extra, sft_dir=str(SFT_DIR), grpo=cfg.model_dump(mode="json"))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
 
