@@ -151,7 +151,7 @@ class PolicyConfig(Section):
     bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and sampling: true, false or auto (on where the GPU or CPU computes in bf16: ~3x faster than fp32 with AVX512-BF16/AMX, ~10x slower on AVX2-only CPUs).")
     temperature: float = Field(0.9, gt=0, description="Sampling temperature (paper: 0.9).")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
-    max_new_tokens: int = Field(200, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
+    max_new_tokens: int = Field(256, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
     gamma: float = Field(1.5, ge=0, description="Dual-model guidance strength: log p_SFT + gamma (log p_GRPO - log p_SFT) (paper: 1.5).")
     constrained: bool = Field(True, description="Constrained decoding: mask tokens that would make a sampled flow fail decode_flow/validate_graph (flowrl.policy.constrained).")
 
@@ -184,7 +184,7 @@ class SFTConfig(Section):
     n_train: int | None = Field(None, gt=0, description="Train on at most this many pairs; empty = all.")
     n_eval: int = Field(64, gt=0, description="Held-out pairs for perplexity.")
     n_validity: int = Field(32, ge=0, description="Flows sampled from held-out prompts to measure validity.")
-    validity_max_new_tokens: int | None = Field(200, gt=0, description="Token cap for validity samples; empty = policy.max_new_tokens.")
+    validity_max_new_tokens: int | None = Field(256, gt=0, description="Token cap for validity samples; empty = policy.max_new_tokens.")
     save_steps: int = Field(100, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
     logging_steps: int = Field(5, gt=0, description="Log the training loss every this many steps.")
 
@@ -300,7 +300,7 @@ class GRPOStageConfig(Section):
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4).")
     batch_size: int = Field(16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16).")
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
-    max_steps: int = Field(60, description="Optimizer steps; -1 = num_epochs over the train prompts.")
+    max_steps: int = Field(80, description="Optimizer steps; -1 = num_epochs over the train prompts.")
     num_epochs: float = Field(2.0, gt=0, description="Epochs over the train prompts when max_steps is -1 (paper: 2).")
     learning_rate: float = Field(3e-4, gt=0, description="Adam learning rate (paper: 5e-6).")
     lr_scheduler: str = Field("constant", description="transformers scheduler name.")
