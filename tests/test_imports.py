@@ -94,3 +94,8 @@ def test_packages_import_only_lower_layers():
     for i, name in enumerate(LAYERS):
         higher = {f"flowrl.{p}" for p in LAYERS[i + 1:]}
         assert not graph[f"flowrl.{name}"] & higher, f"flowrl.{name} imports {sorted(graph[f'flowrl.{name}'] & higher)}, a higher layer"
+
+
+def test_no_source_file_over_400_lines():
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}, f"split these by concern: {long}"

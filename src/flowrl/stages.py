@@ -182,7 +182,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           (TRAINING_GATE, EncodeFiles.sft_pairs, EncodeFiles.vocab, EncodeFiles.schema, PromptsFiles.holdout),
           ("src/flowrl/encoding/vocab.py",  # how the flow tokens' rows start
            "src/flowrl/encoding/policy_view.py",  # what a sampled flow decodes to and when it is usable
-           "src/flowrl/comfy/usable.py", "src/flowrl/policy/constrained.py", "src/flowrl/policy/flow_tokenizer.py",
+           "src/flowrl/comfy/usable.py", "src/flowrl/encoding/grammar.py", "src/flowrl/policy/constrained.py",
+           "src/flowrl/policy/token_grammar.py", "src/flowrl/policy/flow_parse.py", "src/flowrl/policy/flow_tokenizer.py",
            "src/flowrl/policy/loading.py", "src/flowrl/policy/sampling.py", "src/flowrl/policy/sft.py",
            "src/flowrl/policy/template.py"),
           outs=(SFTFiles.dir,)),
@@ -201,14 +202,14 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
            "src/flowrl/reward/scorer_reward.py",
            "src/flowrl/reward/head.py",  # head members: features and prompt cache at reward time
            "src/flowrl/reward/features.py", "src/flowrl/reward/prompt_cache.py",
-           "src/flowrl/encoding/policy_view.py", "src/flowrl/comfy/usable.py"),
+           "src/flowrl/encoding/policy_view.py", "src/flowrl/encoding/grammar.py", "src/flowrl/comfy/usable.py"),
           outs=(GRPOFiles.dir,)),
     Stage("evaluate", "flowrl.evaluation.evaluate:run", ("seed", "evaluate", "policy", "scoring"),
           (PromptsFiles.holdout, FlowsFiles.dir, EncodeFiles.flows, TripletsFiles.scored_flows, TripletsFiles.train,
            SFTFiles.dir, GRPOFiles.dir, RewardFiles.dir),
           ("src/flowrl/evaluation",
            "src/flowrl/policy",  # sampling, guidance and constrained decoding
-           "src/flowrl/encoding/policy_view.py", "src/flowrl/comfy/usable.py", "src/flowrl/scoring", *COMPONENTS),
+           "src/flowrl/encoding/policy_view.py", "src/flowrl/encoding/grammar.py", "src/flowrl/comfy/usable.py", "src/flowrl/scoring", *COMPONENTS),
           uncached=(EvaluateFiles.flows,), plots=EvaluateFiles.plots, metrics_file="summary.json"),
     Stage("register", "flowrl.tracking.registry:run", ("profile", "seed", "register", "policy"),
           (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary),

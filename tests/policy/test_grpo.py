@@ -14,7 +14,7 @@ from trl.trainer.utils import nanstd
 
 from flowrl.config import RewardConfig
 from flowrl.io import read_json, read_jsonl, write_jsonl
-from flowrl.policy import grpo, sft
+from flowrl.policy import grpo, grpo_trainer, sft
 from flowrl.policy.loading import build_tiny_model, save_policy_spec
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 from flowrl.reward.ensemble import Ensemble
@@ -90,24 +90,24 @@ def trained(tmp_path_factory, _base_tokenizer, tiny_params):
     # probe at step 3, and once more after the last step (4)
     params = params.model_copy(update={"grpo": params.grpo.model_copy(update={"probe_every": 3, "n_probe": 4})})
     write_inputs(root, params, copy.deepcopy(_base_tokenizer))
-    shapes, original = [], grpo.group_token_advantages
+    shapes, original = [], grpo_trainer.group_token_advantages
 
-    def recording(rewards, mask, num_generations, eps=grpo.ADV_EPS):
+    def recording(rewards, mask, num_generations, eps=grpo_trainer.ADV_EPS):
         out = original(rewards, mask, num_generations, eps)
         shapes.append((tuple(rewards.shape), tuple(out.shape)))
         return out
 
-    grpo.group_token_advantages = recording
+    grpo_trainer.group_token_advantages = recording
     scorer = LengthScorer()
     try:
         metrics = grpo.run(params, root, validator=odd_length_is_valid, scorer=scorer, decoder=lambda t: {"text": t})
     finally:
-        grpo.group_token_advantages = original
+        grpo_trainer.group_token_advantages = original
     return root, params, metrics, shapes, scorer
 
 
 def test_doctest():
-    result = doctest.testmod(grpo)
+    result = doctest.testmod(grpo_trainer)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -116,7 +116,7 @@ def test_token_advantages_reduce_to_trl_sequence_advantages():
     seq = torch.randn(8, generator=g)
     lengths = torch.tensor([3, 5, 1, 4, 2, 5, 5, 3])
     mask = (torch.arange(5)[None, :] < lengths[:, None]).long()
-    out = grpo.group_token_advantages(seq[:, None].expand(8, 5).clone(), mask, num_generations=4)
+    out = grpo_trainer.group_token_advantages(seq[:, None].expand(8, 5).clone(), mask, num_generations=4)
     grouped = seq.view(-1, 4)
     trl_adv = (grouped - grouped.mean(1, keepdim=True)) / (nanstd(grouped, dim=1, keepdim=True) + 1e-4)
     assert out.shape == (8, 5)
@@ -126,7 +126,7 @@ def test_token_advantages_reduce_to_trl_sequence_advantages():
 
 def test_token_advantages_follow_the_token_rewards_within_a_completion():
     rewards = torch.tensor([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
-    out = grpo.group_token_advantages(rewards, torch.ones(2, 3), num_generations=2)
+    out = grpo_trainer.group_token_advantages(rewards, torch.ones(2, 3), num_generations=2)
     assert out[0, 0] < out[0, 1] < out[0, 2] and torch.allclose(out[1], out[1, :1].expand(3))
     assert abs(float(out.sum())) < 1e-5  # equal-length group: the advantages are centred on the baseline
 
@@ -135,14 +135,14 @@ def test_token_offsets_cover_the_decoded_text(base_tokenizer):
     base_tokenizer.add_tokens(TOKENS)
     text = "1 <|KSampler|> <|steps|> 20\n2 <|SaveImage|> é\n"
     ids = base_tokenizer(text, add_special_tokens=False).input_ids + [base_tokenizer.eos_token_id]
-    offsets = grpo.token_offsets(base_tokenizer, ids)
+    offsets = grpo_trainer.token_offsets(base_tokenizer, ids)
     assert "".join(text[s:e] for s, e in offsets) == text
     assert offsets[-1][0] == offsets[-1][1]  # EOS: empty span
 
 
 def reward_fn(std, valid=lambda t: "bad" not in t, tau=0.08):
     cfg = RewardConfig(source="tiny", tau=tau, uncertain_value=0.0, invalid_reward=-1.0)
-    return grpo.SurrogateReward(ShapedReward(FakeEnsemble([0.5, 0.7, -0.3], std), None, cfg, validator=valid))
+    return grpo_trainer.SurrogateReward(ShapedReward(FakeEnsemble([0.5, 0.7, -0.3], std), None, cfg, validator=valid))
 
 
 def test_uncertainty_cutoff_changes_only_uncertain_rewards():

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowrl.comfy.catalog import Catalog, InputSpec, NodeSpec, load_catalog
 from flowrl.comfy.graph import is_link
-from flowrl.comfy.validate import MAX_REPORT_LINES, Problem, _types_compatible, validate_graph
+from flowrl.comfy.validate import MAX_REPORT_LINES, Problem, types_compatible, validate_graph
 from flowrl.errors import FlowRLError
 
 if TYPE_CHECKING:
@@ -296,14 +296,14 @@ def _drop_unreachable(schema: Schema, catalog: Catalog, notes: list[str]) -> Non
         changed = False
         for ct, spec in specs.items():
             needs = [i.type for i in spec.inputs.values() if i.kind == "link" and i.required]
-            if ct not in reachable and all(any(_types_compatible(t, p) for p in produced) for t in needs):
+            if ct not in reachable and all(any(types_compatible(t, p) for p in produced) for t in needs):
                 reachable.add(ct)
                 produced |= set(spec.outputs)
                 changed = True
     for ct in sorted(set(specs) - reachable):
         del schema.classes[ct]
         needs = sorted({i.type for i in specs[ct].inputs.values() if i.kind == "link" and i.required
-                        and not any(_types_compatible(i.type, p) for p in produced)})
+                        and not any(types_compatible(i.type, p) for p in produced)})
         notes.append(f"{ct} left out: needs {', '.join(needs)}, which nothing installed produces")
     if "MODEL" not in produced or not any(specs[ct].is_output_node for ct in reachable):
         raise ObjectInfoError("nothing this model generates can run on that ComfyUI: no installed loader gives a MODEL "

@@ -36,13 +36,13 @@ class Problem:
         return f"{where}{'' if self.input is None else f' input {self.input!r}'}: {self.message}"
 
 
-def _types_compatible(expected: str, actual: str) -> bool:
+def types_compatible(expected: str, actual: str) -> bool:
     if ANY_TYPE in (expected, actual):
         return True
     return bool(set(expected.split(",")) & set(actual.split(",")))
 
 
-def _check_value(spec: InputSpec, value: object) -> str | None:
+def check_value(spec: InputSpec, value: object) -> str | None:
     """Why a widget value is not allowed, or None."""
     t = spec.type
     if t == "INT" and (isinstance(value, bool) or not isinstance(value, int)):
@@ -103,7 +103,7 @@ def validate_graph(graph: dict, catalog: Catalog | None = None) -> list[Problem]
             want = spec.inputs.get(name) if spec else None
             if src_spec is not None and want is not None and want.kind == "link":
                 got = src_spec.outputs[slot]
-                if not _types_compatible(want.type, got):
+                if not types_compatible(want.type, got):
                     problems.append(Problem(node_id, ct, name, f"expects {want.type} but node {src_id} "
                                             f"({src['class_type']}) output {slot} gives {got}"))
         if spec is None:
@@ -122,7 +122,7 @@ def validate_graph(graph: dict, catalog: Catalog | None = None) -> list[Problem]
                 problems.append(Problem(node_id, ct, name, f"expects a link from a {ispec.type} output, "
                                         f"got the value {value!r:.60}"))
                 continue
-            why = _check_value(ispec, value)
+            why = check_value(ispec, value)
             if why:
                 problems.append(Problem(node_id, ct, name, why))
     try:

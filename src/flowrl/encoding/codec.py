@@ -151,7 +151,7 @@ def _is_bare_name(name: str) -> bool:
     return _is_bare(name) and "=" not in name
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
     if is_link(value):
         return f"{LINK_MARK}{value[0]}" if value[1] == 0 else f"{LINK_MARK}{value[0]}.{value[1]}"
     if isinstance(value, str):
@@ -181,7 +181,7 @@ def _encode_lines(graph: dict) -> str:
         parts = [ct if _is_bare(ct) else json.dumps(ct, ensure_ascii=False)]
         for name, value in node["inputs"].items():
             key = name if _is_bare_name(name) else json.dumps(name, ensure_ascii=False)
-            parts.append(f"{key}={_value_text(value)}")
+            parts.append(f"{key}={value_text(value)}")
         lines.append(" ".join(parts))
     return "\n".join(lines)
 

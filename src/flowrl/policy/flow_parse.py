@@ -1,0 +1,168 @@
+"""Per-row parse state of a flow being sampled, and how each token's text advances it (flowrl.policy.constrained
+builds its logits masks on top).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from flowrl.comfy.catalog import InputSpec
+from flowrl.comfy.graph import PROMPT_PLACEHOLDER
+from flowrl.comfy.usable import STEP_INPUTS, TEXT_INPUTS
+from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_max_steps
+
+
+FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one class once: a second such line duplicates the first
+
+
+def step_spec(spec: InputSpec, row: "RowState") -> InputSpec:
+    """`spec` with a step count capped at the row's checkpoint's practical steps."""
+    if spec.name in STEP_INPUTS and row.max_steps < (spec.max if spec.max is not None else math.inf):
+        return replace(spec, max=row.max_steps)
+    return spec
+
+
+@dataclass
+class RowState:
+    """Parse state of one generated flow."""
+
+    lines: list[tuple[str, ...]] = field(default_factory=list)  # output types of finished lines
+    has_output: bool = False
+    cls: str | None = None  # class of the current line; None at a line start
+    used: set[str] = field(default_factory=set)
+    prefix: str = ""  # partial class / ' name=' / newline text
+    name: str | None = None  # input whose value is being written
+    value: str = ""  # its text so far
+    done: bool = False
+    has_sampler: bool = False
+    open: frozenset[int] = frozenset()  # finished lines (1-based) that are no output node and feed nothing yet
+    prompt_lines: frozenset[int] = frozenset()  # finished lines that wrote the prompt placeholder
+    text_lines: frozenset[int] = frozenset()  # finished lines that wrote another text (a negative prompt)
+    line_text: str = ""  # '' / 'prompt' / 'text': what the current line wrote into a text input so far
+    fed: frozenset[tuple[str, str, int]] = frozenset()  # (class, input, line) of every latent or image link written
+    max_steps: float = math.inf  # the practical step count of the checkpoint written (Turbo/Lightning: 20)
+
+    def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
+        out = {t for line in self.lines for t in line}
+        if with_current is not None:
+            out.update(with_current.spec.outputs)
+        return frozenset(out)
+
+
+class FlowParse:
+    """How a sampled token's text advances a row's parse state (`RowState`); FlowConstraint adds the masks."""
+
+    def feed(self, row: RowState, text: str) -> None:
+        """Advance `row` by a token's text; raises ConstraintError when the text breaks the grammar."""
+        while text:
+            if row.cls is not None and row.name is not None:
+                text = self._feed_value(row, text)
+                continue
+            forms, _ = self._struct_forms(row, math.inf, False)
+            p = row.prefix + text
+            hit = max((w for w in forms if p.startswith(w)), key=len, default=None)  # 'FreeU_V2' over 'FreeU'
+            if hit is None:
+                if not any(w.startswith(p) for w in forms):
+                    raise ConstraintError(f"unexpected text {p!r} at line {len(row.lines) + 1}")
+                row.prefix, text = p, ""
+                continue
+            action, text, row.prefix = forms[hit], p[len(hit):], ""
+            if action[0] == "class":
+                row.cls, row.used = action[1], set()
+            elif action[0] == "name":
+                row.name, row.value = action[1], ""
+            else:
+                self._end_line(row)
+
+    def _end_line(self, row: RowState) -> None:
+        spec = self.g.classes[row.cls].spec
+        row.lines.append(tuple(spec.outputs))
+        if row.line_text == "prompt":
+            row.prompt_lines = row.prompt_lines | {len(row.lines)}
+        elif row.line_text == "text":
+            row.text_lines = row.text_lines | {len(row.lines)}
+        row.line_text = ""
+        if not spec.is_output_node:
+            row.open = row.open | {len(row.lines)}
+        row.has_output = row.has_output or spec.is_output_node
+        row.has_sampler = row.has_sampler or self.g.is_sampler(row.cls)
+        row.cls, row.used = None, set()
+
+    def _feed_value(self, row: RowState, text: str) -> str:
+        """Append as much of `text` to the current value as it continues; return the rest (after the value ends)."""
+        rule = self.g.classes[row.cls]
+        spec = rule.spec.inputs[row.name]
+        forms = self._link_forms(row, spec) if spec.kind == "link" else self.g.value_forms(rule, row.name)
+        spec = step_spec(spec, row)
+        if forms is None and spec.type in ("INT", "FLOAT"):
+            i = 0
+            while i < len(text) and text[i] in NUMBER_CHARS:
+                i += 1
+            row.value += text[:i]
+            complete = num_complete(row.value, spec)
+            rest = text[i:]
+        elif forms is None and (row.value.startswith('"') or (not row.value and text.startswith('"'))):
+            if not row.value:
+                row.value, text = '"', text[1:]
+            state = json_string_step(STR_IN, row.value[1:])
+            i = 0
+            while i < len(text) and state != STR_CLOSED:
+                state = json_string_step(state, text[i])
+                if state < 0:
+                    raise ConstraintError(f"invalid JSON string text {text!r}")
+                i += 1
+            row.value += text[:i]
+            rest, complete = text[i:], state == STR_CLOSED
+        else:
+            if forms is None:
+                forms = [w for w in rule.vocab.get(row.name, []) if not w.startswith('"')]
+            p = row.value + text
+            longest = max((w for w in forms if p.startswith(w)), key=len, default=None)
+            if any(w.startswith(p) for w in forms):
+                row.value, rest = p, ""
+            elif longest is not None:
+                row.value, rest = longest, p[len(longest):]
+            else:
+                raise ConstraintError(f"value {p!r} is not allowed for {row.cls}.{row.name}")
+            complete = row.value in forms
+        if rest:
+            if not complete:
+                raise ConstraintError(f"value {row.value!r} of {row.cls}.{row.name} ended early")
+            row.used.add(row.name)
+            row.open = row.open - {link_target(row.value)}
+            if row.name == "ckpt_name" and row.cls == "CheckpointLoaderSimple":
+                row.max_steps = min(row.max_steps, checkpoint_max_steps(row.value))
+            if spec.kind == "link" and spec.type in FED_ONCE:
+                row.fed = row.fed | {(row.cls, row.name, link_target(row.value))}
+            if row.name in TEXT_INPUTS and not row.value.startswith("@"):
+                row.line_text = "prompt" if PROMPT_PLACEHOLDER in row.value else (row.line_text or "text")
+            row.name, row.value = None, ""
+        return rest
+
+    def _new_row(self) -> RowState:
+        return RowState(has_sampler=not self.g.samplers)  # a grammar without sampler classes cannot ask for one
+
+    def _reset(self, input_ids: torch.Tensor) -> None:
+        b, width = input_ids.shape
+        p = self.prompt_length
+        self._starts = [width] * b if p is None else ([int(p)] * b if isinstance(p, int) else [int(x) for x in p])
+        if len(self._starts) != b:
+            raise ConstraintError(f"prompt_length has {len(self._starts)} entries for a batch of {b}; pass one per row")
+        self.rows = [self._new_row() for _ in range(b)]
+        self.forced = []
+        # a budget below the cheapest complete flow cannot be met: then only the grammar is enforced (no finishing mode)
+        self._hopeless = self.max_new_tokens is not None and self.max_new_tokens < self._cost(self._new_row())
+        for r, row in enumerate(self.rows):
+            for tok in input_ids[r, self._starts[r]:].tolist():
+                self._advance(row, tok)
+
+    def _advance(self, row: RowState, tok: int) -> None:
+        if row.done:
+            return
+        if tok == self.g.eos:
+            row.done = True
+            return
+        self.feed(row, self.g.tokens[tok])

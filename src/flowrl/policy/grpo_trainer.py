@@ -1,0 +1,236 @@
+"""The GRPO algorithm (paper sec. 3.3, A.6.3): trl's GRPOTrainer sampling through the project's loop (constrained
+decoding as a logits processor) and, with the component reward, per-token advantages (B, T) from the surrogate
+reward. The stage around it (prompts, checkpoints, probe, reports) is flowrl.policy.grpo.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from peft import LoraConfig
+from transformers import LogitsProcessor
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import pad
+
+from flowrl.config import GRPOStageConfig, PolicyConfig
+from flowrl.policy.sampling import ModelScorer, SamplingConfig, generate_ids
+from flowrl.reward.shaping import ShapedReward, is_valid_flow
+from flowrl.trainer_defaults import common_trainer_kwargs
+
+ADV_EPS = 1e-4  # trl's epsilon in (R - mean) / (std + eps)
+
+
+def flow_is_valid(text: str) -> bool:
+    """Decode + validation + usability (`flowrl.reward.shaping.is_valid_flow`)."""
+    return is_valid_flow(text)
+
+
+def group_token_advantages(rewards: torch.Tensor, mask: torch.Tensor, num_generations: int, eps: float = ADV_EPS) -> torch.Tensor:
+    """Per-token advantages with the group baseline, shape (B, T); zero on padding.
+
+    Consecutive rows form groups of G = `num_generations` completions of one prompt. Each
+    completion weighs 1/G in its group and its tokens share that weight equally:
+    m_i = mean_t R_i(t), mu = mean_i m_i, sigma^2 = 1/(G-1) * sum_i mean_t (R_i(t) - mu)^2,
+    A_i(t) = (R_i(t) - mu) / (sigma + eps). With R_i(t) = R_i for every t this is exactly trl's
+    sequence advantage (R_i - mean) / (std + eps) (Bessel-corrected std) on every token.
+
+    Args:
+        rewards: (B, T) per-token rewards, B a multiple of G.
+        mask: (B, T) 1 on completion tokens, 0 on padding.
+
+    >>> group_token_advantages(torch.tensor([[1.0, 1.0], [3.0, 0.0]]), torch.tensor([[1, 1], [1, 0]]), 2, eps=0.0)
+    tensor([[-0.7071, -0.7071],
+            [ 0.7071,  0.0000]])
+    """
+    if rewards.shape != mask.shape or rewards.shape[0] % num_generations:
+        raise ValueError(f"rewards {tuple(rewards.shape)} and mask {tuple(mask.shape)} must match and B must divide by {num_generations}")
+    mask = mask.to(rewards.dtype)
+    n_tokens = mask.sum(1).clamp(min=1)
+    row_mean = (rewards * mask).sum(1) / n_tokens
+    mu = row_mean.view(-1, num_generations).mean(1).repeat_interleave(num_generations)
+    spread = (((rewards - mu[:, None]) ** 2) * mask).sum(1) / n_tokens
+    sigma = (spread.view(-1, num_generations).sum(1) / (num_generations - 1)).sqrt().repeat_interleave(num_generations)
+    return torch.where(mask.bool(), (rewards - mu[:, None]) / (sigma[:, None] + eps), torch.zeros_like(rewards))
+
+
+def token_offsets(tokenizer, ids: Sequence[int]) -> list[tuple[int, int]]:
+    """(start, end) character offsets of each token within `decode(ids)` (flow tokens kept).
+
+    Special tokens that decode to nothing (EOS) get an empty span at the end of the text.
+    """
+    decode = functools.partial(tokenizer.decode, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    pieces = [decode([i]) for i in ids]
+    if "".join(pieces) != decode(list(ids)):  # a character split over tokens: fall back to prefix lengths
+        ends = [len(decode(list(ids[: k + 1]))) for k in range(len(ids))]
+    else:
+        ends = [sum(map(len, pieces[: k + 1])) for k in range(len(pieces))]
+    starts = [0, *ends[:-1]]
+    eos = tokenizer.eos_token_id
+    return [(e, e) if i == eos else (s, e) for i, s, e in zip(ids, starts, ends)]
+
+
+class MemoEnsemble:
+    """Wraps an ensemble; a repeated `predict` on the same pairs returns the cached (mean, std)."""
+
+    def __init__(self, ensemble):
+        self.ensemble, self._key, self._value = ensemble, None, None
+
+    def predict(self, prompts, flows, progress: bool = False):
+        key = (tuple(prompts), tuple(flows))
+        if key != self._key:
+            self._key, self._value = key, self.ensemble.predict(prompts, flows, progress)
+        return self._value
+
+
+class SurrogateReward:
+    """trl reward function: the uncertainty-aware surrogate reward; logs validity and the uncertain share.
+
+    Called by trl as `reward(prompts, completions, user_prompt=[...], log_metric=fn, ...)`;
+    `user_prompt` (a dataset column) is the raw prompt the surrogates were trained on.
+    """
+
+    __name__ = "surrogate"
+
+    def __init__(self, shaped: ShapedReward):
+        if not isinstance(shaped.full, MemoEnsemble):
+            shaped.full = MemoEnsemble(shaped.full)  # per_token_rewards re-predicts the same pairs: cache them
+        self.shaped = shaped
+
+    def __call__(self, prompts, completions, user_prompt=None, log_metric=None, **kwargs) -> list[float]:
+        users = list(user_prompt) if user_prompt is not None else list(prompts)
+        valid = [self.shaped.validator(c) for c in completions]
+        rewards = self.shaped.flow_rewards(users, completions, valid)
+        idx = [i for i, ok in enumerate(valid) if ok]
+        n_uncertain = 0
+        if idx:
+            _, std = self.shaped.full.predict([users[i] for i in idx], [completions[i] for i in idx])
+            n_uncertain = int((std > self.shaped.cfg.tau).sum())
+        if log_metric is not None:
+            log_metric("validity", sum(valid) / len(valid))
+            log_metric("share_uncertain", n_uncertain / len(valid))
+        return rewards.tolist()
+
+
+class FlowGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that samples with the project's loop and, optionally, uses per-token advantages (eq. 3).
+
+    Args:
+        shaped: the shaped surrogate reward.
+        sampling: temperature/top-p/length/seed/bf16 of the sampling loop (seeded per step, so a
+            resumed run samples what an uninterrupted one would).
+        component_reward: per-token advantages from `shaped.per_token_rewards` (B, T); off = trl's (B,).
+        logits_processor: HF logits processors applied at every sampling step (e.g. constrained decoding).
+    """
+
+    def __init__(self, *args, shaped: ShapedReward, sampling: SamplingConfig, component_reward: bool = True,
+                 logits_processor: Sequence[LogitsProcessor] | None = None, **kwargs):
+        self.reward_fn = SurrogateReward(shaped)
+        super().__init__(*args, reward_funcs=[self.reward_fn], **kwargs)
+        self.sampling, self.component_reward = sampling, component_reward
+        self.logits_processor = list(logits_processor or [])
+        self._texts: list[str] = []
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        device = self.accelerator.device
+        tok = self._tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        rows = [torch.tensor(ids) for ids in prompt_ids]
+        input_ids = pad(rows, padding_value=pad_id, padding_side="left").to(device)
+        attention_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
+        generator = torch.Generator(device=device).manual_seed(self.sampling.seed + self.state.global_step)
+        model = self.accelerator.unwrap_model(self.model)
+        # sample from the LoRA merged into the weights: on a small CPU model the adapter branch costs
+        # as much as the layer itself, at every one of the ~100-250 decoding steps (docs/policy.md)
+        merge = hasattr(model, "merge_adapter")
+        if merge:
+            model.merge_adapter()
+        try:
+            out = generate_ids(ModelScorer(model), input_ids, attention_mask, self.sampling, tok.eos_token_id, pad_id, generator, self.logits_processor)
+        finally:
+            if merge:
+                model.unmerge_adapter()
+        completion_ids, texts = [], []
+        for row in out.tolist():
+            end = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
+            completion_ids.append(row[: end + 1] if end < len(row) else row)  # trl keeps the EOS token
+            texts.append(tok.decode(row[:end], skip_special_tokens=False, clean_up_tokenization_spaces=False))
+        self._texts = texts
+        return completion_ids, None
+
+    def _generate(self, prompts):
+        out = list(super()._generate(prompts))
+        out[3] = list(self._texts)  # trl decodes with skip_special_tokens=True, which would drop flow tokens
+        return tuple(out)
+
+    def forced_tokens(self, shape: tuple[int, int]) -> torch.Tensor:
+        """(B, T) True where constrained decoding allowed one token only at that completion position."""
+        forced = torch.zeros(shape, dtype=torch.bool)
+        for proc in self.logits_processor:
+            steps = getattr(proc, "forced", [])
+            if steps:
+                f = torch.stack(steps, 1)[:, : shape[1]]
+                forced[: f.shape[0], : f.shape[1]] |= f.cpu()
+        return forced
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        # A token the constraint forced was sampled with probability 1, whatever the unmasked model
+        # says; scoring it with the unmasked log-prob pushes that log-prob down on every flow the
+        # constraint had to finish, until the KL runs away (measured: KL 16-30 within 30-80 steps).
+        # Forced tokens are left out of the loss and the KL (docs/policy.md, "importance ratio").
+        forced = self.forced_tokens(tuple(out["completion_mask"].shape))
+        share = float((forced & out["completion_mask"].cpu().bool()).sum() / out["completion_mask"].sum().clamp(min=1))
+        self._metrics["train" if self.model.training else "eval"]["forced_token_share"].append(share)
+        # trl's loss mask is completion_mask x tool_mask; completion_mask is also the attention mask, so the
+        # forced positions go into tool_mask (attention still sees every token)
+        keep = (~forced).to(out["completion_mask"].device, out["completion_mask"].dtype)
+        out["tool_mask"] = keep if out.get("tool_mask") is None else out["tool_mask"] * keep
+        if not self.component_reward:
+            return out
+        ids, mask = out["completion_ids"], out["completion_mask"]
+        offsets = [token_offsets(self._tokenizer, row[m.bool()].tolist()) for row, m in zip(ids.cpu(), mask.cpu())]
+        users = [x["user_prompt"] for x in inputs]
+        per_token = self.reward_fn.shaped.per_token_rewards(users, self._texts, offsets)
+        rewards = torch.zeros(ids.shape, dtype=torch.float32)
+        for b, r in enumerate(per_token):
+            rewards[b, : len(r)] = r
+        out["advantages"] = group_token_advantages(rewards, mask.cpu(), self.num_generations).to(ids.device)
+        token_mean = float((rewards * mask.cpu()).sum() / mask.sum().clamp(min=1))
+        self._metrics["train" if self.model.training else "eval"]["token_reward_mean"].append(token_mean)
+        return out
+
+
+def lora_config(cfg: GRPOStageConfig) -> LoraConfig:
+    """A fresh LoRA on the projections only: lm_head and embed_tokens stay frozen (paper A.6.3)."""
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+
+
+def trainer_args(cfg: GRPOStageConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> GRPOConfig:
+    """trl GRPOConfig from the `grpo` and `policy` sections (group baseline scaled by the group std)."""
+    return GRPOConfig(
+        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps),
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        adam_beta2=cfg.adam_beta2,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        loss_type=cfg.loss_type,
+        scale_rewards="group",
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_new_tokens or policy.max_new_tokens,
+        temperature=policy.temperature,
+        top_p=policy.top_p or 1.0,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        log_completions=False,
+    )
