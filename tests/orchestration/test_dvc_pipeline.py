@@ -80,10 +80,10 @@ def test_changing_an_inactive_profile_reruns_nothing(workspace):
     params["profiles"]["paper"]["triplets"]["n_triplets"] += 1
     params["profiles"]["cpu"]["prompts"] = {"n_prompts": 123}
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = _run([DVC, "status", "validate"], workspace)
+    status = _run([DVC, "status", "--with-deps", "validate"], workspace)
     assert re.findall(r"^(\w+):", status, re.M) == ["params"], status
     assert _ran(_run([DVC, "repro", "validate"], workspace)) == ["params"]
-    assert "Data and pipelines are up to date" in _run([DVC, "status", "validate"], workspace)
+    assert "Data and pipelines are up to date" in _run([DVC, "status", "--with-deps", "validate"], workspace)
 
 
 def test_training_stages_end_to_end(workspace):

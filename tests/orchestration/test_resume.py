@@ -41,11 +41,11 @@ def test_transient_failure_is_retried_then_fails_flow_with_stage_and_original_er
     module = types.ModuleType("flaky_stage")
     module.run = run
     monkeypatch.setitem(sys.modules, "flaky_stage", module)
-    monkeypatch.setitem(stages.STAGES, "flaky", "flaky_stage:run")
+    monkeypatch.setitem(stages.STAGES, "flaky", stages.Stage("flaky", "flaky_stage:run", ("profile",), (), ()))
     # same retry count as the real task, without its 5 s / 30 s waits
     fast = tasks.stages.run_stage.with_options(retry_delay_seconds=0)
     monkeypatch.setattr(flows.stages, "run_stage", fast)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"profile": "tiny"}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load((REPO / "params.yaml").read_text()), "profile": "tiny"}))
 
     with pytest.raises(StageFailed, match=r"stage 'flaky' failed: ConnectionError: scorer at 10.0.0.9 refused") as info:
         make_stage_flow("flaky")(profile="tiny", root=str(tmp_path))

@@ -14,6 +14,8 @@ from prefect.testing.utilities import prefect_test_harness
 from flowrl import stages
 from flowrl.io import write_json
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_server():
@@ -36,8 +38,9 @@ def fake_stage(monkeypatch, tmp_path):
 
     module.run, module.fail, module.calls = run, False, calls
     monkeypatch.setitem(sys.modules, "toy_stage", module)
-    monkeypatch.setitem(stages.STAGES, "toy", "toy_stage:run")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"profile": "cpu", "profiles": {"tiny": {}}}))
+    monkeypatch.setitem(stages.STAGES, "toy", stages.Stage("toy", "toy_stage:run", ("profile",), (), ()))
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "profile": "cpu"}))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return module
 

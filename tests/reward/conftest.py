@@ -59,7 +59,7 @@ def tiny_params():
 @pytest.fixture
 def finetune_params():
     """Tiny-profile params with fine-tuned members (random small BERT), small enough for a few-second test."""
-    return resolve({"reward": {"member": "finetune", "source": "tiny", "bf16": False, "n_models": 3, "n_prefix_models": 1, "n_prefixes": 2,
+    return resolve({"reward": {"member": "finetune", "source": "tiny", "bf16": False, "add_flow_tokens": False, "n_models": 3, "n_prefix_models": 1, "n_prefixes": 2,
                                "epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "max_length": 128, "n_unscored": 20, "n_perturbed": 30}},
                    profile="tiny")
 
