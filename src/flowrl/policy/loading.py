@@ -171,8 +171,9 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0, where: Pl
     if cfg.source in ("tiny", "scratch"):
         return place(build_tiny_model(cfg, vocab_size, seed), where) if where else build_tiny_model(cfg, vocab_size, seed)
     if cfg.source == "random":  # real shapes, random weights, no hub (flowrl/model_configs)
-        model = build_random_model(cfg.model, "causal-lm", seed)
-        return place(model, where) if where else model
+        if where is not None and where.moves:  # built on the device in its dtype: no fp32 copy of 8B weights on the CPU
+            return build_random_model(cfg.model, "causal-lm", seed, device=where.device, dtype=where.dtype)
+        return build_random_model(cfg.model, "causal-lm", seed)
     name, kwargs = _source_kwargs(cfg)
     try:
         with hub_offline(cfg.source != "hub"):

@@ -86,9 +86,9 @@ def lora_config(cfg: SFTConfig, new_token_ids: list[int] | None = None, tied: bo
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules),
-        modules_to_save=[m for m in cfg.modules_to_save if not rows or m not in rows] or None,
+        modules_to_save=[m for m in cfg.modules_to_save if not rows or m not in ("embed_tokens", "lm_head")] or None,
         trainable_token_indices=rows,
-        ensure_weight_tying=True,
+        ensure_weight_tying=tied,
         task_type="CAUSAL_LM",
     )
 
