@@ -66,3 +66,25 @@ def test_full_rows_and_callers_without_ids_keep_the_full_copies():
     assert set(no_ids.modules_to_save) == {"lm_head", "embed_tokens"} and not no_ids.trainable_token_indices
     new = sft.lora_config(SFTConfig(token_rows="new"), ids, tied=False)
     assert not new.modules_to_save and new.trainable_token_indices == {"embed_tokens": ids, "lm_head": ids}
+
+
+def test_the_sft_trainer_trains_the_new_rows_under_gradient_checkpointing(tiny_params, base_tokenizer, tmp_path):
+    """trl's SFTTrainer with the stage's LoRA config: checkpointing on, only LoRA and the new rows move."""
+    from flowrl.encoding.vocab import extend_tokenizer
+    from flowrl.policy.loading import build_tiny_model
+
+    base_vocab = len(base_tokenizer)
+    model = build_tiny_model(tiny_params.policy, base_vocab, seed=0)
+    extend_tokenizer(base_tokenizer, ["KSamplerXYZ", "CheckpointLoaderXYZ", "euler_xyz"], model)
+    emb0 = model.get_input_embeddings().weight.detach().clone()
+    cfg = tiny_params.sft.model_copy(update={"gradient_checkpointing": True, "token_rows": "new", "max_steps": 2, "save_steps": 10})
+    rows = [{"prompt": "a red fox", "completion": "KSamplerXYZ euler_xyz CheckpointLoaderXYZ"}] * 8
+    trainer = sft.build_trainer(model, base_tokenizer, sft.to_dataset(rows), None, cfg, tiny_params.policy, tmp_path, 0,
+                                base_vocab=base_vocab)
+    assert trainer.args.gradient_checkpointing
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert any("trainable_tokens_delta" in n for n in trainable)
+    assert all("lora_" in n or "trainable_tokens_delta" in n for n in trainable)
+    trainer.train()
+    emb = trainer.model.merge_and_unload().get_input_embeddings().weight
+    assert torch.equal(emb[:base_vocab], emb0[:base_vocab]) and not torch.equal(emb[base_vocab:], emb0[base_vocab:])
