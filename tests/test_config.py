@@ -56,7 +56,7 @@ def test_every_profile_names_every_section():
     from flowrl.config import Params
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    sections = {name for name, field in Params.model_fields.items() if name not in ("profile", "seed")}
+    sections = {name for name, field in Params.model_fields.items() if name not in ("profile", "seed", "device")}  # top-level scalars
     for profile, overrides in raw["profiles"].items():
         assert sections <= set(overrides), f"profiles.{profile} lacks {sorted(sections - set(overrides))}"
 
