@@ -145,3 +145,27 @@ def tiny_policy_cfg():
     from flowrl.config import PolicyConfig
 
     return PolicyConfig(source="tiny", bf16=False)
+
+
+def test_loaders_without_a_device_use_the_setting_in_force(monkeypatch, tmp_path):
+    """Ensemble.load (GRPO, evaluate) places members by the configured setting, or FLOWRL_DEVICE when serving."""
+    from flowrl.reward import ensemble
+
+    seen = []
+
+    class FakeAuto:
+        @staticmethod
+        def from_pretrained(folder, **kwargs):
+            seen.append(kwargs)
+            return torch.nn.Linear(2, 1)
+
+    monkeypatch.setattr(ensemble, "AutoModelForSequenceClassification", FakeAuto)
+    monkeypatch.setattr(ensemble, "AutoTokenizer", FakeAuto)
+    ensemble.write_spec(tmp_path, 2, 64, 8, False)
+    fake_gpu(monkeypatch)
+    monkeypatch.setenv(dev.ENV, "cuda:1")  # serving: no params, the environment
+    assert len(ensemble.Ensemble.load(tmp_path)) == 2
+    dev.configure("cpu")  # a stage: params.device wins
+    ensemble.Ensemble.load(tmp_path)
+    members = [kw for kw in seen if "dtype" in kw]
+    assert [kw.get("device_map") for kw in members] == [{"": "cuda:1"}] * 2 + [None] * 2
