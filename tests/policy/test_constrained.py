@@ -230,3 +230,38 @@ def test_the_prompt_goes_to_the_positive_and_never_to_the_negative(fc):
     negative = allowed_after(fc, head + "KSampler model=@1 negative=")
     assert "@3" in positive and "@2" not in positive  # line 3 holds the prompt
     assert "@2" in negative and "@3" not in negative
+
+
+DONE = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n" + SAMPLER.format(c=3, n=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6\n"
+
+
+def test_an_image_is_saved_once_and_a_latent_decoded_once(fc):
+    """A second SaveImage (or VAEDecode) of the same image (latent) duplicates the first: not offered."""
+    assert "SaveImage" not in allowed_after(fc, DONE)  # the only image is saved already
+    assert allowed_after(fc, DONE + "VAEDecode samples=") == {"@2"}  # the sampled latent @5 is decoded already
+    second = DONE + "VAEDecode samples=@2 vae=@1.2\nSaveImage images="
+    assert allowed_after(fc, second) == {"@8"}  # the new image, not @6 again
+
+
+def test_finishing_consumes_an_orphan_instead_of_stopping(fc):
+    """Near the budget's end, a complete flow with a dangling loader is finished by a line that uses it."""
+    orphan = DONE + "UpscaleModelLoader model_name=4x-UltraSharp.pth\n"
+    assert "<EOS>" not in allowed_after(fc, orphan)
+    row = fc._new_row()
+    fc.feed(row, orphan)
+    cost = fc._cost(row)
+    assert 0 < cost < math.inf  # the consumer and an output node after it are counted
+    assert allowed_after(fc, orphan, budget=cost + 2) == {"ImageUpscaleWithModel"}
+    assert allowed_after(fc, orphan + "ImageUpscaleWithModel image=@6 upscale_model=", budget=30) == {"@8"}
+    # with no budget left for the consumer, the flow may stop as it is
+    assert "<EOS>" in allowed_after(fc, orphan, budget=3)
+
+
+def test_steps_capped_for_a_few_step_checkpoint(fc):
+    lightning = [c for c in fc.g.classes["CheckpointLoaderSimple"].vocab["ckpt_name"] if "ightning" in c or "turbo" in c.lower()]
+    assert lightning, "the base flows name a Turbo or Lightning checkpoint"
+    head = f"CheckpointLoaderSimple ckpt_name={lightning[0]}\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+    steps = allowed_after(fc, head + SAMPLER.format(c=3, n=4).split("steps=")[0] + "steps=")
+    assert "8" in steps and "2" in steps and not {"25", "30", "40"} & steps
+    free = allowed_after(fc, DONE.split("KSampler")[0] + "KSampler model=@1 positive=@3 negative=@4 latent_image=@2 steps=")
+    assert {"25", "30"} & free or "3" in free

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from flowrl.config import Params
-from flowrl.evaluation.validity import Candidate, checked_graph
+from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.policy.sampling import SamplingConfig
 
 SFT_DIR, GRPO_DIR, REWARD_DIR = Path("models/sft"), Path("models/grpo"), Path("models/reward/full")
@@ -24,7 +24,7 @@ def gamma_method_name(gamma: float) -> str:
 
 
 def best_by_reward(texts: Sequence[str], rewards: Sequence[float], valid: Sequence[bool]) -> int:
-    """Index of the valid text with the highest reward; 0 when none is valid."""
+    """Index of the valid (usable) text with the highest reward; 0 when none is."""
     ranked = [i for i in range(len(texts)) if valid[i]]
     return max(ranked, key=lambda i: rewards[i]) if ranked else 0
 
@@ -86,7 +86,7 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
         n = cfg.rerank_n
         repeated = [p for p in prompts for _ in range(n)]
         texts = [c.text for c in sample_flows(model, tokenizer, repeated, sampling, logits_processor=constrain(tokenizer))]
-        valid = [checked_graph(Candidate(t)) is not None for t in texts]
+        valid = [check_candidate(Candidate(t)).usable for t in texts]  # rank only flows a person could run
         keep = [i for i, ok in enumerate(valid) if ok]
         rewards = [float("-inf")] * len(texts)
         if keep:

@@ -23,14 +23,16 @@ from transformers import LogitsProcessor
 
 from flowrl.comfy.catalog import Catalog, InputSpec, NodeSpec, load_catalog
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
-from flowrl.comfy.usable import TEXT_INPUTS
+from flowrl.comfy.usable import MAX_STEPS, STEP_INPUTS, TEXT_INPUTS
 from flowrl.comfy.validate import _check_value, _types_compatible
+from flowrl.data import components as C
 from flowrl.encoding.codec import _value_text
 from flowrl.encoding.policy_view import policy_spec
 from flowrl.encoding.schema import ClassStats, Schema
 from flowrl.encoding.vocab import class_token, name_token
 from flowrl.errors import FlowRLError
 
+FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one class once: a second such line duplicates the first
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
 MAX_NUMBER_CHARS = 24  # longest number written (a 64-bit seed has 20 digits)
 MAX_FRACTION_DIGITS = 6  # decimals of a float; beyond this binary rounding makes range checks lie
@@ -155,6 +157,20 @@ def narrowed_spec(spec: NodeSpec, stats: ClassStats) -> NodeSpec:
             i = replace(i, min=lo, max=hi) if lo <= hi else i
         inputs[name] = i
     return replace(spec, inputs=inputs)
+
+
+def checkpoint_max_steps(ckpt_name: str) -> float:
+    """The practical step count of a checkpoint's family (comfy.usable.MAX_STEPS); inf for a refiner or unknown file."""
+    info = C.checkpoint_info(ckpt_name)
+    family = C.guess_family(ckpt_name)
+    return math.inf if (info is not None and info.refiner) or family is None else MAX_STEPS.get(family, math.inf)
+
+
+def _step_spec(spec: InputSpec, row: "_Row") -> InputSpec:
+    """`spec` with a step count capped at the row's checkpoint's practical steps."""
+    if spec.name in STEP_INPUTS and row.max_steps < (spec.max if spec.max is not None else math.inf):
+        return replace(spec, max=row.max_steps)
+    return spec
 
 
 def _link_target(value: str) -> int:
@@ -434,6 +450,23 @@ class FlowGrammar:
         target = sampler_ct if not has_sampler and sampler_ct is not None else (None if has_output else out_ct)
         return None if target is None else self.first_step(types, target)
 
+    def consumer(self, types: frozenset[str], outputs: tuple[str, ...]) -> tuple[float, str | None, str | None]:
+        """Cheapest line that consumes a node with `outputs`: (tokens incl. an output node after it, class, input name)."""
+        key = ("consumer", types, outputs)
+        if key not in self._memo:
+            best, out_cost, _, _ = self.plan(types | frozenset(outputs))
+            found = []
+            for ct, rule in self.classes.items():
+                for n, i in rule.spec.inputs.items():
+                    if i.kind == "link" and any(_types_compatible(i.type, o) for o in outputs):
+                        need = sum(best.get(rule.spec.inputs[m].type, (math.inf, ""))[0] for m in rule.required
+                                   if rule.spec.inputs[m].kind == "link" and not self.provides(types | frozenset(outputs), rule.spec.inputs[m].type))
+                        extra = 0 if n in rule.required else self.input_cost(rule, n)
+                        found.append((self.line_cost(ct) + extra + need + (0 if rule.spec.is_output_node else out_cost), ct, n))
+                        break
+            self._memo[key] = min(found, default=(math.inf, None, None))
+        return self._memo[key]
+
     def is_sampler(self, ct: str) -> bool:
         return ct in self.samplers
 
@@ -467,6 +500,8 @@ class _Row:
     prompt_lines: frozenset[int] = frozenset()  # finished lines that wrote the prompt placeholder
     text_lines: frozenset[int] = frozenset()  # finished lines that wrote another text (a negative prompt)
     line_text: str = ""  # '' / 'prompt' / 'text': what the current line wrote into a text input so far
+    fed: frozenset[tuple[str, str, int]] = frozenset()  # (class, input, line) of every latent or image link written
+    max_steps: float = math.inf  # the practical step count of the checkpoint written (Turbo/Lightning: 20)
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -514,17 +549,53 @@ class FlowConstraint(LogitsProcessor):
     def _links_ok(self, types: frozenset[str], spec: InputSpec) -> bool:
         return self.g.provides(types, spec.type)
 
+    def _orphan_cost(self, row: _Row, new: ClassRule | None = None) -> float:
+        """Tokens of the lines that would consume every orphan node (and `new`, when it is no output node).
+
+        Counted once the flow already has a sampler and an output node: before that, the finishing plan's
+        own lines take most open nodes, and counting them twice would shut out flows that fit the budget.
+        """
+        if not (row.has_sampler and row.has_output):
+            return 0
+        types = row.types(new)
+        outputs = [row.lines[k - 1] for k in sorted(row.open)]
+        if new is not None and not new.spec.is_output_node:
+            outputs.append(tuple(new.spec.outputs))
+        return sum(self.g.consumer(types, o)[0] for o in outputs if o)
+
     def _tail_cost(self, row: _Row, used_extra: str | None = None) -> int:
         """Tokens to finish the current line from an item end, then an output node and EOS."""
         rule = self.g.classes[row.cls]
         cost = sum(self.g.input_cost(rule, n) for n in self._missing(row, used_extra)) + 1
         has_output = row.has_output or rule.spec.is_output_node
-        return cost + self.g.finish_cost(row.types(rule), has_output, row.has_sampler or self.g.is_sampler(row.cls)) + 1
+        return (cost + self.g.finish_cost(row.types(rule), has_output, row.has_sampler or self.g.is_sampler(row.cls)) + 1
+                + self._orphan_cost(row, rule))
+
+    def _fresh(self, row: _Row, ct: str) -> bool:
+        """Whether a `ct` line can take a latent or image that no `ct` line has taken through the same input."""
+        rule = self.g.classes[ct]
+        for n in rule.required:
+            spec = rule.spec.inputs[n]
+            if spec.kind == "link" and spec.type in FED_ONCE:
+                targets = {k for k, outs in enumerate(row.lines, 1) if any(_types_compatible(spec.type, t) for t in outs)}
+                if targets and not targets - {k for c, m, k in row.fed if c == ct and m == n}:
+                    return False
+        return True
+
+    def _orphan_step(self, row: _Row) -> str | None:
+        """In finishing mode, the class to write next towards consuming the first orphan node; None when none can be."""
+        types = row.types()
+        for k in sorted(row.open):
+            _, ct, _ = self.g.consumer(types, row.lines[k - 1])
+            if ct is not None:
+                return self.g.first_step(types, ct)
+        return None
 
     def _cost(self, row: _Row) -> float:
         """Estimated tokens still needed to reach a complete flow and EOS from this state."""
         if row.cls is None:
-            return self.g.finish_cost(row.types(), row.has_output, row.has_sampler) + 1 + (2 if row.prefix else 0)
+            return (self.g.finish_cost(row.types(), row.has_output, row.has_sampler) + 1 + (2 if row.prefix else 0)
+                    + self._orphan_cost(row))
         rule = self.g.classes[row.cls]
         if row.name is None:
             return self._tail_cost(row) + (2 if row.prefix else 0)
@@ -549,14 +620,19 @@ class FlowConstraint(LogitsProcessor):
             complete = row.has_output and row.has_sampler
             if finish:
                 ct = self.g.finish_class(types, row.has_output, row.has_sampler)
+                if ct is None and complete and row.open and self._orphan_cost(row) <= budget:
+                    ct = self._orphan_step(row)
                 if ct is not None:
                     forms[self.g.classes[ct].form] = ("class", ct)
-                return forms, complete
+                return forms, complete and (not row.open or not forms)
             for ct, rule in self.g.classes.items():
                 if not all(self._links_ok(types, rule.spec.inputs[n]) for n in rule.required if rule.spec.inputs[n].kind == "link"):
                     continue
+                if not self._fresh(row, ct):
+                    continue
                 after = sum(self.g.input_cost(rule, n) for n in rule.required) + 1 + self.g.finish_cost(
                     row.types(rule), row.has_output or rule.spec.is_output_node, row.has_sampler or self.g.is_sampler(ct)) + 1
+                after += self._orphan_cost(row, rule)
                 if self.g.tok_len(rule.form) + after + FINISH_SLACK <= budget:
                     forms[rule.form] = ("class", ct)
             # EOS only once every node feeds something (an orphan node is a flow nobody would write),
@@ -569,10 +645,14 @@ class FlowConstraint(LogitsProcessor):
         eos_ok = (complete_line and (row.has_output or rule.spec.is_output_node) and (row.has_sampler or self.g.is_sampler(row.cls))
                   and (finish or (not row.open and rule.spec.is_output_node)))
         if finish:
+            consume = self._consuming_input(row)
             if missing:
                 forms[rule.name_forms[missing[0]]] = ("name", missing[0])
-            elif not eos_ok:
+            elif consume is not None:
+                forms[rule.name_forms[consume]] = ("name", consume)
+            elif not eos_ok or 0 < self._orphan_cost(row, rule) <= budget:
                 forms["\n"] = ("newline",)
+                eos_ok = False
             return forms, eos_ok
         tail = self._tail_cost(row)
         for n, spec in rule.spec.inputs.items():
@@ -589,21 +669,36 @@ class FlowConstraint(LogitsProcessor):
 
     # ------------------------------------------------------------ values
 
-    def _link_forms(self, row: _Row, spec: InputSpec) -> list[str]:
+    def _consuming_input(self, row: _Row) -> str | None:
+        """An unused input of the current line that could take an orphan node (finishing mode writes it)."""
+        rule = self.g.classes[row.cls]
+        for n, spec in rule.spec.inputs.items():
+            if (n not in row.used and spec.kind == "link" and n in rule.name_forms
+                    and any(_types_compatible(spec.type, t) for k in row.open for t in row.lines[k - 1])):
+                return n
+        return None
+
+    def _link_forms(self, row: _Row, spec: InputSpec, finish: bool = False) -> list[str]:
         forms = [(k, f"@{k}" if j == 0 else f"@{k}.{j}") for k, outs in enumerate(row.lines, 1)
                  for j, t in enumerate(outs) if _types_compatible(spec.type, t)]
-        # the prompt goes into the positive conditioning and never into the negative (a usable flow);
-        # the rule only narrows when a line of the right kind exists, so it cannot dead-end
+        # the prompt goes into the positive conditioning and never into the negative (a usable flow); a latent
+        # or image goes into one input of one class once; finishing prefers orphans. Each rule only narrows
+        # when a line of the right kind is left, so none can dead-end.
         avoid = row.text_lines if spec.name == "positive" else row.prompt_lines if spec.name == "negative" else frozenset()
-        kept = [w for k, w in forms if k not in avoid]
-        return kept or [w for _, w in forms]
+        if spec.type in FED_ONCE:
+            avoid = avoid | {k for c, n, k in row.fed if c == row.cls and n == spec.name}
+        kept = [(k, w) for k, w in forms if k not in avoid] or forms
+        if finish:  # (among the links the value written so far can still become: finishing may start mid-value)
+            kept = [(k, w) for k, w in kept if k in row.open and w.startswith(row.value)] or kept
+        return [w for _, w in kept]
 
     def _value_parts(self, row: _Row, finish: bool) -> tuple[list[tuple], bool]:
         """Mask parts (see FlowGrammar.mask_for) continuing the current value, and whether it is already complete."""
         rule = self.g.classes[row.cls]
         spec = rule.spec.inputs[row.name]
         g = self.g
-        forms = self._link_forms(row, spec) if spec.kind == "link" else g.value_forms(rule, row.name)
+        forms = self._link_forms(row, spec, finish) if spec.kind == "link" else g.value_forms(rule, row.name)
+        spec = _step_spec(spec, row)
         if forms is None and spec.type in ("INT", "FLOAT"):
             complete = _num_complete(row.value, spec)
             if finish and not row.value:
@@ -643,7 +738,8 @@ class FlowConstraint(LogitsProcessor):
             if not complete:
                 return tuple(parts)
             end = _Row(row.lines, row.has_output, row.cls, row.used | {row.name}, has_sampler=row.has_sampler,
-                       open=row.open - {_link_target(row.value)}, prompt_lines=row.prompt_lines, text_lines=row.text_lines)
+                       open=row.open - {_link_target(row.value)}, prompt_lines=row.prompt_lines, text_lines=row.text_lines,
+                       fed=row.fed, max_steps=row.max_steps)
         else:
             end = row
         forms, eos_ok = self._struct_forms(end, budget, finish)
@@ -704,6 +800,7 @@ class FlowConstraint(LogitsProcessor):
         rule = self.g.classes[row.cls]
         spec = rule.spec.inputs[row.name]
         forms = self._link_forms(row, spec) if spec.kind == "link" else self.g.value_forms(rule, row.name)
+        spec = _step_spec(spec, row)
         if forms is None and spec.type in ("INT", "FLOAT"):
             i = 0
             while i < len(text) and text[i] in _NUM_CHARS:
@@ -740,6 +837,10 @@ class FlowConstraint(LogitsProcessor):
                 raise ConstraintError(f"value {row.value!r} of {row.cls}.{row.name} ended early")
             row.used.add(row.name)
             row.open = row.open - {_link_target(row.value)}
+            if row.name == "ckpt_name" and row.cls == "CheckpointLoaderSimple":
+                row.max_steps = min(row.max_steps, checkpoint_max_steps(row.value))
+            if spec.kind == "link" and spec.type in FED_ONCE:
+                row.fed = row.fed | {(row.cls, row.name, _link_target(row.value))}
             if row.name in TEXT_INPUTS and not row.value.startswith("@"):
                 row.line_text = "prompt" if PROMPT_PLACEHOLDER in row.value else (row.line_text or "text")
             row.name, row.value = None, ""
