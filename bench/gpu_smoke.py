@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from flowrl.cost import PeakMemory
+from flowrl.device import autocast as device_autocast
+from flowrl.device import fast_bf16_on, placement, resolve_device
 from flowrl.model_configs import build_random_model
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -83,7 +85,8 @@ def _timed(device: torch.device, steps: int, step) -> tuple[float, float]:
 
 
 def _autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    """Training autocast: the stages' (bf16 where the device computes in it; flowrl.device)."""
+    return device_autocast(device, bf16) if bf16 else nullcontext()
 
 
 def _lora(rows: list[int]):
@@ -97,7 +100,9 @@ def _policy(shape: Shape, device: torch.device, bf16: bool):
     """Random-weight policy with a LoRA adapter and trainable new-token rows, checkpointing on."""
     from peft import get_peft_model
 
-    base = build_random_model(shape.policy, "causal-lm", seed=0, device=device, dtype=torch.bfloat16 if bf16 else torch.float32)
+    # placed as the stages place a frozen base (flowrl.device: bf16 on a bf16 GPU), built there (no CPU copy)
+    where = placement(device, frozen=True)
+    base = build_random_model(shape.policy, "causal-lm", seed=0, device=where.device, dtype=where.dtype)
     vocab = base.config.vocab_size
     rows = list(range(vocab - shape.new_tokens, vocab))
     model = get_peft_model(base, _lora(rows))
@@ -131,7 +136,9 @@ def sft_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bool)
 
 
 def reward_stage(shape: Shape, device: torch.device, bf16: bool) -> dict:
-    member = build_random_model(shape.reward, "regression", seed=1, device=device, setting="reward.model").train()
+    # trained in full: fp32 master weights on the device, bf16 autocast (as the reward stage's Trainer)
+    where = placement(device, frozen=False)
+    member = build_random_model(shape.reward, "regression", seed=1, device=where.device, dtype=where.dtype, setting="reward.model").train()
     member.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = torch.optim.AdamW(member.parameters(), lr=8e-5)
     vocab = member.config.vocab_size
@@ -168,9 +175,9 @@ def _sample(scorer, vocab: int, batch: int, shape: Shape, device: torch.device, 
     from flowrl.policy.sampling import SamplingConfig, generate_ids
 
     prompt = torch.randint(0, vocab, (batch, shape.prompt_len), device=device)
-    cfg = SamplingConfig(max_new_tokens=shape.new_len, batch_size=batch, bf16=bf16 and device.type == "cpu")
+    cfg = SamplingConfig(max_new_tokens=shape.new_len, batch_size=batch, bf16=bf16)  # generate_ids: flowrl.device.autocast
     generator = torch.Generator(device=device).manual_seed(0)
-    with _autocast(device, bf16 and device.type == "cuda"), torch.no_grad():
+    with torch.no_grad():
         new = generate_ids(scorer, prompt, torch.ones_like(prompt), cfg, vocab, 0, generator)  # eos=vocab: never
     return torch.cat([prompt, new], dim=1)
 
@@ -221,10 +228,11 @@ def guided_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bo
 
 
 def run(shape_name: str = "reduced", device: str | None = None) -> dict:
-    """Every stage at `shape_name` on `device` (default: CUDA when present); figures per stage."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """Every stage at `shape_name` on `device` (a `device` setting; default: FLOWRL_DEVICE, else auto = CUDA when
+    present, flowrl.device); figures per stage."""
+    dev = resolve_device(device)
     shape = SHAPES[shape_name]
-    bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    bf16 = fast_bf16_on(dev)
     torch.manual_seed(0)
     start = time.perf_counter()
     stages = [reward_stage(shape, dev, bf16)]
@@ -242,7 +250,7 @@ def run(shape_name: str = "reduced", device: str | None = None) -> dict:
 
 
 def main() -> dict:
-    shape = os.environ.get("FLOWRL_SMOKE_SHAPE") or ("paper" if torch.cuda.is_available() else "reduced")
+    shape = os.environ.get("FLOWRL_SMOKE_SHAPE") or ("paper" if resolve_device().type == "cuda" else "reduced")
     return run(shape)
 
 

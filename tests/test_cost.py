@@ -113,3 +113,19 @@ def test_estimate_is_within_30_percent_of_the_measured_cpu_peak():
     assert out.returncode == 0, out.stderr[-2000:]
     for name, (estimated, measured) in json.loads(out.stdout.strip().splitlines()[-1]).items():
         assert 0.7 < estimated / measured < 1.3, (name, estimated, measured)
+
+
+def test_stage_start_applies_the_device_setting_and_prints_the_estimate(capsys, monkeypatch):
+    from flowrl import device
+    from flowrl.cost import stage_start
+
+    monkeypatch.delenv(device.ENV, raising=False)
+    params = load_params(REPO / "params.yaml", profile="paper").model_copy(update={"device": "cpu"})
+    try:
+        est = stage_start(params, "sft", REPO / "no-such-root")
+        assert device.current() == "cpu"
+    finally:
+        device.configure(None)
+    out = capsys.readouterr().out
+    assert est is not None and est.gradient_checkpointing and 40e6 < est.trainable < 45e6  # paper: token rows new, checkpointing
+    assert out.startswith("sft on cpu: estimated memory") and "total GB" in out

@@ -39,9 +39,13 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     from flowrl.policy.inference import FlowPolicy, ServingSettings
     from flowrl.tracking.runs import tracking_uri
 
+    from flowrl.device import configure
+
     path = Path(model)
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
-        policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(load_params(params_path, profile)))
+        params = load_params(params_path, profile)
+        configure(params.device)  # where the policy runs (flowrl.device); FLOWRL_DEVICE for a registered model
+        policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(params))
         return lambda prompts, gamma, seed, object_info=None: policy.generate(prompts, gamma=gamma, seed=seed, object_info=object_info)
     if not model.startswith(URI_SCHEMES) and (path / "MLmodel").exists():
         check_mlmodel(path / "MLmodel")

@@ -45,6 +45,7 @@ class Params(Section):
 
     profile: Literal["tiny", "cpu", "paper"] = "cpu"
     seed: int = 1234
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where models run: auto (CUDA when present, else cpu), cpu, cuda or cuda:N (flowrl.device). bf16 weights for frozen models on GPUs that support it.")
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     flows: FlowsConfig = Field(default_factory=FlowsConfig)
     encode: EncodeConfig = Field(default_factory=EncodeConfig)

@@ -332,6 +332,54 @@ def print_estimate(params, **kwargs) -> dict[str, MemoryEstimate]:
     return estimates
 
 
+def stage_start(params, stage: str, root=".") -> MemoryEstimate | None:
+    """At the start of a training stage: apply the `device` setting (flowrl.device.configure), then print the stage's
+    cost estimate (and log it to the active MLflow run as `cost_estimate.json` + metrics). An estimate that cannot be
+    made (a hub model with no shipped config) prints why and returns None: it never stops the stage."""
+    import json
+    from pathlib import Path
+
+    from flowrl.device import configure, resolve_device
+
+    configure(params.device)
+    vocab = Path(root) / "data/encode/vocab.json"
+    try:
+        new_tokens = len(json.loads(vocab.read_text())) if vocab.exists() else 210
+        estimates = estimate_stages(params, new_tokens=new_tokens, token_rows=params.sft.token_rows,
+                                    gradient_checkpointing=_checkpointing(params, stage),
+                                    materialized_attention=resolve_device().type == "cpu")
+    except (CostError, OSError, ValueError) as exc:
+        print(f"cost estimate for {stage}: not available ({exc})", flush=True)
+        return None
+    est = estimates.get(stage)
+    if est is None:  # reward with head members: no fine-tuned encoder to estimate
+        return None
+    print(f"{stage} on {resolve_device()}: " + format_estimates({stage: est}), flush=True)
+    _log_estimate(est)
+    return est
+
+
+def _checkpointing(params, stage: str) -> bool:
+    section = {"sft": params.sft, "grpo": params.grpo, "reward": params.reward}.get(stage)
+    return bool(getattr(section, "gradient_checkpointing", False))
+
+
+def _log_estimate(est: MemoryEstimate) -> None:
+    """Log the estimate to the active MLflow run, if any (the stage's run is opened by its flow)."""
+    try:
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        mlflow.log_dict({"stage": est.stage, "params": est.params, "trainable": est.trainable, "micro_batch": est.micro_batch,
+                         "seq_len": est.seq_len, "gradient_checkpointing": est.gradient_checkpointing, "weights_gb": est.weights / GB,
+                         "trainable_state_gb": est.trainable_state / GB, "activations_gb": est.activations / GB,
+                         "extra_gb": est.extra / GB, "total_gb": est.total / GB, "notes": est.notes}, "cost_estimate.json")
+        mlflow.log_metrics({"est_memory_gb": est.total / GB, "est_trainable_params": float(est.trainable)})
+    except Exception as exc:  # noqa: BLE001 - logging the estimate must never fail a stage
+        print(f"cost estimate not logged to MLflow ({type(exc).__name__}: {exc})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m flowrl.cost [--profile paper] [--full-token-rows] [--no-checkpointing]`."""
     import argparse
@@ -355,5 +403,5 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["MemoryEstimate", "Shapes", "estimate_stages", "format_estimates", "print_estimate", "training_flops", "stage_hours",
+__all__ = ["stage_start", "MemoryEstimate", "Shapes", "estimate_stages", "format_estimates", "print_estimate", "training_flops", "stage_hours",
            "activation_bytes", "lora_params", "token_row_params", "PeakMemory"]

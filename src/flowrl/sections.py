@@ -172,7 +172,9 @@ class SFTConfig(Section):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="Layers that get LoRA adapters (paper: attention and MLP projections).",
     )
-    modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "embed_tokens"], description="Layers trained in full because of the new flow tokens.")
+    modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "embed_tokens"], description="Layers trained in full because of the new flow tokens (token_rows: full); with token_rows: new, embed_tokens and lm_head are left out of it.")
+    token_rows: Literal["new", "full"] = Field("new", description="new: train only the new flow-token rows of embed_tokens/lm_head (peft trainable_token_indices; 210 rows instead of 2 x 128k for Llama-3); full: full copies of the modules in modules_to_save.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (paper profile: on; small models: off, speed is the limit).")
     learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
     batch_size: int = Field(16, gt=0, description="Pairs per device step.")
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps (effective batch = batch_size * grad_accum).")
@@ -247,6 +249,7 @@ class RewardConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (paper: Adam defaults).")
     max_length: int = Field(256, gt=0, description="Longest '[PROMPT] p [FLOW] f' input in tokens; longer ones are cut (paper: 4096).")
     bf16: Bf16 = Field("auto", validate_default=True, description="bf16 autocast for training and prediction: true, false or auto (as policy.bf16).")
+    gradient_checkpointing: bool = Field(False, description="finetune members: recompute activations in backward (paper profile: on, 4,096-token inputs).")
     n_eval: int | None = Field(None, gt=0, description="Cap on held-out test rows scored for the metrics; empty = all.")
     n_unscored: int = Field(500, ge=0, description="(prompt, unscored augmented flow) pairs for the off-distribution sigma check.")
     n_perturbed: int = Field(600, ge=0, description="(test prompt, perturbed test flow) pairs for the sigma check: out-of-range numbers, unknown and mismatched components.")
@@ -309,6 +312,8 @@ class GRPOStageConfig(Section):
     max_grad_norm: float = Field(0.5, gt=0, description="Gradient clipping norm (paper: 0.5).")
     beta: float = Field(0.1, ge=0, description="KL coefficient against the SFT policy (paper: 0.2).")
     epsilon: float = Field(0.2, gt=0, description="PPO clip range (paper: 0.2).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (paper profile: on).")
+    use_vllm: bool = Field(False, description="Generate with vLLM through trl (use_vllm, colocated) where vLLM is installed; off = the project's sampling loop (seeded, constrained decoding). vLLM sampling has no constrained decoding.")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("grpo", description="trl loss aggregation; grpo = per-sequence token mean, as in the GRPO paper.")
     max_new_tokens: int | None = Field(None, gt=0, description="Longest completion in tokens; empty = policy.max_new_tokens (paper: 500). Temperature and top-p come from `policy`.")
     n_train_prompts: int | None = Field(1000, gt=0, description="Train on at most this many prompts of data/prompts/train.jsonl (shuffled with the seed); empty = all.")

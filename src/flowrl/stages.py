@@ -178,7 +178,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           (PromptsFiles.dir, FlowsFiles.dir, EncodeFiles.dir, TripletsFiles.dir),
           ("src/flowrl/data/validate.py",),
           uncached=(ValidateFiles.data_docs,)),
-    Stage("sft", "flowrl.policy.sft:run", ("seed", "policy", "sft"),
+    Stage("sft", "flowrl.policy.sft:run", ("seed", "device", "policy", "sft"),
           (TRAINING_GATE, EncodeFiles.sft_pairs, EncodeFiles.vocab, EncodeFiles.schema, PromptsFiles.holdout),
           ("src/flowrl/encoding/vocab.py",  # how the flow tokens' rows start
            "src/flowrl/encoding/policy_view.py",  # what a sampled flow decodes to and when it is usable
@@ -189,14 +189,14 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           outs=(SFTFiles.dir,)),
     # persist: finished ensemble members are reused on a rerun (they carry a fingerprint of
     # their data and settings, so a change retrains them); see docs/reward.md.
-    Stage("reward", "flowrl.reward.train:run", ("seed", "reward"),
+    Stage("reward", "flowrl.reward.train:run", ("seed", "device", "reward"),
           (TRAINING_GATE, TripletsFiles.dir, EncodeFiles.flows, EncodeFiles.vocab),
           ("src/flowrl/encoding/vocab.py",
            "src/flowrl/encoding/codec.py",  # head members decode flows into their features
            "src/flowrl/comfy/node_catalog.json",  # which classes are outputs (dead-node features)
            "src/flowrl/reward"),
           outs=(RewardFiles.dir,), persist=True, plots=(RewardFiles.scatter,)),
-    Stage("grpo", "flowrl.policy.grpo:run", ("seed", "policy", "grpo", "reward", "scoring"),
+    Stage("grpo", "flowrl.policy.grpo:run", ("seed", "device", "policy", "grpo", "reward", "scoring"),
           (SFTFiles.dir, RewardFiles.dir, PromptsFiles.dir),
           ("src/flowrl/policy", "src/flowrl/reward/shaping.py", "src/flowrl/reward/ensemble.py",
            "src/flowrl/reward/scorer_reward.py",
@@ -204,7 +204,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
            "src/flowrl/reward/features.py", "src/flowrl/reward/prompt_cache.py",
            "src/flowrl/encoding/policy_view.py", "src/flowrl/encoding/grammar.py", "src/flowrl/comfy/usable.py"),
           outs=(GRPOFiles.dir,)),
-    Stage("evaluate", "flowrl.evaluation.evaluate:run", ("seed", "evaluate", "policy", "scoring"),
+    Stage("evaluate", "flowrl.evaluation.evaluate:run", ("seed", "device", "evaluate", "policy", "scoring"),
           (PromptsFiles.holdout, FlowsFiles.dir, EncodeFiles.flows, TripletsFiles.scored_flows, TripletsFiles.train,
            SFTFiles.dir, GRPOFiles.dir, RewardFiles.dir),
           ("src/flowrl/evaluation",

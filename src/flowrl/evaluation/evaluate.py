@@ -267,6 +267,8 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
 
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """The evaluate stage: load the configured scorer, evaluate every method whose inputs exist."""
+    from flowrl.device import configure
     from flowrl.scoring.base import load_scorer
 
+    configure(params.device)  # where the policies and reward members run (flowrl.device)
     return evaluate(params, root, load_scorer(params.scoring.scorer, params.scoring.options))

@@ -16,6 +16,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import pad
 
 from flowrl.config import GRPOStageConfig, PolicyConfig
+from flowrl.errors import FlowRLError
 from flowrl.policy.sampling import ModelScorer, SamplingConfig, generate_ids
 from flowrl.reward.shaping import ShapedReward, is_valid_flow
 from flowrl.trainer_defaults import common_trainer_kwargs
@@ -134,6 +135,12 @@ class FlowGRPOTrainer(GRPOTrainer):
         self._texts: list[str] = []
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if self.args.use_vllm:  # grpo.use_vllm: trl's vLLM generation (no constrained decoding, vLLM's own seeding)
+            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            eos = self._tokenizer.eos_token_id
+            self._texts = [self._tokenizer.decode([t for t in row if t != eos], skip_special_tokens=False,
+                                                  clean_up_tokenization_spaces=False) for row in completion_ids]
+            return completion_ids, logprobs
         device = self.accelerator.device
         tok = self._tokenizer
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -209,10 +216,26 @@ def lora_config(cfg: GRPOStageConfig) -> LoraConfig:
                       target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
 
 
+class VLLMMissingError(FlowRLError):
+    """grpo.use_vllm is on but vLLM is not installed."""
+
+
+def vllm_kwargs(cfg: GRPOStageConfig) -> dict:
+    """trl's vLLM generation (`use_vllm`, colocated on the training GPUs) when `grpo.use_vllm`; off by default."""
+    if not cfg.use_vllm:
+        return {"use_vllm": False}
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise VLLMMissingError("grpo.use_vllm is true but vLLM is not installed; pip install vllm on the GPU worker or set grpo.use_vllm: false")
+    return {"use_vllm": True, "vllm_mode": "colocate"}
+
+
 def trainer_args(cfg: GRPOStageConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> GRPOConfig:
     """trl GRPOConfig from the `grpo` and `policy` sections (group baseline scaled by the group std)."""
     return GRPOConfig(
-        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps),
+        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps, cfg.gradient_checkpointing),
+        **vllm_kwargs(cfg),
         max_steps=cfg.max_steps,
         num_train_epochs=cfg.num_epochs,
         per_device_train_batch_size=cfg.batch_size,

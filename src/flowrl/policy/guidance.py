@@ -72,8 +72,9 @@ def sample_guided(
     return sample_completions(scorer, tokenizer, prompts, cfg, logits_processor, model.device, desc="guided sampling")
 
 
-def load_guided_policy(sft_dir: str | Path, grpo_dir: str | Path, grpo_adapter: str = "grpo"):
-    """SFT policy (adapter merged into the base) with the GRPO LoRA adapter loaded as `grpo_adapter`.
+def load_guided_policy(sft_dir: str | Path, grpo_dir: str | Path, grpo_adapter: str = "grpo", where=None):
+    """SFT policy (adapter merged into the base) with the GRPO LoRA adapter loaded as `grpo_adapter`, on `where`
+    (a flowrl.device Placement or setting; None: the `device` setting in force).
 
     Use with `sample_guided(..., sft_adapter="__base__", grpo_adapter=grpo_adapter)`.
     Returns:
@@ -84,5 +85,5 @@ def load_guided_policy(sft_dir: str | Path, grpo_dir: str | Path, grpo_adapter: 
     if not (Path(grpo_dir) / "adapter_config.json").exists():
         raise PolicyLoadError(f"{grpo_dir}: no adapter_config.json, so no GRPO adapter there; run the grpo stage first")
     check_adapter_folder(grpo_dir)  # before the (slow) SFT merge: a damaged folder fails at once
-    base, tokenizer = load_sft_merged(sft_dir)
+    base, tokenizer = load_sft_merged(sft_dir, where)
     return load_adapter(base, grpo_dir, grpo_adapter).eval(), tokenizer

@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from flowrl.config import PolicyConfig
+from flowrl.device import Placement, load_kwargs, place, placement
 from flowrl.encoding.report import load_smollm2_tokenizer, smollm2_gguf_path  # the packaged SmolLM2
 from flowrl.encoding.vocab import extend_tokenizer
 from flowrl.errors import FlowRLError
@@ -158,22 +159,25 @@ def build_tiny_model(cfg: PolicyConfig, vocab_size: int, seed: int) -> LlamaForC
         return LlamaForCausalLM(config)
 
 
-def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTrainedModel:
-    """Load (or build, for tiny, scratch and random) the base causal LM in fp32.
+def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0, where: Placement | None = None) -> PreTrainedModel:
+    """Load (or build, for tiny, scratch and random) the base causal LM: fp32 on the CPU, or on `where`.
 
     Args:
         cfg: the `policy` params section.
         vocab_size: base tokenizer size, used by the tiny model.
         seed: initialisation seed of the tiny model.
+        where: device and weight dtype (flowrl.device.placement); None or the CPU: fp32 where it was built.
     """
     if cfg.source in ("tiny", "scratch"):
-        return build_tiny_model(cfg, vocab_size, seed)
+        return place(build_tiny_model(cfg, vocab_size, seed), where) if where else build_tiny_model(cfg, vocab_size, seed)
     if cfg.source == "random":  # real shapes, random weights, no hub (flowrl/model_configs)
+        if where is not None and where.moves:  # built on the device in its dtype: no fp32 copy of 8B weights on the CPU
+            return build_random_model(cfg.model, "causal-lm", seed, device=where.device, dtype=where.dtype)
         return build_random_model(cfg.model, "causal-lm", seed)
     name, kwargs = _source_kwargs(cfg)
     try:
         with hub_offline(cfg.source != "hub"):
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(name, **load_kwargs(where), **kwargs)
     except (OSError, ValueError) as exc:
         raise PolicyLoadError(f"model for policy.source={cfg.source} ({name}) could not be loaded: {exc}") from None
     if cfg.source == "gguf":
@@ -185,10 +189,12 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0) -> PreTra
     return model
 
 
-def load_policy(cfg: PolicyConfig, tokens: list[str], seed: int = 0, corpus: Sequence[str] = ()) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Base model and tokenizer extended with the flow tokens `tokens` (embeddings resized); `corpus` trains a scratch tokenizer."""
+def load_policy(cfg: PolicyConfig, tokens: list[str], seed: int = 0, corpus: Sequence[str] = (),
+                where: Placement | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Base model (on `where`, see load_base_model) and tokenizer extended with the flow tokens `tokens` (embeddings
+    resized); `corpus` trains a scratch tokenizer."""
     tokenizer = load_tokenizer(cfg, corpus)
-    model = load_base_model(cfg, len(tokenizer), seed)
+    model = load_base_model(cfg, len(tokenizer), seed, where)
     extend_tokenizer(tokenizer, tokens, model)
     return model, tokenizer
 
@@ -216,13 +222,17 @@ def read_policy_spec(folder: str | Path) -> tuple[PolicyConfig, int, dict]:
                               "restore the folder or retrain (dvc repro sft)") from None
 
 
-def load_sft_policy(folder: str | Path, adapter_name: str = "sft"):
+def load_sft_policy(folder: str | Path, adapter_name: str = "sft", where: Placement | str | None = None):
     """Rebuild the base model and attach the SFT adapter saved in `folder` under `adapter_name`.
 
+    Args:
+        where: device (and frozen-weight dtype) to load onto; None: the `device` setting in force (flowrl.device),
+            which on a machine without CUDA is the CPU in fp32 (nothing moves).
     Returns:
         (PeftModel in eval mode, extended tokenizer).
     """
     cfg, seed, spec = read_policy_spec(folder)
+    where = where if isinstance(where, Placement) else placement(where)
     if not spec.get("full_weights"):
         check_adapter_folder(folder)  # before the (slow) base model: a damaged folder fails at once
     try:
@@ -234,20 +244,20 @@ def load_sft_policy(folder: str | Path, adapter_name: str = "sft"):
     if spec.get("full_weights"):  # source=scratch: every weight was trained and saved, no adapter
         try:
             with hub_offline():
-                model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+                model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **load_kwargs(where))
         except (OSError, ValueError) as exc:
             raise PolicyLoadError(f"{folder}: the trained policy weights could not be loaded ({exc}); rerun the sft stage (dvc repro sft)") from None
         return model.eval(), tokenizer
-    base = load_base_model(cfg, int(spec["base_vocab_size"]), seed)
-    base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter's full copies
+    base = load_base_model(cfg, int(spec["base_vocab_size"]), seed, where)
+    base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter (full copies or new rows)
     return load_adapter(base, folder, adapter_name).eval(), tokenizer
 
 
-def load_sft_merged(folder: str | Path):
+def load_sft_merged(folder: str | Path, where: Placement | str | None = None):
     """The SFT policy with its adapter merged into the weights: the base of GRPO and of guided sampling.
 
     Returns:
         (plain PreTrainedModel in eval mode, extended tokenizer).
     """
-    model, tokenizer = load_sft_policy(folder)
+    model, tokenizer = load_sft_policy(folder, where=where)
     return (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model).eval(), tokenizer

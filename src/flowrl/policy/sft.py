@@ -1,7 +1,8 @@
 """The `sft` stage: LoRA fine-tuning on (prompt, encoded flow) pairs with trl's SFTTrainer.
 
-Loss is on the completion (flow + EOS) only; lm_head and embed_tokens are trained in full since
-the flow tokens are new. Checkpoints go to a folder named by a fingerprint of the config and data,
+Loss is on the completion (flow + EOS) only; the flow tokens are new, so their rows of embed_tokens
+(and of an untied lm_head) train too: only those rows (`sft.token_rows: new`, peft trainable_token_indices),
+or full copies of both matrices (`full`). Checkpoints go to a folder named by a fingerprint of the config and data,
 so a rerun with the same inputs resumes and a changed one starts afresh.
 """
 
@@ -23,6 +24,8 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from flowrl.config import Params, PolicyConfig, SFTConfig
+from flowrl.cost import stage_start
+from flowrl.device import placement, resolve_device
 from flowrl.encoding.policy_view import check_flow_text
 from flowrl.encoding.schema import Schema
 from flowrl.errors import FlowRLError
@@ -72,23 +75,49 @@ def to_dataset(rows: list[dict]) -> Dataset:
     return Dataset.from_list([{"prompt": format_prompt(r["prompt"]), "completion": r["completion"]} for r in rows])
 
 
-def lora_config(cfg: SFTConfig) -> LoraConfig:
-    """LoRA as in the paper (A.6.1); tied embeddings stay tied (one trainable copy)."""
+def lora_config(cfg: SFTConfig, new_token_ids: list[int] | None = None, tied: bool = True) -> LoraConfig:
+    """LoRA as in the paper (A.6.1); tied embeddings stay tied (one trainable copy).
+
+    With `cfg.token_rows: new` and the flow tokens' ids, only those rows of embed_tokens (and of an untied lm_head)
+    train (`token_rows_config`); otherwise `cfg.modules_to_save` are trained in full copies.
+    """
+    rows = token_rows_config(cfg, new_token_ids, tied)
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules),
-        modules_to_save=list(cfg.modules_to_save),
-        ensure_weight_tying=True,
+        modules_to_save=[m for m in cfg.modules_to_save if not rows or m not in ("embed_tokens", "lm_head")] or None,
+        trainable_token_indices=rows,
+        ensure_weight_tying=tied,
         task_type="CAUSAL_LM",
     )
+
+
+def token_rows_config(cfg: SFTConfig, new_token_ids: list[int] | None, tied: bool = True) -> dict[str, list[int]] | None:
+    """peft `trainable_token_indices` for the new flow-token rows: embed_tokens (tied lm_head follows it through
+    `ensure_weight_tying`), or embed_tokens and lm_head when untied (Llama-3.1-8B). None: train full copies."""
+    if cfg.token_rows != "new" or not new_token_ids:
+        return None
+    ids = sorted(set(int(i) for i in new_token_ids))
+    return {"embed_tokens": ids} if tied else {"embed_tokens": ids, "lm_head": ids}
+
+
+def new_token_ids(model, base_vocab: int) -> list[int]:
+    """Ids of the rows added for the flow tokens: those past the base vocabulary."""
+    return list(range(base_vocab, model.get_input_embeddings().weight.shape[0]))
+
+
+def is_tied(model) -> bool:
+    """Whether the output head shares the input embedding's weight."""
+    head = model.get_output_embeddings()
+    return head is None or head.weight is model.get_input_embeddings().weight
 
 
 def trainer_args(cfg: SFTConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> TRLSFTConfig:
     """trl SFTConfig from our section: completion-only loss, safetensors checkpoints, bf16 autocast on CPU."""
     return TRLSFTConfig(
-        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps),
+        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps, cfg.gradient_checkpointing),
         max_steps=cfg.max_steps,
         num_train_epochs=cfg.num_epochs,
         per_device_train_batch_size=cfg.batch_size,
@@ -127,16 +156,22 @@ class FlowSFTTrainer(SFTTrainer):
         return Trainer.compute_loss(self, model, {**model_inputs, "use_cache": False}, return_outputs, num_items_in_batch)
 
 
-def build_trainer(model, tokenizer, train: Dataset, held: Dataset | None, cfg: SFTConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> FlowSFTTrainer:
-    """SFTTrainer with a fresh LoRA adapter on `model` (the base, flow tokens already added); all weights for source=scratch."""
+def build_trainer(model, tokenizer, train: Dataset, held: Dataset | None, cfg: SFTConfig, policy: PolicyConfig, output_dir: Path, seed: int,
+                  base_vocab: int | None = None) -> FlowSFTTrainer:
+    """SFTTrainer with a fresh LoRA adapter on `model` (the base, flow tokens already added); all weights for source=scratch.
+
+    Args:
+        base_vocab: the base tokenizer's size; rows past it are the flow tokens' (trained alone with token_rows: new).
+    """
+    ids = new_token_ids(model, base_vocab) if base_vocab else None
     return FlowSFTTrainer(
         model=model,
         args=trainer_args(cfg, policy, output_dir, seed),
         train_dataset=train,
         eval_dataset=held,
         processing_class=tokenizer,
-        peft_config=None if policy.source == "scratch" else lora_config(cfg),
-        plain_loss=not torch.cuda.is_available(),
+        peft_config=None if policy.source == "scratch" else lora_config(cfg, ids, is_tied(model)),
+        plain_loss=resolve_device().type == "cpu",
     )
 
 
@@ -185,12 +220,15 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     schema = Schema.load(root / SCHEMA)
     scratch = params.policy.source == "scratch"
     corpus = [r["prompt"] for r in train_rows] + [r["completion"] for r in train_rows] if scratch else ()
-    model, tokenizer = load_policy(params.policy, tokens, seed, corpus)
+    stage_start(params, "sft", root)  # the device setting, and the cost estimate printed and logged
+    # LoRA: the frozen base in bf16 on a bf16 GPU; scratch trains every weight (fp32 master weights under autocast)
+    model, tokenizer = load_policy(params.policy, tokens, seed, corpus, placement(frozen=not scratch))
     # not len(tokenizer) - len(tokens): some flow tokens (e.g. "normal") are already in the base vocabulary
     base_vocab = params.policy.scratch.vocab_size if scratch else len(load_tokenizer(params.policy))
 
     ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, pairs_path, vocab_path)}"
-    trainer = build_trainer(model, tokenizer, to_dataset(train_rows), to_dataset(held_rows), cfg, params.policy, ckpt_dir, seed)
+    trainer = build_trainer(model, tokenizer, to_dataset(train_rows), to_dataset(held_rows), cfg, params.policy, ckpt_dir, seed,
+                            base_vocab=None if scratch else base_vocab)
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
     result = trainer.train(resume_from_checkpoint=last)
 

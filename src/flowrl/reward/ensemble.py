@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from flowrl.device import Placement, load_kwargs, placement
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
 from flowrl.reward.model import TEMPLATE, format_pair, predict_texts
@@ -40,10 +41,11 @@ def member_dir(folder: str | Path, i: int) -> Path:
     return Path(folder) / f"member_{i}"
 
 
-def load_member(folder: str | Path) -> PreTrainedModel:
-    """One saved surrogate (safetensors), in eval mode."""
+def load_member(folder: str | Path, where: Placement | None = None) -> PreTrainedModel:
+    """One saved surrogate (safetensors), in eval mode, on `where` (None or the CPU: fp32 on the CPU; a bf16 GPU:
+    bf16 weights there, see flowrl.device)."""
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True, **load_kwargs(where))
     except (OSError, ValueError) as exc:
         raise RewardLoadError(f"{folder}: not a saved surrogate model ({exc}); rerun the reward stage (dvc repro reward)") from None
     return model.eval()
@@ -103,8 +105,13 @@ class Ensemble:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Ensemble | HeadEnsemble":
-        """Load an ensemble written by `save` or by the reward stage, of whichever kind the spec names."""
+    def load(cls, folder: str | Path, where: Placement | str | None = None) -> "Ensemble | HeadEnsemble":
+        """Load an ensemble written by `save` or by the reward stage, of whichever kind the spec names.
+
+        Args:
+            where: device of the fine-tuned members (flowrl.device; None: the `device` setting in force). Head
+                members are small MLPs over cached features and stay on the CPU.
+        """
         folder = Path(folder)
         if not (folder / SPEC_FILE).exists():
             raise RewardLoadError(f"{folder}: no {SPEC_FILE}, so not a reward ensemble; run the reward stage (dvc repro reward)")
@@ -117,7 +124,8 @@ class Ensemble:
         if kind != "finetune":
             raise RewardLoadError(f"{folder / SPEC_FILE}: unknown ensemble kind {kind!r} (head or finetune); rerun the reward stage (dvc repro reward)")
         tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
-        members = [load_member(member_dir(folder, i)) for i in range(int(spec["n_members"]))]
+        where = where if isinstance(where, Placement) else placement(where)
+        members = [load_member(member_dir(folder, i), where) for i in range(int(spec["n_members"]))]
         return cls(members, tokenizer, int(spec["max_length"]), int(spec["batch_size"]), bool(spec["bf16"]), spec.get("tau"))
 
 

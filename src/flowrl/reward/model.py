@@ -1,12 +1,12 @@
 """One surrogate reward model: input format, batched prediction, and training with HF Trainer.
 
-Training is transformers' `Trainer` on a regression head (MSE, AdamW, bf16 autocast on CPU),
+Training is transformers' `Trainer` on a regression head (MSE, AdamW, bf16 autocast as configured; on the device
+of the `device` setting, fp32 master weights),
 checkpointing every epoch so a killed run resumes from its last epoch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +20,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.trainer_utils import get_last_checkpoint
 
 from flowrl.config import RewardConfig
+from flowrl.device import autocast as device_autocast
 from flowrl.trainer_defaults import common_trainer_kwargs
 
 TEMPLATE = "[PROMPT] {prompt} [FLOW] {flow}"
@@ -60,10 +61,6 @@ class PairCollator:
         return batch
 
 
-def _autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and not torch.cuda.is_available() else contextlib.nullcontext()
-
-
 @torch.no_grad()
 def predict_texts(
     model: PreTrainedModel,
@@ -87,7 +84,7 @@ def predict_texts(
     for start in tqdm(starts, desc=desc, unit="batch", disable=desc is None or len(starts) < 2):
         idx = order[start : start + batch_size]
         enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
-        with _autocast(bf16):
+        with device_autocast(device, bf16):  # CPU: as configured; a bf16 GPU: always (flowrl.device)
             logits = model(**enc).logits
         out[idx] = logits.float().reshape(-1).cpu().numpy()
     return out
@@ -96,7 +93,7 @@ def predict_texts(
 def training_args(cfg: RewardConfig, output_dir: Path, seed: int, logging_steps: int = 5) -> TrainingArguments:
     """Trainer settings from the `reward` section: AdamW at cfg.learning_rate, a checkpoint per epoch."""
     return TrainingArguments(
-        **common_trainer_kwargs(output_dir, seed, cfg.bf16, logging_steps),
+        **common_trainer_kwargs(output_dir, seed, cfg.bf16, logging_steps, cfg.gradient_checkpointing),
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from flowrl.config import RewardConfig
 from flowrl.io import atomic_path
+from flowrl.device import inputs_to, model_device, place
 from flowrl.reward.encoder import RewardLoadError, _name_and_kwargs, build_surrogate, load_reward_tokenizer
 
 POOLING = "mean-l2"
@@ -107,7 +108,8 @@ class PromptEmbedder:
                         model = AutoModel.from_pretrained(name, dtype=torch.float32, **kwargs)
                     except (OSError, ValueError) as exc:
                         raise RewardLoadError(f"prompt encoder for reward.source={self.cfg.source} ({name}) could not be loaded: {exc}") from None
-            self._encoder = (tokenizer, model.eval())
+            # fp32 on whichever device (flowrl.device): cached embeddings do not depend on where they were computed
+            self._encoder = (tokenizer, place(model, frozen=False).eval())
         return self._encoder
 
     @torch.inference_mode()
@@ -119,10 +121,11 @@ class PromptEmbedder:
         for start in tqdm(starts, desc="embedding prompts", unit="batch", disable=not progress):
             idx = order[start : start + batch_size]
             batch = tokenizer([prompts[i] for i in idx], truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+            batch = inputs_to(batch, model_device(model))
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
-            out[idx] = pooled.float().numpy()
+            out[idx] = pooled.float().cpu().numpy()
         return out
 
     def embed(self, prompts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
