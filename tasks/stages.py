@@ -8,11 +8,13 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from flowrl.config import Params
+from flowrl.cost import stage_start
 from flowrl.stage_params import declared_view
 from flowrl.stages import report_dir, stage, stage_function
 from flowrl.tracking.runs import log_stage
 
 TRANSIENT = (ConnectionError, TimeoutError)
+TRAINING_STAGES = ("sft", "reward", "grpo")  # flowrl.cost estimates their memory
 
 
 def _is_transient(task, task_run, state) -> bool:
@@ -28,7 +30,9 @@ def _is_transient(task, task_run, state) -> bool:
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_is_transient, task_run_name="{name}")
 def run_stage(name: str, params: Params, root: Path) -> dict:
-    """Run one pipeline stage on the params it declares and return its metrics."""
+    """Run one pipeline stage on the params it declares and return its metrics (training stages print their cost estimate first)."""
+    if name in TRAINING_STAGES:
+        stage_start(params, name, root)
     metrics = stage_function(name)(declared_view(params, stage(name)), root)
     get_run_logger().info("stage %s finished: %s", name, metrics)
     return metrics

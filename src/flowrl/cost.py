@@ -346,7 +346,7 @@ def stage_start(params, stage: str, root=".") -> MemoryEstimate | None:
     try:
         new_tokens = len(json.loads(vocab.read_text())) if vocab.exists() else 210
         estimates = estimate_stages(params, new_tokens=new_tokens, token_rows=params.sft.token_rows,
-                                    gradient_checkpointing=_checkpointing(params, stage),
+                                    gradient_checkpointing=bool(getattr(getattr(params, stage, None), "gradient_checkpointing", False)),
                                     materialized_attention=resolve_device().type == "cpu")
     except (CostError, OSError, ValueError) as exc:
         print(f"cost estimate for {stage}: not available ({exc})", flush=True)
@@ -359,11 +359,6 @@ def stage_start(params, stage: str, root=".") -> MemoryEstimate | None:
     return est
 
 
-def _checkpointing(params, stage: str) -> bool:
-    section = {"sft": params.sft, "grpo": params.grpo, "reward": params.reward}.get(stage)
-    return bool(getattr(section, "gradient_checkpointing", False))
-
-
 def _log_estimate(est: MemoryEstimate) -> None:
     """Log the estimate to the active MLflow run, if any (the stage's run is opened by its flow)."""
     try:
@@ -371,10 +366,9 @@ def _log_estimate(est: MemoryEstimate) -> None:
 
         if mlflow.active_run() is None:
             return
-        mlflow.log_dict({"stage": est.stage, "params": est.params, "trainable": est.trainable, "micro_batch": est.micro_batch,
-                         "seq_len": est.seq_len, "gradient_checkpointing": est.gradient_checkpointing, "weights_gb": est.weights / GB,
-                         "trainable_state_gb": est.trainable_state / GB, "activations_gb": est.activations / GB,
-                         "extra_gb": est.extra / GB, "total_gb": est.total / GB, "notes": est.notes}, "cost_estimate.json")
+        sizes = {f"{k}_gb": getattr(est, k) / GB for k in ("weights", "trainable_state", "activations", "extra", "total")}
+        mlflow.log_dict({k: getattr(est, k) for k in ("stage", "params", "trainable", "micro_batch", "seq_len", "gradient_checkpointing", "notes")}
+                        | sizes, "cost_estimate.json")
         mlflow.log_metrics({"est_memory_gb": est.total / GB, "est_trainable_params": float(est.trainable)})
     except Exception as exc:  # noqa: BLE001 - logging the estimate must never fail a stage
         print(f"cost estimate not logged to MLflow ({type(exc).__name__}: {exc})", flush=True)
@@ -402,6 +396,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-__all__ = ["stage_start", "MemoryEstimate", "Shapes", "estimate_stages", "format_estimates", "print_estimate", "training_flops", "stage_hours",
-           "activation_bytes", "lora_params", "token_row_params", "PeakMemory"]

@@ -84,5 +84,6 @@ def test_best_flow_is_the_highest_mean_training_score_with_enough_rows():
     rows = [{"flow_id": "a", "score": 0.9}] * 2 + [{"flow_id": "b", "score": 0.6}] * 5 + [{"flow_id": "c", "score": 0.5}] * 5
     assert best_flow_id(rows) == "b"  # "a" is better but seen on 2 prompts only
     assert best_flow_id(rows, min_rows=2) == "a"
+    assert best_flow_id(rows, min_rows=6) == "b"  # none has 6 rows: the flows with the most (5) compete
     with pytest.raises(BaselineInputError):
-        best_flow_id(rows, min_rows=6)
+        best_flow_id([])

@@ -57,15 +57,18 @@ def popular_base_ids(scored_ids: Sequence[str], base_of: dict[str, str]) -> list
 def best_flow_id(train_rows: Sequence[dict], min_rows: int = 5) -> str:
     """Id of the scored flow with the highest mean training score over at least `min_rows` prompts: the best fixed flow.
 
+    With few triplets (the tiny profile) no flow may reach `min_rows`; then the flows with the most rows compete.
+
     Raises:
-        BaselineInputError: no flow has `min_rows` training triplets.
+        BaselineInputError: there are no training triplets.
     """
     by_flow: dict[str, list[float]] = {}
     for row in train_rows:
         by_flow.setdefault(row["flow_id"], []).append(float(row["score"]))
-    means = {f: sum(s) / len(s) for f, s in by_flow.items() if len(s) >= min_rows}
-    if not means:
-        raise BaselineInputError(f"no flow has {min_rows} training triplets; raise triplets.n_triplets")
+    if not by_flow:
+        raise BaselineInputError("no training triplets to pick the best fixed flow from; rerun the triplets stage")
+    need = min(min_rows, max(map(len, by_flow.values())))
+    means = {f: sum(s) / len(s) for f, s in by_flow.items() if len(s) >= need}
     return max(sorted(means), key=lambda f: means[f])
 
 

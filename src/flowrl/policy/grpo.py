@@ -24,7 +24,7 @@ from transformers import LogitsProcessor, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from flowrl.config import Params
-from flowrl.cost import stage_start
+from flowrl.device import configure
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_jsonl, write_json, write_jsonl
 from flowrl.policy.constrained import constraint_processors
@@ -169,7 +169,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     """
     root = Path(root)
     cfg, seed = params.grpo, params.seed
-    stage_start(params, "grpo", root)  # the device setting, and the cost estimate printed and logged
+    configure(params.device)  # where the models run (flowrl.device); the pipeline prints the cost estimate first
     validator = functools.lru_cache(maxsize=4096)(validator or flow_is_valid)
     on_scorer = cfg.reward == "scorer"
     needs = [root / SFT_DIR / "policy.json"] + ([] if on_scorer else [root / REWARD_DIR / "full" / "ensemble.json"])

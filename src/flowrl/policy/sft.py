@@ -24,8 +24,7 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from flowrl.config import Params, PolicyConfig, SFTConfig
-from flowrl.cost import stage_start
-from flowrl.device import placement, resolve_device
+from flowrl.device import configure, placement, resolve_device
 from flowrl.encoding.policy_view import check_flow_text
 from flowrl.encoding.schema import Schema
 from flowrl.errors import FlowRLError
@@ -220,7 +219,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     schema = Schema.load(root / SCHEMA)
     scratch = params.policy.source == "scratch"
     corpus = [r["prompt"] for r in train_rows] + [r["completion"] for r in train_rows] if scratch else ()
-    stage_start(params, "sft", root)  # the device setting, and the cost estimate printed and logged
+    configure(params.device)  # where the models run (flowrl.device); the pipeline prints the cost estimate first
     # LoRA: the frozen base in bf16 on a bf16 GPU; scratch trains every weight (fp32 master weights under autocast)
     model, tokenizer = load_policy(params.policy, tokens, seed, corpus, placement(frozen=not scratch))
     # not len(tokenizer) - len(tokens): some flow tokens (e.g. "normal") are already in the base vocabulary
