@@ -6,7 +6,6 @@ Prefect-only setups, and what ablation sweeps call with overrides.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import mlflow
@@ -26,10 +25,6 @@ def pipeline(profile: str | None = None, root: str = ".", stages: list[str] | No
     use_experiment(root_path, params.profile)
     results: dict[str, dict] = {}
     with mlflow.start_run(run_name=f"pipeline-{params.profile}", tags={"flowrl.stage": "pipeline"}) as parent:
-        os.environ["FLOWRL_PARENT_RUN_ID"] = parent.info.run_id
-        try:
-            for name in stages or list(STAGES):
-                results[name] = STAGE_FLOWS[name](profile=params.profile, root=str(root_path))
-        finally:
-            os.environ.pop("FLOWRL_PARENT_RUN_ID", None)
+        for name in stages or list(STAGES):
+            results[name] = STAGE_FLOWS[name](profile=params.profile, root=str(root_path), parent_run_id=parent.info.run_id)
     return results

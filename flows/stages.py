@@ -26,7 +26,7 @@ class StageFailed(FlowRLError):
 
 def make_stage_flow(name: str):
     @flow(name=name, flow_run_name=name)  # no log_prints: it swallows the stdout that dill (datasets) captures
-    def stage_flow(profile: str | None = None, root: str = ".") -> dict:
+    def stage_flow(profile: str | None = None, root: str = ".", parent_run_id: str | None = None) -> dict:
         root_path = Path(root).resolve()
         params = load_params(root_path / "params.yaml", profile)
         try:
@@ -34,7 +34,7 @@ def make_stage_flow(name: str):
         except Exception as exc:
             raise StageFailed(f"stage '{name}' failed: {type(exc).__name__}: {exc}") from exc
         if name not in SELF_TRACKED:
-            track_stage(name, params, root_path, metrics)
+            track_stage(name, params, root_path, metrics, parent_run_id)
         return metrics
 
     stage_flow.__doc__ = f"Run the `{name}` stage and record it in MLflow."

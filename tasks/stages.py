@@ -39,9 +39,9 @@ def run_stage(name: str, params: Params, root: Path) -> dict:
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_is_transient, task_run_name="mlflow-{name}")
-def track_stage(name: str, params: Params, root: Path, metrics: dict) -> str:
-    """Record the stage as an MLflow run with its params, metrics and reports."""
+def track_stage(name: str, params: Params, root: Path, metrics: dict, parent_run_id: str | None = None) -> str:
+    """Record the stage as an MLflow run with its params, metrics and reports (nested under `parent_run_id` when given)."""
     # The stage's own params section, if it has one (`validate` reads others').
     section_dict = params.model_dump(mode="json").get(name, {}) if name in type(params).model_fields else {}
     reports = root / report_dir(name)
-    return log_stage(root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [])
+    return log_stage(root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [], parent_run_id)

@@ -58,6 +58,19 @@ def test_stage_flow_runs_and_records_mlflow_run(fake_stage, tmp_path):
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)] == ["toy"]
 
 
+def test_stage_flow_nests_its_run_under_the_given_parent(fake_stage, tmp_path):
+    """The pipeline flow hands its MLflow run id to each stage flow as a parameter (no environment variable)."""
+    from flows.stages import make_stage_flow
+    from flowrl.tracking.runs import use_experiment
+
+    use_experiment(tmp_path, "tiny")
+    with mlflow.start_run(run_name="pipeline-tiny") as parent:
+        parent_id = parent.info.run_id
+    make_stage_flow("toy")(profile="tiny", root=str(tmp_path), parent_run_id=parent_id)
+    runs = mlflow.search_runs(experiment_names=["flowrl-tiny"], filter_string="tags.`flowrl.stage` = 'toy'")
+    assert list(runs["tags.mlflow.parentRunId"]) == [parent_id]
+
+
 def test_failed_stage_names_stage_and_original_error(fake_stage, tmp_path):
     from flows.stages import StageFailed, make_stage_flow
 

@@ -67,10 +67,9 @@ def log_stage(
         params: the stage's config section (nested dicts are flattened).
         metrics: numeric figures; non-numeric values are skipped.
         artifacts: files or folders to attach (reports, plots).
-        parent_run_id: nest under a pipeline run (FLOWRL_PARENT_RUN_ID is used when not given).
+        parent_run_id: nest under this run (the pipeline's or an ablation sweep's parent run).
     """
     use_experiment(root, profile)
-    parent_run_id = parent_run_id or os.environ.get("FLOWRL_PARENT_RUN_ID")
     tags = {"flowrl.stage": stage, "flowrl.profile": profile}
     if commit := git_commit(root):
         tags["mlflow.source.git.commit"] = commit
