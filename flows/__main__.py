@@ -9,6 +9,7 @@ import sys
 # Offline machines: Prefect's telemetry would only log a failed DNS lookup per run.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from flowrl.device import is_main_process
 from flowrl.errors import exit_code
 
 
@@ -19,7 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=list(STAGE_FLOWS))
     parser.add_argument("--profile", default=None, help="override params.yaml `profile` (tiny, cpu, paper)")
     args = parser.parse_args(argv)
+    if not is_main_process():  # the extra processes of a multi-GPU launch train and leave Prefect and MLflow to rank 0
+        return exit_code(run_stage_directly, args.stage, args.profile)
     return exit_code(STAGE_FLOWS[args.stage], profile=args.profile)
+
+
+def run_stage_directly(name: str, profile: str | None) -> dict:
+    """The stage function on the params it declares, outside Prefect (ranks > 0 of a multi-GPU launch)."""
+    from pathlib import Path
+
+    from flowrl.config import load_params
+    from flowrl.stage_params import declared_view
+    from flowrl.stages import stage, stage_function
+
+    root = Path(".").resolve()
+    return stage_function(name)(declared_view(load_params(root / "params.yaml", profile), stage(name)), root)
 
 
 if __name__ == "__main__":

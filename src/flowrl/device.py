@@ -135,3 +135,9 @@ def inputs_to(batch: dict, device: torch.device) -> dict:
 
 __all__ = ["DeviceError", "Placement", "autocast", "check_setting", "configure", "current", "inputs_to", "load_kwargs",
            "model_device", "place", "placement", "resolve_device", "trainer_kwargs"]
+
+
+def is_main_process() -> bool:
+    """False in the extra processes of a multi-GPU launch (accelerate launch / torchrun set RANK): only rank 0
+    saves models, writes reports and talks to Prefect and MLflow."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -100,3 +100,16 @@ def test_library_stdout_captures_still_work_inside_a_stage_flow(fake_stage, tmp_
     fake_stage.run = lambda params, root: (seen.append(set(nestedglobals(uses_a_global))), plain_run(params, root))[1]
     make_stage_flow("toy")(profile="tiny", root=str(tmp_path))
     assert seen == [{"yaml"}]
+
+
+def test_extra_ranks_of_a_multi_gpu_launch_run_the_stage_outside_prefect_and_mlflow(fake_stage, tmp_path, monkeypatch):
+    from flowrl.device import is_main_process
+    from flows.__main__ import run_stage_directly
+
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+    monkeypatch.chdir(tmp_path)
+    assert run_stage_directly("toy", "tiny")["rows"] == 3 and fake_stage.calls == ["tiny"]
+    assert not (tmp_path / "mlflow").exists()  # rank 0 records the stage
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()

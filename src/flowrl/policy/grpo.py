@@ -205,6 +205,8 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
+    if not trainer.is_world_process_zero():  # multi-GPU launch: rank 0 saves and reports (docs/scaling.md)
+        return {}
     seconds = time.perf_counter() - start
 
     out = root / OUT_DIR

@@ -230,6 +230,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
                             base_vocab=None if scratch else base_vocab)
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
     result = trainer.train(resume_from_checkpoint=last)
+    if not trainer.is_world_process_zero():  # multi-GPU launch: rank 0 saves and reports (docs/scaling.md)
+        return {}
 
     out = root / OUT_DIR
     tmp = out.with_name(out.name + ".tmp")
