@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements-models.txt
 setup: $(STAMP)
 
 pipeline: setup
-	$(BIN)/dvc repro
+	$(BIN)/python -m flows.local_server $(BIN)/dvc repro
 
 test: setup
 	$(BIN)/pytest -m "not slow"

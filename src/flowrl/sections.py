@@ -154,6 +154,7 @@ class PolicyConfig(Section):
     max_new_tokens: int = Field(256, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
     gamma: float = Field(1.5, ge=0, description="Dual-model guidance strength: log p_SFT + gamma (log p_GRPO - log p_SFT) (paper: 1.5).")
     constrained: bool = Field(True, description="Constrained decoding: mask tokens that would make a sampled flow fail decode_flow/validate_graph (flowrl.policy.constrained).")
+    usable_retries: int = Field(2, ge=0, description="At inference (evaluate, generate, serving), a prompt whose flow is not usable is sampled again with another seed, at most this many times (flowrl.policy.redraw); GRPO never redraws. The evaluation reports the first-draw usable rate beside.")
 
     @model_validator(mode="after")
     def _check(self) -> "PolicyConfig":

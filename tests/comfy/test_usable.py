@@ -37,6 +37,13 @@ def test_impractical_sizes_and_steps(change, words):
     assert problems and any(words in p.message for p in problems), problems
 
 
+def test_distilled_models_keep_few_steps_and_low_cfg():
+    lightning = "sdxl_lightning_4step.safetensors"
+    assert usable_problems(simple_flow(ckpt=lightning, steps=8, cfg=1.5, width=1024, height=1024)) == []
+    assert [p.input for p in usable_problems(simple_flow(ckpt=lightning, steps=20, cfg=8.0, width=1024, height=1024))] == ["steps", "cfg"]
+    assert usable_problems(simple_flow(steps=20, cfg=8.0)) == []  # an SD1.5 model takes both
+
+
 def test_batch_and_exact_duplicates():
     g = simple_flow()
     g["4"]["inputs"]["batch_size"] = 64

@@ -19,6 +19,7 @@ BASES = ("sd15_txt2img_basic", "sd15_one_lora", "sdxl_txt2img_basic", "sdxl_turb
          "pony_clipskip_loras")
 # How many scored variants each base gets: sd15_one_lora is the most popular, sdxl_txt2img_basic second.
 SCORED_PER_BASE = {"sd15_one_lora": 4, "sdxl_txt2img_basic": 3, "sd15_txt2img_basic": 1, "pony_clipskip_loras": 1}
+FIRST_STEPS = {"sdxl_turbo_one_step": 1, "sdxl_lightning_4step": 4}  # variants stay within the family's step range (usable)
 REPO = Path(__file__).resolve().parents[2]
 HOLDOUT = ["an anime girl with silver hair", "a photo of an old fisherman", "anime boy, cherry blossoms",
            "portrait photo of a woman in rain"]
@@ -50,7 +51,7 @@ def write_stage_data(root: Path) -> dict:
     """Write the upstream stage files under `root`; return the ids used."""
     library = dict(load_base_flows())
     base_rows = [{"id": name, "name": name, "source": "library", "graph": library[name]} for name in BASES]
-    augmented = [{"id": f"{name}_v{i}", "base_id": name, "graph": with_steps(library[name], 20 + i)}
+    augmented = [{"id": f"{name}_v{i}", "base_id": name, "graph": with_steps(library[name], FIRST_STEPS.get(name, 20) + i)}
                  for name in BASES for i in range(5)]
     encoded = [{"id": r["id"], "text": encode_flow(r["graph"])} for r in base_rows + augmented]
     texts = {r["id"]: r["text"] for r in encoded}

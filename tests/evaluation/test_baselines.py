@@ -37,6 +37,17 @@ def test_fixed_popular_flows_from_stage_data(stage_root):
     assert methods["fixed_sd15"](["x"])[0].graph == bases["sd15_txt2img_basic"]["graph"]  # fewer nodes than one_lora
 
 
+def test_training_flow_draws_augmented_flows_reproducibly(stage_root):
+    from flowrl.io import read_jsonl
+
+    augmented = {r["id"] for r in read_jsonl(stage_root / "data/flows/augmented.jsonl")}
+    texts = {r["text"] for r in read_jsonl(stage_root / "data/encode/flows.jsonl") if r["id"] in augmented}
+    draw = baseline_methods(stage_root, comfygen_k=3, seed=7)["training_flow"]
+    flows = [c.text for c in draw(["p"] * 40)]
+    assert set(flows) <= texts and len(set(flows)) > 5  # the SFT pool, one draw per asked prompt
+    assert [c.text for c in baseline_methods(stage_root, comfygen_k=3, seed=7)["training_flow"](["p"] * 40)] == flows
+
+
 def test_plain_family_flow_is_the_smallest_single_checkpoint_flow():
     def graph(ckpt: str, n_extra: int) -> dict:
         nodes = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}}}

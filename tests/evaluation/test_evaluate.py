@@ -14,7 +14,7 @@ from flowrl.io import read_jsonl
 
 from .conftest import HOLDOUT, ToyScorer
 
-BASELINES = {"fixed_best", "fixed_popular", "fixed_popular_2", "fixed_sd15", "fixed_sdxl", "fixed_sdxl_turbo", "fixed_sdxl_lightning",
+BASELINES = {"fixed_best", "training_flow", "fixed_popular", "fixed_popular_2", "fixed_sd15", "fixed_sdxl", "fixed_sdxl_turbo", "fixed_sdxl_lightning",
              "fixed_pony", "comfygen"}
 
 
@@ -64,6 +64,20 @@ def test_policy_methods_are_scored_invalid_flows_get_zero(stage_root, eval_param
     assert metrics["grpo_cfg_1.5"]["unique_ratio"] == pytest.approx(2 / (len(HOLDOUT) * eval_params.evaluate.samples_per_prompt))  # two distinct flows
     assert metrics["grpo_cfg_1.5"]["nld_ratio"] > 0
     assert "grpo" not in metrics and "`grpo`: models/grpo is missing" in (stage_root / "reports/evaluate/report.md").read_text()
+
+
+def test_redrawn_flows_count_as_usable_but_not_at_first_draw(stage_root, eval_params):
+    flow = read_jsonl(stage_root / "data/encode/flows.jsonl")[0]["text"]
+
+    def redrawn_every_other(prompts):
+        return [Candidate(flow, draws=1 + i % 2) for i in range(len(prompts))]
+
+    evaluate(eval_params, stage_root, ToyScorer(), policy=({"sft": redrawn_every_other}, {}))
+    metrics = json.loads((stage_root / "reports/evaluate/metrics.json").read_text())
+    assert metrics["sft"]["usable"] == 1.0
+    assert metrics["sft"]["usable_first_draw"] == pytest.approx(0.5) and metrics["sft"]["mean_draws"] == pytest.approx(1.5)
+    assert metrics["comfygen"]["usable_first_draw"] == metrics["comfygen"]["usable"]
+    assert "usable, first draw" in (stage_root / "reports/evaluate/report.md").read_text()
 
 
 def test_methods_filter_and_unknown_names(stage_root, eval_params):

@@ -6,29 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
+from flows.local_server import free_port, healthy, stop
+
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 EXPECTED = {"retrain", "pipeline", "evaluate", "ablations"}
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check, timeout: float, what: str) -> None:
@@ -38,25 +31,6 @@ def wait_until(check, timeout: float, what: str) -> None:
             return
         time.sleep(1)
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process this test started (its own session), waiting a bounded time."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @contextmanager

@@ -13,15 +13,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows.local_server import local_prefect_server
+
 REPO = Path(__file__).resolve().parents[2]
 DVC = str(Path(sys.executable).with_name("dvc"))
 KEEP = ["src", "flows", "tasks", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc", ".dvcignore", ".gitignore"]
 DATA_STAGES = ["prompts", "flows", "encode", "triplets", "validate"]
 
 
+SERVER_ENV: dict[str, str] = {}  # PREFECT_API_URL of the module's one Prefect server (`workspace`)
+
+
 def _run(args: list[str], cwd: Path) -> str:
     # the copy's own code, not whatever the environment's editable install points at
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(cwd / "src")})
+    env = {**os.environ, **SERVER_ENV, "PYTHONPATH": str(cwd / "src")}
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
@@ -32,8 +38,17 @@ def _ran(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """A copy of the project (code and pipeline files only) on the tiny profile, data stages reproduced."""
-    root = tmp_path_factory.mktemp("workspace")
+    """A copy of the project (code and pipeline files only) on the tiny profile, data stages reproduced.
+
+    The stages talk to one Prefect server for the module, as under `make pipeline` (flows.local_server),
+    instead of each starting a temporary one."""
+    with local_prefect_server(tmp_path_factory.mktemp("prefect_home")) as env:
+        SERVER_ENV.update(PREFECT_API_URL=env["PREFECT_API_URL"], PREFECT_HOME=env["PREFECT_HOME"])
+        yield _workspace(tmp_path_factory.mktemp("workspace"))
+        SERVER_ENV.clear()
+
+
+def _workspace(root: Path) -> Path:
     for name in KEEP:
         src = REPO / name
         if src.is_dir():
@@ -58,7 +73,16 @@ def test_second_repro_does_nothing(workspace):
 
 
 def test_every_stage_left_a_flow_run_and_mlflow_run(workspace):
+    import json
+    import urllib.request
+
     import mlflow
+
+    request = urllib.request.Request(f"{SERVER_ENV['PREFECT_API_URL']}/flow_runs/filter", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:  # the module's one server saw every stage's flow run
+        states = {run["name"]: run["state_type"] for run in json.load(resp)}
+    assert set(DATA_STAGES) <= set(states) and set(states.values()) == {"COMPLETED"}
 
     mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["flowrl-tiny"])

@@ -263,5 +263,11 @@ def test_steps_capped_for_a_few_step_checkpoint(fc):
     head = f"CheckpointLoaderSimple ckpt_name={lightning[0]}\nEmptyLatentImage width=512 height=512 batch_size=1\n"
     steps = allowed_after(fc, head + SAMPLER.format(c=3, n=4).split("steps=")[0] + "steps=")
     assert "8" in steps and "2" in steps and not {"25", "30", "40"} & steps
+    cfg = allowed_after(fc, head + SAMPLER.format(c=3, n=4).replace("steps=20", "steps=8").split("cfg=")[0] + "cfg=")
+    assert {"1", "2"} <= {c[0] for c in cfg} and not {"5", "7", "8"} & {c[0] for c in cfg}  # Lightning/Turbo: CFG <= 3
+    advanced = head + SAMPLER.format(c=3, n=4).split("KSampler")[0] + "KSamplerAdvanced latent_image=@2 model=@1 negative=@4 positive=@3 add_noise=enable steps="
+    assert allowed_after(fc, advanced)  # never a dead end, even where the field's training range starts above the cap
+    for cfg in ("0", "1", "2", "2.5"):
+        assert allowed_after(fc, advanced + f"8 cfg={cfg}"), cfg
     free = allowed_after(fc, DONE.split("KSampler")[0] + "KSampler model=@1 positive=@3 negative=@4 latent_image=@2 steps=")
     assert {"25", "30"} & free or "3" in free

@@ -12,6 +12,7 @@ cards (SD1.5 at 512, SDXL-family at 1024, Turbo/Lightning at 1-8 steps); see doc
 from __future__ import annotations
 
 import json
+import math
 
 from flowrl.comfy.catalog import Catalog, load_catalog
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER, is_link
@@ -21,9 +22,14 @@ MAX_SIDE = 4096               # pixels, any latent or image size input
 MAX_PASS_MEGAPIXELS = 8.4     # width x height x batch of one sampling pass (2048 x 4096): beyond this a 24 GB GPU runs out
 MAX_FIRST_PASS_MEGAPIXELS = {"sd15": 1.6, "sdxl": 2.4}   # first (EmptyLatentImage) pass per family group (training flows: 1024x1536, 1344x1536)
 MAX_BATCH = 4
-MAX_STEPS = {"sd15": 150, "sdxl": 150, "sdxl_turbo": 20, "sdxl_lightning": 20, "pony": 150}
+# Practical sampler settings per checkpoint family (an input of any node, KSampler or FaceDetailer alike). The
+# distilled SDXL models are made for few steps and almost no guidance (model cards: Turbo 1-4 steps at CFG 0-1,
+# Lightning 2-8 steps at CFG 1; the training flows: 1-8 steps, CFG 1-2.5); far beyond, images burn.
+SAMPLER_LIMITS = {
+    "steps": {"sd15": 150, "sdxl": 150, "sdxl_turbo": 12, "sdxl_lightning": 12, "pony": 150},
+    "cfg": {"sdxl_turbo": 3.0, "sdxl_lightning": 3.0},
+}
 SIZE_NODES = {"EmptyLatentImage": ("width", "height", "batch_size"), "LatentUpscale": ("width", "height", None)}
-STEP_INPUTS = ("steps",)
 
 
 def feeding_nodes(graph: dict, catalog: Catalog | None = None) -> set[str]:
@@ -86,11 +92,11 @@ def practical_problems(graph: dict) -> list[Problem]:
             if ct == "EmptyLatentImage" and group and w * h / 1e6 > MAX_FIRST_PASS_MEGAPIXELS[group]:
                 problems.append(Problem(nid, ct, None, f"{int(w)}x{int(h)} is far above the native size of a {family} model; "
                                         "use a hires-fix pass to go larger"))
-        for name in STEP_INPUTS:
-            steps = _number(inputs.get(name))
-            limit = MAX_STEPS.get(family or "sd15", 150)
-            if steps is not None and steps > limit:
-                problems.append(Problem(nid, ct, name, f"{int(steps)} steps is more than the practical {limit} for {family or 'this model'}"))
+        for name, limits in SAMPLER_LIMITS.items():
+            value = _number(inputs.get(name))
+            limit = limits.get(family or "sd15", math.inf)
+            if value is not None and value > limit:
+                problems.append(Problem(nid, ct, name, f"{name} {value:g} is more than the practical {limit:g} for {family or 'this model'}"))
     return problems
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from flowrl.comfy import components as C
 from flowrl.comfy.catalog import InputSpec, NodeSpec
-from flowrl.comfy.usable import MAX_STEPS
+from flowrl.comfy.usable import SAMPLER_LIMITS
 from flowrl.comfy.validate import check_value
 from flowrl.encoding.schema import ClassStats
 from flowrl.errors import FlowRLError
@@ -132,11 +132,14 @@ def narrowed_spec(spec: NodeSpec, stats: ClassStats) -> NodeSpec:
     return replace(spec, inputs=inputs)
 
 
-def checkpoint_max_steps(ckpt_name: str) -> float:
-    """The practical step count of a checkpoint's family (comfy.usable.MAX_STEPS); inf for a refiner or unknown file."""
+def checkpoint_limits(ckpt_name: str) -> dict[str, float]:
+    """The practical sampler settings of a checkpoint's family (comfy.usable.SAMPLER_LIMITS: steps, cfg); none for a
+    refiner or an unknown file."""
     info = C.checkpoint_info(ckpt_name)
     family = C.guess_family(ckpt_name)
-    return math.inf if (info is not None and info.refiner) or family is None else MAX_STEPS.get(family, math.inf)
+    if (info is not None and info.refiner) or family is None:
+        return {}
+    return {name: limits[family] for name, limits in SAMPLER_LIMITS.items() if family in limits}
 
 
 def link_target(value: str) -> int:

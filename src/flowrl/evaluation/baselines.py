@@ -4,6 +4,8 @@
   scored set (counted through `data/flows/augmented.jsonl` base_id); the flow used is the base flow.
 * `fixed_<family>`: per checkpoint family, the smallest base flow (fewest nodes) whose only
   checkpoint belongs to that family: a plain single-checkpoint flow, as "fixed monolithic model".
+* `training_flow`: a training flow drawn at random for each asked prompt (seeded): the distribution the
+  SFT pairs draw their flows from, so the yardstick SFT's mean score is held to.
 * `comfygen`: retrieval in the spirit of ComfyGen's in-context variant. Training prompts are
   embedded with TF-IDF over character 3-5-grams (scikit-learn; rapidfuzz token-set ratio when
   scikit-learn is missing); for a new prompt the `k` most similar training prompts vote with their
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +42,18 @@ class FixedFlow:
 
     def __call__(self, prompts: Sequence[str]) -> list[Candidate]:
         return [self.flow] * len(prompts)
+
+
+@dataclass(frozen=True)
+class TrainingFlowSampler:
+    """A flow drawn uniformly from `flows` for each prompt, the same draws for the same seed."""
+
+    flows: tuple[Candidate, ...]
+    seed: int = 0
+
+    def __call__(self, prompts: Sequence[str]) -> list[Candidate]:
+        rng = random.Random(self.seed)
+        return [rng.choice(self.flows) for _ in prompts]
 
 
 def popular_base_ids(scored_ids: Sequence[str], base_of: dict[str, str]) -> list[str]:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from flowrl.config import Params
 from flowrl.errors import FlowRLError
-from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, best_flow_id, plain_family_flows, popular_base_ids
+from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, TrainingFlowSampler, best_flow_id, plain_family_flows, popular_base_ids
 from flowrl.evaluation.metrics import win_rate_matrix
 from flowrl.evaluation.novelty import mean_pairwise_nld, novelty_metrics
 from flowrl.evaluation.plots import plot_mean_scores, plot_novelty_vs_gamma, plot_score_distributions, plot_win_rates
@@ -37,8 +37,8 @@ class EvaluateInputError(FlowRLError):
     """The evaluate stage was asked for something its inputs cannot give."""
 
 
-def baseline_methods(root: Path, comfygen_k: int) -> dict[str, Method]:
-    """fixed_popular, fixed_popular_2, fixed_<family> and comfygen, built from the stage data under `root`."""
+def baseline_methods(root: Path, comfygen_k: int, seed: int = 0) -> dict[str, Method]:
+    """fixed_popular, fixed_popular_2, fixed_<family>, fixed_best, training_flow and comfygen, built from the stage data under `root`."""
     texts = {row["id"]: row["text"] for row in read_jsonl(root / EncodeFiles.flows)}
     base_rows = read_jsonl(root / FlowsFiles.base)
     base_of = {row["id"]: row["base_id"] for row in read_jsonl(root / FlowsFiles.augmented)}
@@ -61,6 +61,7 @@ def baseline_methods(root: Path, comfygen_k: int) -> dict[str, Method]:
     train = read_jsonl(root / TripletsFiles.train)
     if train and "flow_id" in train[0]:
         methods["fixed_best"] = FixedFlow(flows[best_flow_id(train)])  # the best single flow on the training triplets
+    methods["training_flow"] = TrainingFlowSampler(tuple(Candidate(texts[i]) for i in sorted(base_of) if i in texts), seed)  # what SFT imitates
     methods["comfygen"] = ComfyGenRetriever(train, flows, comfygen_k)
     return methods
 
@@ -112,7 +113,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float
     return {"mean": mean, "se": se, "n_se": mean / se if se and se > 0 else float("nan")}
 
 
-PAIRED = (("grpo", "sft"), ("grpo_cfg_1.5", "grpo"), ("grpo_cfg_2", "grpo"), ("grpo_cfg_1.5", "sft"), ("sft", "sft_rerank"))
+PAIRED = (("grpo", "sft"), ("grpo_cfg_1.5", "grpo"), ("grpo_cfg_2", "grpo"), ("grpo_cfg_1.5", "sft"), ("sft", "sft_rerank"),
+          ("sft", "training_flow"))
 
 
 def paired_differences(per_prompt: dict[str, list[float]], reference: str) -> dict[str, dict[str, float]]:
@@ -164,15 +166,16 @@ def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: 
         f"{n_prompts} held-out prompts x {samples_per_prompt} flows per method, scored by `{scorer_name}`"
         + (" (a simulation of human preference, not HPSv2 on rendered images)." if "simulator" in scorer_name else "."),
         "Win rate: share of prompts where the method's mean score is higher (ties half) ± 1-σ Wald interval.",
-        "Usable: valid, every node feeds an output, practical sizes (docs/evaluation.md). Novelty on canonical (seedless) flows.",
+        "Usable: valid, every node feeds an output, practical sizes (docs/evaluation.md); policy methods redraw an unusable",
+        "flow (`policy.usable_retries`), and `first draw` is the usable rate before any redraw. Novelty on canonical (seedless) flows.",
         "",
-        f"| method | mean score ± SE | validity | usable | unique ratio | exists in data | NLD ratio | win rate vs {reference} |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| method | mean score ± SE | validity | usable | usable, first draw | unique ratio | exists in data | NLD ratio | win rate vs {reference} |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in metrics.items():
         win = f"{m['win_rate'][reference]:.2f} ± {m['win_rate_se'][reference]:.2f}" if reference in m["win_rate"] else "–"
         lines.append(f"| {name} | {_fmt(m['mean_score'])} ± {_fmt(m.get('score_se', float('nan')))} | {_fmt(m['validity'])} | "
-                     f"{_fmt(m.get('usable', float('nan')))} | {_fmt(m['unique_ratio'])} | "
+                     f"{_fmt(m.get('usable', float('nan')))} | {_fmt(m.get('usable_first_draw', float('nan')))} | {_fmt(m['unique_ratio'])} | "
                      f"{_fmt(m['exists_in_data'])} | {_fmt(m['nld_ratio'])} | {win} |")
     if paired:
         lines += ["", "## Paired differences (per prompt)", "", "| difference | mean | SE | mean / SE |", "|---|---|---|---|"]
@@ -195,6 +198,7 @@ def summarize(metrics: dict[str, dict], reference: str, n_prompts: int, n_skippe
         summary[f"mean_score_{name}"] = m["mean_score"]
         summary[f"validity_{name}"] = m["validity"]
         summary[f"usable_{name}"] = m.get("usable", float("nan"))
+        summary[f"usable_first_draw_{name}"] = m.get("usable_first_draw", float("nan"))
         if reference in m["win_rate"]:
             summary[f"win_rate_{name}_vs_{reference}"] = m["win_rate"][reference]
     return summary
@@ -218,7 +222,7 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
         from flowrl.evaluation.policy_methods import policy_methods
 
         policy = policy_methods(params, root)
-    available = {**baseline_methods(root, cfg.comfygen_k), **policy[0]}
+    available = {**baseline_methods(root, cfg.comfygen_k, params.seed), **policy[0]}
     skipped = dict(policy[1])
     methods = select_methods(available, skipped, cfg.methods)
     skipped = {name: reason for name, reason in skipped.items() if not cfg.methods or name in cfg.methods}
@@ -239,8 +243,10 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
         scores[name] = per_prompt_means(method_scores, len(prompts))
         results[name] = {"mean_score": sum(method_scores) / len(asked), "score_se": _se(scores[name]),
                          "validity": sum(valid) / len(asked), "usable": sum(usable) / len(asked),
+                         "usable_first_draw": sum(u and c.draws == 1 for u, c in zip(usable, candidates)) / len(asked),
+                         "mean_draws": sum(c.draws for c in candidates) / len(asked),
                          **novelty_metrics([t for t in texts if t is not None], training, training_nld)}
-        rows += [{"method": name, "prompt": p, "text": c.text, "canonical": t, "valid": ok, "usable": u, "score": s}
+        rows += [{"method": name, "prompt": p, "text": c.text, "canonical": t, "valid": ok, "usable": u, "draws": c.draws, "score": s}
                  for p, c, ok, u, t, s in zip(asked, candidates, valid, usable, texts, method_scores, strict=True)]
     rates, se = win_rate_matrix(scores)
     for name in results:

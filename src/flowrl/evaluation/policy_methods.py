@@ -71,6 +71,7 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
     """
     from flowrl.policy.constrained import constraint_processors
     from flowrl.policy.guidance import sample_guided
+    from flowrl.policy.redraw import draw_usable
     from flowrl.policy.sampling import sample_flows
 
     cfg = params.evaluate
@@ -78,9 +79,14 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
     sampling = SamplingConfig.from_policy(params.policy, params.seed, cfg.batch_size, cfg.max_new_tokens)
     constrain = lambda tok: constraint_processors(params.policy, tok, sampling.max_new_tokens)  # noqa: E731 (policy.constrained)
 
+    def usable_candidates(sample: Callable, prompts: Sequence[str]) -> list[Candidate]:
+        """`sample(prompts, sampling config)` with unusable flows redrawn (`policy.usable_retries`), as Candidates."""
+        drawn = draw_usable(sample, prompts, sampling, params.policy.usable_retries)
+        return [Candidate(d.completion.text, draws=d.draws) for d in drawn]
+
     def sft(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.sft
-        return [Candidate(c.text) for c in sample_flows(model, tokenizer, list(prompts), sampling, logits_processor=constrain(tokenizer))]
+        return usable_candidates(lambda ps, s: sample_flows(model, tokenizer, ps, s, logits_processor=constrain(tokenizer)), prompts)
 
     def sft_rerank(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.sft
@@ -102,12 +108,12 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
 
     def grpo(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.guided
-        return [Candidate(c.text) for c in sample_flows(model, tokenizer, list(prompts), sampling, adapter="grpo", logits_processor=constrain(tokenizer))]
+        return usable_candidates(lambda ps, s: sample_flows(model, tokenizer, ps, s, adapter="grpo", logits_processor=constrain(tokenizer)), prompts)
 
     def guided(gamma: float) -> Callable[[Sequence[str]], list[Candidate]]:
         def method(prompts: Sequence[str]) -> list[Candidate]:
             model, tokenizer = models.guided
-            return [Candidate(c.text) for c in sample_guided(model, tokenizer, list(prompts), sampling, gamma, logits_processor=constrain(tokenizer))]
+            return usable_candidates(lambda ps, s: sample_guided(model, tokenizer, ps, s, gamma, logits_processor=constrain(tokenizer)), prompts)
 
         return method
 

@@ -9,10 +9,12 @@ from flowrl.encoding.policy_view import FlowCheck, check_flow_text
 
 @dataclass(frozen=True)
 class Candidate:
-    """One method's flow for one prompt: its encoded text, and its API graph when the method already has it."""
+    """One method's flow for one prompt: its encoded text, its API graph when the method already has it, and
+    how many samples it took (policy methods redraw unusable flows, `flowrl.policy.redraw`)."""
 
     text: str
     graph: dict | None = None
+    draws: int = 1
 
 
 def check_candidate(candidate: Candidate, seed: int = 0) -> FlowCheck:

@@ -259,7 +259,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
                 return tuple(parts)
             end = RowState(row.lines, row.has_output, row.cls, row.used | {row.name}, has_sampler=row.has_sampler,
                        open=row.open - {link_target(row.value)}, prompt_lines=row.prompt_lines, text_lines=row.text_lines,
-                       fed=row.fed, max_steps=row.max_steps)
+                       fed=row.fed, limits=row.limits)
         else:
             end = row
         forms, eos_ok = self._struct_forms(end, budget, finish)

@@ -11,17 +11,22 @@ import torch
 
 from flowrl.comfy.catalog import InputSpec
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
-from flowrl.comfy.usable import STEP_INPUTS, TEXT_INPUTS
-from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_max_steps
+from flowrl.comfy.usable import TEXT_INPUTS
+from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits
 
 
 FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one class once: a second such line duplicates the first
 
 
 def step_spec(spec: InputSpec, row: "RowState") -> InputSpec:
-    """`spec` with a step count capped at the row's checkpoint's practical steps."""
-    if spec.name in STEP_INPUTS and row.max_steps < (spec.max if spec.max is not None else math.inf):
-        return replace(spec, max=row.max_steps)
+    """`spec` capped at the practical value (steps, cfg) for the row's checkpoint (comfy.usable.SAMPLER_LIMITS)."""
+    cap = dict(row.limits).get(spec.name, math.inf)
+    if cap < (spec.max if spec.max is not None else math.inf):
+        # the training range of a field may start above the cap (KSamplerAdvanced steps come from full-size SDXL
+        # flows): the cap wins, and the range keeps width below it (a float is written digit by digit, and a bound
+        # on a whole number would let '0' start a value that can never reach it)
+        low = cap / 4 if spec.type == "FLOAT" else math.ceil(cap / 3)
+        return replace(spec, max=cap, min=None if spec.min is None else min(spec.min, low))
     return spec
 
 
@@ -43,7 +48,7 @@ class RowState:
     text_lines: frozenset[int] = frozenset()  # finished lines that wrote another text (a negative prompt)
     line_text: str = ""  # '' / 'prompt' / 'text': what the current line wrote into a text input so far
     fed: frozenset[tuple[str, str, int]] = frozenset()  # (class, input, line) of every latent or image link written
-    max_steps: float = math.inf  # the practical step count of the checkpoint written (Turbo/Lightning: 20)
+    limits: tuple[tuple[str, float], ...] = ()  # practical sampler settings of the checkpoint written ((input, max), ...)
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -134,7 +139,10 @@ class FlowParse:
             row.used.add(row.name)
             row.open = row.open - {link_target(row.value)}
             if row.name == "ckpt_name" and row.cls == "CheckpointLoaderSimple":
-                row.max_steps = min(row.max_steps, checkpoint_max_steps(row.value))
+                caps = dict(row.limits)
+                for name, cap in checkpoint_limits(row.value).items():
+                    caps[name] = min(cap, caps.get(name, math.inf))
+                row.limits = tuple(sorted(caps.items()))
             if spec.kind == "link" and spec.type in FED_ONCE:
                 row.fed = row.fed | {(row.cls, row.name, link_target(row.value))}
             if row.name in TEXT_INPUTS and not row.value.startswith("@"):

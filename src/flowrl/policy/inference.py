@@ -52,6 +52,7 @@ class ServingSettings:
     bf16: bool = False
     max_prompt_tokens: int | None = None
     constrained: bool = True  # constrained decoding (policy.constrained)
+    usable_retries: int = 2  # redraws of a flow that is not usable (policy.usable_retries)
     max_prompts_per_request: int = 32
     max_prompt_chars: int = 20_000
 
@@ -69,6 +70,7 @@ class ServingSettings:
             bf16=policy.bf16,
             max_prompt_tokens=reg.max_prompt_tokens,
             constrained=policy.constrained,
+            usable_retries=policy.usable_retries,
             max_prompts_per_request=reg.max_prompts_per_request,
             max_prompt_chars=reg.max_prompt_chars,
         )
@@ -263,6 +265,7 @@ class FlowPolicy:
         from flowrl.policy.constrained import constraint_processors
         from flowrl.policy.guidance import sample_guided
         from flowrl.policy.installed import installed_schema
+        from flowrl.policy.redraw import draw_usable
         from flowrl.policy.sampling import SamplingConfig, sample_flows
 
         s = self.settings
@@ -275,15 +278,20 @@ class FlowPolicy:
         seen = [f for f, _ in fitted]
         schema, installed = installed_schema(self.tokenizer, object_info) if object_info is not None else (None, [])
         processors = constraint_processors(s, self.tokenizer, schema=schema)
-        if self.guided:
-            completions = sample_guided(self.model, self.tokenizer, seen, cfg, gamma, logits_processor=processors)
-            method = f"grpo_cfg_{gamma:g}"
-        else:
-            completions = sample_flows(self.model, self.tokenizer, seen, cfg, logits_processor=processors)
-            method = "sft"
+
+        def sample(batch: list[str], at: SamplingConfig):
+            if self.guided:
+                return sample_guided(self.model, self.tokenizer, batch, at, gamma, logits_processor=processors)
+            return sample_flows(self.model, self.tokenizer, batch, at, logits_processor=processors)
+
+        method = f"grpo_cfg_{gamma:g}" if self.guided else "sft"
+        drawn = draw_usable(sample, seen, cfg, s.usable_retries)
         results = []
-        for prompt, (_, note), completion in zip(prompts, fitted, completions, strict=True):
+        for prompt, (_, note), kept in zip(prompts, fitted, drawn, strict=True):
+            completion = kept.completion
             notes = [n for n in (note,) if n]
+            if kept.draws > 1:
+                notes.append(f"drawn {kept.draws} times: the earlier flows were not usable")
             if not self.guided:
                 notes.append("no GRPO adapter in this model: sampled from the SFT policy, gamma ignored")
             if not completion.finished:
