@@ -271,3 +271,23 @@ def test_steps_capped_for_a_few_step_checkpoint(fc):
         assert allowed_after(fc, advanced + f"8 cfg={cfg}"), cfg
     free = allowed_after(fc, DONE.split("KSampler")[0] + "KSampler model=@1 positive=@3 negative=@4 latent_image=@2 steps=")
     assert {"25", "30"} & free or "3" in free
+
+
+def _value_choices(fc: FlowConstraint, text: str) -> list[str]:
+    """The whole values the constraint offers for the input whose value starts after `text`."""
+    row = fc._new_row()
+    fc.feed(row, text)
+    return [w for part in fc.allowed_key(row, math.inf) if part[0] == "form" for w in part[1]]
+
+
+def test_checkpoints_and_loras_keep_to_one_architecture(fc):
+    from flowrl.encoding.grammar import file_group
+
+    first = _value_choices(fc, "CheckpointLoaderSimple ckpt_name=")
+    assert {file_group("ckpt_name", c) for c in first} >= {"sd15", "sdxl"}  # free at first
+    sdxl = next(c for c in first if file_group("ckpt_name", c) == "sdxl")
+    loras = _value_choices(fc, f"CheckpointLoaderSimple ckpt_name={sdxl}\nLoraLoader clip=@1.1 model=@1 lora_name=")
+    assert loras and {file_group("lora_name", w) for w in loras} <= {"sdxl", None}  # an SD1.5 LoRA does nothing on SDXL
+    sd15 = next(c for c in first if file_group("ckpt_name", c) == "sd15")
+    loras = _value_choices(fc, f"CheckpointLoaderSimple ckpt_name={sd15}\nLoraLoader clip=@1.1 model=@1 lora_name=")
+    assert loras and {file_group("lora_name", w) for w in loras} <= {"sd15", None}

@@ -5,6 +5,7 @@ flowrl.policy.constrained turns it into logits masks.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field, replace
@@ -140,6 +141,20 @@ def checkpoint_limits(ckpt_name: str) -> dict[str, float]:
     if (info is not None and info.refiner) or family is None:
         return {}
     return {name: limits[family] for name, limits in SAMPLER_LIMITS.items() if family in limits}
+
+
+@functools.lru_cache(maxsize=4096)
+def file_group(input_name: str, text: str) -> str | None:
+    """Architecture group ('sd15' or 'sdxl') of a checkpoint (`ckpt_name`) or LoRA (`lora_name...`) value as written;
+    None for another input or a file the component catalog does not know."""
+    value = json.loads(text) if text.startswith('"') else text
+    if input_name == "ckpt_name":
+        info = C.checkpoint_info(value)
+    elif input_name.startswith("lora_name"):
+        info = C.lora_info(value)
+    else:
+        return None
+    return None if info is None else C.family_group(info.family)
 
 
 def link_target(value: str) -> int:

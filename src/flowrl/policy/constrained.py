@@ -22,7 +22,7 @@ from transformers import LogitsProcessor
 
 from flowrl.comfy.catalog import Catalog, InputSpec
 from flowrl.comfy.validate import types_compatible
-from flowrl.encoding.grammar import ClassRule, ConstraintError, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, num_target
+from flowrl.encoding.grammar import ClassRule, ConstraintError, STR_CLOSED, STR_IN, file_group, json_string_step, link_target, num_complete, num_target
 from flowrl.encoding.schema import Schema
 from flowrl.policy.flow_parse import FlowParse, FED_ONCE, RowState, step_spec
 from flowrl.policy.token_grammar import FlowGrammar
@@ -218,6 +218,9 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         spec = rule.spec.inputs[row.name]
         g = self.g
         forms = self._link_forms(row, spec, finish) if spec.kind == "link" else g.value_forms(rule, row.name)
+        if forms is not None and spec.kind != "link" and row.group is not None:
+            # checkpoints and LoRAs of one architecture: an SD1.5 LoRA does nothing on an SDXL model
+            forms = [w for w in forms if file_group(row.name, w) in (None, row.group)] or forms
         spec = step_spec(spec, row)
         if forms is None and spec.type in ("INT", "FLOAT"):
             complete = num_complete(row.value, spec)
@@ -259,7 +262,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
                 return tuple(parts)
             end = RowState(row.lines, row.has_output, row.cls, row.used | {row.name}, has_sampler=row.has_sampler,
                        open=row.open - {link_target(row.value)}, prompt_lines=row.prompt_lines, text_lines=row.text_lines,
-                       fed=row.fed, limits=row.limits)
+                       fed=row.fed, limits=row.limits, group=row.group)
         else:
             end = row
         forms, eos_ok = self._struct_forms(end, budget, finish)

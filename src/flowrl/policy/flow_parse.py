@@ -12,7 +12,7 @@ import torch
 from flowrl.comfy.catalog import InputSpec
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
 from flowrl.comfy.usable import TEXT_INPUTS
-from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits
+from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits, file_group
 
 
 FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one class once: a second such line duplicates the first
@@ -49,6 +49,7 @@ class RowState:
     line_text: str = ""  # '' / 'prompt' / 'text': what the current line wrote into a text input so far
     fed: frozenset[tuple[str, str, int]] = frozenset()  # (class, input, line) of every latent or image link written
     limits: tuple[tuple[str, float], ...] = ()  # practical sampler settings of the checkpoint written ((input, max), ...)
+    group: str | None = None  # architecture group (sd15 / sdxl) of the first checkpoint or LoRA file written
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -143,6 +144,8 @@ class FlowParse:
                 for name, cap in checkpoint_limits(row.value).items():
                     caps[name] = min(cap, caps.get(name, math.inf))
                 row.limits = tuple(sorted(caps.items()))
+            if row.group is None and spec.kind != "link":
+                row.group = file_group(row.name, row.value)
             if spec.kind == "link" and spec.type in FED_ONCE:
                 row.fed = row.fed | {(row.cls, row.name, link_target(row.value))}
             if row.name in TEXT_INPUTS and not row.value.startswith("@"):
