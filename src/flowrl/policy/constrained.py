@@ -14,7 +14,7 @@ import functools
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import field
+from dataclasses import field, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +24,7 @@ from flowrl.comfy.catalog import Catalog, InputSpec
 from flowrl.comfy.validate import types_compatible
 from flowrl.encoding.grammar import ClassRule, ConstraintError, STR_CLOSED, STR_IN, file_group, json_string_step, link_target, num_complete, num_target
 from flowrl.encoding.schema import Schema
-from flowrl.policy.flow_parse import FlowParse, FED_ONCE, RowState, step_spec
+from flowrl.policy.flow_parse import FlowParse, FED_ONCE, RowState, capped_spec
 from flowrl.policy.token_grammar import FlowGrammar
 
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
@@ -221,7 +221,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         if forms is not None and spec.kind != "link" and row.group is not None:
             # checkpoints and LoRAs of one architecture: an SD1.5 LoRA does nothing on an SDXL model
             forms = [w for w in forms if file_group(row.name, w) in (None, row.group)] or forms
-        spec = step_spec(spec, row)
+        spec = capped_spec(spec, row)
         if forms is None and spec.type in ("INT", "FLOAT"):
             complete = num_complete(row.value, spec)
             if finish and not row.value:
@@ -260,9 +260,9 @@ class FlowConstraint(FlowParse, LogitsProcessor):
             parts, complete = self._value_parts(row, finish)
             if not complete:
                 return tuple(parts)
-            end = RowState(row.lines, row.has_output, row.cls, row.used | {row.name}, has_sampler=row.has_sampler,
-                       open=row.open - {link_target(row.value)}, prompt_lines=row.prompt_lines, text_lines=row.text_lines,
-                       fed=row.fed, limits=row.limits, group=row.group)
+            # the state once this value ends (what the structure choices after it see)
+            end = replace(row, used=row.used | {row.name}, open=row.open - {link_target(row.value)}, name=None, value="",
+                          prefix="", line_text="")
         else:
             end = row
         forms, eos_ok = self._struct_forms(end, budget, finish)

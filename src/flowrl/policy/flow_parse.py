@@ -18,7 +18,7 @@ from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, ST
 FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one class once: a second such line duplicates the first
 
 
-def step_spec(spec: InputSpec, row: "RowState") -> InputSpec:
+def capped_spec(spec: InputSpec, row: "RowState") -> InputSpec:
     """`spec` capped at the practical value (steps, cfg) for the row's checkpoint (comfy.usable.SAMPLER_LIMITS)."""
     cap = dict(row.limits).get(spec.name, math.inf)
     if cap < (spec.max if spec.max is not None else math.inf):
@@ -102,7 +102,7 @@ class FlowParse:
         rule = self.g.classes[row.cls]
         spec = rule.spec.inputs[row.name]
         forms = self._link_forms(row, spec) if spec.kind == "link" else self.g.value_forms(rule, row.name)
-        spec = step_spec(spec, row)
+        spec = capped_spec(spec, row)
         if forms is None and spec.type in ("INT", "FLOAT"):
             i = 0
             while i < len(text) and text[i] in NUMBER_CHARS:
