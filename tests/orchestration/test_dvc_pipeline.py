@@ -25,8 +25,8 @@ SERVER_ENV: dict[str, str] = {}  # PREFECT_API_URL of the module's one Prefect s
 
 
 def _run(args: list[str], cwd: Path) -> str:
-    # the copy's own code, not whatever the environment's editable install points at
-    env = {**os.environ, **SERVER_ENV, "PYTHONPATH": str(cwd / "src")}
+    # the copy's own code, not whatever the environment's editable install points at, and its own MLflow store
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **SERVER_ENV, "PYTHONPATH": str(cwd / "src")}
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
