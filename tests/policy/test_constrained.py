@@ -291,3 +291,50 @@ def test_checkpoints_and_loras_keep_to_one_architecture(fc):
     sd15 = next(c for c in first if file_group("ckpt_name", c) == "sd15")
     loras = _value_choices(fc, f"CheckpointLoaderSimple ckpt_name={sd15}\nLoraLoader clip=@1.1 model=@1 lora_name=")
     assert loras and {file_group("lora_name", w) for w in loras} <= {"sd15", None}
+
+
+def test_a_line_that_feeds_nothing_yet_comes_first(fc):
+    """A link goes to a line nothing uses yet when one of its type is left (left unused, it would be an orphan); CLIP may be shared."""
+    head = (CKPT + "\nLoraLoader clip=@1.1 model=@1 lora_name=add-detail-xl.safetensors strength_model=1 strength_clip=1\n"
+            "EmptyLatentImage width=1024 height=1024 batch_size=1\nCLIPTextEncode clip=@1.1 text=<prompt>\n"
+            "CLIPTextEncode clip=@1.1 text=<negative>\n")
+    assert allowed_after(fc, head + "KSampler model=") == {"@2"}  # the LoRA, not the checkpoint it patches
+    assert {"@1", "@2"} <= allowed_after(fc, head + "CLIPTextEncode clip=")  # (a refiner's second encoder shares its CLIP)
+    sampled = head + "KSampler model=@2 positive=@4 negative=@5 latent_image=@3 steps=20 cfg=7 sampler_name=euler scheduler=normal denoise=1\n"
+    assert {"@1", "@2"} <= allowed_after(fc, sampled + "KSampler model=")  # every model is used: any of them (no dead end)
+
+
+def test_the_refiner_model_takes_the_refiners_conditioning_and_a_base_model_the_bases(fc):
+    refiner = "CheckpointLoaderSimple ckpt_name=sd_xl_refiner_1.0.safetensors"
+    encoders = ("CLIPTextEncode clip=@1.1 text=<prompt>\nCLIPTextEncode clip=@1.1 text=<negative>\n"
+                "CLIPTextEncodeSDXLRefiner clip=@2.1 ascore=6 width=1024 height=1024 text=<prompt>\n"
+                "CLIPTextEncodeSDXLRefiner clip=@2.1 ascore=2.5 width=1024 height=1024 text=<negative>\n"
+                "EmptyLatentImage width=1024 height=1024 batch_size=1\n")
+    head = f"{CKPT}\n{refiner}\n{encoders}"
+    assert allowed_after(fc, head + "KSampler model=@1 positive=") == {"@3"}
+    assert allowed_after(fc, head + "KSampler model=@2 positive=") == {"@5"}
+    assert allowed_after(fc, head + "KSampler model=@2 positive=@5 negative=") == {"@6"}
+    patched = head + "FreeU_V2 model=@2 b1=1.3 b2=1.4 s1=0.9 s2=0.2\n"  # a patch of the refiner is the refiner
+    assert allowed_after(fc, patched + "KSampler model=@8 positive=") == {"@5"}
+    conditioning_first = allowed_after(fc, head + "KSampler positive=@5 model=")
+    assert "@2" in conditioning_first and "@1" not in conditioning_first
+    flow = head + ("KSamplerAdvanced model=@1 positive=@3 negative=@4 latent_image=@7 add_noise=enable steps=25 cfg=7 sampler_name=euler "
+                   "scheduler=normal start_at_step=0 end_at_step=20 return_with_leftover_noise=enable\n"
+                   "KSamplerAdvanced model=@2 positive=@5 negative=@6 latent_image=@8 add_noise=disable steps=25 cfg=7 sampler_name=euler "
+                   "scheduler=normal start_at_step=20 end_at_step=10000 return_with_leftover_noise=disable\n"
+                   "VAEDecode samples=@9 vae=@2.2\nSaveImage images=@10")
+    assert check_flow_text(flow).usable  # the flow these choices lead to runs
+
+
+def test_every_base_flow_parses_under_every_rule(fc):
+    """No rule refuses a flow the policy learns from: each narrows only what no base flow does (CLIP links stay shared)."""
+    from flowrl.encoding.grammar import ConstraintError
+    from flowrl.encoding.policy_view import policy_text
+
+    refused = []
+    for name, graph in load_base_flows():
+        try:
+            fc.feed(fc._new_row(), policy_text(graph))
+        except ConstraintError as exc:
+            refused.append(f"{name}: {exc}")
+    assert not refused, refused

@@ -139,7 +139,8 @@ def conditioning_problems(graph: dict) -> list[Problem]:
 REFINER_ENCODERS = ("CLIPTextEncodeSDXLRefiner",)
 
 
-def _is_refiner_checkpoint(name: str) -> bool:
+def is_refiner_checkpoint(name: str) -> bool:
+    """Whether a checkpoint file is an SDXL refiner (by the component catalog, else by its name)."""
     from flowrl.comfy import components as C
 
     info = C.checkpoint_info(name)
@@ -170,7 +171,7 @@ def refiner_problems(graph: dict) -> list[Problem]:
             continue
         for name in ("positive", "negative"):
             src = graph.get(str(inputs[name][0]), {}) if is_link(inputs.get(name)) else {}
-            if "class_type" in src and (src["class_type"] in REFINER_ENCODERS) != _is_refiner_checkpoint(ckpt):
+            if "class_type" in src and (src["class_type"] in REFINER_ENCODERS) != is_refiner_checkpoint(ckpt):
                 problems.append(Problem(nid, node.get("class_type"), name, f"{src['class_type']} conditioning does not fit the model of {ckpt}"))
     return problems
 

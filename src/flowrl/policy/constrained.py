@@ -24,7 +24,7 @@ from flowrl.comfy.catalog import Catalog, InputSpec
 from flowrl.comfy.validate import types_compatible
 from flowrl.encoding.grammar import ClassRule, ConstraintError, STR_CLOSED, STR_IN, file_group, json_string_step, link_target, num_complete, num_target
 from flowrl.encoding.schema import Schema
-from flowrl.policy.flow_parse import FlowParse, FED_ONCE, RowState, capped_spec
+from flowrl.policy.flow_parse import FlowParse, FED_ONCE, SHARED_TYPES, RowState, capped_spec
 from flowrl.policy.token_grammar import FlowGrammar
 
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
@@ -207,8 +207,14 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         avoid = row.text_lines if spec.name == "positive" else row.prompt_lines if spec.name == "negative" else frozenset()
         if spec.type in FED_ONCE:
             avoid = avoid | {k for c, n, k in row.fed if c == row.cls and n == spec.name}
+        if row.line_refiner is not None and spec.type in ("MODEL", "CONDITIONING"):
+            # the SDXL refiner's model with the refiner's text encoders, a base model with the base's (usable.refiner_problems)
+            mismatched = {k for k, _ in forms if (k in (row.refiner_models if spec.type == "MODEL" else row.refiner_conds)) != row.line_refiner}
+            avoid = avoid | mismatched
         kept = [(k, w) for k, w in forms if k not in avoid] or forms
-        if finish:  # (among the links the value written so far can still become: finishing may start mid-value)
+        if finish or spec.type not in SHARED_TYPES:
+            # a line that feeds nothing yet comes first (left unused, it would be an orphan), among the links the
+            # value written so far can still become (finishing may start mid-value)
             kept = [(k, w) for k, w in kept if k in row.open and w.startswith(row.value)] or kept
         return [w for _, w in kept]
 

@@ -11,11 +11,12 @@ import torch
 
 from flowrl.comfy.catalog import InputSpec
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
-from flowrl.comfy.usable import TEXT_INPUTS
+from flowrl.comfy.usable import REFINER_ENCODERS, TEXT_INPUTS, is_refiner_checkpoint
 from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits, file_group
 
 
 FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one class once: a second such line duplicates the first
+SHARED_TYPES = ("CLIP",)  # links that go to a used line even while an unused one exists (a refiner's second encoder and the base's CLIP)
 
 
 def capped_spec(spec: InputSpec, row: "RowState") -> InputSpec:
@@ -50,6 +51,9 @@ class RowState:
     fed: frozenset[tuple[str, str, int]] = frozenset()  # (class, input, line) of every latent or image link written
     limits: tuple[tuple[str, float], ...] = ()  # practical sampler settings of the checkpoint written ((input, max), ...)
     group: str | None = None  # architecture group (sd15 / sdxl) of the first checkpoint or LoRA file written
+    refiner_models: frozenset[int] = frozenset()  # finished lines whose MODEL is the SDXL refiner's (through patches)
+    refiner_conds: frozenset[int] = frozenset()  # finished lines whose conditioning is the refiner's text encoder's
+    line_refiner: bool | None = None  # whether the current line's model (or conditioning) link is the refiner's; None: none yet
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -93,6 +97,11 @@ class FlowParse:
         row.line_text = ""
         if not spec.is_output_node:
             row.open = row.open | {len(row.lines)}
+        if row.line_refiner and "MODEL" in spec.outputs:
+            row.refiner_models = row.refiner_models | {len(row.lines)}
+        if row.cls in REFINER_ENCODERS:
+            row.refiner_conds = row.refiner_conds | {len(row.lines)}
+        row.line_refiner = None
         row.has_output = row.has_output or spec.is_output_node
         row.has_sampler = row.has_sampler or self.g.is_sampler(row.cls)
         row.cls, row.used = None, set()
@@ -144,6 +153,11 @@ class FlowParse:
                 for name, cap in checkpoint_limits(row.value).items():
                     caps[name] = min(cap, caps.get(name, math.inf))
                 row.limits = tuple(sorted(caps.items()))
+            if row.name == "ckpt_name" and is_refiner_checkpoint(row.value.strip('"')):
+                row.line_refiner = True
+            elif row.line_refiner is None and spec.kind == "link" and spec.type in ("MODEL", "CONDITIONING"):
+                refiner = row.refiner_models if spec.type == "MODEL" else row.refiner_conds
+                row.line_refiner = link_target(row.value) in refiner
             if row.group is None and spec.kind != "link":
                 row.group = file_group(row.name, row.value)
             if spec.kind == "link" and spec.type in FED_ONCE:
