@@ -153,8 +153,7 @@ class FlowParse:
                 for name, cap in checkpoint_limits(row.value).items():
                     caps[name] = min(cap, caps.get(name, math.inf))
                 row.limits = tuple(sorted(caps.items()))
-            if row.name == "ckpt_name" and is_refiner_checkpoint(row.value.strip('"')):
-                row.line_refiner = True
+                row.line_refiner = is_refiner_checkpoint(row.value.strip('"')) or None
             elif row.line_refiner is None and spec.kind == "link" and spec.type in ("MODEL", "CONDITIONING"):
                 refiner = row.refiner_models if spec.type == "MODEL" else row.refiner_conds
                 row.line_refiner = link_target(row.value) in refiner
