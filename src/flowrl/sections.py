@@ -154,6 +154,7 @@ class PolicyConfig(Section):
     max_new_tokens: int = Field(256, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
     gamma: float = Field(1.5, ge=0, description="Dual-model guidance strength: log p_SFT + gamma (log p_GRPO - log p_SFT) (paper: 1.5).")
     constrained: bool = Field(True, description="Constrained decoding: mask tokens that would make a sampled flow fail decode_flow/validate_graph (flowrl.policy.constrained).")
+    prompt_codes: list[Annotated[int, Field(gt=1)]] = Field(default_factory=lambda: [16, 64], description="Sizes of the k-means codebooks over the frozen prompt encoder's embedding (the reward's): each prompt gets one code token per codebook before its text (flowrl.policy.prompt_codes); empty = the policy reads the prompt text alone (paper).")
     usable_retries: int = Field(2, ge=0, description="At inference (evaluate, generate, serving), a prompt whose flow is not usable is sampled again with another seed, at most this many times (flowrl.policy.redraw); GRPO never redraws. The evaluation reports the first-draw usable rate beside.")
 
     @model_validator(mode="after")
@@ -188,6 +189,10 @@ class SFTConfig(Section):
     n_eval: int = Field(64, gt=0, description="Held-out pairs for perplexity.")
     n_validity: int = Field(32, ge=0, description="Flows sampled from held-out prompts to measure validity.")
     validity_max_new_tokens: int | None = Field(256, gt=0, description="Token cap for validity samples; empty = policy.max_new_tokens.")
+    pairing: Literal["random", "reward"] = Field("reward", description="random: the encode stage's pairs, a random flow for a random prompt (paper sec. 3.2); reward: each prompt the surrogate was trained on gets flows drawn by the surrogate ensemble's score for it (flowrl.policy.pairing).")
+    pairing_candidates: int = Field(128, gt=0, description="pairing: reward: training flows scored per prompt (drawn at random).")
+    pairing_temperature: float = Field(0.5, gt=0, description="pairing: reward: softmax temperature over a prompt's candidates, in units of their score spread (lower: nearer the best).")
+    pairing_random_share: float = Field(0.1, ge=0, le=1, description="pairing: reward: share of pairs with a random flow instead (diversity).")
     save_steps: int = Field(100, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
     logging_steps: int = Field(5, gt=0, description="Log the training loss every this many steps.")
 
@@ -316,6 +321,8 @@ class GRPOStageConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (paper profile: on).")
     use_vllm: bool = Field(False, description="Generate with vLLM through trl (use_vllm, colocated) where vLLM is installed; off = the project's sampling loop (seeded, constrained decoding). vLLM sampling has no constrained decoding.")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("grpo", description="trl loss aggregation; grpo = per-sequence token mean, as in the GRPO paper.")
+    quality_groups: bool = Field(True, description="Only valid flows the ensemble is sure of enter a group's mean and std; uncertain flows get advantage 0 and invalid ones invalid_advantage (off: every completion counts, the paper's).")
+    invalid_advantage: float = Field(-1.0, le=0, description="quality_groups: the advantage of a flow that is not usable, apart from its group.")
     max_new_tokens: int | None = Field(None, gt=0, description="Longest completion in tokens; empty = policy.max_new_tokens (paper: 500). Temperature and top-p come from `policy`.")
     n_train_prompts: int | None = Field(1000, gt=0, description="Train on at most this many prompts of data/prompts/train.jsonl (shuffled with the seed); empty = all.")
     n_probe: int = Field(32, ge=0, description="Held-out prompts in the fixed probe set scored with the true scorer; 0 = no probe.")

@@ -178,15 +178,6 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           (PromptsFiles.dir, FlowsFiles.dir, EncodeFiles.dir, TripletsFiles.dir),
           ("src/flowrl/data/validate.py",),
           uncached=(ValidateFiles.data_docs,)),
-    Stage("sft", "flowrl.policy.sft:run", ("seed", "device", "policy", "sft"),
-          (TRAINING_GATE, EncodeFiles.sft_pairs, EncodeFiles.vocab, EncodeFiles.schema, PromptsFiles.holdout),
-          ("src/flowrl/encoding/vocab.py",  # how the flow tokens' rows start
-           "src/flowrl/encoding/policy_view.py",  # what a sampled flow decodes to and when it is usable
-           "src/flowrl/comfy/usable.py", "src/flowrl/encoding/grammar.py", "src/flowrl/policy/constrained.py",
-           "src/flowrl/policy/token_grammar.py", "src/flowrl/policy/flow_parse.py", "src/flowrl/policy/flow_tokenizer.py",
-           "src/flowrl/policy/loading.py", "src/flowrl/policy/sampling.py", "src/flowrl/policy/sft.py",
-           "src/flowrl/policy/template.py"),
-          outs=(SFTFiles.dir,)),
     # persist: finished ensemble members are reused on a rerun (they carry a fingerprint of
     # their data and settings, so a change retrains them); see docs/reward.md.
     Stage("reward", "flowrl.reward.train:run", ("seed", "device", "reward"),
@@ -196,6 +187,17 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
            "src/flowrl/comfy/node_catalog.json",  # which classes are outputs (dead-node features)
            "src/flowrl/reward"),
           outs=(RewardFiles.dir,), persist=True, plots=(RewardFiles.scatter,)),
+    Stage("sft", "flowrl.policy.sft:run", ("seed", "device", "policy", "sft"),
+          (TRAINING_GATE, EncodeFiles.sft_pairs, EncodeFiles.vocab, EncodeFiles.schema, PromptsFiles.holdout,
+           RewardFiles.dir, TripletsFiles.train, FlowsFiles.augmented, EncodeFiles.flows),  # sft.pairing: reward, policy.prompt_codes
+          ("src/flowrl/encoding/vocab.py",  # how the flow tokens' rows start
+           "src/flowrl/encoding/policy_view.py",  # what a sampled flow decodes to and when it is usable
+           "src/flowrl/comfy/usable.py", "src/flowrl/encoding/grammar.py", "src/flowrl/policy/constrained.py",
+           "src/flowrl/policy/token_grammar.py", "src/flowrl/policy/flow_parse.py", "src/flowrl/policy/flow_tokenizer.py",
+           "src/flowrl/policy/loading.py", "src/flowrl/policy/sampling.py", "src/flowrl/policy/sft.py",
+           "src/flowrl/policy/pairing.py", "src/flowrl/policy/prompt_codes.py", "src/flowrl/reward",
+           "src/flowrl/policy/template.py"),
+          outs=(SFTFiles.dir,)),
     Stage("grpo", "flowrl.policy.grpo:run", ("seed", "device", "policy", "grpo", "reward", "scoring"),
           (SFTFiles.dir, RewardFiles.dir, PromptsFiles.dir),
           ("src/flowrl/policy", "src/flowrl/reward/shaping.py", "src/flowrl/reward/ensemble.py",

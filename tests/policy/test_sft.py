@@ -162,7 +162,8 @@ def test_validity_counts_flows_that_decode_and_validate(flows):
 
 def test_fingerprint_follows_training_settings_only(trained, tiny_params):
     root, _ = trained
-    key = lambda p: sft.run_fingerprint(p, root / sft.PAIRS, root / sft.VOCAB)  # noqa: E731
+    rows = sft.load_pairs(root / sft.PAIRS)
+    key = lambda p: sft.run_fingerprint(p, rows, root / sft.VOCAB)  # noqa: E731
     changed = lambda **kw: tiny_params.model_copy(update={"sft": tiny_params.sft.model_copy(update=kw)})  # noqa: E731
     assert key(changed(n_validity=99, logging_steps=7)) == key(tiny_params)
     assert key(changed(learning_rate=0.5)) != key(tiny_params)

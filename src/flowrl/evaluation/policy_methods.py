@@ -51,6 +51,19 @@ class PolicyModels:
         return load_sft_policy(self.root / SFT_DIR)
 
     @cached_property
+    def codes(self):
+        """The SFT policy's prompt codes (None when it reads the prompt text alone)."""
+        from flowrl.policy.prompt_codes import PromptCodes
+
+        return PromptCodes.load(self.root / SFT_DIR)
+
+    def coded(self, prompts: Sequence[str]) -> list[str]:
+        """What the policy reads for `prompts` (flowrl.policy.prompt_codes)."""
+        from flowrl.policy.prompt_codes import coded_prompts
+
+        return coded_prompts(self.codes, prompts)
+
+    @cached_property
     def guided(self):
         from flowrl.policy.guidance import load_guided_policy
 
@@ -86,13 +99,13 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
 
     def sft(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.sft
-        return usable_candidates(lambda ps, s: sample_flows(model, tokenizer, ps, s, logits_processor=constrain(tokenizer)), prompts)
+        return usable_candidates(lambda ps, s: sample_flows(model, tokenizer, models.coded(ps), s, logits_processor=constrain(tokenizer)), prompts)
 
     def sft_rerank(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.sft
         n = cfg.rerank_n
         repeated = [p for p in prompts for _ in range(n)]
-        texts = [c.text for c in sample_flows(model, tokenizer, repeated, sampling, logits_processor=constrain(tokenizer))]
+        texts = [c.text for c in sample_flows(model, tokenizer, models.coded(repeated), sampling, logits_processor=constrain(tokenizer))]
         valid = [check_candidate(Candidate(t)).usable for t in texts]  # rank only flows a person could run
         keep = [i for i, ok in enumerate(valid) if ok]
         rewards = [float("-inf")] * len(texts)
@@ -108,12 +121,12 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
 
     def grpo(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.guided
-        return usable_candidates(lambda ps, s: sample_flows(model, tokenizer, ps, s, adapter="grpo", logits_processor=constrain(tokenizer)), prompts)
+        return usable_candidates(lambda ps, s: sample_flows(model, tokenizer, models.coded(ps), s, adapter="grpo", logits_processor=constrain(tokenizer)), prompts)
 
     def guided(gamma: float) -> Callable[[Sequence[str]], list[Candidate]]:
         def method(prompts: Sequence[str]) -> list[Candidate]:
             model, tokenizer = models.guided
-            return usable_candidates(lambda ps, s: sample_guided(model, tokenizer, ps, s, gamma, logits_processor=constrain(tokenizer)), prompts)
+            return usable_candidates(lambda ps, s: sample_guided(model, tokenizer, models.coded(ps), s, gamma, logits_processor=constrain(tokenizer)), prompts)
 
         return method
 

@@ -30,8 +30,10 @@ from flowrl.io import atomic_path, read_jsonl, write_json, write_jsonl
 from flowrl.policy.constrained import constraint_processors
 from flowrl.policy.grpo_trainer import FlowGRPOTrainer, flow_is_valid, lora_config, trainer_args
 from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy_spec
+from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import format_prompt
+from flowrl.reward.head import CACHE_FILE
 from flowrl.reward.scorer_reward import ScorerReward
 from flowrl.reward.shaping import ShapedReward
 from flowrl.stages import GRPOFiles, PromptsFiles, RewardFiles, SFTFiles, report_dir
@@ -87,15 +89,19 @@ def decode_graph(text: str) -> dict:
 
 
 def probe_true_score(model, tokenizer, prompts: list[str], sampling: SamplingConfig, scorer, validator: Callable[[str], bool],
-                     logits_processor: Sequence[LogitsProcessor] | None = None, decoder: Callable[[str], dict] = decode_graph) -> dict[str, float]:
+                     logits_processor: Sequence[LogitsProcessor] | None = None, decoder: Callable[[str], dict] = decode_graph,
+                     policy_prompts: list[str] | None = None) -> dict[str, float]:
     """Sample one flow per probe prompt and score the valid ones (decoded API graphs) with the true scorer.
+
+    Args:
+        policy_prompts: what the policy reads for `prompts` (with their code tokens); None = `prompts`.
 
     Returns:
         {"true_score_probe": mean true score of the valid flows (NaN if none), "probe_validity": valid share}.
     """
-    samples = sample_flows(model, tokenizer, prompts, sampling, logits_processor=logits_processor)
-    valid = [s for s in samples if validator(s.text)]
-    scores = list(scorer.score([s.prompt for s in valid], [decoder(s.text) for s in valid])) if valid else []
+    samples = sample_flows(model, tokenizer, policy_prompts or prompts, sampling, logits_processor=logits_processor)
+    valid = [(p, s) for p, s in zip(prompts, samples, strict=True) if validator(s.text)]
+    scores = list(scorer.score([p for p, _ in valid], [decoder(s.text) for _, s in valid])) if valid else []
     return {"true_score_probe": sum(scores) / len(scores) if scores else float("nan"), "probe_validity": len(valid) / max(len(samples), 1)}
 
 
@@ -191,15 +197,20 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     max_new = cfg.max_new_tokens or params.policy.max_new_tokens
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=max_new)
     logits_processor = constraint_processors(params.policy, tokenizer, max_new) if logits_processor is None else logits_processor
-    dataset = Dataset.from_list([{"prompt": format_prompt(p), "user_prompt": p} for p in train_prompts])
+    codes = PromptCodes.load(root / SFT_DIR)  # the prompt's code tokens, when SFT trained with them
+    if codes is not None:
+        codes.embedder(root / REWARD_DIR / "full" / CACHE_FILE)  # read-only: the reward's cached prompt embeddings
+    dataset = Dataset.from_list([{"prompt": format_prompt(c), "user_prompt": p} for p, c in zip(train_prompts, coded_prompts(codes, train_prompts))])
     ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, root)}"
     evaluate = functools.partial(probe_true_score, tokenizer=tokenizer, prompts=probe, sampling=sampling, scorer=scorer,
-                                 validator=validator, logits_processor=logits_processor, decoder=decoder)
+                                 validator=validator, logits_processor=logits_processor, decoder=decoder,
+                                 policy_prompts=coded_prompts(codes, probe))
     probe_cb = ProbeCallback(lambda m: evaluate(m), cfg.probe_every if probe else 0)
     trainer = FlowGRPOTrainer(
         model=model, args=trainer_args(cfg, params.policy, ckpt_dir, seed), train_dataset=dataset, processing_class=tokenizer,
         peft_config=lora_config(cfg), callbacks=[probe_cb, LogFileCallback(root / LOG), *callbacks],
         shaped=shaped, sampling=sampling, component_reward=params.reward.component_reward and not on_scorer, logits_processor=logits_processor,
+        quality_groups=cfg.quality_groups, invalid_advantage=cfg.invalid_advantage,
     )
     probe_cb.trainer = trainer
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None

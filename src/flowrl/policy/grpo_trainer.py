@@ -29,32 +29,60 @@ def flow_is_valid(text: str) -> bool:
     return is_valid_flow(text)
 
 
-def group_token_advantages(rewards: torch.Tensor, mask: torch.Tensor, num_generations: int, eps: float = ADV_EPS) -> torch.Tensor:
+def group_token_advantages(rewards: torch.Tensor, mask: torch.Tensor, num_generations: int, eps: float = ADV_EPS,
+                           counted: torch.Tensor | None = None, fallback: torch.Tensor | None = None) -> torch.Tensor:
     """Per-token advantages with the group baseline, shape (B, T); zero on padding.
 
-    Consecutive rows form groups of G = `num_generations` completions of one prompt. Each
-    completion weighs 1/G in its group and its tokens share that weight equally:
-    m_i = mean_t R_i(t), mu = mean_i m_i, sigma^2 = 1/(G-1) * sum_i mean_t (R_i(t) - mu)^2,
-    A_i(t) = (R_i(t) - mu) / (sigma + eps). With R_i(t) = R_i for every t this is exactly trl's
-    sequence advantage (R_i - mean) / (std + eps) (Bessel-corrected std) on every token.
+    Consecutive rows form groups of G = `num_generations` completions of one prompt. Each counted
+    completion weighs equally in its group's statistics and its tokens share that weight equally:
+    m_i = mean_t R_i(t), mu = mean_i m_i, sigma^2 = 1/(n-1) * sum_i mean_t (R_i(t) - mu)^2 over the n counted rows,
+    A_i(t) = (R_i(t) - mu) / (sigma + eps). With every row counted and R_i(t) = R_i for every t this is exactly
+    trl's sequence advantage (R_i - mean) / (std + eps) (Bessel-corrected std) on every token.
 
     Args:
         rewards: (B, T) per-token rewards, B a multiple of G.
         mask: (B, T) 1 on completion tokens, 0 on padding.
+        counted: (B,) rows that enter their group's mean and std (default: all). Rows left out (uncertain or
+            invalid flows) take `fallback` instead of an advantage measured against the others; a counted row
+            alone in its group gets 0.
+        fallback: (B,) advantage of each row not counted (default 0).
 
     >>> group_token_advantages(torch.tensor([[1.0, 1.0], [3.0, 0.0]]), torch.tensor([[1, 1], [1, 0]]), 2, eps=0.0)
     tensor([[-0.7071, -0.7071],
             [ 0.7071,  0.0000]])
+    >>> group_token_advantages(torch.tensor([[1.0], [3.0], [0.0], [5.0]]), torch.ones(4, 1), 4, eps=0.0,
+    ...                        counted=torch.tensor([True, True, False, True]), fallback=torch.tensor([0.0, 0.0, -1.0, 0.0])).squeeze(1)
+    tensor([-1.,  0., -1.,  1.])
     """
     if rewards.shape != mask.shape or rewards.shape[0] % num_generations:
         raise ValueError(f"rewards {tuple(rewards.shape)} and mask {tuple(mask.shape)} must match and B must divide by {num_generations}")
+    counted = torch.ones(rewards.shape[0], dtype=torch.bool) if counted is None else counted.bool().to(rewards.device)
+    fallback = torch.zeros(rewards.shape[0]) if fallback is None else fallback
     mask = mask.to(rewards.dtype)
+    weight = counted.to(rewards.dtype).view(-1, num_generations)
+    n = weight.sum(1)
     n_tokens = mask.sum(1).clamp(min=1)
     row_mean = (rewards * mask).sum(1) / n_tokens
-    mu = row_mean.view(-1, num_generations).mean(1).repeat_interleave(num_generations)
+    mu = ((row_mean.view(-1, num_generations) * weight).sum(1) / n.clamp(min=1)).repeat_interleave(num_generations)
     spread = (((rewards - mu[:, None]) ** 2) * mask).sum(1) / n_tokens
-    sigma = (spread.view(-1, num_generations).sum(1) / (num_generations - 1)).sqrt().repeat_interleave(num_generations)
-    return torch.where(mask.bool(), (rewards - mu[:, None]) / (sigma[:, None] + eps), torch.zeros_like(rewards))
+    sigma = ((spread.view(-1, num_generations) * weight).sum(1) / (n - 1).clamp(min=1)).sqrt().repeat_interleave(num_generations)
+    alone = (n < 2).repeat_interleave(num_generations)
+    adv = torch.where(alone[:, None], torch.zeros_like(rewards), (rewards - mu[:, None]) / (sigma[:, None] + eps))
+    adv = torch.where(counted[:, None], adv, fallback.to(rewards.dtype).to(rewards.device)[:, None].expand_as(rewards))
+    return torch.where(mask.bool(), adv, torch.zeros_like(rewards))
+
+
+def quality_variance_share(rewards: torch.Tensor, counted: torch.Tensor, num_generations: int) -> float:
+    """Share of the within-group variance of the shaped rewards (B,) that lies among the counted (valid, certain) rows.
+
+    >>> round(quality_variance_share(torch.tensor([0.2, 0.3, 0.0, -1.0]), torch.tensor([True, True, False, False]), 4), 4)
+    0.0047
+    """
+    groups, keep = rewards.view(-1, num_generations), counted.view(-1, num_generations).to(rewards.dtype)
+    total = ((groups - groups.mean(1, keepdim=True)) ** 2).sum()
+    n = keep.sum(1, keepdim=True).clamp(min=1)
+    quality = (((groups - (groups * keep).sum(1, keepdim=True) / n) ** 2) * keep).sum()
+    return float(quality / total) if total > 0 else float("nan")
 
 
 def token_offsets(tokenizer, ids: Sequence[int]) -> list[tuple[int, int]]:
@@ -123,14 +151,18 @@ class FlowGRPOTrainer(GRPOTrainer):
         sampling: temperature/top-p/length/seed/bf16 of the sampling loop (seeded per step, so a
             resumed run samples what an uninterrupted one would).
         component_reward: per-token advantages from `shaped.per_token_rewards` (B, T); off = trl's (B,).
+        quality_groups: only valid, certain completions enter a group's mean and std (`grpo.quality_groups`); uncertain
+            ones get advantage 0 and invalid ones `invalid_advantage`. Off: every completion counts (the paper's).
         logits_processor: HF logits processors applied at every sampling step (e.g. constrained decoding).
     """
 
     def __init__(self, *args, shaped: ShapedReward, sampling: SamplingConfig, component_reward: bool = True,
-                 logits_processor: Sequence[LogitsProcessor] | None = None, **kwargs):
+                 logits_processor: Sequence[LogitsProcessor] | None = None, quality_groups: bool = True,
+                 invalid_advantage: float = -1.0, **kwargs):
         self.reward_fn = SurrogateReward(shaped)
         super().__init__(*args, reward_funcs=[self.reward_fn], **kwargs)
         self.sampling, self.component_reward = sampling, component_reward
+        self.quality_groups, self.invalid_advantage = quality_groups, invalid_advantage
         self.logits_processor = list(logits_processor or [])
         self._texts: list[str] = []
 
@@ -200,14 +232,32 @@ class FlowGRPOTrainer(GRPOTrainer):
         ids, mask = out["completion_ids"], out["completion_mask"]
         offsets = [token_offsets(self._tokenizer, row[m.bool()].tolist()) for row, m in zip(ids.cpu(), mask.cpu())]
         users = [x["user_prompt"] for x in inputs]
-        per_token = self.reward_fn.shaped.per_token_rewards(users, self._texts, offsets)
+        shaped = self.reward_fn.shaped
+        per_token = shaped.per_token_rewards(users, self._texts, offsets)
         rewards = torch.zeros(ids.shape, dtype=torch.float32)
         for b, r in enumerate(per_token):
             rewards[b, : len(r)] = r
-        out["advantages"] = group_token_advantages(rewards, mask.cpu(), self.num_generations).to(ids.device)
-        token_mean = float((rewards * mask.cpu()).sum() / mask.sum().clamp(min=1))
-        self._metrics["train" if self.model.training else "eval"]["token_reward_mean"].append(token_mean)
+        valid, certain = self.reward_classes(users, self._texts)
+        counted = valid & certain if self.quality_groups else torch.ones_like(valid)
+        # invalid flows keep a fixed penalty apart from the group; uncertain ones carry no signal (issue #23)
+        fallback = torch.where(valid, torch.zeros(len(valid)), torch.full((len(valid),), self.invalid_advantage))
+        out["advantages"] = group_token_advantages(rewards, mask.cpu(), self.num_generations, counted=counted, fallback=fallback).to(ids.device)
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        metrics["token_reward_mean"].append(float((rewards * mask.cpu()).sum() / mask.sum().clamp(min=1)))
+        flow_rewards = shaped.flow_rewards(users, self._texts, valid.tolist())
+        metrics["quality_variance_share"].append(quality_variance_share(flow_rewards, valid & certain, self.num_generations))
         return out
+
+    def reward_classes(self, prompts: Sequence[str], texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(valid, certain) per completion: usable flows, and those whose ensemble std is within tau."""
+        shaped = self.reward_fn.shaped
+        valid = torch.tensor([bool(shaped.validator(t)) for t in texts])
+        certain = torch.zeros(len(texts), dtype=torch.bool)
+        idx = [i for i, ok in enumerate(valid.tolist()) if ok]
+        if idx:
+            mean, std = shaped.full.predict([prompts[i] for i in idx], [texts[i] for i in idx])
+            certain[idx] = (std <= shaped.cfg.tau) & ~torch.isnan(mean)
+        return valid, certain
 
 
 def lora_config(cfg: GRPOStageConfig) -> LoraConfig:

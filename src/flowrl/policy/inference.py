@@ -205,6 +205,7 @@ class FlowPolicy:
 
         from flowrl.policy.guidance import load_guided_policy
         from flowrl.policy.loading import load_sft_policy
+        from flowrl.policy.prompt_codes import PromptCodes
 
         sft_dir = Path(sft_dir)
         if not (sft_dir / "policy.json").exists():
@@ -214,6 +215,7 @@ class FlowPolicy:
         # fp32 sampling with LoRA can hit denormal floats and slow down 10-100x on CPU (docs/policy.md)
         torch.set_flush_denormal(True)
         self.settings = settings
+        self.codes = PromptCodes.load(sft_dir)  # the prompt's code tokens, when the policy was trained with them
         self.guided = grpo_dir is not None and (Path(grpo_dir) / "adapter_config.json").exists()
         if self.guided:
             self.model, self.tokenizer = load_guided_policy(sft_dir, grpo_dir)
@@ -231,7 +233,7 @@ class FlowPolicy:
         from flowrl.policy.template import format_prompt
 
         context = getattr(self.model.config, "max_position_embeddings", None) or 2048
-        template = len(self.tokenizer(format_prompt("x"), add_special_tokens=True).input_ids)
+        template = len(self.tokenizer(format_prompt("x"), add_special_tokens=True).input_ids) + (len(self.codes.centroids) if self.codes else 0)
         budget = context - self.settings.max_new_tokens - template
         if self.settings.max_prompt_tokens:
             budget = min(budget, self.settings.max_prompt_tokens)
@@ -265,6 +267,7 @@ class FlowPolicy:
         from flowrl.policy.constrained import constraint_processors
         from flowrl.policy.guidance import sample_guided
         from flowrl.policy.installed import installed_schema
+        from flowrl.policy.prompt_codes import coded_prompts
         from flowrl.policy.redraw import draw_usable
         from flowrl.policy.sampling import SamplingConfig, sample_flows
 
@@ -280,6 +283,7 @@ class FlowPolicy:
         processors = constraint_processors(s, self.tokenizer, schema=schema)
 
         def sample(batch: list[str], at: SamplingConfig):
+            batch = coded_prompts(self.codes, batch)
             if self.guided:
                 return sample_guided(self.model, self.tokenizer, batch, at, gamma, logits_processor=processors)
             return sample_flows(self.model, self.tokenizer, batch, at, logits_processor=processors)

@@ -29,9 +29,11 @@ from flowrl.encoding.policy_view import check_flow_text
 from flowrl.encoding.schema import Schema
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json
-from flowrl.stages import EncodeFiles, PromptsFiles, SFTFiles, report_dir
+from flowrl.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles, SFTFiles, TripletsFiles, report_dir
 from flowrl.policy.constrained import SCHEMA_FILE, constraint_processors
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
+from flowrl.policy.pairing import reward_pairs
+from flowrl.policy.prompt_codes import PromptCodes
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
 from flowrl.trainer_defaults import common_trainer_kwargs
@@ -200,32 +202,76 @@ def flow_validity(texts: list[str]) -> tuple[float, float]:
 NOT_TRAINING = {"policy": {"temperature", "top_p", "max_new_tokens", "gamma"}, "sft": {"n_validity", "validity_max_new_tokens", "logging_steps", "save_steps"}}
 
 
-def run_fingerprint(params: Params, pairs_path: Path, vocab_path: Path) -> str:
-    """Short hash of everything the trained weights depend on: policy + sft params, seed, data files."""
+def run_fingerprint(params: Params, rows: list[dict], vocab_path: Path) -> str:
+    """Short hash of everything the trained weights depend on: policy + sft params, seed, the training pairs, vocabulary."""
     sections = {name: getattr(params, name).model_dump(mode="json", exclude=skip) for name, skip in NOT_TRAINING.items()}
     h = hashlib.sha256(json.dumps([sections, params.seed], sort_keys=True).encode())
-    for path in (pairs_path, vocab_path):
-        h.update(path.read_bytes())
+    h.update(json.dumps(rows, sort_keys=True).encode())
+    h.update(vocab_path.read_bytes())
     return h.hexdigest()[:12]
 
 
+def load_reward_ensemble(root: Path, why: str):
+    """The reward stage's surrogate ensemble (models/reward/full); a clear error naming the setting that needs it."""
+    from flowrl.reward.ensemble import Ensemble
+
+    folder = root / RewardFiles.full
+    if not (folder / "ensemble.json").exists():
+        raise SFTDataError(f"{folder}: no reward ensemble, which {why} needs; run the reward stage first (dvc repro reward)")
+    return Ensemble.load(folder)
+
+
+def training_pairs(params: Params, root: Path, ensemble) -> tuple[list[dict], dict[str, float]]:
+    """The SFT pairs of `sft.pairing`: the encode stage's random pairs, or pairs drawn by the surrogate's score."""
+    rows = load_pairs(root / PAIRS)
+    if params.sft.pairing == "random":
+        return rows, {}
+    prompts = sorted({r["prompt"] for r in read_jsonl(root / TripletsFiles.train)})
+    augmented = {r["id"] for r in read_jsonl(root / FlowsFiles.augmented)}
+    pool = sorted({r["policy_text"] for r in read_jsonl(root / EncodeFiles.flows) if r["id"] in augmented})
+    if not prompts or not pool:
+        raise SFTDataError(f"sft.pairing: reward needs prompts in {TripletsFiles.train} and flows in {EncodeFiles.flows}; rerun those stages")
+    return reward_pairs(prompts, pool, ensemble, len(rows), params.sft, params.seed)
+
+
+def fit_prompt_codes(params: Params, ensemble, prompts: list[str]) -> PromptCodes | None:
+    """k-means codebooks (`policy.prompt_codes`) over the reward's frozen prompt embeddings of `prompts`; None when off."""
+    if not params.policy.prompt_codes:
+        return None
+    embedder = getattr(getattr(ensemble, "featurizer", None), "embedder", None)
+    if embedder is None:
+        raise SFTDataError("policy.prompt_codes codes the prompt with the head reward's frozen prompt encoder, but models/reward/full "
+                           "is not a head ensemble; set reward.member: head or policy.prompt_codes: []")
+    encoder = embedder.cfg.model_dump(mode="json", include={"source", "model", "tiny"})
+    return PromptCodes.fit(embedder.embed(prompts, progress=True), params.policy.prompt_codes, params.seed, encoder, embedder.max_length,
+                           embedder=embedder)
+
+
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
-    """Train the SFT policy; write models/sft (adapter, tokenizer, flow schema, policy.json) and reports/sft/metrics.json."""
+    """Train the SFT policy; write models/sft (adapter, tokenizer, flow schema, prompt codes, policy.json) and reports/sft/metrics.json."""
     root = Path(root)
     cfg, seed = params.sft, params.seed
-    pairs_path, vocab_path = root / PAIRS, root / VOCAB
-    train_rows, held_rows = split_pairs(load_pairs(pairs_path), cfg, seed)
+    vocab_path = root / VOCAB
+    needs_reward = [why for why, on in (("sft.pairing: reward", cfg.pairing == "reward"), ("policy.prompt_codes", bool(params.policy.prompt_codes))) if on]
+    ensemble = load_reward_ensemble(root, " and ".join(needs_reward)) if needs_reward else None
+    rows, pair_stats = training_pairs(params, root, ensemble)
+    codes = fit_prompt_codes(params, ensemble, sorted({r["prompt"] for r in rows}))
+    train_rows, held_rows = split_pairs(rows, cfg, seed)
     tokens = read_json(vocab_path)
     schema = Schema.load(root / SCHEMA)
     scratch = params.policy.source == "scratch"
     corpus = [r["prompt"] for r in train_rows] + [r["completion"] for r in train_rows] if scratch else ()
+    if codes is not None:  # the policy reads the code tokens first (trained on the raw text: codes are whole tokens)
+        coded = dict(zip(sorted({r["prompt"] for r in rows}), codes.apply(sorted({r["prompt"] for r in rows}))))
+        train_rows, held_rows = ([{**r, "prompt": coded[r["prompt"]]} for r in part] for part in (train_rows, held_rows))
     configure(params.device)  # where the models run (flowrl.device); the pipeline prints the cost estimate first
     # LoRA: the frozen base in bf16 on a bf16 GPU; scratch trains every weight (fp32 master weights under autocast)
-    model, tokenizer = load_policy(params.policy, tokens, seed, corpus, placement(frozen=not scratch))
+    code_tokens = codes.tokens() if codes is not None else []
+    model, tokenizer = load_policy(params.policy, tokens + code_tokens, seed, corpus, placement(frozen=not scratch))
     # not len(tokenizer) - len(tokens): some flow tokens (e.g. "normal") are already in the base vocabulary
     base_vocab = params.policy.scratch.vocab_size if scratch else len(load_tokenizer(params.policy))
 
-    ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, pairs_path, vocab_path)}"
+    ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, train_rows, vocab_path)}"
     trainer = build_trainer(model, tokenizer, to_dataset(train_rows), to_dataset(held_rows), cfg, params.policy, ckpt_dir, seed,
                             base_vocab=None if scratch else base_vocab)
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
@@ -239,13 +285,16 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     trainer.model.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
     schema.save(tmp / SCHEMA_FILE)
+    if codes is not None:
+        codes.save(tmp)
     save_policy_spec(tmp, params.policy, seed, base_vocab, template=PROMPT_TEMPLATE, n_flow_tokens=len(tokens), sft=cfg.model_dump(mode="json"),
                      full_weights=scratch)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
 
     perplexity = completion_perplexity(trainer)
-    holdout = [r["prompt"] for r in read_jsonl(root / HOLDOUT)] if (root / HOLDOUT).exists() else [r["prompt"] for r in held_rows]
+    holdout = [r["prompt"] for r in read_jsonl(root / HOLDOUT)][: cfg.n_validity] if (root / HOLDOUT).exists() else [r["prompt"] for r in held_rows]
+    holdout = codes.apply(holdout) if codes is not None and (root / HOLDOUT).exists() else holdout
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=cfg.validity_max_new_tokens)
     constraint = constraint_processors(params.policy, tokenizer, sampling.max_new_tokens, schema)  # policy.constrained
     samples = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling, logits_processor=constraint) if cfg.n_validity else []
@@ -267,6 +316,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
         "resumed_from_step": float(Path(last).name.split("-")[-1]) if last else 0.0,
         "n_train_pairs": float(len(train_rows)),
         "n_eval_pairs": float(len(held_rows)),
+        "n_code_tokens": float(len(code_tokens)),
+        **pair_stats,
     }
     write_json(root / METRICS, metrics)
     return metrics

@@ -1,0 +1,79 @@
+"""Which flow each SFT prompt is paired with (`sft.pairing`).
+
+`random` (the paper's setting, sec. 3.2): the encode stage's pairs, a random training flow for a random prompt,
+so SFT learns that the flow does not depend on the prompt. `reward`: each prompt the surrogate was trained on
+gets flows drawn from a random set of training flows, with a probability that rises with the surrogate
+ensemble's score for that prompt; pairs the ensemble is unsure of (std above its tau) are left out, and a
+temperature and a share of random pairs keep the pairs diverse. It uses only the labels the pipeline already
+has (the surrogate fitted on the triplets): no scorer call.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import numpy as np
+from flowrl.config import SFTConfig
+
+
+def pair_probabilities(mean: np.ndarray, std: np.ndarray, tau: float | None, temperature: float) -> np.ndarray:
+    """Draw probabilities over one prompt's candidates: softmax of the standardised ensemble mean / temperature.
+
+    Candidates with std above `tau` or no score (NaN) get 0; when none is left every candidate is equally likely.
+
+    >>> pair_probabilities(np.array([0.1, 0.2, 0.3]), np.array([0.0, 0.0, 1.0]), tau=0.5, temperature=1.0).round(3).tolist()
+    [0.119, 0.881, 0.0]
+    """
+    ok = np.isfinite(mean) & (std <= (math.inf if tau is None else tau))
+    if not ok.any():
+        return np.full(len(mean), 1.0 / len(mean))
+    spread = float(mean[ok].std()) or 1.0
+    z = np.where(ok, (np.nan_to_num(mean) - mean[ok].mean()) / spread, -np.inf)
+    weights = np.exp((z - z[ok].max()) / temperature)
+    return weights / weights.sum()
+
+
+def reward_pairs(prompts: Sequence[str], pool: Sequence[str], ensemble, n_pairs: int, cfg: SFTConfig, seed: int) -> tuple[list[dict], dict[str, float]]:
+    """`n_pairs` (prompt, flow) pairs drawn by the surrogate ensemble's score (see the module doc).
+
+    Args:
+        prompts: distinct prompts the ensemble knows (its training prompts: their embeddings are cached).
+        pool: distinct training flows (policy-view text).
+        ensemble: `predict(prompts, flows) -> (mean, std)` and `tau` (the reward stage's resolved cutoff).
+    Returns:
+        (pairs as {"prompt", "completion"}, stats: share of candidates left out as uncertain, random share, ...).
+    """
+    rng = random.Random(seed)
+    np_rng = np.random.default_rng(seed)
+    per_prompt = max(1, math.ceil(n_pairs / len(prompts)))
+    candidates = [rng.sample(list(pool), min(cfg.pairing_candidates, len(pool))) for _ in prompts]
+    flat_prompts = [p for p, cands in zip(prompts, candidates) for _ in cands]
+    mean_all, std_all = (t.numpy() for t in ensemble.predict(flat_prompts, [f for cands in candidates for f in cands], progress=True))
+    pairs, uncertain, start = [], 0, 0
+    chosen_z: list[float] = []
+    for prompt, cands in zip(prompts, candidates):
+        mean, std = mean_all[start : start + len(cands)], std_all[start : start + len(cands)]
+        start += len(cands)
+        probs = pair_probabilities(mean, std, ensemble.tau, cfg.pairing_temperature)
+        uncertain += int((probs == 0).sum())
+        ok = np.isfinite(mean)
+        for _ in range(per_prompt):
+            if rng.random() < cfg.pairing_random_share:
+                pairs.append({"prompt": prompt, "completion": rng.choice(pool), "source": "random"})
+                continue
+            k = int(np_rng.choice(len(cands), p=probs))
+            pairs.append({"prompt": prompt, "completion": cands[k], "source": "reward"})
+            if ok.any():
+                chosen_z.append(float((mean[k] - mean[ok].mean()) / (mean[ok].std() or 1.0)))
+    rng.shuffle(pairs)
+    pairs = pairs[:n_pairs]
+    stats = {
+        "pairing_prompts": float(len(prompts)),
+        "pairing_uncertain_share": uncertain / max(len(flat_prompts), 1),
+        "pairing_random_share": sum(p["source"] == "random" for p in pairs) / max(len(pairs), 1),
+        "pairing_distinct_flows": float(len({p["completion"] for p in pairs})),
+        "pairing_mean_z": float(np.mean(chosen_z)) if chosen_z else float("nan"),
+    }
+    return pairs, stats
