@@ -115,7 +115,7 @@ class EvaluateFiles:
     flows = dir / "flows.jsonl"
     summary = dir / "summary.json"
     metrics = dir / "metrics.json"
-    plots = (dir / "win_rates.png", dir / "novelty_vs_gamma.png", dir / "scores.png", dir / "mean_scores.png")
+    plots = (dir / "win_rates.png", dir / "novelty_vs_gamma.png", dir / "scores.png", dir / "mean_scores.png", dir / "adaptivity.png")
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("evaluate", "flowrl.evaluation.evaluate:run", ("seed", "device", "evaluate", "policy", "scoring"),
           (PromptsFiles.holdout, FlowsFiles.dir, EncodeFiles.flows, TripletsFiles.scored_flows, TripletsFiles.train,
            SFTFiles.dir, GRPOFiles.dir, RewardFiles.dir),
-          ("src/flowrl/evaluation",
+          ("src/flowrl/evaluation", "src/flowrl/data/prompts.py",  # holdout_split: evaluate reads the test half
            "src/flowrl/policy",  # sampling, guidance and constrained decoding
            "src/flowrl/encoding/policy_view.py", "src/flowrl/encoding/grammar.py", "src/flowrl/comfy/usable.py", "src/flowrl/scoring", *COMPONENTS),
           uncached=(EvaluateFiles.flows,), plots=EvaluateFiles.plots, metrics_file="summary.json"),

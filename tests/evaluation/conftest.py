@@ -21,8 +21,11 @@ BASES = ("sd15_txt2img_basic", "sd15_one_lora", "sdxl_txt2img_basic", "sdxl_turb
 SCORED_PER_BASE = {"sd15_one_lora": 4, "sdxl_txt2img_basic": 3, "sd15_txt2img_basic": 1, "pony_clipskip_loras": 1}
 FIRST_STEPS = {"sdxl_turbo_one_step": 1, "sdxl_lightning_4step": 4}  # variants stay within the family's step range (usable)
 REPO = Path(__file__).resolve().parents[2]
-HOLDOUT = ["an anime girl with silver hair", "a photo of an old fisherman", "anime boy, cherry blossoms",
+# The test half of the holdout (flowrl.data.prompts.holdout_split), the prompts evaluate uses, and the dev half.
+# Ordered so that evaluate's other prompt (i -> i + 2) of an anime prompt is a photo prompt and vice versa.
+HOLDOUT = ["an anime girl with silver hair", "anime boy, cherry blossoms", "a photo of an old fisherman",
            "portrait photo of a woman in rain"]
+DEV = ["anime cat girl in a cafe", "a photo of a red vintage car", "a photo of a busy night market"]
 
 
 def with_steps(graph: dict, steps: int) -> dict:
@@ -66,8 +69,9 @@ def write_stage_data(root: Path) -> dict:
         for flow in rng.sample(scored, 4):
             triplets.append({"prompt": prompt, "flow_id": flow["id"], "flow": flow["text"],
                              "score": scorer.score([prompt], [graphs[flow["id"]]])[0]})
+    interleaved = [p for pair in zip(HOLDOUT, DEV + [None]) for p in pair if p is not None]  # dev rows between test rows
     write_jsonl(root / "data/prompts/holdout.jsonl", [{"id": f"h{i}", "prompt": p, "negative_prompt": None, "source": "test"}
-                                                     for i, p in enumerate(HOLDOUT)])
+                                                     for i, p in enumerate(interleaved)])
     write_jsonl(root / "data/flows/base.jsonl", base_rows)
     write_jsonl(root / "data/flows/augmented.jsonl", augmented)
     write_jsonl(root / "data/encode/flows.jsonl", encoded)

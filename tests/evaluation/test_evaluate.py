@@ -8,11 +8,12 @@ import re
 
 import pytest
 
+from flowrl.data.prompts import holdout_split
 from flowrl.evaluation.evaluate import EvaluateInputError, evaluate, gamma_of, json_safe
 from flowrl.evaluation.validity import Candidate, checked_graph
 from flowrl.io import read_jsonl
 
-from .conftest import HOLDOUT, ToyScorer
+from .conftest import DEV, HOLDOUT, ToyScorer
 
 BASELINES = {"fixed_best", "training_flow", "fixed_popular", "fixed_popular_2", "fixed_sd15", "fixed_sdxl", "fixed_sdxl_turbo", "fixed_sdxl_lightning",
              "fixed_pony", "comfygen"}
@@ -37,8 +38,40 @@ def test_baselines_only_run_writes_every_report(stage_root, eval_params):
     report = (out / "report.md").read_text()
     assert "grpo_cfg_1.5" in report and "models/sft is missing" in report
     assert len(read_jsonl(out / "flows.jsonl")) == len(BASELINES) * len(HOLDOUT) * k
-    for png in ("win_rates.png", "novelty_vs_gamma.png", "scores.png", "mean_scores.png"):
+    for png in ("win_rates.png", "novelty_vs_gamma.png", "scores.png", "mean_scores.png", "adaptivity.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {r["prompt"] for r in read_jsonl(out / "flows.jsonl")} == set(HOLDOUT)  # the test half only, never a dev prompt
+    # adaptivity: a fixed flow ignores the prompt (gain 0, one checkpoint); comfygen picks pony for anime, sdxl for photo prompts
+    for name in BASELINES - {"comfygen", "training_flow"}:
+        assert metrics[name]["adaptivity_gain"] == pytest.approx(0.0, abs=1e-12) and metrics[name]["top_checkpoint_share"] == 1.0
+        assert metrics[name]["checkpoint_entropy_bits"] == 0.0 and metrics[name]["structure_entropy_bits"] == 0.0
+    assert metrics["comfygen"]["adaptivity_gain"] == pytest.approx(0.5)  # the ToyScorer's family match, on every prompt
+    assert metrics["comfygen"]["top_checkpoint_share"] == 0.5 and metrics["comfygen"]["checkpoint_entropy_bits"] == pytest.approx(1.0)
+    assert summary["adaptivity_gain_comfygen"] == metrics["comfygen"]["adaptivity_gain"]
+    assert summary["adaptivity_se_comfygen"] == metrics["comfygen"]["adaptivity_se"]
+    assert summary["top_checkpoint_share_fixed_best"] == 1.0
+    lo, hi = metrics["fixed_popular"]["win_rate_ci95"]["comfygen"]
+    assert lo == 0.0 and 0.4 < hi < 0.5  # Wilson: 0 of 4 prompts -> [0, 0.49]
+    assert "## Adaptivity" in report and "[95% Wilson interval]" in report and "0.00 [0.00, 0.49]" in report
+    assert not any(k.startswith("best_policy") for k in summary)  # no policy method ran
+
+
+def test_only_the_test_half_is_evaluated_and_too_few_is_an_error(stage_root, eval_params):
+    rows = read_jsonl(stage_root / "data/prompts/holdout.jsonl")
+    dev, test = holdout_split(rows)
+    assert [r["prompt"] for r in test] == HOLDOUT and [r["prompt"] for r in dev] == DEV
+    too_many = eval_params.model_copy(update={"evaluate": eval_params.evaluate.model_copy(update={"n_prompts": len(HOLDOUT) + 1})})
+    with pytest.raises(EvaluateInputError, match=r"test half .* has 4 of 7 prompts, evaluate.n_prompts asks for 5"):
+        evaluate(too_many, stage_root, ToyScorer())
+
+
+def test_holdout_split_is_stable_and_balanced():
+    rows = [{"prompt": f"prompt number {i}"} for i in range(2000)]
+    dev, test = holdout_split(rows)
+    assert 900 < len(dev) < 1100 and len(dev) + len(test) == len(rows)
+    assert not {r["prompt"] for r in dev} & {r["prompt"] for r in test}
+    dev_small, test_small = holdout_split(rows[::3])  # a smaller holdout: every prompt stays in its half, file order kept
+    assert dev_small == [r for r in dev if r in rows[::3]] and test_small == [r for r in test if r in rows[::3]]
 
 
 def test_policy_methods_are_scored_invalid_flows_get_zero(stage_root, eval_params):
@@ -127,3 +160,25 @@ def test_paired_differences_and_canonical_novelty(stage_root, eval_params):
     gain = paired["grpo_minus_sft"]
     assert gain["mean"] > 0 and gain["mean"] == pytest.approx(metrics["grpo"]["mean_score"] - metrics["sft"]["mean_score"])
     assert "grpo_minus_comfygen" in paired and "sft_minus_comfygen" in paired
+
+
+def test_headline_win_rates_of_the_best_policy_method(stage_root, eval_params):
+    texts = [r["text"] for r in read_jsonl(stage_root / "data/encode/flows.jsonl")]
+    better = texts[0].replace("steps=20", "steps=47")
+
+    def constant(text):
+        return lambda prompts: [Candidate(text) for _ in prompts]
+
+    policy = ({"sft_rerank": constant(texts[0]), "grpo_cfg_1.5": constant(better)}, {})
+    summary = evaluate(eval_params, stage_root, ToyScorer(), policy=policy)
+    metrics = json.loads((stage_root / "reports/evaluate/metrics.json").read_text())
+    assert metrics["grpo_cfg_1.5"]["mean_score"] > metrics["sft_rerank"]["mean_score"]  # so grpo_cfg_1.5 is the best policy method
+    for other in ("comfygen", "fixed_best", "sft_rerank"):
+        rate, (lo, hi) = metrics["grpo_cfg_1.5"]["win_rate"][other], metrics["grpo_cfg_1.5"]["win_rate_ci95"][other]
+        assert summary[f"best_policy_win_rate_vs_{other}"] == rate
+        assert (summary[f"best_policy_win_rate_vs_{other}_lo"], summary[f"best_policy_win_rate_vs_{other}_hi"]) == (lo, hi)
+        assert lo <= rate <= hi
+    assert summary["best_policy_win_rate_vs_sft_rerank"] == 1.0  # more steps on the same flow always score higher
+    paired = json.loads((stage_root / "reports/evaluate/paired.json").read_text())
+    assert "grpo_cfg_1.5_minus_fixed_best" in paired and "grpo_cfg_1.5_minus_comfygen" in paired
+    assert "Headline: best policy method `grpo_cfg_1.5`" in (stage_root / "reports/evaluate/report.md").read_text()

@@ -46,6 +46,18 @@ def gather(params: Params, root: Path) -> tuple[list[dict], dict[str, float]]:
     }
 
 
+def holdout_split(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(dev, test) halves of the holdout rows, in file order: tune (e.g. the GRPO probe) on dev, report on test.
+
+    A row's half is the parity of its prompt's stable hash (`prompt_id`), so it never depends on which
+    other prompts are held out: changing prompts.n_holdout only adds or drops rows in each half.
+    """
+    halves: tuple[list[dict], list[dict]] = ([], [])
+    for row in rows:
+        halves[int(prompt_id(row["prompt"])[2:], 16) % 2].append(row)
+    return halves
+
+
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Run the prompts stage; return its metrics (also written to reports/prompts/metrics.json)."""
     cfg = params.prompts

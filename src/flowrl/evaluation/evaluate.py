@@ -1,10 +1,11 @@
-"""The `evaluate` stage: one flow per held-out prompt from every method, scored; win rates, novelty, report, plots.
+"""The `evaluate` stage: flows for held-out test prompts from every method, scored; win rates, adaptivity, novelty, report, plots.
 
+Only the test half of the holdout prompts is evaluated (`flowrl.data.prompts.holdout_split`; the dev half is for tuning).
 Inputs: data/prompts/holdout.jsonl, data/flows/{base,augmented}.jsonl, data/encode/flows.jsonl,
 data/triplets/{scored_flows,train}.jsonl and whatever of models/{sft,grpo,reward/full} exists.
 Outputs under reports/evaluate/: metrics.json ({method: {...}}), summary.json (flat headline
 numbers), report.md, flows.jsonl (every generated flow with its score), win_rates.png,
-novelty_vs_gamma.png, scores.png. A method whose models are missing is skipped and listed.
+novelty_vs_gamma.png, scores.png, mean_scores.png, adaptivity.png. A method whose models are missing is skipped and listed.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from tqdm import tqdm
 from flowrl.config import Params
 from flowrl.errors import FlowRLError
 from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, TrainingFlowSampler, best_flow_id, plain_family_flows, popular_base_ids
-from flowrl.evaluation.metrics import win_rate_matrix
+from flowrl.data.prompts import holdout_split
+from flowrl.evaluation.adaptivity import adaptivity_metrics
+from flowrl.evaluation.metrics import paired_difference, per_prompt_means, standard_error, wilson_interval, win_rate_matrix
 from flowrl.evaluation.novelty import mean_pairwise_nld, novelty_metrics
-from flowrl.evaluation.plots import plot_mean_scores, plot_novelty_vs_gamma, plot_score_distributions, plot_win_rates
+from flowrl.evaluation.plots import plot_adaptivity, plot_mean_scores, plot_novelty_vs_gamma, plot_score_distributions, plot_win_rates
 from flowrl.encoding.policy_view import policy_text
 from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.io import read_jsonl, write_json, write_jsonl, write_text
@@ -76,8 +79,9 @@ def select_methods(available: dict[str, Method], skipped: dict[str, str], wanted
     return {name: method for name, method in available.items() if name in wanted}
 
 
-def score_method(candidates: Sequence[Candidate], prompts: Sequence[str], scorer, seed: int = 0) -> tuple[list[float], list[bool], list[bool], list[str | None]]:
-    """Scores (0 for invalid flows), validity, usability and canonical policy-view text (None if invalid) per candidate.
+def score_method(candidates: Sequence[Candidate], prompts: Sequence[str], scorer, seed: int = 0
+                 ) -> tuple[list[float], list[bool], list[bool], list[str | None], list[dict | None]]:
+    """Scores (0 for invalid flows), validity, usability, canonical policy-view text and API graph (None if invalid) per candidate.
 
     Seeds of policy flows are drawn from `seed` and the candidate's index, as `flowrl generate` would.
     """
@@ -88,33 +92,13 @@ def score_method(candidates: Sequence[Candidate], prompts: Sequence[str], scorer
         for i, s in zip(keep, scorer.score([prompts[i] for i in keep], [checks[i].graph for i in keep]), strict=True):
             scores[i] = float(s)
     texts = [policy_text(c.graph) if c.valid else None for c in checks]
-    return scores, [c.valid for c in checks], [c.usable for c in checks], texts
-
-
-def per_prompt_means(scores: Sequence[float], n_prompts: int) -> list[float]:
-    """Mean over the samples of each prompt; `scores` holds `k` rounds of `n_prompts` (round-major).
-
-    >>> per_prompt_means([1.0, 2.0, 3.0, 6.0], 2)
-    [2.0, 4.0]
-    """
-    k = len(scores) // n_prompts
-    return [sum(scores[r * n_prompts + i] for r in range(k)) / k for i in range(n_prompts)]
-
-
-def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
-    """Mean of a - b over prompts, its standard error and the ratio (how many SEs the gain is).
-
-    >>> paired_difference([1.0, 2.0, 3.0], [0.0, 1.0, 1.0])
-    {'mean': 1.3333333333333333, 'se': 0.3333333333333333, 'n_se': 4.0}
-    """
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    mean = sum(d) / len(d)
-    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) if len(d) > 1 else float("nan")
-    return {"mean": mean, "se": se, "n_se": mean / se if se and se > 0 else float("nan")}
+    return scores, [c.valid for c in checks], [c.usable for c in checks], texts, [c.graph if c.valid else None for c in checks]
 
 
 PAIRED = (("grpo", "sft"), ("grpo_cfg_1.5", "grpo"), ("grpo_cfg_2", "grpo"), ("grpo_cfg_1.5", "sft"), ("sft", "sft_rerank"),
-          ("sft", "training_flow"))
+          ("sft", "training_flow"), ("grpo_cfg_1.5", "fixed_best"), ("grpo_cfg_1.5", "comfygen"))
+# The best policy method's headline win rates are against these (and evaluate.reference).
+HEADLINE_OPPONENTS = ("comfygen", "fixed_best", "sft_rerank")
 
 
 def paired_differences(per_prompt: dict[str, list[float]], reference: str) -> dict[str, dict[str, float]]:
@@ -135,15 +119,6 @@ def gamma_of(name: str) -> float | None:
     return None
 
 
-def _se(values: Sequence[float]) -> float:
-    """Standard error of the mean (NaN for fewer than two values)."""
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
-
-
 def _fmt(x: float) -> str:
     return "–" if isinstance(x, float) and math.isnan(x) else f"{x:.3f}"
 
@@ -157,15 +132,33 @@ def json_safe(obj):
     return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
+def best_policy(metrics: dict[str, dict]) -> str | None:
+    """The policy method (sft, sft_rerank, grpo, grpo_cfg_<g>) with the highest mean score; None if none ran."""
+    policy = [n for n in metrics if gamma_of(n) is not None or n == "sft_rerank"]
+    return max(policy, key=lambda n: metrics[n]["mean_score"]) if policy else None
+
+
+def headline_opponents(metrics: dict[str, dict], best: str | None, reference: str) -> list[str]:
+    """Methods the best policy method's headline win rates are against: `reference` and HEADLINE_OPPONENTS that ran."""
+    return [o for o in dict.fromkeys((reference, *HEADLINE_OPPONENTS)) if best is not None and o in metrics and o != best]
+
+
+def _win(m: dict, other: str) -> str:
+    lo, hi = m["win_rate_ci95"][other]
+    return f"{m['win_rate'][other]:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: int, reference: str, scorer_name: str,
                   paired: dict[str, dict[str, float]] | None = None, samples_per_prompt: int = 1) -> str:
-    """Markdown: one row per method (score, validity, usability, novelty, win rate vs `reference`), paired gains, skipped methods."""
+    """Markdown: one row per method (score, validity, usability, novelty, win rate vs `reference`), headline win rates,
+    adaptivity, paired gains, win rate matrix, skipped methods."""
     lines = [
         "# Evaluation",
         "",
-        f"{n_prompts} held-out prompts x {samples_per_prompt} flows per method, scored by `{scorer_name}`"
+        f"{n_prompts} held-out test prompts x {samples_per_prompt} flows per method, scored by `{scorer_name}`"
         + (" (a simulation of human preference, not HPSv2 on rendered images)." if "simulator" in scorer_name else "."),
-        "Win rate: share of prompts where the method's mean score is higher (ties half) ± 1-σ Wald interval.",
+        "Test prompts: the test half of data/prompts/holdout.jsonl (`flowrl.data.prompts.holdout_split`); the dev half is for tuning.",
+        "Win rate: share of prompts where the method's mean score is higher (ties half) [95% Wilson interval].",
         "Usable: valid, every node feeds an output, practical sizes (docs/evaluation.md); policy methods redraw an unusable",
         "flow (`policy.usable_retries`), and `first draw` is the usable rate before any redraw. Novelty on canonical (seedless) flows.",
         "",
@@ -173,10 +166,23 @@ def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in metrics.items():
-        win = f"{m['win_rate'][reference]:.2f} ± {m['win_rate_se'][reference]:.2f}" if reference in m["win_rate"] else "–"
+        win = _win(m, reference) if reference in m["win_rate"] else "–"
         lines.append(f"| {name} | {_fmt(m['mean_score'])} ± {_fmt(m.get('score_se', float('nan')))} | {_fmt(m['validity'])} | "
                      f"{_fmt(m.get('usable', float('nan')))} | {_fmt(m.get('usable_first_draw', float('nan')))} | {_fmt(m['unique_ratio'])} | "
                      f"{_fmt(m['exists_in_data'])} | {_fmt(m['nld_ratio'])} | {win} |")
+    best = best_policy(metrics)
+    if opponents := headline_opponents(metrics, best, reference):
+        lines += ["", f"## Headline: best policy method `{best}` (highest mean score)", "", "| against | win rate [95% Wilson] |", "|---|---|"]
+        lines += [f"| {o} | {_win(metrics[best], o)} |" for o in opponents]
+    lines += ["", "## Adaptivity", "",
+              "Gain: score on the flow's own prompt minus on a fixed other test prompt (i -> i + n/2 mod n), mean ± SE over prompts;",
+              "0 for a flow that ignores the prompt. Checkpoint: the base CheckpointLoaderSimple model; structure: the multiset of node classes.",
+              "Shares and entropies over valid flows.", "",
+              "| method | adaptivity gain ± SE | gain / SE | top checkpoint | top checkpoint share | checkpoint entropy (bits) | structure entropy (bits) |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {m['adaptivity_gain']:+.4f} ± {_fmt(m['adaptivity_se'])} | {_fmt(m['adaptivity_n_se'])} | {m['top_checkpoint'] or '–'} | "
+              f"{_fmt(m['top_checkpoint_share'])} | {_fmt(m['checkpoint_entropy_bits'])} | {_fmt(m['structure_entropy_bits'])} |"
+              for name, m in metrics.items()]
     if paired:
         lines += ["", "## Paired differences (per prompt)", "", "| difference | mean | SE | mean / SE |", "|---|---|---|---|"]
         lines += [f"| {k.replace('_minus_', ' − ')} | {d['mean']:+.4f} | {_fmt(d['se'])} | {_fmt(d['n_se'])} |" for k, d in paired.items()]
@@ -187,25 +193,49 @@ def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: 
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     if skipped:
         lines += ["", "## Skipped methods", ""] + [f"- `{name}`: {reason}" for name, reason in skipped.items()]
-    lines += ["", "![win rates](win_rates.png)", "![novelty vs gamma](novelty_vs_gamma.png)", "![scores](scores.png)", ""]
+    lines += ["", "![win rates](win_rates.png)", "![adaptivity](adaptivity.png)", "![novelty vs gamma](novelty_vs_gamma.png)",
+              "![scores](scores.png)", ""]
     return "\n".join(lines)
 
 
 def summarize(metrics: dict[str, dict], reference: str, n_prompts: int, n_skipped: int) -> dict[str, float]:
-    """Flat headline numbers for DVC: mean score, validity and win rate vs `reference` per method."""
+    """Flat headline numbers for DVC and MLflow: per method mean score, validity, usability, adaptivity and top-checkpoint
+    share, win rate vs `reference`; the best policy method's win rates (95% Wilson bounds) vs `headline_opponents`."""
     summary: dict[str, float] = {"n_prompts": n_prompts, "n_methods": len(metrics), "n_skipped": n_skipped}
     for name, m in metrics.items():
         summary[f"mean_score_{name}"] = m["mean_score"]
         summary[f"validity_{name}"] = m["validity"]
         summary[f"usable_{name}"] = m.get("usable", float("nan"))
         summary[f"usable_first_draw_{name}"] = m.get("usable_first_draw", float("nan"))
+        for key in ("adaptivity_gain", "adaptivity_se", "top_checkpoint_share", "checkpoint_entropy_bits", "structure_entropy_bits"):
+            summary[f"{key}_{name}"] = m[key]
         if reference in m["win_rate"]:
             summary[f"win_rate_{name}_vs_{reference}"] = m["win_rate"][reference]
+    best = best_policy(metrics)
+    for other in headline_opponents(metrics, best, reference):
+        lo, hi = metrics[best]["win_rate_ci95"][other]
+        summary.update({f"best_policy_win_rate_vs_{other}": metrics[best]["win_rate"][other],
+                        f"best_policy_win_rate_vs_{other}_lo": lo, f"best_policy_win_rate_vs_{other}_hi": hi})
     return summary
 
 
+def evaluation_prompts(root: Path, n_prompts: int | None) -> list[str]:
+    """The first `n_prompts` (None: all) prompts of the holdout's test half.
+
+    Raises:
+        EvaluateInputError: the test half has none, or fewer than `n_prompts`.
+    """
+    path = root / PromptsFiles.holdout
+    rows = read_jsonl(path)
+    test = [row["prompt"] for row in holdout_split(rows)[1]]
+    if not test or (n_prompts is not None and len(test) < n_prompts):
+        raise EvaluateInputError(f"{path}: its test half (flowrl.data.prompts.holdout_split) has {len(test)} of {len(rows)} prompts, "
+                                 f"evaluate.n_prompts asks for {n_prompts or 'all (at least one)'}; raise prompts.n_holdout or lower evaluate.n_prompts")
+    return test[:n_prompts]
+
+
 def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method], dict[str, str]] | None = None) -> dict[str, float]:
-    """Run every available method on the held-out prompts and write reports/evaluate/.
+    """Run every available method on the held-out test prompts and write reports/evaluate/.
 
     Args:
         scorer: object with `score(prompts, graphs) -> list[float]` (flowrl.scoring protocol).
@@ -215,9 +245,7 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     """
     cfg = params.evaluate
     root = Path(root)
-    prompts = [row["prompt"] for row in read_jsonl(root / PromptsFiles.holdout)][: cfg.n_prompts]
-    if not prompts:
-        raise EvaluateInputError(f"{root / PromptsFiles.holdout} has no prompts; raise prompts.n_holdout")
+    prompts = evaluation_prompts(root, cfg.n_prompts)
     if policy is None:
         from flowrl.evaluation.policy_methods import policy_methods
 
@@ -239,18 +267,20 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     asked = list(prompts) * cfg.samples_per_prompt  # round-major: sample r of prompt i is asked[r * n + i]
     for name, method in tqdm(methods.items(), desc="evaluating methods", unit="method"):
         candidates = method(asked)
-        method_scores, valid, usable, texts = score_method(candidates, asked, scorer, params.seed)
+        method_scores, valid, usable, texts, graphs = score_method(candidates, asked, scorer, params.seed)
         scores[name] = per_prompt_means(method_scores, len(prompts))
-        results[name] = {"mean_score": sum(method_scores) / len(asked), "score_se": _se(scores[name]),
+        results[name] = {"mean_score": sum(method_scores) / len(asked), "score_se": standard_error(scores[name]),
                          "validity": sum(valid) / len(asked), "usable": sum(usable) / len(asked),
                          "usable_first_draw": sum(u and c.draws == 1 for u, c in zip(usable, candidates)) / len(asked),
                          "mean_draws": sum(c.draws for c in candidates) / len(asked),
-                         **novelty_metrics([t for t in texts if t is not None], training, training_nld)}
+                         **novelty_metrics([t for t in texts if t is not None], training, training_nld),
+                         **adaptivity_metrics(graphs, method_scores, asked, len(prompts), scorer)}
         rows += [{"method": name, "prompt": p, "text": c.text, "canonical": t, "valid": ok, "usable": u, "draws": c.draws, "score": s}
                  for p, c, ok, u, t, s in zip(asked, candidates, valid, usable, texts, method_scores, strict=True)]
     rates, se = win_rate_matrix(scores)
     for name in results:
-        results[name].update(win_rate=rates[name], win_rate_se=se[name])
+        ci = {other: list(wilson_interval(rate, len(prompts))) for other, rate in rates[name].items()}
+        results[name].update(win_rate=rates[name], win_rate_se=se[name], win_rate_ci95=ci)
     paired = paired_differences(scores, cfg.reference)
 
     out = root / REPORT_DIR
@@ -268,6 +298,7 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     plot_novelty_vs_gamma([(g, results[n]) for n in results if (g := gamma_of(n)) is not None], out / "novelty_vs_gamma.png")
     plot_score_distributions(scores, out / "scores.png")
     plot_mean_scores({n: (m["mean_score"], m["score_se"]) for n, m in results.items()}, out / "mean_scores.png")
+    plot_adaptivity({n: (m["adaptivity_gain"], m["adaptivity_se"], m["top_checkpoint_share"]) for n, m in results.items()}, out / "adaptivity.png")
     return summary
 
 

@@ -1,4 +1,4 @@
-"""Evaluation figures (PNG): win-rate matrix, novelty against guidance strength, score distributions."""
+"""Evaluation figures (PNG): win-rate matrix, novelty against guidance strength, score distributions, adaptivity."""
 
 from __future__ import annotations
 
@@ -80,4 +80,24 @@ def plot_score_distributions(scores: Mapping[str, Sequence[float]], path: str | 
     ax.set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right")
     ax.set_ylabel("score")
     ax.set_title("Scores per method on held-out prompts")
+    return _save(fig, path)
+
+
+def plot_adaptivity(points: Mapping[str, tuple[float, float, float]], path: str | Path) -> Path:
+    """Per method (gain, SE, top-checkpoint share): adaptivity gain ± 1 SE as bars, the top-checkpoint share beside it."""
+    names = list(points)
+    x = np.arange(len(names))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 1.1 * len(names) + 3), 4))
+    gain, se, share = (np.array([points[n][i] for n in names], dtype=float) for i in range(3))
+    left.bar(x, np.nan_to_num(gain), yerr=np.nan_to_num(se), capsize=4)
+    left.axhline(0, color="black", linewidth=0.8)
+    left.set_ylabel("score(own prompt) − score(other prompt), ± 1 SE")
+    left.set_title("Adaptivity gain (0 = ignores the prompt)")
+    right.bar(x, np.nan_to_num(share), color="tab:orange")
+    right.set_ylim(0, 1)
+    right.set_ylabel("share of valid flows")
+    right.set_title("Most common checkpoint's share")
+    for ax in (left, right):
+        ax.set_xticks(x, names, rotation=45, ha="right")
+    fig.tight_layout()
     return _save(fig, path)
