@@ -58,7 +58,7 @@ def one_thread():
 
 def write_inputs(root: Path, params, tokenizer) -> None:
     """Tiny prompts, a tiny SFT policy folder (random LoRA with flow tokens) and tiny reward ensembles."""
-    rows = [{"id": f"p{i}", "prompt": f"a {WORDS[i % 12]} {WORDS[(3 * i) % 12]} scene", "negative_prompt": None, "source": "test"} for i in range(24)]
+    rows = [{"id": f"p{i}", "prompt": f"a {WORDS[i % 12]} {WORDS[(3 * i) % 12]} scene", "negative_prompt": None, "source": "test"} for i in range(36)]
     write_jsonl(root / grpo.PROMPTS, rows[:20])
     write_jsonl(root / grpo.HOLDOUT, rows[20:])
     base_vocab = len(tokenizer)
@@ -92,8 +92,8 @@ def trained(tmp_path_factory, _base_tokenizer, tiny_params):
     write_inputs(root, params, copy.deepcopy(_base_tokenizer))
     shapes, original = [], grpo_trainer.group_token_advantages
 
-    def recording(rewards, mask, num_generations, eps=grpo_trainer.ADV_EPS):
-        out = original(rewards, mask, num_generations, eps)
+    def recording(rewards, mask, num_generations, eps=grpo_trainer.ADV_EPS, **kwargs):
+        out = original(rewards, mask, num_generations, eps, **kwargs)
         shapes.append((tuple(rewards.shape), tuple(out.shape)))
         return out
 

@@ -24,6 +24,7 @@ from transformers import LogitsProcessor, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from flowrl.config import Params
+from flowrl.data.prompts import holdout_split
 from flowrl.device import configure
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_jsonl, write_json, write_jsonl
@@ -105,9 +106,10 @@ def probe_true_score(model, tokenizer, prompts: list[str], sampling: SamplingCon
     return {"true_score_probe": sum(scores) / len(scores) if scores else float("nan"), "probe_validity": len(valid) / max(len(samples), 1)}
 
 
-def load_prompts(path: Path, n: int | None, seed: int) -> list[str]:
-    """Prompts of a prompts-stage file, shuffled with `seed`, at most `n` (None = all)."""
+def load_prompts(path: Path, n: int | None, seed: int, dev_only: bool = False) -> list[str]:
+    """Prompts of a prompts-stage file, shuffled with `seed`, at most `n` (None = all); `dev_only`: the holdout's dev half."""
     rows = read_jsonl(path)
+    rows = holdout_split(rows)[0] if dev_only else rows
     prompts = [r.get("prompt") for r in rows]
     bad = next((i for i, p in enumerate(prompts, 1) if not (isinstance(p, str) and p.strip())), None)
     if bad is not None or not prompts:
@@ -183,7 +185,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
         if not need.exists():
             raise GRPODataError(f"{need}: not found; run the sft and reward stages first (dvc repro sft reward)")
     train_prompts = load_prompts(root / PROMPTS, cfg.n_train_prompts, seed)
-    probe = load_prompts(root / HOLDOUT, cfg.n_probe, seed) if cfg.n_probe else []
+    probe = load_prompts(root / HOLDOUT, cfg.n_probe, seed, dev_only=True) if cfg.n_probe else []  # tune on dev, report on test
     if (probe or on_scorer) and scorer is None:
         from flowrl.scoring.base import load_scorer
 

@@ -24,6 +24,7 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from flowrl.config import Params, PolicyConfig, SFTConfig
+from flowrl.data.prompts import holdout_split
 from flowrl.device import configure, placement, resolve_device
 from flowrl.encoding.policy_view import check_flow_text
 from flowrl.encoding.schema import Schema
@@ -293,7 +294,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     tmp.rename(out)  # the folder appears whole or not at all
 
     perplexity = completion_perplexity(trainer)
-    holdout = [r["prompt"] for r in read_jsonl(root / HOLDOUT)][: cfg.n_validity] if (root / HOLDOUT).exists() else [r["prompt"] for r in held_rows]
+    holdout = [r["prompt"] for r in holdout_split(read_jsonl(root / HOLDOUT))[0]][: cfg.n_validity] if (root / HOLDOUT).exists() else [r["prompt"] for r in held_rows]
     holdout = codes.apply(holdout) if codes is not None and (root / HOLDOUT).exists() else holdout
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=cfg.validity_max_new_tokens)
     constraint = constraint_processors(params.policy, tokenizer, sampling.max_new_tokens, schema)  # policy.constrained

@@ -1,0 +1,37 @@
+"""GRPO group statistics over valid, certain completions only (issue #23: a signal about quality)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowrl.policy.grpo_trainer import group_token_advantages, quality_variance_share
+
+
+def test_uncertain_and_invalid_rows_do_not_move_the_baseline():
+    rewards = torch.tensor([[0.20], [0.30], [0.0], [-1.0]])  # two scored flows, one zeroed as uncertain, one invalid
+    counted = torch.tensor([True, True, False, False])
+    adv = group_token_advantages(rewards, torch.ones(4, 1), 4, eps=0.0, counted=counted, fallback=torch.tensor([0.0, 0.0, 0.0, -1.0]))
+    assert adv.squeeze(1).tolist() == pytest.approx([-0.7071, 0.7071, 0.0, -1.0], abs=1e-4)
+    # every row counted (the paper's): the zeroed and invalid rows set the scale, the two scored flows look alike
+    plain = group_token_advantages(rewards, torch.ones(4, 1), 4, eps=0.0).squeeze(1)
+    gap = float(adv[1, 0] - adv[0, 0])
+    assert float(plain[1] - plain[0]) < gap / 8
+
+
+def test_all_counted_is_trls_sequence_advantage():
+    rewards = torch.tensor([1.0, 2.0, 4.0, 7.0])
+    adv = group_token_advantages(rewards[:, None].repeat(1, 3), torch.ones(4, 3), 4, eps=0.0)
+    assert adv[:, 0].tolist() == pytest.approx(((rewards - rewards.mean()) / rewards.std()).tolist())
+
+
+def test_a_lone_counted_row_gets_no_advantage():
+    adv = group_token_advantages(torch.tensor([[0.3], [0.0]]), torch.ones(2, 1), 2, counted=torch.tensor([True, False]))
+    assert adv.squeeze(1).tolist() == [0.0, 0.0]
+
+
+def test_quality_share_of_within_group_variance():
+    rewards = torch.tensor([0.2, 0.3, 0.0, -1.0])
+    share = quality_variance_share(rewards, torch.tensor([True, True, False, False]), 4)
+    assert share == pytest.approx(0.005 / 1.0675, rel=1e-3)
+    assert quality_variance_share(rewards, torch.ones(4, dtype=torch.bool), 4) == pytest.approx(1.0)
