@@ -129,3 +129,14 @@ def test_a_smaller_ensemble_drops_the_extra_members(trained, tiny_params):
     assert sorted(p.name for p in (root / "models/reward/full").glob("member_*")) == ["member_0"]
     assert not (root / "models/reward/prefix").exists() and metrics["n_models"] == 1
     assert metrics["tau"] == 0.0  # one member has no spread
+
+
+def test_score_grid_equals_predict_on_every_pair(trained):
+    _, root = trained
+    full = Ensemble.load(root / "models/reward/full")
+    rows = make_rows(6, 11)
+    prompts, flows = [r["prompt"] for r in rows[:3]], [r["flow"] for r in rows] + ["not a flow"]
+    mean, std = full.score_grid(prompts, flows)
+    pm, ps = full.predict([p for p in prompts for _ in flows], [f for _ in prompts for f in flows])
+    assert torch.allclose(mean, pm.view(3, -1), atol=1e-5, equal_nan=True)
+    assert torch.allclose(std[:, :-1], ps.view(3, -1)[:, :-1], atol=1e-5) and torch.isinf(std[:, -1]).all()

@@ -35,6 +35,24 @@ def pair_probabilities(mean: np.ndarray, std: np.ndarray, tau: float | None, tem
     return weights / weights.sum()
 
 
+def score_candidates(prompts: Sequence[str], pool: Sequence[str], ensemble, n_candidates: int | None,
+                     rng: random.Random) -> tuple[list[Sequence[str]], np.ndarray, np.ndarray]:
+    """Per prompt, its candidate flows and the ensemble's (mean, std) for each, as (P, K) arrays.
+
+    `n_candidates` None: every flow of the pool for every prompt, through the ensemble's factorised `score_grid`
+    when it has one (head members); otherwise a random `n_candidates` of the pool per prompt, through `predict`.
+    """
+    if n_candidates is None or n_candidates >= len(pool):
+        if hasattr(ensemble, "score_grid"):
+            mean, std = ensemble.score_grid(list(prompts), list(pool), progress=True)
+            return [pool] * len(prompts), mean.numpy(), std.numpy()
+        n_candidates = len(pool)
+    candidates = [rng.sample(list(pool), n_candidates) for _ in prompts]
+    flat = [p for p, cands in zip(prompts, candidates) for _ in cands]
+    mean, std = ensemble.predict(flat, [f for cands in candidates for f in cands], progress=True)
+    return candidates, mean.numpy().reshape(len(prompts), -1), std.numpy().reshape(len(prompts), -1)
+
+
 def reward_pairs(prompts: Sequence[str], pool: Sequence[str], ensemble, n_pairs: int, cfg: SFTConfig, seed: int) -> tuple[list[dict], dict[str, float]]:
     """`n_pairs` (prompt, flow) pairs drawn by the surrogate ensemble's score (see the module doc).
 
@@ -48,17 +66,13 @@ def reward_pairs(prompts: Sequence[str], pool: Sequence[str], ensemble, n_pairs:
     rng = random.Random(seed)
     np_rng = np.random.default_rng(seed)
     per_prompt = max(1, math.ceil(n_pairs / len(prompts)))
-    candidates = [rng.sample(list(pool), min(cfg.pairing_candidates, len(pool))) for _ in prompts]
-    flat_prompts = [p for p, cands in zip(prompts, candidates) for _ in cands]
-    mean_all, std_all = (t.numpy() for t in ensemble.predict(flat_prompts, [f for cands in candidates for f in cands], progress=True))
-    pairs, uncertain, start = [], 0, 0
+    candidates, mean_all, std_all = score_candidates(prompts, pool, ensemble, cfg.pairing_candidates, rng)
+    pairs, uncertain = [], 0
     chosen_z: list[float] = []
-    for prompt, cands in zip(prompts, candidates):
-        mean, std = mean_all[start : start + len(cands)], std_all[start : start + len(cands)]
-        start += len(cands)
+    for prompt, cands, mean, std in zip(prompts, candidates, mean_all, std_all):
         probs = pair_probabilities(mean, std, ensemble.tau, cfg.pairing_temperature)
-        uncertain += int((probs == 0).sum())
         ok = np.isfinite(mean)
+        uncertain += int((~ok | (std > (math.inf if ensemble.tau is None else ensemble.tau))).sum())
         for _ in range(per_prompt):
             if rng.random() < cfg.pairing_random_share:
                 pairs.append({"prompt": prompt, "completion": rng.choice(pool), "source": "random"})
@@ -71,7 +85,7 @@ def reward_pairs(prompts: Sequence[str], pool: Sequence[str], ensemble, n_pairs:
     pairs = pairs[:n_pairs]
     stats = {
         "pairing_prompts": float(len(prompts)),
-        "pairing_uncertain_share": uncertain / max(len(flat_prompts), 1),
+        "pairing_uncertain_share": uncertain / max(mean_all.size, 1),
         "pairing_random_share": sum(p["source"] == "random" for p in pairs) / max(len(pairs), 1),
         "pairing_distinct_flows": float(len({p["completion"] for p in pairs})),
         "pairing_mean_z": float(np.mean(chosen_z)) if chosen_z else float("nan"),

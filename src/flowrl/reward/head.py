@@ -122,6 +122,15 @@ class HeadNet(nn.Module):
         """Scores (B,) in the triplets' units."""
         return self.standardised(ids, weights, dense, known_only) * self.y_std + self.y_mean
 
+    def first_layer(self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False, bias: bool = True) -> torch.Tensor:
+        """The pre-activation of the first layer (B, hidden) from part of the inputs: it is linear, so the prompt's part
+        and the flow's part add up (`score_grid`); `dense` holds the columns of `self.dense` that part owns, in order."""
+        if known_only:
+            weights = weights * (ids > len(UNKNOWN)).to(weights.dtype)
+        multi_hot = torch.zeros(ids.shape[0], self.tokens.in_features, dtype=weights.dtype).scatter_add_(1, ids, weights)
+        multi_hot[:, 0] = 0.0  # padding
+        return self.tokens(multi_hot) + dense @ self.dense.weight.T[: dense.shape[1]] + (self.dense.bias if bias else 0.0)
+
 
 def member_arch(cfg: HeadConfig, i: int, n_tokens: int, n_dense: int) -> dict:
     """Constructor arguments of member `i` (widths cycle through `cfg.hidden`: members differ in shape too)."""
@@ -212,6 +221,38 @@ class HeadEnsemble:
                 known[i, start : start + len(batch)] = torch.where(batch.ok, net(batch.ids, batch.weights, batch.dense, known_only=True), nan)
                 full[i, start : start + len(batch)] = torch.where(batch.ok, net(batch.ids, batch.weights, batch.dense), nan)
         return known, full
+
+    @torch.inference_mode()
+    def score_grid(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std), each (P, F), of every prompt with every flow, as `predict` gives them for each pair.
+
+        The first layer of a member is linear in its inputs, so the flows' part and the prompts' part are computed once
+        and added per pair; only the layers after it run P x F times (SFT's reward pairing scores every training flow
+        for every prompt this way: ~100x fewer operations than `predict` on the P x F pairs).
+        """
+        from flowrl.reward.features import pack_rows
+
+        rows = [self.featurizer.flow_row(f) for f in flows]
+        ok = torch.tensor([r is not None for r in rows])
+        f_ids, f_w = (torch.from_numpy(a) for a in pack_rows([(r[0], r[1]) if r else ([], []) for r in rows]))
+        f_num = torch.from_numpy(np.stack([r[2] if r else np.zeros(len(self.featurizer.space.slots), np.float32) for r in rows]))
+        emb = torch.from_numpy(self.featurizer.embedder.embed(list(prompts), progress=progress))
+        p_ids, p_w = (torch.from_numpy(a) for a in pack_rows([(ids, [1.0] * len(ids)) for ids in map(self.featurizer.space.prompt_row, prompts)]))
+        known = torch.empty(len(self.members), len(prompts), len(flows))
+        full = torch.empty_like(known)
+        for i, net in enumerate(tqdm(self.members, desc="scoring the prompt x flow grid", unit="member", disable=not progress)):
+            n_emb = emb.shape[1]
+            for out, known_only in ((known[i], True), (full[i], False)):
+                # flow side: its tokens and numbers (the dense columns after the prompt embedding), plus the bias
+                flow_side = net.first_layer(f_ids, f_w, torch.cat([torch.zeros(len(flows), n_emb), f_num], 1), known_only)
+                prompt_side = net.first_layer(p_ids, p_w, emb, known_only, bias=False)
+                for start in range(0, len(prompts), chunk):
+                    pre = prompt_side[start : start + chunk, None, :] + flow_side[None]
+                    out[start : start + chunk] = net.mlp(pre).squeeze(-1) * net.y_std + net.y_mean
+        nan = torch.tensor(float("nan"))
+        mean = torch.where(ok[None], known.mean(0), nan)
+        std = torch.where(ok[None], full.std(0, correction=0), torch.tensor(float("inf")))
+        return mean, std
 
     def member_scores(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Scores of every member with its unknown buckets, shape (N, B); NaN for a flow that does not decode."""
