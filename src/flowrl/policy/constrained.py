@@ -24,6 +24,7 @@ from flowrl.comfy.catalog import Catalog, InputSpec
 from flowrl.comfy.validate import types_compatible
 from flowrl.encoding.grammar import ClassRule, ConstraintError, STR_CLOSED, STR_IN, file_group, json_string_step, link_target, num_complete, num_target
 from flowrl.encoding.schema import Schema
+from flowrl.comfy.usable import ADVANCED
 from flowrl.policy.flow_parse import FlowParse, FED_ONCE, SHARED_TYPES, RowState, capped_spec
 from flowrl.policy.token_grammar import FlowGrammar
 
@@ -120,8 +121,8 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         if row.name is None:
             return self._tail_cost(row) + (2 if row.prefix else 0)
         spec = rule.spec.inputs[row.name]
-        if spec.kind == "link" or self.g.value_forms(rule, row.name) is not None:
-            forms = self._link_forms(row, spec) if spec.kind == "link" else self.g.value_forms(rule, row.name)
+        if spec.kind == "link" or self._widget_forms(row, rule, row.name) is not None:
+            forms = self._link_forms(row, spec) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
             value_cost = min((self.g.tok_len(w[len(row.value):]) for w in forms if w.startswith(row.value)), default=0)
         elif spec.type in ("INT", "FLOAT"):
             value_cost = 0 if num_complete(row.value, spec) else len(num_target(spec)) + 1
@@ -207,6 +208,10 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         avoid = row.text_lines if spec.name == "positive" else row.prompt_lines if spec.name == "negative" else frozenset()
         if spec.type in FED_ONCE:
             avoid = avoid | {k for c, n, k in row.fed if c == row.cls and n == spec.name}
+        if spec.type == "LATENT":
+            # leftover noise goes only into a KSamplerAdvanced pass that continues it (comfy.usable.handover_problems)
+            avoid = avoid | ({k for k, _ in forms if not self._handover_fits(row, self._first_pass(row, k))} if row.cls == ADVANCED
+                             else {k for k, _ in row.leftover})
         if row.line_refiner is not None and spec.type in ("MODEL", "CONDITIONING"):
             # the SDXL refiner's model with the refiner's text encoders, a base model with the base's (usable.refiner_problems)
             mismatched = {k for k, _ in forms if (k in (row.refiner_models if spec.type == "MODEL" else row.refiner_conds)) != row.line_refiner}
@@ -223,7 +228,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         rule = self.g.classes[row.cls]
         spec = rule.spec.inputs[row.name]
         g = self.g
-        forms = self._link_forms(row, spec, finish) if spec.kind == "link" else g.value_forms(rule, row.name)
+        forms = self._link_forms(row, spec, finish) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
         if forms is not None and spec.kind != "link" and row.group is not None:
             # checkpoints and LoRAs of one architecture: an SD1.5 LoRA does nothing on an SDXL model
             forms = [w for w in forms if file_group(row.name, w) in (None, row.group)] or forms

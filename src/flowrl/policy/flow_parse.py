@@ -4,6 +4,7 @@ builds its logits masks on top).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -11,7 +12,8 @@ import torch
 
 from flowrl.comfy.catalog import InputSpec
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
-from flowrl.comfy.usable import REFINER_ENCODERS, TEXT_INPUTS, is_refiner_checkpoint
+from flowrl.comfy.usable import ADVANCED, REFINER_ENCODERS, TEXT_INPUTS, handover_value, is_refiner_checkpoint
+from flowrl.encoding.codec import value_text
 from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits, file_group
 
 
@@ -28,7 +30,18 @@ def capped_spec(spec: InputSpec, row: "RowState") -> InputSpec:
         # on a whole number would let '0' start a value that can never reach it)
         low = cap / 4 if spec.type == "FLOAT" else math.ceil(cap / 3)
         return replace(spec, max=cap, min=None if spec.min is None else min(spec.min, low))
+    start = _parsed(dict(row.vals).get("start_at_step", "")) if row.cls == ADVANCED and spec.name == "end_at_step" else None
+    if isinstance(start, int) and (spec.max is None or start < spec.max):
+        return replace(spec, min=max(start + 1, spec.min if spec.min is not None else start + 1))  # a pass ends after it starts
     return spec
+
+
+def _parsed(text: str):
+    """A written value as the graph holds it (a JSON number or string, else the bare text)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 @dataclass
@@ -54,6 +67,8 @@ class RowState:
     refiner_models: frozenset[int] = frozenset()  # finished lines whose MODEL is the SDXL refiner's (through patches)
     refiner_conds: frozenset[int] = frozenset()  # finished lines whose conditioning is the refiner's text encoder's
     line_refiner: bool | None = None  # whether the current line's model (or conditioning) link is the refiner's; None: none yet
+    vals: tuple[tuple[str, str], ...] = ()  # (input, written value) of the current line's finished widgets and links
+    leftover: tuple[tuple[int, tuple], ...] = ()  # (line, its inputs) of KSamplerAdvanced passes returned with leftover noise
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -101,7 +116,9 @@ class FlowParse:
             row.refiner_models = row.refiner_models | {len(row.lines)}
         if row.cls in REFINER_ENCODERS:
             row.refiner_conds = row.refiner_conds | {len(row.lines)}
-        row.line_refiner = None
+        if row.cls == ADVANCED and dict(row.vals).get("return_with_leftover_noise") == "enable":
+            row.leftover = row.leftover + ((len(row.lines), tuple((n, _parsed(v)) for n, v in row.vals)),)
+        row.line_refiner, row.vals = None, ()
         row.has_output = row.has_output or spec.is_output_node
         row.has_sampler = row.has_sampler or self.g.is_sampler(row.cls)
         row.cls, row.used = None, set()
@@ -110,7 +127,7 @@ class FlowParse:
         """Append as much of `text` to the current value as it continues; return the rest (after the value ends)."""
         rule = self.g.classes[row.cls]
         spec = rule.spec.inputs[row.name]
-        forms = self._link_forms(row, spec) if spec.kind == "link" else self.g.value_forms(rule, row.name)
+        forms = self._link_forms(row, spec) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
         spec = capped_spec(spec, row)
         if forms is None and spec.type in ("INT", "FLOAT"):
             i = 0
@@ -147,6 +164,7 @@ class FlowParse:
             if not complete:
                 raise ConstraintError(f"value {row.value!r} of {row.cls}.{row.name} ended early")
             row.used.add(row.name)
+            row.vals = row.vals + ((row.name, row.value),)
             row.open = row.open - {link_target(row.value)}
             if row.name == "ckpt_name" and row.cls == "CheckpointLoaderSimple":
                 caps = dict(row.limits)
@@ -165,6 +183,45 @@ class FlowParse:
                 row.line_text = "prompt" if PROMPT_PLACEHOLDER in row.value else (row.line_text or "text")
             row.name, row.value = None, ""
         return rest
+
+    # ------------------------------------------------------------ two-pass KSamplerAdvanced (comfy.usable.handover_problems)
+
+    def _first_pass(self, row: RowState, line: int) -> dict | None:
+        """The inputs of the pass with leftover noise at `line`, else None (a fresh latent)."""
+        return next((dict(inputs) for k, inputs in row.leftover if k == line), None)
+
+    def _handover_fits(self, row: RowState, first: dict | None) -> bool:
+        """Whether the current KSamplerAdvanced line, as written so far, can follow `first` (None: a fresh latent)."""
+        return all(handover_value(first, n) in (None, _parsed(v)) for n, v in row.vals)
+
+    def _widget_forms(self, row: RowState, rule: ClassRule, name: str) -> list[str] | None:
+        """The closed set of written values of a widget (FlowGrammar.value_forms), narrowed by the handover rules.
+
+        A KSamplerAdvanced pass takes steps, scheduler and start from the pass it continues (or adds noise from step 0 on a
+        fresh latent), and returns leftover noise exactly when it stops before its last step. Before its latent is written,
+        a value is pinned only when every pass it could still follow pins it alike; a pin that the field's range refuses
+        is dropped (the flow still validates; the usable check then names the break).
+        """
+        forms = self.g.value_forms(rule, name)
+        if row.cls != ADVANCED:
+            return forms
+        vals = dict(row.vals)
+        if name == "return_with_leftover_noise":
+            steps, end = _parsed(vals.get("steps", "")), _parsed(vals.get("end_at_step", ""))
+            wants = {"enable" if end < steps else "disable"} if isinstance(steps, int) and isinstance(end, int) else {None}
+        else:
+            if "latent_image" in vals:
+                firsts = [self._first_pass(row, link_target(vals["latent_image"]))]
+            else:
+                firsts = [None] + [dict(inputs) for _, inputs in row.leftover]
+            wants = {handover_value(f, name) for f in firsts if self._handover_fits(row, f)} or {None}
+        if None in wants:
+            return forms
+        texts = {value_text(w) for w in wants}
+        if forms is not None:
+            return [w for w in forms if w in texts] or forms
+        spec = capped_spec(rule.spec.inputs[name], row)
+        return sorted(w for w in texts if num_complete(w, spec)) or None
 
     def _new_row(self) -> RowState:
         return RowState(has_sampler=not self.g.samplers)  # a grammar without sampler classes cannot ask for one
