@@ -30,10 +30,29 @@ def capped_spec(spec: InputSpec, row: "RowState") -> InputSpec:
         # on a whole number would let '0' start a value that can never reach it)
         low = cap / 4 if spec.type == "FLOAT" else math.ceil(cap / 3)
         return replace(spec, max=cap, min=None if spec.min is None else min(spec.min, low))
-    start = _parsed(dict(row.vals).get("start_at_step", "")) if row.cls == ADVANCED and spec.name == "end_at_step" else None
-    if isinstance(start, int) and (spec.max is None or start < spec.max):
-        return replace(spec, min=max(start + 1, spec.min if spec.min is not None else start + 1))  # a pass ends after it starts
+    if row.cls == ADVANCED and spec.name in ("steps", "start_at_step", "end_at_step"):
+        lo, hi = _pass_range(spec.name, {n: _parsed(v) for n, v in row.vals})
+        lo, hi = max(lo, -math.inf if spec.min is None else spec.min), min(hi, math.inf if spec.max is None else spec.max)
+        if lo <= hi:  # a range the field cannot meet stays as it was (no dead end; usable names the break)
+            return replace(spec, min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
     return spec
+
+
+def _pass_range(name: str, vals: dict) -> tuple[float, float]:
+    """Bounds on a KSamplerAdvanced pass's steps / start / end from what its line wrote: start < end, and
+    end < steps exactly when it returns leftover noise (comfy.usable.handover_problems)."""
+    steps, start, end = (vals.get(n) if isinstance(vals.get(n), int) else None for n in ("steps", "start_at_step", "end_at_step"))
+    leftover = vals.get("return_with_leftover_noise")
+    lo, hi = -math.inf, math.inf
+    if name == "end_at_step":
+        lo = -math.inf if start is None else start + 1
+        if steps is not None and leftover in ("enable", "disable"):
+            lo, hi = (lo, steps - 1) if leftover == "enable" else (max(lo, steps), hi)
+    elif name == "start_at_step" and end is not None:
+        hi = end - 1
+    elif name == "steps" and end is not None and leftover in ("enable", "disable"):
+        lo, hi = (end + 1, hi) if leftover == "enable" else (lo, end)
+    return lo, hi
 
 
 def _parsed(text: str):
@@ -210,10 +229,10 @@ class FlowParse:
             steps, end = _parsed(vals.get("steps", "")), _parsed(vals.get("end_at_step", ""))
             wants = {"enable" if end < steps else "disable"} if isinstance(steps, int) and isinstance(end, int) else {None}
         else:
-            if "latent_image" in vals:
-                firsts = [self._first_pass(row, link_target(vals["latent_image"]))]
-            else:
-                firsts = [None] + [dict(inputs) for _, inputs in row.leftover]
+            # the passes the line follows, or can still follow: the latents its link may still take
+            lines = ([link_target(vals["latent_image"])] if "latent_image" in vals else
+                     [link_target(w) for w in self._link_forms(replace(row, value=""), rule.spec.inputs["latent_image"])])
+            firsts = [self._first_pass(row, k) for k in lines]
             wants = {handover_value(f, name) for f in firsts if self._handover_fits(row, f)} or {None}
         if None in wants:
             return forms
