@@ -117,3 +117,26 @@ def test_every_two_pass_training_flow_parses_under_every_rule(training_flows, _b
             except ConstraintError as exc:
                 refused.append(f"{name}: {exc}")
     assert not refused, refused
+
+
+@pytest.mark.parametrize("extra", [60, 100, 200])
+def test_finishing_continues_a_pass_left_with_leftover_noise(setup, extra):  # noqa: F811
+    """Driven by random scores from a first pass, sampling ends with EOS, no dead end, and the passes hand over."""
+    import torch
+
+    tok, schema, grammar = setup
+    pre = tok.encode(HEAD + FIRST, add_special_tokens=False)
+    constraint = FlowConstraint(tok, schema, prompt_length=3, max_new_tokens=len(pre) + extra, grammar=grammar)
+    ids = torch.tensor([[0, 0, 0] + pre])
+    torch.manual_seed(extra)
+    for _ in range(extra):
+        nxt = int(constraint(ids, torch.randn(1, len(tok)) * 3).argmax(-1))
+        if nxt == tok.eos_token_id:
+            break
+        ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+    else:
+        pytest.fail(f"no EOS within {extra} tokens")
+    text = tok.decode(ids[0, 3:].tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    check = check_flow_text(text)
+    assert check.valid and constraint.n_dead_ends == 0, text
+    assert not handover_problems(check.graph), text

@@ -84,13 +84,18 @@ class FlowConstraint(FlowParse, LogitsProcessor):
             outputs.append(tuple(new.spec.outputs))
         return sum(self.g.consumer(types, o)[0] for o in outputs if o)
 
+    def _handover_cost(self, row: RowState, ct: str | None) -> int:
+        """Tokens of the KSamplerAdvanced lines that must continue the passes left with leftover noise (a `ct` line may be one)."""
+        n = sum(1 for k, _ in row.leftover if k in row.open) - (ct == ADVANCED)
+        return n * self.g.line_cost(ADVANCED) if n > 0 else 0
+
     def _tail_cost(self, row: RowState, used_extra: str | None = None) -> int:
         """Tokens to finish the current line from an item end, then an output node and EOS."""
         rule = self.g.classes[row.cls]
         cost = sum(self.g.input_cost(rule, n) for n in self._missing(row, used_extra)) + 1
         has_output = row.has_output or rule.spec.is_output_node
         return (cost + self.g.finish_cost(row.types(rule), has_output, row.has_sampler or self.g.is_sampler(row.cls)) + 1
-                + self._orphan_cost(row, rule))
+                + self._orphan_cost(row, rule) + self._handover_cost(row, row.cls))
 
     def _fresh(self, row: RowState, ct: str) -> bool:
         """Whether a `ct` line can take a latent or image that no `ct` line has taken through the same input."""
@@ -106,7 +111,8 @@ class FlowConstraint(FlowParse, LogitsProcessor):
     def _orphan_step(self, row: RowState) -> str | None:
         """In finishing mode, the class to write next towards consuming the first orphan node; None when none can be."""
         types = row.types()
-        for k in sorted(row.open):
+        leftover = {k for k, _ in row.leftover}  # only a KSamplerAdvanced continues one (`_struct_forms` writes it when it fits)
+        for k in sorted(row.open - leftover):
             _, ct, _ = self.g.consumer(types, row.lines[k - 1])
             if ct is not None:
                 return self.g.first_step(types, ct)
@@ -116,7 +122,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         """Estimated tokens still needed to reach a complete flow and EOS from this state."""
         if row.cls is None:
             return (self.g.finish_cost(row.types(), row.has_output, row.has_sampler) + 1 + (2 if row.prefix else 0)
-                    + self._orphan_cost(row))
+                    + self._orphan_cost(row) + self._handover_cost(row, None))
         rule = self.g.classes[row.cls]
         if row.name is None:
             return self._tail_cost(row) + (2 if row.prefix else 0)
@@ -140,7 +146,9 @@ class FlowConstraint(FlowParse, LogitsProcessor):
             types = row.types()
             complete = row.has_output and row.has_sampler
             if finish:
-                ct = self.g.finish_class(types, row.has_output, row.has_sampler)
+                # a pass left with leftover noise is continued first (decoded, it would be noise)
+                handover = self._handover_cost(row, None) and self._cost(row) <= budget
+                ct = ADVANCED if handover else self.g.finish_class(types, row.has_output, row.has_sampler)
                 if ct is None and complete and row.open and self._orphan_cost(row) <= budget:
                     ct = self._orphan_step(row)
                 if ct is not None:
@@ -153,7 +161,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
                     continue
                 after = sum(self.g.input_cost(rule, n) for n in rule.required) + 1 + self.g.finish_cost(
                     row.types(rule), row.has_output or rule.spec.is_output_node, row.has_sampler or self.g.is_sampler(ct)) + 1
-                after += self._orphan_cost(row, rule)
+                after += self._orphan_cost(row, rule) + self._handover_cost(row, ct)
                 if self.g.tok_len(rule.form) + after + FINISH_SLACK <= budget:
                     forms[rule.form] = ("class", ct)
             # EOS only once every node feeds something (an orphan node is a flow nobody would write),
@@ -232,7 +240,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         if forms is not None and spec.kind != "link" and row.group is not None:
             # checkpoints and LoRAs of one architecture: an SD1.5 LoRA does nothing on an SDXL model
             forms = [w for w in forms if file_group(row.name, w) in (None, row.group)] or forms
-        spec = capped_spec(spec, row)
+        spec = capped_spec(spec, row, self.pass_vals(row))
         if forms is None and spec.type in ("INT", "FLOAT"):
             complete = num_complete(row.value, spec)
             if finish and not row.value:

@@ -12,7 +12,7 @@ import torch
 
 from flowrl.comfy.catalog import InputSpec
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
-from flowrl.comfy.usable import ADVANCED, REFINER_ENCODERS, TEXT_INPUTS, handover_value, is_refiner_checkpoint
+from flowrl.comfy.usable import ADVANCED, CONTINUED, REFINER_ENCODERS, TEXT_INPUTS, handover_value, is_refiner_checkpoint
 from flowrl.encoding.codec import value_text
 from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits, file_group
 
@@ -21,8 +21,9 @@ FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one c
 SHARED_TYPES = ("CLIP",)  # links that go to a used line even while an unused one exists (a refiner's second encoder and the base's CLIP)
 
 
-def capped_spec(spec: InputSpec, row: "RowState") -> InputSpec:
-    """`spec` capped at the practical value (steps, cfg) for the row's checkpoint (comfy.usable.SAMPLER_LIMITS)."""
+def capped_spec(spec: InputSpec, row: "RowState", pass_vals: dict | None = None) -> InputSpec:
+    """`spec` capped at the practical value (steps, cfg) for the row's checkpoint (comfy.usable.SAMPLER_LIMITS), and for a
+    KSamplerAdvanced line bounded by its `pass_vals` (FlowParse.pass_vals: written or pinned values; `_pass_range`)."""
     cap = dict(row.limits).get(spec.name, math.inf)
     if cap < (spec.max if spec.max is not None else math.inf):
         # the training range of a field may start above the cap (KSamplerAdvanced steps come from full-size SDXL
@@ -30,8 +31,8 @@ def capped_spec(spec: InputSpec, row: "RowState") -> InputSpec:
         # on a whole number would let '0' start a value that can never reach it)
         low = cap / 4 if spec.type == "FLOAT" else math.ceil(cap / 3)
         return replace(spec, max=cap, min=None if spec.min is None else min(spec.min, low))
-    if row.cls == ADVANCED and spec.name in ("steps", "start_at_step", "end_at_step"):
-        lo, hi = _pass_range(spec.name, {n: _parsed(v) for n, v in row.vals})
+    if pass_vals and spec.name in ("steps", "start_at_step", "end_at_step"):
+        lo, hi = _pass_range(spec.name, pass_vals)
         lo, hi = max(lo, -math.inf if spec.min is None else spec.min), min(hi, math.inf if spec.max is None else spec.max)
         if lo <= hi:  # a range the field cannot meet stays as it was (no dead end; usable names the break)
             return replace(spec, min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
@@ -147,7 +148,7 @@ class FlowParse:
         rule = self.g.classes[row.cls]
         spec = rule.spec.inputs[row.name]
         forms = self._link_forms(row, spec) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
-        spec = capped_spec(spec, row)
+        spec = capped_spec(spec, row, self.pass_vals(row))
         if forms is None and spec.type in ("INT", "FLOAT"):
             i = 0
             while i < len(text) and text[i] in NUMBER_CHARS:
@@ -213,33 +214,48 @@ class FlowParse:
         """Whether the current KSamplerAdvanced line, as written so far, can follow `first` (None: a fresh latent)."""
         return all(handover_value(first, n) in (None, _parsed(v)) for n, v in row.vals)
 
+    def _pins(self, row: RowState) -> dict[str, set]:
+        """Values the handover rules allow for the current KSamplerAdvanced line's unwritten fields (absent: free).
+
+        The pass the line follows (or every pass it can still follow: the latents its link may still take) sets steps,
+        scheduler, start and add_noise; a pin holds only where all of them agree on a value or a few values.
+        """
+        vals = dict(row.vals)
+        lines = ([link_target(vals["latent_image"])] if "latent_image" in vals else
+                 [link_target(w) for w in self._link_forms(replace(row, value=""), self.g.classes[ADVANCED].spec.inputs["latent_image"])])
+        firsts = [f for f in (self._first_pass(row, k) for k in lines) if self._handover_fits(row, f)]
+        pins = {n: {handover_value(f, n) for f in firsts} for n in CONTINUED if n not in vals}
+        return {n: w for n, w in pins.items() if w and None not in w}
+
+    def pass_vals(self, row: RowState) -> dict | None:
+        """A KSamplerAdvanced line's written values (parsed), with the single values pinned for unwritten ones; else None."""
+        if row.cls != ADVANCED:
+            return None
+        pinned = {n: next(iter(w)) for n, w in self._pins(row).items() if len(w) == 1}
+        return pinned | {n: _parsed(v) for n, v in row.vals}
+
     def _widget_forms(self, row: RowState, rule: ClassRule, name: str) -> list[str] | None:
         """The closed set of written values of a widget (FlowGrammar.value_forms), narrowed by the handover rules.
 
         A KSamplerAdvanced pass takes steps, scheduler and start from the pass it continues (or adds noise from step 0 on a
-        fresh latent), and returns leftover noise exactly when it stops before its last step. Before its latent is written,
-        a value is pinned only when every pass it could still follow pins it alike; a pin that the field's range refuses
-        is dropped (the flow still validates; the usable check then names the break).
+        fresh latent; `_pins`), and returns leftover noise exactly when it stops before its last step (pinned steps count).
+        A pin that the field's range refuses is dropped (the flow still validates; the usable check then names the break).
         """
         forms = self.g.value_forms(rule, name)
         if row.cls != ADVANCED:
             return forms
-        vals = dict(row.vals)
         if name == "return_with_leftover_noise":
-            steps, end = _parsed(vals.get("steps", "")), _parsed(vals.get("end_at_step", ""))
-            wants = {"enable" if end < steps else "disable"} if isinstance(steps, int) and isinstance(end, int) else {None}
+            vals = self.pass_vals(row)
+            steps, end = vals.get("steps"), vals.get("end_at_step")
+            wants = {"enable" if end < steps else "disable"} if isinstance(steps, int) and isinstance(end, int) else None
         else:
-            # the passes the line follows, or can still follow: the latents its link may still take
-            lines = ([link_target(vals["latent_image"])] if "latent_image" in vals else
-                     [link_target(w) for w in self._link_forms(replace(row, value=""), rule.spec.inputs["latent_image"])])
-            firsts = [self._first_pass(row, k) for k in lines]
-            wants = {handover_value(f, name) for f in firsts if self._handover_fits(row, f)} or {None}
-        if None in wants:
+            wants = self._pins(row).get(name)
+        if wants is None:
             return forms
         texts = {value_text(w) for w in wants}
         if forms is not None:
             return [w for w in forms if w in texts] or forms
-        spec = capped_spec(rule.spec.inputs[name], row)
+        spec = capped_spec(rule.spec.inputs[name], row, self.pass_vals(row))
         return sorted(w for w in texts if num_complete(w, spec)) or None
 
     def _new_row(self) -> RowState:
