@@ -140,3 +140,23 @@ def test_finishing_continues_a_pass_left_with_leftover_noise(setup, extra):  # n
     check = check_flow_text(text)
     assert check.valid and constraint.n_dead_ends == 0, text
     assert not handover_problems(check.graph), text
+
+
+KSAMPLER = ("CheckpointLoaderSimple ckpt_name=dreamshaper_8.safetensors\nCLIPTextEncode clip=@1.1 text=<prompt>\n"
+            "CLIPTextEncode clip=@1.1 text=<negative>\nEmptyLatentImage width=512 height=768 batch_size=1\n"
+            "KSampler model=@1 positive=@2 negative=@3 latent_image=@4 steps=25 cfg=7.0 sampler_name=euler scheduler=normal denoise=1.0\n"
+            "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6")
+
+
+def test_a_ksampler_on_an_empty_latent_denoises_fully(fc):  # noqa: F811
+    """Every first-pass KSampler of the training flows has denoise 1 (every hires pass < 1): a partial one is washed out."""
+    assert check_flow_text(KSAMPLER).usable
+    broken = check_flow_text(KSAMPLER.replace("denoise=1.0", "denoise=0.5"))
+    assert broken.valid and not broken.usable and any("input 'denoise'" in p for p in broken.problems)
+    assert set(_value_choices(fc, KSAMPLER.split("denoise=")[0] + "denoise=")) <= {"1", "1.0"}
+    hires = KSAMPLER.split("VAEDecode")[0] + "LatentUpscaleBy samples=@5 upscale_method=nearest-exact scale_by=1.5\n"
+    assert "0" in allowed_after(fc, hires + "KSampler model=@1 positive=@2 negative=@3 latent_image=@6 steps=15 cfg=7.0 "
+                                "sampler_name=euler scheduler=normal denoise=")  # a hires pass stays free
+    two = hires + "EmptyLatentImage width=512 height=512 batch_size=1\n"  # line 7: a second empty latent, unused
+    assert allowed_after(fc, two + "KSampler denoise=1.0 latent_image=") == {"@6", "@7"}
+    assert allowed_after(fc, two + "KSampler denoise=0.5 latent_image=") == {"@6"}  # a partial denoise: not an empty latent

@@ -198,3 +198,11 @@ def test_a_two_pass_flow_that_does_not_hand_over_is_scored_as_the_noisy_image_it
         assert clean.score_one(prompt, broken) < ok - 0.04, prompt
         assert 0 < clean.score_one(prompt, decoded_early) < ok - 0.04, prompt
     assert NOISY < -3
+
+
+def test_a_partial_denoise_of_an_empty_latent_is_scored_as_the_washed_out_image_it_renders():
+    washed = simple_flow()
+    sampler = next(n for n in washed.values() if n["class_type"] == "KSampler")
+    sampler["inputs"]["denoise"] = 0.5
+    for prompt in (PORTRAIT, ANIME, LANDSCAPE):
+        assert 0 < clean.score_one(prompt, washed) < clean.score_one(prompt, simple_flow()) - 0.04

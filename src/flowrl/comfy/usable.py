@@ -192,6 +192,7 @@ def duplicate_problems(graph: dict) -> list[Problem]:
 # Two-pass KSamplerAdvanced rules: every training flow keeps them (base + augmented, 244 two-pass flows; docs/simulator.md).
 # A pass *continues* another when its latent is a KSamplerAdvanced output returned with leftover noise.
 ADVANCED = "KSamplerAdvanced"
+EMPTY_LATENT = "EmptyLatentImage"
 CONTINUED = ("steps", "scheduler", "start_at_step", "add_noise")  # the inputs a continuing pass takes from the pass before it
 
 
@@ -206,6 +207,12 @@ def continues(graph: dict, node: dict) -> dict | None:
     if src.get("class_type") == ADVANCED and src.get("inputs", {}).get("return_with_leftover_noise") == "enable":
         return src["inputs"]
     return None
+
+
+def fresh_latent(graph: dict, node: dict) -> bool:
+    """Whether a sampler's latent_image is an EmptyLatentImage (a first pass, not a hires pass on an upscaled latent)."""
+    link = node.get("inputs", {}).get("latent_image")
+    return is_link(link) and graph.get(str(link[0]), {}).get("class_type") == EMPTY_LATENT
 
 
 def handover_value(first: dict | None, name: str):
@@ -223,13 +230,17 @@ def handover_value(first: dict | None, name: str):
 
 
 def handover_problems(graph: dict) -> list[Problem]:
-    """Two-pass KSamplerAdvanced flows whose passes do not hand over at one step of one schedule (a noisy image).
+    """Two-pass KSamplerAdvanced flows whose passes do not hand over at one step of one schedule (a noisy image), and
+    KSamplers that denoise an empty latent only partly (a washed-out image).
 
-    Per pass: the `handover_value` rules; leftover noise returned exactly when it stops before its last step; it ends
+    Per KSamplerAdvanced pass: the `handover_value` rules; leftover noise returned exactly when it stops before its last step; it ends
     after it starts. A pass returned with leftover noise goes only into passes that continue it (decoded, it is noise).
     """
     problems = []
     for nid, node in graph.items():
+        if node.get("class_type") == "KSampler" and fresh_latent(graph, node) and node["inputs"].get("denoise", 1) != 1:
+            problems.append(Problem(nid, "KSampler", "denoise", f"denoise {node['inputs'].get('denoise')} on an empty latent "
+                                    "leaves part of the noise it never adds: a washed-out image (a fresh pass denoises 1)"))
         if node.get("class_type") != ADVANCED:
             continue
         inputs, first = node.get("inputs", {}), continues(graph, node)

@@ -25,7 +25,7 @@ from flowrl.comfy.validate import types_compatible
 from flowrl.encoding.grammar import ClassRule, ConstraintError, STR_CLOSED, STR_IN, file_group, json_string_step, link_target, num_complete, num_target
 from flowrl.encoding.schema import Schema
 from flowrl.comfy.usable import ADVANCED
-from flowrl.policy.flow_parse import FlowParse, FED_ONCE, SHARED_TYPES, RowState, capped_spec
+from flowrl.policy.flow_parse import FlowParse, FED_ONCE, SHARED_TYPES, RowState, _parsed, capped_spec
 from flowrl.policy.token_grammar import FlowGrammar
 
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
@@ -220,6 +220,9 @@ class FlowConstraint(FlowParse, LogitsProcessor):
             # leftover noise goes only into a KSamplerAdvanced pass that continues it (comfy.usable.handover_problems)
             avoid = avoid | ({k for k, _ in forms if not self._handover_fits(row, self._first_pass(row, k))} if row.cls == ADVANCED
                              else {k for k, _ in row.leftover})
+            denoise = dict(row.vals).get("denoise")
+            if row.cls == "KSampler" and denoise is not None and _parsed(denoise) != 1:
+                avoid = avoid | row.empty_latents  # a partial denoise is a hires pass, on an upscaled latent
         if row.line_refiner is not None and spec.type in ("MODEL", "CONDITIONING"):
             # the SDXL refiner's model with the refiner's text encoders, a base model with the base's (usable.refiner_problems)
             mismatched = {k for k, _ in forms if (k in (row.refiner_models if spec.type == "MODEL" else row.refiner_conds)) != row.line_refiner}

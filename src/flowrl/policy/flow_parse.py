@@ -12,7 +12,7 @@ import torch
 
 from flowrl.comfy.catalog import InputSpec
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
-from flowrl.comfy.usable import ADVANCED, CONTINUED, REFINER_ENCODERS, TEXT_INPUTS, handover_value, is_refiner_checkpoint
+from flowrl.comfy.usable import ADVANCED, CONTINUED, EMPTY_LATENT, REFINER_ENCODERS, TEXT_INPUTS, handover_value, is_refiner_checkpoint
 from flowrl.encoding.codec import value_text
 from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits, file_group
 
@@ -89,6 +89,7 @@ class RowState:
     line_refiner: bool | None = None  # whether the current line's model (or conditioning) link is the refiner's; None: none yet
     vals: tuple[tuple[str, str], ...] = ()  # (input, written value) of the current line's finished widgets and links
     leftover: tuple[tuple[int, tuple], ...] = ()  # (line, its inputs) of KSamplerAdvanced passes returned with leftover noise
+    empty_latents: frozenset[int] = frozenset()  # EmptyLatentImage lines (a KSampler on one denoises 1)
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -138,6 +139,8 @@ class FlowParse:
             row.refiner_conds = row.refiner_conds | {len(row.lines)}
         if row.cls == ADVANCED and dict(row.vals).get("return_with_leftover_noise") == "enable":
             row.leftover = row.leftover + ((len(row.lines), tuple((n, _parsed(v)) for n, v in row.vals)),)
+        if row.cls == EMPTY_LATENT:
+            row.empty_latents = row.empty_latents | {len(row.lines)}
         row.line_refiner, row.vals = None, ()
         row.has_output = row.has_output or spec.is_output_node
         row.has_sampler = row.has_sampler or self.g.is_sampler(row.cls)
@@ -242,6 +245,9 @@ class FlowParse:
         A pin that the field's range refuses is dropped (the flow still validates; the usable check then names the break).
         """
         forms = self.g.value_forms(rule, name)
+        if row.cls == "KSampler" and name == "denoise" and link_target(dict(row.vals).get("latent_image", "@0")) in row.empty_latents:
+            spec = capped_spec(rule.spec.inputs[name], row)
+            return [w for w in ("1", "1.0") if num_complete(w, spec)] or forms  # a first pass denoises fully
         if row.cls != ADVANCED:
             return forms
         if name == "return_with_leftover_noise":
