@@ -170,3 +170,39 @@ def test_a_flow_that_ignores_the_prompt_scores_near_the_floor():
     swapped = copy.deepcopy(g)
     swapped["5"]["inputs"]["positive"], swapped["5"]["inputs"]["negative"] = ["3", 0], ["2", 0]
     assert clean.score_one(PORTRAIT, swapped) < LOW + 0.1 * SPAN < clean.score_one(PORTRAIT, g)
+
+
+def _two_pass_flows() -> list[tuple[str, dict]]:
+    from flowrl.data.base_flows import load_base_flows
+
+    return [(n, g) for n, g in load_base_flows() if any(v["class_type"] == "KSamplerAdvanced" for v in g.values())]
+
+
+@pytest.mark.parametrize("name_graph", _two_pass_flows(), ids=lambda ng: ng[0])
+def test_a_two_pass_flow_that_does_not_hand_over_is_scored_as_the_noisy_image_it_renders(name_graph):
+    """The issue's flow: the first pass stops at step 22 of 39 with its leftover noise, the second starts at 27 of 31."""
+    from flowrl.scoring.simulator import NOISY
+
+    _, graph = name_graph
+    first, second = sorted((k for k, v in graph.items() if v["class_type"] == "KSamplerAdvanced"),
+                           key=lambda k: graph[k]["inputs"]["add_noise"] == "disable")
+    broken = copy.deepcopy(graph)
+    broken[first]["inputs"].update(steps=39, end_at_step=22)
+    broken[second]["inputs"].update(steps=31, start_at_step=27)
+    decoded_early = copy.deepcopy(graph)  # the leftover noise of the first pass decoded as the image
+    for node in decoded_early.values():
+        if node["class_type"] == "VAEDecode":
+            node["inputs"]["samples"] = [first, 0]
+    for prompt in (PORTRAIT, ANIME, LANDSCAPE):
+        ok = clean.score_one(prompt, graph)
+        assert clean.score_one(prompt, broken) < ok - 0.04, prompt
+        assert 0 < clean.score_one(prompt, decoded_early) < ok - 0.04, prompt
+    assert NOISY < -3
+
+
+def test_a_partial_denoise_of_an_empty_latent_is_scored_as_the_washed_out_image_it_renders():
+    washed = simple_flow()
+    sampler = next(n for n in washed.values() if n["class_type"] == "KSampler")
+    sampler["inputs"]["denoise"] = 0.5
+    for prompt in (PORTRAIT, ANIME, LANDSCAPE):
+        assert 0 < clean.score_one(prompt, washed) < clean.score_one(prompt, simple_flow()) - 0.04

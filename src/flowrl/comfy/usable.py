@@ -4,7 +4,8 @@
 *usable* when, beyond that, every node feeds an output (ComfyUI silently skips the rest, so they are
 dead weight or a sign of a broken flow), the sizes, batch and steps are practical on one 24 GB GPU
 for the model family, no node is an exact duplicate of another, and every sampler's positive
-conditioning encodes the prompt (and its negative does not). The limits below come from the
+conditioning encodes the prompt (and its negative does not), and two-pass `KSamplerAdvanced` flows hand
+over their leftover noise cleanly (`handover_problems`: rules every training flow keeps). The limits below come from the
 training flows (largest: 1344x1536 latents, 45 steps, batch 1, hires to 2048x3072) and the model
 cards (SD1.5 at 512, SDXL-family at 1024, Turbo/Lightning at 1-8 steps); see docs/simulator.md.
 """
@@ -188,6 +189,80 @@ def duplicate_problems(graph: dict) -> list[Problem]:
             seen[key] = nid
     return problems
 
+# Two-pass KSamplerAdvanced rules: every training flow keeps them (base + augmented, 244 two-pass flows; docs/simulator.md).
+# A pass *continues* another when its latent is a KSamplerAdvanced output returned with leftover noise.
+ADVANCED = "KSamplerAdvanced"
+EMPTY_LATENT = "EmptyLatentImage"
+CONTINUED = ("steps", "scheduler", "start_at_step", "add_noise")  # the inputs a continuing pass takes from the pass before it
+
+
+def _int(value) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def continues(graph: dict, node: dict) -> dict | None:
+    """The inputs of the KSamplerAdvanced pass whose leftover noise `node` (a KSamplerAdvanced) continues, else None."""
+    link = node.get("inputs", {}).get("latent_image")
+    src = graph.get(str(link[0]), {}) if is_link(link) else {}
+    if src.get("class_type") == ADVANCED and src.get("inputs", {}).get("return_with_leftover_noise") == "enable":
+        return src["inputs"]
+    return None
+
+
+def fresh_latent(graph: dict, node: dict) -> bool:
+    """Whether a sampler's latent_image is an EmptyLatentImage (a first pass, not a hires pass on an upscaled latent)."""
+    link = node.get("inputs", {}).get("latent_image")
+    return is_link(link) and graph.get(str(link[0]), {}).get("class_type") == EMPTY_LATENT
+
+
+def handover_value(first: dict | None, name: str):
+    """What a KSamplerAdvanced pass must set `name` to: after `first` (the pass it continues) or, with None, as a fresh pass.
+
+    Continuing: the same steps and scheduler (one noise schedule), start where the first ended, add no noise.
+    Fresh: add noise and start at step 0 (an empty latent started later, or without noise, is a grey or blank image).
+    Returns None where the rule leaves `name` free.
+    """
+    if first is None:
+        return {"add_noise": "enable", "start_at_step": 0}.get(name)
+    if name not in CONTINUED:
+        return None
+    return "disable" if name == "add_noise" else first.get("end_at_step" if name == "start_at_step" else name)
+
+
+def handover_problems(graph: dict) -> list[Problem]:
+    """Two-pass KSamplerAdvanced flows whose passes do not hand over at one step of one schedule (a noisy image), and
+    KSamplers that denoise an empty latent only partly (a washed-out image).
+
+    Per KSamplerAdvanced pass: the `handover_value` rules; leftover noise returned exactly when it stops before its last step; it ends
+    after it starts. A pass returned with leftover noise goes only into passes that continue it (decoded, it is noise).
+    """
+    problems = []
+    for nid, node in graph.items():
+        if node.get("class_type") == "KSampler" and fresh_latent(graph, node) and node["inputs"].get("denoise", 1) != 1:
+            problems.append(Problem(nid, "KSampler", "denoise", f"denoise {node['inputs'].get('denoise')} on an empty latent "
+                                    "leaves part of the noise it never adds: a washed-out image (a fresh pass denoises 1)"))
+        if node.get("class_type") != ADVANCED:
+            continue
+        inputs, first = node.get("inputs", {}), continues(graph, node)
+        for name in ("add_noise", "start_at_step") + (CONTINUED[:2] if first else ()):
+            want = handover_value(first, name)
+            if want is not None and inputs.get(name) != want:
+                what = f"the pass it continues has {want}" if first else f"a pass on fresh noise has {want}"
+                problems.append(Problem(nid, ADVANCED, name, f"{name} {inputs.get(name)} does not hand over: {what}"))
+        steps, start, end = _int(inputs.get("steps")), _int(inputs.get("start_at_step")), _int(inputs.get("end_at_step"))
+        if steps is not None and end is not None and (inputs.get("return_with_leftover_noise") == "enable") != (end < steps):
+            problems.append(Problem(nid, ADVANCED, "return_with_leftover_noise", "leftover noise is returned exactly when "
+                                    f"the pass stops before its last step (end_at_step {end} of {steps} steps)"))
+        if start is not None and end is not None and end <= start:
+            problems.append(Problem(nid, ADVANCED, "end_at_step", f"end_at_step {end} is not after start_at_step {start}"))
+        if inputs.get("return_with_leftover_noise") == "enable":
+            for uid, user in graph.items():
+                for name, v in user.get("inputs", {}).items():
+                    if is_link(v) and str(v[0]) == str(nid) and (user.get("class_type") != ADVANCED or name != "latent_image"):
+                        problems.append(Problem(uid, user.get("class_type"), name, f"takes the leftover noise of pass {nid}; "
+                                                "only a KSamplerAdvanced pass that continues it may"))
+    return problems
+
 
 def usable_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem]:
     """Everything that stops a person from running `graph` as is (empty list = usable)."""
@@ -195,7 +270,7 @@ def usable_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem
     if problems:
         return problems
     return (orphan_problems(graph, catalog) + duplicate_problems(graph) + conditioning_problems(graph) + refiner_problems(graph)
-            + practical_problems(graph))
+            + handover_problems(graph) + practical_problems(graph))
 
 
 def is_usable(graph: dict) -> bool:

@@ -24,7 +24,8 @@ from flowrl.comfy.catalog import Catalog, InputSpec
 from flowrl.comfy.validate import types_compatible
 from flowrl.encoding.grammar import ClassRule, ConstraintError, STR_CLOSED, STR_IN, file_group, json_string_step, link_target, num_complete, num_target
 from flowrl.encoding.schema import Schema
-from flowrl.policy.flow_parse import FlowParse, FED_ONCE, SHARED_TYPES, RowState, capped_spec
+from flowrl.comfy.usable import ADVANCED
+from flowrl.policy.flow_parse import FlowParse, FED_ONCE, SHARED_TYPES, RowState, _parsed, capped_spec
 from flowrl.policy.token_grammar import FlowGrammar
 
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
@@ -83,13 +84,18 @@ class FlowConstraint(FlowParse, LogitsProcessor):
             outputs.append(tuple(new.spec.outputs))
         return sum(self.g.consumer(types, o)[0] for o in outputs if o)
 
+    def _handover_cost(self, row: RowState, ct: str | None) -> int:
+        """Tokens of the KSamplerAdvanced lines that must continue the passes left with leftover noise (a `ct` line may be one)."""
+        n = sum(1 for k, _ in row.leftover if k in row.open) - (ct == ADVANCED)
+        return n * self.g.line_cost(ADVANCED) if n > 0 else 0
+
     def _tail_cost(self, row: RowState, used_extra: str | None = None) -> int:
         """Tokens to finish the current line from an item end, then an output node and EOS."""
         rule = self.g.classes[row.cls]
         cost = sum(self.g.input_cost(rule, n) for n in self._missing(row, used_extra)) + 1
         has_output = row.has_output or rule.spec.is_output_node
         return (cost + self.g.finish_cost(row.types(rule), has_output, row.has_sampler or self.g.is_sampler(row.cls)) + 1
-                + self._orphan_cost(row, rule))
+                + self._orphan_cost(row, rule) + self._handover_cost(row, row.cls))
 
     def _fresh(self, row: RowState, ct: str) -> bool:
         """Whether a `ct` line can take a latent or image that no `ct` line has taken through the same input."""
@@ -105,7 +111,8 @@ class FlowConstraint(FlowParse, LogitsProcessor):
     def _orphan_step(self, row: RowState) -> str | None:
         """In finishing mode, the class to write next towards consuming the first orphan node; None when none can be."""
         types = row.types()
-        for k in sorted(row.open):
+        leftover = {k for k, _ in row.leftover}  # only a KSamplerAdvanced continues one (`_struct_forms` writes it when it fits)
+        for k in sorted(row.open - leftover):
             _, ct, _ = self.g.consumer(types, row.lines[k - 1])
             if ct is not None:
                 return self.g.first_step(types, ct)
@@ -115,13 +122,13 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         """Estimated tokens still needed to reach a complete flow and EOS from this state."""
         if row.cls is None:
             return (self.g.finish_cost(row.types(), row.has_output, row.has_sampler) + 1 + (2 if row.prefix else 0)
-                    + self._orphan_cost(row))
+                    + self._orphan_cost(row) + self._handover_cost(row, None))
         rule = self.g.classes[row.cls]
         if row.name is None:
             return self._tail_cost(row) + (2 if row.prefix else 0)
         spec = rule.spec.inputs[row.name]
-        if spec.kind == "link" or self.g.value_forms(rule, row.name) is not None:
-            forms = self._link_forms(row, spec) if spec.kind == "link" else self.g.value_forms(rule, row.name)
+        if spec.kind == "link" or self._widget_forms(row, rule, row.name) is not None:
+            forms = self._link_forms(row, spec) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
             value_cost = min((self.g.tok_len(w[len(row.value):]) for w in forms if w.startswith(row.value)), default=0)
         elif spec.type in ("INT", "FLOAT"):
             value_cost = 0 if num_complete(row.value, spec) else len(num_target(spec)) + 1
@@ -139,7 +146,9 @@ class FlowConstraint(FlowParse, LogitsProcessor):
             types = row.types()
             complete = row.has_output and row.has_sampler
             if finish:
-                ct = self.g.finish_class(types, row.has_output, row.has_sampler)
+                # a pass left with leftover noise is continued first (decoded, it would be noise)
+                handover = self._handover_cost(row, None) and self._cost(row) <= budget
+                ct = ADVANCED if handover else self.g.finish_class(types, row.has_output, row.has_sampler)
                 if ct is None and complete and row.open and self._orphan_cost(row) <= budget:
                     ct = self._orphan_step(row)
                 if ct is not None:
@@ -152,7 +161,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
                     continue
                 after = sum(self.g.input_cost(rule, n) for n in rule.required) + 1 + self.g.finish_cost(
                     row.types(rule), row.has_output or rule.spec.is_output_node, row.has_sampler or self.g.is_sampler(ct)) + 1
-                after += self._orphan_cost(row, rule)
+                after += self._orphan_cost(row, rule) + self._handover_cost(row, ct)
                 if self.g.tok_len(rule.form) + after + FINISH_SLACK <= budget:
                     forms[rule.form] = ("class", ct)
             # EOS only once every node feeds something (an orphan node is a flow nobody would write),
@@ -207,6 +216,13 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         avoid = row.text_lines if spec.name == "positive" else row.prompt_lines if spec.name == "negative" else frozenset()
         if spec.type in FED_ONCE:
             avoid = avoid | {k for c, n, k in row.fed if c == row.cls and n == spec.name}
+        if spec.type == "LATENT":
+            # leftover noise goes only into a KSamplerAdvanced pass that continues it (comfy.usable.handover_problems)
+            avoid = avoid | ({k for k, _ in forms if not self._handover_fits(row, self._first_pass(row, k))} if row.cls == ADVANCED
+                             else {k for k, _ in row.leftover})
+            denoise = dict(row.vals).get("denoise")
+            if row.cls == "KSampler" and denoise is not None and _parsed(denoise) != 1:
+                avoid = avoid | row.empty_latents  # a partial denoise is a hires pass, on an upscaled latent
         if row.line_refiner is not None and spec.type in ("MODEL", "CONDITIONING"):
             # the SDXL refiner's model with the refiner's text encoders, a base model with the base's (usable.refiner_problems)
             mismatched = {k for k, _ in forms if (k in (row.refiner_models if spec.type == "MODEL" else row.refiner_conds)) != row.line_refiner}
@@ -223,11 +239,11 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         rule = self.g.classes[row.cls]
         spec = rule.spec.inputs[row.name]
         g = self.g
-        forms = self._link_forms(row, spec, finish) if spec.kind == "link" else g.value_forms(rule, row.name)
+        forms = self._link_forms(row, spec, finish) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
         if forms is not None and spec.kind != "link" and row.group is not None:
             # checkpoints and LoRAs of one architecture: an SD1.5 LoRA does nothing on an SDXL model
             forms = [w for w in forms if file_group(row.name, w) in (None, row.group)] or forms
-        spec = capped_spec(spec, row)
+        spec = capped_spec(spec, row, self.pass_vals(row))
         if forms is None and spec.type in ("INT", "FLOAT"):
             complete = num_complete(row.value, spec)
             if finish and not row.value:

@@ -4,6 +4,7 @@ builds its logits masks on top).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -11,7 +12,8 @@ import torch
 
 from flowrl.comfy.catalog import InputSpec
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
-from flowrl.comfy.usable import REFINER_ENCODERS, TEXT_INPUTS, is_refiner_checkpoint
+from flowrl.comfy.usable import ADVANCED, CONTINUED, EMPTY_LATENT, REFINER_ENCODERS, TEXT_INPUTS, handover_value, is_refiner_checkpoint
+from flowrl.encoding.codec import value_text
 from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits, file_group
 
 
@@ -19,8 +21,9 @@ FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one c
 SHARED_TYPES = ("CLIP",)  # links that go to a used line even while an unused one exists (a refiner's second encoder and the base's CLIP)
 
 
-def capped_spec(spec: InputSpec, row: "RowState") -> InputSpec:
-    """`spec` capped at the practical value (steps, cfg) for the row's checkpoint (comfy.usable.SAMPLER_LIMITS)."""
+def capped_spec(spec: InputSpec, row: "RowState", pass_vals: dict | None = None) -> InputSpec:
+    """`spec` capped at the practical value (steps, cfg) for the row's checkpoint (comfy.usable.SAMPLER_LIMITS), and for a
+    KSamplerAdvanced line bounded by its `pass_vals` (FlowParse.pass_vals: written or pinned values; `_pass_range`)."""
     cap = dict(row.limits).get(spec.name, math.inf)
     if cap < (spec.max if spec.max is not None else math.inf):
         # the training range of a field may start above the cap (KSamplerAdvanced steps come from full-size SDXL
@@ -28,7 +31,37 @@ def capped_spec(spec: InputSpec, row: "RowState") -> InputSpec:
         # on a whole number would let '0' start a value that can never reach it)
         low = cap / 4 if spec.type == "FLOAT" else math.ceil(cap / 3)
         return replace(spec, max=cap, min=None if spec.min is None else min(spec.min, low))
+    if pass_vals and spec.name in ("steps", "start_at_step", "end_at_step"):
+        lo, hi = _pass_range(spec.name, pass_vals)
+        lo, hi = max(lo, -math.inf if spec.min is None else spec.min), min(hi, math.inf if spec.max is None else spec.max)
+        if lo <= hi:  # a range the field cannot meet stays as it was (no dead end; usable names the break)
+            return replace(spec, min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
     return spec
+
+
+def _pass_range(name: str, vals: dict) -> tuple[float, float]:
+    """Bounds on a KSamplerAdvanced pass's steps / start / end from what its line wrote: start < end, and
+    end < steps exactly when it returns leftover noise (comfy.usable.handover_problems)."""
+    steps, start, end = (vals.get(n) if isinstance(vals.get(n), int) else None for n in ("steps", "start_at_step", "end_at_step"))
+    leftover = vals.get("return_with_leftover_noise")
+    lo, hi = -math.inf, math.inf
+    if name == "end_at_step":
+        lo = -math.inf if start is None else start + 1
+        if steps is not None and leftover in ("enable", "disable"):
+            lo, hi = (lo, steps - 1) if leftover == "enable" else (max(lo, steps), hi)
+    elif name == "start_at_step" and end is not None:
+        hi = end - 1
+    elif name == "steps" and end is not None and leftover in ("enable", "disable"):
+        lo, hi = (end + 1, hi) if leftover == "enable" else (lo, end)
+    return lo, hi
+
+
+def _parsed(text: str):
+    """A written value as the graph holds it (a JSON number or string, else the bare text)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 @dataclass
@@ -54,6 +87,9 @@ class RowState:
     refiner_models: frozenset[int] = frozenset()  # finished lines whose MODEL is the SDXL refiner's (through patches)
     refiner_conds: frozenset[int] = frozenset()  # finished lines whose conditioning is the refiner's text encoder's
     line_refiner: bool | None = None  # whether the current line's model (or conditioning) link is the refiner's; None: none yet
+    vals: tuple[tuple[str, str], ...] = ()  # (input, written value) of the current line's finished widgets and links
+    leftover: tuple[tuple[int, tuple], ...] = ()  # (line, its inputs) of KSamplerAdvanced passes returned with leftover noise
+    empty_latents: frozenset[int] = frozenset()  # EmptyLatentImage lines (a KSampler on one denoises 1)
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -101,7 +137,11 @@ class FlowParse:
             row.refiner_models = row.refiner_models | {len(row.lines)}
         if row.cls in REFINER_ENCODERS:
             row.refiner_conds = row.refiner_conds | {len(row.lines)}
-        row.line_refiner = None
+        if row.cls == ADVANCED and dict(row.vals).get("return_with_leftover_noise") == "enable":
+            row.leftover = row.leftover + ((len(row.lines), tuple((n, _parsed(v)) for n, v in row.vals)),)
+        if row.cls == EMPTY_LATENT:
+            row.empty_latents = row.empty_latents | {len(row.lines)}
+        row.line_refiner, row.vals = None, ()
         row.has_output = row.has_output or spec.is_output_node
         row.has_sampler = row.has_sampler or self.g.is_sampler(row.cls)
         row.cls, row.used = None, set()
@@ -110,8 +150,8 @@ class FlowParse:
         """Append as much of `text` to the current value as it continues; return the rest (after the value ends)."""
         rule = self.g.classes[row.cls]
         spec = rule.spec.inputs[row.name]
-        forms = self._link_forms(row, spec) if spec.kind == "link" else self.g.value_forms(rule, row.name)
-        spec = capped_spec(spec, row)
+        forms = self._link_forms(row, spec) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
+        spec = capped_spec(spec, row, self.pass_vals(row))
         if forms is None and spec.type in ("INT", "FLOAT"):
             i = 0
             while i < len(text) and text[i] in NUMBER_CHARS:
@@ -147,6 +187,7 @@ class FlowParse:
             if not complete:
                 raise ConstraintError(f"value {row.value!r} of {row.cls}.{row.name} ended early")
             row.used.add(row.name)
+            row.vals = row.vals + ((row.name, row.value),)
             row.open = row.open - {link_target(row.value)}
             if row.name == "ckpt_name" and row.cls == "CheckpointLoaderSimple":
                 caps = dict(row.limits)
@@ -165,6 +206,63 @@ class FlowParse:
                 row.line_text = "prompt" if PROMPT_PLACEHOLDER in row.value else (row.line_text or "text")
             row.name, row.value = None, ""
         return rest
+
+    # ------------------------------------------------------------ two-pass KSamplerAdvanced (comfy.usable.handover_problems)
+
+    def _first_pass(self, row: RowState, line: int) -> dict | None:
+        """The inputs of the pass with leftover noise at `line`, else None (a fresh latent)."""
+        return next((dict(inputs) for k, inputs in row.leftover if k == line), None)
+
+    def _handover_fits(self, row: RowState, first: dict | None) -> bool:
+        """Whether the current KSamplerAdvanced line, as written so far, can follow `first` (None: a fresh latent)."""
+        return all(handover_value(first, n) in (None, _parsed(v)) for n, v in row.vals)
+
+    def _pins(self, row: RowState) -> dict[str, set]:
+        """Values the handover rules allow for the current KSamplerAdvanced line's unwritten fields (absent: free).
+
+        The pass the line follows (or every pass it can still follow: the latents its link may still take) sets steps,
+        scheduler, start and add_noise; a pin holds only where all of them agree on a value or a few values.
+        """
+        vals = dict(row.vals)
+        lines = ([link_target(vals["latent_image"])] if "latent_image" in vals else
+                 [link_target(w) for w in self._link_forms(replace(row, value=""), self.g.classes[ADVANCED].spec.inputs["latent_image"])])
+        firsts = [f for f in (self._first_pass(row, k) for k in lines) if self._handover_fits(row, f)]
+        pins = {n: {handover_value(f, n) for f in firsts} for n in CONTINUED if n not in vals}
+        return {n: w for n, w in pins.items() if w and None not in w}
+
+    def pass_vals(self, row: RowState) -> dict | None:
+        """A KSamplerAdvanced line's written values (parsed), with the single values pinned for unwritten ones; else None."""
+        if row.cls != ADVANCED:
+            return None
+        pinned = {n: next(iter(w)) for n, w in self._pins(row).items() if len(w) == 1}
+        return pinned | {n: _parsed(v) for n, v in row.vals}
+
+    def _widget_forms(self, row: RowState, rule: ClassRule, name: str) -> list[str] | None:
+        """The closed set of written values of a widget (FlowGrammar.value_forms), narrowed by the handover rules.
+
+        A KSamplerAdvanced pass takes steps, scheduler and start from the pass it continues (or adds noise from step 0 on a
+        fresh latent; `_pins`), and returns leftover noise exactly when it stops before its last step (pinned steps count).
+        A pin that the field's range refuses is dropped (the flow still validates; the usable check then names the break).
+        """
+        forms = self.g.value_forms(rule, name)
+        if row.cls == "KSampler" and name == "denoise" and link_target(dict(row.vals).get("latent_image", "@0")) in row.empty_latents:
+            spec = capped_spec(rule.spec.inputs[name], row)
+            return [w for w in ("1", "1.0") if num_complete(w, spec)] or forms  # a first pass denoises fully
+        if row.cls != ADVANCED:
+            return forms
+        if name == "return_with_leftover_noise":
+            vals = self.pass_vals(row)
+            steps, end = vals.get("steps"), vals.get("end_at_step")
+            wants = {"enable" if end < steps else "disable"} if isinstance(steps, int) and isinstance(end, int) else None
+        else:
+            wants = self._pins(row).get(name)
+        if wants is None:
+            return forms
+        texts = {value_text(w) for w in wants}
+        if forms is not None:
+            return [w for w in forms if w in texts] or forms
+        spec = capped_spec(rule.spec.inputs[name], row, self.pass_vals(row))
+        return sorted(w for w in texts if num_complete(w, spec)) or None
 
     def _new_row(self) -> RowState:
         return RowState(has_sampler=not self.g.samplers)  # a grammar without sampler classes cannot ask for one

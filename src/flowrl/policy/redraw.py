@@ -1,7 +1,8 @@
 """Redraw unusable flows: what inference hands a user is a flow a person could run.
 
 Constrained decoding guarantees a flow that decodes and validates, but not every rule of `usable`
-(no orphan or duplicate node, refiner conditioning on the refiner): those are checked after
+(no orphan or duplicate node, refiner conditioning on the refiner, two-pass samplers that hand over
+cleanly where the field order let the constraint see it too late): those are checked after
 sampling. At inference (evaluate, `flowrl generate`, the served model) a prompt whose flow fails
 the check is sampled again, with another seed, up to `retries` more times. GRPO never redraws:
 it must see, and be penalised for, the unusable flows its policy writes. The evaluation reports

@@ -13,7 +13,7 @@ import math
 import random
 from functools import lru_cache
 
-from flowrl.comfy.usable import practical_problems, refiner_problems, rendered_subgraph
+from flowrl.comfy.usable import handover_problems, practical_problems, refiner_problems, rendered_subgraph
 from flowrl.comfy.validate import validate_graph
 from flowrl.comfy import components as C
 from flowrl.scoring.base import ScorerError
@@ -59,6 +59,7 @@ CHECKPOINT_AFFINITY = {
 }
 INCOHERENT = -2.0   # an SD1.5 LoRA on an SDXL checkpoint, a refiner on SD1.5, lcm without an LCM model
 UNPROMPTED = -6.0      # the main sampler's positive conditioning does not encode the prompt
+NOISY = -4.0           # two-pass KSamplerAdvanced passes that do not hand over cleanly (comfy.usable.handover_problems)
 REPEAT_PENALTY = -0.3   # the same LoRA file applied again (doubles its strength; no second style bonus)
 ADDON_CAP = 0.6         # stacked add-on passes (hires, upscalers, face detailer, FreeU) saturate towards this gain
 
@@ -200,8 +201,9 @@ def utility(p: PromptFeatures, f: FlowFeatures) -> float:
 
 
 @lru_cache(maxsize=65536)
-def _rendered(graph_json: str) -> FlowFeatures | None:
-    """Features of what a render would execute (output nodes and their ancestors), or None when it would not render.
+def _rendered(graph_json: str) -> tuple[FlowFeatures, float] | None:
+    """Features of what a render would execute (output nodes and their ancestors) and the utility its image loses to
+    noise (NOISY when its KSamplerAdvanced passes do not hand over cleanly, else 0), or None when it would not render.
 
     A flow does not render when the executed part fails validation, has no sampler or checkpoint, or
     would not fit a 24 GB GPU (`flowrl.comfy.usable.practical_problems`). Nodes that feed no output add nothing.
@@ -212,7 +214,7 @@ def _rendered(graph_json: str) -> FlowFeatures | None:
     f = flow_features(graph)
     if f.n_samplers == 0 or not f.has_output or f.checkpoint is None or f.family is None:
         return None
-    return f
+    return f, NOISY if handover_problems(graph) else 0.0
 
 
 class PreferenceSimulator:
@@ -240,10 +242,11 @@ class PreferenceSimulator:
     def score_one(self, prompt: str, graph: dict) -> float:
         """Score of one pair; exactly 0.0 for an invalid graph."""
         graph_json = json.dumps(graph, sort_keys=True, separators=(",", ":"))
-        features = _rendered(graph_json)
-        if features is None:
+        rendered = _rendered(graph_json)
+        if rendered is None:
             return 0.0
-        u = utility(prompt_features(prompt), features)
+        features, noise_loss = rendered
+        u = utility(prompt_features(prompt), features) + noise_loss
         value = LOW + SPAN / (1.0 + math.exp(-u / TEMPERATURE))
         if self.noise:
             value += self._noise(prompt, graph_json)
