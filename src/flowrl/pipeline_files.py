@@ -33,14 +33,14 @@ def _dvc_stage(stage: Stage) -> dict:
         "cmd": f"{PYTHON} -m flows {stage.name}",
         "deps": [str(p) for p in (ResolvedParams.of(stage.name), *stage.inputs)] + code_deps(stage.module, RUNNER),
     }
-    outs = [str(p) for p in stage.outs] + [{str(p): {"cache": False}} for p in stage.uncached]
+    outs = [str(p) for p in stage.outs] + [{str(p): {"cache": False}} for p in (*stage.uncached, *(c.path for c in stage.curves))]
     if stage.persist:
         outs = [{o: {"persist": True}} if isinstance(o, str) else o for o in outs]
     if outs:
         entry["outs"] = outs
     entry["metrics"] = [{str(stage.metrics): {"cache": False}}]
     if stage.plots:
-        entry["plots"] = [str(p) for p in stage.plots]
+        entry["plots"] = [{str(p): {"cache": False}} for p in stage.plots]
     return entry
 
 
@@ -53,7 +53,9 @@ def render_dvc_yaml() -> str:
         "outs": [str(ResolvedParams.dir)],
     }}
     stages.update({stage.name: _dvc_stage(stage) for stage in STAGES.values()})
-    body = yaml.safe_dump({"stages": stages}, sort_keys=False, default_flow_style=False, width=120)
+    plots = [{f"{stage.name}_{title}": {"x": curve.x, "y": {str(curve.path): list(columns)}, "title": f"{stage.name}: {title}"}}
+             for stage in STAGES.values() for curve in stage.curves for title, columns in curve.y]
+    body = yaml.safe_dump({"stages": stages, "plots": plots}, sort_keys=False, default_flow_style=False, width=120)
     return DVC_HEADER + body
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flowrl.config import Params
 from flowrl.errors import FlowRLError
+from flowrl.io import write_json
 
 DATA, MODELS, REPORTS = Path("data"), Path("models"), Path("reports")
 
@@ -23,6 +24,22 @@ DATA, MODELS, REPORTS = Path("data"), Path("models"), Path("reports")
 def report_dir(stage: str) -> Path:
     """reports/<stage>: where a stage writes its metrics.json, plots and human-readable reports."""
     return REPORTS / stage
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A per-step log a stage writes as a JSON table; DVC plots (and MLflow step metrics) show each group of `y` columns against `x`."""
+
+    path: Path
+    x: str
+    y: tuple[tuple[str, tuple[str, ...]], ...]  # (title, columns) per plot
+
+    def write(self, root: Path, rows: list[dict]) -> Path:
+        """`rows` with every column in every row (null where a row lacks it): DVC plots read only columns every row has."""
+        columns = dict.fromkeys([self.x, *(c for _, cols in self.y for c in cols)])
+        for row in rows:
+            columns.update(dict.fromkeys(row))
+        return write_json(root / self.path, [{c: row.get(c) for c in columns} for row in rows])
 
 
 class ResolvedParams:
@@ -89,6 +106,7 @@ class SFTFiles:
 
     dir = MODELS / "sft"
     checkpoints = MODELS / "sft_checkpoints"
+    log = Curve(report_dir("sft") / "log.json", "step", (("loss", ("loss",)),))
 
 
 class RewardFiles:
@@ -104,7 +122,8 @@ class GRPOFiles:
 
     dir = MODELS / "grpo"
     checkpoints = MODELS / "grpo_checkpoints"
-    log = report_dir("grpo") / "log.jsonl"
+    log = Curve(report_dir("grpo") / "log.json", "step", (("reward", ("reward", "true_score_probe")), ("kl", ("kl",)),
+                                                          ("validity", ("validity", "probe_validity"))))
     curves = report_dir("grpo") / "curves.png"
 
 
@@ -128,7 +147,8 @@ class Stage:
         params: params.yaml keys it reads: a section (`sft`), a dotted key (`prompts.min_chars`) or `seed`.
         inputs: files or folders written by earlier stages.
         outs: folders or files it writes (DVC outputs); `uncached` ones stay out of the DVC cache.
-        plots: images DVC shows as plots.
+        plots: images DVC shows as plots (kept out of the DVC cache, so git holds them).
+        curves: per-step logs DVC plots from their data (kept out of the DVC cache, like the metrics, so git holds them).
     """
 
     name: str
@@ -139,6 +159,7 @@ class Stage:
     uncached: tuple[Path, ...] = ()
     persist: bool = False
     plots: tuple[Path, ...] = ()
+    curves: tuple[Curve, ...] = ()
     metrics_file: str = "metrics.json"
 
     @property
@@ -175,7 +196,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           uncached=(ValidateFiles.data_docs,)),
     Stage("sft", "flowrl.policy.sft:run", ("seed", "device", "policy", "sft"),
           (TRAINING_GATE, EncodeFiles.sft_pairs, EncodeFiles.vocab, EncodeFiles.schema, PromptsFiles.holdout),
-          outs=(SFTFiles.dir,)),
+          outs=(SFTFiles.dir,), curves=(SFTFiles.log,)),
     # persist: finished ensemble members are reused on a rerun (they carry a fingerprint of
     # their data and settings, so a change retrains them); see docs/reward.md.
     Stage("reward", "flowrl.reward.train:run", ("seed", "device", "reward"),
@@ -183,7 +204,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           outs=(RewardFiles.dir,), persist=True, plots=(RewardFiles.scatter,)),
     Stage("grpo", "flowrl.policy.grpo:run", ("seed", "device", "policy", "grpo", "reward", "scoring"),
           (SFTFiles.dir, RewardFiles.dir, PromptsFiles.dir),
-          outs=(GRPOFiles.dir,)),
+          outs=(GRPOFiles.dir,), curves=(GRPOFiles.log,)),
     Stage("evaluate", "flowrl.evaluation.evaluate:run", ("seed", "device", "evaluate", "policy", "scoring"),
           (PromptsFiles.holdout, FlowsFiles.dir, EncodeFiles.flows, TripletsFiles.scored_flows, TripletsFiles.train,
            SFTFiles.dir, GRPOFiles.dir, RewardFiles.dir),
