@@ -56,7 +56,8 @@ def test_report_uses_a_modules_rows_and_flattens_the_others(tmp_path):
     assert "| guided / single latency | 1.20x | <= 1.5x | yes |" in text  # the module's rows()
     assert "| a.b | 0.123 |  |  |" in text and "| a.c | 1, 2 |  |  |" in text  # flattened fallback
     assert "* note: fell back" in text
-    assert "Measured 2026-01-02 on 2 CPUs, x86_64, OMP_NUM_THREADS=1, load average 1.5 at the start, profile `cpu`." in text
+    assert "## Not measured on the current policies" in text and "python -m bench best_of_n constrained encoding" in text
+    assert "Measured 2026-01-02 on 2 CPUs, x86_64, OMP_NUM_THREADS=1, load average 1.5 at the start, profile `cpu`, commit not recorded." in text
 
 
 def test_report_says_no_target_met_when_it_is_not(tmp_path):
@@ -156,3 +157,19 @@ def test_reward_ceiling_names_the_missing_triplets(tmp_path):
 
     with pytest.raises(SystemExit, match=r"train.jsonl not found: build the triplets first \(`dvc repro triplets`\)"):
         _triplets(tmp_path, RewardConfig(), 0)
+
+
+def test_the_measured_line_names_policy_and_commit():
+    measured = {**MEASURED, "commit": "0123456789abcdef0123"}
+    line = _report.measured_line(measured, {"profile": "cpu", "policy": "small Llama"})
+    assert line.endswith("profile `cpu`, policy small Llama, commit `0123456789ab`.")
+
+
+def test_every_result_names_its_commit_or_predates_the_record():
+    """Results measured from now on carry their commit; the older ones are listed until rerun."""
+    from bench.__main__ import commit
+
+    assert len(commit().split("+")[0]) == 40
+    for path in sorted((REPO / "bench/results").glob("*.json")):
+        measured = json.loads(path.read_text())["measured"]
+        assert "commit" in measured or measured["date"] <= "2026-12-05", path.name
