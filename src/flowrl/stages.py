@@ -209,8 +209,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           (PromptsFiles.holdout, FlowsFiles.dir, EncodeFiles.flows, TripletsFiles.scored_flows, TripletsFiles.train,
            SFTFiles.dir, GRPOFiles.dir, RewardFiles.dir),
           uncached=(EvaluateFiles.flows,), plots=EvaluateFiles.plots, metrics_file="summary.json"),
-    Stage("register", "flowrl.tracking.registry:run", ("profile", "seed", "register", "policy"),
-          (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary)),
+    Stage("register", "flowrl.tracking.registry:run", ("profile", "seed", "register", "policy", "scoring"),
+          (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary, EvaluateFiles.flows)),
 )}
 
 # Every stage runs through this module (`python -m flows STAGE`), so what it imports reruns every stage.
