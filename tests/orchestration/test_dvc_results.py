@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flowrl.figures import BEGIN, END, README, disagreement, write_readme
 from flowrl.pipeline_files import DVC_YAML
 from flowrl.stages import STAGES
 
@@ -114,3 +115,16 @@ def test_only_the_figures_of_reports_are_committed(clone):
     tracked = set(_run(["git", "ls-files", "reports"], ws).split())
     figures = {str(p) for s in STAGES.values() for p in (s.metrics, *s.plots, *(c.path for c in s.curves))}
     assert tracked == figures
+
+
+def test_readme_figures_name_the_run_and_go_stale_with_a_new_one(clone):
+    ws, _ = clone
+    run = _run(["git", "log", "-1", "--format=%h", "--", "dvc.lock"], ws).strip()
+    (ws / README).write_text(f"# r\n\n{BEGIN} -->\n{END}\n")
+    write_readme(ws)
+    assert f"run committed in `{run}`" in (ws / README).read_text() and disagreement(ws) is None
+    _placeholders(ws, 3.0)  # a new run, committed without regenerating the README
+    _run([DVC, "commit", "-f", "-q"], ws)
+    _run(["git", "add", "-A"], ws)
+    _run(["git", *GIT_ID, "commit", "-qm", "run 3"], ws)
+    assert "differ from those of" in disagreement(ws)
