@@ -151,6 +151,15 @@ def test_reward_ceiling_learners_recover_a_planted_signal():
     assert rows_to_reach(curve["gbm"], 0.9) is not None and rows_to_reach(curve["flow_mean"], 0.9) is None
 
 
+def test_reward_ceiling_leaves_flow_mean_out_on_unseen_flows():
+    from bench.reward_ceiling import learning_curve
+
+    train, test = _planted_triplets(300, 0), _planted_triplets(100, 1)
+    test = [{**r, "flow": r["flow"] + " unseen"} for r in test]
+    curve = learning_curve(train, test, sizes=(100,), repeats=1)
+    assert set(curve) == {"ridge", "gbm"} and all(np.isfinite(v) for points in curve.values() for v in points.values())
+
+
 def test_reward_ceiling_names_the_missing_triplets(tmp_path):
     from bench.reward_ceiling import _triplets
     from flowrl.config import RewardConfig
