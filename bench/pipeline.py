@@ -73,6 +73,14 @@ def _timed_repro(clone: Path, env: dict[str, str], log: Path) -> tuple[float, di
     return total, stages
 
 
+def run_record(clone: Path, env: dict[str, str]) -> dict:
+    """What the timed run produced: the clone's commit and `dvc metrics show --json` (each stage's figures)."""
+    metrics = subprocess.run([str(clone / ".venv/bin/dvc"), "metrics", "show", "--json"], cwd=clone, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
+    return {"commit": commit, "metrics": {path: entry.get("data") for path, entry in json.loads(metrics)[""]["data"].items()}}
+
+
 def main() -> dict:
     profile = os.environ.get("FLOWRL_BENCH_PROFILE", "tiny")
     clone = _clone(os.environ.get("FLOWRL_BENCH_WORKDIR"))
@@ -85,12 +93,8 @@ def main() -> dict:
     print(f"profile {profile}: dvc repro in {clone} (log {log})")
     scratch_s, stages = _timed_repro(clone, env, log)
     noop_s, _ = _timed_repro(clone, env, log)
-    metrics = subprocess.run([str(clone / ".venv/bin/dvc"), "metrics", "show", "--json"], cwd=clone, env=env,
-                             capture_output=True, text=True, check=True).stdout
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
-    figures = {"profile": profile, "commit": commit, "from_scratch_s": round(scratch_s, 1), "noop_s": round(noop_s, 1),
-               "stages_s": stages, "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"), "workdir": str(clone),
-               "metrics": json.loads(metrics)[""]["data"]}  # `dvc metrics show --json`: each stage's figures of this run
+    figures = {"profile": profile, "from_scratch_s": round(scratch_s, 1), "noop_s": round(noop_s, 1), "stages_s": stages,
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"), "workdir": str(clone), **run_record(clone, env)}
     print(f"from scratch {scratch_s / 60:.1f} min, no-op {noop_s:.1f} s; per stage: {stages}")
     return figures
 

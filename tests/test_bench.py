@@ -182,3 +182,22 @@ def test_every_result_names_its_commit_or_predates_the_record():
     for path in sorted((REPO / "bench/results").glob("*.json")):
         measured = json.loads(path.read_text())["measured"]
         assert "commit" in measured or measured["date"] <= "2026-12-05", path.name
+
+
+def test_bench_pipeline_records_the_commit_and_the_dvc_metrics(tmp_path):
+    import os
+    import subprocess
+
+    from bench.pipeline import run_record
+
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
+    (tmp_path / "dvc.yaml").write_text("metrics:\n- reports/sft/metrics.json\n")
+    (tmp_path / "reports/sft").mkdir(parents=True)
+    (tmp_path / "reports/sft/metrics.json").write_text('{"perplexity": 1.25}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    for cmd in (["git", "init", "-q"], [str(tmp_path / ".venv/bin/dvc"), "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, env=env)
+    record = run_record(tmp_path, env)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert record == {"commit": head, "metrics": {"reports/sft/metrics.json": {"perplexity": 1.25}}}
