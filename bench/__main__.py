@@ -12,6 +12,7 @@ import json
 import os
 import pkgutil
 import platform
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -32,9 +33,18 @@ def _cpu_model() -> str:
     return line.partition(":")[2].strip()
 
 
+def commit() -> str:
+    """The commit measured: HEAD, with `+dirty` when code differs from it (bench results and docs aside)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=RESULTS.parents[1], capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", ".", ":!bench/results", ":!docs")
+    return (git("rev-parse", "HEAD") or "unknown") + ("+dirty" if dirty else "")
+
+
 def machine() -> dict[str, str | int | float]:
-    """Where a figure was measured: date, host CPU count and model, torch threads setting, load at the start."""
-    return {"date": datetime.date.today().isoformat(), "cpus": os.cpu_count() or 0, "machine": platform.machine(),
+    """Where and on what a figure was measured: date, commit, host CPU count and model, torch threads setting, load at the start."""
+    return {"date": datetime.date.today().isoformat(), "commit": commit(), "cpus": os.cpu_count() or 0, "machine": platform.machine(),
             "cpu_model": _cpu_model(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 

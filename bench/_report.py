@@ -101,7 +101,7 @@ def table(rows: list[Row]) -> str:
 
 
 def measured_line(measured: dict, figures: dict) -> str:
-    """'Measured <date> on <cpus> x <machine> (<cpu model>), OMP_NUM_THREADS=..., load ..., profile ...'."""
+    """'Measured <date> on <cpus> x <machine> (<cpu model>), OMP_NUM_THREADS=..., load ..., profile ..., policy ..., commit ...'."""
     parts = [f"Measured {measured.get('date', '?')} on {measured.get('cpus', '?')} CPUs, {measured.get('machine', '?')}"]
     if measured.get("cpu_model"):
         parts[0] += f" ({measured['cpu_model']})"
@@ -110,6 +110,9 @@ def measured_line(measured: dict, figures: dict) -> str:
         parts.append(f"load average {measured['load_avg_1m']} at the start")
     profile = figures.get("profile", measured.get("profile"))
     parts.append(f"profile `{profile}`" if profile else "no params profile")
+    if figures.get("policy"):
+        parts.append(f"policy {figures['policy']}")
+    parts.append(f"commit `{measured['commit'][:12]}`" if measured.get("commit") else "commit not recorded")
     return ", ".join(parts) + "."
 
 
@@ -165,6 +168,11 @@ def build_report(results_dir: Path = RESULTS, out: Path = DOC, img_dir: Path = I
     body = [section(name, result, img_dir) for name, result in results.items()]
     if not body:
         body = ["No results yet: run `make bench`."]
+    from bench.__main__ import discover
+
+    if missing := [name for name in discover() if name not in results]:
+        body.append("## Not measured on the current policies\n\nNo result (an earlier one was measured on a policy no profile "
+                    f"uses any more, or the bench never ran): run `python -m bench {' '.join(missing)}`.")
     text = "\n\n".join([HEADER.strip(), *body, gpu_section(results)]) + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)

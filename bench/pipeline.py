@@ -9,11 +9,13 @@ not timed) so nothing in the working copy is touched:
     FLOWRL_BENCH_PROFILE=cpu python -m bench pipeline
     FLOWRL_BENCH_WORKDIR=/path/to/clone ...        # reuse a clone (its outputs are removed first)
 
-Per-stage times come from the stage log lines DVC prints ("Running stage 'x'").
+Per-stage times come from the stage log lines DVC prints ("Running stage 'x'"); the result also keeps the
+clone's commit and `dvc metrics show --json` of the run, so the figures it timed are the ones it produced.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -71,6 +73,14 @@ def _timed_repro(clone: Path, env: dict[str, str], log: Path) -> tuple[float, di
     return total, stages
 
 
+def run_record(clone: Path, env: dict[str, str]) -> dict:
+    """What the timed run produced: the clone's commit and `dvc metrics show --json` (each stage's figures)."""
+    metrics = subprocess.run([str(clone / ".venv/bin/dvc"), "metrics", "show", "--json"], cwd=clone, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
+    return {"commit": commit, "metrics": {path: entry.get("data") for path, entry in json.loads(metrics)[""]["data"].items()}}
+
+
 def main() -> dict:
     profile = os.environ.get("FLOWRL_BENCH_PROFILE", "tiny")
     clone = _clone(os.environ.get("FLOWRL_BENCH_WORKDIR"))
@@ -83,8 +93,8 @@ def main() -> dict:
     print(f"profile {profile}: dvc repro in {clone} (log {log})")
     scratch_s, stages = _timed_repro(clone, env, log)
     noop_s, _ = _timed_repro(clone, env, log)
-    figures = {"profile": profile, "from_scratch_s": round(scratch_s, 1), "noop_s": round(noop_s, 1),
-               "stages_s": stages, "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"), "workdir": str(clone)}
+    figures = {"profile": profile, "from_scratch_s": round(scratch_s, 1), "noop_s": round(noop_s, 1), "stages_s": stages,
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"), "workdir": str(clone), **run_record(clone, env)}
     print(f"from scratch {scratch_s / 60:.1f} min, no-op {noop_s:.1f} s; per stage: {stages}")
     return figures
 
@@ -94,6 +104,7 @@ def rows(f: dict) -> list[Row]:
     scratch_min = f["from_scratch_s"] / 60
     out = [
         ("profile; torch threads (OMP_NUM_THREADS)", f"{f['profile']}; {f['omp_num_threads']}", "", ""),
+        ("commit run", f"{f['commit'][:7]}" if "commit" in f else "not recorded", "", ""),
         ("`dvc repro` from scratch", f"{scratch_min:.1f} min", f"<= {TARGET_SCRATCH_MIN} min (training issue: 45)",
          status(scratch_min <= TARGET_SCRATCH_MIN) if f["profile"] == "cpu" else "n/a (not cpu)"),
         ("no-op `dvc repro` right after", f"{f['noop_s']:.1f} s", f"<= {TARGET_NOOP_S} s", status(f["noop_s"] <= TARGET_NOOP_S)),

@@ -4,8 +4,9 @@ Held-out Spearman against the true score on held-out prompts x unseen flows (the
 `flow_split: unseen`, what GRPO faces; all test rows when there are none), as the training rows
 grow, for four learners:
 
-* `flow_mean`: the mean training score of the same encoded flow (the training mean for unseen flows),
-  i.e. what memorising each flow's average is worth, with no prompt at all;
+* `flow_mean`: the mean training score of the same encoded flow, i.e. what memorising each flow's
+  average is worth, with no prompt at all (left out when no test flow occurs in training: it would
+  predict one constant, whose Spearman is undefined);
 * `ridge` and `gbm` (scikit-learn HistGradientBoosting): bags of words, the prompt's 300 most
   frequent words beside the flow's tokens (node classes, field values), so `gbm` can learn
   prompt x component interactions the way the simulator's rules combine them (up to
@@ -124,14 +125,17 @@ def learning_curve(train: list[dict], test: list[dict], sizes: tuple[int, ...] =
         "ridge": lambda: Ridge(alpha=3.0),
         "gbm": lambda: HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed),
     }
-    curve: dict[str, dict[str, float]] = {name: {} for name in ("flow_mean", *learners, *(("head",) if head else ()))}
+    seen = {r["flow"] for r in train}
+    by_flow = any(r["flow"] in seen for r in test)  # else flow_mean predicts a constant: no Spearman
+    curve: dict[str, dict[str, float]] = {name: {} for name in (*(("flow_mean",) if by_flow else ()), *learners, *(("head",) if head else ()))}
     plan = [n for n in sizes if n < len(train)] + [len(train)]
     for n in tqdm(plan, desc="training rows", unit="size"):
         draws = 1 if n == len(train) else repeats
         found: dict[str, list[float]] = defaultdict(list)
         for k in range(draws):
             rows = random.Random(seed + k).sample(train, n)
-            found["flow_mean"].append(regression_metrics(flow_mean(rows, test), true)["spearman"])  # NaN on unseen flows: no mean to look up
+            if by_flow:
+                found["flow_mean"].append(regression_metrics(flow_mean(rows, test), true)["spearman"])
             if n <= SKLEARN_MAX_ROWS:
                 x, y = features(rows), np.array([r["score"] for r in rows])
                 for name, make in learners.items():

@@ -9,6 +9,7 @@ from prefect.logging import get_run_logger
 
 from flowrl.config import Params
 from flowrl.cost import stage_start
+from flowrl.io import read_json
 from flowrl.stage_params import declared_view
 from flowrl.stages import report_dir, stage, stage_function
 from flowrl.tracking.runs import log_stage
@@ -44,4 +45,5 @@ def track_stage(name: str, params: Params, root: Path, metrics: dict, parent_run
     # The stage's own params section, if it has one (`validate` reads others').
     section_dict = params.model_dump(mode="json").get(name, {}) if name in type(params).model_fields else {}
     reports = root / report_dir(name)
-    return log_stage(root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [], parent_run_id)
+    steps = [row for curve in stage(name).curves if (root / curve.path).exists() for row in read_json(root / curve.path)]
+    return log_stage(root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [], parent_run_id, steps)

@@ -56,7 +56,8 @@ def test_report_uses_a_modules_rows_and_flattens_the_others(tmp_path):
     assert "| guided / single latency | 1.20x | <= 1.5x | yes |" in text  # the module's rows()
     assert "| a.b | 0.123 |  |  |" in text and "| a.c | 1, 2 |  |  |" in text  # flattened fallback
     assert "* note: fell back" in text
-    assert "Measured 2026-01-02 on 2 CPUs, x86_64, OMP_NUM_THREADS=1, load average 1.5 at the start, profile `cpu`." in text
+    assert "## Not measured on the current policies" in text and "python -m bench best_of_n constrained encoding" in text
+    assert "Measured 2026-01-02 on 2 CPUs, x86_64, OMP_NUM_THREADS=1, load average 1.5 at the start, profile `cpu`, commit not recorded." in text
 
 
 def test_report_says_no_target_met_when_it_is_not(tmp_path):
@@ -150,9 +151,53 @@ def test_reward_ceiling_learners_recover_a_planted_signal():
     assert rows_to_reach(curve["gbm"], 0.9) is not None and rows_to_reach(curve["flow_mean"], 0.9) is None
 
 
+def test_reward_ceiling_leaves_flow_mean_out_on_unseen_flows():
+    from bench.reward_ceiling import learning_curve
+
+    train, test = _planted_triplets(300, 0), _planted_triplets(100, 1)
+    test = [{**r, "flow": r["flow"] + " unseen"} for r in test]
+    curve = learning_curve(train, test, sizes=(100,), repeats=1)
+    assert set(curve) == {"ridge", "gbm"} and all(np.isfinite(v) for points in curve.values() for v in points.values())
+
+
 def test_reward_ceiling_names_the_missing_triplets(tmp_path):
     from bench.reward_ceiling import _triplets
     from flowrl.config import RewardConfig
 
     with pytest.raises(SystemExit, match=r"train.jsonl not found: build the triplets first \(`dvc repro triplets`\)"):
         _triplets(tmp_path, RewardConfig(), 0)
+
+
+def test_the_measured_line_names_policy_and_commit():
+    measured = {**MEASURED, "commit": "0123456789abcdef0123"}
+    line = _report.measured_line(measured, {"profile": "cpu", "policy": "small Llama"})
+    assert line.endswith("profile `cpu`, policy small Llama, commit `0123456789ab`.")
+
+
+def test_every_result_names_its_commit_or_predates_the_record():
+    """Results measured from now on carry their commit; the older ones are listed until rerun."""
+    from bench.__main__ import commit
+
+    assert len(commit().split("+")[0]) == 40
+    for path in sorted((REPO / "bench/results").glob("*.json")):
+        measured = json.loads(path.read_text())["measured"]
+        assert "commit" in measured or measured["date"] <= "2026-12-05", path.name
+
+
+def test_bench_pipeline_records_the_commit_and_the_dvc_metrics(tmp_path):
+    import os
+    import subprocess
+
+    from bench.pipeline import run_record
+
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
+    (tmp_path / "dvc.yaml").write_text("metrics:\n- reports/sft/metrics.json\n")
+    (tmp_path / "reports/sft").mkdir(parents=True)
+    (tmp_path / "reports/sft/metrics.json").write_text('{"perplexity": 1.25}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    for cmd in (["git", "init", "-q"], [str(tmp_path / ".venv/bin/dvc"), "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, env=env)
+    record = run_record(tmp_path, env)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert record == {"commit": head, "metrics": {"reports/sft/metrics.json": {"perplexity": 1.25}}}

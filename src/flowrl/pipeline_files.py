@@ -10,8 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from flowrl.code_deps import code_deps
 from flowrl.io import write_text
-from flowrl.stages import PARAMS_CODE, PARAMS_STAGE, RUNNER_CODE, STAGES, ResolvedParams, Stage
+from flowrl.stages import PARAMS_MODULE, PARAMS_STAGE, RUNNER, STAGES, ResolvedParams, Stage
 
 DVC_YAML = Path("dvc.yaml")
 ARCHITECTURE = Path("docs/architecture.md")
@@ -23,35 +24,38 @@ DVC_HEADER = """\
 # Each stage runs its Prefect flow (python -m flows STAGE), which records an MLflow run. The `params`
 # stage writes data/params/<stage>.yaml, the values a stage reads with the active profile applied:
 # a stage depends on its own file only, so editing another profile or an unread key reruns nothing.
+# A stage's code deps are the project files its module and the runner import (flowrl.code_deps).
 """
 
 
 def _dvc_stage(stage: Stage) -> dict:
     entry: dict = {
         "cmd": f"{PYTHON} -m flows {stage.name}",
-        "deps": [str(p) for p in (ResolvedParams.of(stage.name), *stage.inputs)] + [*stage.code, *RUNNER_CODE],
+        "deps": [str(p) for p in (ResolvedParams.of(stage.name), *stage.inputs)] + code_deps(stage.module, RUNNER),
     }
-    outs = [str(p) for p in stage.outs] + [{str(p): {"cache": False}} for p in stage.uncached]
+    outs = [str(p) for p in stage.outs] + [{str(p): {"cache": False}} for p in (*stage.uncached, *(c.path for c in stage.curves))]
     if stage.persist:
         outs = [{o: {"persist": True}} if isinstance(o, str) else o for o in outs]
     if outs:
         entry["outs"] = outs
     entry["metrics"] = [{str(stage.metrics): {"cache": False}}]
     if stage.plots:
-        entry["plots"] = [str(p) for p in stage.plots]
+        entry["plots"] = [{str(p): {"cache": False}} for p in stage.plots]
     return entry
 
 
 def render_dvc_yaml() -> str:
     """dvc.yaml as the declarations say it."""
     stages = {PARAMS_STAGE: {
-        "cmd": f"{PYTHON} -m flowrl.stage_params",
-        "deps": list(PARAMS_CODE),
+        "cmd": f"{PYTHON} -m {PARAMS_MODULE}",
+        "deps": code_deps(PARAMS_MODULE),
         "params": [{"params.yaml": None}],  # the whole file: `dvc exp run -S key=value` edits it
         "outs": [str(ResolvedParams.dir)],
     }}
     stages.update({stage.name: _dvc_stage(stage) for stage in STAGES.values()})
-    body = yaml.safe_dump({"stages": stages}, sort_keys=False, default_flow_style=False, width=120)
+    plots = [{f"{stage.name}_{title}": {"x": curve.x, "y": {str(curve.path): list(columns)}, "title": f"{stage.name}: {title}"}}
+             for stage in STAGES.values() for curve in stage.curves for title, columns in curve.y]
+    body = yaml.safe_dump({"stages": stages, "plots": plots}, sort_keys=False, default_flow_style=False, width=120)
     return DVC_HEADER + body
 
 

@@ -343,13 +343,12 @@ class RegisterConfig(Section):
     """The `register` stage and the served policy: MLflow model name, promotion metric, serving defaults."""
 
     model_name: str = Field("flowrl-policy", min_length=1, description="Registered model name in the MLflow registry.")
-    metric: str = Field("win_rate_grpo_cfg_1.5_vs_comfygen", min_length=1, description="Key in the evaluate report that decides promotion (a dotted path reaches nested keys).")
+    metric: str = Field("win_rate_grpo_cfg_1.5_vs_comfygen", min_length=1, description="Headline number recorded on each version, from the evaluate report (a dotted path reaches nested keys); promotion is decided on the paired mean score (`min_se`).")
     metric_files: list[Path] = Field(
         default_factory=lambda: [Path("reports/evaluate/summary.json"), Path("reports/evaluate/metrics.json")],
         description="Evaluate reports searched, in order, for `metric` (relative to the repository root).",
     )
-    higher_is_better: bool = Field(True, description="Promote when the new metric is higher (win rates) or lower (losses).")
-    min_improvement: float = Field(0.0, ge=0, description="The new version must beat the champion by more than this to take the alias.")
+    min_se: float = Field(2.0, ge=0, description="Promote only when the paired gain in mean score over the champion (same profile, scorer and evaluation prompts) exceeds this many standard errors.")
     champion_alias: str = Field("champion", min_length=1, description="Alias of the version that is served.")
     challenger_alias: str = Field("challenger", min_length=1, description="Alias of a registered version that did not beat the champion.")
     batch_size: int = Field(8, gt=0, description="Prompts sampled together by the served model.")

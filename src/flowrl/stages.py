@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flowrl.config import Params
 from flowrl.errors import FlowRLError
+from flowrl.io import write_json
 
 DATA, MODELS, REPORTS = Path("data"), Path("models"), Path("reports")
 
@@ -23,6 +24,22 @@ DATA, MODELS, REPORTS = Path("data"), Path("models"), Path("reports")
 def report_dir(stage: str) -> Path:
     """reports/<stage>: where a stage writes its metrics.json, plots and human-readable reports."""
     return REPORTS / stage
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A per-step log a stage writes as a JSON table; DVC plots (and MLflow step metrics) show each group of `y` columns against `x`."""
+
+    path: Path
+    x: str
+    y: tuple[tuple[str, tuple[str, ...]], ...]  # (title, columns) per plot
+
+    def write(self, root: Path, rows: list[dict]) -> Path:
+        """`rows` with every column in every row (null where a row lacks it): DVC plots read only columns every row has."""
+        columns = dict.fromkeys([self.x, *(c for _, cols in self.y for c in cols)])
+        for row in rows:
+            columns.update(dict.fromkeys(row))
+        return write_json(root / self.path, [{c: row.get(c) for c in columns} for row in rows])
 
 
 class ResolvedParams:
@@ -89,6 +106,7 @@ class SFTFiles:
 
     dir = MODELS / "sft"
     checkpoints = MODELS / "sft_checkpoints"
+    log = Curve(report_dir("sft") / "log.json", "step", (("loss", ("loss",)),))
 
 
 class RewardFiles:
@@ -104,7 +122,8 @@ class GRPOFiles:
 
     dir = MODELS / "grpo"
     checkpoints = MODELS / "grpo_checkpoints"
-    log = report_dir("grpo") / "log.jsonl"
+    log = Curve(report_dir("grpo") / "log.json", "step", (("reward", ("reward", "true_score_probe")), ("kl", ("kl",)),
+                                                          ("validity", ("validity", "probe_validity"))))
     curves = report_dir("grpo") / "curves.png"
 
 
@@ -127,20 +146,20 @@ class Stage:
         run: "module:function" taking (params, root) and returning the stage's metrics.
         params: params.yaml keys it reads: a section (`sft`), a dotted key (`prompts.min_chars`) or `seed`.
         inputs: files or folders written by earlier stages.
-        code: source files or folders whose change should rerun it.
         outs: folders or files it writes (DVC outputs); `uncached` ones stay out of the DVC cache.
-        plots: images DVC shows as plots.
+        plots: images DVC shows as plots (kept out of the DVC cache, so git holds them).
+        curves: per-step logs DVC plots from their data (kept out of the DVC cache, like the metrics, so git holds them).
     """
 
     name: str
     run: str
     params: tuple[str, ...]
     inputs: tuple[Path, ...]
-    code: tuple[str, ...]
     outs: tuple[Path, ...] = ()
     uncached: tuple[Path, ...] = ()
     persist: bool = False
     plots: tuple[Path, ...] = ()
+    curves: tuple[Curve, ...] = ()
     metrics_file: str = "metrics.json"
 
     @property
@@ -148,82 +167,57 @@ class Stage:
         return report_dir(self.name) / self.metrics_file
 
     @property
+    def module(self) -> str:
+        """The module of its function (its code deps are what this module imports)."""
+        return self.run.split(":")[0]
+
+    @property
     def sections(self) -> set[str]:
         """Top-level params keys it reads."""
         return {key.split(".")[0] for key in self.params}
 
 
-# The model-file catalog the simulator scores with (and augmentation and usability checks read).
-COMPONENTS = ("src/flowrl/comfy/components.py", "src/flowrl/comfy/components.json")
 TRAINING_GATE = report_dir("validate") / "metrics.json"  # training stages wait for the data checks to pass
 
-# The order is the pipeline's order.
+# The order is the pipeline's order. A stage's code deps are not declared: dvc.yaml lists the project
+# files its `run` module imports (flowrl.code_deps).
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("prompts", "flowrl.data.prompts:run", ("seed", "prompts"), (),
-          ("src/flowrl/data/prompts.py", "src/flowrl/data/prompt_generator.py", "src/flowrl/data/prompt_sources.py",
-           "src/flowrl/data/prompt_cleaning.py", "src/flowrl/data/civitai_api.py", *COMPONENTS),  # LoRA tags
           outs=(PromptsFiles.dir,)),
     Stage("flows", "flowrl.data.flows:run", ("seed", "flows"), (),
-          ("src/flowrl/data/flows.py", "src/flowrl/data/augment.py", "src/flowrl/data/base_flows", "src/flowrl/comfy",
-           "src/flowrl/encoding/codec.py"),  # augmented variants are deduplicated on the codec's canonical form
           outs=(FlowsFiles.dir,)),
     Stage("encode", "flowrl.encoding.stage:run", ("seed", "flows.n_sft_pairs", "encode"), (FlowsFiles.dir, PromptsFiles.train),
-          ("src/flowrl/encoding", "src/flowrl/comfy/node_catalog.json"),  # canonical input order comes from the catalog
           outs=(EncodeFiles.dir,)),
     Stage("triplets", "flowrl.data.triplets:run", ("seed", "scoring", "triplets"),
           (PromptsFiles.dir, FlowsFiles.augmented, EncodeFiles.flows),
-          ("src/flowrl/data/triplets.py", "src/flowrl/scoring", *COMPONENTS),
           outs=(TripletsFiles.dir,)),
     Stage("validate", "flowrl.data.validate:run", ("prompts.min_chars", "prompts.max_chars"),
           (PromptsFiles.dir, FlowsFiles.dir, EncodeFiles.dir, TripletsFiles.dir),
-          ("src/flowrl/data/validate.py",),
           uncached=(ValidateFiles.data_docs,)),
     # persist: finished ensemble members are reused on a rerun (they carry a fingerprint of
     # their data and settings, so a change retrains them); see docs/reward.md.
     Stage("reward", "flowrl.reward.train:run", ("seed", "device", "reward"),
           (TRAINING_GATE, TripletsFiles.dir, EncodeFiles.flows, EncodeFiles.vocab),
-          ("src/flowrl/encoding/vocab.py",
-           "src/flowrl/encoding/codec.py",  # head members decode flows into their features
-           "src/flowrl/comfy/node_catalog.json",  # which classes are outputs (dead-node features)
-           "src/flowrl/reward"),
           outs=(RewardFiles.dir,), persist=True, plots=(RewardFiles.scatter,)),
     Stage("sft", "flowrl.policy.sft:run", ("seed", "device", "policy", "sft"),
           (TRAINING_GATE, EncodeFiles.sft_pairs, EncodeFiles.vocab, EncodeFiles.schema, PromptsFiles.holdout,
            RewardFiles.dir, TripletsFiles.train, FlowsFiles.augmented, EncodeFiles.flows),  # sft.pairing: reward, policy.prompt_codes
-          ("src/flowrl/encoding/vocab.py",  # how the flow tokens' rows start
-           "src/flowrl/encoding/policy_view.py",  # what a sampled flow decodes to and when it is usable
-           "src/flowrl/comfy/usable.py", "src/flowrl/encoding/grammar.py", "src/flowrl/policy/constrained.py",
-           "src/flowrl/policy/token_grammar.py", "src/flowrl/policy/flow_parse.py", "src/flowrl/policy/flow_tokenizer.py",
-           "src/flowrl/policy/loading.py", "src/flowrl/policy/sampling.py", "src/flowrl/policy/sft.py",
-           "src/flowrl/policy/pairing.py", "src/flowrl/policy/prompt_codes.py", "src/flowrl/reward", "src/flowrl/data/prompts.py",
-           "src/flowrl/policy/template.py"),
-          outs=(SFTFiles.dir,)),
+          outs=(SFTFiles.dir,), curves=(SFTFiles.log,)),
     Stage("grpo", "flowrl.policy.grpo:run", ("seed", "device", "policy", "grpo", "reward", "scoring"),
           (SFTFiles.dir, RewardFiles.dir, PromptsFiles.dir),
-          ("src/flowrl/policy", "src/flowrl/data/prompts.py", "src/flowrl/reward/shaping.py", "src/flowrl/reward/ensemble.py",
-           "src/flowrl/reward/scorer_reward.py",
-           "src/flowrl/reward/head.py",  # head members: features and prompt cache at reward time
-           "src/flowrl/reward/features.py", "src/flowrl/reward/prompt_cache.py",
-           "src/flowrl/encoding/policy_view.py", "src/flowrl/encoding/grammar.py", "src/flowrl/comfy/usable.py"),
-          outs=(GRPOFiles.dir,)),
+          outs=(GRPOFiles.dir,), curves=(GRPOFiles.log,)),
     Stage("evaluate", "flowrl.evaluation.evaluate:run", ("seed", "device", "evaluate", "policy", "scoring"),
           (PromptsFiles.holdout, FlowsFiles.dir, EncodeFiles.flows, TripletsFiles.scored_flows, TripletsFiles.train,
            SFTFiles.dir, GRPOFiles.dir, RewardFiles.dir),
-          ("src/flowrl/evaluation", "src/flowrl/data/prompts.py",  # holdout_split: evaluate reads the test half
-           "src/flowrl/policy",  # sampling, guidance and constrained decoding
-           "src/flowrl/encoding/policy_view.py", "src/flowrl/encoding/grammar.py", "src/flowrl/comfy/usable.py", "src/flowrl/scoring", *COMPONENTS),
           uncached=(EvaluateFiles.flows,), plots=EvaluateFiles.plots, metrics_file="summary.json"),
-    Stage("register", "flowrl.tracking.registry:run", ("profile", "seed", "register", "policy"),
-          (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary),
-          ("src/flowrl/tracking", "src/flowrl/policy/inference.py")),
+    Stage("register", "flowrl.tracking.registry:run", ("profile", "seed", "register", "policy", "scoring"),
+          (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary, EvaluateFiles.flows)),
 )}
 
-# Every stage runs through these, so a change to them reruns every stage.
-RUNNER_CODE = ("flows/stages.py", "tasks/stages.py")
+# Every stage runs through this module (`python -m flows STAGE`), so what it imports reruns every stage.
+RUNNER = "flows.__main__"
 # The `params` stage: writes each stage's resolved params (only the active profile's values count).
-PARAMS_STAGE = "params"
-PARAMS_CODE = ("src/flowrl/config.py", "src/flowrl/sections.py", "src/flowrl/params_file.py", "src/flowrl/stages.py",
-               "src/flowrl/stage_params.py")
+PARAMS_STAGE, PARAMS_MODULE = "params", "flowrl.stage_params"
 
 StageFn = Callable[[Params, Path], dict]
 

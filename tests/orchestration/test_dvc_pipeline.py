@@ -3,6 +3,7 @@ parameter reruns only the stages that read it, and a change to an inactive profi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -73,7 +74,6 @@ def test_second_repro_does_nothing(workspace):
 
 
 def test_every_stage_left_a_flow_run_and_mlflow_run(workspace):
-    import json
     import urllib.request
 
     import mlflow
@@ -123,3 +123,9 @@ def test_training_stages_end_to_end(workspace):
     assert 0 <= grpo["validity"] <= 1 and "reward_mean_final" in grpo
     for stage in ("sft", "reward", "grpo"):
         assert (workspace / "models" / stage).is_dir()
+    as_json = lambda out: json.JSONDecoder().raw_decode(out)[0]  # noqa: E731 - stdout's JSON, before DVC's warnings
+    shown = as_json(_run([DVC, "metrics", "show", "--json"], workspace))[""]["data"]
+    assert shown["reports/grpo/metrics.json"]["data"]["steps"] == grpo["steps"]
+    plots = as_json(_run([DVC, "plots", "show", "--json", "--split"], workspace))  # the trainers' own logs as DVC plots
+    assert [e for e in plots.get("errors", []) if e["name"].startswith(("sft_", "grpo_"))] == []
+    assert {"sft_loss", "grpo_reward", "grpo_kl", "grpo_validity"} <= set(plots["data"])

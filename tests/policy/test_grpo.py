@@ -13,7 +13,7 @@ from safetensors import safe_open
 from trl.trainer.utils import nanstd
 
 from flowrl.config import RewardConfig
-from flowrl.io import read_json, read_jsonl, write_jsonl
+from flowrl.io import read_json, write_jsonl
 from flowrl.policy import grpo, grpo_trainer, sft
 from flowrl.policy.loading import build_tiny_model, save_policy_spec
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
@@ -170,10 +170,10 @@ def test_run_writes_metrics_log_plot_and_a_lora_only_adapter(trained):
     for key in ("reward_mean_final", "validity", "share_uncertain", "true_score_probe_final"):
         assert key in metrics
     assert -1.0 <= metrics["reward_mean_final"] and 0.0 <= metrics["validity"] <= 1.0
-    log = read_jsonl(root / grpo.LOG)
+    log = read_json(root / grpo.LOG.path)
     assert [e["step"] for e in log] == list(range(1, params.grpo.max_steps + 1))
     assert all({"reward", "reward_std", "kl", "validity", "share_uncertain"} <= set(e) for e in log)
-    probed = [e["step"] for e in log if "true_score_probe" in e]
+    probed = [e["step"] for e in log if e["true_score_probe"] is not None]
     assert probed == list(range(params.grpo.probe_every, params.grpo.max_steps + 1, params.grpo.probe_every)) and scorer.calls > 0
     assert metrics["n_probe_prompts"] == 4 and 0.0 <= metrics["validity"] <= 1.0
     assert math.isnan(metrics["true_score_probe_final"]) == (metrics["validity"] == 0.0)
@@ -225,7 +225,7 @@ def test_killed_run_resumes_to_the_same_number_of_steps(tmp_path, _base_tokenize
     metrics = grpo.run(params, tmp_path, validator=odd_length_is_valid)
     assert metrics["resumed_from_step"] == 2 and metrics["steps"] == params.grpo.max_steps
     assert math.isnan(metrics["true_score_probe_final"])
-    assert [e["step"] for e in read_jsonl(tmp_path / grpo.LOG)] == list(range(1, params.grpo.max_steps + 1))
+    assert [e["step"] for e in read_json(tmp_path / grpo.LOG.path)] == list(range(1, params.grpo.max_steps + 1))
 
 
 def test_missing_inputs_name_the_stage_to_run(tmp_path, tiny_params):

@@ -19,6 +19,7 @@ from flowrl.policy import sft
 from flowrl.policy.constrained import SCHEMA_FILE
 from flowrl.policy.loading import build_tiny_model, load_sft_merged, load_sft_policy
 from flowrl.policy.template import format_prompt
+from flowrl.stages import SFTFiles
 
 WORDS = "red fox forest city night neon portrait castle dragon ocean sunset anime".split()
 
@@ -56,6 +57,8 @@ def test_loss_goes_down_and_metrics_are_written(trained, tiny_params):
     assert metrics["tokens_per_s"] > 0 and metrics["perplexity"] > 1
     assert 0.0 <= metrics["validity"] <= 1.0 and 0.0 <= metrics["eos_rate"] <= 1.0
     assert read_json(root / sft.METRICS) == pytest.approx(metrics, nan_ok=True)
+    log = read_json(root / SFTFiles.log.path)  # the loss curve DVC plots
+    assert [e["step"] for e in log] == sorted(e["step"] for e in log) and log[0]["loss"] == metrics["first_logged_loss"]
     # the constraint of every later sampler reads the schema saved with the tokenizer
     assert Schema.load(root / sft.OUT_DIR / SCHEMA_FILE).to_dict() == Schema.load(root / sft.SCHEMA).to_dict()
 

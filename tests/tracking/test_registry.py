@@ -1,18 +1,23 @@
-"""The register stage against a temporary SQLite MLflow store: first version -> champion, a better one
-takes the alias, a worse one becomes challenger, and the decision is recorded on each version."""
+"""The register stage against a temporary SQLite MLflow store: the first version is champion; a later one
+takes the alias only on a paired gain in mean score above register.min_se standard errors over a champion
+evaluated the same way (profile, scorer, prompts), and the decision and its statistic are recorded."""
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from mlflow import MlflowClient
 
 from flowrl.config import load_params
-from flowrl.io import write_json
+from flowrl.io import write_json, write_jsonl
+from flowrl.stages import EvaluateFiles
 from flowrl.tracking import registry
-from flowrl.tracking.registry import RegistryError, lookup, read_metric
+from flowrl.tracking.registry import Evaluation, RegistryError, decide, lookup, read_evaluation, read_metric
 from tests.tracking import test_pyfunc as tiny
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,56 +44,102 @@ def local_store(monkeypatch):
     monkeypatch.delenv("FLOWRL_PARENT_RUN_ID", raising=False)
 
 
-def evaluated(root: Path, win_rate: float | None) -> None:
-    summary = {"n_prompts": 6, "win_rate_sft_vs_comfygen": 0.4}
+PROMPTS = [f"prompt {i}" for i in range(20)]
+BASE = [0.1 * (i % 5) for i in range(20)]
+
+
+def evaluated(root: Path, win_rate: float | None, scores: list[float] = BASE, prompts: list[str] = PROMPTS, method: str = "grpo_cfg_1.5") -> None:
+    """The evaluate stage's outputs the register stage reads: summary.json and the served method's scored flows (two samples a prompt)."""
+    summary = {"n_prompts": len(prompts), "win_rate_sft_vs_comfygen": 0.4}
     if win_rate is not None:
         summary[METRIC] = win_rate
     write_json(root / "reports/evaluate/summary.json", summary)
+    rows = [{"method": m, "prompt": p, "score": s + d} for d in (-0.01, 0.01) for m in (method, "comfygen") for p, s in zip(prompts, scores)]
+    write_jsonl(root / EvaluateFiles.flows, rows)
 
 
-def test_aliases_move_only_on_a_better_win_rate(root, params):
+def shifted(scores: list[float], mean: float, spread: float) -> list[float]:
+    return [s + mean + (spread if i % 2 else -spread) for i, s in enumerate(scores)]
+
+
+def test_promotion_needs_a_paired_gain_above_min_se_on_the_same_evaluation(root, params):
     client = lambda: MlflowClient()  # noqa: E731  (the stage sets the tracking URI)
     name = params.register.model_name
+    assert params.register.min_se == 2.0
 
     evaluated(root, 0.60)
     first = registry.run(params, root)
-    assert first == {"version": 1, "is_champion": 1.0, "new_metric": 0.60, "champion_metric": None}
+    assert first["version"] == 1 and first["is_champion"] == 1.0 and first["champion_metric"] is None and first["paired_gain"] is None
     assert str(client().get_model_version_by_alias(name, "champion").version) == "1"
-    assert json.loads((root / registry.METRICS).read_text())["version"] == 1
+    v1 = client().get_model_version(name, "1")
+    assert v1.tags["flowrl.profile"] == "tiny" and v1.tags["flowrl.eval_method"] == "grpo_cfg_1.5"
+    assert v1.tags["flowrl.scorer"] == params.scoring.scorer + (f" {json.dumps(params.scoring.options, sort_keys=True)}" if params.scoring.options else "")
+    assert len(v1.tags["flowrl.eval_prompts_sha256"]) == 64
 
-    evaluated(root, 0.72)
+    evaluated(root, 0.72, shifted(BASE, 0.05, 0.01))  # +0.05 ± 0.002: about 20 SE
     second = registry.run(params, root)
     assert second["version"] == 2 and second["is_champion"] == 1.0 and second["champion_metric"] == pytest.approx(0.60)
+    assert second["paired_gain"] == pytest.approx(0.05) and second["paired_gain_n_se"] > 2
     assert str(client().get_model_version_by_alias(name, "champion").version) == "2"
 
-    evaluated(root, 0.65)
+    evaluated(root, 0.80, shifted(shifted(BASE, 0.05, 0.01), 0.001, 0.02))  # a higher win rate, but +0.001 ± 0.005 in mean score
     third = registry.run(params, root)
-    assert third["version"] == 3 and third["is_champion"] == 0.0 and third["champion_metric"] == pytest.approx(0.72)
+    assert third["is_champion"] == 0.0 and third["paired_gain"] == pytest.approx(0.001) and 0 < third["paired_gain_n_se"] < 2
     assert str(client().get_model_version_by_alias(name, "champion").version) == "2"
     assert str(client().get_model_version_by_alias(name, "challenger").version) == "3"
-
     v3 = client().get_model_version(name, "3")
-    assert v3.tags[registry.TAG_DECISION] == "challenger" and float(v3.tags[registry.TAG_VALUE]) == pytest.approx(0.65)
+    assert v3.tags[registry.TAG_DECISION] == "challenger" and float(v3.tags[registry.TAG_VALUE]) == pytest.approx(0.80)
     assert v3.tags[registry.TAG_PREVIOUS] == "2" and float(v3.tags[registry.TAG_PREVIOUS_VALUE]) == pytest.approx(0.72)
-    assert v3.tags["flowrl.has_grpo"] == "true"
-    assert "0.6500" in v3.description and "0.7200" in v3.description and "challenger" in v3.description
-    v2 = client().get_model_version(name, "2")
-    assert v2.tags[registry.TAG_DECISION] == "champion" and "promoted" in v2.description
+    assert "not above register.min_se 2" in v3.tags[registry.TAG_REASON] and "challenger" in v3.description
+    run = client().get_run(v3.run_id)  # the statistic is logged with the run
+    assert run.data.metrics["paired_gain_n_se"] == pytest.approx(third["paired_gain_n_se"]) and run.data.tags["flowrl.stage"] == "register"
+    assert json.loads((root / registry.METRICS).read_text())["paired_gain_n_se"] == pytest.approx(third["paired_gain_n_se"])
 
-    run = client().get_run(v3.run_id)
-    assert run.data.metrics["new_metric"] == pytest.approx(0.65) and run.data.tags["flowrl.stage"] == "register"
-    assert (root / "mlflow" / "mlflow.db").exists()
+    other_prompts = [f"other {i}" for i in range(20)]
+    evaluated(root, 0.9, shifted(BASE, 0.5, 0.01), prompts=other_prompts)  # a big gain, on other prompts
+    fourth = registry.run(params, root)
+    assert fourth["is_champion"] == 0.0 and fourth["paired_gain"] is None
+    assert "evaluation prompts" in client().get_model_version(name, "4").tags[registry.TAG_REASON]
+
+    rescored = params.model_copy(update={"scoring": params.scoring.model_copy(update={"options": {"noise": 0.5}})})
+    evaluated(root, 0.9, shifted(BASE, 0.5, 0.01))
+    assert registry.run(rescored, root)["is_champion"] == 0.0
+    reason = client().get_model_version(name, "5").tags[registry.TAG_REASON]
+    assert "scorer" in reason and "noise" in reason and "profile" not in reason
+    assert str(client().get_model_version_by_alias(name, "champion").version) == "2"
 
 
-def test_min_improvement_keeps_a_marginal_version_out(tmp_path, params):
+def _evaluation(**changes) -> Evaluation:
+    return replace(Evaluation("cpu", "sim", "abc", "grpo_cfg_1.5", tuple(BASE)), **changes)
+
+
+@pytest.mark.parametrize(("min_se", "promoted"), [(0.0, True), (2.0, False)])
+def test_min_se_sets_how_many_standard_errors_a_gain_needs(min_se, promoted):
+    old = _evaluation()
+    new = _evaluation(scores=tuple(shifted(BASE, 0.004, 0.02)))  # +0.004 ± 0.0046: 0.9 SE
+    decision = decide(new, SimpleNamespace(version="1"), old, min_se)
+    assert decision.promote == promoted and decision.n_se == pytest.approx(0.004 / (0.02 * (20 / 19) ** 0.5 / 20 ** 0.5))
+
+
+def test_an_unlike_champion_is_not_compared():
+    champion = SimpleNamespace(version="7")
+    for change, named in (({"profile": "paper"}, "profile"), ({"scorer": "hps"}, "scorer"), ({"prompts_sha256": "def"}, "evaluation prompts")):
+        decision = decide(_evaluation(scores=tuple(shifted(BASE, 1.0, 0.0)), **change), champion, _evaluation(), 2.0)
+        assert not decision.promote and named in decision.reason and "v7" in decision.reason and math.isnan(decision.n_se)
+    unrecorded = decide(_evaluation(), champion, None, 2.0)
+    assert not unrecorded.promote and "no recorded evaluation" in unrecorded.reason
+    assert decide(_evaluation(), None, None, 2.0).promote  # the first version
+
+
+def test_the_served_method_must_have_been_evaluated(tmp_path, params):
     tiny.build_tiny_policy(tmp_path / "models", grpo=False)
-    strict = params.model_copy(update={"register": params.register.model_copy(update={"min_improvement": 0.05, "model_name": "strict"})})
-    evaluated(tmp_path, 0.50)
-    assert registry.run(strict, tmp_path)["is_champion"] == 1.0
-    evaluated(tmp_path, 0.53)
-    out = registry.run(strict, tmp_path)
-    assert out["is_champion"] == 0.0
-    assert MlflowClient().get_model_version("strict", "2").tags["flowrl.has_grpo"] == "false"
+    with pytest.raises(RegistryError, match="run the evaluate stage"):
+        read_evaluation(params, tmp_path)
+    evaluated(tmp_path, 0.5)  # grpo_cfg_1.5 rows, but without an adapter the served policy is sft
+    with pytest.raises(RegistryError, match="no flows of 'sft'"):
+        read_evaluation(params, tmp_path)
+    evaluated(tmp_path, 0.5, method="sft")
+    assert read_evaluation(params, tmp_path).scores == pytest.approx(BASE)
 
 
 def test_missing_metric_names_the_file_and_the_fix(tmp_path, params):

@@ -16,7 +16,8 @@ import pytest
 
 from flowrl.comfy.validate import validate_graph
 from flowrl.config import load_params
-from flowrl.io import write_json
+from flowrl.io import write_json, write_jsonl
+from flowrl.stages import EvaluateFiles
 from flowrl.tracking import registry
 from flowrl.tracking.runs import tracking_uri
 from tests.tracking import test_pyfunc as tiny
@@ -37,6 +38,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     tiny.build_tiny_policy(root / "models")
     write_json(root / "reports/evaluate/summary.json", {"win_rate_grpo_cfg_1.5_vs_comfygen": 0.6})
+    write_jsonl(root / EvaluateFiles.flows, [{"method": "grpo_cfg_1.5", "prompt": "a cat", "score": 0.5}])
     params = load_params(REPO / "params.yaml", profile="tiny")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "FLOWRL_ARTIFACT_URI", "FLOWRL_PARENT_RUN_ID")}
     saved = os.environ.copy()

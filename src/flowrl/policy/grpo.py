@@ -27,7 +27,7 @@ from flowrl.config import Params
 from flowrl.data.prompts import holdout_split
 from flowrl.device import configure
 from flowrl.errors import FlowRLError
-from flowrl.io import atomic_path, read_jsonl, write_json, write_jsonl
+from flowrl.io import atomic_path, read_jsonl, write_json
 from flowrl.policy.constrained import constraint_processors
 from flowrl.policy.grpo_trainer import FlowGRPOTrainer, flow_is_valid, lora_config, trainer_args
 from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy_spec
@@ -68,13 +68,13 @@ class ProbeCallback(TrainerCallback):
 
 
 class LogFileCallback(TrainerCallback):
-    """Rewrites reports/grpo/log.jsonl (one line per logged step) from the trainer's log history."""
+    """Rewrites reports/grpo/log.json (one row per logged step) from the trainer's log history."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, root: Path):
+        self.root = root
 
     def on_log(self, args, state, control, **kwargs):
-        write_jsonl(self.path, step_log(state.log_history))
+        LOG.write(self.root, step_log(state.log_history))
 
 
 def step_log(history: Sequence[dict]) -> list[dict]:
@@ -166,7 +166,7 @@ def _last(log: Sequence[dict], key: str) -> float:
 
 def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bool] | None = None, scorer=None,
         decoder: Callable[[str], dict] = decode_graph, callbacks: Sequence[TrainerCallback] = (), logits_processor: Sequence[LogitsProcessor] | None = None) -> dict[str, float]:
-    """Train the GRPO adapter; write models/grpo, reports/grpo/{metrics.json, log.jsonl, curves.png}.
+    """Train the GRPO adapter; write models/grpo, reports/grpo/{metrics.json, log.json, curves.png}.
 
     Args:
         validator: flow text -> valid? (default: decode + validate; all invalid until the codec exists).
@@ -210,7 +210,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     probe_cb = ProbeCallback(lambda m: evaluate(m), cfg.probe_every if probe else 0)
     trainer = FlowGRPOTrainer(
         model=model, args=trainer_args(cfg, params.policy, ckpt_dir, seed), train_dataset=dataset, processing_class=tokenizer,
-        peft_config=lora_config(cfg), callbacks=[probe_cb, LogFileCallback(root / LOG), *callbacks],
+        peft_config=lora_config(cfg), callbacks=[probe_cb, LogFileCallback(root), *callbacks],
         shaped=shaped, sampling=sampling, component_reward=params.reward.component_reward and not on_scorer, logits_processor=logits_processor,
         quality_groups=cfg.quality_groups, invalid_advantage=cfg.invalid_advantage,
     )
@@ -237,7 +237,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     if probe:  # the probe is seeded: a probe logged at the last step is what the final policy gives
         at_end = [e for e in log if e.get("step") == trainer.state.global_step and "probe_validity" in e]
         final_probe = {k: float("nan") if at_end[-1][k] is None else at_end[-1][k] for k in final_probe} if at_end else evaluate(trainer.model)
-    write_jsonl(root / LOG, log)
+    LOG.write(root, log)
     plot_curves(root / PLOT, log)
     resumed = float(Path(last).name.split("-")[-1]) if last else 0.0
     steps = float(trainer.state.global_step)

@@ -6,7 +6,8 @@ reward. The stage around it (prompts, checkpoints, probe, reports) is flowrl.pol
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -143,6 +144,29 @@ class SurrogateReward:
         return rewards.tolist()
 
 
+def lora_base_is_fp32(model) -> bool:
+    """True when every weight a LoRA wraps is fp32, so merging the adapter in and out again gives it back (to rounding)."""
+    return all(p.dtype == torch.float32 for name, p in model.named_parameters() if ".base_layer." in name)
+
+
+@contextmanager
+def merged_for_sampling(model) -> Iterator[bool]:
+    """Sample from the LoRA merged into the base weights when they are fp32; otherwise through the adapter.
+
+    Merging pays on a small CPU model, where the adapter branch costs as much as the layer itself at every
+    decoding step (docs/policy.md). In bf16 or fp16, W + BA - BA rounds away from W: merging and unmerging
+    at every step would drift the policy and the KL reference (trl issue #6688). Yields whether it merged.
+    """
+    merge = hasattr(model, "merge_adapter") and lora_base_is_fp32(model)
+    if merge:
+        model.merge_adapter()
+    try:
+        yield merge
+    finally:
+        if merge:
+            model.unmerge_adapter()
+
+
 class FlowGRPOTrainer(GRPOTrainer):
     """GRPOTrainer that samples with the project's loop and, optionally, uses per-token advantages (eq. 3).
 
@@ -181,16 +205,8 @@ class FlowGRPOTrainer(GRPOTrainer):
         attention_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
         generator = torch.Generator(device=device).manual_seed(self.sampling.seed + self.state.global_step)
         model = self.accelerator.unwrap_model(self.model)
-        # sample from the LoRA merged into the weights: on a small CPU model the adapter branch costs
-        # as much as the layer itself, at every one of the ~100-250 decoding steps (docs/policy.md)
-        merge = hasattr(model, "merge_adapter")
-        if merge:
-            model.merge_adapter()
-        try:
+        with merged_for_sampling(model):
             out = generate_ids(ModelScorer(model), input_ids, attention_mask, self.sampling, tok.eos_token_id, pad_id, generator, self.logits_processor)
-        finally:
-            if merge:
-                model.unmerge_adapter()
         completion_ids, texts = [], []
         for row in out.tolist():
             end = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)

@@ -303,6 +303,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     free = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling) if cfg.n_validity and constraint else []
 
     logged = [e for e in trainer.state.log_history if "loss" in e]
+    SFTFiles.log.write(root, logged)
     runtime = result.metrics.get("train_runtime", 0.0)
     metrics = {
         "perplexity": perplexity,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 
 DEFAULT_STORE = "mlflow"  # relative to the repository root: mlflow.db + artifacts/
 
@@ -60,6 +63,7 @@ def log_stage(
     metrics: Mapping[str, float],
     artifacts: list[Path] = (),
     parent_run_id: str | None = None,
+    steps: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Record one finished stage as an MLflow run; return its run id.
 
@@ -68,6 +72,7 @@ def log_stage(
         metrics: numeric figures; non-numeric values are skipped.
         artifacts: files or folders to attach (reports, plots).
         parent_run_id: nest under this run (the pipeline's or an ablation sweep's parent run).
+        steps: per-step rows with a `step` key (a stage's curves); each numeric column becomes a metric history `step/<column>`.
     """
     use_experiment(root, profile)
     tags = {"flowrl.stage": stage, "flowrl.profile": profile}
@@ -83,6 +88,11 @@ def log_stage(
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if numeric:
             mlflow.log_metrics(numeric)
+        now = int(time.time() * 1000)
+        history = [Metric(f"step/{k}", float(v), now, int(row["step"])) for row in steps for k, v in row.items()
+                   if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        for i in range(0, len(history), 1000):  # MLflow's batch limit
+            MlflowClient().log_batch(run.info.run_id, metrics=history[i:i + 1000])
         for path in artifacts:
             path = Path(path)
             if path.is_dir():
