@@ -9,6 +9,7 @@ imports by a name taken from params (LOADS_BY_NAME). dvc.yaml lists the result a
 
 from __future__ import annotations
 
+import importlib.machinery
 import pkgutil
 from functools import cache
 from modulefinder import ModuleFinder
@@ -28,6 +29,17 @@ DATA_FILES: dict[str, tuple[str, ...]] = {
 LOADS_BY_NAME: dict[str, str] = {"flowrl.scoring.base": "flowrl.scoring"}
 
 
+class ProjectFinder(ModuleFinder):
+    """ModuleFinder that takes a folder without `__init__.py` for no module: the run outputs beside the code
+    (`mlflow/`, `data/`, ...) would otherwise be namespace packages that shadow the libraries of the same name."""
+
+    def find_module(self, name, path, parent=None):
+        spec = importlib.machinery.PathFinder.find_spec(name, self.path if path is None else path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"No project module named {name}")
+        return super().find_module(name, path, parent)
+
+
 def _package_modules(package: str, root: Path) -> list[str]:
     path = root / SRC / package.replace(".", "/")
     return [f"{package}.{m.name}" for m in pkgutil.iter_modules([str(path)])]
@@ -36,7 +48,7 @@ def _package_modules(package: str, root: Path) -> list[str]:
 @cache
 def imported_modules(module: str, root: Path = ROOT) -> dict[str, Path]:
     """Project modules (name -> source file) `module` imports, itself included, transitively."""
-    finder = ModuleFinder(path=[str(root / SRC), str(root)])
+    finder = ProjectFinder(path=[str(root / SRC), str(root)])
     todo, done = [module], set()
     while todo:
         name = todo.pop()
