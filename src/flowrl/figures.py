@@ -52,6 +52,12 @@ FIGURES = (
     Figure("paired grpo − sft (SE)", "evaluate", "paired_grpo_minus_sft_n_se", "{:.1f}"),
     Figure("paired grpo_cfg_1.5 − grpo (SE)", "evaluate", "paired_grpo_cfg_1.5_minus_grpo_n_se", "{:.1f}"),
     Figure("win rate grpo_cfg_1.5 vs comfygen", "evaluate", "win_rate_grpo_cfg_1.5_vs_comfygen"),
+    Figure("paired grpo_cfg_1.5 − fixed_best (SE)", "evaluate", "paired_grpo_cfg_1.5_minus_fixed_best_n_se", "{:.1f}"),
+    Figure("adaptivity gain, grpo_cfg_1.5", "evaluate", "adaptivity_gain_grpo_cfg_1.5", "{:+.4f}"),
+    Figure("adaptivity gain, sft", "evaluate", "adaptivity_gain_sft", "{:+.4f}"),
+    Figure("adaptivity gain, comfygen", "evaluate", "adaptivity_gain_comfygen", "{:+.4f}"),
+    Figure("flows using the most common checkpoint, grpo_cfg_1.5", "evaluate", "top_checkpoint_share_grpo_cfg_1.5", "{:.0%}"),
+    Figure("usable at the first draw, grpo_cfg_1.5", "evaluate", "usable_first_draw_grpo_cfg_1.5", "{:.1%}"),
 )
 
 

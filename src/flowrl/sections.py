@@ -323,6 +323,7 @@ class GRPOStageConfig(Section):
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("grpo", description="trl loss aggregation; grpo = per-sequence token mean, as in the GRPO paper.")
     quality_groups: bool = Field(True, description="Only valid flows the ensemble is sure of enter a group's mean and std; uncertain flows get advantage 0 and invalid ones invalid_advantage (off: every completion counts, the paper's).")
     invalid_advantage: float = Field(-1.0, le=0, description="quality_groups: the advantage of a flow that is not usable, apart from its group.")
+    renormalize: bool = Field(True, description="Log-probs in the loss and the KL renormalised over the tokens constrained decoding allowed at each step: the distribution the completion was sampled from (off: the model's unmasked log-probs).")
     max_new_tokens: int | None = Field(None, gt=0, description="Longest completion in tokens; empty = policy.max_new_tokens (paper: 500). Temperature and top-p come from `policy`.")
     n_train_prompts: int | None = Field(1000, gt=0, description="Train on at most this many prompts of data/prompts/train.jsonl (shuffled with the seed); empty = all.")
     n_probe: int = Field(32, ge=0, description="Held-out prompts in the fixed probe set scored with the true scorer; 0 = no probe.")

@@ -66,7 +66,7 @@ def test_the_trainer_merges_only_an_fp32_policy(dtype, merges, monkeypatch):
     merge = model.merge_adapter
     monkeypatch.setattr(model, "merge_adapter", lambda *a, **k: (calls.append(1), merge(*a, **k)))
     tok = SimpleNamespace(pad_token_id=0, eos_token_id=1, decode=lambda ids, **_: " ".join(map(str, ids)))
-    trainer = SimpleNamespace(args=SimpleNamespace(use_vllm=False), _tokenizer=tok, model=model, logits_processor=[],
+    trainer = SimpleNamespace(args=SimpleNamespace(use_vllm=False), _tokenizer=tok, model=model, logits_processor=[], renormalize=False,
                               accelerator=SimpleNamespace(device=torch.device("cpu"), unwrap_model=lambda m: m),
                               sampling=SamplingConfig(max_new_tokens=4, batch_size=2), state=SimpleNamespace(global_step=0))
     completion_ids, _ = FlowGRPOTrainer._generate_single_turn(trainer, [[2, 3, 4], [5, 6]], None, None, 2)

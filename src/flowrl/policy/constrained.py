@@ -59,6 +59,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
         self._hopeless = False
         self.n_dead_ends = 0  # rows where nothing was allowed (should stay 0; EOS is forced then)
         self.forced: list[torch.Tensor] = []  # per step of the current generation: (B,) True where one token was allowed
+        self.allowed_steps: list[torch.Tensor] = []  # per step: (B, V) the tokens allowed (GRPO renormalises over them)
 
     # ------------------------------------------------------------ structure choices
 
@@ -332,6 +333,7 @@ class FlowConstraint(FlowParse, LogitsProcessor):
             return scores
         allowed = torch.stack(masks)
         self.forced.append(allowed.sum(1) == 1)
+        self.allowed_steps.append(allowed)
         if allowed.shape[1] != scores.shape[1]:  # the model's vocabulary is padded beyond the tokenizer's
             allowed = torch.cat([allowed, torch.zeros(allowed.shape[0], scores.shape[1] - allowed.shape[1], dtype=torch.bool)], 1)
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))

@@ -275,6 +275,7 @@ class FlowParse:
             raise ConstraintError(f"prompt_length has {len(self._starts)} entries for a batch of {b}; pass one per row")
         self.rows = [self._new_row() for _ in range(b)]
         self.forced = []
+        self.allowed_steps = []
         # a budget below the cheapest complete flow cannot be met: then only the grammar is enforced (no finishing mode)
         self._hopeless = self.max_new_tokens is not None and self.max_new_tokens < self._cost(self._new_row())
         for r, row in enumerate(self.rows):

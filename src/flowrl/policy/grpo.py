@@ -212,7 +212,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
         model=model, args=trainer_args(cfg, params.policy, ckpt_dir, seed), train_dataset=dataset, processing_class=tokenizer,
         peft_config=lora_config(cfg), callbacks=[probe_cb, LogFileCallback(root), *callbacks],
         shaped=shaped, sampling=sampling, component_reward=params.reward.component_reward and not on_scorer, logits_processor=logits_processor,
-        quality_groups=cfg.quality_groups, invalid_advantage=cfg.invalid_advantage,
+        quality_groups=cfg.quality_groups, invalid_advantage=cfg.invalid_advantage, renormalize=cfg.renormalize,
     )
     probe_cb.trainer = trainer
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None

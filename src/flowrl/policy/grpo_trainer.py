@@ -86,6 +86,19 @@ def quality_variance_share(rewards: torch.Tensor, counted: torch.Tensor, num_gen
     return float(quality / total) if total > 0 else float("nan")
 
 
+def masked_token_logps(logits: torch.Tensor, ids: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of `ids` (B, T) and entropies under the distribution renormalised over the `allowed` tokens (B, T, V).
+
+    >>> lp, h = masked_token_logps(torch.zeros(1, 1, 4), torch.tensor([[1]]), torch.tensor([[[True, True, False, False]]]))
+    >>> round(float(lp.exp()), 3), round(float(h), 3)
+    (0.5, 0.693)
+    """
+    logps = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)
+    probs = logps.exp()
+    entropy = -(probs * torch.where(allowed, logps, torch.zeros_like(logps))).sum(-1)
+    return logps.gather(-1, ids.unsqueeze(-1)).squeeze(-1), entropy
+
+
 def token_offsets(tokenizer, ids: Sequence[int]) -> list[tuple[int, int]]:
     """(start, end) character offsets of each token within `decode(ids)` (flow tokens kept).
 
@@ -182,13 +195,15 @@ class FlowGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args, shaped: ShapedReward, sampling: SamplingConfig, component_reward: bool = True,
                  logits_processor: Sequence[LogitsProcessor] | None = None, quality_groups: bool = True,
-                 invalid_advantage: float = -1.0, **kwargs):
+                 invalid_advantage: float = -1.0, renormalize: bool = True, **kwargs):
         self.reward_fn = SurrogateReward(shaped)
         super().__init__(*args, reward_funcs=[self.reward_fn], **kwargs)
         self.sampling, self.component_reward = sampling, component_reward
         self.quality_groups, self.invalid_advantage = quality_groups, invalid_advantage
         self.logits_processor = list(logits_processor or [])
+        self.renormalize = renormalize
         self._texts: list[str] = []
+        self._allowed: torch.Tensor | None = None  # (B, T, V) of the batch whose log-probs are computed next
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         if self.args.use_vllm:  # grpo.use_vllm: trl's vLLM generation (no constrained decoding, vLLM's own seeding)
@@ -213,7 +228,45 @@ class FlowGRPOTrainer(GRPOTrainer):
             completion_ids.append(row[: end + 1] if end < len(row) else row)  # trl keeps the EOS token
             texts.append(tok.decode(row[:end], skip_special_tokens=False, clean_up_tokenization_spaces=False))
         self._texts = texts
+        self._allowed = self.allowed_tokens(tuple(out.shape), model.get_output_embeddings().weight.shape[0]) if self.renormalize else None
         return completion_ids, None
+
+    def allowed_tokens(self, shape: tuple[int, int], vocab: int) -> torch.Tensor | None:
+        """(B, T, V) the tokens constrained decoding allowed at each completion position; None without a constraint."""
+        steps = next((p.allowed_steps for p in self.logits_processor if getattr(p, "allowed_steps", None)), None)
+        if not steps:
+            return None
+        recorded = torch.stack(steps, 1)[:, : shape[1]].cpu()
+        allowed = torch.ones((*shape, vocab), dtype=torch.bool)  # positions after a row's end are padding
+        allowed[: recorded.shape[0], : recorded.shape[1]] = False
+        allowed[: recorded.shape[0], : recorded.shape[1], : recorded.shape[2]] = recorded
+        return allowed
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
+                                           compute_aux_loss=False, pixel_values=None, image_grid_thw=None, num_images=None,
+                                           pixel_attention_mask=None, spatial_shapes=None, num_tiles=None, image_sizes=None,
+                                           token_type_ids=None, mm_token_type_ids=None, image_position_ids=None):
+        """Log-probs (and entropies) under the distribution the completion was sampled from: the model's, renormalised over
+        the tokens the constraint allowed at each step (`grpo.renormalize`), in the loss and in the KL alike."""
+        allowed = self._allowed
+        if allowed is None or compute_aux_loss or pixel_values is not None or allowed.shape[0] != input_ids.shape[0]:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss, pixel_values,
+                image_grid_thw, num_images, pixel_attention_mask, spatial_shapes, num_tiles, image_sizes, token_type_ids,
+                mm_token_type_ids, image_position_ids)
+        with self.accelerator.autocast():
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logits = logits[:, -logits_to_keep - 1 : -1].float() / self.temperature  # the sampling temperature, as trl's head applies it
+        allowed = allowed[:, :logits_to_keep].to(logits.device)
+        logps, entropy = masked_token_logps(logits, input_ids[:, -logits_to_keep:], allowed[..., : logits.shape[-1]])
+        return logps, entropy if compute_entropy else None, None
+
+    def _compute_loss(self, model, inputs):
+        self._allowed = inputs.get("allowed_mask")  # this (shuffled, split) batch's own rows
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._allowed = None
 
     def _generate(self, prompts):
         out = list(super()._generate(prompts))
@@ -231,7 +284,10 @@ class FlowGRPOTrainer(GRPOTrainer):
         return forced
 
     def _generate_and_score_completions(self, inputs):
-        out = super()._generate_and_score_completions(inputs)
+        out = super()._generate_and_score_completions(inputs)  # the KL reference is computed in here, on self._allowed
+        if self._allowed is not None:  # travels with its rows through trl's shuffle and split into the loss
+            out["allowed_mask"] = self._allowed[:, : out["completion_ids"].shape[1]].to(out["completion_ids"].device)
+            self._allowed = None
         # A token the constraint forced was sampled with probability 1, whatever the unmasked model
         # says; scoring it with the unmasked log-prob pushes that log-prob down on every flow the
         # constraint had to finish, until the KL runs away (measured: KL 16-30 within 30-80 steps).
