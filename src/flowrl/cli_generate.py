@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from flowrl.cli_app import app, fail
-from flowrl.config import load_params
 from flowrl.errors import FlowRLError
 
 
@@ -37,9 +35,9 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     from mlflow.exceptions import MlflowException
 
     from flowrl.policy.inference import FlowPolicy, ServingSettings
-    from flowrl.tracking.runs import tracking_uri
-
+    from flowrl.config import load_params
     from flowrl.device import configure
+    from flowrl.tracking.runs import tracking_uri
 
     path = Path(model)
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
@@ -79,6 +77,8 @@ def load_generator(model: str, params_path: Path, profile: str | None):
 
 def check_mlmodel(path: Path) -> None:
     """Fail fast, naming the file, when an MLflow model folder's MLmodel is not a readable pyfunc description."""
+    import yaml
+
     try:
         meta = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
@@ -156,13 +156,16 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
         from flowrl.comfy.client import check_server_url
         from flowrl.policy.inference import ServingSettings, check_sampling_params, read_prompts
 
-        # cheap checks first: nothing is loaded until the arguments are known to be usable
+        # cheap checks first (no params file, no model): nothing is loaded until the arguments are known to be usable
+        read_prompts([prompt])
+        check_sampling_params(gamma, seed)
+        if submit is not None:
+            check_server_url(submit, "--submit")
+        from flowrl.config import load_params
+
         settings = load_params(params, profile) if model is None or params.exists() else None
         caps = ServingSettings.from_params(settings) if settings is not None else ServingSettings()
         read_prompts([prompt], caps.max_prompts_per_request, caps.max_prompt_chars)
-        check_sampling_params(gamma, seed)
-        if submit:
-            check_server_url(submit, "--submit")
         if model is None:
             model = f"models:/{settings.register.model_name}@{settings.register.champion_alias}"
         info = None
@@ -183,7 +186,7 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
             write_or_print(api_to_ui(result["workflow"], source="generated workflow"), out, "generated workflow")
         else:
             write_or_print(result["workflow"], out, "generated workflow")
-        if submit:
+        if submit is not None:
             typer.echo(f"prompt_id: {submit_workflow(submit, result['workflow'])}")
     except FlowRLError as exc:
         fail(str(exc))

@@ -7,16 +7,19 @@ from pathlib import Path
 import typer
 
 from flowrl.cli_app import pipeline_app
-from flowrl.pipeline_files import write_architecture, write_dvc_yaml
 
 
 @pipeline_app.command("dvc-yaml")
 def dvc_yaml_cmd(root: Path = typer.Option(Path("."), help="repository root")) -> None:
     """Write dvc.yaml from the stage declarations."""
+    from flowrl.pipeline_files import write_dvc_yaml  # reads the params models: not needed for `flowrl --help`
+
     typer.echo(f"wrote {write_dvc_yaml(root)}")
 
 
 @pipeline_app.command("diagram")
 def diagram_cmd(root: Path = typer.Option(Path("."), help="repository root")) -> None:
     """Write docs/architecture.md (the stage diagram) from the stage declarations."""
+    from flowrl.pipeline_files import write_architecture
+
     typer.echo(f"wrote {write_architecture(root)}")

@@ -11,15 +11,18 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowrl.comfy.object_info import ObjectInfo
-from flowrl.config import Params
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
+
+if TYPE_CHECKING:
+    from flowrl.comfy.object_info import ObjectInfo
+    from flowrl.config import Params
 
 SFT, GRPO = "sft", "grpo"  # the folders of a pipeline's models/ (and of the packaged model's artifacts)
 PROMPT_COLUMN = "prompt"
@@ -86,10 +89,7 @@ def read_prompts(data: Any, max_prompts: int | None = None, max_chars: int | Non
         PolicyInputError: no prompts, too many, a non-string, an empty, whitespace-only, over-long or
             not-text (lone surrogate: invalid UTF-8 on the command line) prompt.
     """
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - mlflow depends on pandas
-        pd = None
+    pd = sys.modules.get("pandas")  # a DataFrame or Series can only arrive once pandas is imported (it costs 0.2 s)
     if pd is not None and isinstance(data, pd.DataFrame):
         if PROMPT_COLUMN not in data.columns:
             if len(data.columns) != 1:
@@ -146,7 +146,8 @@ def check_sampling_params(gamma: Any = None, seed: Any = None, temperature: Any 
             raise PolicyInputError(f"{name} must be a number, got {type(value).__name__} ({value!r:.40})")
         if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
             lower = f"> {low:g}" if low_open else f">= {low:g}"
-            raise PolicyInputError(f"{name} must be a finite number {lower} and <= {high:g}, got {value:.6g}")
+            shown = f"{value:.15g}" if isinstance(value, float) else str(value)  # 100.0001, not "100"
+            raise PolicyInputError(f"{name} must be a finite number {lower} and <= {high:g}, got {shown}")
         return float(value)
 
     gamma = number("gamma", gamma, 0.0, MAX_GAMMA)
