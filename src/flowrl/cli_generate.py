@@ -140,7 +140,7 @@ def generate_cmd(
     profile: str | None = typer.Option(None, help="Profile of params.yaml to use (default: its `profile` key)."),
     format: OutputFormat = typer.Option(OutputFormat.api, "--format", help="api: the API (prompt) JSON ComfyUI queues; ui: a workflow to open in the ComfyUI editor, laid out left to right."),
     object_info: str | None = typer.Option(None, "--object-info", help="Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info. Only installed node classes and model files are generated; the changed choices are printed."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write the workflow JSON here instead of printing it."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the workflow JSON to this file instead of printing it (- : print)."),
 ) -> None:
     """Print a ComfyUI workflow for PROMPT (API format, or --format ui for the editor); with --submit, also queue it."""
     with quiet_libraries():

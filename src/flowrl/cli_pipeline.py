@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from flowrl.cli_app import pipeline_app
+from flowrl.cli_app import fail, pipeline_app
+from flowrl.errors import FlowRLError
 
 
 @pipeline_app.command("dvc-yaml")
@@ -14,7 +15,10 @@ def dvc_yaml_cmd(root: Path = typer.Option(Path("."), help="repository root")) -
     """Write dvc.yaml from the stage declarations."""
     from flowrl.pipeline_files import write_dvc_yaml  # reads the params models: not needed for `flowrl --help`
 
-    typer.echo(f"wrote {write_dvc_yaml(root)}")
+    try:
+        typer.echo(f"wrote {write_dvc_yaml(root)}")
+    except FlowRLError as exc:
+        fail(str(exc))
 
 
 @pipeline_app.command("diagram")
@@ -22,4 +26,7 @@ def diagram_cmd(root: Path = typer.Option(Path("."), help="repository root")) ->
     """Write docs/architecture.md (the stage diagram) from the stage declarations."""
     from flowrl.pipeline_files import write_architecture
 
-    typer.echo(f"wrote {write_architecture(root)}")
+    try:
+        typer.echo(f"wrote {write_architecture(root)}")
+    except FlowRLError as exc:
+        fail(str(exc))
