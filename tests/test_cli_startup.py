@@ -37,6 +37,8 @@ COMMANDS = [
     ["generate", "  ", "--params", "{params}"], ["generate", "a fox", "--gamma", "-1", "--params", "{params}"],
     ["generate", "a fox", "--seed", "-1", "--params", "{params}"],
     ["generate", "a fox", "--submit", "http://127.0.0.1:99999", "--params", "{params}"],
+    ["generate", "a fox", "--object-info", "{flow}", "--params", "{params}"],
+    ["generate", "a fox", "--object-info", "", "--params", "{params}"],
     ["generate", "a fox", "--profile", "nope", "--params", "{params}"],
 ]
 
