@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -137,3 +138,17 @@ def test_no_store_in_this_folder_is_named(tmp_path, monkeypatch, params_args):
     result = runner.invoke(app, ["generate", "a red fox", *params_args])
     assert result.exit_code == 2 and "no MLflow store at sqlite:///" in result.stderr
     assert not (tmp_path / "mlflow").exists()
+
+
+def test_quiet_libraries_turns_off_the_loading_weights_bar(monkeypatch):
+    """The champion's from_pretrained draws a "Loading weights" tqdm bar on stderr; inside the block there is none."""
+    from transformers.utils import logging as tf_logging
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    from flowrl.cli_generate import quiet_libraries
+
+    assert tf_logging.is_progress_bar_enabled()
+    with quiet_libraries():
+        assert not tf_logging.is_progress_bar_enabled()
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"  # for a fresh process, where transformers loads later
+    assert tf_logging.is_progress_bar_enabled() and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ

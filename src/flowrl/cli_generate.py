@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,14 +90,22 @@ def check_mlmodel(path: Path) -> None:
              "the folder is damaged: save or download the model again")
 
 
+# transformers' log level, and no progress bars (transformers' "Loading weights", huggingface_hub's downloads)
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
     """Within the block, library warnings and info logs are muted, so the workflow or one error line is all a
     user sees; warning filters, the warnings-to-logging route and logger levels come back afterwards."""
     loggers = [logging.getLogger(n) for n in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic", "py.warnings")]
     levels = [lg.level for lg in loggers]
-    verbosity = os.environ.get("TRANSFORMERS_VERBOSITY")
-    os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # transformers sets its level from this on first use
+    saved_env = {k: os.environ.get(k) for k in QUIET_ENV}
+    os.environ.update(QUIET_ENV)  # read by transformers and huggingface_hub when first imported (here: lazily, later)
+    tf_logging = sys.modules.get("transformers.utils.logging")  # already imported (tests, a notebook): switch it directly
+    bars = tf_logging is not None and tf_logging.is_progress_bar_enabled()
+    if bars:
+        tf_logging.disable_progress_bar()  # the "Loading weights" bar
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # libraries re-enable their warnings locally (mlflow: simplefilter("once")), so what is still shown
@@ -110,10 +119,13 @@ def quiet_libraries() -> Iterator[None]:
             logging.captureWarnings(False)
             for lg, level in zip(loggers, levels, strict=True):
                 lg.setLevel(level)
-            if verbosity is None:
-                os.environ.pop("TRANSFORMERS_VERBOSITY", None)
-            else:
-                os.environ["TRANSFORMERS_VERBOSITY"] = verbosity
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if bars:
+                tf_logging.enable_progress_bar()
 
 
 def submit_workflow(url: str, workflow: dict) -> str:
