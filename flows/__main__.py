@@ -20,6 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=list(STAGE_FLOWS))
     parser.add_argument("--profile", default=None, help="override params.yaml `profile` (tiny, cpu, paper)")
     args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from flowrl.config import load_params
+
+    # params first, outside Prefect: a bad or missing params.yaml is one line, not a flow-run traceback
+    if (code := exit_code(load_params, Path("params.yaml").resolve(), args.profile)) != 0:
+        return code
     if not is_main_process():  # the extra processes of a multi-GPU launch train and leave Prefect and MLflow to rank 0
         return exit_code(run_stage_directly, args.stage, args.profile)
     return exit_code(STAGE_FLOWS[args.stage], profile=args.profile)
