@@ -128,6 +128,20 @@ def quiet_libraries() -> Iterator[None]:
                 tf_logging.enable_progress_bar()
 
 
+def fit_to_family(result: dict, family_map) -> tuple[dict, list[str]]:
+    """The model's result with its workflow kept in one checkpoint family (`flowrl.comfy.families.fit_family`), checked
+    again on the user's ComfyUI; and the notes saying what was assumed and changed."""
+    from flowrl.comfy.families import fit_family
+    from flowrl.comfy.object_info import installed_workflow
+    from flowrl.comfy.usable import usable_problems
+
+    workflow, changes, assumed = fit_family(result["workflow"], family_map)
+    checked, error = installed_workflow(workflow, family_map.info)
+    if checked is not None and (problems := usable_problems(checked)):
+        checked, error = None, f"after fitting it to one family: {problems[0]}"
+    return {**result, "workflow": checked, "valid": checked is not None, "error": error}, [*assumed, *changes]
+
+
 def submit_workflow(url: str, workflow: dict) -> str:
     """Validate `workflow` against the node catalog and submit it to the ComfyUI server at `url`; return the prompt id."""
     from flowrl.comfy.client import ComfyUIClient
@@ -153,15 +167,17 @@ def generate_cmd(
     format: OutputFormat = typer.Option(OutputFormat.api, "--format", help="api: the API (prompt) JSON ComfyUI queues; ui: a workflow to open in the ComfyUI editor, laid out left to right."),
     object_info: str | None = typer.Option(None, "--object-info", help="Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info. Only installed node classes and model files are generated; the changed choices are printed."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the workflow JSON to this file instead of printing it (- : print)."),
+    checkpoint_family: list[str] | None = typer.Option(None, "--checkpoint-family", help="FILE=FAMILY (sd15, sdxl, pony, turbo, lightning) for one of your checkpoints, LoRAs or VAEs whose family its name does not tell; repeatable. Needs --object-info."),
+    families: Path | None = typer.Option(None, "--families", help="A YAML or JSON file of `file name: family` lines, as --checkpoint-family for many files. Needs --object-info."),
 ) -> None:
     """Print a ComfyUI workflow for PROMPT (API format, or --format ui for the editor); with --submit, also queue it."""
     with quiet_libraries():
-        _generate(prompt, gamma, model, submit, seed, params, profile, format, object_info, out)
+        _generate(prompt, gamma, model, submit, seed, params, profile, format, object_info, out, checkpoint_family, families)
 
 
 def _generate(prompt: str, gamma: float | None, model: str | None, submit: str | None, seed: int | None,
               params: Path, profile: str | None, format: OutputFormat = OutputFormat.api, object_info: str | None = None,
-              out: Path | None = None) -> None:
+              out: Path | None = None, checkpoint_family: list[str] | None = None, families: Path | None = None) -> None:
     from flowrl.cli_flow import write_or_print
 
     try:
@@ -180,14 +196,22 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
         read_prompts([prompt], caps.max_prompts_per_request, caps.max_prompt_chars)
         if model is None:
             model = f"models:/{settings.register.model_name}@{settings.register.champion_alias}"
-        info = None
+        info = family_map = None
+        if (checkpoint_family or families is not None) and object_info is None:
+            fail("--checkpoint-family and --families name files of your ComfyUI: pass its --object-info too")
         if object_info is not None:
+            from flowrl.comfy.families import FamilyMap
             from flowrl.comfy.object_info import load_object_info
 
             info = load_object_info(object_info)
+            family_map = FamilyMap.from_arguments(info, checkpoint_family, families)
         generate = load_generator(model, params, profile)
         result: dict[str, Any] = (generate([prompt], gamma, seed, info) if info is not None else generate([prompt], gamma, seed))[0]
-        for note in (result.get("notes") or "").split("; ") if result.get("notes") else []:
+        notes = (result.get("notes") or "").split("; ") if result.get("notes") else []
+        if result["valid"] and family_map is not None:
+            result, more = fit_to_family(result, family_map)
+            notes += more
+        for note in notes:
             typer.secho(f"note: {note}", err=True, fg=typer.colors.YELLOW)
         if not result["valid"]:
             fail(f"the model's flow is not a usable workflow: {result['error']}\nraw flow:\n{result['flow']}\n"
