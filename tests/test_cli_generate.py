@@ -152,3 +152,24 @@ def test_quiet_libraries_turns_off_the_loading_weights_bar(monkeypatch):
         assert not tf_logging.is_progress_bar_enabled()
         assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"  # for a fresh process, where transformers loads later
     assert tf_logging.is_progress_bar_enabled() and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+
+
+def test_a_long_prompt_is_cut_in_tokens_before_sampling(models_dir, params_args, monkeypatch):
+    """A 19,000-character prompt (under the 20,000 cap) reaches the sampler as at most register.max_prompt_tokens tokens."""
+    from flowrl.policy import guidance
+    from flowrl.policy.sampling import Completion
+
+    seen: list[str] = []
+
+    def sample(model, tok, prompts, cfg, gamma, logits_processor=None):
+        seen.extend(prompts)
+        return [Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts]
+
+    monkeypatch.setattr(guidance, "sample_guided", sample)
+    result = runner.invoke(app, ["generate", ("a castle at dawn, dramatic clouds, " * 600)[:19_000], "--model", str(models_dir), *params_args])
+    assert result.exit_code == 0, result.output
+    assert "prompt truncated from" in result.stderr and "to 256 tokens" in result.stderr
+    from flowrl.policy.loading import load_sft_policy
+
+    _, tokenizer = load_sft_policy(models_dir / "sft")
+    assert len(tokenizer(seen[0], add_special_tokens=False).input_ids) <= 256
