@@ -173,3 +173,24 @@ def test_a_long_prompt_is_cut_in_tokens_before_sampling(models_dir, params_args,
 
     _, tokenizer = load_sft_policy(models_dir / "sft")
     assert len(tokenizer(seen[0], add_special_tokens=False).input_ids) <= 256
+
+
+def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp_path, valid_sampler, params_file, monkeypatch):
+    """MLflow loading a models:/ URI in place wrote registered_model_meta into the store's artifacts; now a copy is loaded."""
+    from flowrl.config import load_params
+    from flowrl.io import write_json
+    from flowrl.tracking import registry
+
+    tiny.build_tiny_policy(tmp_path / "models")
+    write_json(tmp_path / "reports/evaluate/summary.json", {"win_rate_grpo_cfg_1.5_vs_comfygen": 0.6})
+    for key in ("MLFLOW_TRACKING_URI", "FLOWRL_ARTIFACT_URI", "FLOWRL_PARENT_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    registry.run(load_params(params_file, profile="tiny"), tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri exported it
+    store = tmp_path / "mlflow"
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"}
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["generate", "a red fox", "--params", str(params_file), "--profile", "tiny"])
+    assert result.exit_code == 0, result.output
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"}
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,15 +57,18 @@ def load_generator(model: str, params_path: Path, profile: str | None):
         fail(f"--model {model}: no MLflow store at {uri} (run from the repository root, set MLFLOW_TRACKING_URI, "
              "or register a model with `dvc repro register`), or pass a local models folder")
     mlflow.set_tracking_uri(uri)
+    # a copy in a temporary folder: loaded in place, MLflow writes registered_model_meta into the store's artifacts
+    copy = tempfile.TemporaryDirectory(prefix="flowrl-model-")
     try:
         # the pip-requirements check reads every installed package's metadata (~1-2 s of the 15 s budget); the CLI
         # runs in the environment that registered the model, and `mlflow models serve` still checks
-        loaded = mlflow.pyfunc.load_model(model, suppress_warnings=True)
+        loaded = mlflow.pyfunc.load_model(model, suppress_warnings=True, dst_path=copy.name)
     except MlflowException as exc:
         fail(f"--model {model}: cannot be loaded from {mlflow.get_tracking_uri()} ({exc.message.splitlines()[0]}); "
              "register one with `dvc repro register`, or pass an existing version/alias or a local folder")
 
-    def predict(prompts: list[str], gamma: float | None, seed: int | None, object_info=None) -> list[dict]:
+    def predict(prompts: list[str], gamma: float | None, seed: int | None, object_info=None,
+                _copy=copy) -> list[dict]:  # _copy: the folder lives (and is removed) with this function
         extra = {k: v for k, v in (("gamma", gamma), ("seed", seed)) if v is not None}
         if object_info is not None:
             extra["object_info"] = json.dumps(object_info.nodes)
@@ -91,7 +95,7 @@ def check_mlmodel(path: Path) -> None:
 
 
 # transformers' log level, and no progress bars (transformers' "Loading weights", huggingface_hub's downloads)
-QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 @contextmanager
