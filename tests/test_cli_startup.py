@@ -39,6 +39,7 @@ COMMANDS = [
     ["generate", "a fox", "--submit", "http://127.0.0.1:99999", "--params", "{params}"],
     ["generate", "a fox", "--object-info", "{flow}", "--params", "{params}"],
     ["generate", "a fox", "--object-info", "", "--params", "{params}"],
+    ["generate", "a fox", "--model", "{encoded}", "--params", "{params}"],
     ["generate", "a fox", "--profile", "nope", "--params", "{params}"],
 ]
 

@@ -33,16 +33,12 @@ URI_SCHEMES = ("models:/", "runs:/", "s3://", "file://", "http://", "https://", 
 def load_generator(model: str, params_path: Path, profile: str | None):
     """A function (prompts, gamma, seed, object_info=None) -> results, for an MLflow model URI, a saved MLflow
     model folder, or a pipeline `models/` folder (sft/ and, when trained, grpo/)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from flowrl.policy.inference import FlowPolicy, ServingSettings
-    from flowrl.config import load_params
-    from flowrl.device import configure
-    from flowrl.tracking.runs import tracking_uri
-
     path = Path(model)
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
+        from flowrl.config import load_params
+        from flowrl.device import configure
+        from flowrl.policy.inference import FlowPolicy, ServingSettings
+
         params = load_params(params_path, profile)
         configure(params.device)  # where the policy runs (flowrl.device); FLOWRL_DEVICE for a registered model
         policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(params))
@@ -52,6 +48,11 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     if not model.startswith(URI_SCHEMES) and not (path / "MLmodel").exists():
         fail(f"--model {model}: not a models:/ URI, an MLflow model folder (no MLmodel) or a pipeline models folder (no sft/policy.json); "
              "pass models:/<name>@champion or the folder the sft stage wrote")
+    import mlflow  # 2-3 s: only once the model is known to be an MLflow one
+    from mlflow.exceptions import MlflowException
+
+    from flowrl.tracking.runs import tracking_uri
+
     uri = tracking_uri(Path("."))
     if model.startswith(("models:/", "runs:/")) and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         fail(f"--model {model}: no MLflow store at {uri} (run from the repository root, set MLFLOW_TRACKING_URI, "
@@ -193,6 +194,8 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
         check_sampling_params(gamma, seed)
         if submit is not None:
             check_server_url(submit, "--submit")
+        if (checkpoint_family or families is not None) and object_info is None:
+            fail("--checkpoint-family and --families name files of your ComfyUI: pass its --object-info too")
         from flowrl.config import load_params
 
         settings = load_params(params, profile) if model is None or params.exists() else None
@@ -201,8 +204,6 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
         if model is None:
             model = f"models:/{settings.register.model_name}@{settings.register.champion_alias}"
         info = family_map = None
-        if (checkpoint_family or families is not None) and object_info is None:
-            fail("--checkpoint-family and --families name files of your ComfyUI: pass its --object-info too")
         if object_info is not None:
             from flowrl.comfy.families import FamilyMap
             from flowrl.comfy.object_info import load_object_info
