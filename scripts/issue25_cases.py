@@ -215,7 +215,7 @@ def short(argv: list[str], tmp: Path) -> str:
     for a in argv:
         a = a.replace(str(tmp) + "/", "").replace(str(REPO) + "/", "")
         a = a if len(a) <= 40 else a[:20] + "…"
-        parts.append(a if a and " " not in a else json.dumps(a))
+        parts.append(a if a and " " not in a else json.dumps(a, ensure_ascii=False))
     return ("" if parts[0] == "python" else "flowrl ") + " ".join(parts)
 
 

@@ -31,6 +31,7 @@ ALIASES = {"sd15": "sd15", "sd1.5": "sd15", "sd1": "sd15", "1.5": "sd15", "sdxl"
 CUES = ((r"turbo", "sdxl_turbo", "turbo"), (r"lightning", "sdxl_lightning", "lightning"),
         (r"pony|pdxl|(?<![a-z])pxl", "pony", "pony"), (r"sdxl|xl(?![a-z])|xl[v0-9]", "sdxl", "XL"),
         (r"sd[_\-]?1[._\-]?5|v1[._\-]5|(?<![a-z0-9])sd15", "sd15", "SD1.5"))
+SUGGEST = 70  # WRatio from which an installed file is offered as "did you mean"
 SIMILAR = 85  # rapidfuzz WRatio from which a name is "like" a catalog file (realisticVisionV60B1_v60B1VAE)
 FILE_INPUTS = {"ckpt_name": "checkpoint", "lora_name": "LoRA", "vae_name": "VAE"}
 # latent pixels a family is trained around: SD1.5 ~512², SDXL and its relatives ~1024²
@@ -98,9 +99,11 @@ class FamilyMap:
                 self.families[name] = guess_family(name, kind)
         for name, family in (overrides or {}).items():
             if name not in every:
-                alt = nearest(name, sorted(every))
+                alt = nearest(name, sorted(every), SUGGEST)
+                shown = ", ".join(self.installed["checkpoint"][:6]) or "none"
                 raise FamilyError(f"--checkpoint-family {name}: no such checkpoint, LoRA or VAE on {info.source}"
-                                  f"{f'; did you mean {alt!r}' if alt else ''}")
+                                  f"{f'; did you mean {alt!r}' if alt else ''}; give the file name as ComfyUI lists it "
+                                  f"(checkpoints there: {shown})")
             self.families[name] = Family(family, "your map")
 
     @classmethod
