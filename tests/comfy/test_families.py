@@ -138,3 +138,14 @@ def test_every_runnable_base_flow_on_every_checkpoint_ends_in_one_family(infos, 
                     *map(str, usable_problems(fitted))]
         bad += [problems] if problems else []
     assert len(bad) <= 3, bad[:3]  # >= 95% of 64
+
+
+def test_a_mismatch_nothing_can_fix_stays_a_family_problem(infos):
+    _, fmap = infos["user"]
+    graph = one_lora_flow("juggernautXL_v10.safetensors")
+    graph["2"]["inputs"]["clip"] = "not a link"  # the LoRA cannot be bypassed (its CLIP input is no link)
+    only_sd15 = FamilyMap(fmap.info)
+    only_sd15.installed["LoRA"] = ["add_detail.safetensors"]  # no SDXL LoRA to swap in
+    fitted, changes, _ = fit_family(graph, only_sd15)
+    assert fitted["2"]["inputs"]["lora_name"] == "add_detail.safetensors" and "left as is" in changes[0]
+    assert family_problems(fitted, only_sd15)

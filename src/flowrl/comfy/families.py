@@ -163,7 +163,8 @@ def fit_family(graph: dict, families: FamilyMap) -> tuple[dict, list[str], list[
     """`graph` kept in its checkpoint's family, the changes made, and what was assumed about the files it uses.
 
     Returns:
-        (a fitted copy, one note per change, one note per file whose family was assumed or came from a cue).
+        (a fitted copy, one note per change or per mismatch nothing installed can fix, one note per file whose
+        family was assumed or came from a cue).
     """
     graph = copy.deepcopy(graph)
     ckpts = [nid for nid, n in graph.items() if isinstance(n["inputs"].get("ckpt_name"), str)]
@@ -191,6 +192,9 @@ def fit_family(graph: dict, families: FamilyMap) -> tuple[dict, list[str], list[
                 changes.append(f"node {nid} ({node['class_type']}) with {value} left out: it is "
                                f"{LABELS[families.family(value).family]} and no installed {kind} fits {LABELS[family]}")
                 break
+            else:  # kept: said, and family_problems keeps reporting it
+                changes.append(f"node {nid} ({node['class_type']}) {inp}: {value} is {LABELS[families.family(value).family]}, "
+                               f"not {LABELS[family]} like {base_name}, and no installed {kind} fits: left as is")
         if nid not in graph:
             continue
         if node["class_type"] in SIZE_CLASSES and isinstance(inputs.get("width"), int) and isinstance(inputs.get("height"), int):
@@ -235,5 +239,6 @@ def _bypass(graph: dict, nid: str, base: str) -> bool:
 
 
 def family_problems(graph: dict, families: FamilyMap) -> list[str]:
-    """What keeps `graph` from being one family (empty: it is); `fit_family`'s changes, made on a copy."""
+    """What keeps `graph` from being one family (empty: it is): `fit_family`'s notes for it (a fitted graph has
+    none, unless a mismatch could not be fixed)."""
     return fit_family(graph, families)[1]
