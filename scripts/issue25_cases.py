@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
