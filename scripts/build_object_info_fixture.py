@@ -7,6 +7,9 @@ core ComfyUI only (no custom node packs), two checkpoints that are NOT among the
 (src/flowrl/comfy/components.py), one of its LoRAs plus one other, one VAE and no upscaler.
 
     python scripts/build_object_info_fixture.py
+
+It also writes src/flowrl/comfy/custom_node_packs.json (which catalog classes are custom nodes, and their pack),
+so that a missing core node is never called a missing custom node.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 NODE_WIDGETS = REPO.parent / "shared" / "data" / "comfyui_workflows" / "node_widgets.json"
 CATALOG = REPO / "src" / "flowrl" / "comfy" / "node_catalog.json"
 OUT = REPO / "tests" / "fixtures" / "object_info_user.json"
+PACKS_OUT = REPO / "src" / "flowrl" / "comfy" / "custom_node_packs.json"  # custom class -> its pack (the rest is core)
 
 # custom nodes the catalog adds by hand (scripts/build_catalog.py CUSTOM_NODES), with their packs
 HAND_WRITTEN_CUSTOM = {"CR LoRA Stack": "ComfyUI_Comfyroll_CustomNodes", "CR Apply LoRA Stack": "ComfyUI_Comfyroll_CustomNodes",
@@ -45,14 +49,20 @@ def _input(spec: dict, name: str, control: bool) -> list:
     return [spec["type"], opts]
 
 
-def build() -> dict:
+def custom_packs() -> dict[str, str]:
+    """Catalog class -> the custom node pack that provides it; a class not listed is core ComfyUI."""
     widgets = json.loads(NODE_WIDGETS.read_text())
     catalog = json.loads(CATALOG.read_text())
+    packs = {ct: widgets.get(ct, {}).get("custom_node_pack") for ct in catalog}
+    return dict(sorted({**{ct: p for ct, p in packs.items() if p and p != CORE_PACK}, **HAND_WRITTEN_CUSTOM}.items()))
+
+
+def build() -> dict:
+    catalog = json.loads(CATALOG.read_text())
+    custom = custom_packs()
     info = {}
     for ct, c in sorted(catalog.items()):
-        pack = widgets.get(ct, {}).get("custom_node_pack")
-        custom = (pack if pack != CORE_PACK else None) or HAND_WRITTEN_CUSTOM.get(ct)
-        if custom or c["virtual"]:
+        if ct in custom or c["virtual"]:
             continue
         order = c["widgets"] + [n for n in sorted(c["inputs"]) if n not in c["widgets"]]
         groups = {"required": {}, "optional": {}}
@@ -72,3 +82,5 @@ if __name__ == "__main__":
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(build(), separators=(",", ":"), sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KiB)")
+    PACKS_OUT.write_text(json.dumps(custom_packs(), indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {PACKS_OUT}")

@@ -92,6 +92,8 @@ FILE_CASES = {
     "deep-nesting": ('{"1": {"class_type": "X", "inputs": {"v": ' + "[" * 900 + "]" * 900 + "}}}", ["nested"]),
     "deep-near-limit": ("[" * 5000 + "]" * 5000, ["nested too deeply"]),
     "encoded-flow-given": (encode_flow(_api()), ["this is an encoded flow", "flowrl flow decode"]),
+    "ui-nodes-a-dict": (_ui(lambda d: d.update(nodes={str(n["id"]): n for n in d["nodes"]})),
+                        ["a UI workflow (it has", "'nodes' is a dict, not a list of nodes"]),
 }
 
 
@@ -136,6 +138,7 @@ DECODE_CASES = {
     "deep-near-limit": ("X v=" + "[" * 5000 + "]" * 5000, ["nested too deeply"]),
     "deep": ("X v=" + "[" * 100 + "]" * 100, ["nested deeper than 64 levels"]),
     "empty": ("\n \n", ["empty flow text"]),
+    "lone-cr": (ENCODED.replace("\n", "\r", 1), ["carriage return", "line endings"]),
 }
 
 
@@ -166,6 +169,16 @@ def test_unreadable_encoded_files(tmp_path, data, words):
 def test_bom_prefixed_encoded_file_decodes_exactly(tmp_path):
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbf" + ENCODED.encode())
+    result = runner.invoke(app, ["flow", "decode", str(path)])
+    assert result.exit_code == 0, result.output
+    from flowrl.encoding.codec import canonical_form
+
+    assert json.loads(result.output) == canonical_form(_api())
+
+
+def test_crlf_encoded_file_decodes_exactly(tmp_path):
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(ENCODED.replace("\n", "\r\n").encode())
     result = runner.invoke(app, ["flow", "decode", str(path)])
     assert result.exit_code == 0, result.output
     from flowrl.encoding.codec import canonical_form

@@ -49,9 +49,12 @@ def nothing_loads(monkeypatch):
     (["a \udcff fox"], ["prompt 0 is not valid text (invalid UTF-8", "character 2"]),  # argv bytes 0xff, as Python decodes them
     (["x" * 301], ["301 characters, more than the cap of 300", "register.max_prompt_chars"]),
     (["a fox", "--submit", "ftp://127.0.0.1:8188"], ["ComfyUI url 'ftp://127.0.0.1:8188'", "fix --submit"]),
-    (["a fox", "--submit", "http://"], ["fix --submit"]),
+    (["a fox", "--submit", "http://"], ["names no host", "fix --submit"]),
     (["a fox", "--submit", "127.0.0.1:8188"], ["fix --submit"]),
-    (["a fox", "--submit", "http://host:99999"], ["fix --submit"]),
+    (["a fox", "--submit", "http://host:99999"], ["port '99999' is not a port number from 1 to 65535", "fix --submit"]),
+    (["a fox", "--submit", "http://127.0.0.1:99999"], ["port '99999'"]),
+    (["a fox", "--submit", ""], ["is empty", "fix --submit"]),
+    (["a fox", "--gamma", "100.0001"], ["<= 100, got 100.0001"]),
     (["a fox", "--submit", "http://host/ x"], ["fix --submit"]),
 ])
 def test_bad_arguments_are_refused_before_loading(nothing_loads, params_args, args, words):

@@ -159,3 +159,29 @@ def test_served_model_takes_object_info_as_a_request_parameter(models_dir, tmp_p
     assert "UpscaleModelLoader" in seen[-1][0].g.classes  # without the parameter: the model's own choices
     with pytest.raises(MlflowException, match="object_info: not JSON"):
         model.predict(["a fox"], params={"object_info": "{oops"})
+
+
+def test_generate_keeps_a_users_cueless_checkpoint_in_one_family(models_dir, params_args, tmp_path, fixed_sampler):
+    """Issue 25: house_blend (no family cue) at 1152x896 with add_detail (an SD1.5 LoRA) while detail_tweaker_xl is installed."""
+    from tests.comfy.test_families import one_lora_flow, renamed_info
+
+    flow, _ = fixed_sampler
+    flow[0] = policy_text(one_lora_flow("house_blend.safetensors"))
+    info_file = tmp_path / "object_info.json"
+    info_file.write_text(json.dumps(renamed_info().nodes))
+    args = ["generate", "anime girl in a neon city", "--model", str(models_dir), "--seed", "3", "--object-info", str(info_file), *params_args]
+    mapped = runner.invoke(app, [*args, "--checkpoint-family", "house_blend.safetensors=sdxl", "-o", str(tmp_path / "sdxl.json")])
+    assert mapped.exit_code == 0, mapped.output
+    graph = json.loads((tmp_path / "sdxl.json").read_text())
+    lora = next(n for n in graph.values() if n["class_type"] == "LoraLoader")
+    assert lora["inputs"]["lora_name"] == "detail_tweaker_xl.safetensors"
+    assert "add_detail.safetensors is SD1.5, not SDXL like house_blend.safetensors" in mapped.stderr
+    assumed = runner.invoke(app, [*args, "-o", str(tmp_path / "sd15.json")])
+    assert assumed.exit_code == 0, assumed.output
+    assert "house_blend.safetensors is SD1.5 (no cue in the name); if it is not, pass --checkpoint-family" in assumed.stderr
+    latent = next(n for n in json.loads((tmp_path / "sd15.json").read_text()).values() if n["class_type"] == "EmptyLatentImage")
+    assert latent["inputs"]["width"] * latent["inputs"]["height"] <= 0.8e6
+    refused = runner.invoke(app, [*args, "--checkpoint-family", "house_blend=sdxl"])
+    assert refused.exit_code == 2 and "did you mean 'house_blend.safetensors'" in refused.stderr
+    no_info = runner.invoke(app, ["generate", "a fox", "--checkpoint-family", "a=sdxl", *params_args])
+    assert no_info.exit_code == 2 and "pass its --object-info too" in no_info.stderr

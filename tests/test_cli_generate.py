@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -137,3 +138,59 @@ def test_no_store_in_this_folder_is_named(tmp_path, monkeypatch, params_args):
     result = runner.invoke(app, ["generate", "a red fox", *params_args])
     assert result.exit_code == 2 and "no MLflow store at sqlite:///" in result.stderr
     assert not (tmp_path / "mlflow").exists()
+
+
+def test_quiet_libraries_turns_off_the_loading_weights_bar(monkeypatch):
+    """The champion's from_pretrained draws a "Loading weights" tqdm bar on stderr; inside the block there is none."""
+    from transformers.utils import logging as tf_logging
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    from flowrl.cli_generate import quiet_libraries
+
+    assert tf_logging.is_progress_bar_enabled()
+    with quiet_libraries():
+        assert not tf_logging.is_progress_bar_enabled()
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"  # for a fresh process, where transformers loads later
+    assert tf_logging.is_progress_bar_enabled() and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+
+
+def test_a_long_prompt_is_cut_in_tokens_before_sampling(models_dir, params_args, monkeypatch):
+    """A 19,000-character prompt (under the 20,000 cap) reaches the sampler as at most register.max_prompt_tokens tokens."""
+    from flowrl.policy import guidance
+    from flowrl.policy.sampling import Completion
+
+    seen: list[str] = []
+
+    def sample(model, tok, prompts, cfg, gamma, logits_processor=None):
+        seen.extend(prompts)
+        return [Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts]
+
+    monkeypatch.setattr(guidance, "sample_guided", sample)
+    result = runner.invoke(app, ["generate", ("a castle at dawn, dramatic clouds, " * 600)[:19_000], "--model", str(models_dir), *params_args])
+    assert result.exit_code == 0, result.output
+    assert "prompt truncated from" in result.stderr and "to 256 tokens" in result.stderr
+    from flowrl.policy.loading import load_sft_policy
+
+    _, tokenizer = load_sft_policy(models_dir / "sft")
+    assert len(tokenizer(seen[0], add_special_tokens=False).input_ids) <= 256
+
+
+def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp_path, valid_sampler, params_file, monkeypatch):
+    """MLflow loading a models:/ URI in place wrote registered_model_meta into the store's artifacts; now a copy is loaded."""
+    from flowrl.config import load_params
+    from flowrl.io import write_json
+    from flowrl.tracking import registry
+
+    tiny.build_tiny_policy(tmp_path / "models")
+    write_json(tmp_path / "reports/evaluate/summary.json", {"win_rate_grpo_cfg_1.5_vs_comfygen": 0.6})
+    for key in ("MLFLOW_TRACKING_URI", "FLOWRL_ARTIFACT_URI", "FLOWRL_PARENT_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    registry.run(load_params(params_file, profile="tiny"), tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri exported it
+    store = tmp_path / "mlflow"
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"}
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["generate", "a red fox", "--params", str(params_file), "--profile", "tiny"])
+    assert result.exit_code == 0, result.output
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"}
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))

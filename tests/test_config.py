@@ -79,3 +79,20 @@ def test_an_empty_params_file_is_a_clear_error(tmp_path):
     (tmp_path / "params.yaml").write_text("# nothing\n")
     with pytest.raises(ConfigError, match="is empty"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_a_custom_profile_of_the_file_is_taken():
+    raw = {"prompts": {"n_prompts": 100, "n_holdout": 10}, "profiles": {"mine": {"prompts": {"n_prompts": 40}}}}
+    params = resolve(raw, "mine")
+    assert params.profile == "mine" and params.prompts.n_prompts == 40
+    with pytest.raises(ConfigError, match=r"unknown profile 'yours'; choose one of \['cpu', 'mine', 'paper', 'tiny'\]"):
+        resolve(raw, "yours")
+
+
+def test_a_bad_value_set_by_a_profile_names_the_profile():
+    raw = {"policy": {"temperature": 0.9}, "profiles": {"cpu": {"policy": {"temperature": -1}}}}
+    with pytest.raises(ConfigError, match=r"profile cpu\):\n  profiles\.cpu\.policy\.temperature \(set by profile cpu\): Input should be greater than 0"):
+        resolve(raw, "cpu")
+    raw = {"policy": {"temperature": -1}, "profiles": {"cpu": {}}}
+    with pytest.raises(ConfigError, match=r"\n  policy\.temperature: Input"):
+        resolve(raw, "cpu")

@@ -22,7 +22,9 @@ def test_cpu_flags_read_the_flags_line(tmp_path):
 
 @pytest.mark.parametrize("flags, fast", [({"avx2"}, False), ({"avx2", "avx512_bf16"}, True), ({"amx_bf16"}, True)])
 def test_fast_bf16_on_cpu_follows_the_flags(monkeypatch, flags, fast):
-    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
     precision.fast_bf16.cache_clear()
     try:

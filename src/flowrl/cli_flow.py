@@ -24,14 +24,15 @@ def _load(path: Path) -> dict:
 
 
 def write_or_print(data: dict, out: Path | None, source: str) -> None:
-    """Print a workflow's JSON, or write it to `out` (atomically); values JSON cannot carry are refused (workflow_json)."""
+    """Print a workflow's JSON (also for `-o -`), or write it to `out` like a careful Unix tool (`flowrl.io.write_text`:
+    atomic, mode and symlink kept, FIFOs written into, no folder created); values JSON cannot carry are refused."""
     from flowrl.io import write_text
 
     text = workflow_json(data, source)
-    if out is None:
+    if out is None or str(out) == "-":
         typer.echo(text)
     else:
-        write_text(out, text + "\n")
+        write_text(out, text + "\n", make_parents=False)
         typer.secho(f"wrote {out}", err=True)
 
 
@@ -74,7 +75,7 @@ def convert_cmd(path: Path = typer.Argument(..., help="UI (or API) workflow JSON
 @flow_app.command("to-ui")
 def to_ui_cmd(
     path: Path = typer.Argument(..., help="API-format workflow JSON file (a UI file is converted and laid out again)"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write the UI workflow here instead of printing it."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the UI workflow to this file instead of printing it (- : print)."),
 ) -> None:
     """Print a UI workflow (for the ComfyUI editor: drag it in, or Workflow > Open) with an automatic layout."""
     from flowrl.comfy.ui_export import api_to_ui

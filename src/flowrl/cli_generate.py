@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from flowrl.cli_app import app, fail
-from flowrl.config import load_params
 from flowrl.errors import FlowRLError
 
 
@@ -33,16 +33,12 @@ URI_SCHEMES = ("models:/", "runs:/", "s3://", "file://", "http://", "https://", 
 def load_generator(model: str, params_path: Path, profile: str | None):
     """A function (prompts, gamma, seed, object_info=None) -> results, for an MLflow model URI, a saved MLflow
     model folder, or a pipeline `models/` folder (sft/ and, when trained, grpo/)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from flowrl.policy.inference import FlowPolicy, ServingSettings
-    from flowrl.tracking.runs import tracking_uri
-
-    from flowrl.device import configure
-
     path = Path(model)
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
+        from flowrl.config import load_params
+        from flowrl.device import configure
+        from flowrl.policy.inference import FlowPolicy, ServingSettings
+
         params = load_params(params_path, profile)
         configure(params.device)  # where the policy runs (flowrl.device); FLOWRL_DEVICE for a registered model
         policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(params))
@@ -52,20 +48,28 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     if not model.startswith(URI_SCHEMES) and not (path / "MLmodel").exists():
         fail(f"--model {model}: not a models:/ URI, an MLflow model folder (no MLmodel) or a pipeline models folder (no sft/policy.json); "
              "pass models:/<name>@champion or the folder the sft stage wrote")
+    import mlflow  # 2-3 s: only once the model is known to be an MLflow one
+    from mlflow.exceptions import MlflowException
+
+    from flowrl.tracking.runs import tracking_uri
+
     uri = tracking_uri(Path("."))
     if model.startswith(("models:/", "runs:/")) and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         fail(f"--model {model}: no MLflow store at {uri} (run from the repository root, set MLFLOW_TRACKING_URI, "
              "or register a model with `dvc repro register`), or pass a local models folder")
     mlflow.set_tracking_uri(uri)
+    # a copy in a temporary folder: loaded in place, MLflow writes registered_model_meta into the store's artifacts
+    copy = tempfile.TemporaryDirectory(prefix="flowrl-model-")
     try:
         # the pip-requirements check reads every installed package's metadata (~1-2 s of the 15 s budget); the CLI
         # runs in the environment that registered the model, and `mlflow models serve` still checks
-        loaded = mlflow.pyfunc.load_model(model, suppress_warnings=True)
+        loaded = mlflow.pyfunc.load_model(model, suppress_warnings=True, dst_path=copy.name)
     except MlflowException as exc:
         fail(f"--model {model}: cannot be loaded from {mlflow.get_tracking_uri()} ({exc.message.splitlines()[0]}); "
              "register one with `dvc repro register`, or pass an existing version/alias or a local folder")
 
-    def predict(prompts: list[str], gamma: float | None, seed: int | None, object_info=None) -> list[dict]:
+    def predict(prompts: list[str], gamma: float | None, seed: int | None, object_info=None,
+                _copy=copy) -> list[dict]:  # _copy: the folder lives (and is removed) with this function
         extra = {k: v for k, v in (("gamma", gamma), ("seed", seed)) if v is not None}
         if object_info is not None:
             extra["object_info"] = json.dumps(object_info.nodes)
@@ -79,6 +83,8 @@ def load_generator(model: str, params_path: Path, profile: str | None):
 
 def check_mlmodel(path: Path) -> None:
     """Fail fast, naming the file, when an MLflow model folder's MLmodel is not a readable pyfunc description."""
+    import yaml
+
     try:
         meta = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
@@ -89,14 +95,22 @@ def check_mlmodel(path: Path) -> None:
              "the folder is damaged: save or download the model again")
 
 
+# transformers' log level, and no progress bars (transformers' "Loading weights", huggingface_hub's downloads)
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
     """Within the block, library warnings and info logs are muted, so the workflow or one error line is all a
     user sees; warning filters, the warnings-to-logging route and logger levels come back afterwards."""
     loggers = [logging.getLogger(n) for n in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic", "py.warnings")]
     levels = [lg.level for lg in loggers]
-    verbosity = os.environ.get("TRANSFORMERS_VERBOSITY")
-    os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # transformers sets its level from this on first use
+    saved_env = {k: os.environ.get(k) for k in QUIET_ENV}
+    os.environ.update(QUIET_ENV)  # read by transformers and huggingface_hub when first imported (here: lazily, later)
+    tf_logging = sys.modules.get("transformers.utils.logging")  # already imported (tests, a notebook): switch it directly
+    bars = tf_logging is not None and tf_logging.is_progress_bar_enabled()
+    if bars:
+        tf_logging.disable_progress_bar()  # the "Loading weights" bar
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # libraries re-enable their warnings locally (mlflow: simplefilter("once")), so what is still shown
@@ -110,10 +124,27 @@ def quiet_libraries() -> Iterator[None]:
             logging.captureWarnings(False)
             for lg, level in zip(loggers, levels, strict=True):
                 lg.setLevel(level)
-            if verbosity is None:
-                os.environ.pop("TRANSFORMERS_VERBOSITY", None)
-            else:
-                os.environ["TRANSFORMERS_VERBOSITY"] = verbosity
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if bars:
+                tf_logging.enable_progress_bar()
+
+
+def fit_to_family(result: dict, family_map) -> tuple[dict, list[str]]:
+    """The model's result with its workflow kept in one checkpoint family (`flowrl.comfy.families.fit_family`), checked
+    again on the user's ComfyUI; and the notes saying what was assumed and changed."""
+    from flowrl.comfy.families import fit_family
+    from flowrl.comfy.object_info import installed_workflow
+    from flowrl.comfy.usable import usable_problems
+
+    workflow, changes, assumed = fit_family(result["workflow"], family_map)
+    checked, error = installed_workflow(workflow, family_map.info)
+    if checked is not None and (problems := usable_problems(checked)):
+        checked, error = None, f"after fitting it to one family: {problems[0]}"
+    return {**result, "workflow": checked, "valid": checked is not None, "error": error}, [*assumed, *changes]
 
 
 def submit_workflow(url: str, workflow: dict) -> str:
@@ -140,39 +171,52 @@ def generate_cmd(
     profile: str | None = typer.Option(None, help="Profile of params.yaml to use (default: its `profile` key)."),
     format: OutputFormat = typer.Option(OutputFormat.api, "--format", help="api: the API (prompt) JSON ComfyUI queues; ui: a workflow to open in the ComfyUI editor, laid out left to right."),
     object_info: str | None = typer.Option(None, "--object-info", help="Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info. Only installed node classes and model files are generated; the changed choices are printed."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write the workflow JSON here instead of printing it."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the workflow JSON to this file instead of printing it (- : print)."),
+    checkpoint_family: list[str] | None = typer.Option(None, "--checkpoint-family", help="FILE=FAMILY (sd15, sdxl, pony, turbo, lightning) for one of your checkpoints, LoRAs or VAEs whose family its name does not tell; repeatable. Needs --object-info."),
+    families: Path | None = typer.Option(None, "--families", help="A YAML or JSON file of `file name: family` lines, as --checkpoint-family for many files. Needs --object-info."),
 ) -> None:
     """Print a ComfyUI workflow for PROMPT (API format, or --format ui for the editor); with --submit, also queue it."""
     with quiet_libraries():
-        _generate(prompt, gamma, model, submit, seed, params, profile, format, object_info, out)
+        _generate(prompt, gamma, model, submit, seed, params, profile, format, object_info, out, checkpoint_family, families)
 
 
 def _generate(prompt: str, gamma: float | None, model: str | None, submit: str | None, seed: int | None,
               params: Path, profile: str | None, format: OutputFormat = OutputFormat.api, object_info: str | None = None,
-              out: Path | None = None) -> None:
+              out: Path | None = None, checkpoint_family: list[str] | None = None, families: Path | None = None) -> None:
     from flowrl.cli_flow import write_or_print
 
     try:
         from flowrl.comfy.client import check_server_url
         from flowrl.policy.inference import ServingSettings, check_sampling_params, read_prompts
 
-        # cheap checks first: nothing is loaded until the arguments are known to be usable
+        # cheap checks first (no params file, no model): nothing is loaded until the arguments are known to be usable
+        read_prompts([prompt])
+        check_sampling_params(gamma, seed)
+        if submit is not None:
+            check_server_url(submit, "--submit")
+        if (checkpoint_family or families is not None) and object_info is None:
+            fail("--checkpoint-family and --families name files of your ComfyUI: pass its --object-info too")
+        from flowrl.config import load_params
+
         settings = load_params(params, profile) if model is None or params.exists() else None
         caps = ServingSettings.from_params(settings) if settings is not None else ServingSettings()
         read_prompts([prompt], caps.max_prompts_per_request, caps.max_prompt_chars)
-        check_sampling_params(gamma, seed)
-        if submit:
-            check_server_url(submit, "--submit")
         if model is None:
             model = f"models:/{settings.register.model_name}@{settings.register.champion_alias}"
-        info = None
+        info = family_map = None
         if object_info is not None:
+            from flowrl.comfy.families import FamilyMap
             from flowrl.comfy.object_info import load_object_info
 
             info = load_object_info(object_info)
+            family_map = FamilyMap.from_arguments(info, checkpoint_family, families)
         generate = load_generator(model, params, profile)
         result: dict[str, Any] = (generate([prompt], gamma, seed, info) if info is not None else generate([prompt], gamma, seed))[0]
-        for note in (result.get("notes") or "").split("; ") if result.get("notes") else []:
+        notes = (result.get("notes") or "").split("; ") if result.get("notes") else []
+        if result["valid"] and family_map is not None:
+            result, more = fit_to_family(result, family_map)
+            notes += more
+        for note in notes:
             typer.secho(f"note: {note}", err=True, fg=typer.colors.YELLOW)
         if not result["valid"]:
             fail(f"the model's flow is not a usable workflow: {result['error']}\nraw flow:\n{result['flow']}\n"
@@ -183,7 +227,7 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
             write_or_print(api_to_ui(result["workflow"], source="generated workflow"), out, "generated workflow")
         else:
             write_or_print(result["workflow"], out, "generated workflow")
-        if submit:
+        if submit is not None:
             typer.echo(f"prompt_id: {submit_workflow(submit, result['workflow'])}")
     except FlowRLError as exc:
         fail(str(exc))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -43,7 +43,7 @@ warnings.filterwarnings("ignore", message='Field name "register" in "Params" sha
 class Params(Section):
     """The whole of params.yaml after the selected profile's overrides are applied."""
 
-    profile: Literal["tiny", "cpu", "paper"] = "cpu"
+    profile: str = Field("cpu", description="The profile applied: tiny, cpu, paper, or any name under `profiles`.")
     seed: int = 1234
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where models run: auto (CUDA when present, else cpu), cpu, cuda or cuda:N (flowrl.device). bf16 weights for frozen models on GPUs that support it.")
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
@@ -90,13 +90,24 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params") -> Pa
         raise ConfigError(f"{source}: 'profile' must be a name such as cpu, got {name!r}")
     if name not in profiles and name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(set(profiles) | set(PROFILES))}")
-    merged = deep_merge(raw, profiles.get(name) or {})
+    overrides = profiles.get(name) or {}
+    merged = deep_merge(raw, overrides)
     merged["profile"] = name
     try:
         return Params.model_validate(merged)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{source}: params are invalid:\n" + "\n".join(lines)) from None
+        lines = [f"  {_where(e['loc'], overrides, name)}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"{source}: params are invalid (profile {name}):\n" + "\n".join(lines)) from None
+
+
+def _where(loc: tuple, overrides: dict, profile: str) -> str:
+    """A bad value's dotted key, as `profiles.<profile>.<key>` when the profile's overrides set it."""
+    key, node = ".".join(str(p) for p in loc), overrides
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return key
+        node = node[part]
+    return f"profiles.{profile}.{key} (set by profile {profile})"
 
 
 def missing_keys(raw: Any, model: type[BaseModel] = Params, prefix: str = "") -> list[str]:

@@ -354,7 +354,7 @@ class RegisterConfig(Section):
     challenger_alias: str = Field("challenger", min_length=1, description="Alias of a registered version that did not beat the champion.")
     batch_size: int = Field(8, gt=0, description="Prompts sampled together by the served model.")
     max_new_tokens: int | None = Field(None, gt=0, description="Token cap of a served flow; empty = policy.max_new_tokens.")
-    max_prompt_tokens: int | None = Field(None, gt=0, description="Served prompts longer than this (in tokens) are cut, with a note; empty = whatever fits the model's context.")
+    max_prompt_tokens: int | None = Field(256, gt=0, description="Served prompts longer than this (in tokens) are cut before sampling, with a note; empty = whatever fits the model's context.")
     max_prompts_per_request: int = Field(32, gt=0, le=10_000, description="Most prompts one request to the served model (or one `flowrl generate`) may carry; more is refused with HTTP 400.")
     max_prompt_chars: int = Field(20_000, gt=0, le=1_000_000, description="Longest prompt accepted, in characters; longer is refused with HTTP 400 (prompts within it that exceed the token budget are cut, with a note).")
 

@@ -230,3 +230,46 @@ def test_a_duplicate_node_id_is_named_never_merged(case, pick):
         assert f"both have id {twin['id']}" in str(exc)
     else:
         raise AssertionError("a duplicate node id was silently merged")
+
+
+# /object_info entries: mostly well-formed, with any part replaced by arbitrary JSON (issue 25)
+_specs = st.one_of(st.just(["MODEL"]), st.just(["INT", {"min": 0, "max": 10}]), st.just([["a.safetensors", "b.ckpt"], {}]),
+                   st.just(["COMBO", {"options": ["x"]}]), json_docs)
+_entries = st.one_of(st.fixed_dictionaries({"input": st.one_of(st.fixed_dictionaries({"required": st.dictionaries(texts, _specs, max_size=3)}),
+                                                                json_docs),
+                                            "output": st.one_of(st.just(["MODEL", "CLIP", "VAE"]), json_docs)}), json_docs)
+
+
+@BOUNDED
+@given(st.one_of(st.dictionaries(st.sampled_from(["CheckpointLoaderSimple", "KSampler", "VAEDecode", "X"]), _entries, max_size=4), json_docs),
+       api_graphs(known_types))
+def test_any_object_info_is_read_exactly_or_refused_naming_a_field(dump, graph):
+    """A dump is an ObjectInfo whose catalog and installed-check work on any graph, or an ObjectInfoError; never
+    another exception and never a dump silently cut to the entries that could be read."""
+    from flowrl.comfy.object_info import ObjectInfo, ObjectInfoError, check_installed
+
+    try:
+        info = ObjectInfo.from_dict(dump, "dump.json")
+    except ObjectInfoError as exc:
+        assert str(exc).startswith("dump.json: ")
+        return
+    assert info.nodes == dump  # every entry kept
+    check_installed(graph, info)
+
+
+@BOUNDED
+@given(api_graphs(st.one_of(known_types, custom_types, st.just(""), st.just(" "))))
+def test_any_api_graph_exports_or_is_refused(graph):
+    """to-ui on generated graphs (links to any output slot 0-3, empty class types): a UI workflow whose every link
+    starts at an output its node has, or a FlowRLError (issue 25: a missing slot and an empty class_type)."""
+    from flowrl.comfy.ui_export import api_to_ui
+
+    try:
+        ui = api_to_ui(graph, source="g.json")
+    except FlowRLError:
+        return
+    by_id = {n["id"]: n for n in ui["nodes"]}
+    assert all(n["type"].strip() for n in ui["nodes"])
+    for _, src, slot, _, _, _ in ui["links"]:
+        spec = CATALOG.get(by_id[src]["type"])
+        assert slot < len(by_id[src]["outputs"]) and (spec is None or slot < len(spec.outputs))

@@ -142,6 +142,16 @@ def test_reroute_is_pass_through_and_notes_dropped():
     assert set(graph) == {"1", "5", "6", "3"}
 
 
+def test_a_reroute_loop_is_named_not_a_missing_input():
+    loop = [node(20, "Reroute", None, [link_in("", "*", 22)], ("*",)), node(21, "Reroute", None, [link_in("", "*", 23)], ("*",))]
+    ks = sampler([1, "fixed", 20, 7.0, "euler", "normal", 1.0])
+    ks["inputs"][0]["link"] = 21
+    links = [[21, 20, 0, 3, 0, "MODEL"], [22, 21, 0, 20, 0, "*"], [23, 20, 0, 21, 0, "*"]]
+    with pytest.raises(UIConversionError, match=r"node 3 \(KSampler\) input 'model' is fed by a loop of Reroute/bypassed "
+                                                 r"nodes: 20 \(Reroute\) -> 21 \(Reroute\) -> 20 \(Reroute\)"):
+        ui_to_api(ui([CKPT, LATENT, POS, *loop, ks], links))
+
+
 def test_muted_node_dropped_and_its_consumers_lose_the_input():
     lora = node(10, "LoraLoader", ["l.safetensors", 1.0, 1.0], [link_in("model", "MODEL", 1), link_in("clip", "CLIP", 2)],
                 ("MODEL", "CLIP"), mode=2)

@@ -143,6 +143,13 @@ def test_string_ids_are_renumbered():
     ({"1": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0]}}}, "missing node '9'"),
     ({"1": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0]}},
       "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0]}}}, "cycle"),
+    ({"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}},
+      "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 7], "vae": ["1", 2]}}},
+     r"node 2 input 'samples' links to output 7 of node 1 \(CheckpointLoaderSimple\), which has 3 output\(s\)"),
+    ({"1": {"class_type": "MyNode", "inputs": {}}, "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 10**9]}}},
+     "links to output 1000000000 of node 1 \\(MyNode\\), which is not in the node catalog"),
+    ({"1": {"class_type": "", "inputs": {}}}, "node 1 has an empty 'class_type'"),
+    ({"1": {"class_type": "  ", "inputs": {}}}, "node 1 has an empty 'class_type'"),
 ])
 def test_bad_graphs_are_refused_with_a_reason(bad, match):
     with pytest.raises(UIExportError, match=match):

@@ -32,3 +32,18 @@ def test_unknown_profile_on_the_stage_command(capsys):
 
     assert main(["prompts", "--profile", "no-such-profile"]) == 2
     assert "no-such-profile" in capsys.readouterr().err
+
+
+def test_bad_params_are_one_line_before_prefect_starts(tmp_path, monkeypatch, capsys):
+    import flows.stages
+
+    def no_flow(**kwargs):
+        raise AssertionError("the Prefect flow started (and logged a traceback) before params were checked")
+
+    monkeypatch.setitem(flows.stages.STAGE_FLOWS, "prompts", no_flow)
+    monkeypatch.chdir(tmp_path)
+    from flows.__main__ import main
+
+    assert main(["prompts"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path}/params.yaml: not found; run from the repository root or pass --params PATH\n"

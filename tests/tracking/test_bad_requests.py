@@ -76,6 +76,21 @@ KINDS = {
     "zero-temperature": ({"inputs": ["a fox"], "params": {"temperature": 0.0}}, 400, ["temperature must be"], 0),
     "unknown-param": ({"inputs": ["a fox"], "params": {"gama": 2.0}}, 400, ["unknown params ['gama']", "gamma, seed, temperature"], 0),
     "malformed-json": (b'{"inputs": ["a fox"', 400, [], 0),
+    # the shapes the error hints recommend (inference.SEND) and other batch shapes: every prompt answered, none dropped
+    "good-prompt-column": ({"inputs": {"prompt": ["a fox", "a cat"]}}, 200, [], 2),
+    "good-prompt-key-one": ({"inputs": {"prompt": "a fox"}}, 200, [], 1),
+    "good-one-row-of-two": ({"inputs": [["a fox", "a cat"]]}, 200, [], 2),
+    "good-rows-of-one": ({"inputs": [["a fox"], ["a cat"]]}, 200, [], 2),
+    "good-split": ({"dataframe_split": {"columns": ["prompt"], "data": [["a fox"], ["a cat"]]}}, 200, [], 2),
+    "good-instances": ({"instances": ["a fox", "a cat"]}, 200, [], 2),
+    "good-records-extra-key": ({"dataframe_records": [{"prompt": "a fox", "x": 1}]}, 200, [], 1),
+    "good-input-records": ({"inputs": [{"prompt": "a fox"}, {"prompt": "a cat"}]}, 200, [], 2),
+    "good-bare-string": ({"inputs": "a fox"}, 200, [], 1),
+    "rows-of-two": ({"inputs": [["a fox", "x"], ["a cat", "y"]]}, 400, ["row 0 holds 2 values", "one prompt per row"], 0),
+    "two-columns-no-prompt": ({"dataframe_split": {"columns": ["a", "b"], "data": [["a fox", "x"]]}}, 400, ["no 'prompt' column"], 0),
+    "record-without-prompt": ({"inputs": [{"prompt": "a fox"}, {"text": "a cat"}]}, 400, ["record 1 has keys ['text'] but no 'prompt'"], 0),
+    "no-prompt-key": ({"inputs": {"text": ["a fox"]}}, 400, ["input has keys ['text'] but no 'prompt'"], 0),
+    "bad-object-info": ({"inputs": ["a fox"], "params": {"object_info": '{"KSampler": []}'}}, 400, ["['KSampler'] is a list"], 0),
 }
 
 

@@ -109,7 +109,7 @@ def test_params_change_the_sampling(loaded):
 
 
 @pytest.mark.parametrize(("bad", "says"), [([""], "empty"), (["   \n"], "empty"), ([3], "not a string"), (["ok", None], "prompt 1 is missing"),
-                                           ([True], "not a string"), ([], "missing inputs")])  # the last one: MLflow's own schema check
+                                           ([True], "not a string"), ([], "got an empty list")])
 def test_bad_prompts_are_invalid_parameter_errors(loaded, bad, says):
     from mlflow.exceptions import MlflowException
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
-
 from flowrl.errors import FlowRLError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ComfyUIError(FlowRLError):
@@ -16,16 +18,30 @@ class ComfyUIError(FlowRLError):
 
 
 def check_server_url(url: str, setting: str = "scoring.options.url") -> str:
-    """`url` without a trailing slash when it is an http(s)://host[:port][/path] URL; else an error naming `setting`."""
+    """`url` without a trailing slash when it is an http(s)://host[:port][/path] URL; else an error naming `setting`
+    and what is wrong (scheme, host, port, spaces, query)."""
+    example = "as in http://127.0.0.1:8188"
     try:
         parts = urlsplit(url)
-        port_ok = parts.port is None or 0 < parts.port
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ComfyUIError(f"ComfyUI url {url!r} cannot be read ({exc}); give one {example}; fix {setting}") from None
+    if parts.scheme not in ("http", "https"):
+        why = "is empty" if not url.strip() else "must start with http:// or https://"
+        raise ComfyUIError(f"ComfyUI url {url!r} {why}, {example}; fix {setting}")
+    if any(c.isspace() for c in url):
+        raise ComfyUIError(f"ComfyUI url {url!r} holds a space or line break; give one {example}; fix {setting}")
+    if not parts.hostname:
+        raise ComfyUIError(f"ComfyUI url {url!r} names no host after {parts.scheme}://, {example}; fix {setting}")
+    try:
+        port = parts.port
     except ValueError:
-        port_ok = False
-        parts = None
-    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
-            or parts.query or parts.fragment or any(c.isspace() for c in url)):
-        raise ComfyUIError(f"ComfyUI url {url!r} must start with http:// or https:// and name a host, as in http://127.0.0.1:8188; fix {setting}")
+        port = -1
+    if port is not None and not 0 < port <= 65535:
+        given = parts.netloc.rpartition(":")[2]
+        raise ComfyUIError(f"ComfyUI url {url!r}: port {given!r} is not a port number from 1 to 65535 "
+                           f"(ComfyUI listens on 8188 unless started with --port); fix {setting}")
+    if parts.query or parts.fragment:
+        raise ComfyUIError(f"ComfyUI url {url!r} has a query or fragment (?/#); give the server's base URL, {example}; fix {setting}")
     return url.rstrip("/")
 
 
@@ -50,10 +66,14 @@ class ComfyUIClient:
         self.setting = setting
         self.url, self.timeout, self.retries, self.backoff, self.poll_interval = url.rstrip("/"), timeout, retries, backoff, poll_interval
         self.client_id = uuid.uuid4().hex
+        import httpx  # 0.1-0.2 s: only once a server is talked to, not for checking a URL
+
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
         """One request with retries and exponential backoff on connection errors, timeouts and 5xx."""
+        import httpx
+
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:

@@ -117,6 +117,9 @@ def workflow_json(graph: dict, source: str = "<graph>") -> str:
     return json.dumps(graph, indent=2, ensure_ascii=False, allow_nan=False)
 
 
+UI_KEYS = {"links", "last_node_id", "last_link_id", "version", "groups", "extra"}  # beside `nodes` in a UI file
+
+
 def is_ui_format(data: dict) -> bool:
     """True for the UI ("workflow") serialisation: a `nodes` list."""
     return isinstance(data.get("nodes"), list)
@@ -147,6 +150,9 @@ def parse_workflow(data: Any, source: str = "<graph>") -> dict:
         from flowrl.comfy.ui import ui_to_api
 
         return ui_to_api(data, source=source)
+    if isinstance(data, dict) and "nodes" in data and UI_KEYS & set(data):  # a damaged UI file, not an API graph
+        raise WorkflowLoadError(f"{source}: a UI workflow (it has {', '.join(sorted(UI_KEYS & set(data)))}) whose 'nodes' is "
+                                f"a {type(data['nodes']).__name__}, not a list of nodes; save the workflow from ComfyUI again")
     return as_api_graph(data, source)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +25,43 @@ from flowrl.errors import FlowRLError
 if TYPE_CHECKING:
     from flowrl.encoding.schema import Schema
 
+PACKS_PATH = Path(__file__).with_name("custom_node_packs.json")  # written by scripts/build_object_info_fixture.py
 MAX_BYTES = 64 * 2**20  # a real /object_info is 1-10 MB; anything far larger is not one
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-FETCH_TIMEOUT = 30.0
+FETCH_TIMEOUT = 30.0  # seconds for the whole /object_info fetch
+READ_TIMEOUT = 10.0  # seconds one connect or read may wait
 LISTED = 6
 CLASS_CUTOFF = 85  # a node class is only "nearest" when its name is nearly the same (FreeU / FreeU_V2), not any loader  # values named in a note before "(+n more)"
 
 
 class ObjectInfoError(FlowRLError):
     """An /object_info cannot be read, or nothing the model generates can run on that ComfyUI."""
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def _check_entry(ct: str, entry: Any, source: str, fix: str) -> None:
+    """Raise naming the field when one /object_info entry is not {"input": {...}, "output": [...], ...}."""
+    where = f"{source}: [{ct!r}]"
+    if not isinstance(entry, dict):
+        raise ObjectInfoError(f"{where} is a {_json_kind(entry)}, not a node definition object; {fix}")
+    inputs = entry.get("input")
+    if not isinstance(inputs, dict):
+        raise ObjectInfoError(f"{where}['input'] is {'missing' if 'input' not in entry else 'a ' + _json_kind(inputs)}, "
+                              f"not an object of required/optional inputs; {fix}")
+    for group in ("required", "optional"):
+        specs = inputs.get(group, {})
+        if not isinstance(specs, dict):
+            raise ObjectInfoError(f"{where}['input'][{group!r}] is a {_json_kind(specs)}, not an object (input name -> spec); {fix}")
+        for name, spec in specs.items():
+            if not (isinstance(spec, list) and spec and isinstance(spec[0], (str, list))):
+                raise ObjectInfoError(f"{where}['input'][{group!r}][{name!r}] is {json.dumps(spec)[:60]}, not [type or choices, "
+                                      f"options]; {fix}")
+    output = entry.get("output", [])
+    if not isinstance(output, list) or not all(isinstance(t, (str, list)) for t in output):
+        raise ObjectInfoError(f"{where}['output'] is {json.dumps(output)[:60]}, not a list of output types; {fix}")
 
 
 @dataclass(frozen=True)
@@ -44,15 +73,21 @@ class ObjectInfo:
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "<object_info>") -> ObjectInfo:
-        """Check the shape ({class: {"input": {...}, "output": [...]}}) and keep the usable entries."""
+        """Check the shape ({class: {"input": {"required": {...}}, "output": [...]}}) of every entry.
+
+        Raises:
+            ObjectInfoError: naming the first entry and field that is not what ComfyUI's /object_info sends.
+        """
+        fix = "save the answer of http://<comfyui>/object_info again (or pass the URL)"
+        if isinstance(raw, dict) and {"system", "devices"} <= set(raw):
+            raise ObjectInfoError(f"{source}: this is ComfyUI's /system_stats answer, not /object_info; {fix}")
         if not isinstance(raw, dict) or not raw:
+            got = f"a JSON {_json_kind(raw)}" if raw else "an empty object"
             raise ObjectInfoError(f"{source}: expected the JSON object that ComfyUI's /object_info returns "
-                                  f"(node class -> definition), got {type(raw).__name__ if raw else 'an empty object'}")
-        nodes = {ct: d for ct, d in raw.items() if isinstance(d, dict) and isinstance(d.get("input", {}), dict)}
-        if not nodes:
-            raise ObjectInfoError(f"{source}: no node definitions (entries with an 'input' object); "
-                                  "save the answer of http://<comfyui>/object_info, not another endpoint")
-        return cls(nodes, source)
+                                  f"(node class -> definition), got {got}; {fix}")
+        for ct, entry in raw.items():
+            _check_entry(ct, entry, source, fix)
+        return cls(raw, source)
 
     @property
     def classes(self) -> set[str]:
@@ -102,33 +137,66 @@ def load_object_info(where: str | Path, timeout: float = FETCH_TIMEOUT) -> Objec
     """Read /object_info from a ComfyUI URL (http://host:8188, or the full .../object_info URL) or a saved JSON file.
 
     Raises:
-        ObjectInfoError: unreachable server, error answer, unreadable or oversized file, not an /object_info.
+        ObjectInfoError: empty argument, a mistyped URL, unreachable server, error answer, unreadable or oversized
+            file, not an /object_info (named field).
     """
     where = str(where)
-    if where.startswith(("http://", "https://")):
-        return ObjectInfo.from_dict(_fetch(where, timeout), where)
+    fix = "pass a ComfyUI URL (http://127.0.0.1:8188) or a file saved from <ComfyUI URL>/object_info"
+    if not where.strip():
+        raise ObjectInfoError(f"--object-info is empty; {fix}")
     path = Path(where)
+    if where.lower().startswith(("http:", "https:", "htp", "htps")) or ("://" in where and not path.exists()):
+        from flowrl.comfy.client import check_server_url
+
+        try:
+            url = check_server_url(where, "--object-info")
+        except FlowRLError as exc:
+            raise ObjectInfoError(str(exc)) from None
+        return ObjectInfo.from_dict(_fetch(url, timeout), url)
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ObjectInfoError(f"{path}: cannot read ({exc.strerror}); pass a ComfyUI URL (http://127.0.0.1:8188) "
-                              "or a file saved from <ComfyUI URL>/object_info") from None
+        raise ObjectInfoError(f"{path}: cannot read ({exc.strerror}); {fix}") from None
     if path.is_dir() or size > MAX_BYTES:
         raise ObjectInfoError(f"{path}: not an /object_info file ({'a directory' if path.is_dir() else f'{size / 2**20:.0f} MiB'}); "
                               "save the JSON from <ComfyUI URL>/object_info")
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ObjectInfoError(f"{path}: not JSON ({exc}); save the JSON from <ComfyUI URL>/object_info") from None
-    return ObjectInfo.from_dict(raw, str(path))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ObjectInfoError(f"{path}: cannot read ({exc.strerror}); {fix}") from None
+    return ObjectInfo.from_dict(_parse(data, str(path)), str(path))
+
+
+def _parse(data: bytes, source: str) -> Any:
+    """The JSON of an /object_info answer or file (a UTF-8 BOM is skipped); an HTML page or non-JSON is named."""
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise ObjectInfoError(f"{source}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+                              "save the JSON from <ComfyUI URL>/object_info") from None
+    if text.lstrip()[:1] == "<":
+        raise ObjectInfoError(f"{source}: an HTML (or XML) page, not JSON: that is not ComfyUI's /object_info "
+                              "(a login page, a proxy, or the web UI?); save the JSON from <ComfyUI URL>/object_info")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ObjectInfoError(f"{source}: not JSON ({exc}); save the JSON from <ComfyUI URL>/object_info") from None
 
 
 def _fetch(url: str, timeout: float) -> Any:
+    """GET <url>/object_info within `timeout` seconds in all (not per read: a server that trickles bytes is cut off)."""
     import httpx
 
     full = url if url.rstrip("/").endswith("/object_info") else url.rstrip("/") + "/object_info"
+    deadline = time.monotonic() + timeout
+    late = ObjectInfoError(f"GET {full}: no complete answer within {timeout:g} s; is ComfyUI busy or is this another server?")
     try:
-        with httpx.stream("GET", full, timeout=timeout, follow_redirects=False) as response:
+        # one connect or read waits at most READ_TIMEOUT and the deadline is checked after every chunk: the whole
+    # fetch ends within timeout + READ_TIMEOUT however slowly the server sends
+        with httpx.stream("GET", full, timeout=min(timeout, READ_TIMEOUT), follow_redirects=False) as response:
+            if response.is_redirect:
+                raise ObjectInfoError(f"GET {full}: answered {response.status_code}, a redirect to "
+                                      f"{response.headers.get('location')!r}; ComfyUI does not redirect: pass the server's own URL")
             if response.status_code != 200:
                 raise ObjectInfoError(f"GET {full}: answered {response.status_code}; is this a ComfyUI server?")
             body = bytearray()
@@ -136,22 +204,21 @@ def _fetch(url: str, timeout: float) -> Any:
                 body += chunk
                 if len(body) > MAX_BYTES:
                     raise ObjectInfoError(f"GET {full}: answer larger than {MAX_BYTES // 2**20} MiB; not an /object_info")
+                if time.monotonic() > deadline:
+                    raise late
+    except httpx.TimeoutException:
+        raise late from None
     except httpx.HTTPError as exc:
         raise ObjectInfoError(f"GET {full}: {exc.__class__.__name__} ({exc}); start ComfyUI (python main.py --listen) "
                               "or pass a saved copy of its /object_info") from None
-    try:
-        return json.loads(bytes(body))
-    except ValueError:
-        raise ObjectInfoError(f"GET {full}: the answer is not JSON; is this a ComfyUI server?") from None
+    return _parse(bytes(body), f"GET {full}")
 
 
 def object_info_from_text(text: str, source: str = "request parameter object_info") -> ObjectInfo:
     """Parse /object_info sent as JSON text (the served model's request parameter)."""
-    try:
-        raw = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise ObjectInfoError(f"{source}: not JSON ({exc}); send the text of <ComfyUI URL>/object_info") from None
-    return ObjectInfo.from_dict(raw, source)
+    if not isinstance(text, str):
+        raise ObjectInfoError(f"{source}: a {type(text).__name__}, not JSON text; send the text of <ComfyUI URL>/object_info")
+    return ObjectInfo.from_dict(_parse(text.encode("utf-8", "surrogatepass"), source), source)
 
 
 def installed_workflow(graph: dict, info: ObjectInfo) -> tuple[dict | None, str | None]:
@@ -189,10 +256,23 @@ class Missing:
     def __str__(self) -> str:
         alt = f"; nearest installed: {self.alternative!r}" if self.alternative else ""
         if self.input is None:
-            return (f"missing custom node: node {self.node_id} {self.class_type!r} is not installed{alt}; install the node pack "
-                    "that provides it (ComfyUI-Manager: Install Missing Custom Nodes)")
+            pack = custom_node_packs().get(self.class_type)
+            if pack:
+                return (f"missing custom node: node {self.node_id} {self.class_type!r} is not installed{alt}; install the node pack "
+                        f"{pack} (ComfyUI-Manager: Install Missing Custom Nodes)")
+            if self.class_type in load_catalog():
+                return (f"missing core node: node {self.node_id} {self.class_type!r} is not on this ComfyUI{alt}; it is part of "
+                        "a newer ComfyUI: update ComfyUI (git pull, or the Manager's Update ComfyUI)")
+            return (f"unknown node class: node {self.node_id} {self.class_type!r} is not installed{alt}; install the custom node "
+                    "pack that provides it (ComfyUI-Manager: Install Missing Custom Nodes) or update ComfyUI")
         kind = "model file" if self.is_file else "value"
         return f"missing {kind}: node {self.node_id} ({self.class_type}) {self.input}={self.value!r} is not installed{alt}"
+
+
+@cache
+def custom_node_packs() -> dict[str, str]:
+    """Catalog class -> the custom node pack providing it (custom_node_packs.json); every other catalog class is core."""
+    return json.loads(PACKS_PATH.read_text(encoding="utf-8"))
 
 
 def find_missing(graph: dict, info: ObjectInfo, catalog: Catalog | None = None) -> list[Missing]:

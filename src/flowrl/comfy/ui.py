@@ -173,26 +173,33 @@ def _widget_values(node: _Node, spec: NodeSpec | None, source: str) -> dict[str,
 class _Resolver:
     """Follows links through Reroute, PrimitiveNode, bypassed and muted nodes."""
 
-    def __init__(self, nodes: dict[str, _Node]):
+    def __init__(self, nodes: dict[str, _Node], source: str = "<ui workflow>"):
         self.nodes = nodes
+        self.source = source
 
-    def resolve(self, src: tuple[str, int] | None) -> tuple[str, Any] | None:
-        """Return ('link', [id, slot]) or ('value', v) or None (input dropped)."""
-        for _ in range(len(self.nodes) + 1):  # bounded: a Reroute/bypass loop ends as a dropped input
-            if src is None:
-                return None
+    def resolve(self, src: tuple[str, int] | None, where: str = "an input") -> tuple[str, Any] | None:
+        """Return ('link', [id, slot]) or ('value', v) or None (input dropped: unconnected or muted).
+
+        Raises:
+            UIConversionError: the link goes round a loop of Reroute or bypassed nodes (`where` names the input).
+        """
+        path: dict[str, None] = {}  # the Reroute/bypassed nodes passed, in order
+        while src is not None:
             node = self.nodes.get(src[0])
             if node is None or node.mode == MODE_MUTED:
                 return None
             if node.type == "PrimitiveNode":
                 values = node.widgets_values or []
                 return ("value", values[0]) if isinstance(values, list) and values else None
-            if node.type == "Reroute":
-                src = node.inputs[0].source if node.inputs else None
-            elif node.mode == MODE_BYPASSED:
-                src = self._bypass_input(node, src[1])
-            else:
+            if node.type != "Reroute" and node.mode != MODE_BYPASSED:
                 return ("link", [node.id, src[1]])
+            if node.id in path:
+                order = list(path)
+                loop = " -> ".join(f"{n} ({self.nodes[n].type})" for n in [*order[order.index(node.id):], node.id])
+                raise UIConversionError(f"{self.source}: {where} is fed by a loop of Reroute/bypassed nodes: {loop}; "
+                                        "connect the loop to a real output in ComfyUI and save again")
+            path[node.id] = None
+            src = (node.inputs[0].source if node.inputs else None) if node.type == "Reroute" else self._bypass_input(node, src[1])
         return None
 
     @staticmethod
@@ -223,7 +230,7 @@ def ui_to_api(ui: dict, source: str = "<ui workflow>", catalog: Catalog | None =
                                 "(right-click > Unpack Subgraph) and save again")
     nodes = _expand_groups(_ui_nodes(doc, source), doc, source)
     by_id = {n.id: n for n in nodes}
-    resolver = _Resolver(by_id)
+    resolver = _Resolver(by_id, source)
     graph: dict[str, dict] = {}
     for node in nodes:
         if node.type in VIRTUAL_TYPES or node.mode in (MODE_MUTED, MODE_BYPASSED):
@@ -233,7 +240,7 @@ def ui_to_api(ui: dict, source: str = "<ui workflow>", catalog: Catalog | None =
         for inp in node.inputs:
             if inp.source is None:
                 continue
-            resolved = resolver.resolve(inp.source)
+            resolved = resolver.resolve(inp.source, f"node {node.id} ({node.type}) input {inp.name!r}")
             if resolved is None:
                 if inp.widget:
                     continue

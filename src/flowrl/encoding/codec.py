@@ -214,6 +214,8 @@ def _bad_char(word: str) -> tuple[int, str] | None:
     for i, c in enumerate(word):
         if c == "\ufeff":
             return i, "a byte-order mark (U+FEFF); save the file as UTF-8 without BOM"
+        if c == "\r":
+            return i, "a carriage return (U+000D) that ends no line: mixed or old-Mac line endings; save the file with LF (or CRLF) line endings"
         if c.isspace() or not c.isprintable():
             return i, (f"the character {c!r} (U+{ord(c):04X}); separate fields with exactly one space and "
                        "quote text holding spaces or control characters as JSON")
@@ -344,7 +346,7 @@ def decode_flow(text: str) -> dict:
     if text.lstrip()[0] in "{[":  # a bare class type never starts so: this is a JSON file
         raise FlowDecodeError(f"line 1: this is {_json_kind(text)}, not an encoded flow; "
                               "use `flowrl flow encode` to encode it (encode_flow(load_workflow(path)) in Python)")
-    lines = [(i, line) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
+    lines = [(i, line) for i, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1) if line.strip()]  # CRLF: an editor's
     graph: dict[str, dict] = {}
     for node_no, (lineno, raw) in enumerate(lines, 1):
         if (bad := LONE_SURROGATE.search(raw)) is not None:  # not text: it cannot be written as UTF-8 again

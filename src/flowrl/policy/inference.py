@@ -11,15 +11,18 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowrl.comfy.object_info import ObjectInfo
-from flowrl.config import Params
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
+
+if TYPE_CHECKING:
+    from flowrl.comfy.object_info import ObjectInfo
+    from flowrl.config import Params
 
 SFT, GRPO = "sft", "grpo"  # the folders of a pipeline's models/ (and of the packaged model's artifacts)
 PROMPT_COLUMN = "prompt"
@@ -29,6 +32,8 @@ MAX_TEMPERATURE = 100.0
 MAX_SEED = 2**32 - 1  # every RNG the sampler may touch (torch, numpy, random) takes it
 PARAMS = ("gamma", "seed", "temperature", "object_info")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# the request shapes the served model takes (tests/tracking/test_bad_requests.py sends each of them)
+SEND = 'send {"inputs": ["a red fox", ...]}, {"inputs": {"prompt": [...]}} or {"dataframe_records": [{"prompt": "a red fox"}]}'
 
 
 class PolicyInputError(FlowRLError):
@@ -86,31 +91,26 @@ def read_prompts(data: Any, max_prompts: int | None = None, max_chars: int | Non
         PolicyInputError: no prompts, too many, a non-string, an empty, whitespace-only, over-long or
             not-text (lone surrogate: invalid UTF-8 on the command line) prompt.
     """
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - mlflow depends on pandas
-        pd = None
+    pd = sys.modules.get("pandas")  # a DataFrame or Series can only arrive once pandas is imported (it costs 0.2 s)
     if pd is not None and isinstance(data, pd.DataFrame):
         if PROMPT_COLUMN not in data.columns:
             if len(data.columns) != 1:
-                raise PolicyInputError(f"input has columns {list(data.columns)} but no {PROMPT_COLUMN!r} column; send {{'inputs': {{'prompt': [...]}}}}")
+                raise PolicyInputError(f"input has columns {list(data.columns)} but no {PROMPT_COLUMN!r} column; {SEND}")
             data = data[data.columns[0]]
         else:
             data = data[PROMPT_COLUMN]
-    if pd is not None and isinstance(data, pd.Series):
-        data = data.tolist()
-    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], list):
-        data = data[0]  # {"prompt": [...]} arrives as one row holding the list
+    data = _plain(data)
     if isinstance(data, dict):
         if PROMPT_COLUMN not in data:
-            raise PolicyInputError(f"input has keys {sorted(data)} but no {PROMPT_COLUMN!r}; send {{'prompt': [...]}}")
-        data = data[PROMPT_COLUMN]
+            raise PolicyInputError(f"input has keys {sorted(map(str, data))} but no {PROMPT_COLUMN!r}; {SEND}")
+        data = _plain(data[PROMPT_COLUMN])
     if isinstance(data, str):
         data = [data]
-    if hasattr(data, "tolist") and not isinstance(data, list):  # numpy arrays
-        data = data.tolist()
+    if isinstance(data, list):
+        data = _rows(data)
     if not isinstance(data, list) or not data:
-        raise PolicyInputError(f"expected one or more prompt strings, got {type(data).__name__}; send {{'inputs': {{'prompt': ['a red fox']}}}}")
+        got = "an empty list" if data == [] else type(data).__name__
+        raise PolicyInputError(f"expected one or more prompt strings, got {got}; {SEND}")
     if max_prompts is not None and len(data) > max_prompts:
         raise PolicyInputError(f"{len(data)} prompts in one request, more than the cap of {max_prompts} "
                                "(register.max_prompts_per_request); split the request")
@@ -131,6 +131,29 @@ def read_prompts(data: Any, max_prompts: int | None = None, max_chars: int | Non
     return data
 
 
+def _rows(data: list) -> list:
+    """A batch as one prompt per row: [["a", "b"]] (one row holding the list) or [["a"], ["b"]] (rows of one) or
+    [{"prompt": "a"}, ...] (records) become ["a", "b"]; a row with several values is refused, never cut to its first."""
+    if data and all(isinstance(row, list) for row in data):
+        if len(data) == 1:
+            return data[0]
+        if all(len(row) == 1 for row in data):
+            return [row[0] for row in data]
+        raise PolicyInputError(f"row {next(i for i, r in enumerate(data) if len(r) != 1)} holds "
+                               f"{len(next(r for r in data if len(r) != 1))} values; send one prompt per row: {SEND}")
+    if data and all(isinstance(row, dict) for row in data):
+        if any(PROMPT_COLUMN not in row for row in data):
+            i = next(i for i, r in enumerate(data) if PROMPT_COLUMN not in r)
+            raise PolicyInputError(f"record {i} has keys {sorted(map(str, data[i]))} but no {PROMPT_COLUMN!r}; {SEND}")
+        return [_plain(row[PROMPT_COLUMN]) for row in data]
+    return data
+
+
+def _plain(value: Any) -> Any:
+    """Python lists and scalars for pandas Series and numpy arrays or scalars (MLflow parses request JSON into them)."""
+    return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (list, str)) else value
+
+
 def check_sampling_params(gamma: Any = None, seed: Any = None, temperature: Any = None) -> tuple[float | None, int | None, float | None]:
     """Per-request sampling parameters, type- and range-checked (None = the model's default).
 
@@ -146,7 +169,8 @@ def check_sampling_params(gamma: Any = None, seed: Any = None, temperature: Any 
             raise PolicyInputError(f"{name} must be a number, got {type(value).__name__} ({value!r:.40})")
         if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
             lower = f"> {low:g}" if low_open else f">= {low:g}"
-            raise PolicyInputError(f"{name} must be a finite number {lower} and <= {high:g}, got {value:.6g}")
+            shown = f"{value:.15g}" if isinstance(value, float) else str(value)  # 100.0001, not "100"
+            raise PolicyInputError(f"{name} must be a finite number {lower} and <= {high:g}, got {shown}")
         return float(value)
 
     gamma = number("gamma", gamma, 0.0, MAX_GAMMA)

@@ -81,12 +81,12 @@ class FlowPolicyModel(mlflow.pyfunc.PythonModel):
 
 
 def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
-    """Input: one column of prompt strings (send it as `prompt`, or a plain list); params gamma, seed,
-    temperature; output: one record per prompt.
+    """Input: no schema (prompts are checked by `read_prompts`); params gamma, seed, temperature, object_info;
+    output: one record per prompt.
 
-    The column is unnamed, since MLflow's schema check turns a plain list into a column named 0,
-    which a named `prompt` column would reject; and it is typed Any, since a `string` column makes
-    the scoring server cast 42 to "42" and null to "None" before `read_prompts` can refuse them.
+    No input schema, since MLflow's schema check drops every column past the schema's (a row ["a", "b"] was
+    answered for "a" only), refuses {"inputs": {"prompt": [...]}}, and a `string` column casts 42 to "42" and
+    null to "None" before `read_prompts` can refuse them; `read_prompts` takes each shape MLflow parses.
     """
     outputs = Schema([
         ColSpec("string", "prompt"),
@@ -103,7 +103,7 @@ def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
         ParamSpec("temperature", "double", float(settings.temperature)),
         ParamSpec("object_info", "string", ""),  # JSON text of the user's ComfyUI /object_info; "" = no restriction
     ])
-    return mlflow.models.ModelSignature(inputs=Schema([ColSpec(AnyType())]), outputs=outputs, params=params)
+    return mlflow.models.ModelSignature(inputs=None, outputs=outputs, params=params)
 
 
 def pip_requirements(sft_dir: Path) -> list[str]:
