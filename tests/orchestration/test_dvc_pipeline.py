@@ -111,9 +111,9 @@ def test_changing_an_inactive_profile_reruns_nothing(workspace):
 
 
 def test_training_stages_end_to_end(workspace):
-    """sft -> reward -> grpo on the tiny profile through `dvc repro` (the training issue's 3-minute
+    """reward -> sft -> grpo on the tiny profile through `dvc repro` (the training issue's 3-minute
     figure is this test's duration: `pytest --durations`), each writing the metrics the issue names."""
-    assert _ran(_run([DVC, "repro", "grpo"], workspace)) == ["sft", "reward", "grpo"]
+    assert _ran(_run([DVC, "repro", "grpo"], workspace)) == ["reward", "sft", "grpo"]  # sft reads the reward (sft.pairing, prompt codes)
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     read = lambda stage: yaml.safe_load((workspace / f"reports/{stage}/metrics.json").read_text())  # noqa: E731
     sft, reward, grpo = read("sft"), read("reward"), read("grpo")
