@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flowrl-installed
 
-.PHONY: setup pipeline test test-all bench clean-venv
+.PHONY: setup pipeline test test-fast bench clean-venv
 
 # (Re)create .venv and install the project when pyproject.toml, the constraints or the model list changed.
 # pip (not uv/poetry) because only pip finds the local CPU torch wheel; constraints-cpu.txt pins it.
@@ -26,11 +26,14 @@ pipeline: setup
 # worker), one torch thread each: 12 min -> 7 min on 2 cores.
 PYTEST_PARALLEL := -n auto --dist loadfile
 
+# Every test, the slow ones at the real boundaries included (a Prefect deployment on a real server and worker,
+# kill and resume, the served model under load): what CI runs.
 test: setup
-	OMP_NUM_THREADS=1 $(BIN)/pytest -m "not slow" $(PYTEST_PARALLEL)
-
-test-all: setup
 	OMP_NUM_THREADS=1 $(BIN)/pytest $(PYTEST_PARALLEL)
+
+# Everything but the tests marked slow (~4 min less), for quick checks while developing.
+test-fast: setup
+	OMP_NUM_THREADS=1 $(BIN)/pytest -m "not slow" $(PYTEST_PARALLEL)
 
 bench: setup
 	$(BIN)/python -m bench
