@@ -278,6 +278,7 @@ class EvaluateConfig(Section):
     """The `evaluate` stage: methods compared on held-out prompts, win rates, novelty (paper §4, Tables 1-3)."""
 
     n_prompts: int | None = Field(128, gt=0, description="Evaluate on the first n prompts of the holdout's test half (flowrl.data.prompts.holdout_split); empty = all of them.")
+    split: Literal["test", "dev"] = Field("test", description="Which half of the holdout to evaluate: test (what is reported) or dev (what learning rates, gammas, temperatures and rules are tuned on).")
     methods: list[str] = Field(default_factory=list, description="Methods to run (e.g. fixed_popular, comfygen, sft, grpo_cfg_1.5); empty = every method whose inputs exist.")
     gammas: list[float] = Field(default_factory=lambda: [1.5, 2.0], description="Dual-model guidance strengths evaluated as grpo_cfg_<gamma> (paper Table 2: 1.5 and 2).")
     rerank_n: int = Field(5, gt=0, description="sft_rerank: SFT flows sampled per prompt, the reward-ensemble best kept (paper 4.2: 5).")

@@ -149,15 +149,15 @@ def _win(m: dict, other: str) -> str:
 
 
 def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: int, reference: str, scorer_name: str,
-                  paired: dict[str, dict[str, float]] | None = None, samples_per_prompt: int = 1) -> str:
+                  paired: dict[str, dict[str, float]] | None = None, samples_per_prompt: int = 1, split: str = "test") -> str:
     """Markdown: one row per method (score, validity, usability, novelty, win rate vs `reference`), headline win rates,
     adaptivity, paired gains, win rate matrix, skipped methods."""
     lines = [
         "# Evaluation",
         "",
-        f"{n_prompts} held-out test prompts x {samples_per_prompt} flows per method, scored by `{scorer_name}`"
+        f"{n_prompts} held-out {split} prompts x {samples_per_prompt} flows per method, scored by `{scorer_name}`"
         + (" (a simulation of human preference, not HPSv2 on rendered images)." if "simulator" in scorer_name else "."),
-        "Test prompts: the test half of data/prompts/holdout.jsonl (`flowrl.data.prompts.holdout_split`); the dev half is for tuning.",
+        f"Prompts: the {split} half of data/prompts/holdout.jsonl (`flowrl.data.prompts.holdout_split`); the dev half is for tuning, the test half reports.",
         "Win rate: share of prompts where the method's mean score is higher (ties half) [95% Wilson interval].",
         "Usable: valid, every node feeds an output, practical sizes (docs/evaluation.md); policy methods redraw an unusable",
         "flow (`policy.usable_retries`), and `first draw` is the usable rate before any redraw. Novelty on canonical (seedless) flows.",
@@ -219,17 +219,17 @@ def summarize(metrics: dict[str, dict], reference: str, n_prompts: int, n_skippe
     return summary
 
 
-def evaluation_prompts(root: Path, n_prompts: int | None) -> list[str]:
-    """The first `n_prompts` (None: all) prompts of the holdout's test half.
+def evaluation_prompts(root: Path, n_prompts: int | None, split: str = "test") -> list[str]:
+    """The first `n_prompts` (None: all) prompts of the holdout's test half (or dev half, to tune on).
 
     Raises:
-        EvaluateInputError: the test half has none, or fewer than `n_prompts`.
+        EvaluateInputError: the half has none, or fewer than `n_prompts`.
     """
     path = root / PromptsFiles.holdout
     rows = read_jsonl(path)
-    test = [row["prompt"] for row in holdout_split(rows)[1]]
+    test = [row["prompt"] for row in holdout_split(rows)[split == "test"]]
     if not test or (n_prompts is not None and len(test) < n_prompts):
-        raise EvaluateInputError(f"{path}: its test half (flowrl.data.prompts.holdout_split) has {len(test)} of {len(rows)} prompts, "
+        raise EvaluateInputError(f"{path}: its {split} half (flowrl.data.prompts.holdout_split) has {len(test)} of {len(rows)} prompts, "
                                  f"evaluate.n_prompts asks for {n_prompts or 'all (at least one)'}; raise prompts.n_holdout or lower evaluate.n_prompts")
     return test[:n_prompts]
 
@@ -245,7 +245,7 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     """
     cfg = params.evaluate
     root = Path(root)
-    prompts = evaluation_prompts(root, cfg.n_prompts)
+    prompts = evaluation_prompts(root, cfg.n_prompts, cfg.split)
     if policy is None:
         from flowrl.evaluation.policy_methods import policy_methods
 
@@ -293,7 +293,8 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     write_json(out / "metrics.json", json_safe(results))
     write_json(out / "summary.json", json_safe(summary))
     write_jsonl(out / "flows.jsonl", rows)
-    write_text(out / "report.md", render_report(results, skipped, len(prompts), cfg.reference, params.scoring.scorer, paired, cfg.samples_per_prompt))
+    write_text(out / "report.md", render_report(results, skipped, len(prompts), cfg.reference, params.scoring.scorer, paired, cfg.samples_per_prompt,
+                                                         cfg.split))
     plot_win_rates(rates, out / "win_rates.png")
     plot_novelty_vs_gamma([(g, results[n]) for n in results if (g := gamma_of(n)) is not None], out / "novelty_vs_gamma.png")
     plot_score_distributions(scores, out / "scores.png")
