@@ -181,8 +181,13 @@ def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp
     from flowrl.io import write_json
     from flowrl.tracking import registry
 
+    from flowrl.io import write_jsonl
+    from flowrl.stages import EvaluateFiles
+
     tiny.build_tiny_policy(tmp_path / "models")
     write_json(tmp_path / "reports/evaluate/summary.json", {"win_rate_grpo_cfg_1.5_vs_comfygen": 0.6})
+    # the served method's scored flows: the register stage keeps them with the version (promotion like with like)
+    write_jsonl(tmp_path / EvaluateFiles.flows, [{"method": m, "prompt": f"p{i}", "score": 0.2} for m in ("grpo_cfg_1.5", "sft") for i in range(4)])
     for key in ("MLFLOW_TRACKING_URI", "FLOWRL_ARTIFACT_URI", "FLOWRL_PARENT_RUN_ID"):
         monkeypatch.delenv(key, raising=False)
     registry.run(load_params(params_file, profile="tiny"), tmp_path)

@@ -22,6 +22,7 @@ SRC = Path("src")
 DATA_FILES: dict[str, tuple[str, ...]] = {
     "flowrl.comfy.components": ("src/flowrl/comfy/components.json",),
     "flowrl.comfy.catalog": ("src/flowrl/comfy/node_catalog.json",),
+    "flowrl.comfy.object_info": ("src/flowrl/comfy/custom_node_packs.json",),
     "flowrl.data.base_flows": ("src/flowrl/data/base_flows",),
     "flowrl.model_configs": ("src/flowrl/model_configs",),
 }
