@@ -2,8 +2,8 @@
 
 `sft.pairing: reward` draws each SFT prompt's flows with probability ∝ exp(z / T) over the surrogate
 ensemble's standardised scores of the training flows for that prompt. A policy that imitated those
-pairs perfectly would deliver such draws; this bench scores them with the simulator on test prompts
-(the evaluate stage's half of the holdout), beside comfygen's pick, at several temperatures and with
+pairs perfectly would deliver such draws; this bench scores them with the simulator on dev prompts
+(the half of the holdout that settings are tuned on; evaluate reports on the other), beside comfygen's pick, at several temperatures and with
 all training flows or a random 128 as candidates: mean score, win rate against comfygen and the
 adaptivity gain (score on the own prompt minus on another test prompt). Needs the reward, flows,
 encode and triplets stages of a run (FLOWRL_BENCH_ROOT, default this repository).
@@ -35,7 +35,7 @@ TEMPERATURES = (0.05, 0.1, 0.25, 0.5)
 
 def main() -> dict:
     root = Path(os.environ.get("FLOWRL_BENCH_ROOT", REPO))
-    prompts = [r["prompt"] for r in holdout_split(read_jsonl(root / PromptsFiles.holdout))[1]][:MAX_PROMPTS]
+    prompts = [r["prompt"] for r in holdout_split(read_jsonl(root / PromptsFiles.holdout))[0]][:MAX_PROMPTS]  # dev half
     other = prompts[len(prompts) // 2 :] + prompts[: len(prompts) // 2]
     augmented = {r["id"] for r in read_jsonl(root / FlowsFiles.augmented)}
     pool = sorted({r["policy_text"] for r in read_jsonl(root / EncodeFiles.flows) if r["id"] in augmented})
