@@ -47,7 +47,8 @@ def score_candidates(prompts: Sequence[str], pool: Sequence[str], ensemble, n_ca
             mean, std = ensemble.score_grid(list(prompts), list(pool), progress=True)
             return [pool] * len(prompts), mean.numpy(), std.numpy()
         n_candidates = len(pool)
-    candidates = [rng.sample(list(pool), n_candidates) for _ in prompts]
+    pool = list(pool)
+    candidates = [rng.sample(pool, n_candidates) for _ in prompts]
     flat = [p for p, cands in zip(prompts, candidates) for _ in cands]
     mean, std = ensemble.predict(flat, [f for cands in candidates for f in cands], progress=True)
     return candidates, mean.numpy().reshape(len(prompts), -1), std.numpy().reshape(len(prompts), -1)

@@ -34,7 +34,7 @@ from flowrl.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles, SF
 from flowrl.policy.constrained import SCHEMA_FILE, constraint_processors
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
 from flowrl.policy.pairing import reward_pairs
-from flowrl.policy.prompt_codes import PromptCodes
+from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
 from flowrl.policy.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
 from flowrl.trainer_defaults import common_trainer_kwargs
@@ -256,14 +256,15 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     needs_reward = [why for why, on in (("sft.pairing: reward", cfg.pairing == "reward"), ("policy.prompt_codes", bool(params.policy.prompt_codes))) if on]
     ensemble = load_reward_ensemble(root, " and ".join(needs_reward)) if needs_reward else None
     rows, pair_stats = training_pairs(params, root, ensemble)
-    codes = fit_prompt_codes(params, ensemble, sorted({r["prompt"] for r in rows}))
+    prompts = sorted({r["prompt"] for r in rows})
+    codes = fit_prompt_codes(params, ensemble, prompts)
     train_rows, held_rows = split_pairs(rows, cfg, seed)
     tokens = read_json(vocab_path)
     schema = Schema.load(root / SCHEMA)
     scratch = params.policy.source == "scratch"
     corpus = [r["prompt"] for r in train_rows] + [r["completion"] for r in train_rows] if scratch else ()
     if codes is not None:  # the policy reads the code tokens first (trained on the raw text: codes are whole tokens)
-        coded = dict(zip(sorted({r["prompt"] for r in rows}), codes.apply(sorted({r["prompt"] for r in rows}))))
+        coded = dict(zip(prompts, codes.apply(prompts)))
         train_rows, held_rows = ([{**r, "prompt": coded[r["prompt"]]} for r in part] for part in (train_rows, held_rows))
     configure(params.device)  # where the models run (flowrl.device); the pipeline prints the cost estimate first
     # LoRA: the frozen base in bf16 on a bf16 GPU; scratch trains every weight (fp32 master weights under autocast)
@@ -294,8 +295,10 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     tmp.rename(out)  # the folder appears whole or not at all
 
     perplexity = completion_perplexity(trainer)
-    holdout = [r["prompt"] for r in holdout_split(read_jsonl(root / HOLDOUT))[0]][: cfg.n_validity] if (root / HOLDOUT).exists() else [r["prompt"] for r in held_rows]
-    holdout = codes.apply(holdout) if codes is not None and (root / HOLDOUT).exists() else holdout
+    if (root / HOLDOUT).exists():  # the dev half: what settings are tuned on
+        holdout = coded_prompts(codes, [r["prompt"] for r in holdout_split(read_jsonl(root / HOLDOUT))[0]][: cfg.n_validity])
+    else:
+        holdout = [r["prompt"] for r in held_rows]  # already coded
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=cfg.validity_max_new_tokens)
     constraint = constraint_processors(params.policy, tokenizer, sampling.max_new_tokens, schema)  # policy.constrained
     samples = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling, logits_processor=constraint) if cfg.n_validity else []
