@@ -28,7 +28,7 @@ def bench_profile(default: str = "cpu") -> str:
 
 def bench_params(profile: str | None = None):
     """params.yaml resolved for `profile` (default: `bench_profile()`)."""
-    from flowrl.config import load_params
+    from flowrl.params.model import load_params
 
     return load_params(REPO / "params.yaml", profile=profile or bench_profile())
 
@@ -162,9 +162,9 @@ def bench_setup() -> tuple:
 
     The profile is FLOWRL_BENCH_PROFILE (default cpu); cpu falls back to tiny when its model
     packages are missing (said in a note). bf16 is the profile's setting as resolved by
-    `flowrl.precision` (`auto`: autocast only where the CPU/GPU computes in bf16).
+    `flowrl.runtime.precision` (`auto`: autocast only where the CPU/GPU computes in bf16).
     """
-    from flowrl.precision import fast_bf16
+    from flowrl.runtime.precision import fast_bf16
 
     profile = bench_profile()
     figures: dict = {"profile": profile}

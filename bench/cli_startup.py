@@ -1,5 +1,5 @@
 """Wall time of the `flowrl` commands that must answer at once: `--help`, every `flowrl flow ...` command and
-`flowrl generate`'s argument errors, each a fresh process (`python -m flowrl.cli`, what the `flowrl` script runs).
+`flowrl generate`'s argument errors, each a fresh process (`python -m flowrl.cli.main`, what the `flowrl` script runs).
 
 Target (issue 25): <= 0.5 s wall each on the 2-core CPU machine; none imports torch or transformers
 (tests/test_cli_startup.py checks that part). Median of 5 runs per command. Run: `python -m bench cli_startup` (~30 s).
@@ -49,7 +49,7 @@ def main() -> dict:
             runs = []
             for _ in range(RUNS):
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "flowrl.cli", *argv], cwd=REPO, env=env, capture_output=True, check=False)
+                subprocess.run([sys.executable, "-m", "flowrl.cli.main", *argv], cwd=REPO, env=env, capture_output=True, check=False)
                 runs.append(time.perf_counter() - t0)
             seconds[label] = round(statistics.median(runs), 3)
             print(f"{seconds[label]:.2f} s  {label}")

@@ -19,15 +19,15 @@ import torch
 
 from bench._common import status
 from flowrl.comfy.validate import validate_graph
-from flowrl.config import load_params
+from flowrl.params.model import load_params
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import FlowDecodeError, decode_flow
 from flowrl.encoding.schema import Schema, infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
-from flowrl.policy.constrained import FlowConstraint, FlowGrammar
+from flowrl.policy.decoding.constrained import FlowConstraint, FlowGrammar
 from flowrl.evaluation.evaluate import score_method
 from flowrl.evaluation.validity import Candidate
-from flowrl.policy.sampling import SamplingConfig, sample_flows
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.scoring.simulator import PreferenceSimulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def main() -> dict[str, dict[str, float]]:
         results["smollm2_untrained"] = measure(model, tokenizer, schema, max_new_tokens=160)
     sft_dir = Path(os.environ.get("FLOWRL_BENCH_SFT", REPO / "models" / "sft"))
     if (sft_dir / "policy.json").exists():
-        from flowrl.policy.constrained import tokenizer_schema
+        from flowrl.policy.decoding.constrained import tokenizer_schema
         from flowrl.policy.loading import load_sft_merged
 
         model, sft_tok = load_sft_merged(sft_dir)

@@ -34,7 +34,7 @@ BREAKDOWN = """
 import json, sys, time
 t0 = time.perf_counter()
 import mlflow, torch, transformers  # what loading the champion imports
-from flowrl.cli_generate import load_generator, quiet_libraries
+from flowrl.cli.generate import load_generator, quiet_libraries
 t1 = time.perf_counter()
 from pathlib import Path
 with quiet_libraries():
@@ -65,7 +65,7 @@ def main() -> dict:
             usable.append(not found)
             problems += found
             print(f"{seconds[-1]:.1f} s, {'usable' if not found else 'NOT usable'}: {prompt}")
-        from flowrl.config import load_params
+        from flowrl.params.model import load_params
 
         params = load_params(root / "params.yaml")
         model = f"models:/{params.register.model_name}@{params.register.champion_alias}"

@@ -3,8 +3,8 @@
 Target: guided latency <= 1.5x single-model latency (guidance is one forward over a doubled batch
 per step, not two models run one after the other).
 
-What runs: `flowrl.policy.sampling.sample_flows(model, adapter="sft")` against
-`flowrl.policy.guidance.sample_guided(model, gamma=1.5, sft_adapter="sft", grpo_adapter="grpo")`
+What runs: `flowrl.policy.decoding.sampling.sample_flows(model, adapter="sft")` against
+`flowrl.policy.decoding.guidance.sample_guided(model, gamma=1.5, sft_adapter="sft", grpo_adapter="grpo")`
 on ONE base with two LoRA adapters, bf16 autocast as `params.policy`. The model is the trained
 pipeline policy when `models/sft` and `models/grpo` exist (loaded as the evaluate stage does,
 `load_guided_policy`: merged SFT base + GRPO adapter, SFT side = "__base__"); otherwise the
@@ -26,8 +26,8 @@ import torch
 from transformers import LogitsProcessor
 
 from bench._common import REPO, Row, bench_setup, policy_name, status
-from flowrl.policy.guidance import sample_guided
-from flowrl.policy.sampling import SamplingConfig, sample_flows
+from flowrl.policy.decoding.guidance import sample_guided
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 
 PROMPTS = ["a red fox in the snow", "neon city at night, rain, cinematic", "portrait of an old sailor, oil painting",
            "cozy wooden cabin interior, warm light", "anime girl with a katana under cherry blossoms",
@@ -54,7 +54,7 @@ def two_adapter_model(params):
     """(model, tokenizer, adapters, source): the trained sft/grpo policy if present, else a base with two fresh LoRAs."""
     sft_dir, grpo_dir = REPO / "models" / "sft", REPO / "models" / "grpo"
     if (sft_dir / "policy.json").exists() and (grpo_dir / "adapter_config.json").exists():
-        from flowrl.policy.guidance import BASE, load_guided_policy
+        from flowrl.policy.decoding.guidance import BASE, load_guided_policy
 
         model, tokenizer = load_guided_policy(sft_dir, grpo_dir)
         return model, tokenizer, (BASE, "grpo"), "trained policy: models/sft (merged) + models/grpo adapter"

@@ -4,12 +4,12 @@ Random weights at real shapes (`flowrl.model_configs`: Llama-3.1-8B policy, Mode
 hub access. Per stage: seconds per step (after one warm-up step), tokens per second and peak memory.
 
 - sft: LoRA r=16 on the 7 projections + the new flow-token rows of embed/lm_head (peft trainable_token_indices),
-  gradient checkpointing, AdamW, micro batch x length from the cost estimate (`flowrl.cost`).
+  gradient checkpointing, AdamW, micro batch x length from the cost estimate (`flowrl.cli.cost`).
 - reward: one ModernBERT regression member, all weights trained, MSE loss.
-- grpo: sample a group of completions with the KV cache (`flowrl.policy.sampling.generate_ids`), then a
+- grpo: sample a group of completions with the KV cache (`flowrl.policy.decoding.sampling.generate_ids`), then a
   forward/backward of a GRPO-style loss (group-normalised advantages x token log-probs, KL to the adapter-off
   reference). trl's trainer is not used: the step's tensors, not its bookkeeping, decide time and memory.
-- guided: dual-model guided sampling of an evaluation batch (`flowrl.policy.guidance.GuidedScorer`, base + adapter).
+- guided: dual-model guided sampling of an evaluation batch (`flowrl.policy.decoding.guidance.GuidedScorer`, base + adapter).
 
 Shapes: `paper` on a GPU (bf16 weights and autocast), `reduced` (same code, tiny dims, fp32) on the CPU, which the
 test suite runs so the bench cannot rot. On the CPU, peak memory is the resident-set high-water delta of the stage
@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from flowrl.cost import PeakMemory
-from flowrl.device import autocast as device_autocast
-from flowrl.device import fast_bf16_on, placement, resolve_device
+from flowrl.cli.cost import PeakMemory
+from flowrl.runtime.device import autocast as device_autocast
+from flowrl.runtime.device import fast_bf16_on, placement, resolve_device
 from flowrl.model_configs import build_random_model
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -85,7 +85,7 @@ def _timed(device: torch.device, steps: int, step) -> tuple[float, float]:
 
 
 def _autocast(device: torch.device, bf16: bool):
-    """Training autocast: the stages' (bf16 where the device computes in it; flowrl.device)."""
+    """Training autocast: the stages' (bf16 where the device computes in it; flowrl.runtime.device)."""
     return device_autocast(device, bf16) if bf16 else nullcontext()
 
 
@@ -100,7 +100,7 @@ def _policy(shape: Shape, device: torch.device, bf16: bool):
     """Random-weight policy with a LoRA adapter and trainable new-token rows, checkpointing on."""
     from peft import get_peft_model
 
-    # placed as the stages place a frozen base (flowrl.device: bf16 on a bf16 GPU), built there (no CPU copy)
+    # placed as the stages place a frozen base (flowrl.runtime.device: bf16 on a bf16 GPU), built there (no CPU copy)
     where = placement(device, frozen=True)
     base = build_random_model(shape.policy, "causal-lm", seed=0, device=where.device, dtype=where.dtype)
     vocab = base.config.vocab_size
@@ -160,7 +160,7 @@ def reward_stage(shape: Shape, device: torch.device, bf16: bool) -> dict:
 
 
 class _PolicyScorer:
-    """Next-token log-probs and KV cache of one model (the `StepScorer` of flowrl.policy.sampling)."""
+    """Next-token log-probs and KV cache of one model (the `StepScorer` of flowrl.policy.decoding.sampling)."""
 
     def __init__(self, model):
         self.model = model
@@ -172,10 +172,10 @@ class _PolicyScorer:
 
 
 def _sample(scorer, vocab: int, batch: int, shape: Shape, device: torch.device, bf16: bool) -> torch.Tensor:
-    from flowrl.policy.sampling import SamplingConfig, generate_ids
+    from flowrl.policy.decoding.sampling import SamplingConfig, generate_ids
 
     prompt = torch.randint(0, vocab, (batch, shape.prompt_len), device=device)
-    cfg = SamplingConfig(max_new_tokens=shape.new_len, batch_size=batch, bf16=bf16)  # generate_ids: flowrl.device.autocast
+    cfg = SamplingConfig(max_new_tokens=shape.new_len, batch_size=batch, bf16=bf16)  # generate_ids: flowrl.runtime.device.autocast
     generator = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         new = generate_ids(scorer, prompt, torch.ones_like(prompt), cfg, vocab, 0, generator)  # eos=vocab: never
@@ -218,7 +218,7 @@ def grpo_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bool
 
 
 def guided_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bool) -> dict:
-    from flowrl.policy.guidance import BASE, GuidedScorer
+    from flowrl.policy.decoding.guidance import BASE, GuidedScorer
 
     model.add_adapter("grpo", _lora(list(range(vocab - shape.new_tokens, vocab))))
     model.eval()
@@ -229,7 +229,7 @@ def guided_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bo
 
 def run(shape_name: str = "reduced", device: str | None = None) -> dict:
     """Every stage at `shape_name` on `device` (a `device` setting; default: FLOWRL_DEVICE, else auto = CUDA when
-    present, flowrl.device); figures per stage."""
+    present, flowrl.runtime.device); figures per stage."""
     dev = resolve_device(device)
     shape = SHAPES[shape_name]
     bf16 = fast_bf16_on(dev)

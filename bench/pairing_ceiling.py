@@ -27,7 +27,7 @@ from flowrl.io import read_jsonl
 from flowrl.policy.pairing import pair_probabilities, score_candidates
 from flowrl.reward.ensemble import Ensemble
 from flowrl.scoring.simulator import PreferenceSimulator
-from flowrl.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles
+from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles
 
 MAX_PROMPTS = 64
 TEMPERATURES = (0.05, 0.1, 0.25, 0.5)

@@ -2,7 +2,7 @@
 triplets, and the GRPO step with the group size. Exponent k of time ~ size^k, fitted by least
 squares on log-log axes (numpy polyfit); k ~ 1 is linear, k < 1 means a fixed cost still dominates.
 
-What runs: the stage functions themselves (`flowrl.stages.stage_function(name)(params, root)`) on
+What runs: the stage functions themselves (`flowrl.pipeline.stages.stage_function(name)(params, root)`) on
 the tiny profile in a temp folder, one size at a time:
   * prompts stage, n_prompts in PROMPTS (holdout 10 %);
   * flows then encode stage, flows.variants_per_base in VARIANTS (encode: SFT pairs and report
@@ -25,8 +25,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench._common import Row, bench_params, fit_exponent, pyplot, save_figure
-from flowrl.config import Params
-from flowrl.stages import stage_function
+from flowrl.params.model import Params
+from flowrl.pipeline.stages import stage_function
 
 PROMPTS = (1000, 2000, 4000, 8000, 16000)
 VARIANTS = (10, 20, 40, 80, 160)

@@ -55,7 +55,7 @@ def main() -> dict:
         path = Path(tmp) / "big.json"
         path.write_text(json.dumps(big_graph(SIZES[-1]), separators=(",", ":")))
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "flowrl.cli", "flow", "to-ui", str(path), "-o", str(Path(tmp) / "ui.json")],
+        proc = subprocess.run([sys.executable, "-m", "flowrl.cli.main", "flow", "to-ui", str(path), "-o", str(Path(tmp) / "ui.json")],
                               cwd=REPO, capture_output=True, text=True)
         cli_s = round(time.perf_counter() - t0, 2)
         if proc.returncode != 0:

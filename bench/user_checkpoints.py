@@ -43,10 +43,10 @@ def installs():
 
 
 def main() -> dict:
-    from flowrl.cli_generate import fit_to_family, load_generator, quiet_libraries
+    from flowrl.cli.generate import fit_to_family, load_generator, quiet_libraries
     from flowrl.comfy.families import family_problems
     from flowrl.comfy.object_info import find_missing
-    from flowrl.config import load_params
+    from flowrl.params.model import load_params
 
     root = Path(os.environ.get("FLOWRL_BENCH_ROOT", REPO))
     if not (root / "mlflow/mlflow.db").exists():

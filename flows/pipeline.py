@@ -11,8 +11,8 @@ from pathlib import Path
 import mlflow
 from prefect import flow
 
-from flowrl.config import load_params
-from flowrl.stages import STAGES
+from flowrl.params.model import load_params
+from flowrl.pipeline.stages import STAGES
 from flowrl.tracking.runs import use_experiment
 from flows.stages import STAGE_FLOWS
 

@@ -1,7 +1,7 @@
 """One Prefect flow per DVC stage. `dvc repro` runs `python -m flows <stage>`.
 
 The flows are made by one factory rather than written out ten times: they differ only in the
-stage they run, and the stage list lives in one place (`flowrl.stages.STAGES`).
+stage they run, and the stage list lives in one place (`flowrl.pipeline.stages.STAGES`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from flowrl.config import load_params
+from flowrl.params.model import load_params
 from flowrl.errors import FlowRLError
-from flowrl.stages import STAGES
+from flowrl.pipeline.stages import STAGES
 from tasks.stages import run_stage, track_stage
 
 

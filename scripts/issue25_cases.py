@@ -107,7 +107,7 @@ def files(tmp: Path) -> dict[str, str]:
                                                               ui_node(21, "Reroute", [23], [[22]]), sampler_in],
                                                     "links": [[21, 20, 0, 3, 0, "MODEL"], [22, 21, 0, 20, 0, "*"], [23, 20, 0, 21, 0, "*"]]})
     out["ui_nodes_dict"] = put("ui_dict.json", {"last_node_id": 1, "links": [], "nodes": {"1": ckpt}, "version": 0.4})
-    encoded = subprocess.run([sys.executable, "-m", "flowrl.cli", "flow", "encode", flow], capture_output=True, text=True).stdout
+    encoded = subprocess.run([sys.executable, "-m", "flowrl.cli.main", "flow", "encode", flow], capture_output=True, text=True).stdout
     out["crlf"] = put("crlf.txt", encoded.replace("\n", "\r\n"))
     out["bad_slot"] = put("bad_slot.json", {**T2I, "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 3], "vae": ["1", 2]}}})
     out["empty_class"] = put("empty_class.json", {**T2I, "8": {"class_type": "", "inputs": {}}})
@@ -188,7 +188,7 @@ def cases(f: dict[str, str], redirect_url: str, trickle_url: str) -> list[tuple[
 
 
 def run(argv: list[str], cwd: Path) -> tuple[int | str, float, str, str]:
-    cmd = [sys.executable, *argv[1:]] if argv[0] == "python" else [sys.executable, "-m", "flowrl.cli", *argv]
+    cmd = [sys.executable, *argv[1:]] if argv[0] == "python" else [sys.executable, "-m", "flowrl.cli.main", *argv]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     t0 = time.monotonic()
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowrl.config import load_params
+from flowrl.params.model import load_params
 from flowrl.encoding.vocab import init_from_pieces
 from flowrl.reward.encoder import build_surrogate
 from flowrl.reward.model import PairDataset, format_pair, predict_texts, train_surrogate

@@ -7,15 +7,15 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
-from flowrl.config import Params
-from flowrl.cost import stage_start
+from flowrl.params.model import Params
+from flowrl.cli.cost import stage_start
 from flowrl.io import read_json
-from flowrl.stage_params import declared_view
-from flowrl.stages import report_dir, stage, stage_function
+from flowrl.pipeline.stage_params import declared_view
+from flowrl.pipeline.stages import report_dir, stage, stage_function
 from flowrl.tracking.runs import log_stage
 
 TRANSIENT = (ConnectionError, TimeoutError)
-TRAINING_STAGES = ("sft", "reward", "grpo")  # flowrl.cost estimates their memory
+TRAINING_STAGES = ("sft", "reward", "grpo")  # flowrl.cli.cost estimates their memory
 
 
 def _is_transient(task, task_run, state) -> bool:

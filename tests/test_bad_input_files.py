@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flowrl.cli import app
+from flowrl.cli.main import app
 from flowrl.encoding.codec import encode_flow
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flowrl import cli_generate
-from flowrl.cli import app
+from flowrl.cli import generate as cli_generate
+from flowrl.cli.main import app
 from tests.tracking import test_pyfunc as tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_hub_offline_sets_and_restores_the_switches(monkeypatch):
 
 
 def test_dir_source_without_weights_fails_offline(tmp_path, no_network):
-    from flowrl.config import PolicyConfig
+    from flowrl.params.model import PolicyConfig
     from flowrl.policy.loading import PolicyLoadError, load_base_model
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
@@ -171,8 +171,8 @@ def test_dir_source_without_weights_fails_offline(tmp_path, no_network):
 
 
 def test_a_good_generate_prints_the_workflow_and_no_library_noise(models_dir, params_args, monkeypatch):
-    from flowrl.policy import guidance
-    from flowrl.policy.sampling import Completion
+    from flowrl.policy.decoding import guidance
+    from flowrl.policy.decoding.sampling import Completion
 
     flow = tiny.encode_flow(tiny.GRAPH)
     monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.config import load_params, resolve
+from flowrl.params.model import load_params, resolve
 from flowrl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -165,7 +165,7 @@ def test_reward_ceiling_leaves_flow_mean_out_on_unseen_flows():
 
 def test_reward_ceiling_names_the_missing_triplets(tmp_path):
     from bench.reward_ceiling import _triplets
-    from flowrl.config import RewardConfig
+    from flowrl.params.model import RewardConfig
 
     with pytest.raises(SystemExit, match=r"train.jsonl not found: build the triplets first \(`dvc repro triplets`\)"):
         _triplets(tmp_path, RewardConfig(), 0)

@@ -10,14 +10,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flowrl.cli import app
+from flowrl.cli.main import app
 from flowrl.comfy.object_info import check_installed, load_object_info
 from flowrl.comfy.ui import ui_to_api
 from flowrl.data.base_flows import LIBRARY_DIR, load_base_flows
 from flowrl.encoding.policy_view import policy_text, strip_graph
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import flow_tokens
-from flowrl.policy.constrained import SCHEMA_FILE
+from flowrl.policy.decoding.constrained import SCHEMA_FILE
 from tests.comfy.comfy_stub import FIXTURE, comfy_stub
 from tests.comfy.isomorphism import same_graph
 from tests.tracking import test_pyfunc as tiny
@@ -101,8 +101,8 @@ def installed_flow(ckpt: str = "juggernautXL_v10.safetensors") -> str:
 @pytest.fixture
 def fixed_sampler(monkeypatch):
     """The SFT sampler returns `flow[0]` for every prompt and records the logits processors it was given."""
-    from flowrl.policy import sampling
-    from flowrl.policy.sampling import Completion
+    from flowrl.policy.decoding import sampling
+    from flowrl.policy.decoding.sampling import Completion
 
     seen: list = []
     flow = [installed_flow()]

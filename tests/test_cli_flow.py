@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from flowrl.cli import app
+from flowrl.cli.main import app
 from tests.comfy.test_validate import T2I
 
 runner = CliRunner()

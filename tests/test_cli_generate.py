@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flowrl.cli import app
+from flowrl.cli.main import app
 from flowrl.comfy.validate import validate_graph
 from flowrl.encoding.codec import encode_flow
 from flowrl.tracking import pyfunc
@@ -45,8 +45,8 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def valid_sampler(monkeypatch):
     """Make the guided sampler return one fixed valid flow, so the output path can be checked on a random tiny model."""
-    from flowrl.policy import guidance
-    from flowrl.policy.sampling import Completion
+    from flowrl.policy.decoding import guidance
+    from flowrl.policy.decoding.sampling import Completion
 
     monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None: [Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts])
 
@@ -145,7 +145,7 @@ def test_quiet_libraries_turns_off_the_loading_weights_bar(monkeypatch):
     from transformers.utils import logging as tf_logging
 
     monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
-    from flowrl.cli_generate import quiet_libraries
+    from flowrl.cli.generate import quiet_libraries
 
     assert tf_logging.is_progress_bar_enabled()
     with quiet_libraries():
@@ -156,8 +156,8 @@ def test_quiet_libraries_turns_off_the_loading_weights_bar(monkeypatch):
 
 def test_a_long_prompt_is_cut_in_tokens_before_sampling(models_dir, params_args, monkeypatch):
     """A 19,000-character prompt (under the 20,000 cap) reaches the sampler as at most register.max_prompt_tokens tokens."""
-    from flowrl.policy import guidance
-    from flowrl.policy.sampling import Completion
+    from flowrl.policy.decoding import guidance
+    from flowrl.policy.decoding.sampling import Completion
 
     seen: list[str] = []
 
@@ -177,12 +177,12 @@ def test_a_long_prompt_is_cut_in_tokens_before_sampling(models_dir, params_args,
 
 def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp_path, valid_sampler, params_file, monkeypatch):
     """MLflow loading a models:/ URI in place wrote registered_model_meta into the store's artifacts; now a copy is loaded."""
-    from flowrl.config import load_params
+    from flowrl.params.model import load_params
     from flowrl.io import write_json
     from flowrl.tracking import registry
 
     from flowrl.io import write_jsonl
-    from flowrl.stages import EvaluateFiles
+    from flowrl.pipeline.stages import EvaluateFiles
 
     tiny.build_tiny_policy(tmp_path / "models")
     write_json(tmp_path / "reports/evaluate/summary.json", {"win_rate_grpo_cfg_1.5_vs_comfygen": 0.6})

@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "mlflow", "peft")
 # runs the CLI as `flowrl` does, then prints which heavy modules it imported
-PROBE = ("import json, sys\nfrom flowrl.cli import main\nsys.argv = ['flowrl', *sys.argv[1:]]\n"
+PROBE = ("import json, sys\nfrom flowrl.cli.main import main\nsys.argv = ['flowrl', *sys.argv[1:]]\n"
          "try:\n    main()\nexcept SystemExit:\n    pass\n"
          f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)")
 

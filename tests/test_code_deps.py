@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.code_deps import DATA_FILES, code_deps
-from flowrl.pipeline_files import DVC_YAML
-from flowrl.stages import RUNNER, STAGES
+from flowrl.pipeline.code_deps import DATA_FILES, code_deps
+from flowrl.pipeline.files import DVC_YAML
+from flowrl.pipeline.stages import RUNNER, STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_imports_inside_functions_are_followed_transitively(tmp_path):
 
 
 @pytest.mark.parametrize(("stage", "modules"), [
-    ("grpo", ["reward/prefix.py", "trainer_defaults.py", "device.py", "encoding/vocab.py"]),
+    ("grpo", ["reward/prefix.py", "runtime/trainer_defaults.py", "runtime/device.py", "encoding/vocab.py"]),
     ("sft", ["encoding/schema.py", "encoding/codec.py", "comfy/validate.py"]),
     ("evaluate", ["reward/ensemble.py", "reward/head.py", "reward/features.py"]),
     ("triplets", ["scoring/simulator.py", "comfy/components.json"]),  # the scorer is imported by name from params
@@ -71,11 +71,11 @@ def test_every_data_file_in_the_package_belongs_to_a_module_that_reads_it():
     data = [str(p.relative_to(REPO)) for p in (REPO / "src/flowrl").rglob("*")
             if p.is_file() and p.suffix not in (".py", ".pyc")]
     declared = [f for files in DATA_FILES.values() for f in files]
-    assert [p for p in data if not _covered(p, declared)] == [], "add the module that reads it to flowrl.code_deps.DATA_FILES"
+    assert [p for p in data if not _covered(p, declared)] == [], "add the module that reads it to flowrl.pipeline.code_deps.DATA_FILES"
 
 
 # Modules that use __file__ for something other than reading a data file beside them.
-NOT_DATA_READERS = {"flowrl.code_deps": "finds the repository root", "flowrl.tracking.pyfunc": "ships src/flowrl with the model"}
+NOT_DATA_READERS = {"flowrl.pipeline.code_deps": "finds the repository root", "flowrl.tracking.pyfunc": "ships src/flowrl with the model"}
 
 
 def test_every_module_reading_files_beside_it_declares_them():

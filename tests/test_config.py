@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.config import deep_merge, load_params, resolve
+from flowrl.params.model import deep_merge, load_params, resolve
 from flowrl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_missing_or_broken_file(tmp_path):
 
 def test_model_defaults_are_the_values_of_params_yaml():
     """params.yaml is the one source of defaults: the models' own defaults (for configs built in memory) equal it."""
-    from flowrl.config import Params, missing_keys
+    from flowrl.params.model import Params, missing_keys
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw.pop("profiles")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.config import load_params
-from flowrl.cost import GB, estimate_stages, format_estimates, lora_params, token_row_params
+from flowrl.params.model import load_params
+from flowrl.cli.cost import GB, estimate_stages, format_estimates, lora_params, token_row_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,8 +21,8 @@ PROBE = r"""
 import contextlib, json, torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
-from flowrl.config import load_params
-from flowrl.cost import PeakMemory, estimate_stages, estimate_training, lora_params, token_row_params
+from flowrl.params.model import load_params
+from flowrl.cli.cost import PeakMemory, estimate_stages, estimate_training, lora_params, token_row_params
 from flowrl.policy.loading import build_tiny_model
 
 def step(model, opt, ids, bf16=False):
@@ -116,8 +116,8 @@ def test_estimate_is_within_30_percent_of_the_measured_cpu_peak():
 
 
 def test_stage_start_applies_the_device_setting_and_prints_the_estimate(capsys, monkeypatch):
-    from flowrl import device
-    from flowrl.cost import stage_start
+    from flowrl.runtime import device
+    from flowrl.cli.cost import stage_start
 
     monkeypatch.delenv(device.ENV, raising=False)
     params = load_params(REPO / "params.yaml", profile="paper").model_copy(update={"device": "cpu"})

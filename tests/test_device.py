@@ -1,4 +1,4 @@
-"""Device placement (flowrl.device) without a GPU: monkeypatched torch.cuda, the meta device, a fake device map."""
+"""Device placement (flowrl.runtime.device) without a GPU: monkeypatched torch.cuda, the meta device, a fake device map."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from flowrl import device as dev
-from flowrl.config import resolve
-from flowrl.device import DeviceError, Placement
+from flowrl.runtime import device as dev
+from flowrl.params.model import resolve
+from flowrl.runtime.device import DeviceError, Placement
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +128,7 @@ def test_autocast_on_the_cpu_as_configured_and_always_on_a_bf16_gpu(monkeypatch)
 
 
 def test_trainers_use_the_cpu_only_when_the_setting_resolves_to_it(monkeypatch):
-    from flowrl.trainer_defaults import common_trainer_kwargs
+    from flowrl.runtime.trainer_defaults import common_trainer_kwargs
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     kw = common_trainer_kwargs("out", 0, False, 5)
@@ -142,7 +142,7 @@ def test_trainers_use_the_cpu_only_when_the_setting_resolves_to_it(monkeypatch):
 
 @pytest.fixture
 def tiny_policy_cfg():
-    from flowrl.config import PolicyConfig
+    from flowrl.params.model import PolicyConfig
 
     return PolicyConfig(source="tiny", bf16=False)
 

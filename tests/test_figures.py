@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.figures import COMMIT, FIGURES, disagreement, render
+from flowrl.pipeline.figures import COMMIT, FIGURES, disagreement, render
 from flowrl.io import write_json
-from flowrl.stages import STAGES
+from flowrl.pipeline.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 

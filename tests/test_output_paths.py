@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from flowrl.cli import app
+from flowrl.cli.main import app
 from flowrl.errors import FlowRLError
 from flowrl.io import write_text
 from tests.comfy.test_validate import T2I

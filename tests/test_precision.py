@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flowrl import precision
-from flowrl.config import load_params
+from flowrl.runtime import precision
+from flowrl.params.model import load_params
 from flowrl.errors import ConfigError
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"

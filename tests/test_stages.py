@@ -1,4 +1,4 @@
-"""The stage declarations (flowrl.stages) and what is generated from them agree; stages read only what they declare."""
+"""The stage declarations (flowrl.pipeline.stages) and what is generated from them agree; stages read only what they declare."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.config import Params, resolve
-from flowrl.pipeline_files import ARCHITECTURE, DVC_YAML, render_architecture, render_dvc_yaml
-from flowrl.stage_params import UndeclaredParamError, declared_view, resolved, write_resolved
-from flowrl.stages import STAGES, ResolvedParams, stage_function
+from flowrl.params.model import Params, resolve
+from flowrl.pipeline.files import ARCHITECTURE, DVC_YAML, render_architecture, render_dvc_yaml
+from flowrl.pipeline.stage_params import UndeclaredParamError, declared_view, resolved, write_resolved
+from flowrl.pipeline.stages import STAGES, ResolvedParams, stage_function
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_no_stage_reads_a_params_key_it_does_not_declare(name):
     stage = STAGES[name]
     modules = [stage.run.split(":")[0], *HELPERS.get(name, [])]
     read = set().union(*(_read_sections(m) for m in modules))
-    assert read <= stage.sections, f"{name} reads params {sorted(read - stage.sections)} without declaring them in flowrl/stages.py"
+    assert read <= stage.sections, f"{name} reads params {sorted(read - stage.sections)} without declaring them in flowrl/pipeline/stages.py"
 
 
 def test_declared_view_refuses_what_the_stage_did_not_declare():

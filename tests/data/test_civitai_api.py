@@ -169,7 +169,7 @@ def test_next_cursor_from_next_page_url():
 
 
 def test_stage_with_civitai_source(api, tmp_path):
-    from flowrl.config import Params
+    from flowrl.params.model import Params
     from flowrl.data.prompts import run
     from flowrl.io import read_jsonl
 

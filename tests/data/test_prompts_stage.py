@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 from tests.conftest import shared_path
 
-from flowrl.config import Params
+from flowrl.params.model import Params
 from flowrl.data.prompt_generator import FAMILIES
 from flowrl.data.prompt_sources import PromptSourceError
 from flowrl.data.prompts import run

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.config import resolve
+from flowrl.params.model import resolve
 from flowrl.data import flows, prompts, triplets, validate
 from flowrl.encoding import stage as encode
 from flowrl.errors import FlowRLError

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from flowrl.cli import app
+from flowrl.cli.main import app
 from flowrl.encoding.codec import canonical_form, encode_flow
 from tests.encoding.graphs import T2I
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.config import EvaluateConfig, Params, load_params
+from flowrl.params.model import EvaluateConfig, Params, load_params
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import encode_flow
 from flowrl.evaluation.baselines import graph_family

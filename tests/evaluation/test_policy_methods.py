@@ -15,7 +15,7 @@ from .conftest import HOLDOUT, REPO, ToyScorer
 
 @pytest.fixture(scope="module")
 def tiny_params():
-    from flowrl.config import load_params
+    from flowrl.params.model import load_params
 
     return load_params(REPO / "params.yaml", profile="tiny")
 
@@ -71,8 +71,8 @@ def tiny_models(tmp_path_factory, tiny_params) -> Path:
 def test_sft_rerank_keeps_the_valid_flow_the_ensemble_likes_best(tmp_path, eval_params, stage_root, monkeypatch):
     from flowrl.evaluation import policy_methods as pm
     from flowrl.io import read_jsonl
-    from flowrl.policy import sampling
-    from flowrl.policy.sampling import Completion
+    from flowrl.policy.decoding import sampling
+    from flowrl.policy.decoding.sampling import Completion
 
     texts = [r["text"] for r in read_jsonl(stage_root / "data/encode/flows.jsonl")][:2]
     pool = ["not a flow", texts[0], texts[1]]  # sampled in this order for every prompt

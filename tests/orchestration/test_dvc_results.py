@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.figures import BEGIN, END, README, disagreement, write_readme
-from flowrl.pipeline_files import DVC_YAML
-from flowrl.stages import STAGES
+from flowrl.pipeline.figures import BEGIN, END, README, disagreement, write_readme
+from flowrl.pipeline.files import DVC_YAML
+from flowrl.pipeline.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
 DVC = str(Path(sys.executable).with_name("dvc"))

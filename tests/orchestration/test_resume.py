@@ -14,8 +14,8 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
-from flowrl import stages
-from flowrl.config import load_params
+from flowrl.pipeline import stages
+from flowrl.params.model import load_params
 from flowrl.io import read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ KILL_AFTER_FIRST_SAVE = textwrap.dedent("""
     from pathlib import Path
     from transformers import TrainerCallback
     import flowrl.policy.sft as sft
-    from flowrl.config import load_params
+    from flowrl.params.model import load_params
 
     class Kill(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
-from flowrl import stages
+from flowrl.pipeline import stages
 from flowrl.io import write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ def test_library_stdout_captures_still_work_inside_a_stage_flow(fake_stage, tmp_
 
 
 def test_extra_ranks_of_a_multi_gpu_launch_run_the_stage_outside_prefect_and_mlflow(fake_stage, tmp_path, monkeypatch):
-    from flowrl.device import is_main_process
+    from flowrl.runtime.device import is_main_process
     from flows.__main__ import run_stage_directly
 
     monkeypatch.setenv("RANK", "1")

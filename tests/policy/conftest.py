@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.config import Params, load_params
+from flowrl.params.model import Params, load_params
 
 REPO = Path(__file__).resolve().parents[2]
 

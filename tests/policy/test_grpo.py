@@ -12,7 +12,7 @@ from peft import get_peft_model
 from safetensors import safe_open
 from trl.trainer.utils import nanstd
 
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.io import read_json, write_jsonl
 from flowrl.policy import grpo, grpo_trainer, sft
 from flowrl.policy.loading import build_tiny_model, save_policy_spec
@@ -195,7 +195,7 @@ def test_component_reward_gives_token_advantages_of_shape_b_by_t(trained):
 
 
 def test_adapter_loads_for_guidance(trained):
-    from flowrl.policy.guidance import load_guided_policy
+    from flowrl.policy.decoding.guidance import load_guided_policy
 
     root = trained[0]
     model, tok = load_guided_policy(root / grpo.SFT_DIR, root / grpo.OUT_DIR)

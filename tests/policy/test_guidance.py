@@ -6,9 +6,9 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from flowrl.policy.guidance import GuidedScorer, guided_log_probs, sample_guided
+from flowrl.policy.decoding.guidance import GuidedScorer, guided_log_probs, sample_guided
 from flowrl.policy.loading import build_tiny_model
-from flowrl.policy.sampling import SamplingConfig, sample_flows
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 
 PROMPTS = ["a red fox in the snow", "neon city at night, rain, cinematic", "cat"]
 CFG = SamplingConfig(max_new_tokens=10, batch_size=3, seed=21)
@@ -82,7 +82,7 @@ def test_negative_gamma_is_refused(two_adapters):
 
 
 def test_missing_grpo_adapter_says_what_to_run(tmp_path):
-    from flowrl.policy.guidance import load_guided_policy
+    from flowrl.policy.decoding.guidance import load_guided_policy
     from flowrl.policy.loading import PolicyLoadError
 
     with pytest.raises(PolicyLoadError, match="run the grpo stage"):

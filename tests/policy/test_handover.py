@@ -15,7 +15,7 @@ from flowrl.encoding.grammar import ConstraintError
 from flowrl.encoding.policy_view import check_flow_text, policy_text, strip_graph
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
-from flowrl.policy.constrained import FlowConstraint, FlowGrammar
+from flowrl.policy.decoding.constrained import FlowConstraint, FlowGrammar
 from tests.policy.test_constrained import _value_choices, allowed_after, fc, setup  # noqa: F401 (fixtures)
 
 HEAD = ("CheckpointLoaderSimple ckpt_name=dreamshaper_8.safetensors\nCLIPTextEncode clip=@1.1 text=<negative>\n"

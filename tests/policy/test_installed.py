@@ -16,10 +16,10 @@ from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.policy_view import check_flow_text, strip_graph
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
-from flowrl.policy.constrained import SCHEMA_FILE, constraint_processors
+from flowrl.policy.decoding.constrained import SCHEMA_FILE, constraint_processors
 from flowrl.policy.installed import installed_schema
 from flowrl.policy.loading import build_tiny_model
-from flowrl.policy.sampling import SamplingConfig, sample_flows
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from tests.comfy.comfy_stub import FIXTURE, comfy_stub
 from tests.comfy.isomorphism import same_graph
 

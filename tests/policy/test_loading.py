@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowrl.config import PolicyConfig
+from flowrl.params.model import PolicyConfig
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import encode_flow
 from flowrl.encoding.report import smollm2_gguf_path

@@ -11,7 +11,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from flowrl.policy.grpo_trainer import FlowGRPOTrainer, merged_for_sampling
-from flowrl.policy.sampling import SamplingConfig
+from flowrl.policy.decoding.sampling import SamplingConfig
 
 
 def _lora_model(dtype: torch.dtype):

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from flowrl.config import SFTConfig
+from flowrl.params.model import SFTConfig
 from flowrl.policy.pairing import pair_probabilities, reward_pairs
 
 

@@ -1,11 +1,11 @@
-"""Redrawing unusable flows at inference (flowrl.policy.redraw)."""
+"""Redrawing unusable flows at inference (flowrl.policy.decoding.redraw)."""
 
 import json
 from pathlib import Path
 
 from flowrl.encoding.policy_view import check_flow_text, policy_text
-from flowrl.policy.redraw import SEED_STEP, draw_usable
-from flowrl.policy.sampling import Completion, SamplingConfig
+from flowrl.policy.decoding.redraw import SEED_STEP, draw_usable
+from flowrl.policy.decoding.sampling import Completion, SamplingConfig
 
 BASE = Path(__file__).parents[2] / "src/flowrl/data/base_flows/sd15_anime_clipskip.json"
 USABLE = policy_text(json.loads(BASE.read_text()))

@@ -7,7 +7,7 @@ import torch
 from transformers import LogitsProcessor
 
 from flowrl.policy.loading import build_tiny_model
-from flowrl.policy.sampling import SamplingConfig, sample_flows
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import format_prompt
 
 PROMPTS = ["a red fox in the snow", "neon city at night, rain, cinematic", "cat"]

@@ -16,10 +16,10 @@ from flowrl.encoding.schema import Schema, SchemaError, infer_schema
 from flowrl.encoding.vocab import flow_tokens
 from flowrl.io import read_json, write_json, write_jsonl
 from flowrl.policy import sft
-from flowrl.policy.constrained import SCHEMA_FILE
+from flowrl.policy.decoding.constrained import SCHEMA_FILE
 from flowrl.policy.loading import build_tiny_model, load_sft_merged, load_sft_policy
 from flowrl.policy.template import format_prompt
-from flowrl.stages import SFTFiles
+from flowrl.pipeline.stages import SFTFiles
 
 WORDS = "red fox forest city night neon portrait castle dragon ocean sunset anime".split()
 
@@ -134,8 +134,8 @@ def test_guidance_on_sft_base_plus_grpo_adapter(trained, tmp_path):
     """The pipeline layout (docs/policy.md): merged SFT base + a GRPO LoRA; gamma 0 is the SFT model itself."""
     from peft import LoraConfig, get_peft_model
 
-    from flowrl.policy.guidance import load_guided_policy, sample_guided
-    from flowrl.policy.sampling import SamplingConfig, sample_flows
+    from flowrl.policy.decoding.guidance import load_guided_policy, sample_guided
+    from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 
     root, _ = trained
     merged, tok = load_sft_merged(root / sft.OUT_DIR)

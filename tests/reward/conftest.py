@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.config import resolve
+from flowrl.params.model import resolve
 from flowrl.io import write_jsonl
 
 STYLES = ("anime", "photo")

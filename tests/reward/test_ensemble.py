@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.reward.encoder import RewardLoadError, build_surrogate, load_reward_tokenizer
 from flowrl.reward.ensemble import Ensemble
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.reward.conftest import make_rows
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 from flowrl.reward.model import PairCollator, PairDataset, format_pair, predict_texts, train_surrogate
 

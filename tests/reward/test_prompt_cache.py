@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.reward.prompt_cache import PromptEmbedder
 
 CFG = RewardConfig(source="tiny", bf16=False)

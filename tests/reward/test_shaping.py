@@ -10,7 +10,7 @@ import torch
 import flowrl.reward.model
 import flowrl.reward.prefix
 import flowrl.reward.shaping
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.reward.shaping import ShapedReward, token_components, uncertainty_reward
 
 FLOW = "n1 Ckpt a\nn2 KSampler b\nn3 Save\n"  # components at chars [0,10) [10,24) [24,32)

@@ -32,8 +32,8 @@ def server(tmp_path_factory):
     import uvicorn
     from mlflow.pyfunc import scoring_server
 
-    from flowrl.policy import guidance
-    from flowrl.policy.sampling import Completion
+    from flowrl.policy.decoding import guidance
+    from flowrl.policy.decoding.sampling import Completion
 
     root = tmp_path_factory.mktemp("bad_requests")
     models = tiny.build_tiny_policy(root / "models")

@@ -13,7 +13,7 @@ import torch
 
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
 from flowrl.comfy.validate import validate_graph
-from flowrl.config import load_params
+from flowrl.params.model import load_params
 from flowrl.encoding.codec import encode_flow
 from flowrl.tracking import pyfunc
 from flowrl.policy.inference import FlowPolicy, PolicyInputError, ServingSettings, flow_to_workflow, read_prompts
@@ -156,8 +156,8 @@ def test_flow_to_workflow_fills_the_prompt():
 
 def test_valid_flow_reaches_the_output(loaded, monkeypatch):
     """A policy that samples a valid flow returns its workflow (the sampler is replaced by a fixed flow)."""
-    from flowrl.policy import guidance
-    from flowrl.policy.sampling import Completion
+    from flowrl.policy.decoding import guidance
+    from flowrl.policy.decoding.sampling import Completion
 
     monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None: [Completion(p, encode_flow(GRAPH), [], True) for p in prompts])
     row = loaded[1].predict(["a lighthouse in a storm"])[0]

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from flowrl.comfy.validate import validate_graph
-from flowrl.config import load_params
+from flowrl.params.model import load_params
 from flowrl.io import write_json, write_jsonl
-from flowrl.stages import EvaluateFiles
+from flowrl.pipeline.stages import EvaluateFiles
 from flowrl.tracking import registry
 from flowrl.tracking.runs import tracking_uri
 from tests.tracking import test_pyfunc as tiny

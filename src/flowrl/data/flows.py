@@ -12,12 +12,12 @@ from pathlib import Path
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER, is_link, load_workflow
 from flowrl.comfy.validate import format_problems, validate_graph
 from flowrl.encoding.codec import is_encoded_flow
-from flowrl.config import Params
+from flowrl.params.model import Params
 from flowrl.data.augment import SAMPLER_NODES, AugmentError, augment_library, flow_family, flow_signature
 from flowrl.data.base_flows import load_base_flows
 from flowrl.errors import FlowRLError
 from flowrl.io import write_json, write_jsonl
-from flowrl.stages import STAGES, FlowsFiles
+from flowrl.pipeline.stages import STAGES, FlowsFiles
 
 # Class-type prefixes that make a graph something other than plain text-to-image.
 NON_T2I_PREFIXES = ("LoadImage", "LoadVideo", "VHS_", "ControlNet", "IPAdapter", "SVD_", "ImageOnlyCheckpoint",

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from flowrl.config import Params
+from flowrl.params.model import Params
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json, write_jsonl
-from flowrl.stages import STAGES, EncodeFiles, FlowsFiles, PromptsFiles, TripletsFiles
+from flowrl.pipeline.stages import STAGES, EncodeFiles, FlowsFiles, PromptsFiles, TripletsFiles
 from flowrl.scoring.base import load_scorer
 
 SPLITS = ("train", "val", "test")

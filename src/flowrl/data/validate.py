@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 
 from flowrl.comfy.validate import validate_graph
-from flowrl.config import Params
+from flowrl.params.model import Params
 from flowrl.encoding.codec import canonical_form, decode_flow, encode_flow
 from flowrl.errors import FlowRLError
 from flowrl.io import read_jsonl, write_json, write_text
-from flowrl.stages import EncodeFiles, FlowsFiles, PromptsFiles, TripletsFiles, ValidateFiles
+from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, TripletsFiles, ValidateFiles
 
 
 class DataValidationError(FlowRLError):

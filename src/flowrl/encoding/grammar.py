@@ -1,6 +1,6 @@
 """The grammar of the flow encoding as it is written token by token (flowrl.encoding.codec's format): which
 numbers can still become valid, JSON string states, a class's inputs narrowed to what the schema saw.
-flowrl.policy.constrained turns it into logits masks.
+flowrl.policy.decoding.constrained turns it into logits masks.
 """
 
 from __future__ import annotations

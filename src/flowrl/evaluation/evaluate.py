@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from flowrl.config import Params
+from flowrl.params.model import Params
 from flowrl.errors import FlowRLError
 from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, TrainingFlowSampler, best_flow_id, plain_family_flows, popular_base_ids
 from flowrl.data.prompts import holdout_split
@@ -28,7 +28,7 @@ from flowrl.evaluation.plots import plot_adaptivity, plot_mean_scores, plot_nove
 from flowrl.encoding.policy_view import policy_text
 from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.io import read_jsonl, write_json, write_jsonl, write_text
-from flowrl.stages import EncodeFiles, EvaluateFiles, FlowsFiles, PromptsFiles, TripletsFiles
+from flowrl.pipeline.stages import EncodeFiles, EvaluateFiles, FlowsFiles, PromptsFiles, TripletsFiles
 
 log = logging.getLogger(__name__)
 
@@ -305,8 +305,8 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
 
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """The evaluate stage: load the configured scorer, evaluate every method whose inputs exist."""
-    from flowrl.device import configure
+    from flowrl.runtime.device import configure
     from flowrl.scoring.base import load_scorer
 
-    configure(params.device)  # where the policies and reward members run (flowrl.device)
+    configure(params.device)  # where the policies and reward members run (flowrl.runtime.device)
     return evaluate(params, root, load_scorer(params.scoring.scorer, params.scoring.options))

@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from flowrl.config import Params
+from flowrl.params.model import Params
 from flowrl.evaluation.validity import Candidate, check_candidate
-from flowrl.stages import GRPOFiles, RewardFiles, SFTFiles
-from flowrl.policy.sampling import SamplingConfig
+from flowrl.pipeline.stages import GRPOFiles, RewardFiles, SFTFiles
+from flowrl.policy.decoding.sampling import SamplingConfig
 
 SFT_DIR, GRPO_DIR, REWARD_DIR = SFTFiles.dir, GRPOFiles.dir, RewardFiles.full
 
@@ -65,7 +65,7 @@ class PolicyModels:
 
     @cached_property
     def guided(self):
-        from flowrl.policy.guidance import load_guided_policy
+        from flowrl.policy.decoding.guidance import load_guided_policy
 
         return load_guided_policy(self.root / SFT_DIR, self.root / GRPO_DIR)
 
@@ -82,10 +82,10 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
     Returns:
         (name -> method mapping prompts to one Candidate each, name -> skip reason).
     """
-    from flowrl.policy.constrained import constraint_processors
-    from flowrl.policy.guidance import sample_guided
-    from flowrl.policy.redraw import draw_usable
-    from flowrl.policy.sampling import sample_flows
+    from flowrl.policy.decoding.constrained import constraint_processors
+    from flowrl.policy.decoding.guidance import sample_guided
+    from flowrl.policy.decoding.redraw import draw_usable
+    from flowrl.policy.decoding.sampling import sample_flows
 
     cfg = params.evaluate
     models = PolicyModels(root)

@@ -10,7 +10,7 @@ from flowrl.encoding.policy_view import FlowCheck, check_flow_text
 @dataclass(frozen=True)
 class Candidate:
     """One method's flow for one prompt: its encoded text, its API graph when the method already has it, and
-    how many samples it took (policy methods redraw unusable flows, `flowrl.policy.redraw`)."""
+    how many samples it took (policy methods redraw unusable flows, `flowrl.policy.decoding.redraw`)."""
 
     text: str
     graph: dict | None = None

@@ -2,7 +2,7 @@
 
 A new LoRA adapter is trained on the SFT model with its adapter merged (so trl's "adapter off"
 KL reference is the SFT policy). Completions come from the project's sampling loop
-(`flowrl.policy.sampling`), so constrained decoding can be plugged in as a logits processor.
+(`flowrl.policy.decoding.sampling`), so constrained decoding can be plugged in as a logits processor.
 The reward is the uncertainty-aware surrogate ensemble (`flowrl.reward.shaping.ShapedReward`);
 with `reward.component_reward` the per-token reward of eq. 3 becomes per-token advantages (B, T).
 """
@@ -23,21 +23,21 @@ from datasets import Dataset
 from transformers import LogitsProcessor, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from flowrl.config import Params
+from flowrl.params.model import Params
 from flowrl.data.prompts import holdout_split
-from flowrl.device import configure
+from flowrl.runtime.device import configure
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_jsonl, write_json
-from flowrl.policy.constrained import constraint_processors
+from flowrl.policy.decoding.constrained import constraint_processors
 from flowrl.policy.grpo_trainer import FlowGRPOTrainer, flow_is_valid, lora_config, trainer_args
 from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy_spec
 from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
-from flowrl.policy.sampling import SamplingConfig, sample_flows
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import format_prompt
 from flowrl.reward.head import CACHE_FILE
 from flowrl.reward.scorer_reward import ScorerReward
 from flowrl.reward.shaping import ShapedReward
-from flowrl.stages import GRPOFiles, PromptsFiles, RewardFiles, SFTFiles, report_dir
+from flowrl.pipeline.stages import GRPOFiles, PromptsFiles, RewardFiles, SFTFiles, report_dir
 
 PROMPTS = PromptsFiles.train
 HOLDOUT = PromptsFiles.holdout
@@ -177,7 +177,7 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     """
     root = Path(root)
     cfg, seed = params.grpo, params.seed
-    configure(params.device)  # where the models run (flowrl.device); the pipeline prints the cost estimate first
+    configure(params.device)  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
     validator = functools.lru_cache(maxsize=4096)(validator or flow_is_valid)
     on_scorer = cfg.reward == "scorer"
     needs = [root / SFT_DIR / "policy.json"] + ([] if on_scorer else [root / REWARD_DIR / "full" / "ensemble.json"])

@@ -16,11 +16,11 @@ from transformers import LogitsProcessor
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import pad
 
-from flowrl.config import GRPOStageConfig, PolicyConfig
+from flowrl.params.model import GRPOStageConfig, PolicyConfig
 from flowrl.errors import FlowRLError
-from flowrl.policy.sampling import ModelScorer, SamplingConfig, generate_ids
+from flowrl.policy.decoding.sampling import ModelScorer, SamplingConfig, generate_ids
 from flowrl.reward.shaping import ShapedReward, is_valid_flow
-from flowrl.trainer_defaults import common_trainer_kwargs
+from flowrl.runtime.trainer_defaults import common_trainer_kwargs
 
 ADV_EPS = 1e-4  # trl's epsilon in (R - mean) / (std + eps)
 

@@ -22,7 +22,7 @@ from flowrl.io import read_json, write_json
 
 if TYPE_CHECKING:
     from flowrl.comfy.object_info import ObjectInfo
-    from flowrl.config import Params
+    from flowrl.params.model import Params
 
 SFT, GRPO = "sft", "grpo"  # the folders of a pipeline's models/ (and of the packaged model's artifacts)
 PROMPT_COLUMN = "prompt"
@@ -227,7 +227,7 @@ class FlowPolicy:
     def __init__(self, sft_dir: str | Path, grpo_dir: str | Path | None, settings: ServingSettings, base: str | Path | None = None):
         import torch
 
-        from flowrl.policy.guidance import load_guided_policy
+        from flowrl.policy.decoding.guidance import load_guided_policy
         from flowrl.policy.loading import load_sft_policy
         from flowrl.policy.prompt_codes import PromptCodes
 
@@ -288,12 +288,12 @@ class FlowPolicy:
             per prompt: {"prompt", "workflow" (API graph or None), "valid", "error", "flow" (encoded text), "method", "notes"}.
         """
         from flowrl.comfy.object_info import installed_workflow
-        from flowrl.policy.constrained import constraint_processors
-        from flowrl.policy.guidance import sample_guided
+        from flowrl.policy.decoding.constrained import constraint_processors
+        from flowrl.policy.decoding.guidance import sample_guided
         from flowrl.policy.installed import installed_schema
         from flowrl.policy.prompt_codes import coded_prompts
-        from flowrl.policy.redraw import draw_usable
-        from flowrl.policy.sampling import SamplingConfig, sample_flows
+        from flowrl.policy.decoding.redraw import draw_usable
+        from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 
         s = self.settings
         prompts = read_prompts(prompts, s.max_prompts_per_request, s.max_prompt_chars)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flowrl.comfy.object_info import ObjectInfo, ObjectInfoError, restrict_schema
 from flowrl.encoding.schema import Schema
-from flowrl.policy.constrained import SCHEMA_FILE, tokenizer_schema
+from flowrl.policy.decoding.constrained import SCHEMA_FILE, tokenizer_schema
 
 
 def installed_schema(tokenizer, info: ObjectInfo) -> tuple[Schema, list[str]]:

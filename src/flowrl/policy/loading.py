@@ -19,8 +19,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.config import PolicyConfig
-from flowrl.device import Placement, load_kwargs, place, placement
+from flowrl.params.model import PolicyConfig
+from flowrl.runtime.device import Placement, load_kwargs, place, placement
 from flowrl.encoding.report import load_smollm2_tokenizer, smollm2_gguf_path  # the packaged SmolLM2
 from flowrl.encoding.vocab import extend_tokenizer
 from flowrl.errors import FlowRLError
@@ -166,7 +166,7 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0, where: Pl
         cfg: the `policy` params section.
         vocab_size: base tokenizer size, used by the tiny model.
         seed: initialisation seed of the tiny model.
-        where: device and weight dtype (flowrl.device.placement); None or the CPU: fp32 where it was built.
+        where: device and weight dtype (flowrl.runtime.device.placement); None or the CPU: fp32 where it was built.
     """
     if cfg.source in ("tiny", "scratch"):
         return place(build_tiny_model(cfg, vocab_size, seed), where) if where else build_tiny_model(cfg, vocab_size, seed)
@@ -226,7 +226,7 @@ def load_sft_policy(folder: str | Path, adapter_name: str = "sft", where: Placem
     """Rebuild the base model and attach the SFT adapter saved in `folder` under `adapter_name`.
 
     Args:
-        where: device (and frozen-weight dtype) to load onto; None: the `device` setting in force (flowrl.device),
+        where: device (and frozen-weight dtype) to load onto; None: the `device` setting in force (flowrl.runtime.device),
             which on a machine without CUDA is the CPU in fp32 (nothing moves).
     Returns:
         (PeftModel in eval mode, extended tokenizer).

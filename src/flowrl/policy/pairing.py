@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 
 import numpy as np
-from flowrl.config import SFTConfig
+from flowrl.params.model import SFTConfig
 
 
 def pair_probabilities(mean: np.ndarray, std: np.ndarray, tau: float | None, temperature: float) -> np.ndarray:

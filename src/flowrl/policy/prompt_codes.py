@@ -79,7 +79,7 @@ class PromptCodes:
     def embedder(self, cache_path: str | Path | None = None):
         """The frozen prompt encoder these codes were fitted on (loaded on first use; `cache_path`: read-only cache)."""
         if self._embedder is None:
-            from flowrl.config import RewardConfig
+            from flowrl.params.model import RewardConfig
             from flowrl.reward.prompt_cache import PromptEmbedder
 
             self._embedder = PromptEmbedder(RewardConfig.model_validate(self.encoder), self.max_length, cache_path)

@@ -23,21 +23,21 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
-from flowrl.config import Params, PolicyConfig, SFTConfig
+from flowrl.params.model import Params, PolicyConfig, SFTConfig
 from flowrl.data.prompts import holdout_split
-from flowrl.device import configure, placement, resolve_device
+from flowrl.runtime.device import configure, placement, resolve_device
 from flowrl.encoding.policy_view import check_flow_text
 from flowrl.encoding.schema import Schema
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json
-from flowrl.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles, SFTFiles, TripletsFiles, report_dir
-from flowrl.policy.constrained import SCHEMA_FILE, constraint_processors
+from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles, SFTFiles, TripletsFiles, report_dir
+from flowrl.policy.decoding.constrained import SCHEMA_FILE, constraint_processors
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
 from flowrl.policy.pairing import reward_pairs
 from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
-from flowrl.policy.sampling import SamplingConfig, sample_flows
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
-from flowrl.trainer_defaults import common_trainer_kwargs
+from flowrl.runtime.trainer_defaults import common_trainer_kwargs
 
 PAIRS = EncodeFiles.sft_pairs
 VOCAB = EncodeFiles.vocab
@@ -266,7 +266,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     if codes is not None:  # the policy reads the code tokens first (trained on the raw text: codes are whole tokens)
         coded = dict(zip(prompts, codes.apply(prompts)))
         train_rows, held_rows = ([{**r, "prompt": coded[r["prompt"]]} for r in part] for part in (train_rows, held_rows))
-    configure(params.device)  # where the models run (flowrl.device); the pipeline prints the cost estimate first
+    configure(params.device)  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
     # LoRA: the frozen base in bf16 on a bf16 GPU; scratch trains every weight (fp32 master weights under autocast)
     code_tokens = codes.tokens() if codes is not None else []
     model, tokenizer = load_policy(params.policy, tokens + code_tokens, seed, corpus, placement(frozen=not scratch))

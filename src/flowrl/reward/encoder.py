@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.errors import FlowRLError
 from flowrl.model_configs import build_random_model
 

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.device import Placement, load_kwargs, placement
+from flowrl.runtime.device import Placement, load_kwargs, placement
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
 from flowrl.reward.model import TEMPLATE, format_pair, predict_texts
@@ -43,7 +43,7 @@ def member_dir(folder: str | Path, i: int) -> Path:
 
 def load_member(folder: str | Path, where: Placement | None = None) -> PreTrainedModel:
     """One saved surrogate (safetensors), in eval mode, on `where` (None or the CPU: fp32 on the CPU; a bf16 GPU:
-    bf16 weights there, see flowrl.device)."""
+    bf16 weights there, see flowrl.runtime.device)."""
     try:
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True, **load_kwargs(where))
     except (OSError, ValueError) as exc:
@@ -109,7 +109,7 @@ class Ensemble:
         """Load an ensemble written by `save` or by the reward stage, of whichever kind the spec names.
 
         Args:
-            where: device of the fine-tuned members (flowrl.device; None: the `device` setting in force). Head
+            where: device of the fine-tuned members (flowrl.runtime.device; None: the `device` setting in force). Head
                 members are small MLPs over cached features and stay on the CPU.
         """
         folder = Path(folder)

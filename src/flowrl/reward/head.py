@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from flowrl.config import HeadConfig, RewardConfig
+from flowrl.params.model import HeadConfig, RewardConfig
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
 from flowrl.reward.features import UNKNOWN, FeatureSpace, pack_rows, parse_flow
@@ -289,7 +289,7 @@ class HeadEnsemble:
     @classmethod
     def load(cls, folder: str | Path, cfg: RewardConfig | None = None) -> "HeadEnsemble":
         """Load a head ensemble written by the reward stage (or `save`)."""
-        from flowrl.config import RewardConfig as _RewardConfig
+        from flowrl.params.model import RewardConfig as _RewardConfig
 
         folder = Path(folder)
         spec = read_json(folder / SPEC_FILE)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.io import read_json, write_json
 from flowrl.reward.head import FEATURES_FILE, Featurizer, HeadNet, member_arch, save_member, train_head, write_head_spec
 

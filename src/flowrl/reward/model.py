@@ -19,9 +19,9 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.trainer_utils import get_last_checkpoint
 
-from flowrl.config import RewardConfig
-from flowrl.device import autocast as device_autocast
-from flowrl.trainer_defaults import common_trainer_kwargs
+from flowrl.params.model import RewardConfig
+from flowrl.runtime.device import autocast as device_autocast
+from flowrl.runtime.trainer_defaults import common_trainer_kwargs
 
 TEMPLATE = "[PROMPT] {prompt} [FLOW] {flow}"
 
@@ -84,7 +84,7 @@ def predict_texts(
     for start in tqdm(starts, desc=desc, unit="batch", disable=desc is None or len(starts) < 2):
         idx = order[start : start + batch_size]
         enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
-        with device_autocast(device, bf16):  # CPU: as configured; a bf16 GPU: always (flowrl.device)
+        with device_autocast(device, bf16):  # CPU: as configured; a bf16 GPU: always (flowrl.runtime.device)
             logits = model(**enc).logits
         out[idx] = logits.float().reshape(-1).cpu().numpy()
     return out

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.io import atomic_path
-from flowrl.device import inputs_to, model_device, place
+from flowrl.runtime.device import inputs_to, model_device, place
 from flowrl.reward.encoder import RewardLoadError, _name_and_kwargs, build_surrogate, load_reward_tokenizer
 
 POOLING = "mean-l2"
@@ -108,7 +108,7 @@ class PromptEmbedder:
                         model = AutoModel.from_pretrained(name, dtype=torch.float32, **kwargs)
                     except (OSError, ValueError) as exc:
                         raise RewardLoadError(f"prompt encoder for reward.source={self.cfg.source} ({name}) could not be loaded: {exc}") from None
-            # fp32 on whichever device (flowrl.device): cached embeddings do not depend on where they were computed
+            # fp32 on whichever device (flowrl.runtime.device): cached embeddings do not depend on where they were computed
             self._encoder = (tokenizer, place(model, frozen=False).eval())
         return self._encoder
 

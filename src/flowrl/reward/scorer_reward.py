@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 
 
 class _NoUncertainty:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from flowrl.config import RewardConfig
+from flowrl.params.model import RewardConfig
 from flowrl.reward.ensemble import Ensemble
 from flowrl.reward.head import HeadEnsemble
 from flowrl.reward.prefix import all_prefixes, component_spans

@@ -25,12 +25,12 @@ from scipy import stats
 from transformers import TrainerCallback
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.config import Params, RewardConfig
+from flowrl.params.model import Params, RewardConfig
 from flowrl.encoding.vocab import extend_tokenizer, init_from_pieces, token_pieces
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_json, read_jsonl, write_json
-from flowrl.stages import STAGES, EncodeFiles, RewardFiles, TripletsFiles
-from flowrl.device import configure
+from flowrl.pipeline.stages import STAGES, EncodeFiles, RewardFiles, TripletsFiles
+from flowrl.runtime.device import configure
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 from flowrl.reward.ensemble import STATS_FILE, Ensemble, finished_stats, member_dir, set_spec_tau, write_spec
 from flowrl.reward.features import FeatureSpace, parse_flow
@@ -303,7 +303,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Write models/reward/{full,prefix}/ and reports/reward/{metrics.json, scatter.png}."""
     cfg, seed = params.reward, params.seed
     root = Path(root)
-    configure(params.device)  # where the models run (flowrl.device); the pipeline prints the cost estimate first
+    configure(params.device)  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
     t_stage = time.perf_counter()
     train, test = read_split(root, "train"), held_out_rows(root, cfg, seed)
     out = root / RewardFiles.dir

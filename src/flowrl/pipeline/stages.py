@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowrl.config import Params
+from flowrl.params.model import Params
 from flowrl.errors import FlowRLError
 from flowrl.io import write_json
 
@@ -180,7 +180,7 @@ class Stage:
 TRAINING_GATE = report_dir("validate") / "metrics.json"  # training stages wait for the data checks to pass
 
 # The order is the pipeline's order. A stage's code deps are not declared: dvc.yaml lists the project
-# files its `run` module imports (flowrl.code_deps).
+# files its `run` module imports (flowrl.pipeline.code_deps).
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("prompts", "flowrl.data.prompts:run", ("seed", "prompts"), (),
           outs=(PromptsFiles.dir,)),
@@ -217,7 +217,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 # Every stage runs through this module (`python -m flows STAGE`), so what it imports reruns every stage.
 RUNNER = "flows.__main__"
 # The `params` stage: writes each stage's resolved params (only the active profile's values count).
-PARAMS_STAGE, PARAMS_MODULE = "params", "flowrl.stage_params"
+PARAMS_STAGE, PARAMS_MODULE = "params", "flowrl.pipeline.stage_params"
 
 StageFn = Callable[[Params, Path], dict]
 

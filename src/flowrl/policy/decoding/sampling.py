@@ -16,8 +16,8 @@ import torch
 from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
-from flowrl.config import PolicyConfig
-from flowrl.device import autocast as device_autocast
+from flowrl.params.model import PolicyConfig
+from flowrl.runtime.device import autocast as device_autocast
 from flowrl.policy.template import format_prompt
 
 
@@ -107,7 +107,7 @@ def generate_ids(
         (B, T) generated ids, T <= max_new_tokens; after EOS a row holds `pad_token_id`.
     """
     processors = build_processors(cfg, logits_processor)
-    autocast = device_autocast(input_ids.device, cfg.bf16)  # CPU: as configured; a bf16 GPU: always (flowrl.device)
+    autocast = device_autocast(input_ids.device, cfg.bf16)  # CPU: as configured; a bf16 GPU: always (flowrl.runtime.device)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     ids, step_ids, past = input_ids, input_ids, None
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)

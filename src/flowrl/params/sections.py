@@ -1,4 +1,4 @@
-"""One pydantic model per params.yaml section (flowrl.config assembles them into `Params`).
+"""One pydantic model per params.yaml section (flowrl.params.model assembles them into `Params`).
 
 Every field has a description; defaults equal params.yaml's values (tests/test_config.py compares).
 """
@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from flowrl.precision import resolve_bf16
+from flowrl.runtime.precision import resolve_bf16
 
-# true, false or "auto": bf16 autocast only where the hardware computes in bf16 (flowrl.precision)
+# true, false or "auto": bf16 autocast only where the hardware computes in bf16 (flowrl.runtime.precision)
 Bf16 = Annotated[bool, BeforeValidator(resolve_bf16)]
 
 # Fields where infinity is a real setting ("no cutoff": the no_uncertainty ablation); elsewhere .inf and
@@ -153,9 +153,9 @@ class PolicyConfig(Section):
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
     max_new_tokens: int = Field(256, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
     gamma: float = Field(1.5, ge=0, description="Dual-model guidance strength: log p_SFT + gamma (log p_GRPO - log p_SFT) (paper: 1.5).")
-    constrained: bool = Field(True, description="Constrained decoding: mask tokens that would make a sampled flow fail decode_flow/validate_graph (flowrl.policy.constrained).")
+    constrained: bool = Field(True, description="Constrained decoding: mask tokens that would make a sampled flow fail decode_flow/validate_graph (flowrl.policy.decoding.constrained).")
     prompt_codes: list[Annotated[int, Field(gt=1)]] = Field(default_factory=lambda: [16, 64], description="Sizes of the k-means codebooks over the frozen prompt encoder's embedding (the reward's): each prompt gets one code token per codebook before its text (flowrl.policy.prompt_codes); empty = the policy reads the prompt text alone (paper).")
-    usable_retries: int = Field(2, ge=0, description="At inference (evaluate, generate, serving), a prompt whose flow is not usable is sampled again with another seed, at most this many times (flowrl.policy.redraw); GRPO never redraws. The evaluation reports the first-draw usable rate beside.")
+    usable_retries: int = Field(2, ge=0, description="At inference (evaluate, generate, serving), a prompt whose flow is not usable is sampled again with another seed, at most this many times (flowrl.policy.decoding.redraw); GRPO never redraws. The evaluation reports the first-draw usable rate beside.")
 
     @model_validator(mode="after")
     def _check(self) -> "PolicyConfig":

@@ -1,7 +1,7 @@
 """What a stage may read of params: its declared keys only, with the active profile applied.
 
-Two uses of one declaration (`Stage.params` in flowrl.stages):
-- `write_resolved` (the `params` stage, `python -m flowrl.stage_params`) writes data/params/<stage>.yaml
+Two uses of one declaration (`Stage.params` in flowrl.pipeline.stages):
+- `write_resolved` (the `params` stage, `python -m flowrl.pipeline.stage_params`) writes data/params/<stage>.yaml
   holding the resolved values of the keys each stage declares. DVC tracks those files instead of
   params.yaml, so editing a profile that is not active, or a key a stage does not read, reruns nothing.
 - `declared_view` is what a stage function receives when run by the pipeline: reading an undeclared
@@ -16,19 +16,19 @@ from typing import Any
 
 import yaml
 
-from flowrl.config import Params, load_params
+from flowrl.params.model import Params, load_params
 from flowrl.errors import FlowRLError, exit_code
 from flowrl.io import write_text
-from flowrl.stages import STAGES, ResolvedParams, Stage
+from flowrl.pipeline.stages import STAGES, ResolvedParams, Stage
 
 
 class UndeclaredParamError(FlowRLError):
-    """A stage read a params key that its declaration in flowrl/stages.py does not list."""
+    """A stage read a params key that its declaration in flowrl/pipeline/stages.py does not list."""
 
 
 def _refuse(stage: str, key: str) -> UndeclaredParamError:
     return UndeclaredParamError(f"stage '{stage}' reads params {key}, which its declaration does not list; "
-                                f"add {key!r} to its params in src/flowrl/stages.py (then run `flowrl pipeline dvc-yaml`)")
+                                f"add {key!r} to its params in src/flowrl/pipeline/stages.py (then run `flowrl pipeline dvc-yaml`)")
 
 
 class _Undeclared:

@@ -333,13 +333,13 @@ def print_estimate(params, **kwargs) -> dict[str, MemoryEstimate]:
 
 
 def stage_start(params, stage: str, root=".") -> MemoryEstimate | None:
-    """At the start of a training stage: apply the `device` setting (flowrl.device.configure), then print the stage's
+    """At the start of a training stage: apply the `device` setting (flowrl.runtime.device.configure), then print the stage's
     cost estimate (and log it to the active MLflow run as `cost_estimate.json` + metrics). An estimate that cannot be
     made (a hub model with no shipped config) prints why and returns None: it never stops the stage."""
     import json
     from pathlib import Path
 
-    from flowrl.device import configure, resolve_device
+    from flowrl.runtime.device import configure, resolve_device
 
     configure(params.device)
     vocab = Path(root) / "data/encode/vocab.json"
@@ -375,13 +375,13 @@ def _log_estimate(est: MemoryEstimate) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m flowrl.cost [--profile paper] [--full-token-rows] [--no-checkpointing]`."""
+    """`python -m flowrl.cli.cost [--profile paper] [--full-token-rows] [--no-checkpointing]`."""
     import argparse
 
-    from flowrl.config import load_params
+    from flowrl.params.model import load_params
     from flowrl.errors import exit_code
 
-    parser = argparse.ArgumentParser(prog="python -m flowrl.cost", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m flowrl.cli.cost", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
     parser.add_argument("--profile", default=None, help="profile to resolve (default: the file's)")
     parser.add_argument("--new-tokens", type=int, default=210, help="flow vocabulary size (reports/encode n_flow_tokens)")

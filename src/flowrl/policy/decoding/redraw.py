@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from flowrl.encoding.policy_view import check_flow_text
-from flowrl.policy.sampling import Completion, SamplingConfig
+from flowrl.policy.decoding.sampling import Completion, SamplingConfig
 
 SEED_STEP = 7919  # draw k samples with seed + k * SEED_STEP
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flowrl.cli_app import fail, flow_app
+from flowrl.cli.app import fail, flow_app
 from flowrl.comfy.graph import load_workflow, workflow_json
 from flowrl.encoding.codec import decode_flow, encode_flow, is_encoded_flow
 from flowrl.errors import FlowRLError

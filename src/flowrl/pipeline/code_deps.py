@@ -15,7 +15,7 @@ from functools import cache
 from modulefinder import ModuleFinder
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SRC = Path("src")
 
 # Files or folders (relative to the repository root) a module reads at run time.

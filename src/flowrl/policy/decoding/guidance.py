@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessor
 
-from flowrl.policy.sampling import Completion, SamplingConfig, sample_completions
+from flowrl.policy.decoding.sampling import Completion, SamplingConfig, sample_completions
 
 BASE = "__base__"  # peft's name for "no adapter" inside a mixed-adapter batch
 
@@ -74,7 +74,7 @@ def sample_guided(
 
 def load_guided_policy(sft_dir: str | Path, grpo_dir: str | Path, grpo_adapter: str = "grpo", where=None):
     """SFT policy (adapter merged into the base) with the GRPO LoRA adapter loaded as `grpo_adapter`, on `where`
-    (a flowrl.device Placement or setting; None: the `device` setting in force).
+    (a flowrl.runtime.device Placement or setting; None: the `device` setting in force).
 
     Use with `sample_guided(..., sft_adapter="__base__", grpo_adapter=grpo_adapter)`.
     Returns:

@@ -1,4 +1,4 @@
-"""Per-row parse state of a flow being sampled, and how each token's text advances it (flowrl.policy.constrained
+"""Per-row parse state of a flow being sampled, and how each token's text advances it (flowrl.policy.decoding.constrained
 builds its logits masks on top).
 """
 

@@ -1,4 +1,4 @@
-"""One typed model of params.yaml (`Params`, made of the section models in flowrl.sections); a profile's
+"""One typed model of params.yaml (`Params`, made of the section models in flowrl.params.sections); a profile's
 overrides are merged over the stage sections."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from flowrl.errors import ConfigError
-from flowrl.params_file import check_tree, read_params_file
-from flowrl.sections import (  # noqa: F401 - the section models are imported from here too
+from flowrl.params.reader import check_tree, read_params_file
+from flowrl.params.sections import (  # noqa: F401 - the section models are imported from here too
     Section,
     PromptsConfig,
     FlowsConfig,
@@ -45,7 +45,7 @@ class Params(Section):
 
     profile: str = Field("cpu", description="The profile applied: tiny, cpu, paper, or any name under `profiles`.")
     seed: int = 1234
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where models run: auto (CUDA when present, else cpu), cpu, cuda or cuda:N (flowrl.device). bf16 weights for frozen models on GPUs that support it.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where models run: auto (CUDA when present, else cpu), cpu, cuda or cuda:N (flowrl.runtime.device). bf16 weights for frozen models on GPUs that support it.")
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     flows: FlowsConfig = Field(default_factory=FlowsConfig)
     encode: EncodeConfig = Field(default_factory=EncodeConfig)

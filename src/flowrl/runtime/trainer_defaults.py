@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flowrl.device import trainer_kwargs
+from flowrl.runtime.device import trainer_kwargs
 
 
 def common_trainer_kwargs(output_dir: Path, seed: int, bf16: bool, logging_steps: int,
                           gradient_checkpointing: bool = False) -> dict[str, Any]:
-    """The CPU when the `device` setting resolves to it (flowrl.device; accelerate places the model on GPUs),
+    """The CPU when the `device` setting resolves to it (flowrl.runtime.device; accelerate places the model on GPUs),
     bf16 autocast as configured, seeded data order, no external loggers (MLflow runs are opened by the stage, not
     by the trainer), in-process data loading, a progress bar.
 

@@ -1,5 +1,5 @@
 """`FlowGrammar`: the flow grammar (flowrl.encoding.grammar) as token tables and masks for one tokenizer,
-built once and shared by the constrained-decoding processors (flowrl.policy.constrained).
+built once and shared by the constrained-decoding processors (flowrl.policy.decoding.constrained).
 """
 
 from __future__ import annotations

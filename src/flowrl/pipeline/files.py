@@ -1,4 +1,4 @@
-"""Files generated from the stage declarations (flowrl.stages): dvc.yaml and the stage diagram.
+"""Files generated from the stage declarations (flowrl.pipeline.stages): dvc.yaml and the stage diagram.
 
 `flowrl pipeline dvc-yaml` and `flowrl pipeline diagram` write them; tests check the checked-in
 copies are current, so the declarations are the one place the pipeline's shape is written.
@@ -10,21 +10,21 @@ from pathlib import Path
 
 import yaml
 
-from flowrl.code_deps import code_deps
+from flowrl.pipeline.code_deps import code_deps
 from flowrl.io import write_text
-from flowrl.stages import PARAMS_MODULE, PARAMS_STAGE, RUNNER, STAGES, ResolvedParams, Stage
+from flowrl.pipeline.stages import PARAMS_MODULE, PARAMS_STAGE, RUNNER, STAGES, ResolvedParams, Stage
 
 DVC_YAML = Path("dvc.yaml")
 ARCHITECTURE = Path("docs/architecture.md")
 PYTHON = ".venv/bin/python"
 
 DVC_HEADER = """\
-# GENERATED from src/flowrl/stages.py by `flowrl pipeline dvc-yaml`; edit the declarations, not this file
+# GENERATED from src/flowrl/pipeline/stages.py by `flowrl pipeline dvc-yaml`; edit the declarations, not this file
 # (tests/test_stages.py fails when the two disagree).
 # Each stage runs its Prefect flow (python -m flows STAGE), which records an MLflow run. The `params`
 # stage writes data/params/<stage>.yaml, the values a stage reads with the active profile applied:
 # a stage depends on its own file only, so editing another profile or an unread key reruns nothing.
-# A stage's code deps are the project files its module and the runner import (flowrl.code_deps).
+# A stage's code deps are the project files its module and the runner import (flowrl.pipeline.code_deps).
 """
 
 
@@ -100,9 +100,9 @@ def _params_table() -> str:
 ARCHITECTURE_TEXT = """\
 # Architecture: the pipeline's stages
 
-<!-- GENERATED from src/flowrl/stages.py by `flowrl pipeline diagram`; edit the declarations, not this file. -->
+<!-- GENERATED from src/flowrl/pipeline/stages.py by `flowrl pipeline diagram`; edit the declarations, not this file. -->
 
-Every stage is declared once in `src/flowrl/stages.py`: the function that runs it, the params keys
+Every stage is declared once in `src/flowrl/pipeline/stages.py`: the function that runs it, the params keys
 it reads, the files it reads and writes, its metrics and plots. `dvc.yaml` and this page are
 generated from those declarations (`flowrl pipeline dvc-yaml`, `flowrl pipeline diagram`) and tests
 fail when either is stale. A stage function is `run(params, root)`; when the pipeline runs it,

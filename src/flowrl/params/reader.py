@@ -1,6 +1,6 @@
 """Reading a params file strictly: size, encoding, YAML syntax, duplicate keys, nesting and integer range.
 
-What the values mean is flowrl.config's business; this module only hands it a sane mapping.
+What the values mean is flowrl.params.model's business; this module only hands it a sane mapping.
 """
 
 from __future__ import annotations

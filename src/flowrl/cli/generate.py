@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from flowrl.cli_app import app, fail
+from flowrl.cli.app import app, fail
 from flowrl.errors import FlowRLError
 
 
@@ -35,12 +35,12 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     model folder, or a pipeline `models/` folder (sft/ and, when trained, grpo/)."""
     path = Path(model)
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
-        from flowrl.config import load_params
-        from flowrl.device import configure
+        from flowrl.params.model import load_params
+        from flowrl.runtime.device import configure
         from flowrl.policy.inference import FlowPolicy, ServingSettings
 
         params = load_params(params_path, profile)
-        configure(params.device)  # where the policy runs (flowrl.device); FLOWRL_DEVICE for a registered model
+        configure(params.device)  # where the policy runs (flowrl.runtime.device); FLOWRL_DEVICE for a registered model
         policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(params))
         return lambda prompts, gamma, seed, object_info=None: policy.generate(prompts, gamma=gamma, seed=seed, object_info=object_info)
     if not model.startswith(URI_SCHEMES) and (path / "MLmodel").exists():
@@ -183,7 +183,7 @@ def generate_cmd(
 def _generate(prompt: str, gamma: float | None, model: str | None, submit: str | None, seed: int | None,
               params: Path, profile: str | None, format: OutputFormat = OutputFormat.api, object_info: str | None = None,
               out: Path | None = None, checkpoint_family: list[str] | None = None, families: Path | None = None) -> None:
-    from flowrl.cli_flow import write_or_print
+    from flowrl.cli.flow import write_or_print
 
     try:
         from flowrl.comfy.client import check_server_url
@@ -196,7 +196,7 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
             check_server_url(submit, "--submit")
         if (checkpoint_family or families is not None) and object_info is None:
             fail("--checkpoint-family and --families name files of your ComfyUI: pass its --object-info too")
-        from flowrl.config import load_params
+        from flowrl.params.model import load_params
 
         settings = load_params(params, profile) if model is None or params.exists() else None
         caps = ServingSettings.from_params(settings) if settings is not None else ServingSettings()

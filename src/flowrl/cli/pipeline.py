@@ -6,14 +6,14 @@ from pathlib import Path
 
 import typer
 
-from flowrl.cli_app import fail, pipeline_app
+from flowrl.cli.app import fail, pipeline_app
 from flowrl.errors import FlowRLError
 
 
 @pipeline_app.command("dvc-yaml")
 def dvc_yaml_cmd(root: Path = typer.Option(Path("."), help="repository root")) -> None:
     """Write dvc.yaml from the stage declarations."""
-    from flowrl.pipeline_files import write_dvc_yaml  # reads the params models: not needed for `flowrl --help`
+    from flowrl.pipeline.files import write_dvc_yaml  # reads the params models: not needed for `flowrl --help`
 
     try:
         typer.echo(f"wrote {write_dvc_yaml(root)}")
@@ -24,7 +24,7 @@ def dvc_yaml_cmd(root: Path = typer.Option(Path("."), help="repository root")) -
 @pipeline_app.command("diagram")
 def diagram_cmd(root: Path = typer.Option(Path("."), help="repository root")) -> None:
     """Write docs/architecture.md (the stage diagram) from the stage declarations."""
-    from flowrl.pipeline_files import write_architecture
+    from flowrl.pipeline.files import write_architecture
 
     try:
         typer.echo(f"wrote {write_architecture(root)}")
