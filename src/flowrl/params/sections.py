@@ -164,16 +164,21 @@ class PolicyConfig(Section):
         return self
 
 
-class SFTConfig(Section):
-    """Stage-1 supervised fine-tuning (LoRA) on (prompt, encoded flow) pairs."""
+class LoraSection(Section):
+    """The LoRA adapter a stage trains, SFT and GRPO alike (its fields come first in both sections)."""
 
     lora_r: int = Field(16, gt=0, description="LoRA rank (paper: 16).")
     lora_alpha: int = Field(16, gt=0, description="LoRA alpha (paper: 16).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (paper: 0).")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        description="Layers that get LoRA adapters (paper: attention and MLP projections).",
+        description="Layers that get LoRA adapters (paper: attention and MLP projections); GRPO never trains lm_head or embed_tokens (paper A.6.3).",
     )
+
+
+class SFTConfig(LoraSection):
+    """Stage-1 supervised fine-tuning (LoRA) on (prompt, encoded flow) pairs."""
+
     modules_to_save: list[str] = Field(default_factory=lambda: ["lm_head", "embed_tokens"], description="Layers trained in full because of the new flow tokens (token_rows: full); with token_rows: new, embed_tokens and lm_head are left out of it.")
     token_rows: Literal["new", "full"] = Field("new", description="new: train only the new flow-token rows of embed_tokens/lm_head (peft trainable_token_indices; 210 rows instead of 2 x 128k for Llama-3); full: full copies of the modules in modules_to_save.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (paper profile: on; small models: off, speed is the limit).")
@@ -296,16 +301,9 @@ class EvaluateConfig(Section):
         return self
 
 
-class GRPOStageConfig(Section):
+class GRPOStageConfig(LoraSection):
     """Stage-2 GRPO (paper sec. 3.3, A.6.3): a new LoRA on the SFT-merged policy, surrogate reward from `reward`."""
 
-    lora_r: int = Field(16, gt=0, description="LoRA rank (paper: 16).")
-    lora_alpha: int = Field(16, gt=0, description="LoRA alpha (paper: 16).")
-    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (paper: 0).")
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        description="Layers that get LoRA adapters; lm_head and embed_tokens are never trained (paper A.6.3).",
-    )
     reward: Literal["surrogate", "scorer"] = Field("surrogate", description="surrogate: the reward ensemble (the method); scorer: the true scorer itself, a diagnostic that separates what RL can find in the budget from what the surrogate misleads.")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4).")
     batch_size: int = Field(16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16).")
