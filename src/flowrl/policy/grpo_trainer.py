@@ -20,7 +20,7 @@ from flowrl.params.model import GRPOStageConfig, PolicyConfig
 from flowrl.errors import FlowRLError
 from flowrl.policy.decoding.sampling import ModelScorer, SamplingConfig, generate_ids
 from flowrl.reward.shaping import ShapedReward, is_valid_flow
-from flowrl.runtime.trainer_defaults import common_trainer_kwargs
+from flowrl.runtime.trainer_defaults import section_trainer_kwargs
 
 ADV_EPS = 1e-4  # trl's epsilon in (R - mean) / (std + eps)
 
@@ -356,16 +356,10 @@ def vllm_kwargs(cfg: GRPOStageConfig) -> dict:
 def trainer_args(cfg: GRPOStageConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> GRPOConfig:
     """trl GRPOConfig from the `grpo` and `policy` sections (group baseline scaled by the group std)."""
     return GRPOConfig(
-        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps, cfg.gradient_checkpointing),
+        **section_trainer_kwargs(cfg, output_dir, seed, policy.bf16),
         **vllm_kwargs(cfg),
-        max_steps=cfg.max_steps,
-        num_train_epochs=cfg.num_epochs,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         adam_beta2=cfg.adam_beta2,
-        weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         beta=cfg.beta,
         epsilon=cfg.epsilon,
@@ -375,7 +369,5 @@ def trainer_args(cfg: GRPOStageConfig, policy: PolicyConfig, output_dir: Path, s
         max_completion_length=cfg.max_new_tokens or policy.max_new_tokens,
         temperature=policy.temperature,
         top_p=policy.top_p or 1.0,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
         log_completions=False,
     )

@@ -37,7 +37,7 @@ from flowrl.policy.pairing import reward_pairs
 from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
-from flowrl.runtime.trainer_defaults import common_trainer_kwargs
+from flowrl.runtime.trainer_defaults import section_trainer_kwargs
 
 PAIRS = EncodeFiles.sft_pairs
 VOCAB = EncodeFiles.vocab
@@ -119,20 +119,12 @@ def is_tied(model) -> bool:
 def trainer_args(cfg: SFTConfig, policy: PolicyConfig, output_dir: Path, seed: int) -> TRLSFTConfig:
     """trl SFTConfig from our section: completion-only loss, safetensors checkpoints, bf16 autocast on CPU."""
     return TRLSFTConfig(
-        **common_trainer_kwargs(output_dir, seed, policy.bf16, cfg.logging_steps, cfg.gradient_checkpointing),
-        max_steps=cfg.max_steps,
-        num_train_epochs=cfg.num_epochs,
-        per_device_train_batch_size=cfg.batch_size,
+        **section_trainer_kwargs(cfg, output_dir, seed, policy.bf16),
         per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
         warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
         lr_scheduler_type="linear",
         max_length=cfg.max_length,
         completion_only_loss=True,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
     )
 
 

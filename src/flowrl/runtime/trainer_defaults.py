@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from flowrl.runtime.device import trainer_kwargs
 
@@ -31,3 +31,34 @@ def common_trainer_kwargs(output_dir: Path, seed: int, bf16: bool, logging_steps
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
+
+class TrainingSection(Protocol):
+    """The fields of a params section that trains with a Hugging Face trainer (`sft`, `grpo`)."""
+
+    max_steps: int
+    num_epochs: float
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    weight_decay: float
+    save_steps: int
+    logging_steps: int
+    gradient_checkpointing: bool
+
+
+# trainer argument -> the field of a training section that sets it (named alike in `sft` and `grpo`)
+SECTION_SCHEDULE = {"max_steps": "max_steps", "num_train_epochs": "num_epochs", "per_device_train_batch_size": "batch_size",
+                    "gradient_accumulation_steps": "grad_accum", "learning_rate": "learning_rate",
+                    "weight_decay": "weight_decay", "save_steps": "save_steps"}
+
+
+def section_trainer_kwargs(cfg: TrainingSection, output_dir: Path, seed: int, bf16: bool) -> dict[str, Any]:
+    """`common_trainer_kwargs` and the schedule every training section names alike (SECTION_SCHEDULE: steps or
+    epochs, per-device batch, accumulation, learning rate, weight decay, checkpoint interval), the last two
+    checkpoints kept. The one builder of the SFT and GRPO trainers' arguments; each adds its own."""
+    return {
+        **common_trainer_kwargs(output_dir, seed, bf16, cfg.logging_steps, cfg.gradient_checkpointing),
+        **{arg: getattr(cfg, field) for arg, field in SECTION_SCHEDULE.items()},
+        "save_total_limit": 2,
+    }
