@@ -20,26 +20,11 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from flowrl.runtime.device import Placement, load_kwargs, placement
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
+from flowrl.reward.members import MemberEnsemble, member_dir
 from flowrl.reward.model import TEMPLATE, format_pair, predict_texts
 
 if TYPE_CHECKING:
     from flowrl.reward.head import HeadEnsemble
-
-STATS_FILE = "train_stats.json"  # written into a member folder when the member finished training
-
-
-def finished_stats(member: Path, key: str) -> dict | None:
-    """The training stats of a member folder finished under fingerprint `key`, else None (train it)."""
-    path = Path(member) / STATS_FILE
-    if path.exists() and (stats := read_json(path)).get("fingerprint") == key:
-        return stats
-    return None
-
-
-def member_dir(folder: str | Path, i: int) -> Path:
-    """Folder of ensemble member `i`."""
-    return Path(folder) / f"member_{i}"
-
 
 def load_member(folder: str | Path, where: Placement | None = None) -> PreTrainedModel:
     """One saved surrogate (safetensors), in eval mode, on `where` (None or the CPU: fp32 on the CPU; a bf16 GPU:
@@ -51,7 +36,7 @@ def load_member(folder: str | Path, where: Placement | None = None) -> PreTraine
     return model.eval()
 
 
-class Ensemble:
+class Ensemble(MemberEnsemble):
     """N surrogate models sharing one tokenizer; `predict` gives (mean, population std).
 
     Attributes:
@@ -62,13 +47,8 @@ class Ensemble:
 
     def __init__(self, members: Sequence[PreTrainedModel], tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int = 64, bf16: bool = True,
                  tau: float | None = None):
-        if not members:
-            raise RewardLoadError("an ensemble needs at least one member; set reward.n_models >= 1")
-        self.members, self.tokenizer = list(members), tokenizer
-        self.max_length, self.batch_size, self.bf16, self.tau = max_length, batch_size, bf16, tau
-
-    def __len__(self) -> int:
-        return len(self.members)
+        super().__init__(members, tau)
+        self.tokenizer, self.max_length, self.batch_size, self.bf16 = tokenizer, max_length, batch_size, bf16
 
     def member_scores(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Scores of every member, shape (N, B)."""
@@ -80,15 +60,6 @@ class Ensemble:
             for i, m in enumerate(self.members)
         ]
         return torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, 0)
-
-    def predict(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ensemble mean and population std (ddof 0, paper eq. 4), each shape (B,).
-
-        Args:
-            progress: show a progress bar per member (for long runs).
-        """
-        _, mean, std = self.predict_with_members(prompts, flows, progress)
-        return mean, std
 
     def predict_with_members(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(member scores (N, B), mean (B,), std (B,)) from one pass."""

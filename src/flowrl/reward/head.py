@@ -25,6 +25,7 @@ from tqdm import tqdm
 from flowrl.params.model import HeadConfig, RewardConfig
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
+from flowrl.reward.members import MemberEnsemble, member_dir
 from flowrl.reward.features import UNKNOWN, FeatureSpace, pack_rows, parse_flow
 from flowrl.reward.prompt_cache import PromptEmbedder
 
@@ -193,8 +194,13 @@ def load_member(folder: Path) -> HeadNet:
     return net.eval()
 
 
-class HeadEnsemble:
-    """N head members over one `Featurizer`; `predict` gives (mean, population std), as `Ensemble` does.
+class HeadEnsemble(MemberEnsemble):
+    """N head members over one `Featurizer`; `predict` gives (mean, population std), as `Ensemble` does, with NaN
+    mean and inf std for unreadable flows.
+
+    The std is over the members' full scores, so the unknown buckets' random rows widen it on novel flows; the mean
+    is over their known-only scores (the unknowns' effect at its prior mean, zero), so that noise does not move the
+    ranking. Without unknowns the two agree.
 
     Attributes:
         tau: the resolved uncertainty cutoff written by the reward stage (None when not resolved).
@@ -203,12 +209,8 @@ class HeadEnsemble:
     kind = "head"
 
     def __init__(self, members: Sequence[HeadNet], featurizer: Featurizer, tau: float | None = None, batch_size: int = 4096):
-        if not members:
-            raise RewardLoadError("an ensemble needs at least one member; set reward.n_models >= 1")
-        self.members, self.featurizer, self.tau, self.batch_size = list(members), featurizer, tau, batch_size
-
-    def __len__(self) -> int:
-        return len(self.members)
+        super().__init__(members, tau)
+        self.featurizer, self.batch_size = featurizer, batch_size
 
     @torch.inference_mode()
     def _scores(self, prompts: Sequence[str], flows: Sequence[str], progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,16 +260,6 @@ class HeadEnsemble:
         """Scores of every member with its unknown buckets, shape (N, B); NaN for a flow that does not decode."""
         return self._scores(prompts, flows, progress)[1]
 
-    def predict(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ensemble mean and population std (ddof 0), each (B,); NaN mean and inf std for unreadable flows.
-
-        The std is over the members' full scores, so the unknown buckets' random rows widen it on
-        novel flows; the mean is over their known-only scores (the unknowns' effect at its prior
-        mean, zero), so that noise does not move the ranking. Without unknowns the two agree.
-        """
-        _, mean, std = self.predict_with_members(prompts, flows, progress)
-        return mean, std
-
     def predict_with_members(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(member scores (N, B), mean (B,), std (B,)) from one pass, as `member_scores` and `predict` give them."""
         known, full = self._scores(prompts, flows, progress)
@@ -278,7 +270,7 @@ class HeadEnsemble:
         """Write the members, the feature space, the prompt cache and `ensemble.json` into `folder`."""
         folder = Path(folder)
         for i, net in enumerate(self.members):
-            save_member(net, folder / f"member_{i}", {})
+            save_member(net, member_dir(folder, i), {})
         write_json(folder / FEATURES_FILE, self.featurizer.space.to_dict())
         embedder = self.featurizer.embedder
         embedder.cache_path = folder / CACHE_FILE
@@ -297,7 +289,7 @@ class HeadEnsemble:
         cache = folder / spec["prompt_cache"] if spec.get("prompt_cache") else None
         embedder = PromptEmbedder(encoder_cfg, int(spec["prompt_max_length"]), cache)
         space = FeatureSpace.from_dict(read_json(folder / FEATURES_FILE), str(folder / FEATURES_FILE))
-        members = [load_member(folder / f"member_{i}") for i in range(int(spec["n_members"]))]
+        members = [load_member(member_dir(folder, i)) for i in range(int(spec["n_members"]))]
         return cls(members, Featurizer(space, embedder), spec.get("tau"))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +17,9 @@ import numpy as np
 import torch
 
 from flowrl.params.model import RewardConfig
-from flowrl.io import read_json, write_json
+from flowrl.io import write_json
 from flowrl.reward.head import FEATURES_FILE, Featurizer, HeadNet, member_arch, save_member, train_head, write_head_spec
+from flowrl.reward.members import train_or_keep_members
 
 
 # settings that change what a head member learns; a finished member trained under others is retrained
@@ -44,18 +44,12 @@ def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n
     Returns:
         Per-member training stats.
     """
-    from flowrl.reward.ensemble import STATS_FILE, finished_stats, member_dir
-
     folder.mkdir(parents=True, exist_ok=True)
     key = head_fingerprint(rows, cfg, n_models, seed)
     data = featurizer.transform([r["prompt"] for r in rows], [r["flow"] for r in rows], progress=True)
     y = torch.tensor([float(r["score"]) for r in rows], dtype=torch.float32)
-    all_stats = []
-    for i in range(n_models):
-        final = member_dir(folder, i)
-        if (done := finished_stats(final, key)) is not None:
-            all_stats.append(done)  # finished before a kill: keep it
-            continue
+
+    def train_member(i: int):
         idx = splits[i]
         if cfg.n_train is not None and len(idx) > cfg.n_train:
             idx = np.random.default_rng(seed + i).choice(idx, cfg.n_train, replace=False)
@@ -65,13 +59,9 @@ def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n
             net = HeadNet(**member_arch(cfg.head, i, featurizer.space.n_tokens, data.dense.shape[1]))
             stats_i = {"n_rows": len(idx), "fingerprint": key,
                        **train_head(net, data.take(idx), y[idx], cfg.head, seed + i, desc=f"{folder.name} member {i}")}
-        tmp = folder / f".member_{i}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_member(net, tmp, {})
-        write_json(tmp / STATS_FILE, stats_i)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        all_stats.append(stats_i)
+        return stats_i, lambda tmp: save_member(net, tmp, {})
+
+    all_stats = train_or_keep_members(folder, n_models, key, train_member)
     for stale in folder.glob("member_*"):  # members of an earlier, larger ensemble
         if stale.name.removeprefix("member_").isdigit() and int(stale.name.removeprefix("member_")) >= n_models:
             shutil.rmtree(stale)

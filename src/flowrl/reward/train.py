@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -32,10 +31,11 @@ from flowrl.io import atomic_path, read_json, read_jsonl, write_json
 from flowrl.pipeline.stages import STAGES, EncodeFiles, RewardFiles, TripletsFiles
 from flowrl.runtime.device import configure
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
-from flowrl.reward.ensemble import STATS_FILE, Ensemble, finished_stats, member_dir, set_spec_tau, write_spec
+from flowrl.reward.ensemble import Ensemble, set_spec_tau, write_spec
 from flowrl.reward.features import FeatureSpace, parse_flow
 from flowrl.reward.head import Featurizer
 from flowrl.reward.head_train import train_head_ensemble
+from flowrl.reward.members import train_or_keep_members
 from flowrl.reward.model import PairDataset, clear_checkpoints, format_pair, train_surrogate
 from flowrl.reward.perturb import KINDS, perturb_flows
 from flowrl.reward.prefix import prefix_rows, random_prefixes
@@ -101,12 +101,8 @@ def train_ensemble(
     tokenizer.save_pretrained(folder / "tokenizer")
     splits = member_splits(len(rows), n_models, cfg.split, seed)
     key = fingerprint(rows, cfg, n_models, seed)
-    all_stats = []
-    for i in range(n_models):
-        final = member_dir(folder, i)
-        if (done := finished_stats(final, key)) is not None:
-            all_stats.append(done)  # finished before a kill: keep it
-            continue
+
+    def train_member(i: int):
         work = folder / f".work_{i}"
         if (work / "fingerprint").exists() and (work / "fingerprint").read_text() != key:
             clear_checkpoints(work)  # checkpoints of other data or settings: start afresh
@@ -118,14 +114,9 @@ def train_ensemble(
         if pieces:
             init_from_pieces(model, tokenizer, pieces)
         stats_i = {"n_rows": len(data), "fingerprint": key, **train_surrogate(model, tokenizer, data, cfg, work, seed + i, callbacks)}
-        tmp = folder / f".member_{i}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        write_json(tmp / STATS_FILE, stats_i)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        clear_checkpoints(work)
-        all_stats.append(stats_i)
+        return stats_i, model.save_pretrained
+
+    all_stats = train_or_keep_members(folder, n_models, key, train_member, trained=lambda i: clear_checkpoints(folder / f".work_{i}"))
     write_spec(folder, n_models, cfg.max_length, cfg.eval_batch_size, cfg.bf16)
     return all_stats
 
