@@ -25,13 +25,15 @@ def _runtime_nodes(tree: ast.AST):
             stack.extend(ast.iter_child_nodes(node))
 
 
-def import_graph() -> dict[str, set[str]]:
-    """flowrl module -> the flowrl modules it imports (anywhere in the file, lazy imports included)."""
+def import_graph(type_only: bool = False) -> dict[str, set[str]]:
+    """flowrl module -> the flowrl modules it imports (anywhere in the file, lazy imports included; with `type_only`,
+    the imports under `if TYPE_CHECKING:` too)."""
     modules = {module_name(p): p for p in SRC.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets: set[str] = set()
-        for node in _runtime_nodes(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree) if type_only else _runtime_nodes(tree):
             if isinstance(node, ast.Import):
                 targets |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -82,18 +84,31 @@ def test_no_module_import_circle():
 
 
 def test_no_package_import_circle():
-    assert find_cycle(package_graph(import_graph())) is None
+    assert find_cycle(package_graph(import_graph(type_only=True))) is None
 
 
-# Sub-packages, lowest first: each imports only from packages before it (docs/architecture.md).
-LAYERS = ["comfy", "encoding", "scoring", "data", "reward", "policy", "evaluation", "tracking"]
+# Sub-packages (and the two shared modules), lowest first: each imports only from those before it, type-only imports
+# included (docs/architecture.md). runtime: device, precision, trainer settings; params: the params.yaml model;
+# pipeline: the stage declarations and the files generated from them; then the pipeline's own layers; cli on top.
+LAYERS = ["errors", "io", "runtime", "params", "pipeline", "model_configs",
+          "comfy", "encoding", "scoring", "data", "reward", "policy", "evaluation", "tracking", "cli"]
+# At most this many modules beside the packages at the top of src/flowrl (__init__ not counted).
+TOP_LEVEL_MODULES = 4
+
+
+def test_every_package_and_module_has_a_layer():
+    top = {p.stem for p in (SRC / "flowrl").glob("*.py") if p.stem != "__init__"}
+    packages = {p.parent.name for p in (SRC / "flowrl").glob("*/__init__.py")}
+    assert top | packages == set(LAYERS), f"place these in LAYERS: {sorted((top | packages) - set(LAYERS))}"
+    assert len(top) <= TOP_LEVEL_MODULES, f"group the top-level modules into packages: {sorted(top)}"
 
 
 def test_packages_import_only_lower_layers():
-    graph = package_graph(import_graph())
+    graph = package_graph(import_graph(type_only=True))
     for i, name in enumerate(LAYERS):
         higher = {f"flowrl.{p}" for p in LAYERS[i + 1:]}
         assert not graph[f"flowrl.{name}"] & higher, f"flowrl.{name} imports {sorted(graph[f'flowrl.{name}'] & higher)}, a higher layer"
+
 
 
 def test_no_source_file_over_400_lines():

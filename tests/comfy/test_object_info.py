@@ -13,7 +13,8 @@ import pytest
 
 from flowrl.comfy.client import ComfyUIClient, ComfyUIError
 from flowrl.comfy.object_info import (ObjectInfo, ObjectInfoError, check_installed, find_missing, load_object_info, nearest,
-                                      object_info_from_text, restrict_schema)
+                                      object_info_from_text)
+from flowrl.encoding.installed import restrict_schema
 from flowrl.comfy.validate import validate_graph
 from flowrl.comfy import components
 from flowrl.data.base_flows import load_base_flows

@@ -3,35 +3,30 @@
 `/object_info` lists every node class the server can run, with its inputs; a combo input lists its
 allowed values, and for loaders those are the model files on disk. From it this module:
 checks a workflow for missing custom nodes and model files (with the nearest installed
-alternative), validates a workflow as that server would, and restricts a flow schema (the value
-vocabularies constrained decoding draws from) to what is installed.
+alternative) and validates a workflow as that server would. Restricting a flow schema (the value
+vocabularies constrained decoding draws from) to what is installed is `flowrl.encoding.installed`.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowrl.comfy.catalog import Catalog, InputSpec, NodeSpec, load_catalog
 from flowrl.comfy.graph import is_link
-from flowrl.comfy.validate import MAX_REPORT_LINES, Problem, types_compatible, validate_graph
+from flowrl.comfy.validate import MAX_REPORT_LINES, Problem, validate_graph
 from flowrl.errors import FlowRLError
-
-if TYPE_CHECKING:
-    from flowrl.encoding.schema import Schema
 
 PACKS_PATH = Path(__file__).with_name("custom_node_packs.json")  # written by scripts/build_object_info_fixture.py
 MAX_BYTES = 64 * 2**20  # a real /object_info is 1-10 MB; anything far larger is not one
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 FETCH_TIMEOUT = 30.0  # seconds for the whole /object_info fetch
 READ_TIMEOUT = 10.0  # seconds one connect or read may wait
-LISTED = 6
-CLASS_CUTOFF = 85  # a node class is only "nearest" when its name is nearly the same (FreeU / FreeU_V2), not any loader  # values named in a note before "(+n more)"
+CLASS_CUTOFF = 85  # a node class is only "nearest" when its name is nearly the same (FreeU / FreeU_V2), not any loader
 
 
 class ObjectInfoError(FlowRLError):
@@ -315,77 +310,3 @@ def format_installed(missing: list[Missing], problems: list[Problem], source: st
     if len(items) > MAX_REPORT_LINES:
         lines.append(f"  ... and {len(items) - MAX_REPORT_LINES} more")
     return "\n".join(lines)
-
-
-def _listed(values: list) -> str:
-    shown = ", ".join(map(str, values[:LISTED]))
-    return shown + (f" (+{len(values) - LISTED} more)" if len(values) > LISTED else "")
-
-
-def restrict_schema(schema: Schema, info: ObjectInfo, catalog: Catalog | None = None) -> tuple[Schema, list[str]]:
-    """The flow schema cut down to what `info`'s server can run, and one note per choice that had to change.
-
-    Classes the server lacks are dropped; every file-list field's vocabulary becomes the installed files
-    (the model's own values first); a class whose required file field has no installed file, or whose
-    required link type nothing left can produce, is dropped.
-
-    Raises:
-        ObjectInfoError: no checkpoint-to-output path remains (nothing generated could run there).
-    """
-    catalog = catalog or load_catalog()
-    out = copy.deepcopy(schema)
-    notes: list[str] = []
-    for ct in list(out.classes):
-        spec = catalog.get(ct)
-        if ct not in info.nodes:
-            del out.classes[ct]
-            notes.append(f"{ct} is not installed on this ComfyUI (a custom node, or a newer ComfyUI): left out")
-            continue
-        unusable = False
-        for name, stats in out.classes[ct].fields.items():
-            ispec = spec.inputs.get(name) if spec else None
-            allowed = info.choices(ct, name)
-            if ispec is None or ispec.type != "COMBO" or allowed is None:
-                continue
-            missing = [v for v in stats.vocab if v not in allowed]
-            if ispec.choices is not None:  # fixed choices (samplers, ...): the grammar takes them from the catalog
-                if missing:
-                    notes.append(f"{ct}.{name}: {_listed(missing)} not on this ComfyUI (older version?); not enforced")
-                continue
-            installed = [v for v in allowed if isinstance(v, str) and v.strip()]
-            stats.vocab = dict(sorted(((v, stats.vocab.get(v, 0)) for v in installed), key=lambda kv: (-kv[1], kv[0])))
-            stats.vocab_truncated = False
-            if not installed and ispec.required:
-                unusable = True
-                notes.append(f"{ct} left out: no {name} installed (the model knew {_listed(missing)})")
-            elif missing:
-                notes.append(f"{ct}.{name}: {_listed(missing)} not installed: only {_listed(installed)} allowed")
-        if unusable:
-            del out.classes[ct]
-    _drop_unreachable(out, catalog, notes)
-    return out, notes
-
-
-def _drop_unreachable(schema: Schema, catalog: Catalog, notes: list[str]) -> None:
-    """Drop classes needing a link type no remaining class produces; raise when no output node stays reachable."""
-    specs = {ct: catalog.get(ct) for ct in schema.classes if catalog.get(ct) is not None}
-    produced: set[str] = set()
-    reachable: set[str] = set()
-    changed = True
-    while changed:  # fixpoint: a class is reachable once every required link type is produced
-        changed = False
-        for ct, spec in specs.items():
-            needs = [i.type for i in spec.inputs.values() if i.kind == "link" and i.required]
-            if ct not in reachable and all(any(types_compatible(t, p) for p in produced) for t in needs):
-                reachable.add(ct)
-                produced |= set(spec.outputs)
-                changed = True
-    for ct in sorted(set(specs) - reachable):
-        del schema.classes[ct]
-        needs = sorted({i.type for i in specs[ct].inputs.values() if i.kind == "link" and i.required
-                        and not any(types_compatible(i.type, p) for p in produced)})
-        notes.append(f"{ct} left out: needs {', '.join(needs)}, which nothing installed produces")
-    if "MODEL" not in produced or not any(specs[ct].is_output_node for ct in reachable):
-        raise ObjectInfoError("nothing this model generates can run on that ComfyUI: no installed loader gives a MODEL "
-                              "with an output node after it (see the notes: " + "; ".join(notes[:LISTED]) +
-                              "); install a checkpoint (models/checkpoints) or pass the right --object-info")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flowrl.comfy.object_info import ObjectInfo, ObjectInfoError, restrict_schema
+from flowrl.comfy.object_info import ObjectInfo, ObjectInfoError
+from flowrl.encoding.installed import restrict_schema
 from flowrl.encoding.schema import Schema
 from flowrl.policy.decoding.constrained import SCHEMA_FILE, tokenizer_schema
 
