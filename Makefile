@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flowrl-installed
 
-.PHONY: setup pipeline test test-fast bench clean-venv
+.PHONY: setup pipeline lint format test test-fast bench clean-venv
 
 # (Re)create .venv and install the project when pyproject.toml, the constraints or the model list changed.
 # pip (not uv/poetry) because only pip finds the local CPU torch wheel; constraints-cpu.txt pins it.
@@ -21,6 +21,14 @@ setup: $(STAMP)
 
 pipeline: setup
 	$(BIN)/python -m flows.local_server $(BIN)/dvc repro
+
+# ruff (configured in pyproject.toml): lint, and check that the tree is formatted; `make format` formats it.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
 
 # One pytest worker per core, whole files per worker (module fixtures such as the dvc workspace stay on one
 # worker), one torch thread each: 12 min -> 7 min on 2 cores.
