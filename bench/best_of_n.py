@@ -22,8 +22,8 @@ from bench._common import REPO, bench_params
 from flowrl.encoding.policy_view import check_flow_text
 from flowrl.io import read_jsonl
 from flowrl.policy.decoding.constrained import constraint_processors
-from flowrl.policy.loading import load_sft_policy
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
+from flowrl.policy.loading import load_sft_policy
 from flowrl.reward.ensemble import Ensemble
 from flowrl.scoring.simulator import PreferenceSimulator
 

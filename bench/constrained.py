@@ -19,14 +19,14 @@ import torch
 
 from bench._common import status
 from flowrl.comfy.validate import validate_graph
-from flowrl.params.model import load_params
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import FlowDecodeError, decode_flow
 from flowrl.encoding.schema import Schema, infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
-from flowrl.policy.decoding.constrained import FlowConstraint, FlowGrammar
 from flowrl.evaluation.evaluate import score_method
 from flowrl.evaluation.validity import Candidate
+from flowrl.params.model import load_params
+from flowrl.policy.decoding.constrained import FlowConstraint, FlowGrammar
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.scoring.simulator import PreferenceSimulator
 

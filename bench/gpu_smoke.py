@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from flowrl.cli.cost import PeakMemory
+from flowrl.model_configs import build_random_model
 from flowrl.runtime.device import autocast as device_autocast
 from flowrl.runtime.device import fast_bf16_on, placement, resolve_device
-from flowrl.model_configs import build_random_model
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

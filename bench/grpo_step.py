@@ -31,12 +31,12 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from bench._common import Row, Stopwatch, bench_params, bench_setup, policy_name, reward_name
-from flowrl.params.model import Params
 from flowrl.data.base_flows import load_base_flows
 from flowrl.data.prompt_generator import generate_prompts
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import flow_tokens
 from flowrl.io import write_jsonl
+from flowrl.params.model import Params
 from flowrl.policy import grpo
 from flowrl.reward.shaping import ShapedReward
 

@@ -24,10 +24,10 @@ from flowrl.data.prompts import holdout_split
 from flowrl.evaluation.evaluate import baseline_methods, score_method
 from flowrl.evaluation.validity import Candidate
 from flowrl.io import read_jsonl
+from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles
 from flowrl.policy.pairing import pair_probabilities, score_candidates
 from flowrl.reward.ensemble import Ensemble
 from flowrl.scoring.simulator import PreferenceSimulator
-from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles
 
 MAX_PROMPTS = 64
 TEMPERATURES = (0.05, 0.1, 0.25, 0.5)

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     # params first, outside Prefect: a bad or missing params.yaml is one line, not a flow-run traceback
     if (code := exit_code(load_params, Path("params.yaml").resolve(), args.profile)) != 0:
         return code
-    from flowrl.runtime.device import is_main_process  # torch and Prefect: imported once the arguments and params are good
+    # torch and Prefect: imported once the arguments and params are good
+    from flowrl.runtime.device import is_main_process
     from flows.stages import STAGE_FLOWS
 
     if not is_main_process():  # the extra processes of a multi-GPU launch train and leave Prefect and MLflow to rank 0

@@ -29,11 +29,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import mlflow
 from prefect import flow
 
-from flowrl.params.model import Params, deep_merge, load_params
 from flowrl.errors import FlowRLError, exit_code
 from flowrl.evaluation.evaluate import REPORT_DIR, json_safe
 from flowrl.evaluation.metrics import win_rate
 from flowrl.io import read_json, read_jsonl, write_json, write_text
+from flowrl.params.model import Params, deep_merge, load_params
 from flowrl.pipeline.stages import report_dir
 from flowrl.tracking.runs import log_stage, use_experiment
 from tasks.stages import run_stage

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from prefect import flow
 
-from flowrl.params.model import load_params
 from flowrl.errors import FlowRLError
+from flowrl.params.model import load_params
 from flowrl.pipeline.stages import STAGES
 from tasks.stages import run_stage, track_stage
-
 
 # Stages that record their own MLflow run (register logs the model in it); no second run.
 SELF_TRACKED = {"register"}

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flowrl.params.model import load_params
 from flowrl.encoding.vocab import init_from_pieces
+from flowrl.params.model import load_params
 from flowrl.reward.encoder import build_surrogate
 from flowrl.reward.model import PairDataset, format_pair, predict_texts, train_surrogate
 from flowrl.reward.train import held_out_rows, read_split, regression_metrics, reward_tokenizer

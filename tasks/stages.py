@@ -7,9 +7,9 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
-from flowrl.params.model import Params
 from flowrl.cli.cost import stage_start
 from flowrl.io import read_json
+from flowrl.params.model import Params
 from flowrl.pipeline.stage_params import declared_view
 from flowrl.pipeline.stages import report_dir, stage, stage_function
 from flowrl.tracking.runs import log_stage

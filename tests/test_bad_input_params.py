@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.params.model import load_params, resolve
 from flowrl.errors import ConfigError
+from flowrl.params.model import load_params, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -177,12 +177,10 @@ def test_a_long_prompt_is_cut_in_tokens_before_sampling(models_dir, params_args,
 
 def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp_path, valid_sampler, params_file, monkeypatch):
     """MLflow loading a models:/ URI in place wrote registered_model_meta into the store's artifacts; now a copy is loaded."""
+    from flowrl.io import write_json, write_jsonl
     from flowrl.params.model import load_params
-    from flowrl.io import write_json
-    from flowrl.tracking import registry
-
-    from flowrl.io import write_jsonl
     from flowrl.pipeline.stages import EvaluateFiles
+    from flowrl.tracking import registry
 
     tiny.build_tiny_policy(tmp_path / "models")
     write_json(tmp_path / "reports/evaluate/summary.json", {"win_rate_grpo_cfg_1.5_vs_comfygen": 0.6})

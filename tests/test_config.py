@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.params.model import deep_merge, load_params, resolve
 from flowrl.errors import ConfigError
+from flowrl.params.model import deep_merge, load_params, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.params.model import load_params
 from flowrl.cli.cost import GB, estimate_stages, format_estimates, lora_params, token_row_params
+from flowrl.params.model import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,8 +116,8 @@ def test_estimate_is_within_30_percent_of_the_measured_cpu_peak():
 
 
 def test_stage_start_applies_the_device_setting_and_prints_the_estimate(capsys, monkeypatch):
-    from flowrl.runtime import device
     from flowrl.cli.cost import stage_start
+    from flowrl.runtime import device
 
     monkeypatch.delenv(device.ENV, raising=False)
     params = load_params(REPO / "params.yaml", profile="paper").model_copy(update={"device": "cpu"})

@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from flowrl.runtime import device as dev
 from flowrl.params.model import resolve
+from flowrl.runtime import device as dev
 from flowrl.runtime.device import DeviceError, Placement
 
 

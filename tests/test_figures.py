@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.pipeline.figures import COMMIT, FIGURES, disagreement, render
 from flowrl.io import write_json
+from flowrl.pipeline.figures import COMMIT, FIGURES, disagreement, render
 from flowrl.pipeline.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 import pytest
 
 from flowrl.errors import FlowRLError
-from flowrl.io import read_jsonl, write_json, write_jsonl, read_json
+from flowrl.io import read_json, read_jsonl, write_json, write_jsonl
 
 
 def test_interrupted_write_leaves_old_file(tmp_path):

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from flowrl.params.model import PolicyConfig, RewardConfig
 from flowrl.model_configs import ModelConfigError, build_random_model, shipped
+from flowrl.params.model import PolicyConfig, RewardConfig
 from flowrl.policy.loading import load_base_model
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 

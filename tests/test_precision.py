@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.runtime import precision
-from flowrl.params.model import load_params
 from flowrl.errors import ConfigError
+from flowrl.params.model import load_params
+from flowrl.runtime import precision
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from flowrl.comfy.catalog import load_catalog
 from flowrl.comfy import components as C
+from flowrl.comfy.catalog import load_catalog
 
 
 def test_names_unique_and_known_families_and_styles():

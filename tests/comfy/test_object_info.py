@@ -11,13 +11,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flowrl.comfy.client import ComfyUIClient, ComfyUIError
-from flowrl.comfy.object_info import (ObjectInfo, ObjectInfoError, check_installed, find_missing, load_object_info, nearest,
-                                      object_info_from_text)
-from flowrl.encoding.installed import restrict_schema
-from flowrl.comfy.validate import validate_graph
 from flowrl.comfy import components
+from flowrl.comfy.client import ComfyUIClient, ComfyUIError
+from flowrl.comfy.object_info import (
+    ObjectInfo,
+    ObjectInfoError,
+    check_installed,
+    find_missing,
+    load_object_info,
+    nearest,
+    object_info_from_text,
+)
+from flowrl.comfy.validate import validate_graph
 from flowrl.data.base_flows import load_base_flows
+from flowrl.encoding.installed import restrict_schema
 from flowrl.encoding.schema import infer_schema
 from tests.comfy.comfy_stub import FIXTURE, comfy_stub
 

@@ -7,7 +7,6 @@ Bounded: few examples per property and a deadline, so the file runs in seconds (
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

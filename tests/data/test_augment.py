@@ -4,10 +4,9 @@ import random
 
 import pytest
 
-from flowrl.comfy.validate import validate_graph
 from flowrl.comfy import components as C
-from flowrl.data.augment import (AugmentError, augment_flow, augment_library, flow_family, flow_signature,
-                                 make_variant)
+from flowrl.comfy.validate import validate_graph
+from flowrl.data.augment import AugmentError, augment_flow, augment_library, flow_family, flow_signature, make_variant
 from flowrl.data.base_flows import load_base_flows
 
 BASES = dict(load_base_flows())

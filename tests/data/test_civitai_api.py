@@ -169,9 +169,9 @@ def test_next_cursor_from_next_page_url():
 
 
 def test_stage_with_civitai_source(api, tmp_path):
-    from flowrl.params.model import Params
     from flowrl.data.prompts import run
     from flowrl.io import read_jsonl
+    from flowrl.params.model import Params
 
     params = Params.model_validate({"seed": 3, "prompts": {
         "source": "civitai", "n_prompts": 8, "n_holdout": 2, "min_chars": 5, "civitai_base_url": api.url,

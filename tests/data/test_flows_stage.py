@@ -6,11 +6,11 @@ import pytest
 
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
 from flowrl.comfy.validate import validate_graph
-from flowrl.params.model import Params
 from flowrl.data.base_flows import load_base_flows
 from flowrl.data.flows import ImportRejected, as_base_flow, import_base_flows, run
 from flowrl.errors import FlowRLError
 from flowrl.io import read_jsonl
+from flowrl.params.model import Params
 
 LIBRARY = dict(load_base_flows())
 

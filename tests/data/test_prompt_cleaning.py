@@ -2,7 +2,14 @@
 
 import pytest
 
-from flowrl.data.prompt_cleaning import clean_prompts, dedupe_key, normalize_text, prompt_id, split_holdout, unsafe_reason
+from flowrl.data.prompt_cleaning import (
+    clean_prompts,
+    dedupe_key,
+    normalize_text,
+    prompt_id,
+    split_holdout,
+    unsafe_reason,
+)
 
 
 @pytest.mark.parametrize(

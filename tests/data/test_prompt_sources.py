@@ -4,9 +4,9 @@ import json
 import logging
 
 import pytest
-from tests.conftest import shared_path
 
 from flowrl.data.prompt_sources import PromptSourceError, read_prompt_file
+from tests.conftest import shared_path
 
 
 def test_jsonl_prompt_text_and_negative(tmp_path):

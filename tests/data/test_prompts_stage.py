@@ -4,13 +4,13 @@ import json
 from collections import Counter
 
 import pytest
-from tests.conftest import shared_path
 
-from flowrl.params.model import Params
 from flowrl.data.prompt_generator import FAMILIES
 from flowrl.data.prompt_sources import PromptSourceError
 from flowrl.data.prompts import run
 from flowrl.io import read_jsonl
+from flowrl.params.model import Params
+from tests.conftest import shared_path
 
 CONTRACT_FIELDS = {"id", "prompt", "negative_prompt", "source"}
 

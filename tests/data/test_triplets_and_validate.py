@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowrl.params.model import resolve
 from flowrl.data import flows, prompts, triplets, validate
 from flowrl.encoding import stage as encode
 from flowrl.errors import FlowRLError
 from flowrl.io import read_jsonl, write_jsonl
+from flowrl.params.model import resolve
 
 REPO = Path(__file__).resolve().parents[2]
 

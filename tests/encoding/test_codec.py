@@ -9,7 +9,14 @@ import random
 import pytest
 
 from flowrl.comfy.ui import ui_to_api
-from flowrl.encoding.codec import FlowDecodeError, FlowEncodeError, canonical_form, decode_flow, encode_flow, split_components
+from flowrl.encoding.codec import (
+    FlowDecodeError,
+    FlowEncodeError,
+    canonical_form,
+    decode_flow,
+    encode_flow,
+    split_components,
+)
 from flowrl.errors import FlowRLError
 from tests.encoding.graphs import T2I
 

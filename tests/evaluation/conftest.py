@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.params.model import EvaluateConfig, Params, load_params
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import encode_flow
 from flowrl.evaluation.baselines import graph_family
 from flowrl.io import write_jsonl
+from flowrl.params.model import EvaluateConfig, Params, load_params
 
 # Base flows from the shipped library: one or more per checkpoint family.
 BASES = ("sd15_txt2img_basic", "sd15_one_lora", "sdxl_txt2img_basic", "sdxl_turbo_one_step", "sdxl_lightning_4step",

@@ -6,8 +6,17 @@ import math
 
 import pytest
 
-from flowrl.evaluation.adaptivity import (NO_CHECKPOINT, adaptivity_gain, adaptivity_metrics, base_checkpoint, diversity, entropy_bits,
-                                          other_prompt_index, scores_on_other_prompts, structure_key)
+from flowrl.evaluation.adaptivity import (
+    NO_CHECKPOINT,
+    adaptivity_gain,
+    adaptivity_metrics,
+    base_checkpoint,
+    diversity,
+    entropy_bits,
+    other_prompt_index,
+    scores_on_other_prompts,
+    structure_key,
+)
 
 
 def flow(ckpt: str, *extra: str, refiner: str | None = None) -> dict:

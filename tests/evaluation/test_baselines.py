@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from flowrl.evaluation.baselines import (
-    best_flow_id,
     BaselineInputError,
     ComfyGenRetriever,
     FixedFlow,
+    best_flow_id,
     graph_family,
     plain_family_flows,
     popular_base_ids,

@@ -9,9 +9,17 @@ import pytest
 import torch
 
 from flowrl.evaluation.evaluate import evaluate
-from flowrl.evaluation.policy_methods import GRPO_DIR, REWARD_DIR, SFT_DIR, best_by_reward, gamma_method_name, policy_methods
+from flowrl.evaluation.policy_methods import (
+    GRPO_DIR,
+    REWARD_DIR,
+    SFT_DIR,
+    best_by_reward,
+    gamma_method_name,
+    policy_methods,
+)
 
 from .conftest import HOLDOUT, REPO, ToyScorer
+
 
 @pytest.fixture(scope="module")
 def tiny_params():

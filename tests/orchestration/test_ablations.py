@@ -8,12 +8,11 @@ import mlflow
 import pytest
 import yaml
 
-from flowrl.params.model import load_params
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json, write_jsonl
+from flowrl.params.model import load_params
 from flowrl.pipeline.stages import stage_function
 from flows.ablations import METRICS, VARIANTS, AblationError, prepare_workspace, variant_params, variant_row
-
 from tests.conftest import REPO
 
 

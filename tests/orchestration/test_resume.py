@@ -14,9 +14,9 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
-from flowrl.pipeline import stages
-from flowrl.params.model import load_params
 from flowrl.io import read_json
+from flowrl.params.model import load_params
+from flowrl.pipeline import stages
 
 REPO = Path(__file__).resolve().parents[2]
 

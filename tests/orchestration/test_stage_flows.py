@@ -11,8 +11,8 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
-from flowrl.pipeline import stages
 from flowrl.io import write_json
+from flowrl.pipeline import stages
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,8 +60,8 @@ def test_stage_flow_runs_and_records_mlflow_run(fake_stage, tmp_path):
 
 def test_stage_flow_nests_its_run_under_the_given_parent(fake_stage, tmp_path):
     """The pipeline flow hands its MLflow run id to each stage flow as a parameter (no environment variable)."""
-    from flows.stages import make_stage_flow
     from flowrl.tracking.runs import use_experiment
+    from flows.stages import make_stage_flow
 
     use_experiment(tmp_path, "tiny")
     with mlflow.start_run(run_name="pipeline-tiny") as parent:

@@ -13,9 +13,15 @@ from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.policy_view import check_flow_text, strip_graph
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
-from flowrl.policy.decoding.constrained import SCHEMA_FILE, FlowConstraint, FlowGrammar, constraint_processors, tokenizer_schema
-from flowrl.policy.loading import build_tiny_model
+from flowrl.policy.decoding.constrained import (
+    SCHEMA_FILE,
+    FlowConstraint,
+    FlowGrammar,
+    constraint_processors,
+    tokenizer_schema,
+)
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
+from flowrl.policy.loading import build_tiny_model
 
 CKPT = "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors"
 

@@ -12,8 +12,8 @@ from peft import get_peft_model
 from safetensors import safe_open
 from trl.trainer.utils import nanstd
 
-from flowrl.params.model import RewardConfig
 from flowrl.io import read_json, write_jsonl
+from flowrl.params.model import RewardConfig
 from flowrl.policy import grpo, grpo_trainer, sft
 from flowrl.policy.loading import build_tiny_model, save_policy_spec
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer

@@ -7,8 +7,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from flowrl.policy.decoding.guidance import GuidedScorer, guided_log_probs, sample_guided
-from flowrl.policy.loading import build_tiny_model
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
+from flowrl.policy.loading import build_tiny_model
 
 PROMPTS = ["a red fox in the snow", "neon city at night, rain, cinematic", "cat"]
 CFG = SamplingConfig(max_new_tokens=10, batch_size=3, seed=21)

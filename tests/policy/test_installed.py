@@ -8,18 +8,18 @@ import json
 import pytest
 import torch
 
+from flowrl.comfy import components
 from flowrl.comfy.object_info import ObjectInfoError, check_installed, load_object_info
 from flowrl.comfy.ui import ui_to_api
 from flowrl.comfy.ui_export import api_to_ui
-from flowrl.comfy import components
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.policy_view import check_flow_text, strip_graph
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
 from flowrl.policy.decoding.constrained import SCHEMA_FILE, constraint_processors
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.installed import installed_schema
 from flowrl.policy.loading import build_tiny_model
-from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from tests.comfy.comfy_stub import FIXTURE, comfy_stub
 from tests.comfy.isomorphism import same_graph
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowrl.params.model import PolicyConfig
 from flowrl.data.base_flows import load_base_flows
 from flowrl.encoding.codec import encode_flow
 from flowrl.encoding.report import smollm2_gguf_path
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import flow_tokens
+from flowrl.params.model import PolicyConfig
 from flowrl.policy.loading import PolicyLoadError, build_tiny_model, load_base_model, load_policy, load_tokenizer
 
 

@@ -10,8 +10,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from flowrl.policy.grpo_trainer import FlowGRPOTrainer, merged_for_sampling
 from flowrl.policy.decoding.sampling import SamplingConfig
+from flowrl.policy.grpo_trainer import FlowGRPOTrainer, merged_for_sampling
 
 
 def _lora_model(dtype: torch.dtype):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import LogitsProcessor
 
-from flowrl.policy.loading import build_tiny_model
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
+from flowrl.policy.loading import build_tiny_model
 from flowrl.policy.template import format_prompt
 
 PROMPTS = ["a red fox in the snow", "neon city at night, rain, cinematic", "cat"]

@@ -15,11 +15,11 @@ from flowrl.encoding.codec import encode_flow
 from flowrl.encoding.schema import Schema, SchemaError, infer_schema
 from flowrl.encoding.vocab import flow_tokens
 from flowrl.io import read_json, write_json, write_jsonl
+from flowrl.pipeline.stages import SFTFiles
 from flowrl.policy import sft
 from flowrl.policy.decoding.constrained import SCHEMA_FILE
 from flowrl.policy.loading import build_tiny_model, load_sft_merged, load_sft_policy
 from flowrl.policy.template import format_prompt
-from flowrl.pipeline.stages import SFTFiles
 
 WORDS = "red fox forest city night neon portrait castle dragon ocean sunset anime".split()
 

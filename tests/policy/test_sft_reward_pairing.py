@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from flowrl.params.model import RewardConfig
 from flowrl.io import write_jsonl
+from flowrl.params.model import RewardConfig
+from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, TripletsFiles
 from flowrl.policy import sft
 from flowrl.policy.loading import load_sft_policy
 from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
 from flowrl.reward.prompt_cache import PromptEmbedder
-from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, TripletsFiles
 from tests.policy.test_sft import flows, write_stage_inputs  # noqa: F401 (the module fixture)
 
 

@@ -7,8 +7,8 @@ import torch
 from peft import get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from flowrl.params.model import SFTConfig
 from flowrl.cli.cost import lora_params, token_row_params
+from flowrl.params.model import SFTConfig
 from flowrl.policy import sft
 
 BASE_VOCAB, NEW = 40, 8

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.params.model import resolve
 from flowrl.io import write_jsonl
+from flowrl.params.model import resolve
 
 STYLES = ("anime", "photo")
 SAMPLERS = ("euler", "dpmpp_2m", "ddim")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowrl.params.model import RewardConfig, resolve
 from flowrl.errors import ConfigError
+from flowrl.params.model import RewardConfig, resolve
 from flowrl.reward.encoder import RewardLoadError, build_surrogate, load_reward_tokenizer, minilm_path
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.reward.conftest import make_rows
 from flowrl.params.model import RewardConfig
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 from flowrl.reward.model import PairCollator, PairDataset, format_pair, predict_texts, train_surrogate
+from tests.reward.conftest import make_rows
 
 CFG = RewardConfig(source="tiny", bf16=False, epochs=3, batch_size=16, learning_rate=1e-3, max_length=64)
 

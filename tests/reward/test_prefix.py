@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from tests.reward.conftest import synthetic_flow
 from flowrl.reward.prefix import all_prefixes, component_spans, prefix_rows, random_prefixes
+from tests.reward.conftest import synthetic_flow
 
 FLOW = synthetic_flow("anime", "euler", 20)
 

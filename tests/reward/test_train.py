@@ -14,11 +14,11 @@ import torch
 from transformers import TrainerCallback
 
 import flowrl.reward.train as stage
-from tests.reward.conftest import make_rows
 from flowrl.errors import FlowRLError
 from flowrl.reward.encoder import load_reward_tokenizer
 from flowrl.reward.ensemble import Ensemble
 from flowrl.reward.shaping import ShapedReward
+from tests.reward.conftest import make_rows
 
 
 class Killed(Exception):

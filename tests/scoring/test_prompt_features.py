@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from flowrl.scoring.prompt_features import STYLE_FAMILIES, prompt_features
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from flowrl.encoding.codec import encode_flow
-from flowrl.tracking import pyfunc
 from flowrl.policy.inference import PolicyInputError, check_sampling_params, read_prompts
+from flowrl.tracking import pyfunc
 from tests.tracking import test_pyfunc as tiny
 from tests.tracking.test_serve import free_port
 

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 from mlflow import MlflowClient
 
-from flowrl.params.model import load_params
 from flowrl.io import write_json, write_jsonl
+from flowrl.params.model import load_params
 from flowrl.pipeline.stages import EvaluateFiles
 from flowrl.tracking import registry
 from flowrl.tracking.registry import Evaluation, RegistryError, decide, lookup, read_evaluation, read_metric

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from flowrl.comfy.validate import validate_graph
-from flowrl.params.model import load_params
 from flowrl.io import write_json, write_jsonl
+from flowrl.params.model import load_params
 from flowrl.pipeline.stages import EvaluateFiles
 from flowrl.tracking import registry
 from flowrl.tracking.runs import tracking_uri

@@ -10,8 +10,9 @@ Lengths are the configured caps, so this is the worst case; padding-free batches
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -41,7 +42,7 @@ class Shapes:
     gated_mlp: bool
 
     @classmethod
-    def of(cls, model: nn.Module) -> "Shapes":
+    def of(cls, model: nn.Module) -> Shapes:
         c = model.config
         heads = c.num_attention_heads
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
@@ -303,7 +304,7 @@ class PeakMemory:
         with open("/proc/self/status") as f:
             return next(float(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -378,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m flowrl.cli.cost [--profile paper] [--full-token-rows] [--no-checkpointing]`."""
     import argparse
 
-    from flowrl.params.model import load_params
     from flowrl.errors import exit_code
+    from flowrl.params.model import load_params
 
     parser = argparse.ArgumentParser(prog="python -m flowrl.cli.cost", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file")

@@ -36,8 +36,8 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     path = Path(model)
     if not model.startswith(URI_SCHEMES) and (path / "sft" / "policy.json").exists():
         from flowrl.params.model import load_params
-        from flowrl.runtime.device import configure
         from flowrl.policy.inference import FlowPolicy, ServingSettings
+        from flowrl.runtime.device import configure
 
         params = load_params(params_path, profile)
         configure(params.device)  # where the policy runs (flowrl.runtime.device); FLOWRL_DEVICE for a registered model

@@ -125,7 +125,7 @@ class ComfyUIClient:
     def render(self, graph: dict) -> bytes:
         """Submit `graph`, wait, and return the bytes of its first output image."""
         prompt_id = self.submit(graph)
-        for node_id, output in sorted(self.wait(prompt_id).items()):
+        for _node_id, output in sorted(self.wait(prompt_id).items()):
             for img in output.get("images", []):
                 return self.image(img["filename"], img.get("subfolder", ""), img.get("type", "output"))
         raise ComfyUIError(f"ComfyUI prompt {prompt_id}: finished without an image output; the flow needs a SaveImage node")

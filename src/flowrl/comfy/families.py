@@ -226,7 +226,7 @@ def _bypass(graph: dict, nid: str, base: str) -> bool:
     else:
         feeds = {slot: node["inputs"].get(name) for slot, name in enumerate(LORA_OUTPUTS)}
     for other in graph.values():
-        for key, value in other["inputs"].items():
+        for value in other["inputs"].values():
             if is_link(value) and str(value[0]) == str(nid):
                 if not is_link(feeds.get(value[1])):
                     return False

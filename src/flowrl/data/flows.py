@@ -11,12 +11,12 @@ from pathlib import Path
 
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER, is_link, load_workflow
 from flowrl.comfy.validate import format_problems, validate_graph
-from flowrl.encoding.codec import is_encoded_flow
-from flowrl.params.model import Params
 from flowrl.data.augment import SAMPLER_NODES, AugmentError, augment_library, flow_family, flow_signature
 from flowrl.data.base_flows import load_base_flows
+from flowrl.encoding.codec import is_encoded_flow
 from flowrl.errors import FlowRLError
 from flowrl.io import write_json, write_jsonl
+from flowrl.params.model import Params
 from flowrl.pipeline.stages import STAGES, FlowsFiles
 
 # Class-type prefixes that make a graph something other than plain text-to-image.

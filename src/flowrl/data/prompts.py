@@ -9,12 +9,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from flowrl.params.model import Params
 from flowrl.data.civitai_api import CivitaiClient, fetch_prompts
 from flowrl.data.prompt_cleaning import clean_prompts, prompt_id, split_holdout
 from flowrl.data.prompt_generator import generate_prompts
 from flowrl.data.prompt_sources import PromptSourceError, read_prompt_file
 from flowrl.io import write_json, write_jsonl
+from flowrl.params.model import Params
 from flowrl.pipeline.stages import STAGES, PromptsFiles
 
 ROW_FIELDS = ("id", "prompt", "negative_prompt", "source", "family")

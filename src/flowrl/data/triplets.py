@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from flowrl.params.model import Params
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json, write_jsonl
+from flowrl.params.model import Params
 from flowrl.pipeline.stages import STAGES, EncodeFiles, FlowsFiles, PromptsFiles, TripletsFiles
 from flowrl.scoring.base import load_scorer
 
@@ -37,7 +37,7 @@ class ScoreNormalizer:
     high: float
 
     @classmethod
-    def fit(cls, scores: list[float]) -> "ScoreNormalizer":
+    def fit(cls, scores: list[float]) -> ScoreNormalizer:
         if not scores:
             raise FlowRLError("no train triplets to fit the score normalisation on; raise triplets.n_triplets")
         return cls(float(min(scores)), float(max(scores)))
@@ -50,7 +50,7 @@ class ScoreNormalizer:
         write_json(path, {"low": self.low, "high": self.high})
 
     @classmethod
-    def load(cls, path: Path) -> "ScoreNormalizer":
+    def load(cls, path: Path) -> ScoreNormalizer:
         return cls(**read_json(path))
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from flowrl.comfy.validate import validate_graph
-from flowrl.params.model import Params
 from flowrl.encoding.codec import canonical_form, decode_flow, encode_flow
 from flowrl.errors import FlowRLError
 from flowrl.io import read_jsonl, write_json, write_text
+from flowrl.params.model import Params
 from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, TripletsFiles, ValidateFiles
 
 

@@ -100,7 +100,7 @@ def num_target(spec: InputSpec) -> str:
 
 def json_string_step(state: int, text: str) -> int:
     """Feed `text` to the inside of a JSON string: the new state, or -1 when rejected (or text after the closing quote)."""
-    for i, ch in enumerate(text):
+    for _i, ch in enumerate(text):
         if state == STR_CLOSED or ch == "\ufffd" or ch == "\n" or ord(ch) < 0x20:
             return -1
         if state == STR_ESC:

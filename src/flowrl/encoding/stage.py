@@ -13,13 +13,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from flowrl.params.model import Params
 from flowrl.encoding.codec import encode_flow
 from flowrl.encoding.policy_view import policy_text, strip_graph
 from flowrl.encoding.report import token_count_report
 from flowrl.encoding.schema import infer_schema
 from flowrl.encoding.vocab import flow_tokens
 from flowrl.io import read_jsonl, write_json, write_jsonl
+from flowrl.params.model import Params
 from flowrl.pipeline.stages import STAGES, EncodeFiles, FlowsFiles, PromptsFiles
 
 

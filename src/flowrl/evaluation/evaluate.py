@@ -17,17 +17,36 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from flowrl.params.model import Params
-from flowrl.errors import FlowRLError
-from flowrl.evaluation.baselines import ComfyGenRetriever, FixedFlow, TrainingFlowSampler, best_flow_id, plain_family_flows, popular_base_ids
 from flowrl.data.prompts import holdout_split
-from flowrl.evaluation.adaptivity import adaptivity_metrics
-from flowrl.evaluation.metrics import paired_difference, per_prompt_means, standard_error, wilson_interval, win_rate_matrix
-from flowrl.evaluation.novelty import mean_pairwise_nld, novelty_metrics
-from flowrl.evaluation.plots import plot_adaptivity, plot_mean_scores, plot_novelty_vs_gamma, plot_score_distributions, plot_win_rates
 from flowrl.encoding.policy_view import policy_text
+from flowrl.errors import FlowRLError
+from flowrl.evaluation.adaptivity import adaptivity_metrics
+from flowrl.evaluation.baselines import (
+    ComfyGenRetriever,
+    FixedFlow,
+    TrainingFlowSampler,
+    best_flow_id,
+    plain_family_flows,
+    popular_base_ids,
+)
+from flowrl.evaluation.metrics import (
+    paired_difference,
+    per_prompt_means,
+    standard_error,
+    wilson_interval,
+    win_rate_matrix,
+)
+from flowrl.evaluation.novelty import mean_pairwise_nld, novelty_metrics
+from flowrl.evaluation.plots import (
+    plot_adaptivity,
+    plot_mean_scores,
+    plot_novelty_vs_gamma,
+    plot_score_distributions,
+    plot_win_rates,
+)
 from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.io import read_jsonl, write_json, write_jsonl, write_text
+from flowrl.params.model import Params
 from flowrl.pipeline.stages import EncodeFiles, EvaluateFiles, FlowsFiles, PromptsFiles, TripletsFiles
 
 log = logging.getLogger(__name__)

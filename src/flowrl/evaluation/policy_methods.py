@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from flowrl.params.model import Params
 from flowrl.evaluation.validity import Candidate, check_candidate
+from flowrl.params.model import Params
 from flowrl.pipeline.stages import GRPOFiles, RewardFiles, SFTFiles
 from flowrl.policy.decoding.sampling import SamplingConfig
 

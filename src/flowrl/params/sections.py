@@ -78,7 +78,7 @@ class PromptsConfig(Section):
     civitai_backoff_s: float = Field(1.0, ge=0, description="Backoff base in seconds: base * 2**attempt, plus jitter (Retry-After wins on 429).")
 
     @model_validator(mode="after")
-    def _check(self) -> "PromptsConfig":
+    def _check(self) -> PromptsConfig:
         if self.min_chars > self.max_chars:
             raise ValueError("prompts.min_chars is larger than prompts.max_chars; lower min_chars or raise max_chars")
         if self.n_holdout >= self.n_prompts:
@@ -125,7 +125,7 @@ class TinyModelConfig(Section):
     num_key_value_heads: int = Field(2, gt=0, description="Key/value heads (must divide num_attention_heads).")
 
     @model_validator(mode="after")
-    def _check(self) -> "TinyModelConfig":
+    def _check(self) -> TinyModelConfig:
         if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("policy.tiny: num_attention_heads must divide hidden_size and num_key_value_heads must divide num_attention_heads")
         return self
@@ -158,7 +158,7 @@ class PolicyConfig(Section):
     usable_retries: int = Field(2, ge=0, description="At inference (evaluate, generate, serving), a prompt whose flow is not usable is sampled again with another seed, at most this many times (flowrl.policy.decoding.redraw); GRPO never redraws. The evaluation reports the first-draw usable rate beside.")
 
     @model_validator(mode="after")
-    def _check(self) -> "PolicyConfig":
+    def _check(self) -> PolicyConfig:
         if self.source in ("dir", "hub") and not self.model:
             raise ValueError(f"policy.source is {self.source!r} but policy.model is empty; set policy.model to the folder or hub id")
         return self
@@ -202,7 +202,7 @@ class SFTConfig(LoraSection):
     logging_steps: int = Field(5, gt=0, description="Log the training loss every this many steps.")
 
     @model_validator(mode="after")
-    def _check(self) -> "SFTConfig":
+    def _check(self) -> SFTConfig:
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("sft.max_steps must be positive, or -1 to train for sft.num_epochs")
         return self
@@ -217,7 +217,7 @@ class TinyEncoderConfig(Section):
     intermediate_size: int = Field(128, gt=0, description="Width of the MLP.")
 
     @model_validator(mode="after")
-    def _check(self) -> "TinyEncoderConfig":
+    def _check(self) -> TinyEncoderConfig:
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("reward.tiny: num_attention_heads must divide hidden_size")
         return self
@@ -271,7 +271,7 @@ class RewardConfig(Section):
     component_reward: bool = Field(True, description="Per-token reward adds the prefix-model score of the token's component (paper eq. 3); off = every token gets the full-flow reward.")
 
     @model_validator(mode="after")
-    def _check(self) -> "RewardConfig":
+    def _check(self) -> RewardConfig:
         if self.source in ("dir", "hub") and not self.model:
             raise ValueError(f"reward.source is {self.source!r} but reward.model is empty; set reward.model to the folder or hub id")
         if self.split == "kfold" and self.n_models == 2:
@@ -295,7 +295,7 @@ class EvaluateConfig(Section):
     reference: str = Field("comfygen", description="Method the summary's headline win rates are measured against.")
 
     @model_validator(mode="after")
-    def _check(self) -> "EvaluateConfig":
+    def _check(self) -> EvaluateConfig:
         if any(g < 0 for g in self.gammas):
             raise ValueError("evaluate.gammas must be >= 0; remove the negative guidance strengths")
         return self
@@ -331,7 +331,7 @@ class GRPOStageConfig(LoraSection):
     logging_steps: int = Field(5, gt=0, description="Log every this many steps.")
 
     @model_validator(mode="after")
-    def _check(self) -> "GRPOStageConfig":
+    def _check(self) -> GRPOStageConfig:
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("grpo.max_steps must be positive, or -1 to train for grpo.num_epochs")
         if self.batch_size % self.num_generations:

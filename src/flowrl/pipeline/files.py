@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from flowrl.pipeline.code_deps import code_deps
 from flowrl.io import write_text
+from flowrl.pipeline.code_deps import code_deps
 from flowrl.pipeline.stages import PARAMS_MODULE, PARAMS_STAGE, RUNNER, STAGES, ResolvedParams, Stage
 
 DVC_YAML = Path("dvc.yaml")

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from flowrl.params.model import Params, load_params
 from flowrl.errors import FlowRLError, exit_code
 from flowrl.io import write_text
+from flowrl.params.model import Params, load_params
 from flowrl.pipeline.stages import STAGES, ResolvedParams, Stage
 
 

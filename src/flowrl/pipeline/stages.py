@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowrl.params.model import Params
 from flowrl.errors import FlowRLError
 from flowrl.io import write_json
+from flowrl.params.model import Params
 
 DATA, MODELS, REPORTS = Path("data"), Path("models"), Path("reports")
 

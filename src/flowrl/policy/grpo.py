@@ -23,21 +23,21 @@ from datasets import Dataset
 from transformers import LogitsProcessor, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from flowrl.params.model import Params
 from flowrl.data.prompts import holdout_split
-from flowrl.runtime.device import configure
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_jsonl, write_json
+from flowrl.params.model import Params
+from flowrl.pipeline.stages import GRPOFiles, PromptsFiles, RewardFiles, SFTFiles, report_dir
 from flowrl.policy.decoding.constrained import constraint_processors
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.grpo_trainer import FlowGRPOTrainer, flow_is_valid, lora_config, trainer_args
 from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy_spec
 from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
-from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import format_prompt
 from flowrl.reward.head import CACHE_FILE
 from flowrl.reward.scorer_reward import ScorerReward
 from flowrl.reward.shaping import ShapedReward
-from flowrl.pipeline.stages import GRPOFiles, PromptsFiles, RewardFiles, SFTFiles, report_dir
+from flowrl.runtime.device import configure
 
 PROMPTS = PromptsFiles.train
 HOLDOUT = PromptsFiles.holdout

@@ -16,8 +16,8 @@ from transformers import LogitsProcessor
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import pad
 
-from flowrl.params.model import GRPOStageConfig, PolicyConfig
 from flowrl.errors import FlowRLError
+from flowrl.params.model import GRPOStageConfig, PolicyConfig
 from flowrl.policy.decoding.sampling import ModelScorer, SamplingConfig, generate_ids
 from flowrl.reward.shaping import ShapedReward, is_valid_flow
 from flowrl.runtime.trainer_defaults import section_trainer_kwargs

@@ -62,7 +62,7 @@ class ServingSettings:
     max_prompt_chars: int = 20_000
 
     @classmethod
-    def from_params(cls, params: Params) -> "ServingSettings":
+    def from_params(cls, params: Params) -> ServingSettings:
         """Serving settings from the `policy` and `register` params sections."""
         policy, reg = params.policy, params.register
         return cls(
@@ -247,7 +247,7 @@ class FlowPolicy:
             self.model, self.tokenizer = load_sft_policy(sft_dir)
 
     @classmethod
-    def from_models_dir(cls, models_dir: str | Path, settings: ServingSettings) -> "FlowPolicy":
+    def from_models_dir(cls, models_dir: str | Path, settings: ServingSettings) -> FlowPolicy:
         """Load from a pipeline `models/` folder: `sft/` and, when trained, `grpo/`."""
         models_dir = Path(models_dir)
         return cls(models_dir / SFT, models_dir / GRPO, settings)
@@ -290,10 +290,10 @@ class FlowPolicy:
         from flowrl.comfy.object_info import installed_workflow
         from flowrl.policy.decoding.constrained import constraint_processors
         from flowrl.policy.decoding.guidance import sample_guided
-        from flowrl.policy.installed import installed_schema
-        from flowrl.policy.prompt_codes import coded_prompts
         from flowrl.policy.decoding.redraw import draw_usable
         from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
+        from flowrl.policy.installed import installed_schema
+        from flowrl.policy.prompt_codes import coded_prompts
 
         s = self.settings
         prompts = read_prompts(prompts, s.max_prompts_per_request, s.max_prompt_chars)

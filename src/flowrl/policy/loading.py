@@ -19,13 +19,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.params.model import PolicyConfig
-from flowrl.runtime.device import Placement, load_kwargs, place, placement
 from flowrl.encoding.report import load_smollm2_tokenizer, smollm2_gguf_path  # the packaged SmolLM2
 from flowrl.encoding.vocab import extend_tokenizer
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, write_json
 from flowrl.model_configs import build_random_model
+from flowrl.params.model import PolicyConfig
+from flowrl.runtime.device import Placement, load_kwargs, place, placement
 
 SPEC_FILE = "policy.json"
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"

@@ -15,6 +15,7 @@ import random
 from collections.abc import Sequence
 
 import numpy as np
+
 from flowrl.params.model import SFTConfig
 
 

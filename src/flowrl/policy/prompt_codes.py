@@ -45,7 +45,7 @@ class PromptCodes:
         self._embedder = None
 
     @classmethod
-    def fit(cls, embeddings: np.ndarray, sizes: Sequence[int], seed: int, encoder: dict, max_length: int, embedder=None) -> "PromptCodes":
+    def fit(cls, embeddings: np.ndarray, sizes: Sequence[int], seed: int, encoder: dict, max_length: int, embedder=None) -> PromptCodes:
         """One k-means codebook of each size in `sizes` over `embeddings` (N, D); a size above N is cut to N.
 
         Args:
@@ -97,7 +97,7 @@ class PromptCodes:
                                                       "centroids": [c.tolist() for c in self.centroids]})
 
     @classmethod
-    def load(cls, folder: str | Path) -> "PromptCodes | None":
+    def load(cls, folder: str | Path) -> PromptCodes | None:
         """The codes saved with a trained policy, or None when it reads the prompt text alone."""
         path = Path(folder) / CODES_FILE
         if not path.exists():

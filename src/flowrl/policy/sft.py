@@ -23,20 +23,28 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
-from flowrl.params.model import Params, PolicyConfig, SFTConfig
 from flowrl.data.prompts import holdout_split
-from flowrl.runtime.device import configure, placement, resolve_device
 from flowrl.encoding.policy_view import check_flow_text
 from flowrl.encoding.schema import Schema
 from flowrl.errors import FlowRLError
 from flowrl.io import read_json, read_jsonl, write_json
-from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles, SFTFiles, TripletsFiles, report_dir
+from flowrl.params.model import Params, PolicyConfig, SFTConfig
+from flowrl.pipeline.stages import (
+    EncodeFiles,
+    FlowsFiles,
+    PromptsFiles,
+    RewardFiles,
+    SFTFiles,
+    TripletsFiles,
+    report_dir,
+)
 from flowrl.policy.decoding.constrained import SCHEMA_FILE, constraint_processors
+from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
 from flowrl.policy.pairing import reward_pairs
 from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
-from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
+from flowrl.runtime.device import configure, placement, resolve_device
 from flowrl.runtime.trainer_defaults import section_trainer_kwargs
 
 PAIRS = EncodeFiles.sft_pairs

@@ -11,13 +11,18 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedModel
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+)
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.params.model import RewardConfig
 from flowrl.errors import FlowRLError
 from flowrl.model_configs import build_random_model
-
+from flowrl.params.model import RewardConfig
 
 SPEC_FILE = "ensemble.json"  # a saved ensemble's spec (flowrl.reward.ensemble, flowrl.reward.head)
 

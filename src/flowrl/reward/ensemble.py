@@ -17,11 +17,11 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.runtime.device import Placement, load_kwargs, placement
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
 from flowrl.reward.members import MemberEnsemble, member_dir
 from flowrl.reward.model import TEMPLATE, format_pair, predict_texts
+from flowrl.runtime.device import Placement, load_kwargs, placement
 
 if TYPE_CHECKING:
     from flowrl.reward.head import HeadEnsemble
@@ -76,7 +76,7 @@ class Ensemble(MemberEnsemble):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, where: Placement | str | None = None) -> "Ensemble | HeadEnsemble":
+    def load(cls, folder: str | Path, where: Placement | str | None = None) -> Ensemble | HeadEnsemble:
         """Load an ensemble written by `save` or by the reward stage, of whichever kind the spec names.
 
         Args:

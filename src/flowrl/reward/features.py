@@ -175,7 +175,7 @@ class FeatureSpace:
         self.pair_set = set(self.pairs)
 
     @classmethod
-    def fit(cls, views: Iterable[FlowView], prompts: Iterable[str], min_count: int = 2) -> "FeatureSpace":
+    def fit(cls, views: Iterable[FlowView], prompts: Iterable[str], min_count: int = 2) -> FeatureSpace:
         """Every token of the training flows (so no training row has an unknown), prompt words of at
         least `min_count` distinct training prompts, per-slot statistics, seen model-file pairs."""
         token_count: Counter = Counter()
@@ -200,7 +200,7 @@ class FeatureSpace:
                 "pairs": self.pairs}
 
     @classmethod
-    def from_dict(cls, raw: dict, source: str = "feature space") -> "FeatureSpace":
+    def from_dict(cls, raw: dict, source: str = "feature space") -> FeatureSpace:
         try:
             return cls(**{k: list(raw[k]) for k in ("tokens", "slots", "mean", "std", "low", "high", "pairs")})
         except (KeyError, TypeError) as exc:

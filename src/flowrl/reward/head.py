@@ -22,11 +22,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from flowrl.params.model import HeadConfig, RewardConfig
 from flowrl.io import read_json, write_json
+from flowrl.params.model import HeadConfig, RewardConfig
 from flowrl.reward.encoder import SPEC_FILE, RewardLoadError
-from flowrl.reward.members import MemberEnsemble, member_dir
 from flowrl.reward.features import UNKNOWN, FeatureSpace, pack_rows, parse_flow
+from flowrl.reward.members import MemberEnsemble, member_dir
 from flowrl.reward.prompt_cache import PromptEmbedder
 
 FEATURES_FILE = "features.json"
@@ -45,7 +45,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ok)
 
-    def take(self, idx: torch.Tensor | np.ndarray) -> "Batch":
+    def take(self, idx: torch.Tensor | np.ndarray) -> Batch:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return Batch(self.ids[idx], self.weights[idx], self.dense[idx], self.ok[idx])
 
@@ -279,7 +279,7 @@ class HeadEnsemble(MemberEnsemble):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, cfg: RewardConfig | None = None) -> "HeadEnsemble":
+    def load(cls, folder: str | Path, cfg: RewardConfig | None = None) -> HeadEnsemble:
         """Load a head ensemble written by the reward stage (or `save`)."""
         from flowrl.params.model import RewardConfig as _RewardConfig
 

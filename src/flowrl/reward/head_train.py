@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowrl.params.model import RewardConfig
 from flowrl.io import write_json
+from flowrl.params.model import RewardConfig
 from flowrl.reward.head import FEATURES_FILE, Featurizer, HeadNet, member_arch, save_member, train_head, write_head_spec
 from flowrl.reward.members import train_or_keep_members
-
 
 # settings that change what a head member learns; a finished member trained under others is retrained
 HEAD_FIELDS = ("member", "source", "model", "tiny", "head", "split", "n_train")

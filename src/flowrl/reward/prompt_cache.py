@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flowrl.params.model import RewardConfig
 from flowrl.io import atomic_path
-from flowrl.runtime.device import inputs_to, model_device, place
+from flowrl.params.model import RewardConfig
 from flowrl.reward.encoder import RewardLoadError, _name_and_kwargs, build_surrogate, load_reward_tokenizer
+from flowrl.runtime.device import inputs_to, model_device, place
 
 POOLING = "mean-l2"
 

@@ -90,7 +90,7 @@ class ShapedReward:
         self.cfg = cfg.model_copy(update={"tau": resolved_tau(cfg, full)})
 
     @classmethod
-    def load(cls, folder: str | Path, cfg: RewardConfig, validator: Callable[[str], bool] = is_valid_flow) -> "ShapedReward":
+    def load(cls, folder: str | Path, cfg: RewardConfig, validator: Callable[[str], bool] = is_valid_flow) -> ShapedReward:
         """Load `folder/full` and, when present and wanted, `folder/prefix` (as the reward stage writes them)."""
         folder = Path(folder)
         use_prefix = cfg.component_reward and (folder / "prefix" / "ensemble.json").exists()

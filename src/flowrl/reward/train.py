@@ -24,12 +24,11 @@ from scipy import stats
 from transformers import TrainerCallback
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.params.model import Params, RewardConfig
 from flowrl.encoding.vocab import extend_tokenizer, init_from_pieces, token_pieces
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_json, read_jsonl, write_json
+from flowrl.params.model import Params, RewardConfig
 from flowrl.pipeline.stages import STAGES, EncodeFiles, RewardFiles, TripletsFiles
-from flowrl.runtime.device import configure
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 from flowrl.reward.ensemble import Ensemble, set_spec_tau, write_spec
 from flowrl.reward.features import FeatureSpace, parse_flow
@@ -40,6 +39,7 @@ from flowrl.reward.model import PairDataset, clear_checkpoints, format_pair, tra
 from flowrl.reward.perturb import KINDS, perturb_flows
 from flowrl.reward.prefix import prefix_rows, random_prefixes
 from flowrl.reward.prompt_cache import PromptEmbedder
+from flowrl.runtime.device import configure
 
 PROMPT_CACHE = "cache/prompt_embeddings.safetensors"  # under models/reward/, shared by the full and prefix heads
 # settings that change what a member learns; a finished member trained under others is retrained

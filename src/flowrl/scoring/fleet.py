@@ -14,10 +14,10 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from flowrl.comfy.client import ComfyUIClient, ComfyUIError, check_server_url
 

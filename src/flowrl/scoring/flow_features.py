@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flowrl.comfy import components as C
 from flowrl.comfy.graph import is_link
 from flowrl.comfy.usable import prompt_in_conditioning
-from flowrl.comfy import components as C
 
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom")
 LATENT_UPSCALE_NODES = ("LatentUpscale", "LatentUpscaleBy", "NNLatentUpscale")

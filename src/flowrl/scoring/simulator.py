@@ -13,9 +13,9 @@ import math
 import random
 from functools import lru_cache
 
+from flowrl.comfy import components as C
 from flowrl.comfy.usable import handover_problems, practical_problems, refiner_problems, rendered_subgraph
 from flowrl.comfy.validate import validate_graph
-from flowrl.comfy import components as C
 from flowrl.scoring.base import ScorerError
 from flowrl.scoring.flow_features import FlowFeatures, flow_features
 from flowrl.scoring.prompt_features import PromptFeatures, prompt_features

@@ -25,7 +25,16 @@ from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from flowrl.comfy.object_info import ObjectInfoError, object_info_from_text
 from flowrl.io import read_json, write_json
-from flowrl.policy.inference import GRPO, PARAMS, SFT, FlowPolicy, PolicyInputError, PolicyModelError, ServingSettings, local_base
+from flowrl.policy.inference import (
+    GRPO,
+    PARAMS,
+    SFT,
+    FlowPolicy,
+    PolicyInputError,
+    PolicyModelError,
+    ServingSettings,
+    local_base,
+)
 
 BASE, SETTINGS = "base", "settings"
 SETTINGS_FILE = "settings.json"

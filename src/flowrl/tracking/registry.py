@@ -26,11 +26,11 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from flowrl.params.model import Params, RegisterConfig, ScoringConfig
 from flowrl.errors import FlowRLError
 from flowrl.evaluation.evaluate import paired_difference
 from flowrl.evaluation.policy_methods import gamma_method_name
 from flowrl.io import read_json, read_jsonl, write_json
+from flowrl.params.model import Params, RegisterConfig, ScoringConfig
 from flowrl.pipeline.stages import EvaluateFiles, GRPOFiles, SFTFiles, report_dir
 from flowrl.policy.inference import ServingSettings
 from flowrl.tracking.pyfunc import log_policy_model

@@ -14,18 +14,28 @@ import functools
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from transformers import LogitsProcessor
 
 from flowrl.comfy.catalog import Catalog, InputSpec
-from flowrl.comfy.validate import types_compatible
-from flowrl.encoding.grammar import ClassRule, ConstraintError, STR_CLOSED, STR_IN, file_group, json_string_step, link_target, num_complete, num_target
-from flowrl.encoding.schema import Schema
 from flowrl.comfy.usable import ADVANCED
-from flowrl.policy.decoding.flow_parse import FlowParse, FED_ONCE, SHARED_TYPES, RowState, _parsed, capped_spec
+from flowrl.comfy.validate import types_compatible
+from flowrl.encoding.grammar import (
+    STR_CLOSED,
+    STR_IN,
+    ClassRule,
+    ConstraintError,
+    file_group,
+    json_string_step,
+    link_target,
+    num_complete,
+    num_target,
+)
+from flowrl.encoding.schema import Schema
+from flowrl.policy.decoding.flow_parse import FED_ONCE, SHARED_TYPES, FlowParse, RowState, _parsed, capped_spec
 from flowrl.policy.decoding.token_grammar import FlowGrammar
 
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)

@@ -12,16 +12,34 @@ import torch
 
 from flowrl.comfy.catalog import InputSpec
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER
-from flowrl.comfy.usable import ADVANCED, CONTINUED, EMPTY_LATENT, REFINER_ENCODERS, TEXT_INPUTS, handover_value, is_refiner_checkpoint
+from flowrl.comfy.usable import (
+    ADVANCED,
+    CONTINUED,
+    EMPTY_LATENT,
+    REFINER_ENCODERS,
+    TEXT_INPUTS,
+    handover_value,
+    is_refiner_checkpoint,
+)
 from flowrl.encoding.codec import value_text
-from flowrl.encoding.grammar import ClassRule, ConstraintError, NUMBER_CHARS, STR_CLOSED, STR_IN, json_string_step, link_target, num_complete, checkpoint_limits, file_group
-
+from flowrl.encoding.grammar import (
+    NUMBER_CHARS,
+    STR_CLOSED,
+    STR_IN,
+    ClassRule,
+    ConstraintError,
+    checkpoint_limits,
+    file_group,
+    json_string_step,
+    link_target,
+    num_complete,
+)
 
 FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one class once: a second such line duplicates the first
 SHARED_TYPES = ("CLIP",)  # links that go to a used line even while an unused one exists (a refiner's second encoder and the base's CLIP)
 
 
-def capped_spec(spec: InputSpec, row: "RowState", pass_vals: dict | None = None) -> InputSpec:
+def capped_spec(spec: InputSpec, row: RowState, pass_vals: dict | None = None) -> InputSpec:
     """`spec` capped at the practical value (steps, cfg) for the row's checkpoint (comfy.usable.SAMPLER_LIMITS), and for a
     KSamplerAdvanced line bounded by its `pass_vals` (FlowParse.pass_vals: written or pinned values; `_pass_range`)."""
     cap = dict(row.limits).get(spec.name, math.inf)

@@ -17,8 +17,8 @@ from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from flowrl.params.model import PolicyConfig
-from flowrl.runtime.device import autocast as device_autocast
 from flowrl.policy.template import format_prompt
+from flowrl.runtime.device import autocast as device_autocast
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SamplingConfig:
     bf16: bool = False
 
     @classmethod
-    def from_policy(cls, cfg: PolicyConfig, seed: int, batch_size: int = 16, max_new_tokens: int | None = None) -> "SamplingConfig":
+    def from_policy(cls, cfg: PolicyConfig, seed: int, batch_size: int = 16, max_new_tokens: int | None = None) -> SamplingConfig:
         """Sampling settings from the `policy` params section."""
         return cls(cfg.temperature, cfg.top_p, max_new_tokens or cfg.max_new_tokens, batch_size, seed, cfg.bf16)
 

@@ -7,14 +7,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import field
 
 import torch
 
 from flowrl.comfy.catalog import Catalog, InputSpec, load_catalog
 from flowrl.comfy.validate import check_value, types_compatible
 from flowrl.encoding.codec import value_text
-from flowrl.encoding.grammar import ClassRule, ConstraintError, LINK_COST, NUMBER_CHARS, STR_CLOSED, STR_ESC, STR_IN, spec_is_sampler, json_string_step, num_target, num_viable, narrowed_spec
+from flowrl.encoding.grammar import (
+    LINK_COST,
+    NUMBER_CHARS,
+    STR_CLOSED,
+    STR_ESC,
+    STR_IN,
+    ClassRule,
+    ConstraintError,
+    json_string_step,
+    narrowed_spec,
+    num_target,
+    num_viable,
+    spec_is_sampler,
+)
 from flowrl.encoding.policy_view import policy_spec
 from flowrl.encoding.schema import Schema
 from flowrl.encoding.vocab import class_token, name_token
