@@ -4,7 +4,7 @@ Random weights at real shapes (`flowrl.model_configs`: Llama-3.1-8B policy, Mode
 hub access. Per stage: seconds per step (after one warm-up step), tokens per second and peak memory.
 
 - sft: LoRA r=16 on the 7 projections + the new flow-token rows of embed/lm_head (peft trainable_token_indices),
-  gradient checkpointing, AdamW, micro batch x length from the cost estimate (`flowrl.cli.cost`).
+  gradient checkpointing, AdamW, micro batch x length from the cost estimate (`flowrl.cli.cost`, `flowrl.runtime.memory`).
 - reward: one ModernBERT regression member, all weights trained, MSE loss.
 - grpo: sample a group of completions with the KV cache (`flowrl.policy.decoding.sampling.generate_ids`), then a
   forward/backward of a GRPO-style loss (group-normalised advantages x token log-probs, KL to the adapter-off
@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from flowrl.cli.cost import PeakMemory
 from flowrl.model_configs import build_random_model
 from flowrl.runtime.device import autocast as device_autocast
 from flowrl.runtime.device import fast_bf16_on, placement, resolve_device
+from flowrl.runtime.memory import PeakMemory
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.cli.cost import GB, estimate_stages, format_estimates, lora_params, token_row_params
+from flowrl.cli.cost import estimate_stages
 from flowrl.params.model import load_params
+from flowrl.runtime.memory import GB, format_estimates, lora_params, token_row_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,8 @@ import contextlib, json, torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 from flowrl.params.model import load_params
-from flowrl.cli.cost import PeakMemory, estimate_stages, estimate_training, lora_params, token_row_params
+from flowrl.cli.cost import estimate_stages
+from flowrl.runtime.memory import PeakMemory, estimate_training, lora_params, token_row_params
 from flowrl.policy.loading import build_tiny_model
 
 def step(model, opt, ids, bf16=False):

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from flowrl.io import read_json
 from flowrl.policy import sft
 from flowrl.policy.flow_tokenizer import EOS, TokenizerTrainingError, train_bpe_tokenizer
-from flowrl.policy.grpo_trainer import lora_config, merged_for_sampling
+from flowrl.policy.grpo_config import lora_config
+from flowrl.policy.grpo_trainer import merged_for_sampling
 from flowrl.policy.loading import load_sft_merged, load_sft_policy
 from tests.policy.test_sft import flows, write_stage_inputs  # noqa: F401 - flows is a fixture
 

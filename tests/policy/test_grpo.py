@@ -14,7 +14,7 @@ from trl.trainer.utils import nanstd
 
 from flowrl.io import read_json, write_jsonl
 from flowrl.params.model import RewardConfig
-from flowrl.policy import grpo, grpo_trainer, sft
+from flowrl.policy import grpo, grpo_advantages, grpo_trainer, sft
 from flowrl.policy.loading import build_tiny_model, save_policy_spec
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 from flowrl.reward.ensemble import Ensemble
@@ -92,7 +92,7 @@ def trained(tmp_path_factory, _base_tokenizer, tiny_params):
     write_inputs(root, params, copy.deepcopy(_base_tokenizer))
     shapes, original = [], grpo_trainer.group_token_advantages
 
-    def recording(rewards, mask, num_generations, eps=grpo_trainer.ADV_EPS, **kwargs):
+    def recording(rewards, mask, num_generations, eps=grpo_advantages.ADV_EPS, **kwargs):
         out = original(rewards, mask, num_generations, eps, **kwargs)
         shapes.append((tuple(rewards.shape), tuple(out.shape)))
         return out
@@ -107,8 +107,10 @@ def trained(tmp_path_factory, _base_tokenizer, tiny_params):
 
 
 def test_doctest():
-    result = doctest.testmod(grpo_trainer)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (grpo_trainer, grpo_advantages):
+        result = doctest.testmod(module)
+        assert result.failed == 0, module.__name__
+    assert doctest.testmod(grpo_advantages).attempted > 0
 
 
 def test_token_advantages_reduce_to_trl_sequence_advantages():

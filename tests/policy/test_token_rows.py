@@ -7,9 +7,9 @@ import torch
 from peft import get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from flowrl.cli.cost import lora_params, token_row_params
 from flowrl.params.model import SFTConfig
 from flowrl.policy import sft
+from flowrl.runtime.memory import lora_params, token_row_params
 
 BASE_VOCAB, NEW = 40, 8
 

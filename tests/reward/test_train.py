@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+import flowrl.reward.finetune_train as finetune
 import flowrl.reward.train as stage
 from flowrl.errors import FlowRLError
 from flowrl.reward.encoder import load_reward_tokenizer
@@ -49,7 +50,7 @@ def test_stage_learns_and_writes_outputs(finetune_params, triplet_root):
 
 def test_resume_after_kill_keeps_finished_models(finetune_params, triplet_root, monkeypatch):
     tiny_params = finetune_params
-    real, calls = stage.train_surrogate, []
+    real, calls = finetune.train_surrogate, []
 
     def dies_on_second(*args, **kwargs):
         calls.append(1)
@@ -57,7 +58,7 @@ def test_resume_after_kill_keeps_finished_models(finetune_params, triplet_root, 
             raise Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stage, "train_surrogate", dies_on_second)
+    monkeypatch.setattr(finetune, "train_surrogate", dies_on_second)
     with pytest.raises(Killed):
         stage.run(tiny_params, triplet_root)
     first = triplet_root / "models/reward/full/member_0/model.safetensors"
@@ -65,7 +66,7 @@ def test_resume_after_kill_keeps_finished_models(finetune_params, triplet_root, 
     assert not (triplet_root / "models/reward/full/member_1").exists()
 
     calls.clear()
-    monkeypatch.setattr(stage, "train_surrogate", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(finetune, "train_surrogate", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     stage.run(tiny_params, triplet_root)
     assert len(calls) == 2 + 1  # members 1 and 2, then the prefix model; member 0 is not retrained
     assert first.stat().st_mtime_ns == stamp

@@ -34,6 +34,8 @@ class FamilyVocab:
     loras: tuple[str, ...]  # fallback LoRA file stems (real public CivitAI LoRAs)
 
 
+# word lists, kept as written (the formatter would put one word per line)
+# fmt: off
 VOCAB: dict[str, FamilyVocab] = {
     "photo_portrait": FamilyVocab(
         subjects=("portrait of a woman", "portrait of an old fisherman", "close-up of a young man", "headshot of a businesswoman",
@@ -167,6 +169,7 @@ VOCAB: dict[str, FamilyVocab] = {
 QUALITY_TAGS = ("masterpiece", "best quality", "ultra detailed", "8k", "high quality", "highres", "award winning")
 NEGATIVE_TAGS = ("lowres", "bad anatomy", "bad hands", "worst quality", "low quality", "jpeg artifacts", "watermark",
                  "signature", "text", "blurry", "deformed", "extra fingers", "cropped", "out of frame", "ugly", "easynegative")
+# fmt: on
 
 
 def _lora_pool(family: str) -> list[tuple[str, float, float]]:

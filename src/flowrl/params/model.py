@@ -1,5 +1,5 @@
-"""One typed model of params.yaml (`Params`, made of the section models in flowrl.params.sections); a profile's
-overrides are merged over the stage sections."""
+"""One typed model of params.yaml (`Params`, made of the section models in flowrl.params.sections and
+flowrl.params.training); a profile's overrides are merged over the stage sections."""
 
 from __future__ import annotations
 
@@ -18,19 +18,22 @@ from flowrl.params.sections import (  # noqa: F401 - the section models are impo
     EncodeConfig,
     EvaluateConfig,
     FlowsConfig,
-    GRPOStageConfig,
-    HeadConfig,
-    PolicyConfig,
     PromptsConfig,
     RegisterConfig,
-    RewardConfig,
     ScoringConfig,
-    ScratchModelConfig,
     Section,
+    TripletsConfig,
+)
+from flowrl.params.training import (  # noqa: F401 - the section models are imported from here too
+    GRPOStageConfig,
+    HeadConfig,
+    LoraSection,
+    PolicyConfig,
+    RewardConfig,
+    ScratchModelConfig,
     SFTConfig,
     TinyEncoderConfig,
     TinyModelConfig,
-    TripletsConfig,
 )
 
 PROFILES = ("tiny", "cpu", "paper")

@@ -30,7 +30,8 @@ from flowrl.params.model import Params
 from flowrl.pipeline.stages import GRPOFiles, PromptsFiles, RewardFiles, SFTFiles, report_dir
 from flowrl.policy.decoding.constrained import constraint_processors
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
-from flowrl.policy.grpo_trainer import FlowGRPOTrainer, flow_is_valid, lora_config, trainer_args
+from flowrl.policy.grpo_config import lora_config, trainer_args
+from flowrl.policy.grpo_trainer import FlowGRPOTrainer, flow_is_valid
 from flowrl.policy.loading import load_sft_merged, read_policy_spec, save_policy_spec
 from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
 from flowrl.policy.template import format_prompt

@@ -1,5 +1,6 @@
-"""What the two kinds of reward ensemble share: members saved in `member_<i>/` folders, trained (or resumed)
-one by one by `train_or_keep_members`, and `MemberEnsemble`, the members with the resolved tau and `predict`.
+"""What the two kinds of reward ensemble share: each member's share of the rows (`member_splits`), members saved in
+`member_<i>/` folders, trained (or resumed) one by one by `train_or_keep_members`, and `MemberEnsemble`, the members
+with the resolved tau and `predict`.
 
 A finished member is saved at once, with a fingerprint of its data and settings in `train_stats.json`, so a
 killed stage keeps it on rerun; a member is written into a temporary folder and renamed into place, so a kill
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from flowrl.io import read_json, write_json
@@ -96,3 +98,18 @@ class MemberEnsemble:
         """
         _, mean, std = self.predict_with_members(prompts, flows, progress)
         return mean, std
+
+
+def member_splits(n_rows: int, n_models: int, method: str, seed: int) -> list[np.ndarray]:
+    """Row indices each member trains on.
+
+    kfold: member i leaves out fold i of n_models (all rows when n_models is 1);
+    bootstrap: n_rows draws with replacement per member.
+    """
+    rng = np.random.default_rng(seed)
+    if method == "bootstrap":
+        return [rng.integers(0, n_rows, n_rows) for _ in range(n_models)]
+    if n_models == 1:
+        return [rng.permutation(n_rows)]
+    folds = np.array_split(rng.permutation(n_rows), n_models)
+    return [np.concatenate([f for j, f in enumerate(folds) if j != i]) for i in range(n_models)]

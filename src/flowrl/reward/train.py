@@ -1,7 +1,7 @@
 """The `reward` stage: train the surrogate ensemble and the prefix models, then measure them.
 
 Members are `reward.member`: `head` (small MLPs over cached features, flowrl.reward.head) or
-`finetune` (a fine-tuned encoder each). Each member trains on its own share of the train
+`finetune` (a fine-tuned encoder each, flowrl.reward.finetune_train). Each member trains on its own share of the train
 triplets (`reward.split`: k-fold leaves fold i out; bootstrap resamples with replacement). A
 finished member is saved at once (and a fine-tuned one checkpoints every epoch), so a killed
 stage resumes where it stopped. With `reward.tau_quantile` the stage resolves tau as that
@@ -10,8 +10,6 @@ quantile of σ on the held-out pairs and writes it into models/reward/full/ensem
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
 import shutil
@@ -21,104 +19,31 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
-from transformers import TrainerCallback
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.encoding.vocab import extend_tokenizer, init_from_pieces, token_pieces
+from flowrl.encoding.vocab import extend_tokenizer, token_pieces
 from flowrl.errors import FlowRLError
 from flowrl.io import atomic_path, read_json, read_jsonl, write_json
 from flowrl.params.model import Params, RewardConfig
 from flowrl.pipeline.stages import STAGES, EncodeFiles, RewardFiles, TripletsFiles
-from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
-from flowrl.reward.ensemble import Ensemble, set_spec_tau, write_spec
+from flowrl.reward.encoder import load_reward_tokenizer
+from flowrl.reward.ensemble import Ensemble, set_spec_tau
 from flowrl.reward.features import FeatureSpace, parse_flow
+from flowrl.reward.finetune_train import train_ensemble
 from flowrl.reward.head import Featurizer
 from flowrl.reward.head_train import train_head_ensemble
-from flowrl.reward.members import train_or_keep_members
-from flowrl.reward.model import PairDataset, clear_checkpoints, format_pair, train_surrogate
+from flowrl.reward.members import member_splits
+from flowrl.reward.model import format_pair
 from flowrl.reward.perturb import KINDS, perturb_flows
 from flowrl.reward.prefix import prefix_rows, random_prefixes
 from flowrl.reward.prompt_cache import PromptEmbedder
 from flowrl.runtime.device import configure
 
 PROMPT_CACHE = "cache/prompt_embeddings.safetensors"  # under models/reward/, shared by the full and prefix heads
-# settings that change what a member learns; a finished member trained under others is retrained
-TRAINING_FIELDS = ("source", "model", "tiny", "add_flow_tokens", "split", "n_train", "epochs", "batch_size", "learning_rate", "weight_decay", "max_length", "bf16")
 
 
 class RewardDataError(FlowRLError):
     """The triplet files the reward stage reads are missing or malformed."""
-
-
-def member_splits(n_rows: int, n_models: int, method: str, seed: int) -> list[np.ndarray]:
-    """Row indices each member trains on.
-
-    kfold: member i leaves out fold i of n_models (all rows when n_models is 1);
-    bootstrap: n_rows draws with replacement per member.
-    """
-    rng = np.random.default_rng(seed)
-    if method == "bootstrap":
-        return [rng.integers(0, n_rows, n_rows) for _ in range(n_models)]
-    if n_models == 1:
-        return [rng.permutation(n_rows)]
-    folds = np.array_split(rng.permutation(n_rows), n_models)
-    return [np.concatenate([f for j, f in enumerate(folds) if j != i]) for i in range(n_models)]
-
-
-def fingerprint(rows: Sequence[dict], cfg: RewardConfig, n_models: int, seed: int) -> str:
-    """Hash of the training rows, the training settings and the seed: what a finished member depends on."""
-    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", include=set(TRAINING_FIELDS)), n_models, seed], sort_keys=True).encode())
-    for row in rows:
-        h.update(json.dumps([row["prompt"], row["flow"], row["score"]]).encode())
-    return h.hexdigest()[:16]
-
-
-def _member_rows(rows: Sequence[dict], idx: np.ndarray, cap: int | None, seed: int) -> list[dict]:
-    if cap is not None and len(idx) > cap:
-        idx = np.random.default_rng(seed).choice(idx, cap, replace=False)
-    return [rows[i] for i in idx]
-
-
-def train_ensemble(
-    folder: Path,
-    rows: Sequence[dict],
-    cfg: RewardConfig,
-    n_models: int,
-    tokenizer: PreTrainedTokenizerBase,
-    seed: int,
-    callbacks: Sequence[TrainerCallback] = (),
-    pieces: dict[str, list[int]] | None = None,
-) -> list[dict]:
-    """Train (or resume) `n_models` surrogates on `rows` ({"prompt","flow","score"}) into `folder`.
-
-    `pieces`: flow tokens added to the tokenizer and their base pieces (`token_pieces`); each new
-    member's rows for them start as the mean of their pieces' rows.
-
-    Returns:
-        Per-member training stats (first/final loss, samples/s, resumed step).
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(folder / "tokenizer")
-    splits = member_splits(len(rows), n_models, cfg.split, seed)
-    key = fingerprint(rows, cfg, n_models, seed)
-
-    def train_member(i: int):
-        work = folder / f".work_{i}"
-        if (work / "fingerprint").exists() and (work / "fingerprint").read_text() != key:
-            clear_checkpoints(work)  # checkpoints of other data or settings: start afresh
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "fingerprint").write_text(key)
-        data_rows = _member_rows(rows, splits[i], cfg.n_train, seed + i)
-        data = PairDataset([r["prompt"] for r in data_rows], [r["flow"] for r in data_rows], [r["score"] for r in data_rows])
-        model = build_surrogate(cfg, len(tokenizer), seed + 7919 * (i + 1))
-        if pieces:
-            init_from_pieces(model, tokenizer, pieces)
-        stats_i = {"n_rows": len(data), "fingerprint": key, **train_surrogate(model, tokenizer, data, cfg, work, seed + i, callbacks)}
-        return stats_i, model.save_pretrained
-
-    all_stats = train_or_keep_members(folder, n_models, key, train_member, trained=lambda i: clear_checkpoints(folder / f".work_{i}"))
-    write_spec(folder, n_models, cfg.max_length, cfg.eval_batch_size, cfg.bf16)
-    return all_stats
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:

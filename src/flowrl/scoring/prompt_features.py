@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+# cue lists, kept as written (the formatter would put one word per line)
+# fmt: off
 STYLE_FAMILIES = (
     "photo_portrait", "photo_landscape", "anime", "fantasy_illustration", "oil_painting",
     "render_3d", "scifi_cyberpunk", "architecture_interior", "cartoon_comic", "food_product",
@@ -62,6 +64,7 @@ DETAIL_CUES = ("detailed", "intricate", "highly detailed", "ultra detailed", "8k
                "hyperdetailed", "extremely detailed", "fine details", "tack sharp", "high resolution", "highres")
 QUALITY_TAGS = ("masterpiece", "best quality", "high quality", "ultra detailed", "8k", "highres", "award winning",
                 "score_9", "score_8_up", "absurdres", "top quality", "amazing quality")
+# fmt: on
 
 _LORA_RE = re.compile(r"<lora:([^:>]+)(?::([-+]?\d*\.?\d+))?[^>]*>", re.IGNORECASE)
 _WEIGHT_RE = re.compile(r"\(([^():]+):\s*([-+]?\d*\.?\d+)\)")

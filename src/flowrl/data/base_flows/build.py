@@ -179,6 +179,8 @@ def build_refiner(name: str, base: str, negative: str, steps: int = 30, refiner_
     return g.nodes
 
 
+# the library, one flow a row, kept as written (the formatter would spread each over up to 15 lines)
+# fmt: off
 SPECS: list[Spec] = [
     # --- SD1.5 ---
     Spec("sd15_txt2img_basic", "v1-5-pruned-emaonly.safetensors", NEG_SHORT, "euler", "normal", 20, 7.0, (512, 512)),
@@ -265,6 +267,7 @@ REFINER_FLOWS = [
          negative=NEG_PHOTO, steps=40, refiner_at=32, cfg=6.0, sampler="dpmpp_2m_sde", size=(832, 1216),
          loras=[("sdxl_photorealistic_slider_v1-0.safetensors", 0.8)], upscale_model="4x-UltraSharp.pth"),
 ]
+# fmt: on
 
 
 def build_all() -> dict[str, dict]:
