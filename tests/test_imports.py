@@ -1,9 +1,11 @@
-"""The package's modules import each other without circles (read from the source, nothing is imported)."""
+"""The package's modules import each other without circles and only down the layers (read from the source)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from flowrl.pipeline.files import LAYERS
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -87,11 +89,8 @@ def test_no_package_import_circle():
     assert find_cycle(package_graph(import_graph(type_only=True))) is None
 
 
-# Sub-packages (and the two shared modules), lowest first: each imports only from those before it, type-only imports
-# included (docs/architecture.md). runtime: device, precision, trainer settings; params: the params.yaml model;
-# pipeline: the stage declarations and the files generated from them; then the pipeline's own layers; cli on top.
-LAYERS = ["errors", "io", "runtime", "params", "pipeline", "model_configs",
-          "comfy", "encoding", "scoring", "data", "reward", "policy", "evaluation", "tracking", "cli"]
+# LAYERS: the sub-packages (and the two shared modules), lowest first; each imports only from those before it,
+# type-only imports included. Written once, in flowrl.pipeline.files (docs/architecture.md and the README show it).
 # At most this many modules beside the packages at the top of src/flowrl (__init__ not counted).
 TOP_LEVEL_MODULES = 4
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from flowrl.params.model import Params, resolve
-from flowrl.pipeline.files import ARCHITECTURE, DVC_YAML, render_architecture, render_dvc_yaml
+from flowrl.pipeline.files import ARCHITECTURE, DVC_YAML, README, render_architecture, render_dvc_yaml, render_readme
 from flowrl.pipeline.stage_params import UndeclaredParamError, declared_view, resolved, write_resolved
 from flowrl.pipeline.stages import STAGES, ResolvedParams, stage_function
 
@@ -23,6 +23,11 @@ def test_checked_in_dvc_yaml_is_generated_from_the_declarations():
 
 def test_checked_in_architecture_diagram_is_generated_from_the_declarations():
     assert (REPO / ARCHITECTURE).read_text() == render_architecture(), "docs/architecture.md is stale: run `flowrl pipeline diagram`"
+
+
+def test_readme_layout_is_generated_from_the_packages():
+    text = (REPO / README).read_text()
+    assert text == render_readme(text), "the README's layout table is stale: run `flowrl pipeline diagram`"
 
 
 def test_dvc_yaml_names_the_declared_stages_in_order():

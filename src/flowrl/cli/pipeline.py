@@ -23,7 +23,7 @@ def dvc_yaml_cmd(root: Path = typer.Option(Path("."), help="repository root")) -
 
 @pipeline_app.command("diagram")
 def diagram_cmd(root: Path = typer.Option(Path("."), help="repository root")) -> None:
-    """Write docs/architecture.md (the stage diagram) from the stage declarations."""
+    """Write docs/architecture.md (the stage diagram and the layout) and the README's layout table."""
     from flowrl.pipeline.files import write_architecture
 
     try:

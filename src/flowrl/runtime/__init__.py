@@ -1,2 +1,2 @@
-"""Where and how models run: the `device` setting (device), bf16 detection (precision) and the Hugging Face trainer
-settings every trainer shares (trainer_defaults)."""
+"""Where and how models run: the `device` setting (device), bf16 detection (precision), the Hugging Face trainer
+settings every trainer shares (trainer_defaults) and the memory and compute of a training step (memory)."""

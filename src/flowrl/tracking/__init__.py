@@ -1,0 +1,2 @@
+"""MLflow: a run per stage (runs), the registered pyfunc model and its promotion (registry, pyfunc) and the artifact
+store (storage)."""
