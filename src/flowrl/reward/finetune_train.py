@@ -7,8 +7,6 @@ is kept under a fingerprint of its data and settings (flowrl.reward.members). He
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,19 +18,11 @@ from flowrl.encoding.vocab import init_from_pieces
 from flowrl.params.model import RewardConfig
 from flowrl.reward.encoder import build_surrogate
 from flowrl.reward.ensemble import write_spec
-from flowrl.reward.members import member_splits, train_or_keep_members
+from flowrl.reward.members import member_fingerprint, member_splits, train_or_keep_members
 from flowrl.reward.model import PairDataset, clear_checkpoints, train_surrogate
 
 # settings that change what a member learns; a finished member trained under others is retrained
 TRAINING_FIELDS = ("source", "model", "tiny", "add_flow_tokens", "split", "n_train", "epochs", "batch_size", "learning_rate", "weight_decay", "max_length", "bf16")
-
-
-def fingerprint(rows: Sequence[dict], cfg: RewardConfig, n_models: int, seed: int) -> str:
-    """Hash of the training rows, the training settings and the seed: what a finished member depends on."""
-    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", include=set(TRAINING_FIELDS)), n_models, seed], sort_keys=True).encode())
-    for row in rows:
-        h.update(json.dumps([row["prompt"], row["flow"], row["score"]]).encode())
-    return h.hexdigest()[:16]
 
 
 def _member_rows(rows: Sequence[dict], idx: np.ndarray, cap: int | None, seed: int) -> list[dict]:
@@ -62,7 +52,7 @@ def train_ensemble(
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(folder / "tokenizer")
     splits = member_splits(len(rows), n_models, cfg.split, seed)
-    key = fingerprint(rows, cfg, n_models, seed)
+    key = member_fingerprint(rows, cfg, TRAINING_FIELDS, n_models, seed)
 
     def train_member(i: int):
         work = folder / f".work_{i}"

@@ -7,8 +7,6 @@ at once with a fingerprint of its data and settings, so a killed stage keeps it 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,18 +17,10 @@ import torch
 from flowrl.io import write_json
 from flowrl.params.model import RewardConfig
 from flowrl.reward.head import FEATURES_FILE, Featurizer, HeadNet, member_arch, save_member, train_head, write_head_spec
-from flowrl.reward.members import train_or_keep_members
+from flowrl.reward.members import member_fingerprint, train_or_keep_members
 
 # settings that change what a head member learns; a finished member trained under others is retrained
 HEAD_FIELDS = ("member", "source", "model", "tiny", "head", "split", "n_train")
-
-
-def head_fingerprint(rows: Sequence[dict], cfg: RewardConfig, n_models: int, seed: int) -> str:
-    """Hash of the rows, the head settings and the seed: what a finished head member depends on."""
-    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", include=set(HEAD_FIELDS)), n_models, seed], sort_keys=True).encode())
-    for row in rows:
-        h.update(json.dumps([row["prompt"], row["flow"], row["score"]]).encode())
-    return h.hexdigest()[:16]
 
 
 def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n_models: int, featurizer: Featurizer, seed: int,
@@ -44,7 +34,7 @@ def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n
         Per-member training stats.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    key = head_fingerprint(rows, cfg, n_models, seed)
+    key = member_fingerprint(rows, cfg, HEAD_FIELDS, n_models, seed)
     data = featurizer.transform([r["prompt"] for r in rows], [r["flow"] for r in rows], progress=True)
     y = torch.tensor([float(r["score"]) for r in rows], dtype=torch.float32)
 

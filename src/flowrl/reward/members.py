@@ -9,6 +9,8 @@ never leaves half a member.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 from flowrl.io import read_json, write_json
 from flowrl.reward.encoder import RewardLoadError
@@ -25,6 +28,15 @@ STATS_FILE = "train_stats.json"  # written into a member folder when the member 
 
 # Trains member i; returns its stats and how to save it into a folder.
 TrainMember = Callable[[int], tuple[dict, Callable[[Path], Any]]]
+
+
+def member_fingerprint(rows: Sequence[dict], cfg: BaseModel, fields: Sequence[str], n_models: int, seed: int) -> str:
+    """Hash of the rows ({"prompt","flow","score"}), the settings `fields` of `cfg` that change what a member learns,
+    the ensemble size and the seed: what a finished member depends on (the key of `train_or_keep_members`)."""
+    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", include=set(fields)), n_models, seed], sort_keys=True).encode())
+    for row in rows:
+        h.update(json.dumps([row["prompt"], row["flow"], row["score"]]).encode())
+    return h.hexdigest()[:16]
 
 
 def finished_stats(member: Path, key: str) -> dict | None:
