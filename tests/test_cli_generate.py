@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -197,3 +199,19 @@ def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp
     assert result.exit_code == 0, result.output
     after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"}
     assert after == before, sorted(set(after.items()) ^ set(before.items()))
+
+    # the champion's files are read in place from the embedded store, without importing MLflow (2-3 s of the budget)
+    from flowrl.tracking.store import local_model_artifacts, tracking_uri
+
+    uri = tracking_uri(tmp_path)
+    found = local_model_artifacts("models:/flowrl-policy@champion", uri)
+    assert found is not None and {"sft", "grpo", "settings"} <= set(found) and all(store in p.parents for p in found.values())
+    assert local_model_artifacts("models:/flowrl-policy/1", uri) == found
+    assert local_model_artifacts("models:/flowrl-policy@nope", uri) is None  # MLflow's path then names what is missing
+    assert local_model_artifacts("models:/flowrl-policy@champion", "http://127.0.0.1:5000") is None
+    code = ("import sys; from pathlib import Path; from flowrl.cli.generate import load_generator, quiet_libraries\n"
+            "with quiet_libraries():\n"
+            f"    g = load_generator('models:/flowrl-policy@champion', Path({str(params_file)!r}), 'tiny')\n"
+            "assert 'mlflow' not in sys.modules, 'mlflow imported'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

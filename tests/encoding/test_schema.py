@@ -46,3 +46,15 @@ def test_load_rejects_bad_files(tmp_path):
         Schema.load(tmp_path / "broken.json")
     with pytest.raises(SchemaError, match="missing.json"):
         Schema.load(tmp_path / "missing.json")
+
+
+def test_max_per_graph_counts_the_most_nodes_of_a_class_in_one_graph_and_old_files_load_uncapped(tmp_path):
+    two = json.loads(json.dumps(T2I))
+    two["99"] = json.loads(json.dumps(T2I["3"]))  # a second KSampler in one graph
+    schema = infer_schema([T2I, two, T2I])
+    assert schema.classes["KSampler"].max_per_graph == 2 and schema.classes["VAEDecode"].max_per_graph == 1
+    data = schema.to_dict()
+    assert Schema.from_dict(data) == schema
+    for c in data["classes"].values():  # a schema saved before the count existed
+        del c["max_per_graph"]
+    assert Schema.from_dict(data).classes["KSampler"].max_per_graph == 0

@@ -127,7 +127,8 @@ SAMPLER = ("CLIPTextEncode clip=@1.1 text=<prompt>\nCLIPTextEncode clip=@1.1 tex
            "cfg=7 sampler_name=euler scheduler=normal denoise=1\n")
 
 
-def test_eos_only_with_an_output_node_a_sampler_no_orphan_and_a_complete_line(fc):
+def test_eos_only_with_an_output_node_a_sampler_no_orphan_and_a_complete_line(fc, monkeypatch):
+    monkeypatch.setattr(fc.g, "max_per_flow", {})  # the orphan below is a second EmptyLatentImage, which no training flow has
     head = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n"
     done = head + SAMPLER.format(c=3, n=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6"  # seeds and prefix are filled later
     assert "<EOS>" in allowed_after(fc, done) and "<EOS>" in allowed_after(fc, done + "\n")
@@ -241,8 +242,9 @@ def test_the_prompt_goes_to_the_positive_and_never_to_the_negative(fc):
 DONE = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n" + SAMPLER.format(c=3, n=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6\n"
 
 
-def test_an_image_is_saved_once_and_a_latent_decoded_once(fc):
+def test_an_image_is_saved_once_and_a_latent_decoded_once(fc, monkeypatch):
     """A second SaveImage (or VAEDecode) of the same image (latent) duplicates the first: not offered."""
+    monkeypatch.setattr(fc.g, "max_per_flow", {})  # no training flow decodes twice; here the rule for flows that would
     assert "SaveImage" not in allowed_after(fc, DONE)  # the only image is saved already
     assert allowed_after(fc, DONE + "VAEDecode samples=") == {"@2"}  # the sampled latent @5 is decoded already
     second = DONE + "VAEDecode samples=@2 vae=@1.2\nSaveImage images="
@@ -344,3 +346,29 @@ def test_every_base_flow_parses_under_every_rule(fc):
         except ConstraintError as exc:
             refused.append(f"{name}: {exc}")
     assert not refused, refused
+
+
+def test_no_class_more_often_than_in_any_training_flow(fc, setup):
+    _, schema, _ = setup
+    assert schema.classes["EmptyLatentImage"].max_per_graph == 1 == fc.g.max_per_flow["EmptyLatentImage"]
+    head = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+    assert "EmptyLatentImage" in allowed_after(fc, CKPT + "\n") and "EmptyLatentImage" not in allowed_after(fc, head)
+
+
+def test_a_second_checkpoint_is_a_refiner_the_first_never_and_no_file_is_loaded_twice(fc):
+    seconds = allowed_after(fc, CKPT + "\nCheckpointLoaderSimple ckpt_name=")
+    assert seconds and all("refiner" in t for t in seconds)
+    refiner = "CheckpointLoaderSimple ckpt_name=sd_xl_refiner_1.0.safetensors\n"
+    bases = allowed_after(fc, refiner + "CheckpointLoaderSimple ckpt_name=")  # the base after the refiner
+    assert bases and not any("refiner" in t for t in bases)
+    assert "CheckpointLoaderSimple" not in allowed_after(fc, CKPT + "\n" + refiner)  # no third: no training flow has one
+
+
+def test_a_user_without_a_refiner_gets_no_second_checkpoint(setup):
+    tok, schema, _ = setup
+    no_refiner = copy.deepcopy(schema)
+    vocab = no_refiner.classes["CheckpointLoaderSimple"].fields["ckpt_name"].vocab
+    for name in [n for n in vocab if "refiner" in n]:
+        del vocab[name]
+    fc = FlowConstraint(tok, no_refiner)
+    assert "CheckpointLoaderSimple" in allowed_after(fc, "") and "CheckpointLoaderSimple" not in allowed_after(fc, CKPT + "\n")

@@ -5,6 +5,7 @@ two-pass training flow (base + augmented)."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 
@@ -160,3 +161,22 @@ def test_a_ksampler_on_an_empty_latent_denoises_fully(fc):  # noqa: F811
     two = hires + "EmptyLatentImage width=512 height=512 batch_size=1\n"  # line 7: a second empty latent, unused
     assert allowed_after(fc, two + "KSampler denoise=1.0 latent_image=") == {"@6", "@7"}
     assert allowed_after(fc, two + "KSampler denoise=0.5 latent_image=") == {"@6"}  # a partial denoise: not an empty latent
+
+
+def test_every_training_flow_is_written_under_the_class_counts_and_loader_rules(training_flows, _base_tokenizer):
+    """What the mask adds to the parse (counts of training flows, one file per loader line, a refiner as the second
+    checkpoint) refuses no line of any training flow: each line's class and loaded file are among the allowed."""
+    tok = copy.deepcopy(_base_tokenizer)
+    schema = infer_schema(strip_graph(g) for _, g in training_flows)
+    extend_tokenizer(tok, flow_tokens(schema))
+    constraint = FlowConstraint(tok, schema, grammar=FlowGrammar(tok, schema))
+    refused = []
+    for name, graph in training_flows:
+        row = constraint._new_row()
+        for line in policy_text(graph).split("\n"):
+            written = max((w for w in constraint._struct_forms(row, math.inf, False, capped=False)[0] if line.startswith(w)), key=len)
+            if written not in constraint._struct_forms(row, math.inf, False)[0]:
+                refused.append(f"{name}: {written} after {row.classes}")
+                break
+            constraint.feed(row, line + "\n")
+    assert not refused, refused[:5]

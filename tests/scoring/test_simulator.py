@@ -115,7 +115,7 @@ def test_best_single_flow_share_on_small_seeded_set():
     from flowrl.data.base_flows import load_base_flows
     from flowrl.data.prompt_generator import generate_prompts
 
-    rows, _ = augment_library(load_base_flows(), 1, 11)
+    rows, _ = augment_library(load_base_flows(), 4, 11)  # the library of bench simulator_report: 4 variants per base flow
     flows = [{"id": b, "graph": g} for b, g in load_base_flows()] + rows
     figures = report([r["prompt"] for r in generate_prompts(40, 5)], flows)
     assert figures["best_single_flow_share"] <= 0.25
@@ -206,3 +206,12 @@ def test_a_partial_denoise_of_an_empty_latent_is_scored_as_the_washed_out_image_
     sampler["inputs"]["denoise"] = 0.5
     for prompt in (PORTRAIT, ANIME, LANDSCAPE):
         assert 0 < clean.score_one(prompt, washed) < clean.score_one(prompt, simple_flow()) - 0.04
+
+
+def test_a_pixel_art_lora_helps_only_prompts_that_ask_for_pixel_art():
+    xl = dict(ckpt="sd_xl_base_1.0.safetensors", width=1024, height=1024)
+    bare, pixel = simple_flow(**xl), simple_flow(**xl, lora=("pixel-art-xl.safetensors", 0.8))
+    for prompt in ("a castle at dawn, dramatic clouds, concept art", "portrait photo of an old fisherman", "fantasy art, a dragon"):
+        assert utility(prompt_features(prompt), flow_features(pixel)) < utility(prompt_features(prompt), flow_features(bare)), prompt
+    asks = "pixel art spaceship, 16-bit sprite"
+    assert utility(prompt_features(asks), flow_features(pixel)) > utility(prompt_features(asks), flow_features(bare))

@@ -41,19 +41,22 @@ def load_generator(model: str, params_path: Path, profile: str | None):
 
         params = load_params(params_path, profile)
         configure(params.device)  # where the policy runs (flowrl.runtime.device); FLOWRL_DEVICE for a registered model
-        policy = FlowPolicy.from_models_dir(path, ServingSettings.from_params(params))
-        return lambda prompts, gamma, seed, object_info=None: policy.generate(prompts, gamma=gamma, seed=seed, object_info=object_info)
+        return _generator(FlowPolicy.from_models_dir(path, ServingSettings.from_params(params)))
     if not model.startswith(URI_SCHEMES) and (path / "MLmodel").exists():
         check_mlmodel(path / "MLmodel")
     if not model.startswith(URI_SCHEMES) and not (path / "MLmodel").exists():
         fail(f"--model {model}: not a models:/ URI, an MLflow model folder (no MLmodel) or a pipeline models folder (no sft/policy.json); "
              "pass models:/<name>@champion or the folder the sft stage wrote")
+    from flowrl.tracking.store import local_model_artifacts, tracking_uri
+
+    uri = tracking_uri(Path("."))
+    if (artifacts := local_model_artifacts(model, uri)) is not None:  # the embedded store: read in place, no MLflow import
+        from flowrl.policy.inference import FlowPolicy
+
+        return _generator(FlowPolicy.from_artifacts(artifacts))
     import mlflow  # 2-3 s: only once the model is known to be an MLflow one
     from mlflow.exceptions import MlflowException
 
-    from flowrl.tracking.runs import tracking_uri
-
-    uri = tracking_uri(Path("."))
     if model.startswith(("models:/", "runs:/")) and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         fail(f"--model {model}: no MLflow store at {uri} (run from the repository root, set MLFLOW_TRACKING_URI, "
              "or register a model with `dvc repro register`), or pass a local models folder")
@@ -79,6 +82,10 @@ def load_generator(model: str, params_path: Path, profile: str | None):
             raise FlowRLError(exc.message) from None
 
     return predict
+
+
+def _generator(policy):
+    return lambda prompts, gamma, seed, object_info=None: policy.generate(prompts, gamma=gamma, seed=seed, object_info=object_info)
 
 
 def check_mlmodel(path: Path) -> None:

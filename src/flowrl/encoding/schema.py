@@ -49,6 +49,7 @@ class ClassStats:
 
     count: int = 0
     fields: dict[str, FieldStats] = field(default_factory=dict)
+    max_per_graph: int = 0  # most nodes of this class in one graph (0: unknown, no cap)
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Schema:
 
     def to_dict(self) -> dict:
         return {"version": self.version, "n_graphs": self.n_graphs, "max_nodes": self.max_nodes, "max_vocab": self.max_vocab,
-                "classes": {ct: {"count": c.count, "fields": {n: vars(f) for n, f in c.fields.items()}}
+                "classes": {ct: {"count": c.count, "max_per_graph": c.max_per_graph, "fields": {n: vars(f) for n, f in c.fields.items()}}
                             for ct, c in sorted(self.classes.items())}}
 
     @classmethod
@@ -76,7 +77,8 @@ class Schema:
             found = data.get("version") if isinstance(data, dict) else type(data).__name__
             raise SchemaError(f"{source}: schema version {found!r}, expected {SCHEMA_VERSION}; rerun the encode stage (dvc repro encode)")
         try:
-            classes = {ct: ClassStats(c["count"], {n: FieldStats(**f) for n, f in c["fields"].items()})
+            classes = {ct: ClassStats(c["count"], {n: FieldStats(**f) for n, f in c["fields"].items()},
+                                     c.get("max_per_graph", 0))
                        for ct, c in data["classes"].items()}
             return cls(classes, data["n_graphs"], data["max_nodes"], data["max_vocab"], data["version"])
         except (KeyError, TypeError, AttributeError) as exc:
@@ -110,6 +112,9 @@ def infer_schema(graphs: Iterable[dict], max_vocab: int = MAX_VOCAB) -> Schema:
     for graph in graphs:
         n_graphs += 1
         max_nodes = max(max_nodes, len(graph))
+        for ct, n in Counter(node["class_type"] for node in graph.values()).items():
+            stats = classes.setdefault(ct, ClassStats())
+            stats.max_per_graph = max(stats.max_per_graph, n)
         for node in graph.values():
             stats = classes.setdefault(node["class_type"], ClassStats())
             stats.count += 1

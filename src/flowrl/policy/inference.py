@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from flowrl.params.model import Params
 
 SFT, GRPO = "sft", "grpo"  # the folders of a pipeline's models/ (and of the packaged model's artifacts)
+BASE, SETTINGS = "base", "settings"  # the packaged model's other artifacts: a local base model, settings.json
 PROMPT_COLUMN = "prompt"
 # Ranges of the per-request sampling parameters: beyond them sampling overflows or seeds wrap.
 MAX_GAMMA = 100.0
@@ -245,6 +246,11 @@ class FlowPolicy:
             self.model, self.tokenizer = load_guided_policy(sft_dir, grpo_dir)
         else:
             self.model, self.tokenizer = load_sft_policy(sft_dir)
+
+    @classmethod
+    def from_artifacts(cls, artifacts: dict[str, str | Path]) -> FlowPolicy:
+        """Load from a packaged model's artifacts (name -> path): sft and settings, grpo and base when logged."""
+        return cls(artifacts[SFT], artifacts.get(GRPO), ServingSettings(**read_json(artifacts[SETTINGS])), artifacts.get(BASE))
 
     @classmethod
     def from_models_dir(cls, models_dir: str | Path, settings: ServingSettings) -> FlowPolicy:

@@ -60,6 +60,7 @@ FACE_CUES = ("portrait", "face", "headshot", "close-up", "closeup", "woman", "ma
 LANDSCAPE_CUES = ("landscape", "scenery", "mountain", "forest", "valley", "ocean", "sea", "lake", "city", "skyline",
                   "panorama", "wide-angle", "aerial", "field", "desert", "river", "horizon", "vista", "street")
 TEXT_CUES = ('"', "text", "logo", "lettering", "typography", "sign that says", "words", "title", "poster")
+PIXEL_CUES = ("pixel", "pixel art", "pixelart", "pixelated", "8-bit", "8bit", "16-bit", "16bit", "sprite", "retro game")
 DETAIL_CUES = ("detailed", "intricate", "highly detailed", "ultra detailed", "8k", "4k", "uhd", "hdr", "sharp focus",
                "hyperdetailed", "extremely detailed", "fine details", "tack sharp", "high resolution", "highres")
 QUALITY_TAGS = ("masterpiece", "best quality", "high quality", "ultra detailed", "8k", "highres", "award winning",
@@ -75,7 +76,7 @@ _WORD_RE = re.compile(r"[a-z0-9][a-z0-9'/&.+-]*")
 class PromptFeatures:
     """What the simulator knows about a prompt.
 
-    `families` sums to 1 (soft multi-label); `face`, `landscape`, `text`, `detail` are cues in [0, 1].
+    `families` sums to 1 (soft multi-label); `face`, `landscape`, `text`, `detail`, `pixel` are cues in [0, 1].
     """
 
     families: dict[str, float]
@@ -87,6 +88,7 @@ class PromptFeatures:
     loras: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     attention: tuple[float, ...] = field(default_factory=tuple)
     n_words: int = 0
+    pixel: float = 0.0
 
     @property
     def family(self) -> str:
@@ -157,4 +159,5 @@ def prompt_features(prompt: str) -> PromptFeatures:
         loras=loras,
         attention=attention,
         n_words=len(_WORD_RE.findall(clean)),
+        pixel=cue(PIXEL_CUES, 1.0),
     )

@@ -128,6 +128,8 @@ def _loras(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
         strength = min(abs(weight), 1.0)
         if "logo" in stem:
             fit = p.text  # text/logo LoRAs only help prompts asking for lettering
+        elif "pixel" in stem:
+            fit = p.pixel  # a pixel-art LoRA turns any render into pixel art: only prompts asking for it gain
         else:
             fit = p.style_share(info.style) if info.style != "general" else 0.3 + 0.5 * p.detail
         u += 0.6 * (fit - 0.45) * strength - 0.3 * below - 1.5 * above

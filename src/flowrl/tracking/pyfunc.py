@@ -24,10 +24,12 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from flowrl.comfy.object_info import ObjectInfoError, object_info_from_text
-from flowrl.io import read_json, write_json
+from flowrl.io import write_json
 from flowrl.policy.inference import (
+    BASE,
     GRPO,
     PARAMS,
+    SETTINGS,
     SFT,
     FlowPolicy,
     PolicyInputError,
@@ -36,7 +38,6 @@ from flowrl.policy.inference import (
     local_base,
 )
 
-BASE, SETTINGS = "base", "settings"
 SETTINGS_FILE = "settings.json"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/flowrl, shipped with the model as code
 _log = logging.getLogger(__name__)
@@ -63,9 +64,7 @@ class FlowPolicyModel(mlflow.pyfunc.PythonModel):
     with a one-line reason; anything else is a one-line INTERNAL_ERROR (500), its traceback only in the server log."""
 
     def load_context(self, context) -> None:
-        artifacts = context.artifacts
-        settings = ServingSettings(**read_json(artifacts[SETTINGS]))
-        self.policy = FlowPolicy(artifacts[SFT], artifacts.get(GRPO), settings, artifacts.get(BASE))
+        self.policy = FlowPolicy.from_artifacts(context.artifacts)
         params_logger = logging.getLogger("mlflow.models.utils")
         if not any(isinstance(f, _RefuseUnknownParams) for f in params_logger.filters):
             params_logger.addFilter(_RefuseUnknownParams())

@@ -13,12 +13,7 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-DEFAULT_STORE = "mlflow"  # relative to the repository root: mlflow.db + artifacts/
-
-
-def tracking_uri(root: Path) -> str:
-    """MLFLOW_TRACKING_URI if set (a server, or any store), else the embedded SQLite store under mlflow/."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / DEFAULT_STORE / 'mlflow.db').resolve()}"
+from flowrl.tracking.store import DEFAULT_STORE, tracking_uri  # noqa: F401 (tracking_uri: re-exported)
 
 
 def artifact_location(root: Path) -> str:

@@ -21,7 +21,7 @@ import torch
 from transformers import LogitsProcessor
 
 from flowrl.comfy.catalog import Catalog, InputSpec
-from flowrl.comfy.usable import ADVANCED
+from flowrl.comfy.usable import ADVANCED, is_refiner_checkpoint
 from flowrl.comfy.validate import types_compatible
 from flowrl.encoding.grammar import (
     STR_CLOSED,
@@ -35,9 +35,10 @@ from flowrl.encoding.grammar import (
 )
 from flowrl.encoding.schema import Schema
 from flowrl.policy.decoding.budget import FlowBudget
-from flowrl.policy.decoding.flow_parse import FED_ONCE, SHARED_TYPES, FlowParse, RowState, _parsed, capped_spec
+from flowrl.policy.decoding.flow_parse import FED_ONCE, SHARED_TYPES, FlowParse, RowState, _parsed, capped_spec, is_loader
 from flowrl.policy.decoding.token_grammar import FlowGrammar
 
+CHECKPOINT = "CheckpointLoaderSimple"
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
 
 
@@ -87,8 +88,34 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
                     return False
         return True
 
-    def _struct_forms(self, row: RowState, budget: float, finish: bool) -> tuple[dict[str, tuple], bool]:
-        """Structural choices at a line start or item end: written form -> action, and whether EOS is allowed."""
+    def _capped(self, row: RowState, ct: str) -> bool:
+        """Whether a new `ct` line would repeat the class more often than any training flow, or has no file left to load."""
+        if row.classes.count(ct) >= self.g.max_per_flow.get(ct, math.inf):
+            return True
+        rule = self.g.classes[ct]
+        return is_loader(rule.spec) and any(self._file_forms(row, ct, n) == [] for n in rule.required if n.endswith("_name"))
+
+    def _file_forms(self, row: RowState, ct: str, name: str) -> list[str] | None:
+        """The files a new `ct` loader line may load through `name` (None: an open field).
+
+        Rules every training flow keeps: no two loader lines load the same file, and of two checkpoints one is the SDXL
+        refiner (a user without a refiner gets one-pass flows, not a refining pass on another model).
+        """
+        forms = self.g.value_forms(self.g.classes[ct], name)
+        if forms is None:
+            return None
+        forms = [w for w in forms if (ct, name, w) not in row.loaded]
+        loaded = [w for c, n, w in row.loaded if (c, n) == (CHECKPOINT, "ckpt_name")]
+        if ct == CHECKPOINT and name == "ckpt_name" and loaded:
+            forms = [w for w in forms if is_refiner_checkpoint(w.strip('"')) != is_refiner_checkpoint(loaded[0].strip('"'))]
+        return forms
+
+    def _struct_forms(self, row: RowState, budget: float, finish: bool, capped: bool = True) -> tuple[dict[str, tuple], bool]:
+        """Structural choices at a line start or item end: written form -> action, and whether EOS is allowed.
+
+        `capped=False` (parsing what was sampled) leaves out the loader rules and the counts of training flows, which
+        finishing may exceed to complete a flow.
+        """
         forms: dict[str, tuple] = {}
         if row.cls is None:
             types = row.types()
@@ -105,7 +132,7 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
             for ct, rule in self.g.classes.items():
                 if not all(self._links_ok(types, rule.spec.inputs[n]) for n in rule.required if rule.spec.inputs[n].kind == "link"):
                     continue
-                if not self._fresh(row, ct):
+                if not self._fresh(row, ct) or (capped and self._capped(row, ct)):
                     continue
                 after = sum(self.g.input_cost(rule, n) for n in rule.required) + 1 + self.g.finish_cost(
                     row.types(rule), row.has_output or rule.spec.is_output_node, row.has_sampler or self.g.is_sampler(ct)) + 1
@@ -188,6 +215,8 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
         spec = rule.spec.inputs[row.name]
         g = self.g
         forms = self._link_forms(row, spec, finish) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
+        if forms is not None and is_loader(rule.spec) and row.name.endswith("_name"):
+            forms = self._file_forms(row, row.cls, row.name) or forms
         if forms is not None and spec.kind != "link" and row.group is not None:
             # checkpoints and LoRAs of one architecture: an SD1.5 LoRA does nothing on an SDXL model
             forms = [w for w in forms if file_group(row.name, w) in (None, row.group)] or forms

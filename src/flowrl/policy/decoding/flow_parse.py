@@ -82,6 +82,11 @@ def _parsed(text: str):
         return text
 
 
+def is_loader(spec) -> bool:
+    """A class with no link inputs (a checkpoint, VAE or upscaler loader): two equal lines of it load the same file twice."""
+    return not any(i.kind == "link" for i in spec.inputs.values())
+
+
 @dataclass
 class RowState:
     """Parse state of one generated flow."""
@@ -108,6 +113,8 @@ class RowState:
     vals: tuple[tuple[str, str], ...] = ()  # (input, written value) of the current line's finished widgets and links
     leftover: tuple[tuple[int, tuple], ...] = ()  # (line, its inputs) of KSamplerAdvanced passes returned with leftover noise
     empty_latents: frozenset[int] = frozenset()  # EmptyLatentImage lines (a KSampler on one denoises 1)
+    classes: tuple[str, ...] = ()  # class of every finished line
+    loaded: frozenset[tuple[str, str, str]] = frozenset()  # (class, input, value) of the files finished loader lines load
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -125,7 +132,7 @@ class FlowParse:
             if row.cls is not None and row.name is not None:
                 text = self._feed_value(row, text)
                 continue
-            forms, _ = self._struct_forms(row, math.inf, False)
+            forms, _ = self._struct_forms(row, math.inf, False, capped=False)
             p = row.prefix + text
             hit = max((w for w in forms if p.startswith(w)), key=len, default=None)  # 'FreeU_V2' over 'FreeU'
             if hit is None:
@@ -159,6 +166,9 @@ class FlowParse:
             row.leftover = row.leftover + ((len(row.lines), tuple((n, _parsed(v)) for n, v in row.vals)),)
         if row.cls == EMPTY_LATENT:
             row.empty_latents = row.empty_latents | {len(row.lines)}
+        row.classes = row.classes + (row.cls,)
+        if is_loader(spec):
+            row.loaded = row.loaded | {(row.cls, n, v) for n, v in row.vals if n.endswith("_name")}
         row.line_refiner, row.vals = None, ()
         row.has_output = row.has_output or spec.is_output_node
         row.has_sampler = row.has_sampler or self.g.is_sampler(row.cls)

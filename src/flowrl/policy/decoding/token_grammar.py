@@ -74,6 +74,10 @@ class FlowGrammar:
                     vocab[n] = [w for w in forms if check_value(spec.inputs[n], json.loads(w) if w.startswith('"') else w) is None]
             self.classes[ct] = ClassRule(spec, class_token(ct), {n: name_token(n) for n in spec.inputs},
                                          [n for n, i in spec.inputs.items() if i.required], vocab)
+        # no flow repeats a class more often than a training flow did (a model that cannot find its favourite file
+        # otherwise writes loader after loader); unknown counts (no schema, an old one) leave a class uncapped
+        self.max_per_flow = {ct: schema.classes[ct].max_per_graph for ct in self.classes
+                             if schema is not None and schema.classes[ct].max_per_graph > 0}
         # a text-to-image flow denoises a latent with a model: EOS waits for a sampler (docs/policy.md)
         self.samplers = sorted(ct for ct, r in self.classes.items() if spec_is_sampler(r.spec))
         self._json_tables()
