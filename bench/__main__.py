@@ -35,6 +35,7 @@ def _cpu_model() -> str:
 
 def commit() -> str:
     """The commit measured: HEAD, with `+dirty` when code differs from it (bench results and docs aside)."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=RESULTS.parents[1], capture_output=True, text=True).stdout.strip()
 
@@ -44,9 +45,15 @@ def commit() -> str:
 
 def machine() -> dict[str, str | int | float]:
     """Where and on what a figure was measured: date, commit, host CPU count and model, torch threads setting, load at the start."""
-    return {"date": datetime.date.today().isoformat(), "commit": commit(), "cpus": os.cpu_count() or 0, "machine": platform.machine(),
-            "cpu_model": _cpu_model(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"),
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "date": datetime.date.today().isoformat(),
+        "commit": commit(),
+        "cpus": os.cpu_count() or 0,
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def main(names: list[str]) -> dict[str, dict]:
@@ -68,7 +75,9 @@ def main(names: list[str]) -> dict[str, dict]:
             failed.append(name)
             continue
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"{name}.json").write_text(json.dumps({"measured": measured, "figures": results[name]}, indent=2) + "\n")
+        (RESULTS / f"{name}.json").write_text(
+            json.dumps({"measured": measured, "figures": results[name]}, indent=2) + "\n"
+        )
     build_report()
     print("docs/benchmarks.md rebuilt from bench/results/")
     if failed:

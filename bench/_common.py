@@ -64,7 +64,9 @@ def fit_exponent(sizes: Sequence[float], seconds: Sequence[float]) -> tuple[floa
     with np.errstate(divide="ignore", invalid="ignore"):
         x, y = np.log(np.asarray(sizes, dtype=float)), np.log(np.asarray(seconds, dtype=float))
     if len(x) < 2 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError(f"need >= 2 positive (size, seconds) points to fit an exponent, got {list(zip(sizes, seconds))}")
+        raise ValueError(
+            f"need >= 2 positive (size, seconds) points to fit an exponent, got {list(zip(sizes, seconds))}"
+        )
     k, log_c = np.polyfit(x, y, 1)
     return float(k), float(np.exp(log_c))
 
@@ -154,7 +156,9 @@ def policy_name(cfg) -> str:
 
 def reward_name(cfg) -> str:
     """Readable name of the reward encoder a `reward` params section loads."""
-    return {"tiny": f"tiny random BERT (hidden {cfg.tiny.hidden_size})", "minilm": "all-MiniLM-L6-v2"}.get(cfg.source, f"{cfg.model} ({cfg.source})")
+    return {"tiny": f"tiny random BERT (hidden {cfg.tiny.hidden_size})", "minilm": "all-MiniLM-L6-v2"}.get(
+        cfg.source, f"{cfg.model} ({cfg.source})"
+    )
 
 
 def bench_setup() -> tuple:

@@ -47,10 +47,16 @@ def load_results(results_dir: Path = RESULTS) -> dict[str, dict]:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise ReportError(f"{path}: not valid JSON ({exc}); rerun `python -m bench {path.stem}` or delete the file") from None
-        if not (isinstance(data, dict) and isinstance(data.get("measured"), dict) and isinstance(data.get("figures"), dict)):
-            raise ReportError(f"{path}: needs the objects 'measured' and 'figures' (as `python -m bench` writes them); "
-                              f"rerun `python -m bench {path.stem}` or delete the file")
+            raise ReportError(
+                f"{path}: not valid JSON ({exc}); rerun `python -m bench {path.stem}` or delete the file"
+            ) from None
+        if not (
+            isinstance(data, dict) and isinstance(data.get("measured"), dict) and isinstance(data.get("figures"), dict)
+        ):
+            raise ReportError(
+                f"{path}: needs the objects 'measured' and 'figures' (as `python -m bench` writes them); "
+                f"rerun `python -m bench {path.stem}` or delete the file"
+            )
         out[path.stem] = data
     return out
 
@@ -102,7 +108,9 @@ def table(rows: list[Row]) -> str:
 
 def measured_line(measured: dict, figures: dict) -> str:
     """'Measured <date> on <cpus> x <machine> (<cpu model>), OMP_NUM_THREADS=..., load ..., profile ..., policy ..., commit ...'."""
-    parts = [f"Measured {measured.get('date', '?')} on {measured.get('cpus', '?')} CPUs, {measured.get('machine', '?')}"]
+    parts = [
+        f"Measured {measured.get('date', '?')} on {measured.get('cpus', '?')} CPUs, {measured.get('machine', '?')}"
+    ]
     if measured.get("cpu_model"):
         parts[0] += f" ({measured['cpu_model']})"
     parts.append(f"OMP_NUM_THREADS={measured.get('omp_num_threads', '?')}")
@@ -146,7 +154,11 @@ def gpu_section(results: dict[str, dict]) -> str:
     """Paper-profile (GPU) figures present, or why there are none and how to measure them."""
     paper = sorted(n for n, r in results.items() if r["figures"].get("profile") == "paper")
     if paper:
-        return "## GPU (paper profile)\n\nPaper-profile figures are in the sections " + ", ".join(f"`{n}`" for n in paper) + "."
+        return (
+            "## GPU (paper profile)\n\nPaper-profile figures are in the sections "
+            + ", ".join(f"`{n}`" for n in paper)
+            + "."
+        )
     return """## GPU (paper profile)
 
 No paper-profile figures: no GPU machine was lent to the task that wrote these benches (the device
@@ -171,8 +183,10 @@ def build_report(results_dir: Path = RESULTS, out: Path = DOC, img_dir: Path = I
     from bench.__main__ import discover
 
     if missing := [name for name in discover() if name not in results]:
-        body.append("## Not measured on the current policies\n\nNo result (an earlier one was measured on a policy no profile "
-                    f"uses any more, or the bench never ran): run `python -m bench {' '.join(missing)}`.")
+        body.append(
+            "## Not measured on the current policies\n\nNo result (an earlier one was measured on a policy no profile "
+            f"uses any more, or the bench never ran): run `python -m bench {' '.join(missing)}`."
+        )
     text = "\n\n".join([HEADER.strip(), *body, gpu_section(results)]) + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)

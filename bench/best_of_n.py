@@ -45,18 +45,31 @@ def main() -> dict:
     model, tok = load_sft_policy(root / "models/sft")
     asked = [p for p in prompts for _ in range(N)]
     cfg = SamplingConfig.from_policy(params.policy, params.seed, 64, params.policy.max_new_tokens)
-    texts = [c.text for c in sample_flows(model, tok, asked, cfg, logits_processor=constraint_processors(params.policy, tok, cfg.max_new_tokens))]
+    texts = [
+        c.text
+        for c in sample_flows(
+            model, tok, asked, cfg, logits_processor=constraint_processors(params.policy, tok, cfg.max_new_tokens)
+        )
+    ]
     checks = [check_flow_text(t) for t in texts]
     usable = np.array([c.usable for c in checks]).reshape(len(prompts), N)
-    true = np.array([sim.score_one(p, c.graph) if c.usable else 0.0 for p, c in zip(asked, checks)]).reshape(len(prompts), N)
+    true = np.array([sim.score_one(p, c.graph) if c.usable else 0.0 for p, c in zip(asked, checks)]).reshape(
+        len(prompts), N
+    )
     predicted, _ = Ensemble.load(root / "models/reward/full").predict(asked, texts)
     surrogate = np.where(usable, np.asarray(predicted).reshape(len(prompts), N), -np.inf)
 
     def win(values: np.ndarray) -> float:
         return round(float(np.mean(values > comfygen) + 0.5 * np.mean(values == comfygen)), 4)
 
-    out = {"prompts": len(prompts), "n": N, "usable": round(float(usable.mean()), 4), "comfygen_mean": round(float(comfygen.mean()), 4),
-           "sample_mean": round(float(true.mean()), 4), "sample_win": win(true[:, 0])}
+    out = {
+        "prompts": len(prompts),
+        "n": N,
+        "usable": round(float(usable.mean()), 4),
+        "comfygen_mean": round(float(comfygen.mean()), 4),
+        "sample_mean": round(float(true.mean()), 4),
+        "sample_win": win(true[:, 0]),
+    }
     for k in (2, 4, 8, N):
         oracle = true[:, :k].max(1)
         chosen = true[np.arange(len(prompts)), surrogate[:, :k].argmax(1)]

@@ -25,7 +25,9 @@ RUNS = 5
 def commands(tmp: Path) -> dict[str, list[str]]:
     """Label -> argv after `flowrl`."""
     flow = tmp / "flow.json"
-    flow.write_text(json.dumps({"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}}}))
+    flow.write_text(
+        json.dumps({"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}}})
+    )
     info = str(REPO / "tests/fixtures/object_info_user.json")
     params = ["--params", str(REPO / "params.yaml")]
     return {
@@ -49,7 +51,13 @@ def main() -> dict:
             runs = []
             for _ in range(RUNS):
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "flowrl.cli.main", *argv], cwd=REPO, env=env, capture_output=True, check=False)
+                subprocess.run(
+                    [sys.executable, "-m", "flowrl.cli.main", *argv],
+                    cwd=REPO,
+                    env=env,
+                    capture_output=True,
+                    check=False,
+                )
                 runs.append(time.perf_counter() - t0)
             seconds[label] = round(statistics.median(runs), 3)
             print(f"{seconds[label]:.2f} s  {label}")
@@ -57,5 +65,7 @@ def main() -> dict:
 
 
 def rows(f: dict) -> list[Row]:
-    return [(f"`{label}` wall, median of {f['runs_each']}", f"{s:.2f} s", f"<= {TARGET_S} s", status(s <= TARGET_S))
-            for label, s in f["median_s"].items()]
+    return [
+        (f"`{label}` wall, median of {f['runs_each']}", f"{s:.2f} s", f"<= {TARGET_S} s", status(s <= TARGET_S))
+        for label, s in f["median_s"].items()
+    ]

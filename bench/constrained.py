@@ -31,8 +31,12 @@ from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.scoring.simulator import PreferenceSimulator
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPTS = ["a red fox in the snow", "neon city at night, rain, cinematic", "portrait of an old sailor, oil painting",
-           "cozy wooden cabin interior, warm light"] * 4
+PROMPTS = [
+    "a red fox in the snow",
+    "neon city at night, rain, cinematic",
+    "portrait of an old sailor, oil painting",
+    "cozy wooden cabin interior, warm light",
+] * 4
 
 
 def _valid(text: str) -> bool:
@@ -61,13 +65,19 @@ def measure(model, tokenizer, schema: Schema | None, max_new_tokens: int, batch_
     grammar = FlowGrammar(tokenizer, schema)
     out: dict[str, float] = {}
     for name in ("off", "on"):
-        proc = [_Timed(FlowConstraint(tokenizer, schema, max_new_tokens=max_new_tokens, grammar=grammar))] if name == "on" else []
+        proc = (
+            [_Timed(FlowConstraint(tokenizer, schema, max_new_tokens=max_new_tokens, grammar=grammar))]
+            if name == "on"
+            else []
+        )
         start = time.perf_counter()
         flows = sample_flows(model, tokenizer, PROMPTS, cfg, logits_processor=proc)
         seconds = time.perf_counter() - start
         tokens = sum(len(f.token_ids) + f.finished for f in flows)
         out[f"validity_{name}"] = sum(_valid(f.text) for f in flows) / len(flows)
-        out[f"score_{name}"] = sum(score_method([Candidate(f.text) for f in flows], PROMPTS, PreferenceSimulator())[0]) / len(flows)
+        out[f"score_{name}"] = sum(
+            score_method([Candidate(f.text) for f in flows], PROMPTS, PreferenceSimulator())[0]
+        ) / len(flows)
         out[f"s_per_flow_{name}"] = seconds / len(flows)
         out[f"ms_per_token_{name}"] = 1000 * seconds / max(tokens, 1)
         out[f"tokens_per_flow_{name}"] = tokens / len(flows)
@@ -88,7 +98,9 @@ def main() -> dict[str, dict[str, float]]:
     tiny = load_params(REPO / "params.yaml", profile="tiny").policy
     tokenizer = load_tokenizer(tiny)
     extend_tokenizer(tokenizer, flow_tokens(schema))
-    results = {"tiny": measure(build_tiny_model(tiny, len(tokenizer), seed=3).eval(), tokenizer, schema, max_new_tokens=160)}
+    results = {
+        "tiny": measure(build_tiny_model(tiny, len(tokenizer), seed=3).eval(), tokenizer, schema, max_new_tokens=160)
+    }
     cpu = load_params(REPO / "params.yaml", profile="cpu").policy
     try:
         model = load_base_model(cpu, len(tokenizer), seed=0).eval()
@@ -104,12 +116,16 @@ def main() -> dict[str, dict[str, float]]:
 
         model, sft_tok = load_sft_merged(sft_dir)
         saved = tokenizer_schema(sft_tok)
-        results["sft"] = measure(model.eval(), sft_tok, Schema.load(saved) if saved else None, max_new_tokens=cpu.max_new_tokens)
+        results["sft"] = measure(
+            model.eval(), sft_tok, Schema.load(saved) if saved else None, max_new_tokens=cpu.max_new_tokens
+        )
     for name, r in results.items():
-        print(f"{name}: validity off {r['validity_off']:.0%} on {r['validity_on']:.0%}; score off {r['score_off']:.3f} "
-              f"on {r['score_on']:.3f}; ms/token off {r['ms_per_token_off']:.1f} "
-              f"on {r['ms_per_token_on']:.1f} (processor {r['processor_ms_per_token']:.1f}); ratio per token {r['ratio_per_token']:.2f}, "
-              f"per flow {r['ratio_per_flow']:.2f}; dead ends {r['dead_ends']:.0f}")
+        print(
+            f"{name}: validity off {r['validity_off']:.0%} on {r['validity_on']:.0%}; score off {r['score_off']:.3f} "
+            f"on {r['score_on']:.3f}; ms/token off {r['ms_per_token_off']:.1f} "
+            f"on {r['ms_per_token_on']:.1f} (processor {r['processor_ms_per_token']:.1f}); ratio per token {r['ratio_per_token']:.2f}, "
+            f"per flow {r['ratio_per_flow']:.2f}; dead ends {r['dead_ends']:.0f}"
+        )
     return results
 
 
@@ -117,12 +133,32 @@ def rows(figures: dict[str, dict[str, float]]) -> list[tuple[str, str, str, str]
     """The report's table: per model, validity and per-token time with the constraint off / on."""
     out = []
     for name, r in figures.items():
-        out += [(f"{name}: validity off / on", f"{r['validity_off']:.0%} / {r['validity_on']:.0%}", "on: 100%", status(r["validity_on"] == 1.0)),
-                (f"{name}: mean simulator score off / on", f"{r.get('score_off', float('nan')):.3f} / {r.get('score_on', float('nan')):.3f}", "", ""),
-                (f"{name}: ms per token off / on (processor alone)",
-                 f"{r['ms_per_token_off']:.1f} / {r['ms_per_token_on']:.1f} ({r['processor_ms_per_token']:.2f})", "", ""),
-                (f"{name}: time ratio on / off, per token (per flow)", f"{r['ratio_per_token']:.2f} ({r['ratio_per_flow']:.2f})",
-                 "<= 1.3 per token", status(r["ratio_per_token"] <= 1.3))]
+        out += [
+            (
+                f"{name}: validity off / on",
+                f"{r['validity_off']:.0%} / {r['validity_on']:.0%}",
+                "on: 100%",
+                status(r["validity_on"] == 1.0),
+            ),
+            (
+                f"{name}: mean simulator score off / on",
+                f"{r.get('score_off', float('nan')):.3f} / {r.get('score_on', float('nan')):.3f}",
+                "",
+                "",
+            ),
+            (
+                f"{name}: ms per token off / on (processor alone)",
+                f"{r['ms_per_token_off']:.1f} / {r['ms_per_token_on']:.1f} ({r['processor_ms_per_token']:.2f})",
+                "",
+                "",
+            ),
+            (
+                f"{name}: time ratio on / off, per token (per flow)",
+                f"{r['ratio_per_token']:.2f} ({r['ratio_per_flow']:.2f})",
+                "<= 1.3 per token",
+                status(r["ratio_per_token"] <= 1.3),
+            ),
+        ]
     return out
 
 

@@ -16,8 +16,12 @@ from flowrl.errors import FlowRLError
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO.parent / "shared" / "data" / "comfyui_workflows"
 BASE_FLOWS = REPO / "src" / "flowrl" / "data" / "base_flows"
-COLUMNS = [("JSON-2", "tokens_json_indent2_base"), ("JSON-c", "tokens_json_compact_base"), ("enc", "tokens_encoded_base"),
-           ("enc+tok", "tokens_encoded_flow")]
+COLUMNS = [
+    ("JSON-2", "tokens_json_indent2_base"),
+    ("JSON-c", "tokens_json_compact_base"),
+    ("enc", "tokens_encoded_base"),
+    ("enc+tok", "tokens_encoded_flow"),
+]
 
 
 def _load(paths: list[Path], what: str) -> tuple[list[dict], list[str]]:
@@ -34,7 +38,9 @@ def _corpora() -> dict[str, list[dict]]:
     """Named sets of API graphs: shared API files (all, text-to-image), converted UI files, base flows."""
     sets: dict[str, list[dict]] = {}
     if WORKFLOWS.exists():
-        manifest = [json.loads(line) for line in (WORKFLOWS / "manifest.jsonl").read_text().splitlines() if line.strip()]
+        manifest = [
+            json.loads(line) for line in (WORKFLOWS / "manifest.jsonl").read_text().splitlines() if line.strip()
+        ]
         t2i = {m["file"] for m in manifest if m["task"] == "text-to-image"}
         api = sorted((WORKFLOWS / "api").glob("*.json"))
         sets["shared api"], _ = _load(api, "api")
@@ -57,9 +63,11 @@ def main() -> dict[str, dict[str, float]]:
     print(f"{'corpus':16} {'n':>4} " + " ".join(f"{c:>11}" for c, _ in COLUMNS) + "  reduction vs JSON-2 (vs JSON-c)")
     for name, r in figures.items():
         cells = " ".join(f"{r[k + '_median']:>5.0f}/{r[k + '_p90']:<5.0f}" for _, k in COLUMNS)
-        print(f"{name:16} {int(r['n_report_flows']):>4} {cells}  {r['reduction_vs_json_indent2_flow_median']:.1%} "
-              f"({r['reduction_vs_json_compact_flow_median']:.1%}); vs plain-tokenized JSON-2 "
-              f"{r['reduction_vs_json_indent2_plain_json_median']:.1%}")
+        print(
+            f"{name:16} {int(r['n_report_flows']):>4} {cells}  {r['reduction_vs_json_indent2_flow_median']:.1%} "
+            f"({r['reduction_vs_json_compact_flow_median']:.1%}); vs plain-tokenized JSON-2 "
+            f"{r['reduction_vs_json_indent2_plain_json_median']:.1%}"
+        )
     return figures
 
 
@@ -68,10 +76,22 @@ def rows(figures: dict[str, dict[str, float]]) -> list[tuple[str, str, str, str]
     out = []
     for name, r in figures.items():
         cells = " / ".join(f"{r[k + '_median']:.0f}" for _, k in COLUMNS)
-        out.append((f"{name} (n={int(r['n_report_flows'])}): median tokens " + " / ".join(c for c, _ in COLUMNS), cells, "", ""))
-        out.append((f"{name}: reduction, enc+tok vs plain-tokenized JSON-2 (vs JSON-c)",
-                    f"{r['reduction_vs_json_indent2_plain_json_median']:.1%} ({r['reduction_vs_json_compact_plain_json_median']:.1%})",
-                    "paper: 86.7%", ""))
+        out.append(
+            (
+                f"{name} (n={int(r['n_report_flows'])}): median tokens " + " / ".join(c for c, _ in COLUMNS),
+                cells,
+                "",
+                "",
+            )
+        )
+        out.append(
+            (
+                f"{name}: reduction, enc+tok vs plain-tokenized JSON-2 (vs JSON-c)",
+                f"{r['reduction_vs_json_indent2_plain_json_median']:.1%} ({r['reduction_vs_json_compact_plain_json_median']:.1%})",
+                "paper: 86.7%",
+                "",
+            )
+        )
     return out
 
 

@@ -29,9 +29,16 @@ from bench._common import REPO, Row, bench_setup, policy_name, status
 from flowrl.policy.decoding.guidance import sample_guided
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 
-PROMPTS = ["a red fox in the snow", "neon city at night, rain, cinematic", "portrait of an old sailor, oil painting",
-           "cozy wooden cabin interior, warm light", "anime girl with a katana under cherry blossoms",
-           "macro photo of a dew drop on a leaf", "a dragon over a medieval castle, epic", "minimalist poster of a mountain lake"]
+PROMPTS = [
+    "a red fox in the snow",
+    "neon city at night, rain, cinematic",
+    "portrait of an old sailor, oil painting",
+    "cozy wooden cabin interior, warm light",
+    "anime girl with a katana under cherry blossoms",
+    "macro photo of a dew drop on a leaf",
+    "a dragon over a medieval castle, epic",
+    "minimalist poster of a mountain lake",
+]
 NEW_TOKENS = 96
 REPEATS = 3
 GAMMA = 1.5
@@ -74,7 +81,12 @@ def two_adapter_model(params):
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0.0, 0.02)
-    return model.eval(), tokenizer, ("sft", "grpo"), f"{policy_name(params.policy)} + two fresh LoRA adapters (r{params.grpo.lora_r})"
+    return (
+        model.eval(),
+        tokenizer,
+        ("sft", "grpo"),
+        f"{policy_name(params.policy)} + two fresh LoRA adapters (r{params.grpo.lora_r})",
+    )
 
 
 def timed(fn) -> float:
@@ -88,30 +100,57 @@ def main() -> dict:
     torch.set_flush_denormal(True)
     params, setup = bench_setup()
     model, tokenizer, (sft_name, grpo_name), source = two_adapter_model(params)
-    cfg = SamplingConfig(temperature=params.policy.temperature, top_p=params.policy.top_p, max_new_tokens=NEW_TOKENS,
-                         batch_size=len(PROMPTS), seed=SEED, bf16=params.policy.bf16)
+    cfg = SamplingConfig(
+        temperature=params.policy.temperature,
+        top_p=params.policy.top_p,
+        max_new_tokens=NEW_TOKENS,
+        batch_size=len(PROMPTS),
+        seed=SEED,
+        bf16=params.policy.bf16,
+    )
     no_eos = [NoEOS(tokenizer.eos_token_id)]
     runs = {
         "single": lambda: sample_flows(model, tokenizer, PROMPTS, cfg, adapter=sft_name, logits_processor=no_eos),
-        "guided": lambda: sample_guided(model, tokenizer, PROMPTS, cfg, GAMMA, sft_name, grpo_name, logits_processor=no_eos),
+        "guided": lambda: sample_guided(
+            model, tokenizer, PROMPTS, cfg, GAMMA, sft_name, grpo_name, logits_processor=no_eos
+        ),
     }
-    sample_flows(model, tokenizer, PROMPTS[:2], SamplingConfig(max_new_tokens=4, batch_size=2, bf16=cfg.bf16))  # warm-up
+    sample_flows(
+        model, tokenizer, PROMPTS[:2], SamplingConfig(max_new_tokens=4, batch_size=2, bf16=cfg.bf16)
+    )  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for rep in range(REPEATS):
         for name, run in runs.items():
             seconds[name].append(timed(run))
-            print(f"repeat {rep + 1}/{REPEATS} {name}: {seconds[name][-1]:.1f} s for {len(PROMPTS)} flows x {NEW_TOKENS} tokens")
-    figures: dict = {**setup, "model": source, "bf16": cfg.bf16, "gamma": GAMMA, "batch": len(PROMPTS),
-                     "new_tokens_per_flow": NEW_TOKENS, "repeats": REPEATS, "eos_masked": True, "constrained": False}
+            print(
+                f"repeat {rep + 1}/{REPEATS} {name}: {seconds[name][-1]:.1f} s for {len(PROMPTS)} flows x {NEW_TOKENS} tokens"
+            )
+    figures: dict = {
+        **setup,
+        "model": source,
+        "bf16": cfg.bf16,
+        "gamma": GAMMA,
+        "batch": len(PROMPTS),
+        "new_tokens_per_flow": NEW_TOKENS,
+        "repeats": REPEATS,
+        "eos_masked": True,
+        "constrained": False,
+    }
     for name, values in seconds.items():
         batch_s = statistics.median(values)
-        figures[name] = {"batch_s": [round(v, 2) for v in values], "s_per_flow": batch_s / len(PROMPTS),
-                         "ms_per_token": 1000 * batch_s / (len(PROMPTS) * NEW_TOKENS), "ms_per_step": 1000 * batch_s / NEW_TOKENS}
+        figures[name] = {
+            "batch_s": [round(v, 2) for v in values],
+            "s_per_flow": batch_s / len(PROMPTS),
+            "ms_per_token": 1000 * batch_s / (len(PROMPTS) * NEW_TOKENS),
+            "ms_per_step": 1000 * batch_s / NEW_TOKENS,
+        }
     figures["ratio"] = figures["guided"]["s_per_flow"] / figures["single"]["s_per_flow"]
     figures["target_ratio"] = TARGET_RATIO
-    print(f"per flow: single {figures['single']['s_per_flow']:.2f} s, guided {figures['guided']['s_per_flow']:.2f} s; per token "
-          f"{figures['single']['ms_per_token']:.1f} vs {figures['guided']['ms_per_token']:.1f} ms; ratio {figures['ratio']:.2f} "
-          f"(target <= {TARGET_RATIO:g})")
+    print(
+        f"per flow: single {figures['single']['s_per_flow']:.2f} s, guided {figures['guided']['s_per_flow']:.2f} s; per token "
+        f"{figures['single']['ms_per_token']:.1f} vs {figures['guided']['ms_per_token']:.1f} ms; ratio {figures['ratio']:.2f} "
+        f"(target <= {TARGET_RATIO:g})"
+    )
     return figures
 
 
@@ -120,11 +159,26 @@ def rows(f: dict) -> list[Row]:
     s, g = f["single"], f["guided"]
     return [
         ("model", f"{f['model']}, bf16 {f['bf16']}", "", ""),
-        ("setting", f"batch {f['batch']}, {f['new_tokens_per_flow']} new tokens per flow (EOS masked), gamma {f['gamma']}, median of {f['repeats']}", "", ""),
+        (
+            "setting",
+            f"batch {f['batch']}, {f['new_tokens_per_flow']} new tokens per flow (EOS masked), gamma {f['gamma']}, median of {f['repeats']}",
+            "",
+            "",
+        ),
         ("SFT alone: s per flow (ms per token)", f"{s['s_per_flow']:.2f} ({s['ms_per_token']:.1f})", "", ""),
         ("guided: s per flow (ms per token)", f"{g['s_per_flow']:.2f} ({g['ms_per_token']:.1f})", "", ""),
-        ("ms per decoding step for the batch (single / guided)", f"{s['ms_per_step']:.0f} / {g['ms_per_step']:.0f}", "", ""),
-        ("guided / single latency", f"{f['ratio']:.2f}x", f"<= {f['target_ratio']:g}x", status(f["ratio"] <= f["target_ratio"])),
+        (
+            "ms per decoding step for the batch (single / guided)",
+            f"{s['ms_per_step']:.0f} / {g['ms_per_step']:.0f}",
+            "",
+            "",
+        ),
+        (
+            "guided / single latency",
+            f"{f['ratio']:.2f}x",
+            f"<= {f['target_ratio']:g}x",
+            status(f["ratio"] <= f["target_ratio"]),
+        ),
     ]
 
 

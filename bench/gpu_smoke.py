@@ -56,14 +56,46 @@ class Shape:
 
 SHAPES = {
     # micro batches that fit one 80 GB GPU per the cost estimate; sft/reward lengths are the paper's caps
-    "paper": Shape("meta-llama/Llama-3.1-8B", "answerdotai/ModernBERT-base", 210, 8, 2048, 32, 4096, 4, 4, 128, 500, 32),
+    "paper": Shape(
+        "meta-llama/Llama-3.1-8B", "answerdotai/ModernBERT-base", 210, 8, 2048, 32, 4096, 4, 4, 128, 500, 32
+    ),
     "reduced": Shape(
-        {"model_type": "llama", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False},
-        {"model_type": "modernbert", "vocab_size": 512, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3,
-         "num_attention_heads": 4, "global_attn_every_n_layers": 3, "local_attention": 16, "pad_token_id": 0,
-         "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2},
-        8, 2, 64, 4, 64, 2, 2, 16, 12, 4),
+        {
+            "model_type": "llama",
+            "vocab_size": 512,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "tie_word_embeddings": False,
+        },
+        {
+            "model_type": "modernbert",
+            "vocab_size": 512,
+            "hidden_size": 32,
+            "intermediate_size": 48,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 4,
+            "global_attn_every_n_layers": 3,
+            "local_attention": 16,
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "cls_token_id": 1,
+            "sep_token_id": 2,
+        },
+        8,
+        2,
+        64,
+        4,
+        64,
+        2,
+        2,
+        16,
+        12,
+        4,
+    ),
 }
 
 
@@ -93,7 +125,9 @@ def _lora(rows: list[int]):
     """The paper's LoRA (r=16 on the 7 projections) with the new flow-token rows of embed/lm_head trainable."""
     from peft import LoraConfig
 
-    return LoraConfig(r=16, lora_alpha=16, target_modules=TARGETS, trainable_token_indices={"embed_tokens": rows, "lm_head": rows})
+    return LoraConfig(
+        r=16, lora_alpha=16, target_modules=TARGETS, trainable_token_indices={"embed_tokens": rows, "lm_head": rows}
+    )
 
 
 def _policy(shape: Shape, device: torch.device, bf16: bool):
@@ -112,8 +146,14 @@ def _policy(shape: Shape, device: torch.device, bf16: bool):
 
 
 def _stage(name: str, seconds: float, peak: float, tokens: int, **extra) -> dict:
-    return {"stage": name, "step_s": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
-            "peak_mem_gb": round(peak / 1e9, 3), "tokens_per_step": tokens, **extra}
+    return {
+        "stage": name,
+        "step_s": round(seconds, 4),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
+        "peak_mem_gb": round(peak / 1e9, 3),
+        "tokens_per_step": tokens,
+        **extra,
+    }
 
 
 def sft_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bool) -> dict:
@@ -131,14 +171,22 @@ def sft_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bool)
     seconds, peak = _timed(device, shape.steps, step)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     del opt
-    return _stage("sft", seconds, peak, shape.sft_batch * shape.sft_len, trainable_params=trainable,
-                  batch=f"{shape.sft_batch}x{shape.sft_len}")
+    return _stage(
+        "sft",
+        seconds,
+        peak,
+        shape.sft_batch * shape.sft_len,
+        trainable_params=trainable,
+        batch=f"{shape.sft_batch}x{shape.sft_len}",
+    )
 
 
 def reward_stage(shape: Shape, device: torch.device, bf16: bool) -> dict:
     # trained in full: fp32 master weights on the device, bf16 autocast (as the reward stage's Trainer)
     where = placement(device, frozen=False)
-    member = build_random_model(shape.reward, "regression", seed=1, device=where.device, dtype=where.dtype, setting="reward.model").train()
+    member = build_random_model(
+        shape.reward, "regression", seed=1, device=where.device, dtype=where.dtype, setting="reward.model"
+    ).train()
     member.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = torch.optim.AdamW(member.parameters(), lr=8e-5)
     vocab = member.config.vocab_size
@@ -155,8 +203,14 @@ def reward_stage(shape: Shape, device: torch.device, bf16: bool) -> dict:
     seconds, peak = _timed(device, shape.steps, step)
     n = sum(p.numel() for p in member.parameters())
     del member, opt
-    return _stage("reward", seconds, peak, shape.reward_batch * shape.reward_len, trainable_params=n,
-                  batch=f"{shape.reward_batch}x{shape.reward_len}")
+    return _stage(
+        "reward",
+        seconds,
+        peak,
+        shape.reward_batch * shape.reward_len,
+        trainable_params=n,
+        batch=f"{shape.reward_batch}x{shape.reward_len}",
+    )
 
 
 class _PolicyScorer:
@@ -166,8 +220,14 @@ class _PolicyScorer:
         self.model = model
 
     def __call__(self, input_ids, attention_mask, position_ids, past_key_values):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
 
 
@@ -175,7 +235,9 @@ def _sample(scorer, vocab: int, batch: int, shape: Shape, device: torch.device, 
     from flowrl.policy.decoding.sampling import SamplingConfig, generate_ids
 
     prompt = torch.randint(0, vocab, (batch, shape.prompt_len), device=device)
-    cfg = SamplingConfig(max_new_tokens=shape.new_len, batch_size=batch, bf16=bf16)  # generate_ids: flowrl.runtime.device.autocast
+    cfg = SamplingConfig(
+        max_new_tokens=shape.new_len, batch_size=batch, bf16=bf16
+    )  # generate_ids: flowrl.runtime.device.autocast
     generator = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         new = generate_ids(scorer, prompt, torch.ones_like(prompt), cfg, vocab, 0, generator)  # eos=vocab: never
@@ -195,13 +257,13 @@ def grpo_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bool
         gen_seconds.append(time.perf_counter() - start)
         rewards = torch.rand(shape.grpo_prompts, shape.grpo_group, device=device)  # stands in for the ensemble
         adv = ((rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-4)).flatten()
-        targets = seqs[:, shape.prompt_len:]
+        targets = seqs[:, shape.prompt_len :]
         model.train()
         with _autocast(device, bf16):
             with torch.no_grad(), model.disable_adapter():
-                ref = model(input_ids=seqs).logits[:, shape.prompt_len - 1:-1].float().log_softmax(-1)
+                ref = model(input_ids=seqs).logits[:, shape.prompt_len - 1 : -1].float().log_softmax(-1)
                 ref = ref.gather(-1, targets[..., None]).squeeze(-1)
-            logp = model(input_ids=seqs).logits[:, shape.prompt_len - 1:-1].float().log_softmax(-1)
+            logp = model(input_ids=seqs).logits[:, shape.prompt_len - 1 : -1].float().log_softmax(-1)
             logp = logp.gather(-1, targets[..., None]).squeeze(-1)
         kl = torch.exp(ref - logp) - (ref - logp) - 1
         loss = (-(torch.exp(logp - logp.detach()) * adv[:, None]) + beta * kl).mean()
@@ -212,9 +274,15 @@ def grpo_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bool
     seconds, peak = _timed(device, shape.steps, step)
     generation = sum(gen_seconds[1:]) / max(len(gen_seconds) - 1, 1)
     del opt
-    return _stage("grpo", seconds, peak, n * (shape.prompt_len + shape.new_len), generation_s=round(generation, 4),
-                  generated_tokens_per_s=round(n * shape.new_len / generation, 1) if generation else 0.0,
-                  batch=f"{shape.grpo_prompts}x{shape.grpo_group} completions of {shape.new_len}")
+    return _stage(
+        "grpo",
+        seconds,
+        peak,
+        n * (shape.prompt_len + shape.new_len),
+        generation_s=round(generation, 4),
+        generated_tokens_per_s=round(n * shape.new_len / generation, 1) if generation else 0.0,
+        batch=f"{shape.grpo_prompts}x{shape.grpo_group} completions of {shape.new_len}",
+    )
 
 
 def guided_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bool) -> dict:
@@ -224,7 +292,9 @@ def guided_stage(model, vocab: int, shape: Shape, device: torch.device, bf16: bo
     model.eval()
     scorer = GuidedScorer(model, 1.5, BASE, "grpo")
     seconds, peak = _timed(device, 1, lambda: _sample(scorer, vocab, shape.eval_batch, shape, device, bf16))
-    return _stage("guided_eval", seconds, peak, shape.eval_batch * shape.new_len, batch=f"{shape.eval_batch} prompts, gamma 1.5")
+    return _stage(
+        "guided_eval", seconds, peak, shape.eval_batch * shape.new_len, batch=f"{shape.eval_batch} prompts, gamma 1.5"
+    )
 
 
 def run(shape_name: str = "reduced", device: str | None = None) -> dict:
@@ -237,16 +307,34 @@ def run(shape_name: str = "reduced", device: str | None = None) -> dict:
     start = time.perf_counter()
     stages = [reward_stage(shape, dev, bf16)]
     model, vocab = _policy(shape, dev, bf16)
-    stages += [sft_stage(model, vocab, shape, dev, bf16), grpo_stage(model, vocab, shape, dev, bf16),
-               guided_stage(model, vocab, shape, dev, bf16)]
+    stages += [
+        sft_stage(model, vocab, shape, dev, bf16),
+        grpo_stage(model, vocab, shape, dev, bf16),
+        guided_stage(model, vocab, shape, dev, bf16),
+    ]
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
-    note = None if gpu else ("no GPU was available: reduced shapes on the CPU (same code, tiny dims); "
-                             "paper-shape figures need `python -m bench gpu_smoke` on a GPU host")
-    return {"shape": shape_name, "device": gpu or "cpu", "bf16": bf16, "steps": shape.steps, "note": note,
-            "shape_settings": {k: v for k, v in asdict(shape).items() if k not in ("policy", "reward")} | {
-                "policy": shape.policy if isinstance(shape.policy, str) else "reduced llama",
-                "reward": shape.reward if isinstance(shape.reward, str) else "reduced modernbert"},
-            "total_s": round(time.perf_counter() - start, 2), "stages": {s.pop("stage"): s for s in stages}}
+    note = (
+        None
+        if gpu
+        else (
+            "no GPU was available: reduced shapes on the CPU (same code, tiny dims); "
+            "paper-shape figures need `python -m bench gpu_smoke` on a GPU host"
+        )
+    )
+    return {
+        "shape": shape_name,
+        "device": gpu or "cpu",
+        "bf16": bf16,
+        "steps": shape.steps,
+        "note": note,
+        "shape_settings": {k: v for k, v in asdict(shape).items() if k not in ("policy", "reward")}
+        | {
+            "policy": shape.policy if isinstance(shape.policy, str) else "reduced llama",
+            "reward": shape.reward if isinstance(shape.reward, str) else "reduced modernbert",
+        },
+        "total_s": round(time.perf_counter() - start, 2),
+        "stages": {s.pop("stage"): s for s in stages},
+    }
 
 
 def main() -> dict:
@@ -256,8 +344,16 @@ def main() -> dict:
 
 def rows(f: dict) -> list[tuple[str, str, str, str]]:
     """Report rows: per stage seconds per step, tokens/s and peak memory."""
-    out = [("device / shape", f"{f['device']} / {f['shape']}", "paper shape on one H200 in < 8 min",
-            "yes" if f["shape"] == "paper" and f["total_s"] < 480 else "no (not measured on a GPU)")]
+    out = [
+        (
+            "device / shape",
+            f"{f['device']} / {f['shape']}",
+            "paper shape on one H200 in < 8 min",
+            "yes" if f["shape"] == "paper" and f["total_s"] < 480 else "no (not measured on a GPU)",
+        )
+    ]
     for name, s in f["stages"].items():
-        out.append((f"{name}: s/step, tokens/s, peak GB", f"{s['step_s']}, {s['tokens_per_s']}, {s['peak_mem_gb']}", "-", "-"))
+        out.append(
+            (f"{name}: s/step, tokens/s, peak GB", f"{s['step_s']}, {s['tokens_per_s']}, {s['peak_mem_gb']}", "-", "-")
+        )
     return out  # figures["note"] (no GPU) is listed under the table by the report

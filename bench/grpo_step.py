@@ -41,7 +41,14 @@ from flowrl.policy import grpo
 from flowrl.reward.shaping import ShapedReward
 
 STEPS, GROUP, BATCH, MAX_NEW_TOKENS = 2, 4, 4, 96
-PARTS = ("generation", "reward_ensemble", "reward_per_token", "reference_kl_forward", "policy_forward_backward", "other")
+PARTS = (
+    "generation",
+    "reward_ensemble",
+    "reward_per_token",
+    "reference_kl_forward",
+    "policy_forward_backward",
+    "other",
+)
 
 
 def write_stage_inputs(root: Path, params: Params, n_prompts: int) -> None:
@@ -96,11 +103,25 @@ def _logps_bucket() -> str:
     return "policy_forward" if torch.is_grad_enabled() else "reference_kl_forward"
 
 
-def measure(params: Params, steps: int = STEPS, group: int = GROUP, batch: int = BATCH, max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
+def measure(
+    params: Params, steps: int = STEPS, group: int = GROUP, batch: int = BATCH, max_new_tokens: int = MAX_NEW_TOKENS
+) -> dict:
     """Run `steps` GRPO steps of the stage on fresh inputs; per-step seconds split by part, and the stage's metrics."""
-    params = params.model_copy(update={"grpo": params.grpo.model_copy(update={
-        "max_steps": steps, "num_generations": group, "batch_size": batch, "max_new_tokens": max_new_tokens,
-        "n_probe": 0, "save_steps": 10_000, "n_train_prompts": None})})
+    params = params.model_copy(
+        update={
+            "grpo": params.grpo.model_copy(
+                update={
+                    "max_steps": steps,
+                    "num_generations": group,
+                    "batch_size": batch,
+                    "max_new_tokens": max_new_tokens,
+                    "n_probe": 0,
+                    "save_steps": 10_000,
+                    "n_train_prompts": None,
+                }
+            )
+        }
+    )
     watch = Stopwatch()
     split = StepSplit(watch)
     with tempfile.TemporaryDirectory(prefix="flowrl-bench-grpo-") as tmp, ExitStack() as patches:
@@ -108,20 +129,31 @@ def measure(params: Params, steps: int = STEPS, group: int = GROUP, batch: int =
         start = time.perf_counter()
         write_stage_inputs(root, params, n_prompts=max(2, steps * batch // group))
         setup_s = time.perf_counter() - start
-        for owner, attr, key in ((grpo.FlowGRPOTrainer, "_generate_single_turn", "generation"),
-                                 (GRPOTrainer, "_calculate_rewards", "reward_ensemble"),
-                                 (ShapedReward, "per_token_rewards", "reward_per_token"),
-                                 (GRPOTrainer, "_get_per_token_logps_and_entropies", _logps_bucket),
-                                 (GRPOTrainer, "_prepare_inputs", "prepare_inputs"),
-                                 (GRPOTrainer, "training_step", "training_step")):
+        for owner, attr, key in (
+            (grpo.FlowGRPOTrainer, "_generate_single_turn", "generation"),
+            (GRPOTrainer, "_calculate_rewards", "reward_ensemble"),
+            (ShapedReward, "per_token_rewards", "reward_per_token"),
+            (GRPOTrainer, "_get_per_token_logps_and_entropies", _logps_bucket),
+            (GRPOTrainer, "_prepare_inputs", "prepare_inputs"),
+            (GRPOTrainer, "training_step", "training_step"),
+        ):
             patches.enter_context(watch.patch(owner, attr, key))
         start = time.perf_counter()
         metrics = grpo.run(params, root, callbacks=[split])
         run_s = time.perf_counter() - start
     per_step = split.steps
     mean = {k: sum(s[k] for s in per_step) / len(per_step) for k in ("total", *PARTS)}
-    return {"steps": per_step, "mean": mean, "setup_s": setup_s, "stage_run_s": run_s, "group": group, "batch": batch,
-            "max_new_tokens": max_new_tokens, "train_validity": metrics["train_validity_final"], "reward_mean_final": metrics["reward_mean_final"]}
+    return {
+        "steps": per_step,
+        "mean": mean,
+        "setup_s": setup_s,
+        "stage_run_s": run_s,
+        "group": group,
+        "batch": batch,
+        "max_new_tokens": max_new_tokens,
+        "train_validity": metrics["train_validity_final"],
+        "reward_mean_final": metrics["reward_mean_final"],
+    }
 
 
 def main() -> dict:
@@ -131,23 +163,36 @@ def main() -> dict:
     result = measure(params)
     cpu = bench_params("cpu")  # to say what was reduced
     figures = {
-        **setup, "policy": policy_name(params.policy), "reward": f"{reward_name(params.reward)} x {params.reward.n_models} + "
-        f"{params.reward.n_prefix_models} prefix", "bf16": params.policy.bf16, **result,
+        **setup,
+        "policy": policy_name(params.policy),
+        "reward": f"{reward_name(params.reward)} x {params.reward.n_models} + {params.reward.n_prefix_models} prefix",
+        "bf16": params.policy.bf16,
+        **result,
         "reduced": f"{STEPS} steps, batch {BATCH} (group {GROUP}), {MAX_NEW_TOKENS} new tokens, no probe; cpu profile: "
-                   f"{cpu.grpo.max_steps} steps, batch {cpu.grpo.batch_size} (group {cpu.grpo.num_generations}), {cpu.grpo.max_new_tokens} new tokens",
+        f"{cpu.grpo.max_steps} steps, batch {cpu.grpo.batch_size} (group {cpu.grpo.num_generations}), {cpu.grpo.max_new_tokens} new tokens",
     }
     m = result["mean"]
-    print(f"{m['total']:.1f} s/step: " + ", ".join(f"{k} {m[k]:.1f}" for k in PARTS)
-          + f"; train validity {result['train_validity']:.2f}; setup {result['setup_s']:.0f} s")
+    print(
+        f"{m['total']:.1f} s/step: "
+        + ", ".join(f"{k} {m[k]:.1f}" for k in PARTS)
+        + f"; train validity {result['train_validity']:.2f}; setup {result['setup_s']:.0f} s"
+    )
     return figures
 
 
 def rows(f: dict) -> list[Row]:
     """The report's table for this bench."""
     m = f["mean"]
-    out: list[Row] = [("models", f"{f['policy']}; reward {f['reward']}; bf16 {f['bf16']}", "", ""),
-                      ("reduced size", f["reduced"], "", ""),
-                      ("seconds per step (mean of steps: " + ", ".join(f"{s['total']:.1f}" for s in f["steps"]) + ")", f"{m['total']:.1f}", "", "")]
+    out: list[Row] = [
+        ("models", f"{f['policy']}; reward {f['reward']}; bf16 {f['bf16']}", "", ""),
+        ("reduced size", f["reduced"], "", ""),
+        (
+            "seconds per step (mean of steps: " + ", ".join(f"{s['total']:.1f}" for s in f["steps"]) + ")",
+            f"{m['total']:.1f}",
+            "",
+            "",
+        ),
+    ]
     out += [(f"  {part.replace('_', ' ')}", f"{m[part]:.1f} s ({m[part] / m['total']:.0%})", "", "") for part in PARTS]
     out.append(("validity of the step's completions (last step)", f"{f['train_validity']:.2f}", "", ""))
     return out

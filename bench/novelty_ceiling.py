@@ -36,7 +36,10 @@ def main() -> dict:
     training = [policy_text(r["graph"]) for r in rows]
     training_nld = mean_pairwise_nld(training, params.evaluate.nld_pairs, params.seed)
     rng = random.Random(FRESH_SEED)
-    fresh = [policy_text(make_variant(g, flow_family(g, name), rng)) for name, g in (bases[i % len(bases)] for i in range(N_FRESH))]
+    fresh = [
+        policy_text(make_variant(g, flow_family(g, name), rng))
+        for name, g in (bases[i % len(bases)] for i in range(N_FRESH))
+    ]
     nearest = nearest_nld(fresh, training)
     known = set(training)
     out = {
@@ -48,6 +51,8 @@ def main() -> dict:
         "fresh_exists_in_data": round(float(np.mean([t in known for t in fresh])), 4),
         "paper_target_nld_ratio": PAPER_TARGET,
     }
-    print(f"fresh training-like flows: NLD ratio {out['fresh_nld_ratio']:.3f} (paper target {PAPER_TARGET}); "
-          f"exists in data {out['fresh_exists_in_data']:.3f}")
+    print(
+        f"fresh training-like flows: NLD ratio {out['fresh_nld_ratio']:.3f} (paper target {PAPER_TARGET}); "
+        f"exists in data {out['fresh_exists_in_data']:.3f}"
+    )
     return out

@@ -46,16 +46,27 @@ def main() -> dict:
     def summary(picks: list[Candidate]) -> dict[str, float]:
         own, other_scores = (np.array(score_method(picks, ps, sim)[0]) for ps in (prompts, other))
         gain = own - other_scores
-        return {"mean": round(float(own.mean()), 4), "win_vs_comfygen": round(float(np.mean(own > comfygen) + 0.5 * np.mean(own == comfygen)), 4),
-                "adaptivity_gain": round(float(gain.mean()), 4), "adaptivity_se": round(float(gain.std(ddof=1) / np.sqrt(len(gain))), 4)}
+        return {
+            "mean": round(float(own.mean()), 4),
+            "win_vs_comfygen": round(float(np.mean(own > comfygen) + 0.5 * np.mean(own == comfygen)), 4),
+            "adaptivity_gain": round(float(gain.mean()), 4),
+            "adaptivity_se": round(float(gain.std(ddof=1) / np.sqrt(len(gain))), 4),
+        }
 
     out: dict = {"prompts": len(prompts), "flows": len(pool), "comfygen": summary(comfygen_picks)}
     rng, np_rng = random.Random(0), np.random.default_rng(0)
     for name, n_candidates in (("all", None), ("random_128", 128)):
         candidates, mean, std = score_candidates(prompts, pool, ensemble, n_candidates, rng)
         rows = list(zip(candidates, mean, std))
-        out[f"{name}_argmax"] = summary([Candidate(c[int(np.nanargmax(np.where(s <= ensemble.tau, m, -np.inf)))]) for c, m, s in rows])
+        out[f"{name}_argmax"] = summary(
+            [Candidate(c[int(np.nanargmax(np.where(s <= ensemble.tau, m, -np.inf)))]) for c, m, s in rows]
+        )
         for t in TEMPERATURES:
-            out[f"{name}_T{t:g}"] = summary([Candidate(c[int(np_rng.choice(len(c), p=pair_probabilities(m, s, ensemble.tau, t)))]) for c, m, s in rows])
+            out[f"{name}_T{t:g}"] = summary(
+                [
+                    Candidate(c[int(np_rng.choice(len(c), p=pair_probabilities(m, s, ensemble.tau, t)))])
+                    for c, m, s in rows
+                ]
+            )
     print(out)
     return out

@@ -53,8 +53,9 @@ def _timed_repro(clone: Path, env: dict[str, str], log: Path) -> tuple[float, di
     t0 = started
     with log.open("a") as fh:
         command = [str(clone / ".venv/bin/python"), "-m", "flows.local_server", str(clone / ".venv/bin/dvc"), "repro"]
-        proc = subprocess.Popen(command, cwd=clone, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, cwd=clone, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         for line in proc.stdout:
             fh.write(line)
             fh.flush()
@@ -75,10 +76,21 @@ def _timed_repro(clone: Path, env: dict[str, str], log: Path) -> tuple[float, di
 
 def run_record(clone: Path, env: dict[str, str]) -> dict:
     """What the timed run produced: the clone's commit and `dvc metrics show --json` (each stage's figures)."""
-    metrics = subprocess.run([str(clone / ".venv/bin/dvc"), "metrics", "show", "--json"], cwd=clone, env=env,
-                             capture_output=True, text=True, check=True).stdout
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout.strip()
-    return {"commit": commit, "metrics": {path: entry.get("data") for path, entry in json.loads(metrics)[""]["data"].items()}}
+    metrics = subprocess.run(
+        [str(clone / ".venv/bin/dvc"), "metrics", "show", "--json"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return {
+        "commit": commit,
+        "metrics": {path: entry.get("data") for path, entry in json.loads(metrics)[""]["data"].items()},
+    }
 
 
 def main() -> dict:
@@ -93,8 +105,15 @@ def main() -> dict:
     print(f"profile {profile}: dvc repro in {clone} (log {log})")
     scratch_s, stages = _timed_repro(clone, env, log)
     noop_s, _ = _timed_repro(clone, env, log)
-    figures = {"profile": profile, "from_scratch_s": round(scratch_s, 1), "noop_s": round(noop_s, 1), "stages_s": stages,
-               "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"), "workdir": str(clone), **run_record(clone, env)}
+    figures = {
+        "profile": profile,
+        "from_scratch_s": round(scratch_s, 1),
+        "noop_s": round(noop_s, 1),
+        "stages_s": stages,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        "workdir": str(clone),
+        **run_record(clone, env),
+    }
     print(f"from scratch {scratch_s / 60:.1f} min, no-op {noop_s:.1f} s; per stage: {stages}")
     return figures
 
@@ -105,12 +124,23 @@ def rows(f: dict) -> list[Row]:
     out = [
         ("profile; torch threads (OMP_NUM_THREADS)", f"{f['profile']}; {f['omp_num_threads']}", "", ""),
         ("commit run", f"{f['commit'][:7]}" if "commit" in f else "not recorded", "", ""),
-        ("`dvc repro` from scratch", f"{scratch_min:.1f} min", f"<= {TARGET_SCRATCH_MIN} min (training issue: 45)",
-         status(scratch_min <= TARGET_SCRATCH_MIN) if f["profile"] == "cpu" else "n/a (not cpu)"),
-        ("no-op `dvc repro` right after", f"{f['noop_s']:.1f} s", f"<= {TARGET_NOOP_S} s", status(f["noop_s"] <= TARGET_NOOP_S)),
+        (
+            "`dvc repro` from scratch",
+            f"{scratch_min:.1f} min",
+            f"<= {TARGET_SCRATCH_MIN} min (training issue: 45)",
+            status(scratch_min <= TARGET_SCRATCH_MIN) if f["profile"] == "cpu" else "n/a (not cpu)",
+        ),
+        (
+            "no-op `dvc repro` right after",
+            f"{f['noop_s']:.1f} s",
+            f"<= {TARGET_NOOP_S} s",
+            status(f["noop_s"] <= TARGET_NOOP_S),
+        ),
     ]
     total = sum(f["stages_s"].values()) or 1.0
-    out += [(f"  stage {name}", f"{sec / 60:.1f} min ({sec / total:.0%})", "", "") for name, sec in f["stages_s"].items()]
+    out += [
+        (f"  stage {name}", f"{sec / 60:.1f} min ({sec / total:.0%})", "", "") for name, sec in f["stages_s"].items()
+    ]
     return out
 
 

@@ -80,7 +80,9 @@ class BagOfWords:
     def __call__(self, rows: list[dict]) -> np.ndarray:
         from scipy.sparse import hstack
 
-        return hstack([self.prompt.transform([r["prompt"] for r in rows]), self.flow.transform([r["flow"] for r in rows])]).toarray()
+        return hstack(
+            [self.prompt.transform([r["prompt"] for r in rows]), self.flow.transform([r["flow"] for r in rows])]
+        ).toarray()
 
 
 def head_learner(cfg, root: Path, train: list[dict], seed: int):
@@ -95,13 +97,18 @@ def head_learner(cfg, root: Path, train: list[dict], seed: int):
     embedder = PromptEmbedder(cfg, cfg.head.prompt_max_length, root / "models/reward" / PROMPT_CACHE)
 
     def fit_predict(rows: list[dict], test: list[dict]) -> np.ndarray:
-        space = FeatureSpace.fit([v for v in map(parse_flow, sorted({r["flow"] for r in rows})) if v is not None],
-                                 sorted({r["prompt"] for r in rows}), cfg.head.min_count)
+        space = FeatureSpace.fit(
+            [v for v in map(parse_flow, sorted({r["flow"] for r in rows})) if v is not None],
+            sorted({r["prompt"] for r in rows}),
+            cfg.head.min_count,
+        )
         featurizer = Featurizer(space, embedder)
         data = featurizer.transform([r["prompt"] for r in rows], [r["flow"] for r in rows])
         torch.manual_seed(seed)
         net = HeadNet(**member_arch(cfg.head, 0, space.n_tokens, data.dense.shape[1]))
-        head_cfg = cfg.head.model_copy(update={"epochs": max(cfg.head.epochs, -(-cfg.head.epochs * STEP_ROWS // len(rows)))})
+        head_cfg = cfg.head.model_copy(
+            update={"epochs": max(cfg.head.epochs, -(-cfg.head.epochs * STEP_ROWS // len(rows)))}
+        )
         train_head(net, data, torch.tensor([float(r["score"]) for r in rows]), head_cfg, seed)
         b = featurizer.transform([r["prompt"] for r in test], [r["flow"] for r in test])
         with torch.inference_mode():
@@ -110,7 +117,14 @@ def head_learner(cfg, root: Path, train: list[dict], seed: int):
     return fit_predict
 
 
-def learning_curve(train: list[dict], test: list[dict], sizes: tuple[int, ...] = SIZES, repeats: int = REPEATS, seed: int = 0, head=None) -> dict:
+def learning_curve(
+    train: list[dict],
+    test: list[dict],
+    sizes: tuple[int, ...] = SIZES,
+    repeats: int = REPEATS,
+    seed: int = 0,
+    head=None,
+) -> dict:
     """{learner: {n_rows: mean held-out Spearman over `repeats` draws}}, sizes above len(train) dropped, all rows added.
 
     Args:
@@ -127,7 +141,9 @@ def learning_curve(train: list[dict], test: list[dict], sizes: tuple[int, ...] =
     }
     seen = {r["flow"] for r in train}
     by_flow = any(r["flow"] in seen for r in test)  # else flow_mean predicts a constant: no Spearman
-    curve: dict[str, dict[str, float]] = {name: {} for name in (*(("flow_mean",) if by_flow else ()), *learners, *(("head",) if head else ()))}
+    curve: dict[str, dict[str, float]] = {
+        name: {} for name in (*(("flow_mean",) if by_flow else ()), *learners, *(("head",) if head else ()))
+    }
     plan = [n for n in sizes if n < len(train)] + [len(train)]
     for n in tqdm(plan, desc="training rows", unit="size"):
         draws = 1 if n == len(train) else repeats
@@ -157,7 +173,9 @@ def _triplets(root: Path, cfg, seed: int) -> tuple[list[dict], list[dict]]:
     """(train rows, the reward stage's own held-out rows) of the run at `root`."""
     path = root / "data/triplets/train.jsonl"
     if not path.exists():
-        raise SystemExit(f"{path} not found: build the triplets first (`dvc repro triplets`) or point FLOWRL_BENCH_ROOT at a run that has them")
+        raise SystemExit(
+            f"{path} not found: build the triplets first (`dvc repro triplets`) or point FLOWRL_BENCH_ROOT at a run that has them"
+        )
     try:
         return read_split(root, "train"), held_out_rows(root, cfg, seed)
     except FlowRLError as exc:
@@ -178,15 +196,30 @@ def main() -> dict:
     if metrics_path.exists():
         m = json.loads(metrics_path.read_text())
         members = [v for k, v in m.items() if k.startswith("member_") and k.endswith("_spearman")]
-        surrogate = {"rows_per_member": m.get("n_train_rows", params.reward.n_train), "epochs": params.reward.head.epochs if params.reward.member == "head" else params.reward.epochs,
-                     "ensemble_spearman": m.get("ensemble_unseen_spearman", m["ensemble_spearman"]),
-                     "member_spearman_mean": float(np.mean(members)) if members else float("nan")}
+        surrogate = {
+            "rows_per_member": m.get("n_train_rows", params.reward.n_train),
+            "epochs": params.reward.head.epochs if params.reward.member == "head" else params.reward.epochs,
+            "ensemble_spearman": m.get("ensemble_unseen_spearman", m["ensemble_spearman"]),
+            "member_spearman_mean": float(np.mean(members)) if members else float("nan"),
+        }
     for name, points in curve.items():
         print(name, ", ".join(f"{n}: {rho:.2f}" for n, rho in points.items()))
-    plot_curve(curve, surrogate, f"{len(test)} held-out pairs{' (unseen flows)' if unseen else ''}, {len(train)} training triplets")
-    return {"profile": params.profile, "n_train_available": len(train), "n_test": len(test), "test_unseen_flows": bool(unseen), "target": TARGET, "curve": curve,
-            "rows_to_target": {name: rows_to_reach(points) for name, points in curve.items()},
-            "surrogate": surrogate, "plot": "docs/img/reward_ceiling.png"}
+    plot_curve(
+        curve,
+        surrogate,
+        f"{len(test)} held-out pairs{' (unseen flows)' if unseen else ''}, {len(train)} training triplets",
+    )
+    return {
+        "profile": params.profile,
+        "n_train_available": len(train),
+        "n_test": len(test),
+        "test_unseen_flows": bool(unseen),
+        "target": TARGET,
+        "curve": curve,
+        "rows_to_target": {name: rows_to_reach(points) for name, points in curve.items()},
+        "surrogate": surrogate,
+        "plot": "docs/img/reward_ceiling.png",
+    }
 
 
 def plot_curve(curve: dict, surrogate: dict | None, title: str) -> None:
@@ -197,8 +230,15 @@ def plot_curve(curve: dict, surrogate: dict | None, title: str) -> None:
         if any(np.isfinite(v) for v in points.values()):
             ax.plot([int(n) for n in points], list(points.values()), marker="o", label=name)
     if surrogate and surrogate["rows_per_member"]:
-        ax.scatter([surrogate["rows_per_member"]], [surrogate["ensemble_spearman"]], marker="*", s=140, color="k", zorder=3,
-                   label=f"reward-stage ensemble ({surrogate['rows_per_member']:.0f} training triplets)")
+        ax.scatter(
+            [surrogate["rows_per_member"]],
+            [surrogate["ensemble_spearman"]],
+            marker="*",
+            s=140,
+            color="k",
+            zorder=3,
+            label=f"reward-stage ensemble ({surrogate['rows_per_member']:.0f} training triplets)",
+        )
     ax.axhline(TARGET, ls="--", color="grey", lw=1, label=f"target {TARGET}")
     ticks = sorted({int(n) for points in curve.values() for n in points})
     ax.set(xscale="log", xlabel="training triplets", ylabel="held-out Spearman vs scorer", ylim=(0, 1), title=title)
@@ -211,15 +251,23 @@ def plot_curve(curve: dict, surrogate: dict | None, title: str) -> None:
 
 def rows(f: dict) -> list[Row]:
     """The report's table for this bench."""
-    out: list[Row] = [("held-out pairs; training triplets available", f"{f['n_test']}; {f['n_train_available']}", "", "")]
+    out: list[Row] = [
+        ("held-out pairs; training triplets available", f"{f['n_test']}; {f['n_train_available']}", "", "")
+    ]
     for name, points in f["curve"].items():
         curve = ", ".join(f"{n}: {rho:.2f}" for n, rho in points.items())
         need = f["rows_to_target"][name]
         out.append((f"{name}: Spearman by training rows", curve, f">= {f['target']}", status(need is not None)))
     s = f.get("surrogate")
     if s:
-        out.append((f"reward-stage ensemble, {s['rows_per_member']:.0f} training triplets x {s['epochs']} epochs",
-                    f"{s['ensemble_spearman']:.2f} (members {s['member_spearman_mean']:.2f})", f">= {f['target']}", status(s["ensemble_spearman"] >= f["target"])))
+        out.append(
+            (
+                f"reward-stage ensemble, {s['rows_per_member']:.0f} training triplets x {s['epochs']} epochs",
+                f"{s['ensemble_spearman']:.2f} (members {s['member_spearman_mean']:.2f})",
+                f">= {f['target']}",
+                status(s["ensemble_spearman"] >= f["target"]),
+            )
+        )
     return out
 
 

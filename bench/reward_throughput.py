@@ -61,10 +61,15 @@ def main() -> dict:
     cfg = params.reward
     tokenizer = load_reward_tokenizer(cfg)
     prompts, flows = scoring_pairs(N_PAIRS, SEED)
-    members = [build_surrogate(cfg, len(tokenizer), SEED + i).to(device()) for i in tqdm(range(max(SIZES)), desc="building members", unit="model")]
+    members = [
+        build_surrogate(cfg, len(tokenizer), SEED + i).to(device())
+        for i in tqdm(range(max(SIZES)), desc="building members", unit="model")
+    ]
     head = head_figures(cfg, prompts, flows)
     lengths = [len(ids) for ids in tokenizer([format_pair(p, f) for p, f in zip(prompts, flows)])["input_ids"]]
-    Ensemble(members[:1], tokenizer, cfg.max_length, cfg.eval_batch_size, cfg.bf16).predict(prompts[:16], flows[:16])  # warm-up
+    Ensemble(members[:1], tokenizer, cfg.max_length, cfg.eval_batch_size, cfg.bf16).predict(
+        prompts[:16], flows[:16]
+    )  # warm-up
     per_n: dict[str, dict[str, float]] = {}
     for n in tqdm(SIZES, desc="ensemble sizes", unit="N"):
         ensemble = Ensemble(members[:n], tokenizer, cfg.max_length, cfg.eval_batch_size, cfg.bf16)
@@ -73,26 +78,53 @@ def main() -> dict:
             ensemble.predict(prompts, flows)
             seconds = time.perf_counter() - start
         pairs_per_s = len(prompts) / seconds
-        per_n[str(n)] = {"seconds": seconds, "pairs_per_s": pairs_per_s, "ms_per_pair": 1000 / pairs_per_s,
-                         "speedup_vs_render": RENDER_S_PER_FLOW * pairs_per_s}
-        print(f"N={n}: {pairs_per_s:.1f} pairs/s ({1000 / pairs_per_s:.1f} ms/pair); vs {RENDER_S_PER_FLOW:.0f} s render+score: "
-              f"{RENDER_S_PER_FLOW * pairs_per_s:,.0f}x cheaper")
+        per_n[str(n)] = {
+            "seconds": seconds,
+            "pairs_per_s": pairs_per_s,
+            "ms_per_pair": 1000 / pairs_per_s,
+            "speedup_vs_render": RENDER_S_PER_FLOW * pairs_per_s,
+        }
+        print(
+            f"N={n}: {pairs_per_s:.1f} pairs/s ({1000 / pairs_per_s:.1f} ms/pair); vs {RENDER_S_PER_FLOW:.0f} s render+score: "
+            f"{RENDER_S_PER_FLOW * pairs_per_s:,.0f}x cheaper"
+        )
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    ax.plot(list(SIZES), [per_n[str(n)]["pairs_per_s"] for n in SIZES], marker="o", label=f"finetune ({reward_name(cfg)}, max_length {cfg.max_length})")
-    ax.plot(list(SIZES), [head["per_n"][str(n)]["pairs_per_s"] for n in SIZES], marker="s", label="head (cached features)")
-    ax.set(xlabel="ensemble members N", ylabel="(prompt, flow) pairs / s (log)", xticks=list(SIZES), yscale="log",
-           title=f"reward ensemble throughput, {device()}")
+    ax.plot(
+        list(SIZES),
+        [per_n[str(n)]["pairs_per_s"] for n in SIZES],
+        marker="o",
+        label=f"finetune ({reward_name(cfg)}, max_length {cfg.max_length})",
+    )
+    ax.plot(
+        list(SIZES), [head["per_n"][str(n)]["pairs_per_s"] for n in SIZES], marker="s", label="head (cached features)"
+    )
+    ax.set(
+        xlabel="ensemble members N",
+        ylabel="(prompt, flow) pairs / s (log)",
+        xticks=list(SIZES),
+        yscale="log",
+        title=f"reward ensemble throughput, {device()}",
+    )
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7)
     save_figure(fig, "reward_throughput.png")
     figures = {
-        **setup, "encoder": reward_name(cfg), "device": device(), "bf16": cfg.bf16, "max_length": cfg.max_length,
-        "batch_size": cfg.eval_batch_size, "n_pairs": len(prompts), "input_tokens_mean": sum(lengths) / len(lengths),
-        "truncated_share": sum(n > cfg.max_length for n in lengths) / len(lengths), "per_n": per_n,
-        "profile_n_models": cfg.n_models, "render_s_per_flow_assumed": RENDER_S_PER_FLOW,
+        **setup,
+        "encoder": reward_name(cfg),
+        "device": device(),
+        "bf16": cfg.bf16,
+        "max_length": cfg.max_length,
+        "batch_size": cfg.eval_batch_size,
+        "n_pairs": len(prompts),
+        "input_tokens_mean": sum(lengths) / len(lengths),
+        "truncated_share": sum(n > cfg.max_length for n in lengths) / len(lengths),
+        "per_n": per_n,
+        "profile_n_models": cfg.n_models,
+        "render_s_per_flow_assumed": RENDER_S_PER_FLOW,
         "render_source": "paper sec. 1 and 3.3: 'an order of a minute' per training step / to create the images of a complex flow",
-        "plot": "docs/img/reward_throughput.png", "head": head,
+        "plot": "docs/img/reward_throughput.png",
+        "head": head,
     }
     return figures
 
@@ -121,9 +153,16 @@ def head_figures(cfg, prompts: list[str], flows: list[str]) -> dict:
         start = time.perf_counter()
         ensemble.predict(prompts, flows)
         seconds = time.perf_counter() - start
-        per_n[str(n)] = {"seconds": seconds, "pairs_per_s": len(prompts) / seconds, "ms_per_pair": 1000 * seconds / len(prompts)}
+        per_n[str(n)] = {
+            "seconds": seconds,
+            "pairs_per_s": len(prompts) / seconds,
+            "ms_per_pair": 1000 * seconds / len(prompts),
+        }
         print(f"head N={n}: {len(prompts) / seconds:.0f} pairs/s")
-    full, prefix = HeadEnsemble(members[: cfg.n_models], featurizer), HeadEnsemble(members[: max(cfg.n_prefix_models, 1)], featurizer)
+    full, prefix = (
+        HeadEnsemble(members[: cfg.n_models], featurizer),
+        HeadEnsemble(members[: max(cfg.n_prefix_models, 1)], featurizer),
+    )
     shaped = ShapedReward(full, prefix, cfg.model_copy(update={"tau_quantile": None}))
     batch_prompts, batch_flows = [prompts[i // 4] for i in range(GRPO_BATCH)], flows[:GRPO_BATCH]
     offsets = [[(i, i + 1) for i in range(len(f))] for f in batch_flows]  # one "token" per character: the most offsets
@@ -132,27 +171,67 @@ def head_figures(cfg, prompts: list[str], flows: list[str]) -> dict:
     with torch.inference_mode():
         shaped.per_token_rewards(batch_prompts, batch_flows, offsets)
     grpo_seconds = time.perf_counter() - start
-    print(f"head GRPO batch ({GRPO_BATCH} flows, {cfg.n_models} + {cfg.n_prefix_models} members): {1000 * grpo_seconds:.0f} ms")
-    return {"per_n": per_n, "prompt_miss_ms": miss_ms, "grpo_batch": GRPO_BATCH, "grpo_batch_ms": 1000 * grpo_seconds,
-            "n_models": cfg.n_models, "n_prefix_models": cfg.n_prefix_models, "hidden": cfg.head.hidden}
+    print(
+        f"head GRPO batch ({GRPO_BATCH} flows, {cfg.n_models} + {cfg.n_prefix_models} members): {1000 * grpo_seconds:.0f} ms"
+    )
+    return {
+        "per_n": per_n,
+        "prompt_miss_ms": miss_ms,
+        "grpo_batch": GRPO_BATCH,
+        "grpo_batch_ms": 1000 * grpo_seconds,
+        "n_models": cfg.n_models,
+        "n_prefix_models": cfg.n_prefix_models,
+        "hidden": cfg.head.hidden,
+    }
 
 
 def rows(f: dict) -> list[Row]:
     """The report's table for this bench."""
-    out: list[Row] = [("encoder", f"{f['encoder']}, max_length {f['max_length']}, batch {f['batch_size']}, bf16 {f['bf16']}, {f['device']}", "", ""),
-                      ("input tokens per pair (mean; share cut at max_length)", f"{f['input_tokens_mean']:.0f} ({f['truncated_share']:.0%})", "", "")]
+    out: list[Row] = [
+        (
+            "encoder",
+            f"{f['encoder']}, max_length {f['max_length']}, batch {f['batch_size']}, bf16 {f['bf16']}, {f['device']}",
+            "",
+            "",
+        ),
+        (
+            "input tokens per pair (mean; share cut at max_length)",
+            f"{f['input_tokens_mean']:.0f} ({f['truncated_share']:.0%})",
+            "",
+            "",
+        ),
+    ]
     for n, r in f["per_n"].items():
         profile_n = " (the profile's N)" if int(n) == f["profile_n_models"] else ""
         out.append((f"N={n}{profile_n}: pairs/s (ms/pair)", f"{r['pairs_per_s']:.1f} ({r['ms_per_pair']:.1f})", "", ""))
-        out.append((f"N={n}: cost ratio, render + score ({f['render_s_per_flow_assumed']:.0f} s/flow) / ensemble",
-                    f"{r['speedup_vs_render']:,.0f}x", "none set", status(None)))
+        out.append(
+            (
+                f"N={n}: cost ratio, render + score ({f['render_s_per_flow_assumed']:.0f} s/flow) / ensemble",
+                f"{r['speedup_vs_render']:,.0f}x",
+                "none set",
+                status(None),
+            )
+        )
     h = f.get("head")
     if h:
         for n, r in h["per_n"].items():
-            out.append((f"head N={n}: pairs/s (ms/pair), prompt embeddings cached", f"{r['pairs_per_s']:.0f} ({r['ms_per_pair']:.2f})", "", ""))
+            out.append(
+                (
+                    f"head N={n}: pairs/s (ms/pair), prompt embeddings cached",
+                    f"{r['pairs_per_s']:.0f} ({r['ms_per_pair']:.2f})",
+                    "",
+                    "",
+                )
+            )
         out.append(("head: prompt embedding on a cache miss, ms/prompt", f"{h['prompt_miss_ms']:.0f}", "", ""))
-        out.append((f"head: one GRPO batch ({h['grpo_batch']} flows, {h['n_models']} + {h['n_prefix_models']} prefix members, per-token)",
-                    f"{h['grpo_batch_ms']:.0f} ms", "< 1,000 ms", status(h["grpo_batch_ms"] < 1000)))
+        out.append(
+            (
+                f"head: one GRPO batch ({h['grpo_batch']} flows, {h['n_models']} + {h['n_prefix_models']} prefix members, per-token)",
+                f"{h['grpo_batch_ms']:.0f} ms",
+                "< 1,000 ms",
+                status(h["grpo_batch_ms"] < 1000),
+            )
+        )
     return out
 
 

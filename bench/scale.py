@@ -37,7 +37,9 @@ GRPO_STEPS = 3
 
 def with_sections(params: Params, **sections: dict) -> Params:
     """`params` with some fields of some sections replaced, e.g. with_sections(p, flows={"variants_per_base": 5})."""
-    return params.model_copy(update={name: getattr(params, name).model_copy(update=fields) for name, fields in sections.items()})
+    return params.model_copy(
+        update={name: getattr(params, name).model_copy(update=fields) for name, fields in sections.items()}
+    )
 
 
 def timed_stage(name: str, params: Params, root: Path) -> float:
@@ -52,10 +54,16 @@ def data_sweeps(base: Params, root: Path) -> dict[str, dict[int, float]]:
     timed_stage("prompts", small, root)
     timed_stage("flows", small, root)
     timed_stage("encode", small, root)  # untimed: loads the tokenizer once (the prompts stage is warm after this too)
-    out: dict[str, dict[int, float]] = {"prompts stage vs n_prompts": {}, "flows stage vs variants per base": {},
-                                        "encode stage vs variants per base": {}, "triplets stage vs n_triplets": {}}
+    out: dict[str, dict[int, float]] = {
+        "prompts stage vs n_prompts": {},
+        "flows stage vs variants per base": {},
+        "encode stage vs variants per base": {},
+        "triplets stage vs n_triplets": {},
+    }
     for n in tqdm(PROMPTS, desc="prompts sweep", unit="size"):
-        out["prompts stage vs n_prompts"][n] = timed_stage("prompts", with_sections(base, prompts={"n_prompts": n, "n_holdout": n // 10}), root)
+        out["prompts stage vs n_prompts"][n] = timed_stage(
+            "prompts", with_sections(base, prompts={"n_prompts": n, "n_holdout": n // 10}), root
+        )
     timed_stage("prompts", small, root)  # the later stages read a fixed prompt set
     for n in tqdm(VARIANTS, desc="variants sweep", unit="size"):
         p = with_sections(small, flows={"variants_per_base": n})
@@ -65,7 +73,9 @@ def data_sweeps(base: Params, root: Path) -> dict[str, dict[int, float]]:
     timed_stage("encode", small, root)
     timed_stage("triplets", small, root)  # untimed: imports and scorer set-up
     for n in tqdm(TRIPLETS, desc="triplets sweep", unit="size"):
-        out["triplets stage vs n_triplets"][n] = timed_stage("triplets", with_sections(small, triplets={"n_triplets": n}), root)
+        out["triplets stage vs n_triplets"][n] = timed_stage(
+            "triplets", with_sections(small, triplets={"n_triplets": n}), root
+        )
     return out
 
 
@@ -91,8 +101,14 @@ def plot(series: dict[str, dict[int, float]], fits: dict[str, tuple[float, float
         k, c = fits[name]
         line = ax.loglog(sizes, [points[s] for s in sizes], "o", label=f"{name}: k={k:.2f}")[0]
         ax.loglog(sizes, [c * s**k for s in sizes], "-", color=line.get_color(), alpha=0.6)
-    axes[0].set(xlabel="size (prompts, variants per base, triplets)", ylabel="seconds", title="data stages (tiny profile)")
-    axes[1].set(xlabel="num_generations (group size)", ylabel="seconds per step", title="GRPO step, 2 prompts per step (tiny models)")
+    axes[0].set(
+        xlabel="size (prompts, variants per base, triplets)", ylabel="seconds", title="data stages (tiny profile)"
+    )
+    axes[1].set(
+        xlabel="num_generations (group size)",
+        ylabel="seconds per step",
+        title="GRPO step, 2 prompts per step (tiny models)",
+    )
     from matplotlib.ticker import FormatStrFormatter
 
     for ax in axes:
@@ -111,8 +127,12 @@ def main() -> dict:
     series["GRPO step vs group size"] = grpo_sweep(base)
     fits = {name: fit_exponent(list(points), list(points.values())) for name, points in series.items()}
     plot(series, fits)
-    figures = {"profile": "tiny", "series": {name: {str(k): v for k, v in points.items()} for name, points in series.items()},
-               "exponent": {name: k for name, (k, _) in fits.items()}, "plot": "docs/img/scale.png"}
+    figures = {
+        "profile": "tiny",
+        "series": {name: {str(k): v for k, v in points.items()} for name, points in series.items()},
+        "exponent": {name: k for name, (k, _) in fits.items()},
+        "plot": "docs/img/scale.png",
+    }
     for name, (k, _) in fits.items():
         points = ", ".join(f"{s}: {t:.2f}s" for s, t in series[name].items())
         print(f"{name}: k = {k:.2f}  ({points})")

@@ -90,15 +90,25 @@ def pair_lengths(tokenizer, rows: list[dict]) -> np.ndarray:
     return np.array([len(ids) + 1 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]])
 
 
-def time_side(model, tokenizer, rows: list[dict], batch: int, max_length: int, params, workdir: Path) -> dict[str, float]:
+def time_side(
+    model, tokenizer, rows: list[dict], batch: int, max_length: int, params, workdir: Path
+) -> dict[str, float]:
     """Train WARMUP + TIMED steps at `batch`; samples/s and tokens/s over all timed steps.
 
     Over all steps, not the fastest one: batches differ in length (a step of two short JSON pairs
     took 9 s, one of two long pairs 49 s on a quiet machine), so the fastest step flatters
     whichever side has the more uneven lengths. The fastest step is kept as a figure.
     """
-    cfg = params.sft.model_copy(update={"batch_size": batch, "max_steps": WARMUP + TIMED, "max_length": max_length,
-                                        "save_steps": 10_000, "logging_steps": 1, "n_train": None})
+    cfg = params.sft.model_copy(
+        update={
+            "batch_size": batch,
+            "max_steps": WARMUP + TIMED,
+            "max_length": max_length,
+            "save_steps": 10_000,
+            "logging_steps": 1,
+            "n_train": None,
+        }
+    )
     timer = StepTimes()
     trainer = build_trainer(model, tokenizer, to_dataset(rows), None, cfg, params.policy, workdir, SEED)
     trainer.add_callback(timer)
@@ -106,9 +116,17 @@ def time_side(model, tokenizer, rows: list[dict], batch: int, max_length: int, p
     steps = timer.durations()[WARMUP:]
     step_s = statistics.mean(steps)
     tokens_per_step = trainer.tokens_seen / max(len(timer.ends), 1)
-    return {"batch": batch, "step_s_mean": step_s, "step_s_fastest": min(steps), "step_s_median": statistics.median(steps),
-            "step_s": [round(s, 2) for s in steps], "samples_per_s": batch / step_s, "samples_per_s_fastest_step": batch / min(steps),
-            "samples_per_s_median_step": batch / statistics.median(steps), "tokens_per_s": tokens_per_step / step_s}
+    return {
+        "batch": batch,
+        "step_s_mean": step_s,
+        "step_s_fastest": min(steps),
+        "step_s_median": statistics.median(steps),
+        "step_s": [round(s, 2) for s in steps],
+        "samples_per_s": batch / step_s,
+        "samples_per_s_fastest_step": batch / min(steps),
+        "samples_per_s_median_step": batch / statistics.median(steps),
+        "tokens_per_s": tokens_per_step / step_s,
+    }
 
 
 def main() -> dict:
@@ -120,7 +138,10 @@ def main() -> dict:
     torch.set_flush_denormal(True)
     params, setup = bench_setup()
     prompts, graphs, tokens = pairs(64, SEED)
-    json_rows, enc_rows = as_rows(prompts, [api_json(g, None) for g in graphs]), as_rows(prompts, [encode_flow(g) for g in graphs])
+    json_rows, enc_rows = (
+        as_rows(prompts, [api_json(g, None) for g in graphs]),
+        as_rows(prompts, [encode_flow(g) for g in graphs]),
+    )
     model, enc_tok = load_policy(params.policy, tokens, SEED)
     json_tok = load_tokenizer(params.policy)  # the plain tokenizer: what a model without flow tokens reads
     json_len, enc_len = pair_lengths(json_tok, json_rows), pair_lengths(enc_tok, enc_rows)
@@ -129,26 +150,45 @@ def main() -> dict:
     enc_batch = max(1, int(budget // np.percentile(enc_len, 90)))
     max_length = int(max(json_len.max(), enc_len.max())) + 8  # nothing truncated on either side
     n_json, n_enc = JSON_BATCH * (WARMUP + TIMED), enc_batch * (WARMUP + TIMED)
-    print(f"profile {setup['profile']}: tokens/pair median JSON {np.median(json_len):.0f}, encoded {np.median(enc_len):.0f}; "
-          f"budget {budget} tokens/batch -> batch JSON {JSON_BATCH}, encoded {enc_batch}")
+    print(
+        f"profile {setup['profile']}: tokens/pair median JSON {np.median(json_len):.0f}, encoded {np.median(enc_len):.0f}; "
+        f"budget {budget} tokens/batch -> batch JSON {JSON_BATCH}, encoded {enc_batch}"
+    )
     with tempfile.TemporaryDirectory(prefix="flowrl-bench-sft-") as tmp:
-        json_side = time_side(copy.deepcopy(model), json_tok, (json_rows * 4)[:n_json], JSON_BATCH, max_length, params, Path(tmp) / "json")
-        enc_side = time_side(model, enc_tok, (enc_rows * 4)[:n_enc], enc_batch, max_length, params, Path(tmp) / "encoded")
+        json_side = time_side(
+            copy.deepcopy(model), json_tok, (json_rows * 4)[:n_json], JSON_BATCH, max_length, params, Path(tmp) / "json"
+        )
+        enc_side = time_side(
+            model, enc_tok, (enc_rows * 4)[:n_enc], enc_batch, max_length, params, Path(tmp) / "encoded"
+        )
     figures = {
-        **setup, "model": f"{policy_name(params.policy)} + LoRA r{params.sft.lora_r}, trained {'/'.join(params.sft.modules_to_save)}",
-        "bf16": params.policy.bf16, "n_pairs": len(json_rows), "warmup_steps": WARMUP, "timed_steps": TIMED,
-        "tokens_per_sample_json_median": float(np.median(json_len)), "tokens_per_sample_encoded_median": float(np.median(enc_len)),
+        **setup,
+        "model": f"{policy_name(params.policy)} + LoRA r{params.sft.lora_r}, trained {'/'.join(params.sft.modules_to_save)}",
+        "bf16": params.policy.bf16,
+        "n_pairs": len(json_rows),
+        "warmup_steps": WARMUP,
+        "timed_steps": TIMED,
+        "tokens_per_sample_json_median": float(np.median(json_len)),
+        "tokens_per_sample_encoded_median": float(np.median(enc_len)),
         "tokens_per_sample_json_indent2_median": float(np.median(indent2)),
-        "tokens_per_sample_json_p90": float(np.percentile(json_len, 90)), "tokens_per_sample_encoded_p90": float(np.percentile(enc_len, 90)),
-        "token_budget_per_batch": budget, "json": json_side, "encoded": enc_side,
-        "batch_ratio": enc_batch / JSON_BATCH, "samples_per_s_ratio": enc_side["samples_per_s"] / json_side["samples_per_s"],
-        "samples_per_s_ratio_median_steps": enc_side["samples_per_s_median_step"] / json_side["samples_per_s_median_step"],
-        "samples_per_s_ratio_fastest_steps": enc_side["samples_per_s_fastest_step"] / json_side["samples_per_s_fastest_step"],
+        "tokens_per_sample_json_p90": float(np.percentile(json_len, 90)),
+        "tokens_per_sample_encoded_p90": float(np.percentile(enc_len, 90)),
+        "token_budget_per_batch": budget,
+        "json": json_side,
+        "encoded": enc_side,
+        "batch_ratio": enc_batch / JSON_BATCH,
+        "samples_per_s_ratio": enc_side["samples_per_s"] / json_side["samples_per_s"],
+        "samples_per_s_ratio_median_steps": enc_side["samples_per_s_median_step"]
+        / json_side["samples_per_s_median_step"],
+        "samples_per_s_ratio_fastest_steps": enc_side["samples_per_s_fastest_step"]
+        / json_side["samples_per_s_fastest_step"],
         "target_ratio": TARGET_RATIO,
     }
-    print(f"samples/s JSON {json_side['samples_per_s']:.3f} (batch {JSON_BATCH}), encoded {enc_side['samples_per_s']:.3f} "
-          f"(batch {enc_batch}); ratio {figures['samples_per_s_ratio']:.2f} (target >= {TARGET_RATIO:g}); tokens/s "
-          f"{json_side['tokens_per_s']:.0f} vs {enc_side['tokens_per_s']:.0f}")
+    print(
+        f"samples/s JSON {json_side['samples_per_s']:.3f} (batch {JSON_BATCH}), encoded {enc_side['samples_per_s']:.3f} "
+        f"(batch {enc_batch}); ratio {figures['samples_per_s_ratio']:.2f} (target >= {TARGET_RATIO:g}); tokens/s "
+        f"{json_side['tokens_per_s']:.0f} vs {enc_side['tokens_per_s']:.0f}"
+    )
     return figures
 
 
@@ -157,15 +197,40 @@ def rows(f: dict) -> list[Row]:
     ratio = f["samples_per_s_ratio"]
     return [
         ("model", f"{f['model']}, bf16 {f['bf16']}", "", ""),
-        ("tokens per sample, median (JSON / encoded)", f"{f['tokens_per_sample_json_median']:.0f} / {f['tokens_per_sample_encoded_median']:.0f}", "paper: ~1500 / ~200", ""),
+        (
+            "tokens per sample, median (JSON / encoded)",
+            f"{f['tokens_per_sample_json_median']:.0f} / {f['tokens_per_sample_encoded_median']:.0f}",
+            "paper: ~1500 / ~200",
+            "",
+        ),
         ("token budget per batch (JSON batch x p90 JSON pair)", f"{f['token_budget_per_batch']}", "", ""),
         ("batch (JSON / encoded)", f"{f['json']['batch']} / {f['encoded']['batch']}", "paper: 2 / 32", ""),
-        ("timed steps, s (JSON | encoded)", f"{', '.join(map(str, f['json']['step_s']))} | {', '.join(map(str, f['encoded']['step_s']))}", "", ""),
+        (
+            "timed steps, s (JSON | encoded)",
+            f"{', '.join(map(str, f['json']['step_s']))} | {', '.join(map(str, f['encoded']['step_s']))}",
+            "",
+            "",
+        ),
         ("samples/s JSON (over the timed steps)", f"{f['json']['samples_per_s']:.3f}", "", ""),
         ("samples/s encoded (over the timed steps)", f"{f['encoded']['samples_per_s']:.3f}", "", ""),
-        ("non-pad tokens/s (JSON / encoded)", f"{f['json']['tokens_per_s']:.0f} / {f['encoded']['tokens_per_s']:.0f}", "", ""),
-        ("speed-up, encoded / JSON samples/s (over the timed steps)", f"{ratio:.2f}x", f">= {f['target_ratio']:g}x", status(ratio >= f["target_ratio"])),
-        ("speed-up from the median / the fastest steps", f"{f['samples_per_s_ratio_median_steps']:.2f}x / {f.get('samples_per_s_ratio_fastest_steps', float('nan')):.2f}x", "", ""),
+        (
+            "non-pad tokens/s (JSON / encoded)",
+            f"{f['json']['tokens_per_s']:.0f} / {f['encoded']['tokens_per_s']:.0f}",
+            "",
+            "",
+        ),
+        (
+            "speed-up, encoded / JSON samples/s (over the timed steps)",
+            f"{ratio:.2f}x",
+            f">= {f['target_ratio']:g}x",
+            status(ratio >= f["target_ratio"]),
+        ),
+        (
+            "speed-up from the median / the fastest steps",
+            f"{f['samples_per_s_ratio_median_steps']:.2f}x / {f.get('samples_per_s_ratio_fastest_steps', float('nan')):.2f}x",
+            "",
+            "",
+        ),
     ]
 
 

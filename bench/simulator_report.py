@@ -59,11 +59,17 @@ def report(prompts: list[str], flows: list[dict], seed: int = 0) -> dict[str, fl
     top_id, top_n = best.most_common(1)[0]
     noise_sd, between_sd = statistics.pstdev(noise), statistics.mean(between)
     return {
-        "n_prompts": len(prompts), "n_flows": len(flows),
-        "best_single_flow_share": top_n / len(prompts), "best_single_flow": flows[top_id]["id"],
+        "n_prompts": len(prompts),
+        "n_flows": len(flows),
+        "best_single_flow_share": top_n / len(prompts),
+        "best_single_flow": flows[top_id]["id"],
         "distinct_best_flows": len(best),
-        "score_min": min(all_scores), "score_median": statistics.median(all_scores), "score_max": max(all_scores),
-        "between_flow_sd": between_sd, "noise_sd": noise_sd, "noise_to_between_ratio": noise_sd / between_sd,
+        "score_min": min(all_scores),
+        "score_median": statistics.median(all_scores),
+        "score_max": max(all_scores),
+        "between_flow_sd": between_sd,
+        "noise_sd": noise_sd,
+        "noise_to_between_ratio": noise_sd / between_sd,
         "invalid_share": 1 - len(all_scores) / (len(prompts) * len(flows)),
     }
 

@@ -25,14 +25,19 @@ CHAIN = 10
 
 def big_graph(n_nodes: int) -> dict:
     """An API graph of exactly `n_nodes` nodes: 2 sources, then chains of CHAIN upscales and a decode."""
-    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd.safetensors"}},
-             "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}}}
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd.safetensors"}},
+        "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+    }
     nid = 2
     while nid < n_nodes:
         prev = ["2", 0]
         for _ in range(min(CHAIN, n_nodes - nid - 1)):
             nid += 1
-            graph[str(nid)] = {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "nearest-exact", "scale_by": 1.0, "samples": prev}}
+            graph[str(nid)] = {
+                "class_type": "LatentUpscaleBy",
+                "inputs": {"upscale_method": "nearest-exact", "scale_by": 1.0, "samples": prev},
+            }
             prev = [str(nid), 0]
         nid += 1
         graph[str(nid)] = {"class_type": "VAEDecode", "inputs": {"samples": prev, "vae": ["1", 2]}}
@@ -55,22 +60,45 @@ def main() -> dict:
         path = Path(tmp) / "big.json"
         path.write_text(json.dumps(big_graph(SIZES[-1]), separators=(",", ":")))
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "flowrl.cli.main", "flow", "to-ui", str(path), "-o", str(Path(tmp) / "ui.json")],
-                              cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "flowrl.cli.main", "flow", "to-ui", str(path), "-o", str(Path(tmp) / "ui.json")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         cli_s = round(time.perf_counter() - t0, 2)
         if proc.returncode != 0:
             raise RuntimeError(f"flowrl flow to-ui failed: {proc.stderr[-1000:]}")
         size_mib = round(path.stat().st_size / 2**20, 2)
     print(f"CLI {SIZES[-1]} nodes ({size_mib} MiB): {cli_s:.2f} s; exponent {k:.2f}")
-    return {"nodes": list(SIZES), "api_to_ui_s": seconds, "exponent": round(k, 2), "cli_nodes": SIZES[-1],
-            "cli_file_mib": size_mib, "cli_s": cli_s}
+    return {
+        "nodes": list(SIZES),
+        "api_to_ui_s": seconds,
+        "exponent": round(k, 2),
+        "cli_nodes": SIZES[-1],
+        "cli_file_mib": size_mib,
+        "cli_s": cli_s,
+    }
 
 
 def rows(f: dict) -> list[Row]:
     return [
-        (f"`flowrl flow to-ui` on {f['cli_nodes']:,} nodes ({f['cli_file_mib']} MiB), wall", f"{f['cli_s']:.1f} s",
-         f"<= {TARGET_S:.0f} s", status(f["cli_s"] <= TARGET_S)),
-        ("api_to_ui seconds ~ nodes^k, fitted k", f"{f['exponent']:.2f}", f"<= {TARGET_K}", status(f["exponent"] <= TARGET_K)),
-        ("api_to_ui seconds at " + ", ".join(f"{n:,}" for n in f["nodes"]) + " nodes",
-         ", ".join(f"{s:.2f}" for s in f["api_to_ui_s"]), "", ""),
+        (
+            f"`flowrl flow to-ui` on {f['cli_nodes']:,} nodes ({f['cli_file_mib']} MiB), wall",
+            f"{f['cli_s']:.1f} s",
+            f"<= {TARGET_S:.0f} s",
+            status(f["cli_s"] <= TARGET_S),
+        ),
+        (
+            "api_to_ui seconds ~ nodes^k, fitted k",
+            f"{f['exponent']:.2f}",
+            f"<= {TARGET_K}",
+            status(f["exponent"] <= TARGET_K),
+        ),
+        (
+            "api_to_ui seconds at " + ", ".join(f"{n:,}" for n in f["nodes"]) + " nodes",
+            ", ".join(f"{s:.2f}" for s in f["api_to_ui_s"]),
+            "",
+            "",
+        ),
     ]

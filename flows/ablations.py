@@ -63,10 +63,17 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "no_prefix_reward": Variant("w/o prefix (component) reward", {"reward": {"component_reward": False}}, ("grpo", "evaluate")),
+    "no_prefix_reward": Variant(
+        "w/o prefix (component) reward", {"reward": {"component_reward": False}}, ("grpo", "evaluate")
+    ),
     # tau_quantile off too: otherwise GRPO would take the stage-resolved tau from the ensemble spec
-    "no_uncertainty": Variant("w/o uncertainty cutoff (tau = inf)", {"reward": {"tau": math.inf, "tau_quantile": None}}, ("grpo", "evaluate")),
-    **{f"ensemble_{n}": Variant(f"ensemble of {n}", {"reward": {"n_models": n}}, ("reward", "grpo", "evaluate")) for n in (1, 3, 5, 7)},
+    "no_uncertainty": Variant(
+        "w/o uncertainty cutoff (tau = inf)", {"reward": {"tau": math.inf, "tau_quantile": None}}, ("grpo", "evaluate")
+    ),
+    **{
+        f"ensemble_{n}": Variant(f"ensemble of {n}", {"reward": {"n_models": n}}, ("reward", "grpo", "evaluate"))
+        for n in (1, 3, 5, 7)
+    },
     "no_sft": Variant("w/o SFT (GRPO from the base model + flow tokens)", {}, ("grpo", "evaluate"), untrained_sft=True),
     "no_grpo": Variant("w/o GRPO (SFT + reward rerank)", method="sft_rerank"),
     "comfygen": Variant("ComfyGen-style retrieval on the new encoding", method=REFERENCE),
@@ -88,8 +95,11 @@ def prepare_workspace(main: Path, work: Path, variant: Variant, link: bool) -> P
     """Fresh `work` folder with data/ and every models/ entry the variant does not retrain taken from `main`."""
     shutil.rmtree(work, ignore_errors=True)
     (work / "models").mkdir(parents=True)
-    place = (lambda src, dst: dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())) if link else (
-        lambda src, dst: shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst))
+    place = (
+        (lambda src, dst: dst.symlink_to(src.resolve(), target_is_directory=src.is_dir()))
+        if link
+        else (lambda src, dst: shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst))
+    )
     place(main / "data", work / "data")
     skip = retrained_dirs(variant)
     for entry in sorted((main / "models").iterdir()) if (main / "models").exists() else []:
@@ -111,8 +121,15 @@ def write_untrained_sft(params: Params, root: Path) -> Path:
     out = root / OUT_DIR
     get_peft_model(model, lora_config(params.sft)).save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
-    save_policy_spec(out, params.policy, params.seed, len(tokenizer) - len(tokens), template=PROMPT_TEMPLATE,
-                     n_flow_tokens=len(tokens), sft={"max_steps": 0, "note": "untrained (ablation no_sft)"})
+    save_policy_spec(
+        out,
+        params.policy,
+        params.seed,
+        len(tokenizer) - len(tokens),
+        template=PROMPT_TEMPLATE,
+        n_flow_tokens=len(tokens),
+        sft={"max_steps": 0, "note": "untrained (ablation no_sft)"},
+    )
     return out
 
 
@@ -123,7 +140,9 @@ def method_scores(root: Path, method: str) -> tuple[list[str], list[float]]:
         raise AblationError(f"{path}: not found; run the evaluate stage there first (dvc repro evaluate)")
     rows = [r for r in read_jsonl(path) if r["method"] == method]
     if not rows:
-        raise AblationError(f"{path} has no flows of method {method!r}; run evaluate with that method (evaluate.methods) or pick another ablations.full_method")
+        raise AblationError(
+            f"{path} has no flows of method {method!r}; run evaluate with that method (evaluate.methods) or pick another ablations.full_method"
+        )
     return [r["prompt"] for r in rows], [float(r["score"]) for r in rows]
 
 
@@ -132,7 +151,9 @@ def variant_row(root: Path, method: str, full: tuple[list[str], list[float]]) ->
     prompts, scores = method_scores(root, method)
     per_method = read_json(root / REPORT_DIR / "metrics.json")[method]
     if prompts != full[0]:
-        raise AblationError(f"{root / REPORT_DIR}: evaluated on other prompts than the main workspace; keep evaluate.n_prompts and the holdout the same")
+        raise AblationError(
+            f"{root / REPORT_DIR}: evaluated on other prompts than the main workspace; keep evaluate.n_prompts and the holdout the same"
+        )
     nan = float("nan")
     return {
         "mean_score": per_method["mean_score"],
@@ -154,7 +175,10 @@ def render_table(rows: dict[str, dict[str, float]], descriptions: dict[str, str]
         "| variant | what changes | " + " | ".join(METRICS) + " |",
         "|---|---|" + "---|" * len(METRICS),
     ]
-    lines += [f"| {name} | {descriptions[name]} | " + " | ".join(fmt(row[m]) for m in METRICS) + " |" for name, row in rows.items()]
+    lines += [
+        f"| {name} | {descriptions[name]} | " + " | ".join(fmt(row[m]) for m in METRICS) + " |"
+        for name, row in rows.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -186,8 +210,9 @@ def plot_ablations(rows: dict[str, dict[str, float]], path: Path) -> Path:
     return path
 
 
-def run_variant(name: str, params: Params, main: Path, full: tuple[list[str], list[float]],
-                log: Callable[[str], None] = print) -> dict[str, float]:
+def run_variant(
+    name: str, params: Params, main: Path, full: tuple[list[str], list[float]], log: Callable[[str], None] = print
+) -> dict[str, float]:
     """Prepare the variant's workspace, rerun its stages, return its row of metrics."""
     variant = VARIANTS[name]
     method = variant.method or params.ablations.full_method
@@ -204,7 +229,9 @@ def run_variant(name: str, params: Params, main: Path, full: tuple[list[str], li
 
 
 @flow(name="ablations", flow_run_name="ablations-{profile}")  # no log_prints: see flows/stages.py
-def ablations(profile: str | None = None, root: str = ".", variants: list[str] | None = None) -> dict[str, dict[str, float]]:
+def ablations(
+    profile: str | None = None, root: str = ".", variants: list[str] | None = None
+) -> dict[str, dict[str, float]]:
     """Run the ablation `variants` (default: ablations.variants) under one MLflow parent run; write the table and plot."""
     main = Path(root).resolve()
     params = load_params(main / "params.yaml", profile)
@@ -217,10 +244,18 @@ def ablations(profile: str | None = None, root: str = ".", variants: list[str] |
     descriptions = {"full": f"full model ({full_method})", **{n: VARIANTS[n].description for n in names}}
 
     use_experiment(main, params.profile)
-    with mlflow.start_run(run_name=f"ablations-{params.profile}", tags={"flowrl.stage": "ablations", "flowrl.profile": params.profile}) as parent:
+    with mlflow.start_run(
+        run_name=f"ablations-{params.profile}", tags={"flowrl.stage": "ablations", "flowrl.profile": params.profile}
+    ) as parent:
         mlflow.log_params({"ablations.variants": ",".join(names), "ablations.full_method": full_method})
-        child = lambda n: log_stage(main, params.profile, f"ablation-{n}", {"variant": n, "description": descriptions[n], **(VARIANTS[n].overrides if n in VARIANTS else {})},  # noqa: E731
-                                    rows[n], parent_run_id=parent.info.run_id)
+        child = lambda n: log_stage(
+            main,
+            params.profile,
+            f"ablation-{n}",
+            {"variant": n, "description": descriptions[n], **(VARIANTS[n].overrides if n in VARIANTS else {})},  # noqa: E731
+            rows[n],
+            parent_run_id=parent.info.run_id,
+        )
         child("full")
         for name in names:
             rows[name] = run_variant(name, params, main, full)
@@ -238,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.ablations", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=None, help="override params.yaml `profile`")
     parser.add_argument("--root", default=".", help="main workspace (repository root)")
-    parser.add_argument("--variants", nargs="*", default=None, help=f"subset of: {', '.join(VARIANTS)} (default: ablations.variants)")
+    parser.add_argument(
+        "--variants", nargs="*", default=None, help=f"subset of: {', '.join(VARIANTS)} (default: ablations.variants)"
+    )
     args = parser.parse_args(argv)
     return exit_code(ablations, profile=args.profile, root=args.root, variants=args.variants)
 

@@ -64,14 +64,24 @@ def local_prefect_server(home: Path | None = None, timeout_s: float = START_TIME
         RuntimeError: the server exited or did not answer in time (its log tail is in the message).
     """
     port = free_port()
-    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "false"), "PREFECT_CLI_PROMPT": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "false"),
+        "PREFECT_CLI_PROMPT": "false",
+    }
     if home is not None:
         env["PREFECT_HOME"] = str(home)
     with tempfile.TemporaryFile("w+") as log:
         try:
-            proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         except OSError as exc:
             raise RuntimeError(f"cannot run {PREFECT}: {exc}") from exc
         try:
@@ -79,7 +89,9 @@ def local_prefect_server(home: Path | None = None, timeout_s: float = START_TIME
             while not healthy(env["PREFECT_API_URL"]):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise RuntimeError(f"the local Prefect server did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
+                    raise RuntimeError(
+                        f"the local Prefect server did not start (exit {proc.poll()}):\n{log.read()[-3000:]}"
+                    )
                 time.sleep(0.5)
             yield env
         finally:
@@ -97,7 +109,10 @@ def main(argv: list[str]) -> int:
             print(f"flows.local_server: Prefect API {env['PREFECT_API_URL']} for this run", file=sys.stderr, flush=True)
             return subprocess.call(argv, env=env)
     except RuntimeError as exc:
-        print(f"flows.local_server: {exc}\nrunning without it (each stage starts a temporary Prefect API)", file=sys.stderr)
+        print(
+            f"flows.local_server: {exc}\nrunning without it (each stage starts a temporary Prefect API)",
+            file=sys.stderr,
+        )
         return subprocess.call(argv)
 
 

@@ -26,5 +26,7 @@ def pipeline(profile: str | None = None, root: str = ".", stages: list[str] | No
     results: dict[str, dict] = {}
     with mlflow.start_run(run_name=f"pipeline-{params.profile}", tags={"flowrl.stage": "pipeline"}) as parent:
         for name in stages or list(STAGES):
-            results[name] = STAGE_FLOWS[name](profile=params.profile, root=str(root_path), parent_run_id=parent.info.run_id)
+            results[name] = STAGE_FLOWS[name](
+                profile=params.profile, root=str(root_path), parent_run_id=parent.info.run_id
+            )
     return results

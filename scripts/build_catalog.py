@@ -24,16 +24,58 @@ OUT = REPO / "src" / "flowrl" / "comfy" / "node_catalog.json"
 
 # comfy/samplers.py (KSampler.SAMPLERS and SCHEDULER_NAMES, late 2025).
 SAMPLERS = [
-    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
-    "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp",
-    "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
-    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm",
-    "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
-    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde",
-    "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
+    "euler",
+    "euler_cfg_pp",
+    "euler_ancestral",
+    "euler_ancestral_cfg_pp",
+    "heun",
+    "heunpp2",
+    "dpm_2",
+    "dpm_2_ancestral",
+    "lms",
+    "dpm_fast",
+    "dpm_adaptive",
+    "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_cfg_pp",
+    "dpmpp_sde",
+    "dpmpp_sde_gpu",
+    "dpmpp_2m",
+    "dpmpp_2m_cfg_pp",
+    "dpmpp_2m_sde",
+    "dpmpp_2m_sde_gpu",
+    "dpmpp_2m_sde_heun",
+    "dpmpp_2m_sde_heun_gpu",
+    "dpmpp_3m_sde",
+    "dpmpp_3m_sde_gpu",
+    "ddpm",
+    "lcm",
+    "ipndm",
+    "ipndm_v",
+    "deis",
+    "res_multistep",
+    "res_multistep_cfg_pp",
+    "res_multistep_ancestral",
+    "res_multistep_ancestral_cfg_pp",
+    "gradient_estimation",
+    "gradient_estimation_cfg_pp",
+    "er_sde",
+    "seeds_2",
+    "seeds_3",
+    "sa_solver",
+    "sa_solver_pece",
+    "ddim",
+    "uni_pc",
+    "uni_pc_bh2",
 ]
 SCHEDULERS = [
-    "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal", "linear_quadratic",
+    "simple",
+    "sgm_uniform",
+    "karras",
+    "exponential",
+    "ddim_uniform",
+    "beta",
+    "normal",
+    "linear_quadratic",
     "kl_optimal",
 ]
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp", "lanczos"]
@@ -60,22 +102,38 @@ NAME_FACTS: dict[str, dict] = {
 }
 # Per-class facts (override NAME_FACTS).
 TYPE_FACTS: dict[str, dict[str, dict]] = {
-    "KSamplerAdvanced": {"add_noise": {"type": "COMBO", "choices": ["enable", "disable"]},
-                         "return_with_leftover_noise": {"type": "COMBO", "choices": ["disable", "enable"]}},
-    "KSampler": {"seed": {"default": 0}, "steps": {"default": 20}, "cfg": {"default": 8.0},
-                 "denoise": {"default": 1.0}, "sampler_name": {"default": "euler"}, "scheduler": {"default": "normal"}},
+    "KSamplerAdvanced": {
+        "add_noise": {"type": "COMBO", "choices": ["enable", "disable"]},
+        "return_with_leftover_noise": {"type": "COMBO", "choices": ["disable", "enable"]},
+    },
+    "KSampler": {
+        "seed": {"default": 0},
+        "steps": {"default": 20},
+        "cfg": {"default": 8.0},
+        "denoise": {"default": 1.0},
+        "sampler_name": {"default": "euler"},
+        "scheduler": {"default": "normal"},
+    },
     "EmptyLatentImage": {"width": {"default": 512}, "height": {"default": 512}, "batch_size": {"default": 1}},
     "CLIPSetLastLayer": {"stop_at_clip_layer": {"type": "INT", "min": -24, "max": -1, "default": -1}},
-    "LatentUpscale": {"crop": {"type": "COMBO", "choices": ["disabled", "center"]}, "width": {"min": 0},
-                      "height": {"min": 0}},
+    "LatentUpscale": {
+        "crop": {"type": "COMBO", "choices": ["disabled", "center"]},
+        "width": {"min": 0},
+        "height": {"min": 0},
+    },
     "LatentUpscaleBy": {"scale_by": {"type": "FLOAT", "min": 0.01, "max": 8.0, "default": 1.5}},
-    "ImageScale": {"crop": {"type": "COMBO", "choices": ["disabled", "center"]}, "width": {"min": 0},
-                   "height": {"min": 0}},
+    "ImageScale": {
+        "crop": {"type": "COMBO", "choices": ["disabled", "center"]},
+        "width": {"min": 0},
+        "height": {"min": 0},
+    },
     "LoraLoader": {"strength_model": {"default": 1.0}, "strength_clip": {"default": 1.0}},
     "Wan22ImageToVideoLatent": {"start_image": {"required": False}},  # optional in comfy_extras/nodes_wan.py
     "SAMLoader": {"device_mode": {"type": "COMBO", "choices": ["AUTO", "Prefer GPU", "CPU"]}},
-    "CLIPTextEncodeSDXL": {k: {"type": "INT", "min": 0, "max": MAX_RES} for k in
-                           ("width", "height", "crop_w", "crop_h", "target_width", "target_height")},
+    "CLIPTextEncodeSDXL": {
+        k: {"type": "INT", "min": 0, "max": MAX_RES}
+        for k in ("width", "height", "crop_w", "crop_h", "target_width", "target_height")
+    },
 }
 TYPE_FACTS["CLIPTextEncodeSDXL"].update({"text_g": {"type": "STRING"}, "text_l": {"type": "STRING"}})
 
@@ -83,10 +141,16 @@ TYPE_FACTS["CLIPTextEncodeSDXL"].update({"text_g": {"type": "STRING"}, "text_l":
 # Each input: name -> fact dict with kind/type; order = widget order in widgets_values.
 CUSTOM_NODES: dict[str, dict] = {
     "CR LoRA Stack": {
-        "widgets": [(f"{k}_{i}", t) for i in (1, 2, 3) for k, t in
-                    (("switch", {"type": "COMBO", "choices": ["Off", "On"]}), ("lora_name", {"type": "COMBO"}),
-                     ("model_weight", {"type": "FLOAT", "min": -10.0, "max": 10.0}),
-                     ("clip_weight", {"type": "FLOAT", "min": -10.0, "max": 10.0}))],
+        "widgets": [
+            (f"{k}_{i}", t)
+            for i in (1, 2, 3)
+            for k, t in (
+                ("switch", {"type": "COMBO", "choices": ["Off", "On"]}),
+                ("lora_name", {"type": "COMBO"}),
+                ("model_weight", {"type": "FLOAT", "min": -10.0, "max": 10.0}),
+                ("clip_weight", {"type": "FLOAT", "min": -10.0, "max": 10.0}),
+            )
+        ],
         "links": [("lora_stack", "LORA_STACK", False)],
         "outputs": ["LORA_STACK", "STRING"],
     },
@@ -101,18 +165,22 @@ CUSTOM_NODES: dict[str, dict] = {
         "outputs": ["MODEL"],
     },
     "FreeU": {
-        "widgets": [("b1", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 1.1}),
-                    ("b2", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 1.2}),
-                    ("s1", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 0.9}),
-                    ("s2", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 0.2})],
+        "widgets": [
+            ("b1", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 1.1}),
+            ("b2", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 1.2}),
+            ("s1", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 0.9}),
+            ("s2", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 0.2}),
+        ],
         "links": [("model", "MODEL", True)],
         "outputs": ["MODEL"],
     },
     "FreeU_V2": {
-        "widgets": [("b1", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 1.3}),
-                    ("b2", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 1.4}),
-                    ("s1", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 0.9}),
-                    ("s2", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 0.2})],
+        "widgets": [
+            ("b1", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 1.3}),
+            ("b2", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 1.4}),
+            ("s1", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 0.9}),
+            ("s2", {"type": "FLOAT", "min": 0.0, "max": 10.0, "default": 0.2}),
+        ],
         "links": [("model", "MODEL", True)],
         "outputs": ["MODEL"],
     },
@@ -122,19 +190,32 @@ CUSTOM_NODES: dict[str, dict] = {
         "outputs": ["MODEL"],
     },
     "CLIPTextEncodeSDXLRefiner": {
-        "widgets": [("ascore", {"type": "FLOAT", "min": 0.0, "max": 1000.0, "default": 6.0}),
-                    ("width", {"type": "INT", "min": 0, "max": MAX_RES, "default": 1024}),
-                    ("height", {"type": "INT", "min": 0, "max": MAX_RES, "default": 1024}),
-                    ("text", {"type": "STRING"})],
+        "widgets": [
+            ("ascore", {"type": "FLOAT", "min": 0.0, "max": 1000.0, "default": 6.0}),
+            ("width", {"type": "INT", "min": 0, "max": MAX_RES, "default": 1024}),
+            ("height", {"type": "INT", "min": 0, "max": MAX_RES, "default": 1024}),
+            ("text", {"type": "STRING"}),
+        ],
         "links": [("clip", "CLIP", True)],
         "outputs": ["CONDITIONING"],
     },
 }
 
 # Link types by input name, used where the shared files show no (or conflicting) source types.
-LINK_NAME_TYPES = {"model": "MODEL", "clip": "CLIP", "vae": "VAE", "images": "IMAGE", "image": "IMAGE",
-                   "pixels": "IMAGE", "samples": "LATENT", "latent_image": "LATENT", "mask": "MASK",
-                   "positive": "CONDITIONING", "negative": "CONDITIONING", "conditioning": "CONDITIONING"}
+LINK_NAME_TYPES = {
+    "model": "MODEL",
+    "clip": "CLIP",
+    "vae": "VAE",
+    "images": "IMAGE",
+    "image": "IMAGE",
+    "pixels": "IMAGE",
+    "samples": "LATENT",
+    "latent_image": "LATENT",
+    "mask": "MASK",
+    "positive": "CONDITIONING",
+    "negative": "CONDITIONING",
+    "conditioning": "CONDITIONING",
+}
 
 # Model-file COMBO inputs: any file name is accepted (open set).
 OPEN_COMBO_SUFFIX = ("_name", "_name1", "_name2", "_name3", "_name4")
@@ -197,48 +278,99 @@ def build(shared: Path) -> dict:
         inputs = {}
         for name in w["widgets"]:
             obs = values.get((ct, name), [])
-            spec = {"kind": "widget", "type": _value_type(obs) if obs else "*",
-                    "required": name in base and name not in ui_only, "choices": None,
-                    "min": None, "max": None, "default": None}
+            spec = {
+                "kind": "widget",
+                "type": _value_type(obs) if obs else "*",
+                "required": name in base and name not in ui_only,
+                "choices": None,
+                "min": None,
+                "max": None,
+                "default": None,
+            }
             if spec["type"] == "STRING":
                 spec.update(_closed_combo(name, obs))
             spec.update(NAME_FACTS.get(name, {}))
-            if spec["type"] == "INT" and NAME_FACTS.get(name, {}).get("type") is None and any(
-                    isinstance(v, float) for v in obs):
+            if (
+                spec["type"] == "INT"
+                and NAME_FACTS.get(name, {}).get("type") is None
+                and any(isinstance(v, float) for v in obs)
+            ):
                 spec["type"] = "FLOAT"
             spec.update(TYPE_FACTS.get(ct, {}).get(name, {}))
             inputs[name] = spec
         for name in w["links"]:
             if values.get((ct, name)):  # documented as a link but given as a value in real files
-                inputs[name] = {"kind": "widget", "type": _value_type(values[(ct, name)]), "required": False,
-                                "choices": None, "min": None, "max": None, "default": None}
+                inputs[name] = {
+                    "kind": "widget",
+                    "type": _value_type(values[(ct, name)]),
+                    "required": False,
+                    "choices": None,
+                    "min": None,
+                    "max": None,
+                    "default": None,
+                }
                 continue
             types = sorted(link_types.get((ct, name), set()))
             typ = types[0] if len(types) == 1 else LINK_NAME_TYPES.get(name, "*")
-            inputs[name] = {"kind": "link", "type": typ,
-                            "required": always.get((ct, name), False), "choices": None, "min": None, "max": None,
-                            "default": None, **TYPE_FACTS.get(ct, {}).get(name, {})}
+            inputs[name] = {
+                "kind": "link",
+                "type": typ,
+                "required": always.get((ct, name), False),
+                "choices": None,
+                "min": None,
+                "max": None,
+                "default": None,
+                **TYPE_FACTS.get(ct, {}).get(name, {}),
+            }
         outputs = [] if ct.startswith(OUTPUT_NODE_PREFIXES) and ct not in ("PreviewAny",) else w["outputs"]
         catalog[ct] = {
-            "inputs": inputs, "outputs": outputs,
-            "is_output_node": (not outputs and not w.get("virtual")) or ct.startswith(OUTPUT_NODE_PREFIXES)
+            "inputs": inputs,
+            "outputs": outputs,
+            "is_output_node": (not outputs and not w.get("virtual"))
+            or ct.startswith(OUTPUT_NODE_PREFIXES)
             or ct in OUTPUT_NODES_WITH_OUTPUTS,
-            "widgets": w["widgets"], "widget_variants": variants,
-            "control_after_generate": w.get("control_after_generate", []), "ui_only_widgets": ui_only,
-            "virtual": bool(w.get("virtual")), "source": w.get("source", ""),
+            "widgets": w["widgets"],
+            "widget_variants": variants,
+            "control_after_generate": w.get("control_after_generate", []),
+            "ui_only_widgets": ui_only,
+            "virtual": bool(w.get("virtual")),
+            "source": w.get("source", ""),
         }
     for ct, c in CUSTOM_NODES.items():
         inputs = {}
         for name, fact in c["widgets"]:
-            inputs[name] = {"kind": "widget", "type": "*", "required": True, "choices": None, "min": None,
-                            "max": None, "default": None, **fact}
+            inputs[name] = {
+                "kind": "widget",
+                "type": "*",
+                "required": True,
+                "choices": None,
+                "min": None,
+                "max": None,
+                "default": None,
+                **fact,
+            }
         for name, typ, req in c["links"]:
-            inputs[name] = {"kind": "link", "type": typ, "required": req, "choices": None, "min": None,
-                            "max": None, "default": None}
+            inputs[name] = {
+                "kind": "link",
+                "type": typ,
+                "required": req,
+                "choices": None,
+                "min": None,
+                "max": None,
+                "default": None,
+            }
         names = [n for n, _ in c["widgets"]]
-        catalog[ct] = {"inputs": inputs, "outputs": c["outputs"], "is_output_node": False, "widgets": names,
-                       "widget_variants": [names], "control_after_generate": [], "ui_only_widgets": [],
-                       "virtual": False, "source": "hand-written (scripts/build_catalog.py CUSTOM_NODES)"}
+        catalog[ct] = {
+            "inputs": inputs,
+            "outputs": c["outputs"],
+            "is_output_node": False,
+            "widgets": names,
+            "widget_variants": [names],
+            "control_after_generate": [],
+            "ui_only_widgets": [],
+            "virtual": False,
+            "source": "hand-written (scripts/build_catalog.py CUSTOM_NODES)",
+        }
     return catalog
 
 

@@ -24,8 +24,11 @@ OUT = REPO / "tests" / "fixtures" / "object_info_user.json"
 PACKS_OUT = REPO / "src" / "flowrl" / "comfy" / "custom_node_packs.json"  # custom class -> its pack (the rest is core)
 
 # custom nodes the catalog adds by hand (scripts/build_catalog.py CUSTOM_NODES), with their packs
-HAND_WRITTEN_CUSTOM = {"CR LoRA Stack": "ComfyUI_Comfyroll_CustomNodes", "CR Apply LoRA Stack": "ComfyUI_Comfyroll_CustomNodes",
-                       "Automatic CFG": "ComfyUI-AutomaticCFG"}
+HAND_WRITTEN_CUSTOM = {
+    "CR LoRA Stack": "ComfyUI_Comfyroll_CustomNodes",
+    "CR Apply LoRA Stack": "ComfyUI_Comfyroll_CustomNodes",
+    "Automatic CFG": "ComfyUI-AutomaticCFG",
+}
 CATEGORY = "fixture"  # the frontend marks a node with an empty category as deprecated
 CORE_PACK = "Comfy"  # node_widgets.json's pack name for ComfyUI's own nodes
 # the user's model files, by input name; every other file list is empty
@@ -69,12 +72,22 @@ def build() -> dict:
         for name in order:
             if name in c["inputs"]:
                 spec = c["inputs"][name]
-                groups["required" if spec["required"] else "optional"][name] = _input(spec, name, name in c["control_after_generate"])
-        info[ct] = {"input": {k: v for k, v in groups.items() if v},
-                    "input_order": {k: list(v) for k, v in groups.items() if v},
-                    "output": c["outputs"], "output_is_list": [False] * len(c["outputs"]), "output_name": c["outputs"],
-                    "name": ct, "display_name": ct, "description": "", "python_module": "nodes", "category": CATEGORY,
-                    "output_node": c["is_output_node"]}
+                groups["required" if spec["required"] else "optional"][name] = _input(
+                    spec, name, name in c["control_after_generate"]
+                )
+        info[ct] = {
+            "input": {k: v for k, v in groups.items() if v},
+            "input_order": {k: list(v) for k, v in groups.items() if v},
+            "output": c["outputs"],
+            "output_is_list": [False] * len(c["outputs"]),
+            "output_name": c["outputs"],
+            "name": ct,
+            "display_name": ct,
+            "description": "",
+            "python_module": "nodes",
+            "category": CATEGORY,
+            "output_node": c["is_output_node"],
+        }
     return info
 
 

@@ -32,14 +32,22 @@ def calibrate(rows: list[dict]) -> dict:
     sd15 = [r for r in rows if r.get("base_model") in ("SD 1.5", "SD 1.4")]
     num = lambda key: [float(r[key]) for r in sd15 if isinstance(r.get(key), (int, float)) and r[key] > 0]
     mp = [r["width"] * r["height"] / 1e6 for r in sd15 if r.get("width") and r.get("height")]
-    weights = [float(l["weight"]) for r in sd15 for l in (r.get("loras") or []) if isinstance(l.get("weight"), (int, float))]
+    weights = [
+        float(l["weight"]) for r in sd15 for l in (r.get("loras") or []) if isinstance(l.get("weight"), (int, float))
+    ]
     steps, cfg = quantiles(num("steps")), quantiles(num("cfg"))
     return {
         "n_sd15": len(sd15),
-        "steps": steps, "cfg": cfg, "megapixels": quantiles(mp), "lora_weight": quantiles(weights),
+        "steps": steps,
+        "cfg": cfg,
+        "megapixels": quantiles(mp),
+        "lora_weight": quantiles(weights),
         "samplers": collections.Counter(r.get("sampler") for r in sd15).most_common(8),
-        "derived": {"steps_sweet": (steps["p10"], steps["p75"]), "cfg_sweet": (cfg["p5"], cfg["p90"] - 1.0),
-                    "native_mp": (mp and round(float(np.percentile(mp, 5)), 3), mp and round(float(np.percentile(mp, 75)), 3))},
+        "derived": {
+            "steps_sweet": (steps["p10"], steps["p75"]),
+            "cfg_sweet": (cfg["p5"], cfg["p90"] - 1.0),
+            "native_mp": (mp and round(float(np.percentile(mp, 5)), 3), mp and round(float(np.percentile(mp, 75)), 3)),
+        },
     }
 
 
@@ -51,8 +59,14 @@ def main() -> None:
         rows = [json.loads(line) for line in fh if line.strip()]
     stats = calibrate(rows)
     print(json.dumps(stats, indent=1))
-    print("shipped: STEPS_SWEET['sd15'] =", S.STEPS_SWEET["sd15"], " CFG_SWEET['sd15'] =", S.CFG_SWEET["sd15"],
-          " NATIVE_MP['sd15'] =", S.NATIVE_MP["sd15"])
+    print(
+        "shipped: STEPS_SWEET['sd15'] =",
+        S.STEPS_SWEET["sd15"],
+        " CFG_SWEET['sd15'] =",
+        S.CFG_SWEET["sd15"],
+        " NATIVE_MP['sd15'] =",
+        S.NATIVE_MP["sd15"],
+    )
 
 
 if __name__ == "__main__":

@@ -86,7 +86,9 @@ def derive(rows: list[dict]) -> dict:
     samplers = collections.Counter(A1111_TO_COMFY[r["sampler"]] for r in sd15 if r.get("sampler") in A1111_TO_COMFY)
     mapped = sum(samplers.values())
     clip = collections.Counter(r.get("clip_skip") or 1 for r in sd15)
-    lora_weights = [float(l["weight"]) for r in sd15 for l in (r.get("loras") or []) if isinstance(l.get("weight"), (int, float))]
+    lora_weights = [
+        float(l["weight"]) for r in sd15 for l in (r.get("loras") or []) if isinstance(l.get("weight"), (int, float))
+    ]
     return {
         "source": "../shared/data/civitai/generations.jsonl (CivitAI image metadata)",
         "per_base_model": per_base,

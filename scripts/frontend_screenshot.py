@@ -33,18 +33,36 @@ app.registerExtension({ name: "flowrl.load", async setup() {
   app.canvas.setDirty(true, true);
 }});
 """
-SYSTEM_STATS = {"system": {"os": "posix", "python_version": "3.11", "embedded_python": False, "comfyui_version": "stub",
-                           "pytorch_version": "stub", "argv": [], "ram_total": 0, "ram_free": 0}, "devices": []}
+SYSTEM_STATS = {
+    "system": {
+        "os": "posix",
+        "python_version": "3.11",
+        "embedded_python": False,
+        "comfyui_version": "stub",
+        "pytorch_version": "stub",
+        "argv": [],
+        "ram_total": 0,
+        "ram_free": 0,
+    },
+    "devices": [],
+}
 SETTINGS = {"Comfy.TutorialCompleted": True}
 
 
 def serve(static: Path, object_info: bytes, workflow: bytes) -> ThreadingHTTPServer:
     """Start the frontend + API stub on 127.0.0.1 (a free port) in a daemon thread."""
-    answers = {"/api/object_info": object_info, "/flowrl/workflow.json": workflow,
-               "/api/users": json.dumps({"storage": "server", "migrated": True}).encode(),
-               "/api/settings": json.dumps(SETTINGS).encode(), "/api/extensions": b'["/flowrl/load.js"]',
-               "/api/system_stats": json.dumps(SYSTEM_STATS).encode(), "/api/embeddings": b"[]",
-               "/api/experiment/models": b"[]", "/api/userdata": b"[]", "/templates/index.json": b"[]"}
+    answers = {
+        "/api/object_info": object_info,
+        "/flowrl/workflow.json": workflow,
+        "/api/users": json.dumps({"storage": "server", "migrated": True}).encode(),
+        "/api/settings": json.dumps(SETTINGS).encode(),
+        "/api/extensions": b'["/flowrl/load.js"]',
+        "/api/system_stats": json.dumps(SYSTEM_STATS).encode(),
+        "/api/embeddings": b"[]",
+        "/api/experiment/models": b"[]",
+        "/api/userdata": b"[]",
+        "/templates/index.json": b"[]",
+    }
     root = static.resolve()
 
     class Handler(BaseHTTPRequestHandler):
@@ -69,7 +87,9 @@ def serve(static: Path, object_info: bytes, workflow: bytes) -> ThreadingHTTPSer
                 return self._send(200, b"{}")
             file = (root / (path.lstrip("/") or "index.html")).resolve()
             if root in file.parents and file.is_file():
-                return self._send(200, file.read_bytes(), mimetypes.guess_type(file.name)[0] or "application/octet-stream")
+                return self._send(
+                    200, file.read_bytes(), mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+                )
             return self._send(404, b"")
 
         def do_POST(self):  # noqa: N802
@@ -100,10 +120,22 @@ def main(workflow: Path, object_info: Path, static: Path, out: Path) -> None:
     info = with_workflow_files(json.loads(object_info.read_text()), json.loads(workflow.read_text()))
     server = serve(static, json.dumps(info).encode(), workflow.read_bytes())
     try:
-        subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--window-size={WINDOW}", "--virtual-time-budget=30000", f"--screenshot={out}",
-                        f"http://127.0.0.1:{server.server_address[1]}/"],
-                       check=True, timeout=CHROMIUM_TIMEOUT_S, capture_output=True)
+        subprocess.run(
+            [
+                "chromium",
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--window-size={WINDOW}",
+                "--virtual-time-budget=30000",
+                f"--screenshot={out}",
+                f"http://127.0.0.1:{server.server_address[1]}/",
+            ],
+            check=True,
+            timeout=CHROMIUM_TIMEOUT_S,
+            capture_output=True,
+        )
     finally:
         server.shutdown()
         server.server_close()

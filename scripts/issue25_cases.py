@@ -28,15 +28,29 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
 START, END = "<!-- issue25-cases:start -->", "<!-- issue25-cases:end -->"
 FIXTURE = REPO / "tests/fixtures/object_info_user.json"
-T2I = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "juggernautXL_v10.safetensors"}},
-       "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a fox"}},
-       "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
-       "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1}},
-       "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
-                                                  "latent_image": ["4", 0], "seed": 1, "steps": 25, "cfg": 7.0,
-                                                  "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
-       "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-       "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "x"}}}
+T2I = {
+    "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "juggernautXL_v10.safetensors"}},
+    "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a fox"}},
+    "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+    "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1}},
+    "5": {
+        "class_type": "KSampler",
+        "inputs": {
+            "model": ["1", 0],
+            "positive": ["2", 0],
+            "negative": ["3", 0],
+            "latent_image": ["4", 0],
+            "seed": 1,
+            "steps": 25,
+            "cfg": 7.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+        },
+    },
+    "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+    "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "x"}},
+}
 
 
 @contextlib.contextmanager
@@ -78,9 +92,12 @@ def trickle(h):
 
 def files(tmp: Path) -> dict[str, str]:
     """Every input file the cases use, written into `tmp`."""
+
     def put(name: str, data) -> str:
         path = tmp / name
-        path.write_bytes(data if isinstance(data, bytes) else (data if isinstance(data, str) else json.dumps(data)).encode())
+        path.write_bytes(
+            data if isinstance(data, bytes) else (data if isinstance(data, str) else json.dumps(data)).encode()
+        )
         return str(path)
 
     info = json.loads(FIXTURE.read_text())
@@ -90,26 +107,58 @@ def files(tmp: Path) -> dict[str, str]:
     out["list_dump"] = put("list.json", list(info.values())[:2])
     out["null_input"] = put("null_input.json", {**info, "KSampler": {**info["KSampler"], "input": None}})
     out["str_output"] = put("str_output.json", {**info, "VAEDecode": {**info["VAEDecode"], "output": "IMAGE"}})
-    out["system_stats"] = put("system_stats.json", {"system": {"os": "posix", "comfyui_version": "0.3.40"}, "devices": []})
+    out["system_stats"] = put(
+        "system_stats.json", {"system": {"os": "posix", "comfyui_version": "0.3.40"}, "devices": []}
+    )
     out["html"] = put("page.html", "<!DOCTYPE html><html><body>Sign in</body></html>")
     out["bom"] = put("bom.json", b"\xef\xbb\xbf" + FIXTURE.read_bytes())
     out["old_comfy"] = put("old.json", old)
-    out["freeu_flow"] = put("freeu.json", {**T2I, "8": {"class_type": "FreeU_V2", "inputs": {"model": ["1", 0], "b1": 1.3, "b2": 1.4,
-                                                                                            "s1": 0.9, "s2": 0.2}}})
-    ui_node = lambda nid, typ, ins, outs: {"id": nid, "type": typ, "mode": 0, "widgets_values": [],  # noqa: E731
-                                           "inputs": [{"name": "", "type": "*", "link": lk} for lk in ins],
-                                           "outputs": [{"name": "*", "type": "*", "links": lo} for lo in outs]}
-    ckpt = {"id": 1, "type": "CheckpointLoaderSimple", "mode": 0, "widgets_values": ["a.safetensors"], "inputs": [],
-            "outputs": [{"name": "MODEL", "type": "MODEL", "links": []}]}
-    sampler_in = {"id": 3, "type": "FreeU", "mode": 0, "widgets_values": [1.1, 1.2, 0.9, 0.2],
-                  "inputs": [{"name": "model", "type": "MODEL", "link": 21}], "outputs": [{"name": "MODEL", "type": "MODEL", "links": []}]}
-    out["reroute_loop"] = put("reroute_loop.json", {"nodes": [ckpt, ui_node(20, "Reroute", [22], [[21, 23]]),
-                                                              ui_node(21, "Reroute", [23], [[22]]), sampler_in],
-                                                    "links": [[21, 20, 0, 3, 0, "MODEL"], [22, 21, 0, 20, 0, "*"], [23, 20, 0, 21, 0, "*"]]})
+    out["freeu_flow"] = put(
+        "freeu.json",
+        {
+            **T2I,
+            "8": {"class_type": "FreeU_V2", "inputs": {"model": ["1", 0], "b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}},
+        },
+    )
+    ui_node = lambda nid, typ, ins, outs: {
+        "id": nid,
+        "type": typ,
+        "mode": 0,
+        "widgets_values": [],  # noqa: E731
+        "inputs": [{"name": "", "type": "*", "link": lk} for lk in ins],
+        "outputs": [{"name": "*", "type": "*", "links": lo} for lo in outs],
+    }
+    ckpt = {
+        "id": 1,
+        "type": "CheckpointLoaderSimple",
+        "mode": 0,
+        "widgets_values": ["a.safetensors"],
+        "inputs": [],
+        "outputs": [{"name": "MODEL", "type": "MODEL", "links": []}],
+    }
+    sampler_in = {
+        "id": 3,
+        "type": "FreeU",
+        "mode": 0,
+        "widgets_values": [1.1, 1.2, 0.9, 0.2],
+        "inputs": [{"name": "model", "type": "MODEL", "link": 21}],
+        "outputs": [{"name": "MODEL", "type": "MODEL", "links": []}],
+    }
+    out["reroute_loop"] = put(
+        "reroute_loop.json",
+        {
+            "nodes": [ckpt, ui_node(20, "Reroute", [22], [[21, 23]]), ui_node(21, "Reroute", [23], [[22]]), sampler_in],
+            "links": [[21, 20, 0, 3, 0, "MODEL"], [22, 21, 0, 20, 0, "*"], [23, 20, 0, 21, 0, "*"]],
+        },
+    )
     out["ui_nodes_dict"] = put("ui_dict.json", {"last_node_id": 1, "links": [], "nodes": {"1": ckpt}, "version": 0.4})
-    encoded = subprocess.run([sys.executable, "-m", "flowrl.cli.main", "flow", "encode", flow], capture_output=True, text=True).stdout
+    encoded = subprocess.run(
+        [sys.executable, "-m", "flowrl.cli.main", "flow", "encode", flow], capture_output=True, text=True
+    ).stdout
     out["crlf"] = put("crlf.txt", encoded.replace("\n", "\r\n"))
-    out["bad_slot"] = put("bad_slot.json", {**T2I, "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 3], "vae": ["1", 2]}}})
+    out["bad_slot"] = put(
+        "bad_slot.json", {**T2I, "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 3], "vae": ["1", 2]}}}
+    )
     out["empty_class"] = put("empty_class.json", {**T2I, "8": {"class_type": "", "inputs": {}}})
     from bench.ui_export_scale import big_graph
 
@@ -178,12 +227,40 @@ def cases(f: dict[str, str], redirect_url: str, trickle_url: str) -> list[tuple[
         ("7", "Reroute loop", ["flow", "validate", f["reroute_loop"]]),
         ("7", "UI file whose `nodes` is a dict", ["flow", "validate", f["ui_nodes_dict"]]),
         ("7", "CRLF encoded flow", ["flow", "decode", f["crlf"]]),
-        ("7", "custom profile `mine` (then a bad --model)", [*gen, "--params", f["params_custom"], "--profile", "mine", "--model", f["dir"]]),
-        ("7", "bad value in `profiles.cpu`", [*gen, "--params", f["params_bad_cpu"], "--profile", "cpu", "--model", f["dir"]]),
+        (
+            "7",
+            "custom profile `mine` (then a bad --model)",
+            [*gen, "--params", f["params_custom"], "--profile", "mine", "--model", f["dir"]],
+        ),
+        (
+            "7",
+            "bad value in `profiles.cpu`",
+            [*gen, "--params", f["params_bad_cpu"], "--profile", "cpu", "--model", f["dir"]],
+        ),
         ("7", "`python -m flows prompts` without params.yaml", ["python", "-m", "flows", "prompts"]),
-        ("1", "`--checkpoint-family` without `--object-info`", [*gen, "--checkpoint-family", "house_blend.safetensors=sdxl"]),
-        ("1", "`--checkpoint-family` naming a file not installed", [*gen, "--object-info", f["info"], "--checkpoint-family", "house_blend=sdxl", "--model", f["dir"]]),
-        ("1", "`--checkpoint-family` with an unknown family", [*gen, "--object-info", f["info"], "--checkpoint-family", "juggernautXL_v10.safetensors=sd3", "--model", f["dir"]]),
+        (
+            "1",
+            "`--checkpoint-family` without `--object-info`",
+            [*gen, "--checkpoint-family", "house_blend.safetensors=sdxl"],
+        ),
+        (
+            "1",
+            "`--checkpoint-family` naming a file not installed",
+            [*gen, "--object-info", f["info"], "--checkpoint-family", "house_blend=sdxl", "--model", f["dir"]],
+        ),
+        (
+            "1",
+            "`--checkpoint-family` with an unknown family",
+            [
+                *gen,
+                "--object-info",
+                f["info"],
+                "--checkpoint-family",
+                "juggernautXL_v10.safetensors=sd3",
+                "--model",
+                f["dir"],
+            ],
+        ),
     ]
 
 
@@ -199,12 +276,18 @@ def run(argv: list[str], cwd: Path) -> tuple[int | str, float, str, str]:
 
 
 def answer(code, stdout: str, stderr: str, f: dict[str, str]) -> str:
-    lines = [ln for ln in (stderr if code != 1 else stdout + stderr).splitlines() if ln.strip() and not ln.startswith(("note:", "wrote "))]
+    lines = [
+        ln
+        for ln in (stderr if code != 1 else stdout + stderr).splitlines()
+        if ln.strip() and not ln.startswith(("note:", "wrote "))
+    ]
     if code == 0:
         shown = stdout.strip().splitlines()[0] if stdout.strip() else (stderr.strip().splitlines() or [""])[0]
         return shown[:160]
     text = lines[0] if lines else (stdout.strip().splitlines() or [""])[0]
-    if (text.endswith(":") or code == 1) and len(lines) > 1:  # a list follows (params errors, validate reports): its first item
+    if (text.endswith(":") or code == 1) and len(
+        lines
+    ) > 1:  # a list follows (params errors, validate reports): its first item
         text += " " + lines[1].strip()
     return text[:240]
 
@@ -225,24 +308,49 @@ def main() -> None:
         f = files(tmp)
         for point, what, argv in cases(f, redirect_url, trickle_url):
             code, seconds, out, err = run(argv, tmp / "empty")
-            said = answer(code, out, err, f).replace(tmp_name + "/", "").replace(str(REPO) + "/", "").replace("|", "\\|")
-            said = re.sub(r"127\.0\.0\.1:\d{4,5}(?!\d)", lambda m: m.group(0) if m.group(0).endswith((":8188", ":99999")) else "127.0.0.1:PORT", said)
+            said = (
+                answer(code, out, err, f).replace(tmp_name + "/", "").replace(str(REPO) + "/", "").replace("|", "\\|")
+            )
+            said = re.sub(
+                r"127\.0\.0\.1:\d{4,5}(?!\d)",
+                lambda m: m.group(0) if m.group(0).endswith((":8188", ":99999")) else "127.0.0.1:PORT",
+                said,
+            )
             traceback = "Traceback" in err
-            rows.append((point, what, short(argv, tmp).replace(redirect_url, "URL").replace(trickle_url, "URL"), code, seconds, said, traceback))
+            rows.append(
+                (
+                    point,
+                    what,
+                    short(argv, tmp).replace(redirect_url, "URL").replace(trickle_url, "URL"),
+                    code,
+                    seconds,
+                    said,
+                    traceback,
+                )
+            )
             print(f"{code!s:>7} {seconds:6.2f}s  {what}: {said[:120]}")
-        special = {"FIFO still a FIFO": stat.S_ISFIFO(os.stat(f["fifo"]).st_mode), "/dev/null still a device": stat.S_ISCHR(os.stat("/dev/null").st_mode),
-                   "symlink still a link, target written": Path(f["link"]).is_symlink() and Path(f["target"]).read_text() != "old",
-                   "0600 file still 0600": stat.S_IMODE(os.stat(f["private"]).st_mode) == 0o600}
+        special = {
+            "FIFO still a FIFO": stat.S_ISFIFO(os.stat(f["fifo"]).st_mode),
+            "/dev/null still a device": stat.S_ISCHR(os.stat("/dev/null").st_mode),
+            "symlink still a link, target written": Path(f["link"]).is_symlink()
+            and Path(f["target"]).read_text() != "old",
+            "0600 file still 0600": stat.S_IMODE(os.stat(f["private"]).st_mode) == 0o600,
+        }
     table = ["| point | input | command | exit | wall | answer |", "|---|---|---|---|---|---|"]
     for point, what, cmd, code, seconds, said, traceback in rows:
         mark = " **(traceback)**" if traceback else ""
         table.append(f"| {point} | {what} | `{cmd}` | {code} | {seconds:.2f} s | {said}{mark} |")
     n_tb, n_hang = sum(r[6] for r in rows), sum(r[3] == "timeout" for r in rows)
-    summary = (f"{len(rows)} cases, {n_tb} tracebacks, {n_hang} hangs; special files: "
-               + ", ".join(f"{k}: {'yes' if v else '**NO**'}" for k, v in special.items()))
+    summary = f"{len(rows)} cases, {n_tb} tracebacks, {n_hang} hangs; special files: " + ", ".join(
+        f"{k}: {'yes' if v else '**NO**'}" for k, v in special.items()
+    )
     block = "\n".join([START, "", summary + ".", "", *table, "", END])
     doc = DOC.read_text()
-    doc = doc[:doc.index(START)] + block + doc[doc.index(END) + len(END):] if START in doc else doc.rstrip() + "\n\n" + block + "\n"
+    doc = (
+        doc[: doc.index(START)] + block + doc[doc.index(END) + len(END) :]
+        if START in doc
+        else doc.rstrip() + "\n\n" + block + "\n"
+    )
     DOC.write_text(doc)
     print(summary)
 

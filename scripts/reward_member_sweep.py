@@ -45,7 +45,10 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(args.root / "params.yaml")
     cfg0, seed = params.reward, params.seed
-    train, test = read_split(args.root, "train"), held_out_rows(args.root, cfg0, seed)  # the reward stage's held-out rows
+    train, test = (
+        read_split(args.root, "train"),
+        held_out_rows(args.root, cfg0, seed),
+    )  # the reward stage's held-out rows
     rows = random.Random(0).sample(train, min(args.rows, len(train)))
     tokenizer, pieces = reward_tokenizer(cfg0, args.root)
     texts, true = [format_pair(r["prompt"], r["flow"]) for r in test], np.array([r["score"] for r in test])
@@ -61,9 +64,20 @@ def main() -> None:
             trained = train_surrogate(model, tokenizer, data, cfg, Path(work), seed)
         seconds = time.perf_counter() - start
         pred = predict_texts(model, tokenizer, texts, cfg.max_length, cfg.eval_batch_size, cfg.bf16)
-        print(json.dumps({"rows": len(rows), "epochs": cfg.epochs, "lr": lr, "layers": args.layers or model.config.num_hidden_layers,
-                          "train_s": round(seconds), "samples_per_s": trained["train_samples_per_second"],
-                          **regression_metrics(pred, true)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "rows": len(rows),
+                    "epochs": cfg.epochs,
+                    "lr": lr,
+                    "layers": args.layers or model.config.num_hidden_layers,
+                    "train_s": round(seconds),
+                    "samples_per_s": trained["train_samples_per_second"],
+                    **regression_metrics(pred, true),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,19 @@ from pathlib import Path
 # Keys whose values are wall-clock measurements (seconds, throughput): excluded from the metrics hashes. Two runs
 # of the same revision differ in exactly these (reward: predict/train throughput, embed/train/stage seconds;
 # sft: tokens_per_s; grpo: seconds_per_step); every other value is reproduced to the bit.
-TIMING_KEYS = {"predict_samples_per_second", "train_samples_per_second", "embed_seconds", "train_seconds",
-               "stage_seconds", "tokens_per_s", "seconds_per_step"}
+TIMING_KEYS = {
+    "predict_samples_per_second",
+    "train_samples_per_second",
+    "embed_seconds",
+    "train_seconds",
+    "stage_seconds",
+    "tokens_per_s",
+    "seconds_per_step",
+}
 N_FLOWS = 64
 SEED = 1234
 
-SAMPLE = r'''
+SAMPLE = r"""
 import json, sys
 from pathlib import Path
 from flowrl.policy.inference import FlowPolicy, ServingSettings
@@ -51,7 +58,7 @@ out = []
 for i in range(0, len(prompts), 32):
     out += policy.generate(prompts[i:i + 32], seed=%(seed)d)
 (root / "sampled_flows.json").write_text(json.dumps(out, sort_keys=True, indent=1))
-'''
+"""
 
 
 def sh(args: list[str], cwd: Path, env: dict | None = None, log: Path | None = None) -> None:
@@ -98,7 +105,9 @@ def run_revision(repo: Path, rev: str, work: Path, python: Path) -> dict[str, st
     (clone / ".venv").symlink_to(python.parents[1])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "GIT_"))}
     env.update(PYTHONPATH=f"{clone / 'src'}:{clone}", OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    check = subprocess.run([str(python), "-c", "import flowrl; print(flowrl.__file__)"], cwd=clone, env=env, capture_output=True, text=True)
+    check = subprocess.run(
+        [str(python), "-c", "import flowrl; print(flowrl.__file__)"], cwd=clone, env=env, capture_output=True, text=True
+    )
     assert check.stdout.strip().startswith(str(clone)), f"flowrl imported from {check.stdout.strip()}, not the clone"
     print(f"[{rev}] dvc repro (tiny) ...", flush=True)
     sh([str(python), "-m", "flows.local_server", str(python.with_name("dvc")), "repro", "--force"], clone, env, log)
@@ -118,12 +127,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rev_a")
     parser.add_argument("rev_b")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep the clones")
-    parser.add_argument("--python", type=Path, default=Path(sys.executable), help="the environment's python (dvc beside it)")
+    parser.add_argument(
+        "--python", type=Path, default=Path(sys.executable), help="the environment's python (dvc beside it)"
+    )
     args = parser.parse_args(argv)
-    repo = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True,
-                               cwd=Path(__file__).resolve().parent).stdout.strip())
-    revs = [subprocess.run(["git", "rev-parse", r], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-            for r in (args.rev_a, args.rev_b)]
+    repo = Path(
+        subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    )
+    revs = [
+        subprocess.run(["git", "rev-parse", r], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        for r in (args.rev_a, args.rev_b)
+    ]
     with tempfile.TemporaryDirectory(prefix="same_behaviour_") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -45,5 +45,9 @@ def track_stage(name: str, params: Params, root: Path, metrics: dict, parent_run
     # The stage's own params section, if it has one (`validate` reads others').
     section_dict = params.model_dump(mode="json").get(name, {}) if name in type(params).model_fields else {}
     reports = root / report_dir(name)
-    steps = [row for curve in stage(name).curves if (root / curve.path).exists() for row in read_json(root / curve.path)]
-    return log_stage(root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [], parent_run_id, steps)
+    steps = [
+        row for curve in stage(name).curves if (root / curve.path).exists() for row in read_json(root / curve.path)
+    ]
+    return log_stage(
+        root, params.profile, name, section_dict, metrics, [reports] if reports.exists() else [], parent_run_id, steps
+    )

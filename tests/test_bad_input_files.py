@@ -18,27 +18,52 @@ runner = CliRunner()
 
 
 def _node(nid, type_, inputs, outputs, widgets):
-    return {"id": nid, "type": type_, "mode": 0, "widgets_values": widgets,
-            "inputs": [{"name": n, "type": t, "link": lk} for n, t, lk in inputs],
-            "outputs": [{"name": t, "type": t, "links": []} for t in outputs]}
+    return {
+        "id": nid,
+        "type": type_,
+        "mode": 0,
+        "widgets_values": widgets,
+        "inputs": [{"name": n, "type": t, "link": lk} for n, t, lk in inputs],
+        "outputs": [{"name": t, "type": t, "links": []} for t in outputs],
+    }
 
 
 # a small valid UI workflow (text to image) for the tests to damage
 UI = {
-    "last_node_id": 7, "last_link_id": 9, "version": 0.4,
+    "last_node_id": 7,
+    "last_link_id": 9,
+    "version": 0.4,
     "nodes": [
         _node(1, "CheckpointLoaderSimple", [], ["MODEL", "CLIP", "VAE"], ["v1-5-pruned-emaonly.safetensors"]),
         _node(2, "CLIPTextEncode", [("clip", "CLIP", 1)], ["CONDITIONING"], ["a red fox in the snow"]),
         _node(3, "CLIPTextEncode", [("clip", "CLIP", 2)], ["CONDITIONING"], ["blurry"]),
         _node(4, "EmptyLatentImage", [], ["LATENT"], [512, 512, 1]),
-        _node(5, "KSampler", [("model", "MODEL", 3), ("positive", "CONDITIONING", 4), ("negative", "CONDITIONING", 5),
-                              ("latent_image", "LATENT", 6)], ["LATENT"], [42, "fixed", 20, 7.0, "euler", "normal", 1.0]),
+        _node(
+            5,
+            "KSampler",
+            [
+                ("model", "MODEL", 3),
+                ("positive", "CONDITIONING", 4),
+                ("negative", "CONDITIONING", 5),
+                ("latent_image", "LATENT", 6),
+            ],
+            ["LATENT"],
+            [42, "fixed", 20, 7.0, "euler", "normal", 1.0],
+        ),
         _node(6, "VAEDecode", [("samples", "LATENT", 7), ("vae", "VAE", 8)], ["IMAGE"], []),
         _node(7, "SaveImage", [("images", "IMAGE", 9)], [], ["ComfyUI"]),
     ],
-    "links": [[1, 1, 1, 2, 0, "CLIP"], [2, 1, 1, 3, 0, "CLIP"], [3, 1, 0, 5, 0, "MODEL"], [4, 2, 0, 5, 1, "CONDITIONING"],
-              [5, 3, 0, 5, 2, "CONDITIONING"], [6, 4, 0, 5, 3, "LATENT"], [7, 5, 0, 6, 0, "LATENT"], [8, 1, 2, 6, 1, "VAE"],
-              [9, 6, 0, 7, 0, "IMAGE"]],
+    "links": [
+        [1, 1, 1, 2, 0, "CLIP"],
+        [2, 1, 1, 3, 0, "CLIP"],
+        [3, 1, 0, 5, 0, "MODEL"],
+        [4, 2, 0, 5, 1, "CONDITIONING"],
+        [5, 3, 0, 5, 2, "CONDITIONING"],
+        [6, 4, 0, 5, 3, "LATENT"],
+        [7, 5, 0, 6, 0, "LATENT"],
+        [8, 1, 2, 6, 1, "VAE"],
+        [9, 6, 0, 7, 0, "IMAGE"],
+    ],
 }
 
 
@@ -80,20 +105,34 @@ FILE_CASES = {
     # name: (file text, words the error must hold)
     "ui-without-links": (_ui(_drop_links), ["node 2 (CLIPTextEncode) input 'clip' uses link 1", "no 'links' list"]),
     "ui-duplicate-ids": (_ui(_duplicate_node), ["both have id 4", "new, unused id"]),
-    "ui-link-from-missing-node": (_ui(_missing_origin), ["node 5 (KSampler) input 'latent_image'", "from node 99", "reconnect"]),
-    "ui-link-not-in-table": (_ui(_missing_link), ["node 5 (KSampler) input 'latent_image' uses link 6", "not in the file's 'links'"]),
+    "ui-link-from-missing-node": (
+        _ui(_missing_origin),
+        ["node 5 (KSampler) input 'latent_image'", "from node 99", "reconnect"],
+    ),
+    "ui-link-not-in-table": (
+        _ui(_missing_link),
+        ["node 5 (KSampler) input 'latent_image' uses link 6", "not in the file's 'links'"],
+    ),
     "ui-link-bad-slot": (_ui(_bad_slot), ["from output 4 of node 4", "1 output(s)"]),
-    "lone-surrogate": (API_TEXT.replace('"a red fox in the snow"', '"a red fox \\ud800"'), ["['2']['inputs']['text']", "lone surrogate"]),
+    "lone-surrogate": (
+        API_TEXT.replace('"a red fox in the snow"', '"a red fox \\ud800"'),
+        ["['2']['inputs']['text']", "lone surrogate"],
+    ),
     "lone-surrogate-key": (API_TEXT.replace('"text"', '"te\\udfffxt"', 1), ["lone surrogate", "fix the key"]),
     "nan": (API_TEXT.replace('"cfg": 7.0', '"cfg": NaN'), ["NaN is not valid JSON"]),
     "infinity": (API_TEXT.replace('"cfg": 7.0', '"cfg": -Infinity'), ["-Infinity is not valid JSON"]),
     "huge-float": (API_TEXT.replace('"cfg": 7.0', '"cfg": 1e999'), ["['5']['inputs']['cfg'] is inf"]),
-    "duplicate-key": (API_TEXT.replace('"1": {', '"1": {"class_type": "VAELoader", "inputs": {}}, "1": {', 1), ["duplicate key '1'"]),
+    "duplicate-key": (
+        API_TEXT.replace('"1": {', '"1": {"class_type": "VAELoader", "inputs": {}}, "1": {', 1),
+        ["duplicate key '1'"],
+    ),
     "deep-nesting": ('{"1": {"class_type": "X", "inputs": {"v": ' + "[" * 900 + "]" * 900 + "}}}", ["nested"]),
     "deep-near-limit": ("[" * 5000 + "]" * 5000, ["nested too deeply"]),
     "encoded-flow-given": (encode_flow(_api()), ["this is an encoded flow", "flowrl flow decode"]),
-    "ui-nodes-a-dict": (_ui(lambda d: d.update(nodes={str(n["id"]): n for n in d["nodes"]})),
-                        ["a UI workflow (it has", "'nodes' is a dict, not a list of nodes"]),
+    "ui-nodes-a-dict": (
+        _ui(lambda d: d.update(nodes={str(n["id"]): n for n in d["nodes"]})),
+        ["a UI workflow (it has", "'nodes' is a dict, not a list of nodes"],
+    ),
 }
 
 
@@ -154,10 +193,13 @@ def test_bad_encoded_files_fail_with_one_clear_error(tmp_path, case):
         assert word in result.output, (case, result.output)
 
 
-@pytest.mark.parametrize(("data", "words"), [
-    (b"\xff\xfeX a=1", ["not UTF-8 text (byte 0xff at offset 0)"]),
-    (None, ["cannot read"]),
-])
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"\xff\xfeX a=1", ["not UTF-8 text (byte 0xff at offset 0)"]),
+        (None, ["cannot read"]),
+    ],
+)
 def test_unreadable_encoded_files(tmp_path, data, words):
     path = tmp_path / "flow.txt"
     if data is not None:
@@ -194,6 +236,10 @@ def test_bom_inside_encoded_text_is_named():
 
 
 def test_directory_and_missing_files(tmp_path):
-    for args in (["flow", "decode", str(tmp_path)], ["flow", "encode", str(tmp_path)], ["flow", "convert", str(Path(tmp_path, "no.json"))]):
+    for args in (
+        ["flow", "decode", str(tmp_path)],
+        ["flow", "encode", str(tmp_path)],
+        ["flow", "convert", str(Path(tmp_path, "no.json"))],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "Traceback" not in result.output and str(tmp_path) in result.output

@@ -38,25 +38,34 @@ def nothing_loads(monkeypatch):
     monkeypatch.setattr(cli_generate, "load_generator", refuse)
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["   "], ["prompt 0 is empty"]),
-    (["a fox", "--gamma", "-1"], ["gamma must be a finite number >= 0 and <= 100, got -1"]),
-    (["a fox", "--gamma", "1e38"], ["gamma must be", "got 1e+38"]),
-    (["a fox", "--gamma", "nan"], ["gamma must be", "got nan"]),
-    (["a fox", "--gamma", "inf"], ["gamma must be", "got inf"]),
-    (["a fox", "--seed", str(2**70)], ["seed must be a whole number from 0 to 4294967295", str(2**70)]),
-    (["a fox", "--seed", "-1"], ["seed must be a whole number"]),
-    (["a \udcff fox"], ["prompt 0 is not valid text (invalid UTF-8", "character 2"]),  # argv bytes 0xff, as Python decodes them
-    (["x" * 301], ["301 characters, more than the cap of 300", "register.max_prompt_chars"]),
-    (["a fox", "--submit", "ftp://127.0.0.1:8188"], ["ComfyUI url 'ftp://127.0.0.1:8188'", "fix --submit"]),
-    (["a fox", "--submit", "http://"], ["names no host", "fix --submit"]),
-    (["a fox", "--submit", "127.0.0.1:8188"], ["fix --submit"]),
-    (["a fox", "--submit", "http://host:99999"], ["port '99999' is not a port number from 1 to 65535", "fix --submit"]),
-    (["a fox", "--submit", "http://127.0.0.1:99999"], ["port '99999'"]),
-    (["a fox", "--submit", ""], ["is empty", "fix --submit"]),
-    (["a fox", "--gamma", "100.0001"], ["<= 100, got 100.0001"]),
-    (["a fox", "--submit", "http://host/ x"], ["fix --submit"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["   "], ["prompt 0 is empty"]),
+        (["a fox", "--gamma", "-1"], ["gamma must be a finite number >= 0 and <= 100, got -1"]),
+        (["a fox", "--gamma", "1e38"], ["gamma must be", "got 1e+38"]),
+        (["a fox", "--gamma", "nan"], ["gamma must be", "got nan"]),
+        (["a fox", "--gamma", "inf"], ["gamma must be", "got inf"]),
+        (["a fox", "--seed", str(2**70)], ["seed must be a whole number from 0 to 4294967295", str(2**70)]),
+        (["a fox", "--seed", "-1"], ["seed must be a whole number"]),
+        (
+            ["a \udcff fox"],
+            ["prompt 0 is not valid text (invalid UTF-8", "character 2"],
+        ),  # argv bytes 0xff, as Python decodes them
+        (["x" * 301], ["301 characters, more than the cap of 300", "register.max_prompt_chars"]),
+        (["a fox", "--submit", "ftp://127.0.0.1:8188"], ["ComfyUI url 'ftp://127.0.0.1:8188'", "fix --submit"]),
+        (["a fox", "--submit", "http://"], ["names no host", "fix --submit"]),
+        (["a fox", "--submit", "127.0.0.1:8188"], ["fix --submit"]),
+        (
+            ["a fox", "--submit", "http://host:99999"],
+            ["port '99999' is not a port number from 1 to 65535", "fix --submit"],
+        ),
+        (["a fox", "--submit", "http://127.0.0.1:99999"], ["port '99999'"]),
+        (["a fox", "--submit", ""], ["is empty", "fix --submit"]),
+        (["a fox", "--gamma", "100.0001"], ["<= 100, got 100.0001"]),
+        (["a fox", "--submit", "http://host/ x"], ["fix --submit"]),
+    ],
+)
 def test_bad_arguments_are_refused_before_loading(nothing_loads, params_args, args, words):
     result = runner.invoke(app, ["generate", *args, "--model", "models:/x@champion", *params_args])
     assert result.exit_code == 2, result.output
@@ -95,6 +104,7 @@ def _truncate(rel):
     def damage(root):
         data = (root / rel).read_bytes()
         (root / rel).write_bytes(data[:100])
+
     return damage
 
 
@@ -103,10 +113,19 @@ def _garbage(rel, text="\x00garbage{["):
 
 
 BROKEN = {
-    "sft-adapter-missing": (_remove("sft/adapter_model.safetensors"), ["sft: adapter file(s) missing (adapter_model.safetensors)"]),
+    "sft-adapter-missing": (
+        _remove("sft/adapter_model.safetensors"),
+        ["sft: adapter file(s) missing (adapter_model.safetensors)"],
+    ),
     "grpo-adapter-missing": (_remove("grpo/adapter_model.safetensors"), ["grpo: adapter file(s) missing"]),
-    "sft-adapter-corrupt": (_truncate("sft/adapter_model.safetensors"), ["adapter_model.safetensors: not a readable safetensors file"]),
-    "grpo-adapter-corrupt": (_garbage("grpo/adapter_model.safetensors"), ["grpo/adapter_model.safetensors: not a readable safetensors"]),
+    "sft-adapter-corrupt": (
+        _truncate("sft/adapter_model.safetensors"),
+        ["adapter_model.safetensors: not a readable safetensors file"],
+    ),
+    "grpo-adapter-corrupt": (
+        _garbage("grpo/adapter_model.safetensors"),
+        ["grpo/adapter_model.safetensors: not a readable safetensors"],
+    ),
     "adapter-config-garbage": (_garbage("sft/adapter_config.json"), ["adapter_config.json: not a JSON object"]),
     "policy-json-garbage": (_garbage("sft/policy.json"), ["policy.json: not valid JSON"]),
     "policy-json-wrong-shape": (_garbage("sft/policy.json", '{"seed": 1}'), ["policy.json: not a policy spec"]),
@@ -136,7 +155,9 @@ def test_garbage_mlmodel_is_named(tmp_path, no_network, params_args):
     folder.mkdir()
     (folder / "MLmodel").write_text("flavors: [\x00")
     result = runner.invoke(app, ["generate", "a red fox", "--model", str(folder), *params_args])
-    assert result.exit_code == 2 and "MLmodel is not a readable MLflow pyfunc description" in result.stderr, result.output
+    assert result.exit_code == 2 and "MLmodel is not a readable MLflow pyfunc description" in result.stderr, (
+        result.output
+    )
     (folder / "MLmodel").write_text("just a string\n")
     result = runner.invoke(app, ["generate", "a red fox", "--model", str(folder), *params_args])
     assert result.exit_code == 2 and "save or download the model again" in result.stderr
@@ -163,8 +184,18 @@ def test_dir_source_without_weights_fails_offline(tmp_path, no_network):
     from flowrl.params.model import PolicyConfig
     from flowrl.policy.loading import PolicyLoadError, load_base_model
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
-                                                       "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 8}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "vocab_size": 10,
+                "hidden_size": 8,
+                "num_attention_heads": 2,
+                "num_hidden_layers": 1,
+                "intermediate_size": 8,
+            }
+        )
+    )
     with pytest.raises(PolicyLoadError, match="could not be loaded"):
         load_base_model(PolicyConfig(source="dir", model=str(tmp_path)), 10)
     assert not no_network
@@ -175,8 +206,13 @@ def test_a_good_generate_prints_the_workflow_and_no_library_noise(models_dir, pa
     from flowrl.policy.decoding.sampling import Completion
 
     flow = tiny.encode_flow(tiny.GRAPH)
-    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None:
-                        [Completion(p, flow, [], True) for p in prompts])
-    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--seed", "4294967295", *params_args])
+    monkeypatch.setattr(
+        guidance,
+        "sample_guided",
+        lambda model, tok, prompts, cfg, gamma, logits_processor=None: [Completion(p, flow, [], True) for p in prompts],
+    )
+    result = runner.invoke(
+        app, ["generate", "a red fox", "--model", str(models_dir), "--seed", "4294967295", *params_args]
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == "" and json.loads(result.stdout)["2"]["inputs"]["text"] == "a red fox"

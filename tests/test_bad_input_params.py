@@ -35,12 +35,18 @@ CASES = {
     "bool-as-int": (_with("register", "batch_size", True), ["register", "batch_size: true is a boolean"]),
     "bool-as-float": (_with("policy", "gamma", False), ["policy", "gamma: false is a boolean"]),
     "inf": (_with("policy", "gamma", float("inf")), ["policy", "gamma: inf is not a finite number"]),
-    "inf-in-list": (_with("evaluate", "gammas", [1.5, float("inf")]), ["evaluate", "gammas: [1.5, inf] is not a finite number"]),
+    "inf-in-list": (
+        _with("evaluate", "gammas", [1.5, float("inf")]),
+        ["evaluate", "gammas: [1.5, inf] is not a finite number"],
+    ),
     "nan": (_with("policy", "temperature", float("nan")), ["policy", "temperature: nan is not a finite number"]),
     "float-as-int": (_with("prompts", "n_prompts", 1e30), ["n_prompts: 1e+30 is a decimal number", "integer"]),
     "fraction-as-int": (_with("prompts", "n_prompts", 2.5), ["n_prompts: 2.5 is a decimal number"]),
     "huge-int": (_with("prompts", "n_prompts", 10**30), ["prompts.n_prompts = 1e+30 is out of range"]),
-    "profile-not-a-name": (_with("register", "batch_size", 8).replace("profile: cpu", "profile: [cpu]"), ["'profile' must be a name"]),
+    "profile-not-a-name": (
+        _with("register", "batch_size", 8).replace("profile: cpu", "profile: [cpu]"),
+        ["'profile' must be a name"],
+    ),
     "cap-out-of-range": (_with("register", "max_prompts_per_request", 0), ["register.max_prompts_per_request"]),
 }
 

@@ -29,7 +29,17 @@ def write_result(folder: Path, name: str, figures: dict, measured: dict = MEASUR
 
 def test_discovery_finds_the_benches_and_skips_private_modules():
     names = discover()
-    assert {"encoding", "constrained", "pipeline", "sft_throughput", "reward_throughput", "reward_ceiling", "generation", "grpo_step", "scale"} <= set(names)
+    assert {
+        "encoding",
+        "constrained",
+        "pipeline",
+        "sft_throughput",
+        "reward_throughput",
+        "reward_ceiling",
+        "generation",
+        "grpo_step",
+        "scale",
+    } <= set(names)
     assert not any(n.startswith("_") for n in names)
     assert "report" not in names and "_report" not in names and "_common" not in names
 
@@ -43,11 +53,23 @@ def test_unknown_bench_name_is_refused():
 
 def test_report_uses_a_modules_rows_and_flattens_the_others(tmp_path):
     results = tmp_path / "results"
-    write_result(results, "generation", {
-        "profile": "cpu", "model": "m", "bf16": False, "gamma": 1.5, "batch": 8, "new_tokens_per_flow": 96, "repeats": 3,
-        "single": {"s_per_flow": 2.0, "ms_per_token": 20.0, "ms_per_step": 160.0},
-        "guided": {"s_per_flow": 2.4, "ms_per_token": 24.0, "ms_per_step": 190.0},
-        "ratio": 1.2, "target_ratio": 1.5})
+    write_result(
+        results,
+        "generation",
+        {
+            "profile": "cpu",
+            "model": "m",
+            "bf16": False,
+            "gamma": 1.5,
+            "batch": 8,
+            "new_tokens_per_flow": 96,
+            "repeats": 3,
+            "single": {"s_per_flow": 2.0, "ms_per_token": 20.0, "ms_per_step": 160.0},
+            "guided": {"s_per_flow": 2.4, "ms_per_token": 24.0, "ms_per_step": 190.0},
+            "ratio": 1.2,
+            "target_ratio": 1.5,
+        },
+    )
     write_result(results, "made_up", {"profile": "tiny", "a": {"b": 0.123456, "c": [1, 2]}, "note": "fell back"})
     out = tmp_path / "docs" / "benchmarks.md"
     text = _report.build_report(results, out, tmp_path / "img")
@@ -58,16 +80,40 @@ def test_report_uses_a_modules_rows_and_flattens_the_others(tmp_path):
     assert "| a.b | 0.123 |  |  |" in text and "| a.c | 1, 2 |  |  |" in text  # flattened fallback
     assert "* note: fell back" in text
     assert "## Not measured on the current policies" in text
-    missing = re.search(r"run `python -m bench ([^`]*)`", text.split("## Not measured on the current policies")[1]).group(1).split()
-    assert {"best_of_n", "constrained", "encoding"} <= set(missing) and "generation" not in missing and missing == sorted(missing)
-    assert "Measured 2026-01-02 on 2 CPUs, x86_64, OMP_NUM_THREADS=1, load average 1.5 at the start, profile `cpu`, commit not recorded." in text
+    missing = (
+        re.search(r"run `python -m bench ([^`]*)`", text.split("## Not measured on the current policies")[1])
+        .group(1)
+        .split()
+    )
+    assert (
+        {"best_of_n", "constrained", "encoding"} <= set(missing)
+        and "generation" not in missing
+        and missing == sorted(missing)
+    )
+    assert (
+        "Measured 2026-01-02 on 2 CPUs, x86_64, OMP_NUM_THREADS=1, load average 1.5 at the start, profile `cpu`, commit not recorded."
+        in text
+    )
 
 
 def test_report_says_no_target_met_when_it_is_not(tmp_path):
-    write_result(tmp_path, "generation", {
-        "profile": "cpu", "model": "m", "bf16": False, "gamma": 1.5, "batch": 8, "new_tokens_per_flow": 96, "repeats": 3,
-        "single": {"s_per_flow": 1.0, "ms_per_token": 10.0, "ms_per_step": 80.0},
-        "guided": {"s_per_flow": 2.0, "ms_per_token": 20.0, "ms_per_step": 160.0}, "ratio": 2.0, "target_ratio": 1.5})
+    write_result(
+        tmp_path,
+        "generation",
+        {
+            "profile": "cpu",
+            "model": "m",
+            "bf16": False,
+            "gamma": 1.5,
+            "batch": 8,
+            "new_tokens_per_flow": 96,
+            "repeats": 3,
+            "single": {"s_per_flow": 1.0, "ms_per_token": 10.0, "ms_per_step": 80.0},
+            "guided": {"s_per_flow": 2.0, "ms_per_token": 20.0, "ms_per_step": 160.0},
+            "ratio": 2.0,
+            "target_ratio": 1.5,
+        },
+    )
     text = _report.build_report(tmp_path, tmp_path / "b.md", tmp_path / "img")
     assert "| guided / single latency | 2.00x | <= 1.5x | no |" in text
 
@@ -82,7 +128,11 @@ def test_images_that_exist_are_linked(tmp_path):
     img = tmp_path / "img"
     img.mkdir()
     (img / "scale.png").write_bytes(b"png")
-    write_result(tmp_path / "results", "scale", {"profile": "tiny", "plot": "docs/img/scale.png", "other": {"plot": "docs/img/gone.png"}})
+    write_result(
+        tmp_path / "results",
+        "scale",
+        {"profile": "tiny", "plot": "docs/img/scale.png", "other": {"plot": "docs/img/gone.png"}},
+    )
     text = _report.build_report(tmp_path / "results", tmp_path / "b.md", img)
     assert "![scale.png](img/scale.png)" in text and "![gone.png]" not in text
 
@@ -137,7 +187,13 @@ def _planted_triplets(n: int, seed: int) -> list[dict]:
     for _ in range(n):
         ckpt, photo = int(rng.integers(0, 6)), bool(rng.integers(0, 2))
         score = 0.1 * ckpt + (0.4 if photo == (ckpt % 2 == 0) else 0.0) + rng.normal(0, 0.01)
-        rows.append({"prompt": f"{'a photo of' if photo else 'a drawing of'} a cat", "flow": f"Loader ckpt=m{ckpt}\nSampler steps={int(rng.integers(20, 22))}", "score": score})
+        rows.append(
+            {
+                "prompt": f"{'a photo of' if photo else 'a drawing of'} a cat",
+                "flow": f"Loader ckpt=m{ckpt}\nSampler steps={int(rng.integers(20, 22))}",
+                "score": score,
+            }
+        )
     return rows
 
 
@@ -198,8 +254,12 @@ def test_bench_pipeline_records_the_commit_and_the_dvc_metrics(tmp_path):
     (tmp_path / "reports/sft").mkdir(parents=True)
     (tmp_path / "reports/sft/metrics.json").write_text('{"perplexity": 1.25}')
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    for cmd in (["git", "init", "-q"], [str(tmp_path / ".venv/bin/dvc"), "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        [str(tmp_path / ".venv/bin/dvc"), "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"],
+    ):
         subprocess.run(cmd, cwd=tmp_path, check=True, env=env)
     record = run_record(tmp_path, env)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()

@@ -39,7 +39,9 @@ def params_args(tmp_path_factory) -> list[str]:
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
     """A tiny SFT-only models/ folder as the sft stage writes it: the flow tokens in the tokenizer, the schema beside it."""
-    schema = infer_schema(strip_graph(g) for _, g in load_base_flows())  # the policy view, as the encode stage infers it
+    schema = infer_schema(
+        strip_graph(g) for _, g in load_base_flows()
+    )  # the policy view, as the encode stage infers it
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tiny, "TOKENS", flow_tokens(schema))
         models = tiny.build_tiny_policy(tmp_path_factory.mktemp("models"), grpo=False)
@@ -56,7 +58,9 @@ def test_to_ui_prints_or_writes_an_editor_workflow(tmp_path):
     assert same_graph(ui_to_api(ui), json.loads(path.read_text()))
     result = runner.invoke(app, ["flow", "to-ui", str(path), "-o", str(tmp_path / "ui.json")])
     assert result.exit_code == 0 and json.loads((tmp_path / "ui.json").read_text()) == ui
-    (tmp_path / "cyclic.json").write_text(json.dumps({"1": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0]}}}))
+    (tmp_path / "cyclic.json").write_text(
+        json.dumps({"1": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0]}}})
+    )
     result = runner.invoke(app, ["flow", "to-ui", str(tmp_path / "cyclic.json")])
     assert result.exit_code == 2 and "cycle" in result.stderr and "Traceback" not in result.output
 
@@ -67,8 +71,10 @@ def test_validate_against_a_users_comfyui_names_what_is_missing():
     assert result.exit_code == 1
     out = result.stdout
     assert "missing custom node: node" in out and "'FaceDetailer' is not installed" in out
-    assert ("missing model file: node 1 (CheckpointLoaderSimple) ckpt_name='realvisxlV40_v40Bakedvae.safetensors' is not installed; "
-            "nearest installed: 'realisticVisionV60B1_v60B1VAE.safetensors'") in out
+    assert (
+        "missing model file: node 1 (CheckpointLoaderSimple) ckpt_name='realvisxlV40_v40Bakedvae.safetensors' is not installed; "
+        "nearest installed: 'realisticVisionV60B1_v60B1VAE.safetensors'"
+    ) in out
     with comfy_stub() as (url, _):  # the same report from the server itself
         by_url = runner.invoke(app, ["flow", "validate", str(path), "--object-info", url])
     assert by_url.exit_code == 1 and by_url.stdout.splitlines()[1:] == out.splitlines()[1:]
@@ -85,7 +91,9 @@ def test_validate_ok_and_unreachable_server(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    result = runner.invoke(app, ["flow", "validate", str(tmp_path / "ok.json"), "--object-info", f"http://127.0.0.1:{port}"])
+    result = runner.invoke(
+        app, ["flow", "validate", str(tmp_path / "ok.json"), "--object-info", f"http://127.0.0.1:{port}"]
+    )
     assert result.exit_code == 2 and f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.output
 
 
@@ -126,7 +134,17 @@ def assert_restricted(processors) -> None:
 def test_generate_for_a_users_comfyui_as_an_editor_workflow(models_dir, params_args, tmp_path, fixed_sampler):
     flow, seen = fixed_sampler
     with comfy_stub() as (url, _):
-        args = ["generate", "a lighthouse in a storm", "--model", str(models_dir), "--seed", "3", "--object-info", url, *params_args]
+        args = [
+            "generate",
+            "a lighthouse in a storm",
+            "--model",
+            str(models_dir),
+            "--seed",
+            "3",
+            "--object-info",
+            url,
+            *params_args,
+        ]
         result = runner.invoke(app, [*args, "--format", "ui", "-o", str(tmp_path / "ui.json")])
         assert result.exit_code == 0, result.output
         assert "CheckpointLoaderSimple.ckpt_name:" in result.stderr and "not installed: only" in result.stderr
@@ -169,8 +187,20 @@ def test_generate_keeps_a_users_cueless_checkpoint_in_one_family(models_dir, par
     flow[0] = policy_text(one_lora_flow("house_blend.safetensors"))
     info_file = tmp_path / "object_info.json"
     info_file.write_text(json.dumps(renamed_info().nodes))
-    args = ["generate", "anime girl in a neon city", "--model", str(models_dir), "--seed", "3", "--object-info", str(info_file), *params_args]
-    mapped = runner.invoke(app, [*args, "--checkpoint-family", "house_blend.safetensors=sdxl", "-o", str(tmp_path / "sdxl.json")])
+    args = [
+        "generate",
+        "anime girl in a neon city",
+        "--model",
+        str(models_dir),
+        "--seed",
+        "3",
+        "--object-info",
+        str(info_file),
+        *params_args,
+    ]
+    mapped = runner.invoke(
+        app, [*args, "--checkpoint-family", "house_blend.safetensors=sdxl", "-o", str(tmp_path / "sdxl.json")]
+    )
     assert mapped.exit_code == 0, mapped.output
     graph = json.loads((tmp_path / "sdxl.json").read_text())
     lora = next(n for n in graph.values() if n["class_type"] == "LoraLoader")
@@ -178,8 +208,13 @@ def test_generate_keeps_a_users_cueless_checkpoint_in_one_family(models_dir, par
     assert "add_detail.safetensors is SD1.5, not SDXL like house_blend.safetensors" in mapped.stderr
     assumed = runner.invoke(app, [*args, "-o", str(tmp_path / "sd15.json")])
     assert assumed.exit_code == 0, assumed.output
-    assert "house_blend.safetensors is SD1.5 (no cue in the name); if it is not, pass --checkpoint-family" in assumed.stderr
-    latent = next(n for n in json.loads((tmp_path / "sd15.json").read_text()).values() if n["class_type"] == "EmptyLatentImage")
+    assert (
+        "house_blend.safetensors is SD1.5 (no cue in the name); if it is not, pass --checkpoint-family"
+        in assumed.stderr
+    )
+    latent = next(
+        n for n in json.loads((tmp_path / "sd15.json").read_text()).values() if n["class_type"] == "EmptyLatentImage"
+    )
     assert latent["inputs"]["width"] * latent["inputs"]["height"] <= 0.8e6
     refused = runner.invoke(app, [*args, "--checkpoint-family", "house_blend=sdxl"])
     assert refused.exit_code == 2 and "did you mean 'house_blend.safetensors'" in refused.stderr

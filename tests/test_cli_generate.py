@@ -50,7 +50,13 @@ def valid_sampler(monkeypatch):
     from flowrl.policy.decoding import guidance
     from flowrl.policy.decoding.sampling import Completion
 
-    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None: [Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts])
+    monkeypatch.setattr(
+        guidance,
+        "sample_guided",
+        lambda model, tok, prompts, cfg, gamma, logits_processor=None: [
+            Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts
+        ],
+    )
 
 
 @pytest.fixture
@@ -85,7 +91,10 @@ def comfyui():
 def test_prints_a_valid_workflow_and_submits_it(models_dir, valid_sampler, comfyui, params_args):
     url, received = comfyui
     prompt = "Ein Leuchtturm im Sturm, Ölgemälde"
-    result = runner.invoke(app, ["generate", prompt, "--model", str(models_dir), "--gamma", "2", "--seed", "5", "--submit", url, *params_args])
+    result = runner.invoke(
+        app,
+        ["generate", prompt, "--model", str(models_dir), "--gamma", "2", "--seed", "5", "--submit", url, *params_args],
+    )
     assert result.exit_code == 0, result.output
     text, _, last = result.stdout.strip().rpartition("\n")
     workflow = json.loads(text)
@@ -114,7 +123,9 @@ def test_unreachable_server_is_named(models_dir, valid_sampler, params_args):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    result = runner.invoke(app, ["generate", "a red fox", "--model", str(models_dir), "--submit", f"http://127.0.0.1:{port}", *params_args])
+    result = runner.invoke(
+        app, ["generate", "a red fox", "--model", str(models_dir), "--submit", f"http://127.0.0.1:{port}", *params_args]
+    )
     assert result.exit_code == 2
     assert f"127.0.0.1:{port}" in result.stderr and "cannot connect" in result.stderr
 
@@ -168,7 +179,10 @@ def test_a_long_prompt_is_cut_in_tokens_before_sampling(models_dir, params_args,
         return [Completion(p, encode_flow(tiny.GRAPH), [], True) for p in prompts]
 
     monkeypatch.setattr(guidance, "sample_guided", sample)
-    result = runner.invoke(app, ["generate", ("a castle at dawn, dramatic clouds, " * 600)[:19_000], "--model", str(models_dir), *params_args])
+    result = runner.invoke(
+        app,
+        ["generate", ("a castle at dawn, dramatic clouds, " * 600)[:19_000], "--model", str(models_dir), *params_args],
+    )
     assert result.exit_code == 0, result.output
     assert "prompt truncated from" in result.stderr and "to 256 tokens" in result.stderr
     from flowrl.policy.loading import load_sft_policy
@@ -177,7 +191,9 @@ def test_a_long_prompt_is_cut_in_tokens_before_sampling(models_dir, params_args,
     assert len(tokenizer(seen[0], add_special_tokens=False).input_ids) <= 256
 
 
-def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp_path, valid_sampler, params_file, monkeypatch):
+def test_generate_from_the_registered_champion_writes_nothing_into_the_store(
+    tmp_path, valid_sampler, params_file, monkeypatch
+):
     """MLflow loading a models:/ URI in place wrote registered_model_meta into the store's artifacts; now a copy is loaded."""
     from flowrl.io import write_json, write_jsonl
     from flowrl.params.model import load_params
@@ -187,17 +203,24 @@ def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp
     tiny.build_tiny_policy(tmp_path / "models")
     write_json(tmp_path / "reports/evaluate/summary.json", {"win_rate_grpo_cfg_1.5_vs_comfygen": 0.6})
     # the served method's scored flows: the register stage keeps them with the version (promotion like with like)
-    write_jsonl(tmp_path / EvaluateFiles.flows, [{"method": m, "prompt": f"p{i}", "score": 0.2} for m in ("grpo_cfg_1.5", "sft") for i in range(4)])
+    write_jsonl(
+        tmp_path / EvaluateFiles.flows,
+        [{"method": m, "prompt": f"p{i}", "score": 0.2} for m in ("grpo_cfg_1.5", "sft") for i in range(4)],
+    )
     for key in ("MLFLOW_TRACKING_URI", "FLOWRL_ARTIFACT_URI", "FLOWRL_PARENT_RUN_ID"):
         monkeypatch.delenv(key, raising=False)
     registry.run(load_params(params_file, profile="tiny"), tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri exported it
     store = tmp_path / "mlflow"
-    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"}
+    before = {
+        p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"
+    }
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["generate", "a red fox", "--params", str(params_file), "--profile", "tiny"])
     assert result.exit_code == 0, result.output
-    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"}
+    after = {
+        p: (p.stat().st_mtime_ns, p.stat().st_size) for p in store.rglob("*") if p.is_file() and p.name != "mlflow.db"
+    }
     assert after == before, sorted(set(after.items()) ^ set(before.items()))
 
     # the champion's files are read in place from the embedded store, without importing MLflow (2-3 s of the budget)
@@ -205,13 +228,19 @@ def test_generate_from_the_registered_champion_writes_nothing_into_the_store(tmp
 
     uri = tracking_uri(tmp_path)
     found = local_model_artifacts("models:/flowrl-policy@champion", uri)
-    assert found is not None and {"sft", "grpo", "settings"} <= set(found) and all(store in p.parents for p in found.values())
+    assert (
+        found is not None
+        and {"sft", "grpo", "settings"} <= set(found)
+        and all(store in p.parents for p in found.values())
+    )
     assert local_model_artifacts("models:/flowrl-policy/1", uri) == found
     assert local_model_artifacts("models:/flowrl-policy@nope", uri) is None  # MLflow's path then names what is missing
     assert local_model_artifacts("models:/flowrl-policy@champion", "http://127.0.0.1:5000") is None
-    code = ("import sys; from pathlib import Path; from flowrl.cli.generate import load_generator, quiet_libraries\n"
-            "with quiet_libraries():\n"
-            f"    g = load_generator('models:/flowrl-policy@champion', Path({str(params_file)!r}), 'tiny')\n"
-            "assert 'mlflow' not in sys.modules, 'mlflow imported'")
+    code = (
+        "import sys; from pathlib import Path; from flowrl.cli.generate import load_generator, quiet_libraries\n"
+        "with quiet_libraries():\n"
+        f"    g = load_generator('models:/flowrl-policy@champion', Path({str(params_file)!r}), 'tiny')\n"
+        "assert 'mlflow' not in sys.modules, 'mlflow imported'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -18,7 +18,10 @@ def test_repo_params_resolve_for_every_profile():
 
 
 def test_profile_overrides_only_what_it_names():
-    raw = {"prompts": {"n_prompts": 100, "n_holdout": 10, "strict": True}, "profiles": {"tiny": {"prompts": {"n_prompts": 50}}}}
+    raw = {
+        "prompts": {"n_prompts": 100, "n_holdout": 10, "strict": True},
+        "profiles": {"tiny": {"prompts": {"n_prompts": 50}}},
+    }
     params = resolve(raw, "tiny")
     assert (params.prompts.n_prompts, params.prompts.n_holdout, params.prompts.strict) == (50, 10, True)
 
@@ -91,7 +94,10 @@ def test_a_custom_profile_of_the_file_is_taken():
 
 def test_a_bad_value_set_by_a_profile_names_the_profile():
     raw = {"policy": {"temperature": 0.9}, "profiles": {"cpu": {"policy": {"temperature": -1}}}}
-    with pytest.raises(ConfigError, match=r"profile cpu\):\n  profiles\.cpu\.policy\.temperature \(set by profile cpu\): Input should be greater than 0"):
+    with pytest.raises(
+        ConfigError,
+        match=r"profile cpu\):\n  profiles\.cpu\.policy\.temperature \(set by profile cpu\): Input should be greater than 0",
+    ):
         resolve(raw, "cpu")
     raw = {"policy": {"temperature": -1}, "profiles": {"cpu": {}}}
     with pytest.raises(ConfigError, match=r"\n  policy\.temperature: Input"):

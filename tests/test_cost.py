@@ -82,7 +82,9 @@ def test_paper_sft_fits_one_80gb_gpu_with_gradient_checkpointing(paper):
     sft = paper["sft"]
     assert sft.fits(80 * GB) and sft.gradient_checkpointing and sft.seq_len == 2048
     assert 40e6 < sft.trainable < 45e6  # LoRA r=16 on 7 projections (41.9M) + 210 new rows of embed and head
-    assert sft.micro_batch >= 4 and 32 % sft.micro_batch == 0  # params.yaml: 8 x 4 accumulated (batch 32 alone needs ~196 GB)
+    assert (
+        sft.micro_batch >= 4 and 32 % sft.micro_batch == 0
+    )  # params.yaml: 8 x 4 accumulated (batch 32 alone needs ~196 GB)
     assert paper["reward"].fits(80 * GB) and paper["grpo"].fits(80 * GB)
     table = format_estimates(paper)
     assert "sft" in table and "DOES NOT FIT" not in table
@@ -97,21 +99,36 @@ def test_full_token_rows_train_a_billion_parameters(paper):
 def test_lora_and_token_row_counts_on_a_small_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=100,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            tie_word_embeddings=False,
+        )
+    )
     # q,o: 16->16; k,v: 16->8; gate,up: 16->32; down: 32->16
-    assert lora_params(model, 4, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) == \
-        2 * 4 * (32 + 24 + 24 + 32 + 48 + 48 + 48)
+    assert lora_params(
+        model, 4, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    ) == 2 * 4 * (32 + 24 + 24 + 32 + 48 + 48 + 48)
     assert token_row_params(model, 5, "new") == 2 * 5 * 16 and token_row_params(model, 5, "full") == 2 * 100 * 16
 
 
 def test_estimate_is_within_30_percent_of_the_measured_cpu_peak():
     if not os.access("/proc/self/clear_refs", os.W_OK):
         pytest.skip("/proc/self/clear_refs is not writable here: the CPU peak cannot be measured")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", PROBE], capture_output=True, text=True, env=env,
-                         timeout=240, cwd=REPO)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MALLOC_MMAP_THRESHOLD_": "65536",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", PROBE], capture_output=True, text=True, env=env, timeout=240, cwd=REPO
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     for name, (estimated, measured) in json.loads(out.stdout.strip().splitlines()[-1]).items():
         assert 0.7 < estimated / measured < 1.3, (name, estimated, measured)
@@ -129,5 +146,7 @@ def test_stage_start_applies_the_device_setting_and_prints_the_estimate(capsys, 
     finally:
         device.configure(None)
     out = capsys.readouterr().out
-    assert est is not None and est.gradient_checkpointing and 40e6 < est.trainable < 45e6  # paper: token rows new, checkpointing
+    assert (
+        est is not None and est.gradient_checkpointing and 40e6 < est.trainable < 45e6
+    )  # paper: token rows new, checkpointing
     assert out.startswith("sft on cpu: estimated memory") and "total GB" in out

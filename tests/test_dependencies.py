@@ -42,15 +42,28 @@ def _declared() -> set[str]:
 def test_every_imported_package_is_declared():
     dists = packages_distributions()
     declared = _declared()
-    missing = {module: where for module, where in _imported().items()
-               if not declared & {canonicalize_name(d) for d in dists.get(module, [module])}}
+    missing = {
+        module: where
+        for module, where in _imported().items()
+        if not declared & {canonicalize_name(d) for d in dists.get(module, [module])}
+    }
     assert missing == {}, "declare these in pyproject.toml"
 
 
 def test_torch_is_ranged_in_the_dependencies_and_pinned_in_the_cpu_constraints():
-    torch = next(Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-                 if Requirement(r).name == "torch")
+    torch = next(
+        Requirement(r)
+        for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+        if Requirement(r).name == "torch"
+    )
     assert not any(s.operator == "==" for s in torch.specifier)
-    pins = [Requirement(line) for line in (REPO / "constraints-cpu.txt").read_text().splitlines() if line and not line.startswith("#")]
+    pins = [
+        Requirement(line)
+        for line in (REPO / "constraints-cpu.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert [str(r) for r in pins] == ["torch==2.13.0"] and torch.specifier.contains("2.13.0")
-    assert "-c $(CONSTRAINTS)" in (REPO / "Makefile").read_text() and "CONSTRAINTS := constraints-cpu.txt" in (REPO / "Makefile").read_text()
+    assert (
+        "-c $(CONSTRAINTS)" in (REPO / "Makefile").read_text()
+        and "CONSTRAINTS := constraints-cpu.txt" in (REPO / "Makefile").read_text()
+    )

@@ -29,8 +29,16 @@ def fake_gpu(monkeypatch, bf16: bool = True) -> None:
 
 def small_llama() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=1))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
 
 
 def test_auto_is_the_cpu_without_cuda_and_cuda_local_rank_with_it(monkeypatch):
@@ -132,7 +140,9 @@ def test_trainers_use_the_cpu_only_when_the_setting_resolves_to_it(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     kw = common_trainer_kwargs("out", 0, False, 5)
-    assert kw["use_cpu"] is True and kw["gradient_checkpointing"] is False and kw["gradient_checkpointing_kwargs"] is None
+    assert (
+        kw["use_cpu"] is True and kw["gradient_checkpointing"] is False and kw["gradient_checkpointing_kwargs"] is None
+    )
     fake_gpu(monkeypatch)
     kw = common_trainer_kwargs("out", 0, True, 5, gradient_checkpointing=True)
     assert kw["use_cpu"] is False and kw["gradient_checkpointing_kwargs"] == {"use_reentrant": False}

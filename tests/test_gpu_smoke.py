@@ -41,4 +41,6 @@ def test_only_lora_and_the_new_token_rows_train():
     before = {n: p.detach().clone() for n, p in params.items()}
     gpu_smoke.sft_stage(model, vocab, shape, torch.device("cpu"), bf16=False)
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-    assert set(deltas) <= moved <= trainable  # the new rows learnt; every frozen weight (old rows included) is unchanged
+    assert (
+        set(deltas) <= moved <= trainable
+    )  # the new rows learnt; every frozen weight (old rows included) is unchanged

@@ -54,7 +54,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -105,9 +105,10 @@ def test_every_package_and_module_has_a_layer():
 def test_packages_import_only_lower_layers():
     graph = package_graph(import_graph(type_only=True))
     for i, name in enumerate(LAYERS):
-        higher = {f"flowrl.{p}" for p in LAYERS[i + 1:]}
-        assert not graph[f"flowrl.{name}"] & higher, f"flowrl.{name} imports {sorted(graph[f'flowrl.{name}'] & higher)}, a higher layer"
-
+        higher = {f"flowrl.{p}" for p in LAYERS[i + 1 :]}
+        assert not graph[f"flowrl.{name}"] & higher, (
+            f"flowrl.{name} imports {sorted(graph[f'flowrl.{name}'] & higher)}, a higher layer"
+        )
 
 
 def test_no_source_file_over_400_lines():

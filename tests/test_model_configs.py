@@ -12,11 +12,31 @@ from flowrl.params.model import PolicyConfig, RewardConfig
 from flowrl.policy.loading import load_base_model
 from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
 
-TINY_LLAMA = {"model_type": "llama", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False}
-TINY_MODERNBERT = {"model_type": "modernbert", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 48,
-                   "num_hidden_layers": 3, "num_attention_heads": 4, "global_attn_every_n_layers": 3, "local_attention": 16,
-                   "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2}
+TINY_LLAMA = {
+    "model_type": "llama",
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "tie_word_embeddings": False,
+}
+TINY_MODERNBERT = {
+    "model_type": "modernbert",
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "global_attn_every_n_layers": 3,
+    "local_attention": 16,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "cls_token_id": 1,
+    "sep_token_id": 2,
+}
 
 
 def n_params(model) -> int:
@@ -24,7 +44,9 @@ def n_params(model) -> int:
 
 
 def test_paper_models_at_real_shapes_on_the_meta_device():
-    assert {"answerdotai/ModernBERT-base", "meta-llama/Llama-3.1-8B", "HuggingFaceTB/SmolLM2-135M-Instruct"} == set(shipped())
+    assert {"answerdotai/ModernBERT-base", "meta-llama/Llama-3.1-8B", "HuggingFaceTB/SmolLM2-135M-Instruct"} == set(
+        shipped()
+    )
     policy = build_random_model("meta-llama/Llama-3.1-8B", "causal-lm", device="meta")
     assert n_params(policy) == 8_030_261_248  # the published 8.03B
     assert policy.get_input_embeddings().weight.shape == (128256, 4096) and policy.get_input_embeddings().weight.is_meta
@@ -41,15 +63,19 @@ def test_random_source_builds_policy_and_surrogate_from_a_config_file(tmp_path):
     a, b = load_base_model(cfg, vocab_size=300, seed=3), load_base_model(cfg, vocab_size=300, seed=3)
     assert type(a).__name__ == "LlamaForCausalLM" and a.config.hidden_size == 32
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # same seed, same weights
-    surrogate = build_surrogate(RewardConfig(source="random", model=str(tmp_path / "bert.json")), vocab_size=310, seed=1)
+    surrogate = build_surrogate(
+        RewardConfig(source="random", model=str(tmp_path / "bert.json")), vocab_size=310, seed=1
+    )
     assert type(surrogate).__name__ == "ModernBertForSequenceClassification"
     assert surrogate.get_input_embeddings().num_embeddings == 310  # grown to the (extended) tokenizer
     out = surrogate(input_ids=torch.tensor([[1, 5, 9, 2]]), labels=torch.tensor([0.5]))
     assert out.logits.shape == (1, 1) and out.loss.requires_grad
 
 
-@pytest.mark.parametrize("model, match", [(None, "empty"), ("meta-llama/Llama-9-1T", "one of .*Llama-3.1-8B"),
-                                          ("no/such.json", "no shipped config")])
+@pytest.mark.parametrize(
+    "model, match",
+    [(None, "empty"), ("meta-llama/Llama-9-1T", "one of .*Llama-3.1-8B"), ("no/such.json", "no shipped config")],
+)
 def test_random_source_errors_name_the_setting_and_the_fix(model, match, tmp_path):
     with pytest.raises(ModelConfigError, match=match) as err:
         load_base_model(PolicyConfig(source="random", model=model), vocab_size=10)

@@ -22,7 +22,9 @@ def test_checked_in_dvc_yaml_is_generated_from_the_declarations():
 
 
 def test_checked_in_architecture_diagram_is_generated_from_the_declarations():
-    assert (REPO / ARCHITECTURE).read_text() == render_architecture(), "docs/architecture.md is stale: run `flowrl pipeline diagram`"
+    assert (REPO / ARCHITECTURE).read_text() == render_architecture(), (
+        "docs/architecture.md is stale: run `flowrl pipeline diagram`"
+    )
 
 
 def test_readme_layout_is_generated_from_the_packages():
@@ -42,7 +44,9 @@ def test_every_input_is_written_by_an_earlier_stage():
     written: list[Path] = []
     for stage in STAGES.values():
         for path in stage.inputs:
-            assert any(path == w or w in path.parents for w in written), f"{stage.name} reads {path}, which no earlier stage writes"
+            assert any(path == w or w in path.parents for w in written), (
+                f"{stage.name} reads {path}, which no earlier stage writes"
+            )
         written += [*stage.outs, *stage.uncached, stage.metrics]
 
 
@@ -64,9 +68,14 @@ def test_stage_functions_import():
 def _read_sections(module: str) -> set[str]:
     """Params fields a module reads as `params.<field>` (the stage functions' naming)."""
     tree = ast.parse(Path(importlib.import_module(module).__file__).read_text())
-    return {node.attr for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "params"
-            and node.attr in Params.model_fields}
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "params"
+        and node.attr in Params.model_fields
+    }
 
 
 # Modules a stage hands its params to, besides its own.
@@ -78,7 +87,9 @@ def test_no_stage_reads_a_params_key_it_does_not_declare(name):
     stage = STAGES[name]
     modules = [stage.run.split(":")[0], *HELPERS.get(name, [])]
     read = set().union(*(_read_sections(m) for m in modules))
-    assert read <= stage.sections, f"{name} reads params {sorted(read - stage.sections)} without declaring them in flowrl/pipeline/stages.py"
+    assert read <= stage.sections, (
+        f"{name} reads params {sorted(read - stage.sections)} without declaring them in flowrl/pipeline/stages.py"
+    )
 
 
 def test_declared_view_refuses_what_the_stage_did_not_declare():
@@ -111,4 +122,6 @@ def test_write_resolved_writes_one_file_per_stage(tmp_path):
     params = resolve(yaml.safe_load((REPO / "params.yaml").read_text()), "tiny")
     paths = write_resolved(params, tmp_path)
     assert [p.name for p in paths] == [f"{name}.yaml" for name in STAGES]
-    assert yaml.safe_load((tmp_path / ResolvedParams.of("grpo")).read_text())["grpo"]["max_steps"] == params.grpo.max_steps
+    assert (
+        yaml.safe_load((tmp_path / ResolvedParams.of("grpo")).read_text())["grpo"]["max_steps"] == params.grpo.max_steps
+    )

@@ -16,8 +16,13 @@ from flowrl.errors import FlowRLError
 
 def _kind(mode: int) -> str | None:
     """What a non-regular file is ('a directory', 'a FIFO', ...), or None for a regular file."""
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return None
@@ -41,11 +46,15 @@ def _target(path: Path, make_parents: bool) -> tuple[Path, os.stat_result | None
     parent = target.parent
     if not parent.exists():
         if not make_parents:
-            raise FlowRLError(f"{path}: the folder {parent} does not exist; create it first (mkdir -p {parent}) or choose another path")
+            raise FlowRLError(
+                f"{path}: the folder {parent} does not exist; create it first (mkdir -p {parent}) or choose another path"
+            )
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise FlowRLError(f"{path}: cannot create the folder {parent} ({exc.strerror}); choose another path") from None
+            raise FlowRLError(
+                f"{path}: cannot create the folder {parent} ({exc.strerror}); choose another path"
+            ) from None
     if not parent.is_dir():
         raise FlowRLError(f"{path}: {parent} is not a folder (a file has that name); choose another path")
     return target, None
@@ -68,7 +77,9 @@ def atomic_path(path: str | Path, make_parents: bool = True) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise FlowRLError(f"{path}: cannot write in {target.parent} ({exc.strerror}); choose a folder you can write to") from None
+        raise FlowRLError(
+            f"{path}: cannot write in {target.parent} ({exc.strerror}); choose a folder you can write to"
+        ) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -94,7 +105,9 @@ def _write_special(path: Path, target: Path, kind: str, data: bytes) -> None:
         try:  # non-blocking open: ENXIO at once when no process reads the pipe (a blocking open would hang)
             fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
-            raise FlowRLError(f"{path}: is a FIFO that no process is reading ({exc.strerror}); start the reader first") from None
+            raise FlowRLError(
+                f"{path}: is a FIFO that no process is reading ({exc.strerror}); start the reader first"
+            ) from None
         os.set_blocking(fd, True)
     else:
         try:
@@ -120,7 +133,9 @@ def write_text(path: str | Path, text: str, make_parents: bool = True) -> Path:
         try:
             tmp.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise FlowRLError(f"{path}: cannot write ({exc.strerror}); free some space or choose another path") from None
+            raise FlowRLError(
+                f"{path}: cannot write ({exc.strerror}); free some space or choose another path"
+            ) from None
     return path
 
 

@@ -26,9 +26,15 @@ def _node_errors(graph: dict, info: ObjectInfo) -> dict:
     errors: dict[str, dict] = {}
     for item in [*missing, *problems]:
         nid = str(item.node_id)
-        entry = errors.setdefault(nid, {"errors": [], "dependent_outputs": [], "class_type": graph.get(nid, {}).get("class_type")})
-        kind = ("value_not_in_list" if item.input else "node_not_found") if isinstance(item, Missing) else "invalid_input"
-        entry["errors"].append({"type": kind, "message": str(item), "details": str(item), "extra_info": {"input_name": item.input}})
+        entry = errors.setdefault(
+            nid, {"errors": [], "dependent_outputs": [], "class_type": graph.get(nid, {}).get("class_type")}
+        )
+        kind = (
+            ("value_not_in_list" if item.input else "node_not_found") if isinstance(item, Missing) else "invalid_input"
+        )
+        entry["errors"].append(
+            {"type": kind, "message": str(item), "details": str(item), "extra_info": {"input_name": item.input}}
+        )
     return errors
 
 
@@ -68,12 +74,23 @@ def comfy_stub(object_info: dict | None = None):
                 return
             errors = _node_errors(graph, info)
             if errors:
-                self._send(400, json.dumps({"error": {"type": "prompt_outputs_failed_validation",
-                                                      "message": "Prompt outputs failed validation"},
-                                            "node_errors": errors}).encode())
+                self._send(
+                    400,
+                    json.dumps(
+                        {
+                            "error": {
+                                "type": "prompt_outputs_failed_validation",
+                                "message": "Prompt outputs failed validation",
+                            },
+                            "node_errors": errors,
+                        }
+                    ).encode(),
+                )
                 return
             prompts.append(graph)
-            self._send(200, json.dumps({"prompt_id": uuid.uuid4().hex, "number": len(prompts), "node_errors": {}}).encode())
+            self._send(
+                200, json.dumps({"prompt_id": uuid.uuid4().hex, "number": len(prompts), "node_errors": {}}).encode()
+            )
 
         def log_message(self, *args):  # quiet test output
             pass

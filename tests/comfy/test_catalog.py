@@ -6,11 +6,30 @@ import json
 
 from flowrl.comfy.catalog import load_catalog
 
-PAPER_NODES = ["CR LoRA Stack", "CR Apply LoRA Stack", "FaceDetailer", "UltralyticsDetectorProvider", "SAMLoader",
-               "Automatic CFG", "ImageUpscaleWithModel", "UpscaleModelLoader", "FreeU", "FreeU_V2",
-               "CLIPSetLastLayer", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "RescaleCFG", "LatentUpscale",
-               "LatentUpscaleBy", "KSamplerAdvanced", "LoraLoader", "LoraLoaderModelOnly", "VAELoader", "SaveImage",
-               "PreviewImage"]
+PAPER_NODES = [
+    "CR LoRA Stack",
+    "CR Apply LoRA Stack",
+    "FaceDetailer",
+    "UltralyticsDetectorProvider",
+    "SAMLoader",
+    "Automatic CFG",
+    "ImageUpscaleWithModel",
+    "UpscaleModelLoader",
+    "FreeU",
+    "FreeU_V2",
+    "CLIPSetLastLayer",
+    "CLIPTextEncodeSDXL",
+    "CLIPTextEncodeSDXLRefiner",
+    "RescaleCFG",
+    "LatentUpscale",
+    "LatentUpscaleBy",
+    "KSamplerAdvanced",
+    "LoraLoader",
+    "LoraLoaderModelOnly",
+    "VAELoader",
+    "SaveImage",
+    "PreviewImage",
+]
 
 
 def shared_class_types(root) -> set[str]:

@@ -14,8 +14,10 @@ from flowrl.data.base_flows import load_base_flows
 from tests.comfy.comfy_stub import FIXTURE
 
 # the fixture's checkpoints under names without a family cue, as many merges are called
-RENAMED = {"juggernautXL_v10.safetensors": "house_blend.safetensors",
-           "realisticVisionV60B1_v60B1VAE.safetensors": "myfavourite_v3.safetensors"}
+RENAMED = {
+    "juggernautXL_v10.safetensors": "house_blend.safetensors",
+    "realisticVisionV60B1_v60B1VAE.safetensors": "myfavourite_v3.safetensors",
+}
 USER_MAP = {"house_blend.safetensors": "sdxl", "myfavourite_v3.safetensors": "sd15"}
 
 
@@ -41,33 +43,45 @@ def one_lora_flow(ckpt: str, size=(1152, 896), lora="add_detail.safetensors") ->
     return graph
 
 
-@pytest.mark.parametrize(("name", "kind", "family", "evidence"), [
-    ("dreamshaper_8.safetensors", "checkpoint", "sd15", "the training catalog"),
-    ("juggernautXL_v10.safetensors", "checkpoint", "sdxl", "name cue 'XL'"),
-    ("detail_tweaker_xl.safetensors", "LoRA", "sdxl", "name cue 'XL'"),
-    ("ponyRealism_v22.safetensors", "checkpoint", "pony", "name cue 'pony'"),
-    ("dreamshaperXL_turbo.safetensors", "checkpoint", "sdxl_turbo", "name cue 'turbo'"),
-    ("juggernaut_lightning_4s.safetensors", "checkpoint", "sdxl_lightning", "name cue 'lightning'"),
-    ("v1-5-pruned.ckpt", "checkpoint", "sd15", "name cue 'SD1.5'"),
-    ("realisticVisionV60B1_v60B1VAE.safetensors", "checkpoint", "sd15", "named like the catalog's"),
-    ("house_blend.safetensors", "checkpoint", "sd15", "no cue in the name"),
-    ("maxlevel.safetensors", "checkpoint", "sd15", "no cue in the name"),  # 'xl' inside a word is no cue
-    ("sdxl_vae.safetensors", "VAE", "sdxl", "the training catalog"),
-])
+@pytest.mark.parametrize(
+    ("name", "kind", "family", "evidence"),
+    [
+        ("dreamshaper_8.safetensors", "checkpoint", "sd15", "the training catalog"),
+        ("juggernautXL_v10.safetensors", "checkpoint", "sdxl", "name cue 'XL'"),
+        ("detail_tweaker_xl.safetensors", "LoRA", "sdxl", "name cue 'XL'"),
+        ("ponyRealism_v22.safetensors", "checkpoint", "pony", "name cue 'pony'"),
+        ("dreamshaperXL_turbo.safetensors", "checkpoint", "sdxl_turbo", "name cue 'turbo'"),
+        ("juggernaut_lightning_4s.safetensors", "checkpoint", "sdxl_lightning", "name cue 'lightning'"),
+        ("v1-5-pruned.ckpt", "checkpoint", "sd15", "name cue 'SD1.5'"),
+        ("realisticVisionV60B1_v60B1VAE.safetensors", "checkpoint", "sd15", "named like the catalog's"),
+        ("house_blend.safetensors", "checkpoint", "sd15", "no cue in the name"),
+        ("maxlevel.safetensors", "checkpoint", "sd15", "no cue in the name"),  # 'xl' inside a word is no cue
+        ("sdxl_vae.safetensors", "VAE", "sdxl", "the training catalog"),
+    ],
+)
 def test_each_file_gets_a_family_and_its_evidence(name, kind, family, evidence):
     got = guess_family(name, kind)
     assert got.family == family and got.evidence.startswith(evidence)
 
 
 def test_family_names_and_bad_maps_are_one_clear_error(tmp_path):
-    assert [parse_family(v, "x") for v in ("SDXL", "sd1.5", "Pony", "turbo", "SDXL Lightning")] == \
-        ["sdxl", "sd15", "pony", "sdxl_turbo", "sdxl_lightning"]
+    assert [parse_family(v, "x") for v in ("SDXL", "sd1.5", "Pony", "turbo", "SDXL Lightning")] == [
+        "sdxl",
+        "sd15",
+        "pony",
+        "sdxl_turbo",
+        "sdxl_lightning",
+    ]
     info = renamed_info()
-    with pytest.raises(FamilyError, match="'sd3' is not a checkpoint family; use one of sd15, sdxl, pony, turbo, lightning"):
+    with pytest.raises(
+        FamilyError, match="'sd3' is not a checkpoint family; use one of sd15, sdxl, pony, turbo, lightning"
+    ):
         FamilyMap.from_arguments(info, ["house_blend.safetensors=sd3"])
     with pytest.raises(FamilyError, match="write FILE=FAMILY"):
         FamilyMap.from_arguments(info, ["house_blend.safetensors"])
-    with pytest.raises(FamilyError, match="no such checkpoint, LoRA or VAE on renamed; did you mean 'house_blend.safetensors'"):
+    with pytest.raises(
+        FamilyError, match="no such checkpoint, LoRA or VAE on renamed; did you mean 'house_blend.safetensors'"
+    ):
         FamilyMap.from_arguments(info, ["house_blend=sdxl"])
     (tmp_path / "bad.yaml").write_text("[house_blend.safetensors, sdxl]\n")
     with pytest.raises(FamilyError, match="expected a mapping of file name to family"):
@@ -77,7 +91,10 @@ def test_family_names_and_bad_maps_are_one_clear_error(tmp_path):
         FamilyMap.from_arguments(info, mapping_file=tmp_path / "bad2.yaml")
     (tmp_path / "map.yaml").write_text("house_blend.safetensors: SDXL\n")
     fmap = FamilyMap.from_arguments(info, ["myfavourite_v3.safetensors=sd15"], tmp_path / "map.yaml")
-    assert fmap.family("house_blend.safetensors").family == "sdxl" and fmap.family("house_blend.safetensors").evidence == "your map"
+    assert (
+        fmap.family("house_blend.safetensors").family == "sdxl"
+        and fmap.family("house_blend.safetensors").evidence == "your map"
+    )
 
 
 def test_the_issue_case_house_blend_mapped_to_sdxl_gets_the_sdxl_lora(infos):
@@ -96,8 +113,11 @@ def test_without_a_map_a_cueless_checkpoint_is_said_to_be_assumed_sd15(infos):
     assert graph["2"]["inputs"]["lora_name"] == "add_detail.safetensors"
     assert graph["5"]["inputs"]["width"] * graph["5"]["inputs"]["height"] <= 0.8e6  # an SD1.5 size
     assert any("1152x896 does not suit SD1.5" in c for c in changes)
-    assert any("house_blend.safetensors is SD1.5 (no cue in the name); if it is not, pass --checkpoint-family "
-               "house_blend.safetensors=FAMILY" in a for a in assumed)
+    assert any(
+        "house_blend.safetensors is SD1.5 (no cue in the name); if it is not, pass --checkpoint-family "
+        "house_blend.safetensors=FAMILY" in a
+        for a in assumed
+    )
 
 
 def test_a_vae_of_the_other_architecture_is_bypassed_when_none_fits(infos):
@@ -119,8 +139,9 @@ def test_every_runnable_base_flow_on_every_checkpoint_ends_in_one_family(infos, 
     info, fmap = infos[setup]
     graphs = []
     for _, base in load_base_flows():
-        if not all(n["class_type"] in info.nodes for n in base.values()) or \
-                any(info.choices(n["class_type"], i) == [] for n in base.values() for i in n["inputs"]):
+        if not all(n["class_type"] in info.nodes for n in base.values()) or any(
+            info.choices(n["class_type"], i) == [] for n in base.values() for i in n["inputs"]
+        ):
             continue  # a class or a file list (upscale models) the user lacks: constrained decoding leaves it out
         for ckpt in fmap.installed["checkpoint"]:
             graph = json.loads(json.dumps(base))
@@ -134,8 +155,11 @@ def test_every_runnable_base_flow_on_every_checkpoint_ends_in_one_family(infos, 
     bad = []
     for graph in graphs:
         fitted, _, _ = fit_family(graph, fmap)
-        problems = [*family_problems(fitted, fmap), *(installed_workflow(fitted, info)[1] or "").splitlines()[1:2],
-                    *map(str, usable_problems(fitted))]
+        problems = [
+            *family_problems(fitted, fmap),
+            *(installed_workflow(fitted, info)[1] or "").splitlines()[1:2],
+            *map(str, usable_problems(fitted)),
+        ]
         bad += [problems] if problems else []
     assert len(bad) <= 3, bad[:3]  # >= 95% of 64
 

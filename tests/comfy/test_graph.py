@@ -35,15 +35,18 @@ def test_load_api_and_wrapped(tmp_path):
     assert load_workflow(tmp_path / "b.json") == GRAPH
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "expected a JSON object"),
-    ("{}", "no nodes"),
-    ('{"1": {"inputs": {}}}', "class_type"),
-    ('{"1": {"class_type": "X", "inputs": [1]}}', "'inputs' must be an object"),
-    ('{"nodes": []}', "no executable nodes"),
-    ("[" * 100000 + "]" * 100000, "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ("{}", "no nodes"),
+        ('{"1": {"inputs": {}}}', "class_type"),
+        ('{"1": {"class_type": "X", "inputs": [1]}}', "'inputs' must be an object"),
+        ('{"nodes": []}', "no executable nodes"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ],
+)
 def test_bad_files_raise_clear_errors(tmp_path, content, needle):
     path = tmp_path / "bad.json"
     path.write_text(content)

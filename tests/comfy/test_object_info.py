@@ -83,8 +83,16 @@ def test_unreadable_sources_say_what_to_do(tmp_path):
 
 
 def test_newer_combo_form_is_read():
-    info = object_info_from_text(json.dumps({"CheckpointLoaderSimple": {
-        "input": {"required": {"ckpt_name": ["COMBO", {"options": ["a.safetensors"]}]}}, "output": ["MODEL", "CLIP", "VAE"]}}))
+    info = object_info_from_text(
+        json.dumps(
+            {
+                "CheckpointLoaderSimple": {
+                    "input": {"required": {"ckpt_name": ["COMBO", {"options": ["a.safetensors"]}]}},
+                    "output": ["MODEL", "CLIP", "VAE"],
+                }
+            }
+        )
+    )
     assert info.choices("CheckpointLoaderSimple", "ckpt_name") == ["a.safetensors"]
     assert info.catalog.get("CheckpointLoaderSimple").inputs["ckpt_name"].choices == ["a.safetensors"]
 
@@ -129,11 +137,19 @@ def test_restricted_schema_keeps_only_installed_classes_and_files(info, base_flo
     restricted, notes = restrict_schema(schema, info)
     assert set(restricted.classes) < set(schema.classes) and set(restricted.classes) <= info.classes
     assert list(restricted.classes["CheckpointLoaderSimple"].fields["ckpt_name"].vocab) == sorted(INSTALLED_CKPTS)
-    assert list(restricted.classes["LoraLoader"].fields["lora_name"].vocab)[0] == "add_detail.safetensors"  # the model's own first
+    assert (
+        list(restricted.classes["LoraLoader"].fields["lora_name"].vocab)[0] == "add_detail.safetensors"
+    )  # the model's own first
     assert "UpscaleModelLoader" not in restricted.classes and "ImageUpscaleWithModel" not in restricted.classes
-    assert schema.classes["CheckpointLoaderSimple"].fields["ckpt_name"].vocab != restricted.classes["CheckpointLoaderSimple"].fields["ckpt_name"].vocab
+    assert (
+        schema.classes["CheckpointLoaderSimple"].fields["ckpt_name"].vocab
+        != restricted.classes["CheckpointLoaderSimple"].fields["ckpt_name"].vocab
+    )
     text = "\n".join(notes)
-    assert "CheckpointLoaderSimple.ckpt_name: dreamshaper_8.safetensors" in text and "only juggernautXL_v10.safetensors" in text
+    assert (
+        "CheckpointLoaderSimple.ckpt_name: dreamshaper_8.safetensors" in text
+        and "only juggernautXL_v10.safetensors" in text
+    )
     assert "UpscaleModelLoader left out: no model_name installed" in text
     assert "ImageUpscaleWithModel left out: needs UPSCALE_MODEL" in text
     assert "FaceDetailer is not installed" in text
@@ -149,17 +165,32 @@ def test_no_checkpoint_at_all_is_a_clear_error(info, base_flows):
 KSAMPLER = {"input": {"required": {"model": ["MODEL"]}}, "output": ["LATENT"]}
 
 
-@pytest.mark.parametrize(("dump", "words"), [
-    ([KSAMPLER], ["got a JSON list"]),
-    ({}, ["got an empty object"]),
-    ({"KSampler": [KSAMPLER]}, ["['KSampler'] is a list, not a node definition"]),
-    ({"KSampler": {"input": None, "output": ["LATENT"]}}, ["['KSampler']['input'] is a null"]),
-    ({"KSampler": {"output": ["LATENT"]}}, ["['KSampler']['input'] is missing"]),
-    ({"KSampler": {"input": {"required": [["MODEL"]]}, "output": []}}, ["['KSampler']['input']['required'] is a list"]),
-    ({"KSampler": {"input": {"required": {"model": "MODEL"}}, "output": []}}, ["['KSampler']['input']['required']['model'] is \"MODEL\""]),
-    ({"KSampler": {"input": {"required": {}}, "output": "LATENT"}}, ["['KSampler']['output'] is \"LATENT\", not a list"]),
-    ({"system": {"os": "posix", "comfyui_version": "0.3"}, "devices": []}, ["/system_stats answer, not /object_info"]),
-])
+@pytest.mark.parametrize(
+    ("dump", "words"),
+    [
+        ([KSAMPLER], ["got a JSON list"]),
+        ({}, ["got an empty object"]),
+        ({"KSampler": [KSAMPLER]}, ["['KSampler'] is a list, not a node definition"]),
+        ({"KSampler": {"input": None, "output": ["LATENT"]}}, ["['KSampler']['input'] is a null"]),
+        ({"KSampler": {"output": ["LATENT"]}}, ["['KSampler']['input'] is missing"]),
+        (
+            {"KSampler": {"input": {"required": [["MODEL"]]}, "output": []}},
+            ["['KSampler']['input']['required'] is a list"],
+        ),
+        (
+            {"KSampler": {"input": {"required": {"model": "MODEL"}}, "output": []}},
+            ["['KSampler']['input']['required']['model'] is \"MODEL\""],
+        ),
+        (
+            {"KSampler": {"input": {"required": {}}, "output": "LATENT"}},
+            ["['KSampler']['output'] is \"LATENT\", not a list"],
+        ),
+        (
+            {"system": {"os": "posix", "comfyui_version": "0.3"}, "devices": []},
+            ["/system_stats answer, not /object_info"],
+        ),
+    ],
+)
 def test_a_dump_of_the_wrong_shape_names_the_field(tmp_path, dump, words):
     path = tmp_path / "info.json"
     path.write_text(json.dumps(dump))
@@ -170,15 +201,18 @@ def test_a_dump_of_the_wrong_shape_names_the_field(tmp_path, dump, words):
     assert str(path) in str(err.value) and "object_info" in str(err.value).split(str(path), 1)[1]
 
 
-@pytest.mark.parametrize(("arg", "words"), [
-    ("", ["--object-info is empty"]),
-    ("   ", ["--object-info is empty"]),
-    ("http://", ["names no host", "fix --object-info"]),
-    ("http:/127.0.0.1:8188", ["names no host"]),
-    ("htp://127.0.0.1:8188", ["must start with http://", "fix --object-info"]),
-    ("http://127.0.0.1:99999", ["port '99999'"]),
-    ("ftp://127.0.0.1/object_info", ["must start with http://"]),
-])
+@pytest.mark.parametrize(
+    ("arg", "words"),
+    [
+        ("", ["--object-info is empty"]),
+        ("   ", ["--object-info is empty"]),
+        ("http://", ["names no host", "fix --object-info"]),
+        ("http:/127.0.0.1:8188", ["names no host"]),
+        ("htp://127.0.0.1:8188", ["must start with http://", "fix --object-info"]),
+        ("http://127.0.0.1:99999", ["port '99999'"]),
+        ("ftp://127.0.0.1/object_info", ["must start with http://"]),
+    ],
+)
 def test_empty_and_mistyped_urls_are_named(arg, words):
     with pytest.raises(ObjectInfoError) as err:
         load_object_info(arg)
@@ -202,6 +236,7 @@ def test_bom_html_and_a_text_parameter(tmp_path):
 @contextmanager
 def http_server(handler_get):
     """A loopback HTTP server whose GET runs handler_get(handler); yields its base URL."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server API)
             handler_get(self)
@@ -227,7 +262,10 @@ def test_a_redirect_is_named_not_followed():
         h.send_header("Content-Length", "0")
         h.end_headers()
 
-    with http_server(redirect) as url, pytest.raises(ObjectInfoError, match="302, a redirect to 'http://login.example/'"):
+    with (
+        http_server(redirect) as url,
+        pytest.raises(ObjectInfoError, match="302, a redirect to 'http://login.example/'"),
+    ):
         load_object_info(url)
 
 
@@ -258,6 +296,8 @@ def test_a_missing_core_node_is_not_called_a_custom_node(info, base_flows):
     graph["92"] = {"class_type": "MyOwnNode", "inputs": {}}
     old = ObjectInfo({ct: d for ct, d in info.nodes.items() if ct != "FreeU_V2"}, "old")
     texts = {m.node_id: str(m) for m in find_missing(graph, old) if m.input is None}
-    assert texts["90"].startswith("missing core node") and "update ComfyUI" in texts["90"] and "custom" not in texts["90"]
+    assert (
+        texts["90"].startswith("missing core node") and "update ComfyUI" in texts["90"] and "custom" not in texts["90"]
+    )
     assert texts["91"].startswith("missing custom node") and "ComfyUI-Impact-Pack" in texts["91"]
     assert texts["92"].startswith("unknown node class")

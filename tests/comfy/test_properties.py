@@ -25,13 +25,42 @@ BOUNDED = settings(max_examples=40, deadline=None, derandomize=True, suppress_he
 # text as workflows carry it (no lone surrogates: JSON files cannot hold them), with the codec's hard cases
 texts = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=10),
-    st.sampled_from(["", " ", "a b", "\t", "@1", "@2.1", "NaN", "-Infinity", "true", "null", "42", "1e5", "x=y", "=",
-                     '"q"', "[1]", "{}", "\ufeffBOM", "line\nbreak", "\u2028", "猫 ü"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "a b",
+            "\t",
+            "@1",
+            "@2.1",
+            "NaN",
+            "-Infinity",
+            "true",
+            "null",
+            "42",
+            "1e5",
+            "x=y",
+            "=",
+            '"q"',
+            "[1]",
+            "{}",
+            "\ufeffBOM",
+            "line\nbreak",
+            "\u2028",
+            "猫 ü",
+        ]
+    ),
 )
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53),
-                    st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False), texts)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
-                      max_leaves=6).filter(lambda v: not is_link(v))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False),
+    texts,
+)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3), max_leaves=6
+).filter(lambda v: not is_link(v))
 known_types = st.sampled_from(["KSampler", "CLIPTextEncode", "VAEDecode", "SaveImage", "CheckpointLoaderSimple"])
 custom_types = st.from_regex(r"Custom[A-Za-z]{1,6}", fullmatch=True)  # not in the catalog: widgets named by the file
 
@@ -63,9 +92,13 @@ def test_generated_graphs_round_trip_through_the_codec(graph):
 @BOUNDED
 @given(api_graphs())
 def test_encoding_ignores_node_ids_and_order(graph):
-    renamed = {f"n{k}": {"class_type": n["class_type"],
-                         "inputs": {name: [f"n{v[0]}", v[1]] if is_link(v) else v for name, v in n["inputs"].items()}}
-               for k, n in reversed(list(graph.items()))}
+    renamed = {
+        f"n{k}": {
+            "class_type": n["class_type"],
+            "inputs": {name: [f"n{v[0]}", v[1]] if is_link(v) else v for name, v in n["inputs"].items()},
+        }
+        for k, n in reversed(list(graph.items()))
+    }
     assert encode_flow(renamed) == encode_flow(graph)
 
 
@@ -84,11 +117,23 @@ def ui_documents(draw) -> tuple[dict, dict]:
             else:
                 inputs.append({"name": name, "type": "*", "link": None, "widget": {"name": name}})
                 widgets.append(value)
-        nodes.append({"id": number[nid], "type": node["class_type"], "mode": 0, "inputs": inputs,
-                      "outputs": [{"name": f"o{j}", "type": "*"} for j in range(4)], "widgets_values": widgets})
-    expected = {str(number[nid]): {"class_type": n["class_type"],
-                                   "inputs": {k: [str(number[v[0]]), v[1]] if is_link(v) else v for k, v in n["inputs"].items()}}
-                for nid, n in graph.items()}
+        nodes.append(
+            {
+                "id": number[nid],
+                "type": node["class_type"],
+                "mode": 0,
+                "inputs": inputs,
+                "outputs": [{"name": f"o{j}", "type": "*"} for j in range(4)],
+                "widgets_values": widgets,
+            }
+        )
+    expected = {
+        str(number[nid]): {
+            "class_type": n["class_type"],
+            "inputs": {k: [str(number[v[0]]), v[1]] if is_link(v) else v for k, v in n["inputs"].items()},
+        }
+        for nid, n in graph.items()
+    }
     return {"nodes": nodes, "links": links, "version": 0.4}, expected
 
 
@@ -99,7 +144,9 @@ def test_generated_ui_workflows_convert_exactly(case):
     assert ui_to_api(ui, "gen.json", CATALOG) == expected
 
 
-NASTY = st.sampled_from([" ", "\t", "\n", '"', "@", "=", "[", "]", "{", "}", "\\", "\ufeff", "\x00", "\ud800", "0", "."])
+NASTY = st.sampled_from(
+    [" ", "\t", "\n", '"', "@", "=", "[", "]", "{", "}", "\\", "\ufeff", "\x00", "\ud800", "0", "."]
+)
 
 
 @BOUNDED
@@ -108,7 +155,13 @@ def test_damaged_encodings_fail_cleanly_or_decode_to_an_encodable_graph(graph, e
     text = encode_flow(graph)
     for pos, op, char in edits:
         pos %= len(text) + 1
-        text = text[:pos] + char + text[pos:] if op == 0 else text[:pos] + char + text[pos + 1:] if op == 1 else text[:pos] + text[pos + 1:]
+        text = (
+            text[:pos] + char + text[pos:]
+            if op == 0
+            else text[:pos] + char + text[pos + 1 :]
+            if op == 1
+            else text[:pos] + text[pos + 1 :]
+        )
     _decode_or_clean_error(text)
 
 
@@ -131,12 +184,23 @@ def _decode_or_clean_error(text: str) -> None:
         pass
 
 
-JUNK = st.one_of(scalars, st.just([]), st.just({}), st.just(["1", 0]), st.just([None, None]), st.just(10**30),
-                 st.just(float("inf")), st.just(float("nan")))
+JUNK = st.one_of(
+    scalars,
+    st.just([]),
+    st.just({}),
+    st.just(["1", 0]),
+    st.just([None, None]),
+    st.just(10**30),
+    st.just(float("inf")),
+    st.just(float("nan")),
+)
 
 
 @BOUNDED
-@given(ui_documents(), st.lists(st.tuples(st.lists(st.integers(0, 50), min_size=1, max_size=4), JUNK), min_size=1, max_size=3))
+@given(
+    ui_documents(),
+    st.lists(st.tuples(st.lists(st.integers(0, 50), min_size=1, max_size=4), JUNK), min_size=1, max_size=3),
+)
 def test_damaged_ui_workflows_fail_cleanly_or_convert(case, damage):
     ui = json.loads(json.dumps(case[0]))
     for path, junk in damage:
@@ -166,9 +230,21 @@ def _put(doc, path: list[int], junk) -> None:
         doc = doc[key]
 
 
-json_docs = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.sampled_from(["nodes", "links", "class_type", "inputs", "id", "type", "1", "2", "prompt", "widgets_values"]) | texts,
-    inner, max_size=4), max_leaves=12)
+json_docs = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["nodes", "links", "class_type", "inputs", "id", "type", "1", "2", "prompt", "widgets_values"]
+            )
+            | texts,
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
 
 
 @BOUNDED
@@ -182,9 +258,13 @@ def test_arbitrary_json_is_a_graph_or_a_clean_error(doc):
 
 
 @BOUNDED
-@given(st.one_of(st.text(st.characters(blacklist_categories=()), max_size=60),
-                 json_docs.map(lambda d: json.dumps(d, ensure_ascii=False)),
-                 st.sampled_from(['{"a": 1, "a": 2}', '{"x": NaN}', '[Infinity]', '"\\ud800"', '\ufeff{"1": {}}', "[" * 200])))
+@given(
+    st.one_of(
+        st.text(st.characters(blacklist_categories=()), max_size=60),
+        json_docs.map(lambda d: json.dumps(d, ensure_ascii=False)),
+        st.sampled_from(['{"a": 1, "a": 2}', '{"x": NaN}', "[Infinity]", '"\\ud800"', '\ufeff{"1": {}}', "[" * 200]),
+    )
+)
 def test_strict_json_reader_accepts_only_clean_json(text):
     try:
         data = parse_json_text(text, "t.json")
@@ -195,7 +275,11 @@ def test_strict_json_reader_accepts_only_clean_json(text):
 
 
 @BOUNDED
-@given(ui_documents().filter(lambda case: case[0]["links"]), st.integers(0, 100), st.sampled_from(["drop", "origin", "slot", "no-links"]))
+@given(
+    ui_documents().filter(lambda case: case[0]["links"]),
+    st.integers(0, 100),
+    st.sampled_from(["drop", "origin", "slot", "no-links"]),
+)
 def test_a_broken_link_is_named_never_dropped(case, pick, how):
     ui = json.loads(json.dumps(case[0]))
     link = ui["links"][pick % len(ui["links"])]
@@ -232,16 +316,36 @@ def test_a_duplicate_node_id_is_named_never_merged(case, pick):
 
 
 # /object_info entries: mostly well-formed, with any part replaced by arbitrary JSON (issue 25)
-_specs = st.one_of(st.just(["MODEL"]), st.just(["INT", {"min": 0, "max": 10}]), st.just([["a.safetensors", "b.ckpt"], {}]),
-                   st.just(["COMBO", {"options": ["x"]}]), json_docs)
-_entries = st.one_of(st.fixed_dictionaries({"input": st.one_of(st.fixed_dictionaries({"required": st.dictionaries(texts, _specs, max_size=3)}),
-                                                                json_docs),
-                                            "output": st.one_of(st.just(["MODEL", "CLIP", "VAE"]), json_docs)}), json_docs)
+_specs = st.one_of(
+    st.just(["MODEL"]),
+    st.just(["INT", {"min": 0, "max": 10}]),
+    st.just([["a.safetensors", "b.ckpt"], {}]),
+    st.just(["COMBO", {"options": ["x"]}]),
+    json_docs,
+)
+_entries = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "input": st.one_of(
+                st.fixed_dictionaries({"required": st.dictionaries(texts, _specs, max_size=3)}), json_docs
+            ),
+            "output": st.one_of(st.just(["MODEL", "CLIP", "VAE"]), json_docs),
+        }
+    ),
+    json_docs,
+)
 
 
 @BOUNDED
-@given(st.one_of(st.dictionaries(st.sampled_from(["CheckpointLoaderSimple", "KSampler", "VAEDecode", "X"]), _entries, max_size=4), json_docs),
-       api_graphs(known_types))
+@given(
+    st.one_of(
+        st.dictionaries(
+            st.sampled_from(["CheckpointLoaderSimple", "KSampler", "VAEDecode", "X"]), _entries, max_size=4
+        ),
+        json_docs,
+    ),
+    api_graphs(known_types),
+)
 def test_any_object_info_is_read_exactly_or_refused_naming_a_field(dump, graph):
     """A dump is an ObjectInfo whose catalog and installed-check work on any graph, or an ObjectInfoError; never
     another exception and never a dump silently cut to the entries that could be read."""

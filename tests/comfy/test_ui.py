@@ -36,9 +36,15 @@ def test_isomorphism_detects_a_changed_link_and_value(shared_workflows):
     expected = load_workflow(shared_workflows / api_file)
     moved = json.loads(json.dumps(expected))
     sampler = next(n for n in moved.values() if n["class_type"] == "KSampler")
-    sampler["inputs"]["positive"], sampler["inputs"]["negative"] = sampler["inputs"]["negative"], sampler["inputs"]["positive"]
+    sampler["inputs"]["positive"], sampler["inputs"]["negative"] = (
+        sampler["inputs"]["negative"],
+        sampler["inputs"]["positive"],
+    )
     assert not same_graph(moved, expected)
-    sampler["inputs"]["positive"], sampler["inputs"]["negative"] = sampler["inputs"]["negative"], sampler["inputs"]["positive"]
+    sampler["inputs"]["positive"], sampler["inputs"]["negative"] = (
+        sampler["inputs"]["negative"],
+        sampler["inputs"]["positive"],
+    )
     sampler["inputs"]["steps"] += 1
     assert not same_graph(moved, expected)
 
@@ -54,8 +60,14 @@ def test_group_nodes_expand_with_colon_ids(shared_workflows):
 
 
 def node(nid, type_, widgets=None, inputs=(), outputs=(), mode=0):
-    return {"id": nid, "type": type_, "mode": mode, "widgets_values": widgets,
-            "inputs": [dict(i) for i in inputs], "outputs": [{"name": t, "type": t, "links": []} for t in outputs]}
+    return {
+        "id": nid,
+        "type": type_,
+        "mode": mode,
+        "widgets_values": widgets,
+        "inputs": [dict(i) for i in inputs],
+        "outputs": [{"name": t, "type": t, "links": []} for t in outputs],
+    }
 
 
 def link_in(name, type_, link, widget=False):
@@ -71,13 +83,28 @@ POS = node(6, "CLIPTextEncode", ["a cat"], [link_in("clip", "CLIP", 2)], ("CONDI
 
 
 def sampler(widgets, extra_inputs=(), mode=0):
-    return node(3, "KSampler", widgets, [link_in("model", "MODEL", 1), link_in("positive", "CONDITIONING", 3),
-                                         link_in("negative", "CONDITIONING", 3),
-                                         link_in("latent_image", "LATENT", 4), *extra_inputs], ("LATENT",), mode)
+    return node(
+        3,
+        "KSampler",
+        widgets,
+        [
+            link_in("model", "MODEL", 1),
+            link_in("positive", "CONDITIONING", 3),
+            link_in("negative", "CONDITIONING", 3),
+            link_in("latent_image", "LATENT", 4),
+            *extra_inputs,
+        ],
+        ("LATENT",),
+        mode,
+    )
 
 
-BASE_LINKS = [[1, 1, 0, 3, 0, "MODEL"], [2, 1, 1, 6, 0, "CLIP"], [3, 6, 0, 3, 1, "CONDITIONING"],
-              [4, 5, 0, 3, 3, "LATENT"]]
+BASE_LINKS = [
+    [1, 1, 0, 3, 0, "MODEL"],
+    [2, 1, 1, 6, 0, "CLIP"],
+    [3, 6, 0, 3, 1, "CONDITIONING"],
+    [4, 5, 0, 3, 3, "LATENT"],
+]
 
 
 def ui(nodes, links=()):
@@ -87,30 +114,58 @@ def ui(nodes, links=()):
 @pytest.mark.parametrize("control", ["randomize", "fixed", True])
 def test_control_after_generate_is_skipped(control):
     graph = ui_to_api(ui([CKPT, LATENT, POS, sampler([42, control, 20, 7.5, "euler", "normal", 1.0])]))
-    assert graph["3"]["inputs"] == {"seed": 42, "steps": 20, "cfg": 7.5, "sampler_name": "euler",
-                                    "scheduler": "normal", "denoise": 1.0, "model": ["1", 0],
-                                    "positive": ["6", 0], "negative": ["6", 0], "latent_image": ["5", 0]}
+    assert graph["3"]["inputs"] == {
+        "seed": 42,
+        "steps": 20,
+        "cfg": 7.5,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "denoise": 1.0,
+        "model": ["1", 0],
+        "positive": ["6", 0],
+        "negative": ["6", 0],
+        "latent_image": ["5", 0],
+    }
 
 
 def test_loadimage_upload_widget_dropped():
-    graph = ui_to_api({"nodes": [node(1, "LoadImage", ["cat.png", "image"], outputs=("IMAGE", "MASK")),
-                                 node(2, "PreviewImage", [], [link_in("images", "IMAGE", 1)])],
-                       "links": [[1, 1, 0, 2, 0, "IMAGE"]]})
+    graph = ui_to_api(
+        {
+            "nodes": [
+                node(1, "LoadImage", ["cat.png", "image"], outputs=("IMAGE", "MASK")),
+                node(2, "PreviewImage", [], [link_in("images", "IMAGE", 1)]),
+            ],
+            "links": [[1, 1, 0, 2, 0, "IMAGE"]],
+        }
+    )
     assert graph["1"]["inputs"] == {"image": "cat.png"}
 
 
 @pytest.mark.parametrize("trailing", [[""], [None], []])
 def test_trailing_preview_value_ignored(trailing):
-    graph = ui_to_api({"nodes": [LATENT, node(8, "VAEDecode", None, [link_in("samples", "LATENT", 9)], ("IMAGE",)),
-                                 node(9, "SaveImage", ["out", *trailing], [link_in("images", "IMAGE", 10)])],
-                       "links": [[9, 5, 0, 8, 0, "LATENT"], [10, 8, 0, 9, 0, "IMAGE"]]})
+    graph = ui_to_api(
+        {
+            "nodes": [
+                LATENT,
+                node(8, "VAEDecode", None, [link_in("samples", "LATENT", 9)], ("IMAGE",)),
+                node(9, "SaveImage", ["out", *trailing], [link_in("images", "IMAGE", 10)]),
+            ],
+            "links": [[9, 5, 0, 8, 0, "LATENT"], [10, 8, 0, 9, 0, "IMAGE"]],
+        }
+    )
     assert graph["9"]["inputs"] == {"filename_prefix": "out", "images": ["8", 0]}
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    (["clip_l.safetensors", "sd3"], {"clip_name": "clip_l.safetensors", "type": "sd3"}),
-    (["clip_l.safetensors", "sd3", "default"], {"clip_name": "clip_l.safetensors", "type": "sd3", "device": "default"}),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["clip_l.safetensors", "sd3"], {"clip_name": "clip_l.safetensors", "type": "sd3"}),
+        (
+            ["clip_l.safetensors", "sd3", "default"],
+            {"clip_name": "clip_l.safetensors", "type": "sd3", "device": "default"},
+        ),
+    ],
+)
 def test_version_drift_variants(values, expected):
     graph = ui_to_api({"nodes": [node(1, "CLIPLoader", values, outputs=("CLIP",))], "links": []})
     assert graph["1"]["inputs"] == expected
@@ -142,18 +197,30 @@ def test_reroute_is_pass_through_and_notes_dropped():
 
 
 def test_a_reroute_loop_is_named_not_a_missing_input():
-    loop = [node(20, "Reroute", None, [link_in("", "*", 22)], ("*",)), node(21, "Reroute", None, [link_in("", "*", 23)], ("*",))]
+    loop = [
+        node(20, "Reroute", None, [link_in("", "*", 22)], ("*",)),
+        node(21, "Reroute", None, [link_in("", "*", 23)], ("*",)),
+    ]
     ks = sampler([1, "fixed", 20, 7.0, "euler", "normal", 1.0])
     ks["inputs"][0]["link"] = 21
     links = [[21, 20, 0, 3, 0, "MODEL"], [22, 21, 0, 20, 0, "*"], [23, 20, 0, 21, 0, "*"]]
-    with pytest.raises(UIConversionError, match=r"node 3 \(KSampler\) input 'model' is fed by a loop of Reroute/bypassed "
-                                                 r"nodes: 20 \(Reroute\) -> 21 \(Reroute\) -> 20 \(Reroute\)"):
+    with pytest.raises(
+        UIConversionError,
+        match=r"node 3 \(KSampler\) input 'model' is fed by a loop of Reroute/bypassed "
+        r"nodes: 20 \(Reroute\) -> 21 \(Reroute\) -> 20 \(Reroute\)",
+    ):
         ui_to_api(ui([CKPT, LATENT, POS, *loop, ks], links))
 
 
 def test_muted_node_dropped_and_its_consumers_lose_the_input():
-    lora = node(10, "LoraLoader", ["l.safetensors", 1.0, 1.0], [link_in("model", "MODEL", 1), link_in("clip", "CLIP", 2)],
-                ("MODEL", "CLIP"), mode=2)
+    lora = node(
+        10,
+        "LoraLoader",
+        ["l.safetensors", 1.0, 1.0],
+        [link_in("model", "MODEL", 1), link_in("clip", "CLIP", 2)],
+        ("MODEL", "CLIP"),
+        mode=2,
+    )
     ks = sampler([1, "fixed", 20, 7.0, "euler", "normal", 1.0])
     ks["inputs"][0]["link"] = 21
     graph = ui_to_api(ui([CKPT, LATENT, POS, lora, ks], [[21, 10, 0, 3, 0, "MODEL"]]))
@@ -161,8 +228,14 @@ def test_muted_node_dropped_and_its_consumers_lose_the_input():
 
 
 def test_bypassed_node_rewires_by_type():
-    lora = node(10, "LoraLoader", ["l.safetensors", 1.0, 1.0], [link_in("model", "MODEL", 1), link_in("clip", "CLIP", 2)],
-                ("MODEL", "CLIP"), mode=4)
+    lora = node(
+        10,
+        "LoraLoader",
+        ["l.safetensors", 1.0, 1.0],
+        [link_in("model", "MODEL", 1), link_in("clip", "CLIP", 2)],
+        ("MODEL", "CLIP"),
+        mode=4,
+    )
     clip_user = node(6, "CLIPTextEncode", ["a cat"], [link_in("clip", "CLIP", 22)], ("CONDITIONING",))
     ks = sampler([1, "fixed", 20, 7.0, "euler", "normal", 1.0])
     ks["inputs"][0]["link"] = 21
@@ -172,21 +245,42 @@ def test_bypassed_node_rewires_by_type():
 
 
 def test_legacy_group_node_expanded():
-    group = {"nodes": [
-        {"index": 0, "type": "CLIPTextEncode", "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
-         "outputs": [{"name": "c", "type": "CONDITIONING", "links": []}], "widgets_values": ["inner text"]},
-        {"index": 1, "type": "ConditioningCombine",
-         "inputs": [{"name": "conditioning_1", "type": "CONDITIONING", "link": None},
-                    {"name": "conditioning_2", "type": "CONDITIONING", "link": None}],
-         "outputs": [{"name": "c", "type": "CONDITIONING", "links": []}], "widgets_values": []}],
+    group = {
+        "nodes": [
+            {
+                "index": 0,
+                "type": "CLIPTextEncode",
+                "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+                "outputs": [{"name": "c", "type": "CONDITIONING", "links": []}],
+                "widgets_values": ["inner text"],
+            },
+            {
+                "index": 1,
+                "type": "ConditioningCombine",
+                "inputs": [
+                    {"name": "conditioning_1", "type": "CONDITIONING", "link": None},
+                    {"name": "conditioning_2", "type": "CONDITIONING", "link": None},
+                ],
+                "outputs": [{"name": "c", "type": "CONDITIONING", "links": []}],
+                "widgets_values": [],
+            },
+        ],
         "links": [[None, 1, 0, 0, 1, "CLIP"], [0, 0, 1, 0, 9, "CONDITIONING"], [None, 0, 1, 1, 6, "CONDITIONING"]],
-        "external": []}
-    gnode = node(40, "workflow>Pair", ["inner text"], [link_in("clip", "CLIP", 30), link_in("cond", "CONDITIONING", 31)],
-                 ("CONDITIONING",))
+        "external": [],
+    }
+    gnode = node(
+        40,
+        "workflow>Pair",
+        ["inner text"],
+        [link_in("clip", "CLIP", 30), link_in("cond", "CONDITIONING", 31)],
+        ("CONDITIONING",),
+    )
     ks = sampler([1, "fixed", 20, 7.0, "euler", "normal", 1.0])
     ks["inputs"][1]["link"] = 32
-    doc = ui([CKPT, LATENT, POS, gnode, ks], [[30, 1, 1, 40, 0, "CLIP"], [31, 6, 0, 40, 1, "CONDITIONING"],
-                                              [32, 40, 0, 3, 1, "CONDITIONING"]])
+    doc = ui(
+        [CKPT, LATENT, POS, gnode, ks],
+        [[30, 1, 1, 40, 0, "CLIP"], [31, 6, 0, 40, 1, "CONDITIONING"], [32, 40, 0, 3, 1, "CONDITIONING"]],
+    )
     doc["extra"] = {"groupNodes": {"Pair": group}}
     graph = ui_to_api(doc)
     assert graph["40:0"] == {"class_type": "CLIPTextEncode", "inputs": {"text": "inner text", "clip": ["1", 1]}}

@@ -29,8 +29,10 @@ def round_trip(graph: dict, source: str = "<graph>") -> tuple[dict, dict]:
 
 
 def without_gaps(graph: dict) -> dict:
-    return {k: {"class_type": n["class_type"], "inputs": {i: v for i, v in n["inputs"].items() if i not in CATALOG_GAPS}}
-            for k, n in graph.items()}
+    return {
+        k: {"class_type": n["class_type"], "inputs": {i: v for i, v in n["inputs"].items() if i not in CATALOG_GAPS}}
+        for k, n in graph.items()
+    }
 
 
 def assert_no_overlap(ui: dict) -> None:
@@ -97,7 +99,9 @@ def test_structure_matches_real_ui_files(shared_workflows):
         assert type(node[key]) is type(real_node[key]), key
     assert [i["name"] for i in node["inputs"]][:1] == ["model"] or "model" in {i["name"] for i in node["inputs"]}
     # widgets in ComfyUI's positional order, the control value after the seed
-    assert len(node["widgets_values"]) == len(real_node["widgets_values"]) and node["widgets_values"][1] == CONTROL_VALUE
+    assert (
+        len(node["widgets_values"]) == len(real_node["widgets_values"]) and node["widgets_values"][1] == CONTROL_VALUE
+    )
     for link in ui["links"]:
         assert [type(v) for v in link] == [type(v) for v in real["links"][0]]
     assert ui["last_link_id"] == len(ui["links"]) and ui["last_node_id"] == max(n["id"] for n in ui["nodes"])
@@ -113,9 +117,21 @@ def test_widget_fed_by_a_link_and_unknown_classes_round_trip():
         "2": {"class_type": "MyCustomSeed", "inputs": {"value": 7, "label": "x"}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a cat"}},
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
-        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["3", 0], "negative": ["3", 0],
-                                                   "latent_image": ["4", 0], "seed": ["2", 0], "steps": 20, "cfg": 7.0,
-                                                   "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["3", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "seed": ["2", 0],
+                "steps": 20,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
         "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
         "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "x"}},
     }
@@ -139,18 +155,35 @@ def test_string_ids_are_renumbered():
     assert same_graph(graph, back)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"1": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0]}}}, "missing node '9'"),
-    ({"1": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0]}},
-      "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0]}}}, "cycle"),
-    ({"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}},
-      "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 7], "vae": ["1", 2]}}},
-     r"node 2 input 'samples' links to output 7 of node 1 \(CheckpointLoaderSimple\), which has 3 output\(s\)"),
-    ({"1": {"class_type": "MyNode", "inputs": {}}, "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 10**9]}}},
-     "links to output 1000000000 of node 1 \\(MyNode\\), which is not in the node catalog"),
-    ({"1": {"class_type": "", "inputs": {}}}, "node 1 has an empty 'class_type'"),
-    ({"1": {"class_type": "  ", "inputs": {}}}, "node 1 has an empty 'class_type'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"1": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0]}}}, "missing node '9'"),
+        (
+            {
+                "1": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0]}},
+                "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0]}},
+            },
+            "cycle",
+        ),
+        (
+            {
+                "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}},
+                "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 7], "vae": ["1", 2]}},
+            },
+            r"node 2 input 'samples' links to output 7 of node 1 \(CheckpointLoaderSimple\), which has 3 output\(s\)",
+        ),
+        (
+            {
+                "1": {"class_type": "MyNode", "inputs": {}},
+                "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 10**9]}},
+            },
+            "links to output 1000000000 of node 1 \\(MyNode\\), which is not in the node catalog",
+        ),
+        ({"1": {"class_type": "", "inputs": {}}}, "node 1 has an empty 'class_type'"),
+        ({"1": {"class_type": "  ", "inputs": {}}}, "node 1 has an empty 'class_type'"),
+    ],
+)
 def test_bad_graphs_are_refused_with_a_reason(bad, match):
     with pytest.raises(UIExportError, match=match):
         api_to_ui(bad, source="bad.json")

@@ -20,8 +20,11 @@ def library_variants():
 
 
 def _checkpoints(graph):
-    return [C.checkpoint_info(n["inputs"]["ckpt_name"]) for n in graph.values()
-            if n["class_type"] == "CheckpointLoaderSimple"]
+    return [
+        C.checkpoint_info(n["inputs"]["ckpt_name"])
+        for n in graph.values()
+        if n["class_type"] == "CheckpointLoaderSimple"
+    ]
 
 
 def test_every_variant_validates_and_keeps_its_family(library_variants):
@@ -100,10 +103,12 @@ def test_deterministic_for_a_seed():
 
 def test_small_design_space_drops_duplicates():
     """Only checkpoint (2 Turbo files) and resolution (4 sizes) vary: 8 flows, one of them the base."""
-    tiny = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_turbo_1.0_fp16.safetensors"}},
-            "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
-            "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 2]}},
-            "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "t"}}}
+    tiny = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_turbo_1.0_fp16.safetensors"}},
+        "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+        "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 2]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "t"}},
+    }
     variants, dropped = augment_flow(tiny, 20, random.Random(0))
     assert len(variants) == 7
     assert dropped == 20 * 3 - 7

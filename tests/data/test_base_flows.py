@@ -15,9 +15,13 @@ FLOWS = load_base_flows()
 
 def _structure(graph: dict) -> str:
     """Signature of a graph with every widget value blanked: its nodes and links only."""
-    bare = {k: {"class_type": n["class_type"],
-                "inputs": {name: (v if is_link(v) else None) for name, v in n["inputs"].items()}}
-            for k, n in graph.items()}
+    bare = {
+        k: {
+            "class_type": n["class_type"],
+            "inputs": {name: (v if is_link(v) else None) for name, v in n["inputs"].items()},
+        }
+        for k, n in graph.items()
+    }
     return flow_signature(bare)
 
 
@@ -32,18 +36,38 @@ def test_flow_validates_and_has_the_prompt_placeholder(name, graph):
     assert validate_graph(graph) == [], name
     texts = [v for n in graph.values() for v in n["inputs"].values() if isinstance(v, str)]
     assert PROMPT_PLACEHOLDER in texts
-    negatives = [n["inputs"]["text"] for n in graph.values() if n["class_type"] == "CLIPTextEncode"
-                 and n["inputs"]["text"] != PROMPT_PLACEHOLDER]
+    negatives = [
+        n["inputs"]["text"]
+        for n in graph.values()
+        if n["class_type"] == "CLIPTextEncode" and n["inputs"]["text"] != PROMPT_PLACEHOLDER
+    ]
     assert negatives or any(n["class_type"] == "CLIPTextEncodeSDXL" for n in graph.values())
     assert all(len(t) > 5 for t in negatives)
 
 
 def test_features_all_appear():
     classes = [{n["class_type"] for n in g.values()} for _, g in FLOWS]
-    wanted = ["LoraLoader", "CR LoRA Stack", "CR Apply LoRA Stack", "CLIPSetLastLayer", "LatentUpscale",
-              "LatentUpscaleBy", "UpscaleModelLoader", "ImageUpscaleWithModel", "KSamplerAdvanced",
-              "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "FreeU", "FreeU_V2", "FaceDetailer",
-              "UltralyticsDetectorProvider", "SAMLoader", "RescaleCFG", "Automatic CFG", "VAELoader"]
+    wanted = [
+        "LoraLoader",
+        "CR LoRA Stack",
+        "CR Apply LoRA Stack",
+        "CLIPSetLastLayer",
+        "LatentUpscale",
+        "LatentUpscaleBy",
+        "UpscaleModelLoader",
+        "ImageUpscaleWithModel",
+        "KSamplerAdvanced",
+        "CLIPTextEncodeSDXL",
+        "CLIPTextEncodeSDXLRefiner",
+        "FreeU",
+        "FreeU_V2",
+        "FaceDetailer",
+        "UltralyticsDetectorProvider",
+        "SAMLoader",
+        "RescaleCFG",
+        "Automatic CFG",
+        "VAELoader",
+    ]
     missing = [c for c in wanted if not any(c in cs for cs in classes)]
     assert not missing
     lora_chain_lengths = {sum(n["class_type"] == "LoraLoader" for n in g.values()) for _, g in FLOWS}

@@ -27,7 +27,9 @@ class Api:
 
     def handle(self, handler):
         query = {k: v[0] for k, v in parse_qs(urlparse(handler.path).query).items()}
-        self.requests.append({"path": urlparse(handler.path).path, "query": query, "auth": handler.headers.get("Authorization")})
+        self.requests.append(
+            {"path": urlparse(handler.path).path, "query": query, "auth": handler.headers.get("Authorization")}
+        )
         cursor = query.get("cursor")
         fault = self.faults.get(cursor, []).pop(0) if self.faults.get(cursor) else None
         if fault == 429:
@@ -163,7 +165,9 @@ def test_resume_from_cache(api, tmp_path):
 
 
 def test_next_cursor_from_next_page_url():
-    assert next_cursor({"metadata": {"nextPage": "https://civitai.com/api/v1/images?limit=3&cursor=abc%7C1"}}) == "abc|1"
+    assert (
+        next_cursor({"metadata": {"nextPage": "https://civitai.com/api/v1/images?limit=3&cursor=abc%7C1"}}) == "abc|1"
+    )
     assert next_cursor({"metadata": {"nextCursor": 17}}) == "17"
     assert next_cursor({"metadata": {}}) is None
 
@@ -173,10 +177,21 @@ def test_stage_with_civitai_source(api, tmp_path):
     from flowrl.io import read_jsonl
     from flowrl.params.model import Params
 
-    params = Params.model_validate({"seed": 3, "prompts": {
-        "source": "civitai", "n_prompts": 8, "n_holdout": 2, "min_chars": 5, "civitai_base_url": api.url,
-        "civitai_page_size": 3, "civitai_backoff_s": 0.0, "civitai_cache": "cache/civitai.jsonl",
-    }})
+    params = Params.model_validate(
+        {
+            "seed": 3,
+            "prompts": {
+                "source": "civitai",
+                "n_prompts": 8,
+                "n_holdout": 2,
+                "min_chars": 5,
+                "civitai_base_url": api.url,
+                "civitai_page_size": 3,
+                "civitai_backoff_s": 0.0,
+                "civitai_cache": "cache/civitai.jsonl",
+            },
+        }
+    )
     api.faults = {"c1": [429]}
     metrics = run(params, tmp_path)
     assert metrics["n_api_pages"] == 3 and metrics["n_api_retries"] == 1 and metrics["n_api_items_without_prompt"] == 3

@@ -46,8 +46,14 @@ def test_image_to_image_is_rejected():
 
 def test_import_dir_reports_every_rejection(tmp_path):
     _write(tmp_path / "good.json", _with_real_prompt(LIBRARY["sd15_hires_latent"]))
-    _write(tmp_path / "sd2.json", json.loads(json.dumps(LIBRARY["sd15_txt2img_basic"]).replace(
-        "v1-5-pruned-emaonly.safetensors", "v2-1_768-ema-pruned.ckpt")))
+    _write(
+        tmp_path / "sd2.json",
+        json.loads(
+            json.dumps(LIBRARY["sd15_txt2img_basic"]).replace(
+                "v1-5-pruned-emaonly.safetensors", "v2-1_768-ema-pruned.ckpt"
+            )
+        ),
+    )
     (tmp_path / "broken.json").write_text("{not json")
     accepted, rejected = import_base_flows([tmp_path])
     assert [r["name"] for r in accepted] == [f"{tmp_path.name}_good"]

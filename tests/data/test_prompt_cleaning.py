@@ -20,7 +20,10 @@ from flowrl.data.prompt_cleaning import (
         ("cat\x00 in\x07 snow", "cat in snow"),  # control characters
         ("  cat,\n\n\tin   snow  ", "cat, in snow"),  # whitespace
         (", , cat in snow ,", "cat in snow"),  # leading/trailing commas
-        ("(cat:1.2), <lora:add_detail:0.8>, \\(snow\\) BREAK sky", "(cat:1.2), <lora:add_detail:0.8>, \\(snow\\) BREAK sky"),
+        (
+            "(cat:1.2), <lora:add_detail:0.8>, \\(snow\\) BREAK sky",
+            "(cat:1.2), <lora:add_detail:0.8>, \\(snow\\) BREAK sky",
+        ),
     ],
 )
 def test_normalize_text(raw, expected):
@@ -50,7 +53,14 @@ def test_unsafe_prompts_flagged(text, reason):
 
 
 @pytest.mark.parametrize(
-    "text", ["essex countryside at dusk", "bloodhound dog in a field", "kidney beans in a bowl", "portrait of a 25 year old man", "sussex cottage"]
+    "text",
+    [
+        "essex countryside at dusk",
+        "bloodhound dog in a field",
+        "kidney beans in a bowl",
+        "portrait of a 25 year old man",
+        "sussex cottage",
+    ],
 )
 def test_whole_words_only(text):
     assert unsafe_reason(text) is None

@@ -6,8 +6,18 @@ from collections import Counter
 from flowrl.data.prompt_cleaning import clean_prompts, dedupe_key
 from flowrl.data.prompt_generator import FAMILIES, VOCAB, generate_prompts
 
-FAMILY_NAMES = {"photo_portrait", "photo_landscape", "anime", "fantasy_illustration", "oil_painting", "render_3d",
-                "scifi_cyberpunk", "architecture_interior", "cartoon_comic", "food_product"}
+FAMILY_NAMES = {
+    "photo_portrait",
+    "photo_landscape",
+    "anime",
+    "fantasy_illustration",
+    "oil_painting",
+    "render_3d",
+    "scifi_cyberpunk",
+    "architecture_interior",
+    "cartoon_comic",
+    "food_product",
+}
 
 
 def test_same_seed_same_prompts_other_seed_differs():

@@ -12,8 +12,10 @@ from tests.conftest import shared_path
 def test_jsonl_prompt_text_and_negative(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(
-        json.dumps({"prompt": "a fox in snow", "negative_prompt": "blurry", "source": "mine"}) + "\n\n"
-        + json.dumps({"text": "a castle at dawn"}) + "\n"
+        json.dumps({"prompt": "a fox in snow", "negative_prompt": "blurry", "source": "mine"})
+        + "\n\n"
+        + json.dumps({"text": "a castle at dawn"})
+        + "\n"
     )
     rows = read_prompt_file(path).rows
     assert rows == [

@@ -43,12 +43,23 @@ def test_generator_source(tmp_path):
 
 
 def test_file_source_counts_drops(tmp_path):
-    lines = [json.dumps({"prompt": f"a red fox number {i} in the snow", "negative_prompt": "blurry"}) for i in range(30)]
-    lines += [json.dumps({"prompt": "A RED FOX NUMBER 0, in the snow"}), "{broken", json.dumps({"prompt": "nude portrait in a studio"}), json.dumps({"prompt": "tiny"})]
+    lines = [
+        json.dumps({"prompt": f"a red fox number {i} in the snow", "negative_prompt": "blurry"}) for i in range(30)
+    ]
+    lines += [
+        json.dumps({"prompt": "A RED FOX NUMBER 0, in the snow"}),
+        "{broken",
+        json.dumps({"prompt": "nude portrait in a studio"}),
+        json.dumps({"prompt": "tiny"}),
+    ]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     metrics = run(_params(source="file", path="in.jsonl", n_prompts=25, n_holdout=5), tmp_path)
     assert metrics["n_in"] == 33 and metrics["n_malformed_lines"] == 1
-    assert metrics["dropped_duplicate"] == 1 and metrics["dropped_unsafe_sexual"] == 1 and metrics["dropped_too_short"] == 1
+    assert (
+        metrics["dropped_duplicate"] == 1
+        and metrics["dropped_unsafe_sexual"] == 1
+        and metrics["dropped_too_short"] == 1
+    )
     assert metrics["n_clean"] == 30 and metrics["n_kept"] == 25
     train, holdout, _ = _outputs(tmp_path)
     assert (len(train), len(holdout)) == (20, 5)

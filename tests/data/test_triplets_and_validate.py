@@ -86,11 +86,15 @@ def test_best_single_flow_share():
     import numpy as np
 
     assert triplets.best_single_flow_share(np.array([[3.0, 1.0], [3.0, 2.0]])) == 1.0
-    assert triplets.best_single_flow_share(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])) == pytest.approx(1 / 3)
+    assert triplets.best_single_flow_share(
+        np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    ) == pytest.approx(1 / 3)
 
 
 def test_unknown_scorer_fails_before_any_work(tmp_path, tiny_params):
-    params = tiny_params.model_copy(update={"scoring": tiny_params.scoring.model_copy(update={"scorer": "nope.module:Nothing"})})
+    params = tiny_params.model_copy(
+        update={"scoring": tiny_params.scoring.model_copy(update={"scorer": "nope.module:Nothing"})}
+    )
     with pytest.raises(FlowRLError, match="nope.module"):
         triplets.run(params, tmp_path)
     assert not (tmp_path / "data").exists()

@@ -26,7 +26,11 @@ def api_graphs() -> dict[str, dict]:
 def t2i_api_graphs() -> dict[str, dict]:
     """The shared API workflows whose manifest task is text-to-image."""
     root = shared_path("data", "comfyui_workflows")
-    return {m["file"]: load_workflow(root / m["file"]) for m in _manifest() if m["format"] == "api" and m["task"] == "text-to-image"}
+    return {
+        m["file"]: load_workflow(root / m["file"])
+        for m in _manifest()
+        if m["format"] == "api" and m["task"] == "text-to-image"
+    }
 
 
 @pytest.fixture(scope="session")

@@ -55,9 +55,13 @@ def _renumber(graph: dict, rng: random.Random) -> dict:
     for old in rng.sample(ids, len(ids)):
         items = list(graph[old]["inputs"].items())
         rng.shuffle(items)
-        out[new[old]] = {"class_type": graph[old]["class_type"],
-                         "inputs": {k: [new[str(v[0])], v[1]] if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) else v
-                                    for k, v in items}}
+        out[new[old]] = {
+            "class_type": graph[old]["class_type"],
+            "inputs": {
+                k: [new[str(v[0])], v[1]] if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) else v
+                for k, v in items
+            },
+        }
     return out
 
 
@@ -81,11 +85,43 @@ def test_encoded_text_shape():
     assert "vae=@1.2" in text  # output index written only when not 0
 
 
-@pytest.mark.parametrize("value", [
-    1, 1.0, -0.5, 1e-05, 3e20, float("inf"), True, False, None, 0, "", "a b", 'say "hi"', "line\nbreak", "tab\there",
-    "ünïcødé 猫", "@3", "[x]", "{y}", "42", "1.0", "true", "null", "NaN", "k=v", "a\u2028b", "x ", [1, "a b", None],
-    {"k": [1.5]}, ["4", 0, 1], [1.5, 2], ["a", "b"],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        1,
+        1.0,
+        -0.5,
+        1e-05,
+        3e20,
+        float("inf"),
+        True,
+        False,
+        None,
+        0,
+        "",
+        "a b",
+        'say "hi"',
+        "line\nbreak",
+        "tab\there",
+        "ünïcødé 猫",
+        "@3",
+        "[x]",
+        "{y}",
+        "42",
+        "1.0",
+        "true",
+        "null",
+        "NaN",
+        "k=v",
+        "a\u2028b",
+        "x ",
+        [1, "a b", None],
+        {"k": [1.5]},
+        ["4", 0, 1],
+        [1.5, 2],
+        ["a", "b"],
+    ],
+)
 def test_values_keep_type_and_text(value):
     graph = {"1": {"class_type": "Node With Space", "inputs": {"v": value, "odd name=": value, "": 1}}}
     back = decode_flow(encode_flow(graph))
@@ -100,29 +136,35 @@ def test_short_strings_stay_unquoted():
 
 
 def test_symmetric_branches_get_one_encoding():
-    base = {"1": {"class_type": "L", "inputs": {}},
-            "2": {"class_type": "A", "inputs": {"x": ["1", 0]}}, "3": {"class_type": "A", "inputs": {"x": ["1", 0]}},
-            "4": {"class_type": "S", "inputs": {"i": ["2", 0], "tag": "first"}},
-            "5": {"class_type": "S", "inputs": {"i": ["3", 0], "tag": "second"}}}
+    base = {
+        "1": {"class_type": "L", "inputs": {}},
+        "2": {"class_type": "A", "inputs": {"x": ["1", 0]}},
+        "3": {"class_type": "A", "inputs": {"x": ["1", 0]}},
+        "4": {"class_type": "S", "inputs": {"i": ["2", 0], "tag": "first"}},
+        "5": {"class_type": "S", "inputs": {"i": ["3", 0], "tag": "second"}},
+    }
     swapped = copy.deepcopy(base)
     swapped["4"]["inputs"]["i"], swapped["5"]["inputs"]["i"] = ["3", 0], ["2", 0]
     assert encode_flow(base) == encode_flow(swapped)
 
 
-@pytest.mark.parametrize("text, lineno, reason", [
-    ("", 1, "empty"),
-    ("A x=1\nB y", 2, "no '=value'"),
-    ("A x=1\nB y=@2", 2, "not an earlier line"),
-    ("A\nB y=@0", 2, "bad link"),
-    ("A x=1\n\nB y=\"open", 3, "quoted"),
-    ("A x= y=2", 1, "missing value"),
-    ("A x=1  y=2", 1, "empty input name"),
-    ("A x=1 x=2", 1, "twice"),
-    ("A x=1 ", 1, "trailing space"),
-    (" A", 1, "missing class type"),
-    ('A x=[1,2', 1, "invalid quoted value"),
-    ('A x="a"y=1', 1, "expected a space"),
-])
+@pytest.mark.parametrize(
+    "text, lineno, reason",
+    [
+        ("", 1, "empty"),
+        ("A x=1\nB y", 2, "no '=value'"),
+        ("A x=1\nB y=@2", 2, "not an earlier line"),
+        ("A\nB y=@0", 2, "bad link"),
+        ('A x=1\n\nB y="open', 3, "quoted"),
+        ("A x= y=2", 1, "missing value"),
+        ("A x=1  y=2", 1, "empty input name"),
+        ("A x=1 x=2", 1, "twice"),
+        ("A x=1 ", 1, "trailing space"),
+        (" A", 1, "missing class type"),
+        ("A x=[1,2", 1, "invalid quoted value"),
+        ('A x="a"y=1', 1, "expected a space"),
+    ],
+)
 def test_malformed_text_names_line(text, lineno, reason):
     with pytest.raises(FlowDecodeError, match=rf"line {lineno}\b.*{reason}"):
         decode_flow(text)
@@ -132,15 +174,20 @@ def test_unencodable_graphs_raise():
     with pytest.raises(FlowEncodeError, match="missing node '9'"):
         encode_flow({"1": {"class_type": "A", "inputs": {"x": ["9", 0]}}})
     with pytest.raises(FlowEncodeError, match="cycle"):
-        encode_flow({"1": {"class_type": "A", "inputs": {"x": ["2", 0]}}, "2": {"class_type": "B", "inputs": {"y": ["1", 0]}}})
+        encode_flow(
+            {"1": {"class_type": "A", "inputs": {"x": ["2", 0]}}, "2": {"class_type": "B", "inputs": {"y": ["1", 0]}}}
+        )
 
 
-@pytest.mark.parametrize("graph, match", [
-    ({}, "non-empty API graph"),
-    ([], "non-empty API graph"),
-    ({"1": {"inputs": {}}}, "node '1': not an object with a string 'class_type'"),
-    ({"1": {"class_type": "A", "inputs": [1]}}, "node '1' \\(A\\): 'inputs' must be an object"),
-])
+@pytest.mark.parametrize(
+    "graph, match",
+    [
+        ({}, "non-empty API graph"),
+        ([], "non-empty API graph"),
+        ({"1": {"inputs": {}}}, "node '1': not an object with a string 'class_type'"),
+        ({"1": {"class_type": "A", "inputs": [1]}}, "node '1' \\(A\\): 'inputs' must be an object"),
+    ],
+)
 def test_malformed_graphs_raise(graph, match):
     with pytest.raises(FlowEncodeError, match=match):
         encode_flow(graph)

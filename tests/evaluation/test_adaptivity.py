@@ -37,14 +37,18 @@ class CheckpointScorer:
 
     def score(self, prompts, graphs):
         self.calls += 1
-        return [float(base_checkpoint(g).split(".")[0] in p) + len(p) / 100 for p, g in zip(prompts, graphs, strict=True)]
+        return [
+            float(base_checkpoint(g).split(".")[0] in p) + len(p) / 100 for p, g in zip(prompts, graphs, strict=True)
+        ]
 
 
 PROMPTS = ["a pony picture", "an sdxl photo, sharp", "pony art in the rain", "sdxl landscape at dusk", "pony sketch"]
 
 
 def own_scores(graphs, prompts, scorer):
-    return [0.0 if g is None else s for g, s in zip(graphs, scorer.score(prompts, [g or {} for g in graphs]), strict=True)]
+    return [
+        0.0 if g is None else s for g, s in zip(graphs, scorer.score(prompts, [g or {} for g in graphs]), strict=True)
+    ]
 
 
 def test_other_prompt_index_is_a_fixed_derangement():
@@ -63,7 +67,9 @@ def test_a_flow_that_ignores_the_prompt_has_gain_zero():
     own = own_scores(graphs, asked, scorer)
     m = adaptivity_metrics(graphs, own, asked, len(PROMPTS), scorer)
     assert len(set(own)) > 1  # the scores do differ by prompt ...
-    assert m["adaptivity_gain"] == pytest.approx(0.0, abs=1e-12)  # ... but the other prompts are a permutation of the own ones
+    assert m["adaptivity_gain"] == pytest.approx(
+        0.0, abs=1e-12
+    )  # ... but the other prompts are a permutation of the own ones
     assert m["adaptivity_se"] > 0
     assert m["top_checkpoint"] == "pony.safetensors" and m["top_checkpoint_share"] == 1.0
     assert m["checkpoint_entropy_bits"] == 0.0 and m["structure_entropy_bits"] == 0.0
@@ -75,7 +81,13 @@ def test_prompt_matched_flows_have_positive_gain():
     own = own_scores(graphs, PROMPTS, scorer)
     other = scores_on_other_prompts(graphs, PROMPTS, len(PROMPTS), scorer)
     # other prompts: 0->2 (pony->pony), 1->3 (sdxl->sdxl), 2->4 (pony->pony), 3->0 (sdxl->pony), 4->1 (pony->sdxl)
-    expected_other = [1 + len(PROMPTS[2]) / 100, 1 + len(PROMPTS[3]) / 100, 1 + len(PROMPTS[4]) / 100, len(PROMPTS[0]) / 100, len(PROMPTS[1]) / 100]
+    expected_other = [
+        1 + len(PROMPTS[2]) / 100,
+        1 + len(PROMPTS[3]) / 100,
+        1 + len(PROMPTS[4]) / 100,
+        len(PROMPTS[0]) / 100,
+        len(PROMPTS[1]) / 100,
+    ]
     assert other == pytest.approx(expected_other)
     gain = adaptivity_gain(own, other, len(PROMPTS))
     assert gain["mean"] == pytest.approx(sum(o - x for o, x in zip(own, expected_other)) / 5) and gain["mean"] > 0
@@ -92,7 +104,9 @@ def test_invalid_flows_score_zero_on_both_prompts_and_are_left_out_of_the_shares
     assert other[0] == 0.0 and other[2] == 0.0 and other[1] > 0
     assert diversity(graphs)["top_checkpoint_share"] == pytest.approx(2 / 3)
     none = adaptivity_metrics([None] * 5, [0.0] * 5, PROMPTS, 5, scorer)
-    assert none["adaptivity_gain"] == 0.0 and none["top_checkpoint"] is None and math.isnan(none["top_checkpoint_share"])
+    assert (
+        none["adaptivity_gain"] == 0.0 and none["top_checkpoint"] is None and math.isnan(none["top_checkpoint_share"])
+    )
 
 
 def test_rounds_are_averaged_per_prompt_and_paired_with_the_same_other_prompt():
@@ -107,7 +121,10 @@ def test_rounds_are_averaged_per_prompt_and_paired_with_the_same_other_prompt():
 
 
 def test_checkpoint_structure_and_entropy_helpers():
-    assert base_checkpoint(flow("sd_xl_base_1.0.safetensors", refiner="sd_xl_refiner_1.0.safetensors")) == "sd_xl_base_1.0.safetensors"
+    assert (
+        base_checkpoint(flow("sd_xl_base_1.0.safetensors", refiner="sd_xl_refiner_1.0.safetensors"))
+        == "sd_xl_base_1.0.safetensors"
+    )
     assert base_checkpoint({"1": {"class_type": "KSampler", "inputs": {}}}) == NO_CHECKPOINT
     assert structure_key(flow("a", "VAEDecode", "KSampler")) == structure_key(flow("b", "KSampler", "VAEDecode"))
     assert structure_key(flow("a", "KSampler")) != structure_key(flow("a", "KSampler", "KSampler"))

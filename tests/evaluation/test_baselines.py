@@ -32,8 +32,16 @@ def test_fixed_popular_flows_from_stage_data(stage_root):
     bases = {r["id"]: r for r in read_jsonl(stage_root / "data/flows/base.jsonl")}
     assert methods["fixed_popular"](["x"])[0].graph == bases["sd15_one_lora"]["graph"]  # 4 scored variants
     assert methods["fixed_popular_2"](["x"])[0].graph == bases["sdxl_txt2img_basic"]["graph"]  # 3
-    assert {m for m in methods if m.startswith("fixed_")} == {"fixed_best", "fixed_popular", "fixed_popular_2", "fixed_sd15", "fixed_sdxl",
-                                                             "fixed_sdxl_turbo", "fixed_sdxl_lightning", "fixed_pony"}
+    assert {m for m in methods if m.startswith("fixed_")} == {
+        "fixed_best",
+        "fixed_popular",
+        "fixed_popular_2",
+        "fixed_sd15",
+        "fixed_sdxl",
+        "fixed_sdxl_turbo",
+        "fixed_sdxl_lightning",
+        "fixed_pony",
+    }
     assert methods["fixed_sd15"](["x"])[0].graph == bases["sd15_txt2img_basic"]["graph"]  # fewer nodes than one_lora
 
 
@@ -54,9 +62,17 @@ def test_plain_family_flow_is_the_smallest_single_checkpoint_flow():
         nodes.update({str(i + 2): {"class_type": "Note", "inputs": {}} for i in range(n_extra)})
         return nodes
 
-    rows = [{"id": "big", "graph": graph("dreamshaper_8.safetensors", 5)},
-            {"id": "small", "graph": graph("dreamshaper_8.safetensors", 1)},
-            {"id": "two_ckpts", "graph": {**graph("dreamshaper_8.safetensors", 0), "9": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "unknown.ckpt"}}}}]
+    rows = [
+        {"id": "big", "graph": graph("dreamshaper_8.safetensors", 5)},
+        {"id": "small", "graph": graph("dreamshaper_8.safetensors", 1)},
+        {
+            "id": "two_ckpts",
+            "graph": {
+                **graph("dreamshaper_8.safetensors", 0),
+                "9": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "unknown.ckpt"}},
+            },
+        },
+    ]
     assert graph_family(rows[0]["graph"]) == "sd15"
     assert graph_family(rows[2]["graph"]) is None
     assert {f: r["id"] for f, r in plain_family_flows(rows).items()} == {"sd15": "small"}
@@ -76,7 +92,9 @@ def test_comfygen_picks_best_mean_flow_among_nearest_prompts():
     retriever = ComfyGenRetriever(triplets, flows, k=2)
     picked = retriever(["a photo of a green car", "anime girl with a spear"])
     assert [c.text for c in picked] == ["text good", "text anime_best"]
-    assert ComfyGenRetriever(triplets, flows, k=100)(["a photo of a green car"])[0].text == "text lonely"  # k = all: global best mean
+    assert (
+        ComfyGenRetriever(triplets, flows, k=100)(["a photo of a green car"])[0].text == "text lonely"
+    )  # k = all: global best mean
 
 
 def test_comfygen_refuses_unknown_flows_and_empty_triplets():
@@ -92,7 +110,11 @@ def test_fixed_flow_repeats_its_flow():
 
 
 def test_best_flow_is_the_highest_mean_training_score_with_enough_rows():
-    rows = [{"flow_id": "a", "score": 0.9}] * 2 + [{"flow_id": "b", "score": 0.6}] * 5 + [{"flow_id": "c", "score": 0.5}] * 5
+    rows = (
+        [{"flow_id": "a", "score": 0.9}] * 2
+        + [{"flow_id": "b", "score": 0.6}] * 5
+        + [{"flow_id": "c", "score": 0.5}] * 5
+    )
     assert best_flow_id(rows) == "b"  # "a" is better but seen on 2 prompts only
     assert best_flow_id(rows, min_rows=2) == "a"
     assert best_flow_id(rows, min_rows=6) == "b"  # none has 6 rows: the flows with the most (5) compete

@@ -9,7 +9,11 @@ from rapidfuzz.distance import Levenshtein
 
 from flowrl.evaluation.novelty import NoveltyInputError, mean_pairwise_nld, nearest_nld, novelty_metrics
 
-TRAIN = ["Ckpt a\nKSampler steps=20\nSave", "Ckpt b\nKSampler steps=30\nSave", "Ckpt c\nUpscale x2\nKSampler steps=25\nSave"]
+TRAIN = [
+    "Ckpt a\nKSampler steps=20\nSave",
+    "Ckpt b\nKSampler steps=30\nSave",
+    "Ckpt c\nUpscale x2\nKSampler steps=25\nSave",
+]
 
 
 def test_exact_copy_exists_and_has_zero_distance():

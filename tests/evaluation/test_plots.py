@@ -11,12 +11,23 @@ def test_plots_are_png_files(tmp_path):
     rates = {"a": {"b": 0.7}, "b": {"a": 0.3}}
     paths = [
         plot_win_rates(rates, tmp_path / "w.png"),
-        plot_novelty_vs_gamma([(0.0, {"unique_ratio": 0.4, "exists_in_data": 0.0, "nld_ratio": 0.6}),
-                               (1.5, {"unique_ratio": 0.4, "exists_in_data": 0.0, "nld_ratio": 0.7})], tmp_path / "n.png"),
+        plot_novelty_vs_gamma(
+            [
+                (0.0, {"unique_ratio": 0.4, "exists_in_data": 0.0, "nld_ratio": 0.6}),
+                (1.5, {"unique_ratio": 0.4, "exists_in_data": 0.0, "nld_ratio": 0.7}),
+            ],
+            tmp_path / "n.png",
+        ),
         plot_novelty_vs_gamma([], tmp_path / "empty.png"),
         plot_score_distributions({"a": [0.1, 0.5, 0.3], "b": [0.2, 0.2, 0.9]}, tmp_path / "s.png"),
-        plot_adaptivity({"comfygen": (0.05, 0.01, 0.4), "fixed_best": (0.0, 0.02, 1.0), "sft": (float("nan"), float("nan"), float("nan"))},
-                        tmp_path / "a.png"),  # NaN: a method with no valid flow
+        plot_adaptivity(
+            {
+                "comfygen": (0.05, 0.01, 0.4),
+                "fixed_best": (0.0, 0.02, 1.0),
+                "sft": (float("nan"), float("nan"), float("nan")),
+            },
+            tmp_path / "a.png",
+        ),  # NaN: a method with no valid flow
     ]
     for path in paths:
         data = path.read_bytes()

@@ -63,12 +63,17 @@ def tiny_models(tmp_path_factory, tiny_params) -> Path:
     params = tiny_params
     tokenizer = load_tokenizer(params.policy)
     torch.manual_seed(0)
-    sft = get_peft_model(build_tiny_model(params.policy, len(tokenizer), seed=1), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    sft = get_peft_model(
+        build_tiny_model(params.policy, len(tokenizer), seed=1),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
     sft.save_pretrained(root / SFT_DIR)
     tokenizer.save_pretrained(root / SFT_DIR)
     save_policy_spec(root / SFT_DIR, params.policy, 1, len(tokenizer))
     merged, _ = load_sft_merged(root / SFT_DIR)
-    grpo = get_peft_model(merged, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    grpo = get_peft_model(
+        merged, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     grpo.save_pretrained(root / GRPO_DIR)
     reward_tok = load_reward_tokenizer(params.reward)
     members = [build_surrogate(params.reward, len(reward_tok), seed=i) for i in range(2)]
@@ -111,7 +116,9 @@ def test_sft_rerank_keeps_the_valid_flow_the_ensemble_likes_best(tmp_path, eval_
 def test_stage_with_tiny_policy_models(tiny_models, stage_root, eval_params):
     for folder in ("models",):
         (stage_root / folder).symlink_to(tiny_models / folder)
-    params = eval_params.model_copy(update={"evaluate": eval_params.evaluate.model_copy(update={"max_new_tokens": 6, "rerank_n": 2})})
+    params = eval_params.model_copy(
+        update={"evaluate": eval_params.evaluate.model_copy(update={"max_new_tokens": 6, "rerank_n": 2})}
+    )
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: one thread is fastest on the shared cores
     try:

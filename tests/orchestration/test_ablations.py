@@ -53,11 +53,16 @@ def test_workspace_links_data_and_untouched_models_only(tmp_path):
 
 
 def test_variant_row_compares_against_full_model_per_prompt(tmp_path):
-    rows = [{"method": m, "prompt": p, "score": s} for m, scores in {"grpo": [0.9, 0.1, 0.5], "comfygen": [0.2, 0.2, 0.2]}.items()
-            for p, s in zip("abc", scores)]
+    rows = [
+        {"method": m, "prompt": p, "score": s}
+        for m, scores in {"grpo": [0.9, 0.1, 0.5], "comfygen": [0.2, 0.2, 0.2]}.items()
+        for p, s in zip("abc", scores)
+    ]
     write_jsonl(tmp_path / "reports/evaluate/flows.jsonl", rows)
-    write_json(tmp_path / "reports/evaluate/metrics.json",
-               {"grpo": {"mean_score": 0.5, "validity": 1.0, "nld_ratio": None, "win_rate": {"comfygen": 2 / 3}}})
+    write_json(
+        tmp_path / "reports/evaluate/metrics.json",
+        {"grpo": {"mean_score": 0.5, "validity": 1.0, "nld_ratio": None, "win_rate": {"comfygen": 2 / 3}}},
+    )
     row = variant_row(tmp_path, "grpo", (list("abc"), [0.5, 0.5, 0.5]))
     assert row["win_rate_vs_full"] == pytest.approx(0.5) and row["win_rate_vs_comfygen"] == pytest.approx(2 / 3)
     assert set(row) == set(METRICS) and math.isnan(row["nld_ratio"])
@@ -74,8 +79,12 @@ def test_two_variants_end_to_end_under_one_parent_run(tmp_path, monkeypatch):
     from flows.ablations import ablations
 
     # tiny, trimmed further: one reward model, evaluate only what the table reads
-    params = tiny_params(tmp_path, reward={"n_models": 1, "n_prefix_models": 1, "epochs": 1, "n_train": 100},
-                         evaluate={"methods": ["grpo_cfg_1.5", "sft_rerank", "comfygen"]}, sft={"n_validity": 0})
+    params = tiny_params(
+        tmp_path,
+        reward={"n_models": 1, "n_prefix_models": 1, "epochs": 1, "n_train": 100},
+        evaluate={"methods": ["grpo_cfg_1.5", "sft_rerank", "comfygen"]},
+        sft={"n_validity": 0},
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
     for name in ("prompts", "flows", "encode", "triplets", "sft", "reward", "grpo", "evaluate"):
         stage_function(name)(params, tmp_path)

@@ -37,12 +37,23 @@ def wait_until(check, timeout: float, what: str) -> None:
 def prefect_server(home: Path):
     """A real `prefect server start` on a free 127.0.0.1 port with its own PREFECT_HOME; yields the env to use."""
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false", "PREFECT_CLI_PROMPT": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_CLI_PROMPT": "false",
+    }
     env.pop("PREFECT_PROFILE", None)
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: healthy(env["PREFECT_API_URL"]) or proc.poll() is not None, 180, "prefect server")
         assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
@@ -112,10 +123,24 @@ def test_deploy_all_and_run_pipeline_with_process_worker(tmp_path):
         assert set(deps["ablations"].parameter_openapi_schema["properties"]) == {"profile", "root", "variants"}
         assert deps["evaluate"].entrypoint == "flows/evaluate.py:evaluate"
 
-        out = cli(env, clone, "deployment", "run", "pipeline/pipeline", "--params", json.dumps({"profile": "tiny", "stages": ["prompts", "flows"]}))
+        out = cli(
+            env,
+            clone,
+            "deployment",
+            "run",
+            "pipeline/pipeline",
+            "--params",
+            json.dumps({"profile": "tiny", "stages": ["prompts", "flows"]}),
+        )
         run_id = next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
-        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "flowrl-gpu", "--type", "process", "--run-once"],
-                                  env=env, cwd=clone, stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", "flowrl-gpu", "--type", "process", "--run-once"],
+            env=env,
+            cwd=clone,
+            stdout=open(tmp_path / "worker.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_until(lambda: in_env(env, read_flow_run, run_id).state.is_final(), 300, "pipeline flow run")
         finally:

@@ -27,7 +27,11 @@ SERVER_ENV: dict[str, str] = {}  # PREFECT_API_URL of the module's one Prefect s
 
 def _run(args: list[str], cwd: Path) -> str:
     # the copy's own code, not whatever the environment's editable install points at, and its own MLflow store
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **SERVER_ENV, "PYTHONPATH": str(cwd / "src")}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        **SERVER_ENV,
+        "PYTHONPATH": str(cwd / "src"),
+    }
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
@@ -53,14 +57,22 @@ def _workspace(root: Path) -> Path:
     for name in KEEP:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache", "config.local"))
+            shutil.copytree(
+                src,
+                root / name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache", "config.local"),
+            )
         else:
             shutil.copy2(src, root / name)
     (root / ".venv").symlink_to(Path(sys.executable).parents[1])
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["profile"] = "tiny"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"],
+    ):
         _run(cmd, root)
     out = _run([DVC, "repro", "validate"], root)
     assert _ran(out) == ["params", *DATA_STAGES]
@@ -78,8 +90,12 @@ def test_every_stage_left_a_flow_run_and_mlflow_run(workspace):
 
     import mlflow
 
-    request = urllib.request.Request(f"{SERVER_ENV['PREFECT_API_URL']}/flow_runs/filter", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{SERVER_ENV['PREFECT_API_URL']}/flow_runs/filter",
+        data=b"{}",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as resp:  # the module's one server saw every stage's flow run
         states = {run["name"]: run["state_type"] for run in json.load(resp)}
     assert set(DATA_STAGES) <= set(states) and set(states.values()) == {"COMPLETED"}
@@ -113,7 +129,11 @@ def test_changing_an_inactive_profile_reruns_nothing(workspace):
 def test_training_stages_end_to_end(workspace):
     """reward -> sft -> grpo on the tiny profile through `dvc repro` (the training issue's 3-minute
     figure is this test's duration: `pytest --durations`), each writing the metrics the issue names."""
-    assert _ran(_run([DVC, "repro", "grpo"], workspace)) == ["reward", "sft", "grpo"]  # sft reads the reward (sft.pairing, prompt codes)
+    assert _ran(_run([DVC, "repro", "grpo"], workspace)) == [
+        "reward",
+        "sft",
+        "grpo",
+    ]  # sft reads the reward (sft.pairing, prompt codes)
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     read = lambda stage: yaml.safe_load((workspace / f"reports/{stage}/metrics.json").read_text())  # noqa: E731
     sft, reward, grpo = read("sft"), read("reward"), read("grpo")

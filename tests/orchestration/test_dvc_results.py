@@ -50,7 +50,9 @@ def _placeholders(root: Path, value: float) -> None:
                 if kind == "metrics":
                     target.write_text(json.dumps({"score": value}))
                 elif path in columns:
-                    target.write_text(json.dumps([{"step": s, **dict.fromkeys(columns[path], value * s)} for s in (1, 2)]))
+                    target.write_text(
+                        json.dumps([{"step": s, **dict.fromkeys(columns[path], value * s)} for s in (1, 2)])
+                    )
                 elif target.suffix:
                     target.write_text("stub")
                 else:
@@ -68,7 +70,9 @@ def clone(tmp_path_factory) -> tuple[Path, Path]:
     for name in KEEP:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, ws / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache", "config.local"))
+            shutil.copytree(
+                src, ws / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache", "config.local")
+            )
         else:
             shutil.copy2(src, ws / name)
     _run(["git", "init", "-q"], ws)

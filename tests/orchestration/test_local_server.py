@@ -9,7 +9,9 @@ PRINT_URL = [sys.executable, "-c", "import os; print(os.environ.get('PREFECT_API
 
 def test_a_server_already_configured_is_used_as_it_is(monkeypatch, capfd):
     monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
-    monkeypatch.setattr(local_server, "local_prefect_server", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started a server")))
+    monkeypatch.setattr(
+        local_server, "local_prefect_server", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started a server"))
+    )
     assert local_server.main(PRINT_URL) == 0
     assert capfd.readouterr().out.strip() == "http://prefect.example:4200/api"
 

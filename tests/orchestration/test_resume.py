@@ -27,7 +27,9 @@ def prefect_server():
         yield
 
 
-def test_transient_failure_is_retried_then_fails_flow_with_stage_and_original_error(prefect_server, monkeypatch, tmp_path):
+def test_transient_failure_is_retried_then_fails_flow_with_stage_and_original_error(
+    prefect_server, monkeypatch, tmp_path
+):
     import flows.stages
     import tasks.stages
     from flows.stages import StageFailed, make_stage_flow
@@ -45,7 +47,9 @@ def test_transient_failure_is_retried_then_fails_flow_with_stage_and_original_er
     # same retry count as the real task, without its 5 s / 30 s waits
     fast = tasks.stages.run_stage.with_options(retry_delay_seconds=0)
     monkeypatch.setattr(flows.stages, "run_stage", fast)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load((REPO / "params.yaml").read_text()), "profile": "tiny"}))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({**yaml.safe_load((REPO / "params.yaml").read_text()), "profile": "tiny"})
+    )
 
     with pytest.raises(StageFailed, match=r"stage 'flaky' failed: ConnectionError: scorer at 10.0.0.9 refused") as info:
         make_stage_flow("flaky")(profile="tiny", root=str(tmp_path))
@@ -90,7 +94,13 @@ def test_killed_sft_resumes_from_checkpoint_with_same_steps(tmp_path):
         stages.stage_function(name)(params, tmp_path)
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_SAVE, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_SAVE, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert f"killed at step {params.sft.save_steps}" in killed.stdout
     assert not (tmp_path / "models/sft").exists()  # nothing half-written

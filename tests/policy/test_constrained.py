@@ -29,7 +29,9 @@ CKPT = "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors"
 @pytest.fixture(scope="module")
 def setup(_base_tokenizer):
     tok = copy.deepcopy(_base_tokenizer)
-    schema = infer_schema(strip_graph(g) for _, g in load_base_flows())  # the policy view, as the encode stage infers it
+    schema = infer_schema(
+        strip_graph(g) for _, g in load_base_flows()
+    )  # the policy view, as the encode stage infers it
     extend_tokenizer(tok, flow_tokens(schema))
     return tok, schema, FlowGrammar(tok, schema)
 
@@ -70,10 +72,17 @@ def test_names_of_the_class_each_once_and_newline_only_when_required_present(fc)
 
 
 def test_closed_choices_and_vocabulary_values(fc):
-    ksampler = (CKPT + "\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\n"
-                "KSampler model=@1 positive=@2 negative=@2 latent_image=@3 sampler_name=")
+    ksampler = (
+        CKPT + "\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+        "KSampler model=@1 positive=@2 negative=@2 latent_image=@3 sampler_name="
+    )
     samplers = allowed_after(fc, ksampler)
-    assert "euler" in samplers and "dpmpp_2m" in samplers and "sd_xl_base_1.0.safetensors" not in samplers and "cat" not in samplers
+    assert (
+        "euler" in samplers
+        and "dpmpp_2m" in samplers
+        and "sd_xl_base_1.0.safetensors" not in samplers
+        and "cat" not in samplers
+    )
     ckpts = allowed_after(fc, "CheckpointLoaderSimple ckpt_name=")
     assert "sd_xl_base_1.0.safetensors" in ckpts and "euler" not in ckpts and '"' not in ckpts
 
@@ -84,15 +93,28 @@ def test_numbers_ints_floats_and_bounds(fc):
     assert {"1", "5", "9"} <= width and "2" not in width and "-" not in width and "." not in width and "a" not in width
     zero = allowed_after(fc, "EmptyLatentImage width=0")
     assert not zero  # '0' is below min 512 and '01' is no JSON number
-    assert " height=" in allowed_after(fc, "EmptyLatentImage width=512") and " height=" not in allowed_after(fc, "EmptyLatentImage width=51")
-    assert allowed_after(fc, "EmptyLatentImage width=512 height=512 batch_size=") == {"1"}  # batch 1 in every training flow
-    ks = CKPT + "\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\nKSampler denoise="
+    assert " height=" in allowed_after(fc, "EmptyLatentImage width=512") and " height=" not in allowed_after(
+        fc, "EmptyLatentImage width=51"
+    )
+    assert allowed_after(fc, "EmptyLatentImage width=512 height=512 batch_size=") == {
+        "1"
+    }  # batch 1 in every training flow
+    ks = (
+        CKPT
+        + "\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\nKSampler denoise="
+    )
     assert "." in allowed_after(fc, ks + "1") and "0" not in allowed_after(fc, ks + "1")  # 10 > max 1.0
     assert "0" in allowed_after(fc, ks + "1.") and "5" not in allowed_after(fc, ks + "1.")
     assert "-" not in allowed_after(fc, ks[: -len("denoise=")] + "steps=")  # INT, min 1
     assert "5" not in allowed_after(fc, ks[: -len("denoise=")] + "steps=4")  # 45 > the training flows' 40 steps
-    assert "-" in allowed_after(fc, "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors\nCLIPSetLastLayer clip=@1.1 stop_at_clip_layer=")  # min -24
-    assert "0" not in allowed_after(fc, "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors\nCLIPSetLastLayer clip=@1.1 stop_at_clip_layer=")  # max -1
+    assert "-" in allowed_after(
+        fc,
+        "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors\nCLIPSetLastLayer clip=@1.1 stop_at_clip_layer=",
+    )  # min -24
+    assert "0" not in allowed_after(
+        fc,
+        "CheckpointLoaderSimple ckpt_name=sd_xl_base_1.0.safetensors\nCLIPSetLastLayer clip=@1.1 stop_at_clip_layer=",
+    )  # max -1
 
 
 def test_strings_json_quoted_or_vocabulary(fc):
@@ -118,19 +140,29 @@ def test_links_only_to_earlier_lines_of_the_right_type(fc):
     after = allowed_after(fc, CKPT + "\nCLIPTextEncode clip=@1")  # output 0 is MODEL: CLIP is output 1
     assert "." in after and " text=" not in after and "2" not in after
     assert " text=" in allowed_after(fc, CKPT + "\nCLIPTextEncode clip=@1.1")
-    vae = allowed_after(fc, CKPT + "\nVAELoader vae_name=sdxl_vae.safetensors\nEmptyLatentImage width=512 height=512 batch_size=1\nVAEDecode vae=")
+    vae = allowed_after(
+        fc,
+        CKPT
+        + "\nVAELoader vae_name=sdxl_vae.safetensors\nEmptyLatentImage width=512 height=512 batch_size=1\nVAEDecode vae=",
+    )
     assert {"@1", "@2"} <= vae and "@3" not in vae  # VAE: output 2 of line 1, output 0 of line 2; line 3 gives LATENT
 
 
-SAMPLER = ("CLIPTextEncode clip=@1.1 text=<prompt>\nCLIPTextEncode clip=@1.1 text=<negative>\n"
-           "KSampler model=@1 positive=@{c} negative=@{n} latent_image=@2 steps=20 "
-           "cfg=7 sampler_name=euler scheduler=normal denoise=1\n")
+SAMPLER = (
+    "CLIPTextEncode clip=@1.1 text=<prompt>\nCLIPTextEncode clip=@1.1 text=<negative>\n"
+    "KSampler model=@1 positive=@{c} negative=@{n} latent_image=@2 steps=20 "
+    "cfg=7 sampler_name=euler scheduler=normal denoise=1\n"
+)
 
 
 def test_eos_only_with_an_output_node_a_sampler_no_orphan_and_a_complete_line(fc, monkeypatch):
-    monkeypatch.setattr(fc.g, "max_per_flow", {})  # the orphan below is a second EmptyLatentImage, which no training flow has
+    monkeypatch.setattr(
+        fc.g, "max_per_flow", {}
+    )  # the orphan below is a second EmptyLatentImage, which no training flow has
     head = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n"
-    done = head + SAMPLER.format(c=3, n=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6"  # seeds and prefix are filled later
+    done = (
+        head + SAMPLER.format(c=3, n=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6"
+    )  # seeds and prefix are filled later
     assert "<EOS>" in allowed_after(fc, done) and "<EOS>" in allowed_after(fc, done + "\n")
     assert is_valid(done) and check_flow_text(done).usable
     assert "<EOS>" not in allowed_after(fc, CKPT)
@@ -141,7 +173,12 @@ def test_eos_only_with_an_output_node_a_sampler_no_orphan_and_a_complete_line(fc
     late_sampler = no_sampler + "\n" + SAMPLER.format(c=5, n=6).rstrip("\n")
     assert is_valid(late_sampler) and not check_flow_text(late_sampler).usable
     assert "<EOS>" not in allowed_after(fc, late_sampler) and "<EOS>" in allowed_after(fc, late_sampler, budget=1)
-    orphan = head + "EmptyLatentImage width=768 height=768 batch_size=1\n" + SAMPLER.format(c=4, n=5) + "VAEDecode samples=@6 vae=@1.2\nSaveImage images=@7"
+    orphan = (
+        head
+        + "EmptyLatentImage width=768 height=768 batch_size=1\n"
+        + SAMPLER.format(c=4, n=5)
+        + "VAEDecode samples=@6 vae=@1.2\nSaveImage images=@7"
+    )
     assert "<EOS>" not in allowed_after(fc, orphan)
 
 
@@ -150,7 +187,9 @@ def test_grammar_knows_which_classes_are_samplers(fc):
     assert not {"FaceDetailer", "EmptyLatentImage", "CheckpointLoaderSimple"} & set(fc.g.samplers)
 
 
-def test_without_a_schema_on_disk_every_value_token_fills_every_file_field_and_with_it_only_its_own(setup, tiny_params, tmp_path):
+def test_without_a_schema_on_disk_every_value_token_fills_every_file_field_and_with_it_only_its_own(
+    setup, tiny_params, tmp_path
+):
     tok, schema, _ = setup
     on = tiny_params.policy.model_copy(update={"constrained": True})
     (loose,) = constraint_processors(on, tok, 50)
@@ -222,7 +261,9 @@ def test_switch_builds_the_processor_only_when_on(setup, tiny_params):
     assert constraint_processors(tiny_params.policy.model_copy(update={"constrained": False}), tok) == []
     (proc,) = constraint_processors(tiny_params.policy.model_copy(update={"constrained": True}), tok, 50)
     assert isinstance(proc, FlowConstraint) and proc.max_new_tokens == 50
-    assert "SaveImage" in {r.form for r in proc.g.classes.values()}  # class types found from the tokenizer's flow tokens
+    assert "SaveImage" in {
+        r.form for r in proc.g.classes.values()
+    }  # class types found from the tokenizer's flow tokens
 
 
 def test_a_tokenizer_without_flow_tokens_warns_and_stays_unconstrained(base_tokenizer, tiny_params):
@@ -232,14 +273,22 @@ def test_a_tokenizer_without_flow_tokens_warns_and_stays_unconstrained(base_toke
 
 
 def test_the_prompt_goes_to_the_positive_and_never_to_the_negative(fc):
-    head = CKPT + "\nCLIPTextEncode clip=@1.1 text=<negative>\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+    head = (
+        CKPT
+        + "\nCLIPTextEncode clip=@1.1 text=<negative>\nCLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+    )
     positive = allowed_after(fc, head + "KSampler model=@1 positive=")
     negative = allowed_after(fc, head + "KSampler model=@1 negative=")
     assert "@3" in positive and "@2" not in positive  # line 3 holds the prompt
     assert "@2" in negative and "@3" not in negative
 
 
-DONE = CKPT + "\nEmptyLatentImage width=512 height=512 batch_size=1\n" + SAMPLER.format(c=3, n=4) + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6\n"
+DONE = (
+    CKPT
+    + "\nEmptyLatentImage width=512 height=512 batch_size=1\n"
+    + SAMPLER.format(c=3, n=4)
+    + "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6\n"
+)
 
 
 def test_an_image_is_saved_once_and_a_latent_decoded_once(fc, monkeypatch):
@@ -266,18 +315,26 @@ def test_finishing_consumes_an_orphan_instead_of_stopping(fc):
 
 
 def test_steps_capped_for_a_few_step_checkpoint(fc):
-    lightning = [c for c in fc.g.classes["CheckpointLoaderSimple"].vocab["ckpt_name"] if "ightning" in c or "turbo" in c.lower()]
+    lightning = [
+        c for c in fc.g.classes["CheckpointLoaderSimple"].vocab["ckpt_name"] if "ightning" in c or "turbo" in c.lower()
+    ]
     assert lightning, "the base flows name a Turbo or Lightning checkpoint"
     head = f"CheckpointLoaderSimple ckpt_name={lightning[0]}\nEmptyLatentImage width=512 height=512 batch_size=1\n"
     steps = allowed_after(fc, head + SAMPLER.format(c=3, n=4).split("steps=")[0] + "steps=")
     assert "8" in steps and "2" in steps and not {"25", "30", "40"} & steps
     cfg = allowed_after(fc, head + SAMPLER.format(c=3, n=4).replace("steps=20", "steps=8").split("cfg=")[0] + "cfg=")
     assert {"1", "2"} <= {c[0] for c in cfg} and not {"5", "7", "8"} & {c[0] for c in cfg}  # Lightning/Turbo: CFG <= 3
-    advanced = head + SAMPLER.format(c=3, n=4).split("KSampler")[0] + "KSamplerAdvanced latent_image=@2 model=@1 negative=@4 positive=@3 add_noise=enable steps="
+    advanced = (
+        head
+        + SAMPLER.format(c=3, n=4).split("KSampler")[0]
+        + "KSamplerAdvanced latent_image=@2 model=@1 negative=@4 positive=@3 add_noise=enable steps="
+    )
     assert allowed_after(fc, advanced)  # never a dead end, even where the field's training range starts above the cap
     for cfg in ("0", "1", "2", "2.5"):
         assert allowed_after(fc, advanced + f"8 cfg={cfg}"), cfg
-    free = allowed_after(fc, DONE.split("KSampler")[0] + "KSampler model=@1 positive=@3 negative=@4 latent_image=@2 steps=")
+    free = allowed_after(
+        fc, DONE.split("KSampler")[0] + "KSampler model=@1 positive=@3 negative=@4 latent_image=@2 steps="
+    )
     assert {"25", "30"} & free or "3" in free
 
 
@@ -303,21 +360,32 @@ def test_checkpoints_and_loras_keep_to_one_architecture(fc):
 
 def test_a_line_that_feeds_nothing_yet_comes_first(fc):
     """A link goes to a line nothing uses yet when one of its type is left (left unused, it would be an orphan); CLIP may be shared."""
-    head = (CKPT + "\nLoraLoader clip=@1.1 model=@1 lora_name=add-detail-xl.safetensors strength_model=1 strength_clip=1\n"
-            "EmptyLatentImage width=1024 height=1024 batch_size=1\nCLIPTextEncode clip=@1.1 text=<prompt>\n"
-            "CLIPTextEncode clip=@1.1 text=<negative>\n")
+    head = (
+        CKPT + "\nLoraLoader clip=@1.1 model=@1 lora_name=add-detail-xl.safetensors strength_model=1 strength_clip=1\n"
+        "EmptyLatentImage width=1024 height=1024 batch_size=1\nCLIPTextEncode clip=@1.1 text=<prompt>\n"
+        "CLIPTextEncode clip=@1.1 text=<negative>\n"
+    )
     assert allowed_after(fc, head + "KSampler model=") == {"@2"}  # the LoRA, not the checkpoint it patches
-    assert {"@1", "@2"} <= allowed_after(fc, head + "CLIPTextEncode clip=")  # (a refiner's second encoder shares its CLIP)
-    sampled = head + "KSampler model=@2 positive=@4 negative=@5 latent_image=@3 steps=20 cfg=7 sampler_name=euler scheduler=normal denoise=1\n"
-    assert {"@1", "@2"} <= allowed_after(fc, sampled + "KSampler model=")  # every model is used: any of them (no dead end)
+    assert {"@1", "@2"} <= allowed_after(
+        fc, head + "CLIPTextEncode clip="
+    )  # (a refiner's second encoder shares its CLIP)
+    sampled = (
+        head
+        + "KSampler model=@2 positive=@4 negative=@5 latent_image=@3 steps=20 cfg=7 sampler_name=euler scheduler=normal denoise=1\n"
+    )
+    assert {"@1", "@2"} <= allowed_after(
+        fc, sampled + "KSampler model="
+    )  # every model is used: any of them (no dead end)
 
 
 def test_the_refiner_model_takes_the_refiners_conditioning_and_a_base_model_the_bases(fc):
     refiner = "CheckpointLoaderSimple ckpt_name=sd_xl_refiner_1.0.safetensors"
-    encoders = ("CLIPTextEncode clip=@1.1 text=<prompt>\nCLIPTextEncode clip=@1.1 text=<negative>\n"
-                "CLIPTextEncodeSDXLRefiner clip=@2.1 ascore=6 width=1024 height=1024 text=<prompt>\n"
-                "CLIPTextEncodeSDXLRefiner clip=@2.1 ascore=2.5 width=1024 height=1024 text=<negative>\n"
-                "EmptyLatentImage width=1024 height=1024 batch_size=1\n")
+    encoders = (
+        "CLIPTextEncode clip=@1.1 text=<prompt>\nCLIPTextEncode clip=@1.1 text=<negative>\n"
+        "CLIPTextEncodeSDXLRefiner clip=@2.1 ascore=6 width=1024 height=1024 text=<prompt>\n"
+        "CLIPTextEncodeSDXLRefiner clip=@2.1 ascore=2.5 width=1024 height=1024 text=<negative>\n"
+        "EmptyLatentImage width=1024 height=1024 batch_size=1\n"
+    )
     head = f"{CKPT}\n{refiner}\n{encoders}"
     assert allowed_after(fc, head + "KSampler model=@1 positive=") == {"@3"}
     assert allowed_after(fc, head + "KSampler model=@2 positive=") == {"@5"}
@@ -326,11 +394,13 @@ def test_the_refiner_model_takes_the_refiners_conditioning_and_a_base_model_the_
     assert allowed_after(fc, patched + "KSampler model=@8 positive=") == {"@5"}
     conditioning_first = allowed_after(fc, head + "KSampler positive=@5 model=")
     assert "@2" in conditioning_first and "@1" not in conditioning_first
-    flow = head + ("KSamplerAdvanced model=@1 positive=@3 negative=@4 latent_image=@7 add_noise=enable steps=25 cfg=7 sampler_name=euler "
-                   "scheduler=normal start_at_step=0 end_at_step=20 return_with_leftover_noise=enable\n"
-                   "KSamplerAdvanced model=@2 positive=@5 negative=@6 latent_image=@8 add_noise=disable steps=25 cfg=7 sampler_name=euler "
-                   "scheduler=normal start_at_step=20 end_at_step=10000 return_with_leftover_noise=disable\n"
-                   "VAEDecode samples=@9 vae=@2.2\nSaveImage images=@10")
+    flow = head + (
+        "KSamplerAdvanced model=@1 positive=@3 negative=@4 latent_image=@7 add_noise=enable steps=25 cfg=7 sampler_name=euler "
+        "scheduler=normal start_at_step=0 end_at_step=20 return_with_leftover_noise=enable\n"
+        "KSamplerAdvanced model=@2 positive=@5 negative=@6 latent_image=@8 add_noise=disable steps=25 cfg=7 sampler_name=euler "
+        "scheduler=normal start_at_step=20 end_at_step=10000 return_with_leftover_noise=disable\n"
+        "VAEDecode samples=@9 vae=@2.2\nSaveImage images=@10"
+    )
     assert check_flow_text(flow).usable  # the flow these choices lead to runs
 
 
@@ -361,7 +431,9 @@ def test_a_second_checkpoint_is_a_refiner_the_first_never_and_no_file_is_loaded_
     refiner = "CheckpointLoaderSimple ckpt_name=sd_xl_refiner_1.0.safetensors\n"
     bases = allowed_after(fc, refiner + "CheckpointLoaderSimple ckpt_name=")  # the base after the refiner
     assert bases and not any("refiner" in t for t in bases)
-    assert "CheckpointLoaderSimple" not in allowed_after(fc, CKPT + "\n" + refiner)  # no third: no training flow has one
+    assert "CheckpointLoaderSimple" not in allowed_after(
+        fc, CKPT + "\n" + refiner
+    )  # no third: no training flow has one
 
 
 def test_a_user_without_a_refiner_gets_no_second_checkpoint(setup):
@@ -371,4 +443,6 @@ def test_a_user_without_a_refiner_gets_no_second_checkpoint(setup):
     for name in [n for n in vocab if "refiner" in n]:
         del vocab[name]
     fc = FlowConstraint(tok, no_refiner)
-    assert "CheckpointLoaderSimple" in allowed_after(fc, "") and "CheckpointLoaderSimple" not in allowed_after(fc, CKPT + "\n")
+    assert "CheckpointLoaderSimple" in allowed_after(fc, "") and "CheckpointLoaderSimple" not in allowed_after(
+        fc, CKPT + "\n"
+    )

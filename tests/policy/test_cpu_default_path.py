@@ -16,7 +16,11 @@ from flowrl.policy.grpo_trainer import merged_for_sampling
 from flowrl.policy.loading import load_sft_merged, load_sft_policy
 from tests.policy.test_sft import flows, write_stage_inputs  # noqa: F401 - flows is a fixture
 
-CORPUS = ["a red fox in a neon city", "KSampler steps=20 cfg=7.0 sampler=euler", "EmptyLatentImage width=1024 height=1024"] * 20
+CORPUS = [
+    "a red fox in a neon city",
+    "KSampler steps=20 cfg=7.0 sampler=euler",
+    "EmptyLatentImage width=1024 height=1024",
+] * 20
 
 
 def test_bpe_tokenizer_is_trained_to_size_and_deterministic():
@@ -34,9 +38,24 @@ def test_bpe_tokenizer_is_trained_to_size_and_deterministic():
 def scratch(tmp_path_factory, flows, tiny_params):  # noqa: F811
     """sft.run on a scratch policy: a 300-entry BPE and a one-layer Llama, every weight trained for 4 steps."""
     params = tiny_params
-    policy = params.policy.model_copy(update={"source": "scratch", "scratch": params.policy.scratch.model_copy(update={
-        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 300})})
-    params = params.model_copy(update={"policy": policy, "sft": params.sft.model_copy(update={"max_steps": 4, "n_validity": 0})})
+    policy = params.policy.model_copy(
+        update={
+            "source": "scratch",
+            "scratch": params.policy.scratch.model_copy(
+                update={
+                    "hidden_size": 32,
+                    "intermediate_size": 64,
+                    "num_hidden_layers": 1,
+                    "num_attention_heads": 4,
+                    "num_key_value_heads": 4,
+                    "vocab_size": 300,
+                }
+            ),
+        }
+    )
+    params = params.model_copy(
+        update={"policy": policy, "sft": params.sft.model_copy(update={"max_steps": 4, "n_validity": 0})}
+    )
     root = tmp_path_factory.mktemp("scratch")
     write_stage_inputs(root, flows)
     return root, params, sft.run(params, root)

@@ -58,7 +58,15 @@ def one_thread():
 
 def write_inputs(root: Path, params, tokenizer) -> None:
     """Tiny prompts, a tiny SFT policy folder (random LoRA with flow tokens) and tiny reward ensembles."""
-    rows = [{"id": f"p{i}", "prompt": f"a {WORDS[i % 12]} {WORDS[(3 * i) % 12]} scene", "negative_prompt": None, "source": "test"} for i in range(36)]
+    rows = [
+        {
+            "id": f"p{i}",
+            "prompt": f"a {WORDS[i % 12]} {WORDS[(3 * i) % 12]} scene",
+            "negative_prompt": None,
+            "source": "test",
+        }
+        for i in range(36)
+    ]
     write_jsonl(root / grpo.PROMPTS, rows[:20])
     write_jsonl(root / grpo.HOLDOUT, rows[20:])
     base_vocab = len(tokenizer)
@@ -159,8 +167,12 @@ def test_uncertainty_cutoff_changes_only_uncertain_rewards():
 
 def test_invalid_completions_get_the_lowest_reward():
     logged = {}
-    rewards = reward_fn([0.0, 0.0, 0.0])(["p"] * 4, ["ok", "bad one", "ok2", "bad"], user_prompt=["p"] * 4,
-                                         log_metric=lambda k, v: logged.setdefault(k, v))
+    rewards = reward_fn([0.0, 0.0, 0.0])(
+        ["p"] * 4,
+        ["ok", "bad one", "ok2", "bad"],
+        user_prompt=["p"] * 4,
+        log_metric=lambda k, v: logged.setdefault(k, v),
+    )
     assert rewards[1] == rewards[3] == -1.0 and min(rewards[0], rewards[2]) > -1.0
     assert logged["validity"] == 0.5
 
@@ -176,7 +188,10 @@ def test_run_writes_metrics_log_plot_and_a_lora_only_adapter(trained):
     assert [e["step"] for e in log] == list(range(1, params.grpo.max_steps + 1))
     assert all({"reward", "reward_std", "kl", "validity", "share_uncertain"} <= set(e) for e in log)
     probed = [e["step"] for e in log if e["true_score_probe"] is not None]
-    assert probed == list(range(params.grpo.probe_every, params.grpo.max_steps + 1, params.grpo.probe_every)) and scorer.calls > 0
+    assert (
+        probed == list(range(params.grpo.probe_every, params.grpo.max_steps + 1, params.grpo.probe_every))
+        and scorer.calls > 0
+    )
     assert metrics["n_probe_prompts"] == 4 and 0.0 <= metrics["validity"] <= 1.0
     assert math.isnan(metrics["true_score_probe_final"]) == (metrics["validity"] == 0.0)
     assert (root / grpo.PLOT).read_bytes()[:4] == b"\x89PNG"

@@ -11,7 +11,9 @@ from flowrl.policy.grpo_trainer import group_token_advantages, quality_variance_
 def test_uncertain_and_invalid_rows_do_not_move_the_baseline():
     rewards = torch.tensor([[0.20], [0.30], [0.0], [-1.0]])  # two scored flows, one zeroed as uncertain, one invalid
     counted = torch.tensor([True, True, False, False])
-    adv = group_token_advantages(rewards, torch.ones(4, 1), 4, eps=0.0, counted=counted, fallback=torch.tensor([0.0, 0.0, 0.0, -1.0]))
+    adv = group_token_advantages(
+        rewards, torch.ones(4, 1), 4, eps=0.0, counted=counted, fallback=torch.tensor([0.0, 0.0, 0.0, -1.0])
+    )
     assert adv.squeeze(1).tolist() == pytest.approx([-0.7071, 0.7071, 0.0, -1.0], abs=1e-4)
     # every row counted (the paper's): the zeroed and invalid rows set the scale, the two scored flows look alike
     plain = group_token_advantages(rewards, torch.ones(4, 1), 4, eps=0.0).squeeze(1)

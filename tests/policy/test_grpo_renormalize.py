@@ -14,12 +14,22 @@ from flowrl.policy.grpo_trainer import FlowGRPOTrainer, masked_token_logps
 
 def _model() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=2)).eval()
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    ).eval()
 
 
 def _trainer(allowed):
-    return SimpleNamespace(_allowed=allowed, temperature=0.9, accelerator=SimpleNamespace(autocast=contextlib.nullcontext))
+    return SimpleNamespace(
+        _allowed=allowed, temperature=0.9, accelerator=SimpleNamespace(autocast=contextlib.nullcontext)
+    )
 
 
 def test_masked_logps_are_a_distribution_over_the_allowed_tokens():
@@ -45,7 +55,9 @@ def test_the_trainer_renormalises_over_the_recorded_masks():
     allowed[..., :5] = True
     allowed[:, :, 0] = True
     ids[:, -3:] = torch.tensor([[1, 2, 3], [4, 0, 1]])
-    logps, entropy, _ = FlowGRPOTrainer._get_per_token_logps_and_entropies(_trainer(allowed), model, ids, mask, 3, compute_entropy=True)
+    logps, entropy, _ = FlowGRPOTrainer._get_per_token_logps_and_entropies(
+        _trainer(allowed), model, ids, mask, 3, compute_entropy=True
+    )
     with torch.no_grad():
         logits = model(ids).logits[:, -4:-1] / 0.9
     expected = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1).gather(-1, ids[:, -3:, None]).squeeze(-1)
@@ -59,7 +71,9 @@ def test_the_loss_reads_the_mask_of_its_own_rows(monkeypatch):
     from trl import GRPOTrainer
 
     seen = []
-    monkeypatch.setattr(GRPOTrainer, "_compute_loss", lambda self, model, inputs: seen.append(self._allowed) or torch.tensor(0.0))
+    monkeypatch.setattr(
+        GRPOTrainer, "_compute_loss", lambda self, model, inputs: seen.append(self._allowed) or torch.tensor(0.0)
+    )
     trainer = object.__new__(FlowGRPOTrainer)  # no __init__: only the loss hook runs
     trainer._allowed = None
     mask = torch.ones(2, 3, 4, dtype=torch.bool)

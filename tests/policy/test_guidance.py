@@ -65,7 +65,9 @@ def test_gamma_end_points_reproduce_each_model(two_adapters):
 def test_one_batched_forward_per_step(two_adapters):
     model, tok = two_adapters
     calls = []
-    handle = model.get_base_model().register_forward_hook(lambda mod, args, kwargs, out: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
+    handle = model.get_base_model().register_forward_hook(
+        lambda mod, args, kwargs, out: calls.append(kwargs["input_ids"].shape), with_kwargs=True
+    )
     try:
         out = sample_guided(model, tok, PROMPTS, CFG, 1.5, "sft", "grpo")
     finally:

@@ -19,12 +19,18 @@ from flowrl.encoding.vocab import extend_tokenizer, flow_tokens
 from flowrl.policy.decoding.constrained import FlowConstraint, FlowGrammar
 from tests.policy.test_constrained import _value_choices, allowed_after, fc, setup  # noqa: F401 (fixtures)
 
-HEAD = ("CheckpointLoaderSimple ckpt_name=dreamshaper_8.safetensors\nCLIPTextEncode clip=@1.1 text=<negative>\n"
-        "CLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=768 batch_size=1\n")
-FIRST = ("KSamplerAdvanced latent_image=@4 model=@1 negative=@2 positive=@3 add_noise=enable steps=30 cfg=7.0 sampler_name=uni_pc "
-         "scheduler=normal start_at_step=0 end_at_step=20 return_with_leftover_noise=enable\n")
-SECOND = ("KSamplerAdvanced latent_image=@5 model=@1 negative=@2 positive=@3 add_noise=disable steps=30 cfg=7.0 sampler_name=uni_pc "
-          "scheduler=normal start_at_step=20 end_at_step=10000 return_with_leftover_noise=disable\n")
+HEAD = (
+    "CheckpointLoaderSimple ckpt_name=dreamshaper_8.safetensors\nCLIPTextEncode clip=@1.1 text=<negative>\n"
+    "CLIPTextEncode clip=@1.1 text=<prompt>\nEmptyLatentImage width=512 height=768 batch_size=1\n"
+)
+FIRST = (
+    "KSamplerAdvanced latent_image=@4 model=@1 negative=@2 positive=@3 add_noise=enable steps=30 cfg=7.0 sampler_name=uni_pc "
+    "scheduler=normal start_at_step=0 end_at_step=20 return_with_leftover_noise=enable\n"
+)
+SECOND = (
+    "KSamplerAdvanced latent_image=@5 model=@1 negative=@2 positive=@3 add_noise=disable steps=30 cfg=7.0 sampler_name=uni_pc "
+    "scheduler=normal start_at_step=20 end_at_step=10000 return_with_leftover_noise=disable\n"
+)
 TAIL = "VAEDecode samples=@6 vae=@1.2\nSaveImage images=@7"
 FLOW = HEAD + FIRST + SECOND + TAIL
 
@@ -37,17 +43,32 @@ def test_the_training_two_pass_flow_is_usable():
     assert check_flow_text(FLOW).usable
 
 
-@pytest.mark.parametrize("old, new, rule", [
-    ("steps=30 cfg=7.0 sampler_name=uni_pc scheduler=normal start_at_step=20", "steps=31 cfg=7.0 sampler_name=uni_pc scheduler=normal start_at_step=20", "steps"),
-    ("start_at_step=20 end_at_step=10000", "start_at_step=27 end_at_step=10000", "start_at_step"),
-    ("add_noise=disable", "add_noise=enable", "add_noise"),
-    ("scheduler=normal start_at_step=20", "scheduler=karras start_at_step=20", "scheduler"),
-    ("add_noise=enable steps=30", "add_noise=disable steps=30", "add_noise"),  # a fresh pass without noise
-    ("start_at_step=0 end_at_step=20", "start_at_step=5 end_at_step=20", "start_at_step"),
-    ("end_at_step=20 return_with_leftover_noise=enable", "end_at_step=20 return_with_leftover_noise=disable", "return_with_leftover_noise"),
-    ("end_at_step=10000 return_with_leftover_noise=disable", "end_at_step=25 return_with_leftover_noise=disable", "return_with_leftover_noise"),
-    ("VAEDecode samples=@6", "VAEDecode samples=@5", "samples"),  # the leftover noise decoded
-])
+@pytest.mark.parametrize(
+    "old, new, rule",
+    [
+        (
+            "steps=30 cfg=7.0 sampler_name=uni_pc scheduler=normal start_at_step=20",
+            "steps=31 cfg=7.0 sampler_name=uni_pc scheduler=normal start_at_step=20",
+            "steps",
+        ),
+        ("start_at_step=20 end_at_step=10000", "start_at_step=27 end_at_step=10000", "start_at_step"),
+        ("add_noise=disable", "add_noise=enable", "add_noise"),
+        ("scheduler=normal start_at_step=20", "scheduler=karras start_at_step=20", "scheduler"),
+        ("add_noise=enable steps=30", "add_noise=disable steps=30", "add_noise"),  # a fresh pass without noise
+        ("start_at_step=0 end_at_step=20", "start_at_step=5 end_at_step=20", "start_at_step"),
+        (
+            "end_at_step=20 return_with_leftover_noise=enable",
+            "end_at_step=20 return_with_leftover_noise=disable",
+            "return_with_leftover_noise",
+        ),
+        (
+            "end_at_step=10000 return_with_leftover_noise=disable",
+            "end_at_step=25 return_with_leftover_noise=disable",
+            "return_with_leftover_noise",
+        ),
+        ("VAEDecode samples=@6", "VAEDecode samples=@5", "samples"),  # the leftover noise decoded
+    ],
+)
 def test_each_broken_rule_is_unusable_and_named(old, new, rule):
     broken = FLOW.replace(old, new, 1)
     assert broken != FLOW
@@ -57,8 +78,12 @@ def test_each_broken_rule_is_unusable_and_named(old, new, rule):
 
 
 def test_the_issue_flow_22_of_39_then_27_of_31_is_unusable():
-    broken = FLOW.replace("steps=30", "steps=39", 1).replace("end_at_step=20", "end_at_step=22").replace(
-        "steps=30", "steps=31").replace("start_at_step=20", "start_at_step=27")
+    broken = (
+        FLOW.replace("steps=30", "steps=39", 1)
+        .replace("end_at_step=20", "end_at_step=22")
+        .replace("steps=30", "steps=31")
+        .replace("start_at_step=20", "start_at_step=27")
+    )
     problems = check_flow_text(broken).problems
     assert all(any(f"input {rule!r}" in p for p in problems) for rule in ("steps", "start_at_step")), problems
 
@@ -89,13 +114,17 @@ def test_written_first_a_continuing_value_narrows_the_latent_link(fc):  # noqa: 
     assert allowed_after(fc, head + "KSamplerAdvanced add_noise=disable latent_image=") == {"@5"}
     assert allowed_after(fc, head + "KSamplerAdvanced add_noise=enable latent_image=") == {"@6"}
     assert _value_choices(fc, head + "KSamplerAdvanced add_noise=disable steps=") == ["30"]
-    assert _value_choices(fc, head + "KSamplerAdvanced steps=31 add_noise=") == ["enable"]  # 31 steps: no pass to continue
+    assert _value_choices(fc, head + "KSamplerAdvanced steps=31 add_noise=") == [
+        "enable"
+    ]  # 31 steps: no pass to continue
     assert allowed_after(fc, head + "KSamplerAdvanced steps=31 latent_image=") == {"@6"}
 
 
 @pytest.fixture(scope="module")
 def training_flows():
-    rows, _ = augment_library([(f"lib-{n}", g) for n, g in load_base_flows()], 60, 1234)  # params.yaml: variants_per_base, seed
+    rows, _ = augment_library(
+        [(f"lib-{n}", g) for n, g in load_base_flows()], 60, 1234
+    )  # params.yaml: variants_per_base, seed
     return load_base_flows() + [(r["id"], r["graph"]) for r in rows]
 
 
@@ -107,7 +136,9 @@ def test_every_training_flow_keeps_the_rules(training_flows):
 
 def test_every_two_pass_training_flow_parses_under_every_rule(training_flows, _base_tokenizer):
     tok = copy.deepcopy(_base_tokenizer)
-    schema = infer_schema(strip_graph(g) for _, g in training_flows)  # the encode stage's schema covers the augmented ranges
+    schema = infer_schema(
+        strip_graph(g) for _, g in training_flows
+    )  # the encode stage's schema covers the augmented ranges
     extend_tokenizer(tok, flow_tokens(schema))
     constraint = FlowConstraint(tok, schema, grammar=FlowGrammar(tok, schema))
     refused = []
@@ -143,10 +174,12 @@ def test_finishing_continues_a_pass_left_with_leftover_noise(setup, extra):  # n
     assert not handover_problems(check.graph), text
 
 
-KSAMPLER = ("CheckpointLoaderSimple ckpt_name=dreamshaper_8.safetensors\nCLIPTextEncode clip=@1.1 text=<prompt>\n"
-            "CLIPTextEncode clip=@1.1 text=<negative>\nEmptyLatentImage width=512 height=768 batch_size=1\n"
-            "KSampler model=@1 positive=@2 negative=@3 latent_image=@4 steps=25 cfg=7.0 sampler_name=euler scheduler=normal denoise=1.0\n"
-            "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6")
+KSAMPLER = (
+    "CheckpointLoaderSimple ckpt_name=dreamshaper_8.safetensors\nCLIPTextEncode clip=@1.1 text=<prompt>\n"
+    "CLIPTextEncode clip=@1.1 text=<negative>\nEmptyLatentImage width=512 height=768 batch_size=1\n"
+    "KSampler model=@1 positive=@2 negative=@3 latent_image=@4 steps=25 cfg=7.0 sampler_name=euler scheduler=normal denoise=1.0\n"
+    "VAEDecode samples=@5 vae=@1.2\nSaveImage images=@6"
+)
 
 
 def test_a_ksampler_on_an_empty_latent_denoises_fully(fc):  # noqa: F811
@@ -156,11 +189,16 @@ def test_a_ksampler_on_an_empty_latent_denoises_fully(fc):  # noqa: F811
     assert broken.valid and not broken.usable and any("input 'denoise'" in p for p in broken.problems)
     assert set(_value_choices(fc, KSAMPLER.split("denoise=")[0] + "denoise=")) <= {"1", "1.0"}
     hires = KSAMPLER.split("VAEDecode")[0] + "LatentUpscaleBy samples=@5 upscale_method=nearest-exact scale_by=1.5\n"
-    assert "0" in allowed_after(fc, hires + "KSampler model=@1 positive=@2 negative=@3 latent_image=@6 steps=15 cfg=7.0 "
-                                "sampler_name=euler scheduler=normal denoise=")  # a hires pass stays free
+    assert "0" in allowed_after(
+        fc,
+        hires + "KSampler model=@1 positive=@2 negative=@3 latent_image=@6 steps=15 cfg=7.0 "
+        "sampler_name=euler scheduler=normal denoise=",
+    )  # a hires pass stays free
     two = hires + "EmptyLatentImage width=512 height=512 batch_size=1\n"  # line 7: a second empty latent, unused
     assert allowed_after(fc, two + "KSampler denoise=1.0 latent_image=") == {"@6", "@7"}
-    assert allowed_after(fc, two + "KSampler denoise=0.5 latent_image=") == {"@6"}  # a partial denoise: not an empty latent
+    assert allowed_after(fc, two + "KSampler denoise=0.5 latent_image=") == {
+        "@6"
+    }  # a partial denoise: not an empty latent
 
 
 def test_every_training_flow_is_written_under_the_class_counts_and_loader_rules(training_flows, _base_tokenizer):
@@ -174,7 +212,10 @@ def test_every_training_flow_is_written_under_the_class_counts_and_loader_rules(
     for name, graph in training_flows:
         row = constraint._new_row()
         for line in policy_text(graph).split("\n"):
-            written = max((w for w in constraint._struct_forms(row, math.inf, False, capped=False)[0] if line.startswith(w)), key=len)
+            written = max(
+                (w for w in constraint._struct_forms(row, math.inf, False, capped=False)[0] if line.startswith(w)),
+                key=len,
+            )
             if written not in constraint._struct_forms(row, math.inf, False)[0]:
                 refused.append(f"{name}: {written} after {row.classes}")
                 break

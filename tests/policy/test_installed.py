@@ -32,7 +32,9 @@ def policy(_base_tokenizer, tiny_params, tmp_path_factory):
     from transformers import AutoTokenizer
 
     tok = copy.deepcopy(_base_tokenizer)
-    schema = infer_schema(strip_graph(g) for _, g in load_base_flows())  # the policy view, as the encode stage infers it
+    schema = infer_schema(
+        strip_graph(g) for _, g in load_base_flows()
+    )  # the policy view, as the encode stage infers it
     extend_tokenizer(tok, flow_tokens(schema))
     folder = tmp_path_factory.mktemp("sft")
     tok.save_pretrained(str(folder))
@@ -49,7 +51,11 @@ def sample_restricted(policy, tiny_params, n: int, seed: int):
     torch.set_flush_denormal(True)  # random fp32 weights: denormals slow CPU sampling 10-100x
     prompts = [f"a {w} at dawn" for w in ("fox", "castle", "robot", "cat")] * (n // 4)
     cfg = SamplingConfig(max_new_tokens=MAX_NEW, batch_size=16, seed=seed)
-    return info, notes, sample_flows(model, tok, prompts, cfg, logits_processor=constraint_processors(on, tok, MAX_NEW, schema=schema))
+    return (
+        info,
+        notes,
+        sample_flows(model, tok, prompts, cfg, logits_processor=constraint_processors(on, tok, MAX_NEW, schema=schema)),
+    )
 
 
 def check_all_installed(info, completions) -> list[dict]:
@@ -89,10 +95,16 @@ def test_unrestricted_policy_would_name_the_catalogs_checkpoints(policy, tiny_pa
     on = tiny_params.policy.model_copy(update={"constrained": True})
     torch.set_flush_denormal(True)
     cfg = SamplingConfig(max_new_tokens=130, batch_size=16, seed=2)
-    completions = sample_flows(model, tok, ["a fox at dawn"] * 16, cfg, logits_processor=constraint_processors(on, tok, 130))
+    completions = sample_flows(
+        model, tok, ["a fox at dawn"] * 16, cfg, logits_processor=constraint_processors(on, tok, 130)
+    )
     catalog = {c.name for c in components.CHECKPOINTS}
-    named = {n["inputs"]["ckpt_name"] for c in completions for n in check_flow_text(c.text).graph.values()
-             if n["class_type"] == "CheckpointLoaderSimple"}
+    named = {
+        n["inputs"]["ckpt_name"]
+        for c in completions
+        for n in check_flow_text(c.text).graph.values()
+        if n["class_type"] == "CheckpointLoaderSimple"
+    }
     assert named and named <= catalog
 
 

@@ -52,7 +52,10 @@ def test_dir_source_round_trip(tiny_params, base_tokenizer, tmp_path):
 
 @pytest.mark.parametrize(
     ("cfg", "needle"),
-    [(PolicyConfig(source="dir", model="/nonexistent/model"), "no config.json"), (PolicyConfig(source="gguf", model="/nonexistent/x.gguf"), "does not exist")],
+    [
+        (PolicyConfig(source="dir", model="/nonexistent/model"), "no config.json"),
+        (PolicyConfig(source="gguf", model="/nonexistent/x.gguf"), "does not exist"),
+    ],
 )
 def test_bad_local_sources_say_what_to_fix(cfg, needle):
     with pytest.raises(PolicyLoadError, match=needle):

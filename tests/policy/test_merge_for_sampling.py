@@ -16,8 +16,16 @@ from flowrl.policy.grpo_trainer import FlowGRPOTrainer, merged_for_sampling
 
 def _lora_model(dtype: torch.dtype):
     torch.manual_seed(0)
-    base = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=4))
+    base = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+        )
+    )
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -66,8 +74,15 @@ def test_the_trainer_merges_only_an_fp32_policy(dtype, merges, monkeypatch):
     merge = model.merge_adapter
     monkeypatch.setattr(model, "merge_adapter", lambda *a, **k: (calls.append(1), merge(*a, **k)))
     tok = SimpleNamespace(pad_token_id=0, eos_token_id=1, decode=lambda ids, **_: " ".join(map(str, ids)))
-    trainer = SimpleNamespace(args=SimpleNamespace(use_vllm=False), _tokenizer=tok, model=model, logits_processor=[], renormalize=False,
-                              accelerator=SimpleNamespace(device=torch.device("cpu"), unwrap_model=lambda m: m),
-                              sampling=SamplingConfig(max_new_tokens=4, batch_size=2), state=SimpleNamespace(global_step=0))
+    trainer = SimpleNamespace(
+        args=SimpleNamespace(use_vllm=False),
+        _tokenizer=tok,
+        model=model,
+        logits_processor=[],
+        renormalize=False,
+        accelerator=SimpleNamespace(device=torch.device("cpu"), unwrap_model=lambda m: m),
+        sampling=SamplingConfig(max_new_tokens=4, batch_size=2),
+        state=SimpleNamespace(global_step=0),
+    )
     completion_ids, _ = FlowGRPOTrainer._generate_single_turn(trainer, [[2, 3, 4], [5, 6]], None, None, 2)
     assert len(calls) == merges and len(completion_ids) == 2

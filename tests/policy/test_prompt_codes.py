@@ -7,7 +7,11 @@ import pytest
 
 from flowrl.policy.prompt_codes import PromptCodes, code_token, coded_prompts
 
-ENCODER = {"source": "tiny", "model": None, "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}}
+ENCODER = {
+    "source": "tiny",
+    "model": None,
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
+}
 
 
 def two_clusters(n: int = 40, seed: int = 0) -> np.ndarray:

@@ -36,7 +36,10 @@ def test_cached_loop_matches_transformers_greedy(tiny):
     enc = tok([format_prompt(p) for p in PROMPTS], return_tensors="pt", padding=True, padding_side="left")
     greedy = model.generate(**enc, do_sample=False, max_new_tokens=8, pad_token_id=tok.pad_token_id, eos_token_id=None)
     expected = greedy[:, enc.input_ids.shape[1] :].tolist()
-    for cfg in (SamplingConfig(temperature=1e-4, max_new_tokens=8, batch_size=3), SamplingConfig(top_p=1e-6, max_new_tokens=8, batch_size=3)):
+    for cfg in (
+        SamplingConfig(temperature=1e-4, max_new_tokens=8, batch_size=3),
+        SamplingConfig(top_p=1e-6, max_new_tokens=8, batch_size=3),
+    ):
         got = [c.token_ids for c in sample_flows(model, tok, PROMPTS, cfg)]
         assert got == expected
 

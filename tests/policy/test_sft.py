@@ -40,7 +40,13 @@ def write_stage_inputs(root: Path, flows: list[str], n_pairs: int = 64) -> None:
     schema = infer_schema(graphs)
     schema.save(root / sft.SCHEMA)
     write_json(root / sft.VOCAB, sorted({*flow_tokens(schema), "normal"}))
-    write_jsonl(root / sft.HOLDOUT, [{"id": f"h{i}", "prompt": p["prompt"], "negative_prompt": None, "source": "test"} for i, p in enumerate(pairs[:4])])
+    write_jsonl(
+        root / sft.HOLDOUT,
+        [
+            {"id": f"h{i}", "prompt": p["prompt"], "negative_prompt": None, "source": "test"}
+            for i, p in enumerate(pairs[:4])
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +97,9 @@ def test_adapter_reloads_and_beats_the_base(trained, tiny_params, base_tokenizer
     model, tok = load_sft_policy(out)
     rebuilt = build_tiny_model(tiny_params.policy, len(base_tokenizer), tiny_params.seed).state_dict()
     base = model.get_base_model().state_dict()
-    assert torch.equal(base["model.layers.0.self_attn.q_proj.base_layer.weight"], rebuilt["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(
+        base["model.layers.0.self_attn.q_proj.base_layer.weight"], rebuilt["model.layers.0.self_attn.q_proj.weight"]
+    )
     assert all(len(tok(t, add_special_tokens=False).input_ids) == 1 for t in read_json(root / sft.VOCAB))
     tuned = completion_nll(model, tok, root)
     with model.disable_adapter():
@@ -107,8 +115,13 @@ def test_labels_mask_the_prompt(tiny_params, base_tokenizer, flows, tmp_path):
 
     model = build_tiny_model(tiny_params.policy, len(base_tokenizer), seed=0)
     extend_tokenizer(base_tokenizer, flow_tokens(infer_schema([g for _, g in load_base_flows()[:3]])), model)
-    rows = [{"prompt": "a red fox", "completion": flows[0]}, {"prompt": "neon city at night in the rain", "completion": flows[1]}]
-    trainer = sft.build_trainer(model, base_tokenizer, sft.to_dataset(rows), None, tiny_params.sft, tiny_params.policy, tmp_path, 0)
+    rows = [
+        {"prompt": "a red fox", "completion": flows[0]},
+        {"prompt": "neon city at night in the rain", "completion": flows[1]},
+    ]
+    trainer = sft.build_trainer(
+        model, base_tokenizer, sft.to_dataset(rows), None, tiny_params.sft, tiny_params.policy, tmp_path, 0
+    )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     for i, row in enumerate(rows):
         n_prompt = len(base_tokenizer(format_prompt(row["prompt"])).input_ids)

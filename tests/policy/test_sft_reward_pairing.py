@@ -39,10 +39,14 @@ def trained(tiny_params, flows, tmp_path_factory):
     write_jsonl(root / TripletsFiles.train, [{"prompt": p, "flow": flows[0], "score": 0.0} for p in prompts])
     write_jsonl(root / FlowsFiles.augmented, [{"id": f"f{i}", "base_id": "b"} for i in range(len(flows))])
     write_jsonl(root / EncodeFiles.flows, [{"id": f"f{i}", "text": f, "policy_text": f} for i, f in enumerate(flows)])
-    params = tiny_params.model_copy(update={
-        "sft": tiny_params.sft.model_copy(update={"pairing": "reward", "pairing_temperature": 0.1, "pairing_random_share": 0.0, "n_train": None}),
-        "policy": tiny_params.policy.model_copy(update={"prompt_codes": [2, 3]}),
-    })
+    params = tiny_params.model_copy(
+        update={
+            "sft": tiny_params.sft.model_copy(
+                update={"pairing": "reward", "pairing_temperature": 0.1, "pairing_random_share": 0.0, "n_train": None}
+            ),
+            "policy": tiny_params.policy.model_copy(update={"prompt_codes": [2, 3]}),
+        }
+    )
     ensemble = FoxLikesFirstFlow(sorted(flows))
     original = sft.load_reward_ensemble
     sft.load_reward_ensemble = lambda root, why: ensemble
@@ -54,7 +58,11 @@ def trained(tiny_params, flows, tmp_path_factory):
 
 def test_pairs_come_from_the_ensemble_and_codes_are_saved(trained):
     root, metrics, _ = trained
-    assert metrics["n_code_tokens"] == 5.0 and metrics["pairing_prompts"] == 48.0 and metrics["pairing_random_share"] == 0.0
+    assert (
+        metrics["n_code_tokens"] == 5.0
+        and metrics["pairing_prompts"] == 48.0
+        and metrics["pairing_random_share"] == 0.0
+    )
     assert metrics["pairing_mean_z"] > 0.5  # the drawn flows are the ones the ensemble scores high for their prompt
     codes = PromptCodes.load(root / sft.OUT_DIR)
     assert codes is not None and [len(c) for c in codes.centroids] == [2, 3]
@@ -68,7 +76,10 @@ def test_the_policy_reads_code_tokens_as_whole_tokens(trained):
     coded = coded_prompts(codes, ["a red fox in the snow"])[0]
     prefix = coded.split(" ", 1)[0]
     ids = tokenizer(prefix, add_special_tokens=False).input_ids
-    assert len(ids) == 2 and tokenizer.convert_ids_to_tokens(ids) == [prefix[: prefix.index(">") + 1], prefix[prefix.index(">") + 1 :]]
+    assert len(ids) == 2 and tokenizer.convert_ids_to_tokens(ids) == [
+        prefix[: prefix.index(">") + 1],
+        prefix[prefix.index(">") + 1 :],
+    ]
     assert max(ids) < model.get_input_embeddings().weight.shape[0]
 
 

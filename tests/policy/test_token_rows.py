@@ -16,8 +16,17 @@ BASE_VOCAB, NEW = 40, 8
 
 def tiny_llama(tied: bool) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=BASE_VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=tied))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=BASE_VOCAB,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            tie_word_embeddings=tied,
+        )
+    )
     model.resize_token_embeddings(BASE_VOCAB + NEW, mean_resizing=False)  # the flow tokens' rows
     return model
 
@@ -37,8 +46,9 @@ def test_only_the_new_rows_receive_gradients(tied):
     deltas = {n: p for n, p in trainable.items() if "trainable_tokens_delta" in n}
     assert len(deltas) == (1 if tied else 2) and all(p.shape == (NEW, 16) for p in deltas.values())
     # the cost estimate counts what peft trains
-    assert sum(p.numel() for p in trainable.values()) == \
-        lora_params(tiny_llama(tied), 4, cfg.target_modules) + token_row_params(tiny_llama(tied), NEW, "new")
+    assert sum(p.numel() for p in trainable.values()) == lora_params(
+        tiny_llama(tied), 4, cfg.target_modules
+    ) + token_row_params(tiny_llama(tied), NEW, "new")
 
     opt = torch.optim.SGD(list(trainable.values()), lr=0.5)
     batch = torch.tensor([[1, 5, 41, 44, 7, 47, 2, 40]])  # old and new tokens, in and out
@@ -77,10 +87,13 @@ def test_the_sft_trainer_trains_the_new_rows_under_gradient_checkpointing(tiny_p
     model = build_tiny_model(tiny_params.policy, base_vocab, seed=0)
     extend_tokenizer(base_tokenizer, ["KSamplerXYZ", "CheckpointLoaderXYZ", "euler_xyz"], model)
     emb0 = model.get_input_embeddings().weight.detach().clone()
-    cfg = tiny_params.sft.model_copy(update={"gradient_checkpointing": True, "token_rows": "new", "max_steps": 2, "save_steps": 10})
+    cfg = tiny_params.sft.model_copy(
+        update={"gradient_checkpointing": True, "token_rows": "new", "max_steps": 2, "save_steps": 10}
+    )
     rows = [{"prompt": "a red fox", "completion": "KSamplerXYZ euler_xyz CheckpointLoaderXYZ"}] * 8
-    trainer = sft.build_trainer(model, base_tokenizer, sft.to_dataset(rows), None, cfg, tiny_params.policy, tmp_path, 0,
-                                base_vocab=base_vocab)
+    trainer = sft.build_trainer(
+        model, base_tokenizer, sft.to_dataset(rows), None, cfg, tiny_params.policy, tmp_path, 0, base_vocab=base_vocab
+    )
     assert trainer.args.gradient_checkpointing
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert any("trainable_tokens_delta" in n for n in trainable)

@@ -21,7 +21,10 @@ def test_tiny_is_small_random_bert_with_minilm_tokenizer():
     cfg = RewardConfig(source="tiny")
     tokenizer = load_reward_tokenizer(cfg)
     model = build_surrogate(cfg, len(tokenizer), seed=0)
-    assert model.config.hidden_size == cfg.tiny.hidden_size and model.config.num_hidden_layers == cfg.tiny.num_hidden_layers
+    assert (
+        model.config.hidden_size == cfg.tiny.hidden_size
+        and model.config.num_hidden_layers == cfg.tiny.num_hidden_layers
+    )
     assert model.config.num_labels == 1 and model.config.problem_type == "regression"
     again = build_surrogate(cfg, len(tokenizer), seed=0)
     other = build_surrogate(cfg, len(tokenizer), seed=1)

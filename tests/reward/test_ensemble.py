@@ -17,7 +17,13 @@ FLOWS = [f"CheckpointLoaderSimple ckpt_name=m{i}.safetensors\nSaveImage images=@
 @pytest.fixture(scope="module")
 def ensemble() -> Ensemble:
     tokenizer = load_reward_tokenizer(CFG)
-    return Ensemble([build_surrogate(CFG, len(tokenizer), seed=s) for s in range(3)], tokenizer, CFG.max_length, batch_size=2, bf16=False)
+    return Ensemble(
+        [build_surrogate(CFG, len(tokenizer), seed=s) for s in range(3)],
+        tokenizer,
+        CFG.max_length,
+        batch_size=2,
+        bf16=False,
+    )
 
 
 def test_mean_std_shapes_and_population_std(ensemble):

@@ -15,7 +15,7 @@ FLOW = (
     "EmptyLatentImage width=1024 height=1024 batch_size=1\n"
     "LoraLoader clip=@1.1 model=@1 lora_name=style.safetensors strength_model=0.8 strength_clip=0.6\n"
     "CLIPTextEncode clip=@3.1 text=<prompt>\n"
-    "CLIPTextEncode clip=@3.1 text=\"blurry, low quality\"\n"
+    'CLIPTextEncode clip=@3.1 text="blurry, low quality"\n'
     "KSampler latent_image=@2 model=@3 negative=@5 positive=@4 seed=123 steps=25 cfg=7.0 sampler_name=euler scheduler=karras denoise=1.0\n"
     "VAEDecode samples=@6 vae=@1.2\n"
     "SaveImage images=@7 filename_prefix=flowrl/x"
@@ -30,7 +30,10 @@ def test_doctests():
 def test_view_reads_components_numbers_and_strengths():
     view = parse_flow(FLOW)
     assert view.tokens["class=CLIPTextEncode"] == 2 and view.tokens["class=KSampler"] == 1
-    assert view.tokens["KSampler.sampler_name=euler"] == 1 and view.tokens["CheckpointLoaderSimple.ckpt_name=sdxl.safetensors"] == 1
+    assert (
+        view.tokens["KSampler.sampler_name=euler"] == 1
+        and view.tokens["CheckpointLoaderSimple.ckpt_name=sdxl.safetensors"] == 1
+    )
     assert view.tokens["LoraLoader.lora_name=style.safetensors*strength_model"] == pytest.approx(0.8)
     assert view.tokens["CLIPTextEncode.text=<prompt>"] == 1 and view.tokens["CLIPTextEncode.text~blurry"] == 1
     assert view.numbers["KSampler.steps"] == [25.0] and view.numbers["EmptyLatentImage.width"] == [1024.0]
@@ -56,11 +59,16 @@ def test_unreadable_flow_gives_none_not_an_exception(text):
 
 
 def test_unknown_class_value_and_out_of_range_number_go_to_unknown_buckets():
-    space = FeatureSpace.fit([parse_flow(FLOW), parse_flow(FLOW.replace("steps=25", "steps=30"))], ["a cat", "a cat photo"])
+    space = FeatureSpace.fit(
+        [parse_flow(FLOW), parse_flow(FLOW.replace("steps=25", "steps=30"))], ["a cat", "a cat photo"]
+    )
     ids, _, numbers = space.flow_row(parse_flow(FLOW))
     unk = {space.index[t] for t in (UNK_CLASS, UNK_VALUE, UNK_RANGE)}
     assert not unk & set(ids)  # a training flow has no unknowns
-    odd = FLOW.replace("sampler_name=euler", "sampler_name=brand_new").replace("steps=25", "steps=900") + "\nMysteryNode images=@7"
+    odd = (
+        FLOW.replace("sampler_name=euler", "sampler_name=brand_new").replace("steps=25", "steps=900")
+        + "\nMysteryNode images=@7"
+    )
     ids, weights, numbers = space.flow_row(parse_flow(odd))
     assert {space.index[UNK_VALUE], space.index[UNK_RANGE], space.index[UNK_CLASS]} <= set(ids)
     steps = numbers[space.slot_index["KSampler.steps"]]

@@ -28,8 +28,18 @@ def trained(tiny_params, triplet_root):
 def test_head_stage_learns_and_writes_outputs(trained, tiny_params):
     metrics, root = trained
     assert metrics["ensemble_spearman"] > 0.5  # the synthetic score is learnable; random is ~0
-    for key in ("ensemble_mse", "sigma_scored", "sigma_unscored", "sigma_perturbed", "sigma_ratio_perturbed", "member_2_pearson",
-                "prefix_spearman", "tau", "share_zeroed_seen", "stage_seconds"):
+    for key in (
+        "ensemble_mse",
+        "sigma_scored",
+        "sigma_unscored",
+        "sigma_perturbed",
+        "sigma_ratio_perturbed",
+        "member_2_pearson",
+        "prefix_spearman",
+        "tau",
+        "share_zeroed_seen",
+        "stage_seconds",
+    ):
         assert math.isfinite(metrics[key]), key
     assert json.loads((root / "reports/reward/metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
     full = Ensemble.load(root / "models/reward/full")
@@ -44,7 +54,9 @@ def test_tau_is_the_configured_quantile_of_heldout_sigma(trained, tiny_params):
     full = Ensemble.load(root / "models/reward/full")
     test = stage.held_out_rows(root, tiny_params.reward, tiny_params.seed)
     _, std = full.predict([r["prompt"] for r in test], [r["flow"] for r in test])
-    assert metrics["tau"] == pytest.approx(float(torch.quantile(std.double(), tiny_params.reward.tau_quantile)), rel=1e-5)
+    assert metrics["tau"] == pytest.approx(
+        float(torch.quantile(std.double(), tiny_params.reward.tau_quantile)), rel=1e-5
+    )
     assert (std > metrics["tau"]).float().mean().item() == pytest.approx(1 - tiny_params.reward.tau_quantile, abs=0.05)
 
 
@@ -113,7 +125,10 @@ def test_changed_settings_retrain_and_stale_prompt_cache_is_rebuilt(tiny_params,
 def test_head_ensemble_save_load_round_trip(trained, tmp_path):
     _, root = trained
     full = Ensemble.load(root / "models/reward/full")
-    prompts, flows = ["a anime picture of a cat"] * 2, [synthetic_flow("anime", "euler", 20), synthetic_flow("photo", "ddim", 30)]
+    prompts, flows = (
+        ["a anime picture of a cat"] * 2,
+        [synthetic_flow("anime", "euler", 20), synthetic_flow("photo", "ddim", 30)],
+    )
     full.save(tmp_path / "copy")
     again = Ensemble.load(tmp_path / "copy")
     for a, b in zip(full.predict(prompts, flows), again.predict(prompts, flows)):

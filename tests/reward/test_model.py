@@ -28,7 +28,9 @@ def test_training_lowers_loss(tmp_path):
 
 def test_collator_truncates_and_labels():
     tokenizer = load_reward_tokenizer(CFG)
-    batch = PairCollator(tokenizer, max_length=12)([{"text": format_pair("p " * 50, "f"), "label": 0.5}, {"text": "x", "label": 1.0}])
+    batch = PairCollator(tokenizer, max_length=12)(
+        [{"text": format_pair("p " * 50, "f"), "label": 0.5}, {"text": "x", "label": 1.0}]
+    )
     assert batch["input_ids"].shape == (2, 12)
     assert batch["labels"].tolist() == [0.5, 1.0]
 

@@ -21,7 +21,9 @@ def test_kinds_change_numbers_names_or_combinations():
     assert out["numbers"] != FLOW and "unseen_component_" in out["unknown"]
     base = decode_flow(FLOW)
     numbers = decode_flow(out["numbers"])
-    changed = [(nid, k) for nid, node in numbers.items() for k, v in node["inputs"].items() if v != base[nid]["inputs"][k]]
+    changed = [
+        (nid, k) for nid, node in numbers.items() for k, v in node["inputs"].items() if v != base[nid]["inputs"][k]
+    ]
     assert changed and all(k != "seed" for _, k in changed)
 
 

@@ -32,7 +32,9 @@ class FakeEnsemble:
 
 
 def shaped(component_reward=True, mean=(0.5, 0.5), std=(0.01, 0.01), valid=lambda f: "bad" not in f):
-    cfg = RewardConfig(source="tiny", component_reward=component_reward, tau=0.08, uncertain_value=0.0, invalid_reward=-1.0)
+    cfg = RewardConfig(
+        source="tiny", component_reward=component_reward, tau=0.08, uncertain_value=0.0, invalid_reward=-1.0
+    )
     return ShapedReward(FakeEnsemble(list(mean), list(std)), FakeEnsemble(), cfg, validator=valid)
 
 
@@ -45,7 +47,9 @@ def test_doctests(module):
 def test_tau_cutoff_is_vectorised_and_strict():
     mean = torch.tensor([0.3, 0.4, 0.5, 0.6])
     std = torch.tensor([0.0, 0.08, 0.0801, 1.0])
-    assert uncertainty_reward(mean, std, tau=0.08, uncertain_value=-2.0).tolist() == pytest.approx([0.3, 0.4, -2.0, -2.0])
+    assert uncertainty_reward(mean, std, tau=0.08, uncertain_value=-2.0).tolist() == pytest.approx(
+        [0.3, 0.4, -2.0, -2.0]
+    )
 
 
 def test_tokens_map_to_the_line_that_holds_them():

@@ -31,7 +31,14 @@ def test_stage_learns_and_writes_outputs(finetune_params, triplet_root):
     metrics = stage.run(tiny_params, triplet_root)
     assert metrics["ensemble_spearman"] > 0.2  # the synthetic score is learnable; random is ~0
     assert 0 <= metrics["truncated_share"] <= 1 and metrics["mean_input_tokens"] > 10
-    for key in ("ensemble_mse", "sigma_scored", "sigma_unscored", "member_0_spearman", "member_2_pearson", "prefix_spearman"):
+    for key in (
+        "ensemble_mse",
+        "sigma_scored",
+        "sigma_unscored",
+        "member_0_spearman",
+        "member_2_pearson",
+        "prefix_spearman",
+    ):
         assert math.isfinite(metrics[key]), key
     assert json.loads((triplet_root / "reports/reward/metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
     assert (triplet_root / "reports/reward/scatter.png").read_bytes()[:4] == b"\x89PNG"
@@ -130,7 +137,9 @@ def test_flow_tokens_are_added_to_the_reward_tokenizer(finetune_params, triplet_
     from flowrl.io import write_json
 
     write_json(triplet_root / "data/encode/vocab.json", ["<KSampler>", "<SaveImage>"])
-    cfg = tiny_params.reward.model_copy(update={"add_flow_tokens": True, "n_models": 1, "n_prefix_models": 0, "epochs": 1})
+    cfg = tiny_params.reward.model_copy(
+        update={"add_flow_tokens": True, "n_models": 1, "n_prefix_models": 0, "epochs": 1}
+    )
     metrics = stage.run(tiny_params.model_copy(update={"reward": cfg}), triplet_root)
     assert metrics["n_flow_tokens_added"] == 2
     ensemble = Ensemble.load(triplet_root / "models/reward/full")
@@ -151,8 +160,16 @@ def test_added_flow_tokens_start_from_their_pieces(finetune_params, tmp_path):
     pieces = token_pieces(tokenizer, ["KSampler", " ckpt_name="])
     extend_tokenizer(tokenizer, list(pieces))
     capture = Capture()
-    stage.train_ensemble(tmp_path, make_rows(16, 0), tiny_params.reward.model_copy(update={"epochs": 1}), 1, tokenizer, seed=0,
-                         callbacks=[capture], pieces=pieces)
+    stage.train_ensemble(
+        tmp_path,
+        make_rows(16, 0),
+        tiny_params.reward.model_copy(update={"epochs": 1}),
+        1,
+        tokenizer,
+        seed=0,
+        callbacks=[capture],
+        pieces=pieces,
+    )
     for token, ids in pieces.items():
         assert len(ids) > 1
         assert torch.allclose(capture.rows[tokenizer.convert_tokens_to_ids(token)], capture.rows[ids].mean(0)), token

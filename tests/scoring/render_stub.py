@@ -22,12 +22,18 @@ MAX_BODY = 2**20
 
 def tiny_png(text: str) -> bytes:
     """A valid 1x1 grey PNG carrying `text` in a tEXt chunk (so a test can tell which render it came from)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"tEXt", b"prompt\0" + text.encode())
-            + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"tEXt", b"prompt\0" + text.encode())
+        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+        + chunk(b"IEND", b"")
+    )
 
 
 def prompt_text(graph: dict) -> str:
@@ -108,7 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
             if job is None or time.monotonic() - job[1] < s.delay:
                 return self._send(200, b"{}")
             outputs = {"7": {"images": [{"filename": f"{pid}.png", "subfolder": "", "type": "output"}]}}
-            return self._send(200, json.dumps({pid: {"outputs": outputs, "status": {"status_str": "success"}}}).encode())
+            return self._send(
+                200, json.dumps({pid: {"outputs": outputs, "status": {"status_str": "success"}}}).encode()
+            )
         if url.path == "/view":
             pid = parse_qs(url.query)["filename"][0].removesuffix(".png")
             with s.lock:
@@ -128,6 +136,8 @@ def render_servers(*specs: dict, delay: float = 0.02):
             srv = _Server(spec.get("delay", delay), spec.get("mode", "ok"), spec.get("die_after"))
             thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
             thread.start()
-            stack.callback(lambda srv=srv, thread=thread: (srv.dead or (srv.shutdown(), srv.server_close()), thread.join(5)))
+            stack.callback(
+                lambda srv=srv, thread=thread: (srv.dead or (srv.shutdown(), srv.server_close()), thread.join(5))
+            )
             servers.append(srv)
         yield servers

@@ -18,14 +18,17 @@ def test_loads_simulator_with_options():
     assert reward(["a cat"], [simple_flow()]) == scorer.score(["a cat"], [simple_flow()])
 
 
-@pytest.mark.parametrize("path, options, match", [
-    ("flowrl.scoring.simulator.PreferenceSimulator", {}, "package.module:ClassName"),
-    ("flowrl.no_such_module:Scorer", {}, "cannot import module 'flowrl.no_such_module'"),
-    ("flowrl.scoring.simulator:Missing", {}, "has no 'Missing'"),
-    ("flowrl.scoring.base:ScorerError", {}, "is not a scorer"),
-    ("flowrl.scoring.simulator:PreferenceSimulator", {"temperature": 3}, "do not fit"),
-    ("flowrl.scoring.simulator:PreferenceSimulator", {"noise_sd": -0.1}, "noise_sd"),
-])
+@pytest.mark.parametrize(
+    "path, options, match",
+    [
+        ("flowrl.scoring.simulator.PreferenceSimulator", {}, "package.module:ClassName"),
+        ("flowrl.no_such_module:Scorer", {}, "cannot import module 'flowrl.no_such_module'"),
+        ("flowrl.scoring.simulator:Missing", {}, "has no 'Missing'"),
+        ("flowrl.scoring.base:ScorerError", {}, "is not a scorer"),
+        ("flowrl.scoring.simulator:PreferenceSimulator", {"temperature": 3}, "do not fit"),
+        ("flowrl.scoring.simulator:PreferenceSimulator", {"noise_sd": -0.1}, "noise_sd"),
+    ],
+)
 def test_errors_are_clear(path, options, match):
     with pytest.raises(ScorerError, match=match) as info:
         load_scorer(path, options)

@@ -32,8 +32,13 @@ def rendered(servers) -> collections.Counter:
 def test_fleet_with_a_dying_and_an_erroring_server_loses_nothing_and_renders_nothing_twice(tmp_path):
     prompts, flows = pairs(24)
     with render_servers({}, {}, {"die_after": 3}, {"mode": "errors"}) as servers:
-        scorer = ComfyUIScorer(servers=[s.url for s in servers], in_flight=2, cache=str(tmp_path / "scores.jsonl"),
-                               image_scorer=image_score, **FAST)
+        scorer = ComfyUIScorer(
+            servers=[s.url for s in servers],
+            in_flight=2,
+            cache=str(tmp_path / "scores.jsonl"),
+            image_scorer=image_score,
+            **FAST,
+        )
         scores = scorer.score(prompts, flows)
         assert scores == [image_score(b"\x89PNG\r\n\x1a\n" + b"prompt\0" + p.encode(), p) for p in prompts]
         counts = rendered(servers)
@@ -58,8 +63,9 @@ def test_a_killed_run_resumes_from_the_cache_without_rendering_twice(tmp_path):
                 raise KeyboardInterrupt  # the stage is killed while scoring
             return image_score(image, prompt)
 
-        first = ComfyUIScorer(servers=[s.url for s in servers], in_flight=1, cache=str(cache),
-                              image_scorer=dies_on_the_eighth, **FAST)
+        first = ComfyUIScorer(
+            servers=[s.url for s in servers], in_flight=1, cache=str(cache), image_scorer=dies_on_the_eighth, **FAST
+        )
         with pytest.raises(KeyboardInterrupt):
             first.score(prompts, flows)
         first.close()
@@ -67,8 +73,12 @@ def test_a_killed_run_resumes_from_the_cache_without_rendering_twice(tmp_path):
             f.write('{"key": "torn')  # killed mid-write
         assert len(ScoreCache(cache)) == 7
         before = rendered(servers)
-        second = ComfyUIScorer(servers=[s.url for s in servers], in_flight=1, cache=str(cache), image_scorer=image_score, **FAST)
-        assert second.score(prompts, flows) == [image_score(b"\x89PNG\r\n\x1a\n" + b"prompt\0" + p.encode(), p) for p in prompts]
+        second = ComfyUIScorer(
+            servers=[s.url for s in servers], in_flight=1, cache=str(cache), image_scorer=image_score, **FAST
+        )
+        assert second.score(prompts, flows) == [
+            image_score(b"\x89PNG\r\n\x1a\n" + b"prompt\0" + p.encode(), p) for p in prompts
+        ]
         again = rendered(servers) - before
         assert sum(again.values()) <= 12 - 7 and not set(again) & {p for p in calls[:7]}
         assert second.stats["cached"] == 7
@@ -104,6 +114,7 @@ def test_servers_from_a_file_and_bad_settings(tmp_path):
     with pytest.raises(ComfyUIError, match="no ComfyUI servers"):
         load_servers([])
     from flowrl.scoring.base import ScorerError
+
     with pytest.raises(ScorerError, match="not both"):
         ComfyUIScorer("http://a:1", servers=["http://b:1"], image_scorer=image_score)
 

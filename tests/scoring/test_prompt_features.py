@@ -7,6 +7,7 @@ from flowrl.scoring.prompt_features import STYLE_FAMILIES, prompt_features
 
 def test_agrees_with_prompt_generator():
     from flowrl.data import prompt_generator as generator  # it has long landed: no skip
+
     assert tuple(generator.FAMILIES) == STYLE_FAMILIES
     rows = generator.generate_prompts(300, 17)
     agree = sum(prompt_features(r["prompt"]).family == r["family"] for r in rows) / len(rows)
@@ -21,12 +22,17 @@ def test_soft_labels_sum_to_one_and_mix():
 
 
 def test_lora_tags_attention_quality_and_cues():
-    f = prompt_features("masterpiece, best quality, portrait of a woman, (freckles:1.2), <lora:add_detail:0.7>, text \"HELLO\"")
+    f = prompt_features(
+        'masterpiece, best quality, portrait of a woman, (freckles:1.2), <lora:add_detail:0.7>, text "HELLO"'
+    )
     assert f.loras == (("add_detail", 0.7),)
     assert f.attention == (1.2,)
     assert f.quality_tags == 2
     assert f.face > 0.5 and f.text > 0
-    assert prompt_features("a mountain valley landscape with a river").landscape > prompt_features("a mountain valley landscape with a river").face
+    assert (
+        prompt_features("a mountain valley landscape with a river").landscape
+        > prompt_features("a mountain valley landscape with a river").face
+    )
 
 
 def test_real_civitai_prompts(shared_civitai):

@@ -15,7 +15,9 @@ from tests.scoring.graphs import simple_flow
 
 PORTRAIT = "RAW photo, portrait of a woman, detailed skin texture, 85mm, bokeh, soft window light"
 ANIME = "masterpiece, best quality, 1girl, solo, long silver hair, school uniform, looking at viewer, anime key visual"
-LANDSCAPE = "landscape photography, mountain lake at sunrise, snow-capped peaks, reflections on the water, wide-angle, HDR"
+LANDSCAPE = (
+    "landscape photography, mountain lake at sunrise, snow-capped peaks, reflections on the water, wide-angle, HDR"
+)
 
 clean = PreferenceSimulator(noise=False)
 
@@ -70,8 +72,12 @@ def test_lora_too_strong_burns():
 def test_native_resolution_per_family():
     sd15 = "realisticVisionV51_v51VAE.safetensors"
     xl = "juggernautXL_v9Rundiffusionphoto2.safetensors"
-    assert clean.score_one(PORTRAIT, simple_flow(sd15, width=512, height=768)) > clean.score_one(PORTRAIT, simple_flow(sd15, width=1024, height=1024))
-    assert clean.score_one(PORTRAIT, simple_flow(xl, width=1024, height=1024)) > clean.score_one(PORTRAIT, simple_flow(xl, width=512, height=512))
+    assert clean.score_one(PORTRAIT, simple_flow(sd15, width=512, height=768)) > clean.score_one(
+        PORTRAIT, simple_flow(sd15, width=1024, height=1024)
+    )
+    assert clean.score_one(PORTRAIT, simple_flow(xl, width=1024, height=1024)) > clean.score_one(
+        PORTRAIT, simple_flow(xl, width=512, height=512)
+    )
 
 
 def test_face_detailer_helps_portraits_more_than_landscapes():
@@ -84,7 +90,10 @@ def test_face_detailer_helps_portraits_more_than_landscapes():
 
 def test_refiner_on_sd15_is_punished():
     f = flow_features(simple_flow("realisticVisionV51_v51VAE.safetensors"))
-    assert utility(prompt_features(PORTRAIT), dataclasses.replace(f, refiner=True)) < utility(prompt_features(PORTRAIT), f) - 1
+    assert (
+        utility(prompt_features(PORTRAIT), dataclasses.replace(f, refiner=True))
+        < utility(prompt_features(PORTRAIT), f) - 1
+    )
 
 
 def test_scores_on_documented_scale():
@@ -115,7 +124,9 @@ def test_best_single_flow_share_on_small_seeded_set():
     from flowrl.data.base_flows import load_base_flows
     from flowrl.data.prompt_generator import generate_prompts
 
-    rows, _ = augment_library(load_base_flows(), 4, 11)  # the library of bench simulator_report: 4 variants per base flow
+    rows, _ = augment_library(
+        load_base_flows(), 4, 11
+    )  # the library of bench simulator_report: 4 variants per base flow
     flows = [{"id": b, "graph": g} for b, g in load_base_flows()] + rows
     figures = report([r["prompt"] for r in generate_prompts(40, 5)], flows)
     assert figures["best_single_flow_share"] <= 0.25
@@ -126,8 +137,14 @@ def test_best_single_flow_share_on_small_seeded_set():
 def test_nodes_that_feed_no_output_add_nothing():
     g = simple_flow("realisticVisionV51_v51VAE.safetensors")
     with_orphans = copy.deepcopy(g)
-    with_orphans["9"] = {"class_type": "FreeU", "inputs": {"model": ["1", 0], "b1": 1.1, "b2": 1.2, "s1": 0.9, "s2": 0.2}}
-    with_orphans["10"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 10000, "height": 10000, "batch_size": 64}}
+    with_orphans["9"] = {
+        "class_type": "FreeU",
+        "inputs": {"model": ["1", 0], "b1": 1.1, "b2": 1.2, "s1": 0.9, "s2": 0.2},
+    }
+    with_orphans["10"] = {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": 10000, "height": 10000, "batch_size": 64},
+    }
     assert clean.score_one(PORTRAIT, with_orphans) == clean.score_one(PORTRAIT, g)
 
 
@@ -146,19 +163,36 @@ def test_unrenderable_flows_score_zero(change):
 def test_a_repeated_lora_earns_its_bonus_once():
     once = simple_flow("realisticVisionV51_v51VAE.safetensors", lora=("add_detail.safetensors", 0.6))
     twice = copy.deepcopy(once)
-    twice["9"] = {"class_type": "LoraLoader", "inputs": {"model": ["8", 0], "clip": ["8", 1], "lora_name": "add_detail.safetensors",
-                                                       "strength_model": 0.6, "strength_clip": 0.6}}
+    twice["9"] = {
+        "class_type": "LoraLoader",
+        "inputs": {
+            "model": ["8", 0],
+            "clip": ["8", 1],
+            "lora_name": "add_detail.safetensors",
+            "strength_model": 0.6,
+            "strength_clip": 0.6,
+        },
+    }
     twice["5"]["inputs"]["model"] = ["9", 0]
     assert clean.score_one(PORTRAIT, twice) < clean.score_one(PORTRAIT, once)
 
 
 def test_stacking_every_addon_saturates():
     f = flow_features(simple_flow("juggernautXL_v9Rundiffusionphoto2.safetensors", width=1024, height=1024))
-    stacked = dataclasses.replace(f, hires_denoise=(0.5,), upscale_models=("4x-UltraSharp.pth",), face_detailer=True, freeu=True, cfg_fix=True)
+    stacked = dataclasses.replace(
+        f, hires_denoise=(0.5,), upscale_models=("4x-UltraSharp.pth",), face_detailer=True, freeu=True, cfg_fix=True
+    )
     for prompt in (PORTRAIT, LANDSCAPE, ANIME):
         p = prompt_features(prompt)
-        one_each = [utility(p, dataclasses.replace(f, **kw)) - utility(p, f) for kw in
-                    ({"hires_denoise": (0.5,)}, {"upscale_models": ("4x-UltraSharp.pth",)}, {"face_detailer": True}, {"freeu": True})]
+        one_each = [
+            utility(p, dataclasses.replace(f, **kw)) - utility(p, f)
+            for kw in (
+                {"hires_denoise": (0.5,)},
+                {"upscale_models": ("4x-UltraSharp.pth",)},
+                {"face_detailer": True},
+                {"freeu": True},
+            )
+        ]
         assert utility(p, stacked) - utility(p, f) < sum(g for g in one_each if g > 0)
     # a landscape does not want a face detailer: the stack without it scores higher
     p = prompt_features(LANDSCAPE)
@@ -184,8 +218,10 @@ def test_a_two_pass_flow_that_does_not_hand_over_is_scored_as_the_noisy_image_it
     from flowrl.scoring.simulator import NOISY
 
     _, graph = name_graph
-    first, second = sorted((k for k, v in graph.items() if v["class_type"] == "KSamplerAdvanced"),
-                           key=lambda k: graph[k]["inputs"]["add_noise"] == "disable")
+    first, second = sorted(
+        (k for k, v in graph.items() if v["class_type"] == "KSamplerAdvanced"),
+        key=lambda k: graph[k]["inputs"]["add_noise"] == "disable",
+    )
     broken = copy.deepcopy(graph)
     broken[first]["inputs"].update(steps=39, end_at_step=22)
     broken[second]["inputs"].update(steps=31, start_at_step=27)
@@ -211,7 +247,13 @@ def test_a_partial_denoise_of_an_empty_latent_is_scored_as_the_washed_out_image_
 def test_a_pixel_art_lora_helps_only_prompts_that_ask_for_pixel_art():
     xl = dict(ckpt="sd_xl_base_1.0.safetensors", width=1024, height=1024)
     bare, pixel = simple_flow(**xl), simple_flow(**xl, lora=("pixel-art-xl.safetensors", 0.8))
-    for prompt in ("a castle at dawn, dramatic clouds, concept art", "portrait photo of an old fisherman", "fantasy art, a dragon"):
-        assert utility(prompt_features(prompt), flow_features(pixel)) < utility(prompt_features(prompt), flow_features(bare)), prompt
+    for prompt in (
+        "a castle at dawn, dramatic clouds, concept art",
+        "portrait photo of an old fisherman",
+        "fantasy art, a dragon",
+    ):
+        assert utility(prompt_features(prompt), flow_features(pixel)) < utility(
+            prompt_features(prompt), flow_features(bare)
+        ), prompt
     asks = "pixel art spaceship, 16-bit sprite"
     assert utility(prompt_features(asks), flow_features(pixel)) > utility(prompt_features(asks), flow_features(bare))

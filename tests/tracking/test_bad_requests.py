@@ -40,8 +40,13 @@ def server(tmp_path_factory):
     path = pyfunc.save_policy_model(root / "policy", models / "sft", models / "grpo", SETTINGS)
     flow = encode_flow(tiny.GRAPH)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None:
-                   [Completion(p, flow, [], True) for p in prompts])
+        mp.setattr(
+            guidance,
+            "sample_guided",
+            lambda model, tok, prompts, cfg, gamma, logits_processor=None: [
+                Completion(p, flow, [], True) for p in prompts
+            ],
+        )
         mp.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "false")  # init() sets it; restored on exit
         app = scoring_server.init(mlflow.pyfunc.load_model(str(path)))
         port = free_port()
@@ -74,7 +79,12 @@ KINDS = {
     "huge-seed": ({"inputs": ["a fox"], "params": {"seed": 2**70}}, 400, ["seed"], 0),
     "seed-beyond-32-bits": ({"inputs": ["a fox"], "params": {"seed": 2**40}}, 400, ["seed must be a whole number"], 0),
     "zero-temperature": ({"inputs": ["a fox"], "params": {"temperature": 0.0}}, 400, ["temperature must be"], 0),
-    "unknown-param": ({"inputs": ["a fox"], "params": {"gama": 2.0}}, 400, ["unknown params ['gama']", "gamma, seed, temperature"], 0),
+    "unknown-param": (
+        {"inputs": ["a fox"], "params": {"gama": 2.0}},
+        400,
+        ["unknown params ['gama']", "gamma, seed, temperature"],
+        0,
+    ),
     "malformed-json": (b'{"inputs": ["a fox"', 400, [], 0),
     # the shapes the error hints recommend (inference.SEND) and other batch shapes: every prompt answered, none dropped
     "good-prompt-column": ({"inputs": {"prompt": ["a fox", "a cat"]}}, 200, [], 2),
@@ -86,11 +96,31 @@ KINDS = {
     "good-records-extra-key": ({"dataframe_records": [{"prompt": "a fox", "x": 1}]}, 200, [], 1),
     "good-input-records": ({"inputs": [{"prompt": "a fox"}, {"prompt": "a cat"}]}, 200, [], 2),
     "good-bare-string": ({"inputs": "a fox"}, 200, [], 1),
-    "rows-of-two": ({"inputs": [["a fox", "x"], ["a cat", "y"]]}, 400, ["row 0 holds 2 values", "one prompt per row"], 0),
-    "two-columns-no-prompt": ({"dataframe_split": {"columns": ["a", "b"], "data": [["a fox", "x"]]}}, 400, ["no 'prompt' column"], 0),
-    "record-without-prompt": ({"inputs": [{"prompt": "a fox"}, {"text": "a cat"}]}, 400, ["record 1 has keys ['text'] but no 'prompt'"], 0),
+    "rows-of-two": (
+        {"inputs": [["a fox", "x"], ["a cat", "y"]]},
+        400,
+        ["row 0 holds 2 values", "one prompt per row"],
+        0,
+    ),
+    "two-columns-no-prompt": (
+        {"dataframe_split": {"columns": ["a", "b"], "data": [["a fox", "x"]]}},
+        400,
+        ["no 'prompt' column"],
+        0,
+    ),
+    "record-without-prompt": (
+        {"inputs": [{"prompt": "a fox"}, {"text": "a cat"}]},
+        400,
+        ["record 1 has keys ['text'] but no 'prompt'"],
+        0,
+    ),
     "no-prompt-key": ({"inputs": {"text": ["a fox"]}}, 400, ["input has keys ['text'] but no 'prompt'"], 0),
-    "bad-object-info": ({"inputs": ["a fox"], "params": {"object_info": '{"KSampler": []}'}}, 400, ["['KSampler'] is a list"], 0),
+    "bad-object-info": (
+        {"inputs": ["a fox"], "params": {"object_info": '{"KSampler": []}'}},
+        400,
+        ["['KSampler'] is a list"],
+        0,
+    ),
 }
 
 
@@ -154,10 +184,16 @@ def test_mixed_load_loses_nothing_and_never_errors(server, n_requests):
     wrong = [r for r in results if r[3] is not None]
     latencies = sorted(r[2] for r in results)
     figures = {
-        "requests": len(results), "threads": N_THREADS, "kinds": len(KINDS),
-        "ok_200": sum(r[1] == 200 for r in results), "refused_4xx": sum(r[1] is not None and 400 <= r[1] < 500 for r in results),
-        "server_errors_5xx": len(server_errors), "lost": len(lost), "unexpected": len(wrong),
-        "wall_s": round(wall, 2), "requests_per_s": round(len(results) / wall, 1),
+        "requests": len(results),
+        "threads": N_THREADS,
+        "kinds": len(KINDS),
+        "ok_200": sum(r[1] == 200 for r in results),
+        "refused_4xx": sum(r[1] is not None and 400 <= r[1] < 500 for r in results),
+        "server_errors_5xx": len(server_errors),
+        "lost": len(lost),
+        "unexpected": len(wrong),
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(results) / wall, 1),
         "latency_p50_ms": round(1000 * statistics.median(latencies), 1),
         "latency_p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
         "latency_max_ms": round(1000 * latencies[-1], 1),
@@ -167,23 +203,34 @@ def test_mixed_load_loses_nothing_and_never_errors(server, n_requests):
     assert figures["ok_200"] + figures["refused_4xx"] == n_requests
 
 
-@pytest.mark.parametrize(("data", "caps", "says"), [
-    (["a"] * 3, (2, None), "3 prompts in one request, more than the cap of 2"),
-    (["abc"], (None, 2), "3 characters, more than the cap of 2"),
-    (["a \udcff b"], (None, None), "not valid text"),
-])
+@pytest.mark.parametrize(
+    ("data", "caps", "says"),
+    [
+        (["a"] * 3, (2, None), "3 prompts in one request, more than the cap of 2"),
+        (["abc"], (None, 2), "3 characters, more than the cap of 2"),
+        (["a \udcff b"], (None, None), "not valid text"),
+    ],
+)
 def test_read_prompts_caps(data, caps, says):
     with pytest.raises(PolicyInputError, match=says):
         read_prompts(data, *caps)
     assert read_prompts(["ok"] * 2, 2, 2) == ["ok", "ok"]
 
 
-@pytest.mark.parametrize(("kwargs", "says"), [
-    ({"gamma": True}, "gamma must be a number, got bool"), ({"gamma": "2"}, "gamma must be a number"),
-    ({"gamma": 100.5}, "<= 100"), ({"gamma": float("nan")}, "finite"), ({"temperature": 0}, "> 0"),
-    ({"seed": True}, "seed must be a whole number"), ({"seed": 1.5}, "seed must be"), ({"seed": 2**32}, "seed must be"),
-    ({"seed": -1}, "seed must be"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"gamma": True}, "gamma must be a number, got bool"),
+        ({"gamma": "2"}, "gamma must be a number"),
+        ({"gamma": 100.5}, "<= 100"),
+        ({"gamma": float("nan")}, "finite"),
+        ({"temperature": 0}, "> 0"),
+        ({"seed": True}, "seed must be a whole number"),
+        ({"seed": 1.5}, "seed must be"),
+        ({"seed": 2**32}, "seed must be"),
+        ({"seed": -1}, "seed must be"),
+    ],
+)
 def test_sampling_params_types_and_ranges(kwargs, says):
     with pytest.raises(PolicyInputError, match=says):
         check_sampling_params(**kwargs)

@@ -27,8 +27,21 @@ GRAPH = {
     "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": PROMPT_PLACEHOLDER}},
     "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
     "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
-    "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
-                                                "seed": 1, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+    "5": {
+        "class_type": "KSampler",
+        "inputs": {
+            "model": ["1", 0],
+            "positive": ["2", 0],
+            "negative": ["3", 0],
+            "latent_image": ["4", 0],
+            "seed": 1,
+            "steps": 20,
+            "cfg": 7.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+        },
+    },
     "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
     "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "flowrl"}},
 }
@@ -44,8 +57,14 @@ def build_tiny_policy(models: Path, grpo: bool = True, policy_cfg=None) -> Path:
     params = load_params(REPO / "params.yaml", profile="tiny")
     policy_cfg = policy_cfg or params.policy
     model, tokenizer = load_policy(policy_cfg, TOKENS, seed=1)
-    sft_cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head", "embed_tokens"],
-                         ensure_weight_tying=True, task_type="CAUSAL_LM")
+    sft_cfg = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj"],
+        modules_to_save=["lm_head", "embed_tokens"],
+        ensure_weight_tying=True,
+        task_type="CAUSAL_LM",
+    )
     sft = get_peft_model(model, sft_cfg)
     sft.save_pretrained(str(models / "sft"), safe_serialization=True)
     tokenizer.save_pretrained(str(models / "sft"))
@@ -53,7 +72,12 @@ def build_tiny_policy(models: Path, grpo: bool = True, policy_cfg=None) -> Path:
     if grpo:
         base, _ = load_sft_merged(models / "sft")
         torch.manual_seed(0)  # init_lora_weights=False: a GRPO adapter that really changes the outputs
-        adapter = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"))
+        adapter = get_peft_model(
+            base,
+            LoraConfig(
+                r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"
+            ),
+        )
         adapter.save_pretrained(str(models / "grpo"), safe_serialization=True)
     return models
 
@@ -67,7 +91,9 @@ def models_dir(tmp_path_factory) -> Path:
 def loaded(models_dir, tmp_path_factory):
     import mlflow
 
-    path = pyfunc.save_policy_model(tmp_path_factory.mktemp("saved") / "policy", models_dir / "sft", models_dir / "grpo", SETTINGS)
+    path = pyfunc.save_policy_model(
+        tmp_path_factory.mktemp("saved") / "policy", models_dir / "sft", models_dir / "grpo", SETTINGS
+    )
     return path, mlflow.pyfunc.load_model(str(path))
 
 
@@ -88,8 +114,12 @@ def test_round_trip_predicts_one_result_per_prompt(loaded):
     assert sorted(p.name for p in (path / "artifacts").iterdir()) == ["grpo", "settings.json", "sft"]
     assert json.loads((path / "artifacts" / "settings.json").read_text())["gamma"] == 1.5
     assert model.metadata.get_params_schema().to_dict()[0]["name"] == "gamma"
-    assert not any(path.rglob("*.bin")) and not (path / "artifacts" / "base").exists()  # tiny base: rebuilt, not shipped
-    assert (path / "flowrl_policy_model.py").exists() and not any(path.rglob("*.pkl"))  # models from code: nothing unpickled
+    assert (
+        not any(path.rglob("*.bin")) and not (path / "artifacts" / "base").exists()
+    )  # tiny base: rebuilt, not shipped
+    assert (path / "flowrl_policy_model.py").exists() and not any(
+        path.rglob("*.pkl")
+    )  # models from code: nothing unpickled
     prompts = ["a red fox in the snow", "日本の城と桜、浮世絵 — ünïcödé"]
     rows = model.predict(pd.DataFrame({"prompt": prompts}))
     assert len(rows) == 2
@@ -108,8 +138,17 @@ def test_params_change_the_sampling(loaded):
     assert model.predict(prompts, params={"gamma": 0.0})[0]["method"] == "grpo_cfg_0"
 
 
-@pytest.mark.parametrize(("bad", "says"), [([""], "empty"), (["   \n"], "empty"), ([3], "not a string"), (["ok", None], "prompt 1 is missing"),
-                                           ([True], "not a string"), ([], "got an empty list")])
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ([""], "empty"),
+        (["   \n"], "empty"),
+        ([3], "not a string"),
+        (["ok", None], "prompt 1 is missing"),
+        ([True], "not a string"),
+        ([], "got an empty list"),
+    ],
+)
 def test_bad_prompts_are_invalid_parameter_errors(loaded, bad, says):
     from mlflow.exceptions import MlflowException
 
@@ -147,7 +186,9 @@ def test_flow_to_workflow_fills_the_prompt():
     assert validate_graph(GRAPH) == []
     workflow, error = flow_to_workflow(encode_flow(GRAPH), "ein Fuchs im Schnee ❄")
     assert error is None and validate_graph(workflow) == []
-    assert [n["inputs"]["text"] for n in workflow.values() if n["class_type"] == "CLIPTextEncode"].count("ein Fuchs im Schnee ❄") == 1
+    assert [n["inputs"]["text"] for n in workflow.values() if n["class_type"] == "CLIPTextEncode"].count(
+        "ein Fuchs im Schnee ❄"
+    ) == 1
     broken, error = flow_to_workflow(encode_flow(GRAPH).replace("KSampler", "KSamplerX"), "fox")
     assert broken is None and "KSamplerX" in error
     garbage, error = flow_to_workflow("CheckpointLoaderSimple ckpt_name=", "fox")
@@ -159,7 +200,13 @@ def test_valid_flow_reaches_the_output(loaded, monkeypatch):
     from flowrl.policy.decoding import guidance
     from flowrl.policy.decoding.sampling import Completion
 
-    monkeypatch.setattr(guidance, "sample_guided", lambda model, tok, prompts, cfg, gamma, logits_processor=None: [Completion(p, encode_flow(GRAPH), [], True) for p in prompts])
+    monkeypatch.setattr(
+        guidance,
+        "sample_guided",
+        lambda model, tok, prompts, cfg, gamma, logits_processor=None: [
+            Completion(p, encode_flow(GRAPH), [], True) for p in prompts
+        ],
+    )
     row = loaded[1].predict(["a lighthouse in a storm"])[0]
     assert row["valid"] and row["error"] is None
     check_result(row, "a lighthouse in a storm")

@@ -48,13 +48,24 @@ PROMPTS = [f"prompt {i}" for i in range(20)]
 BASE = [0.1 * (i % 5) for i in range(20)]
 
 
-def evaluated(root: Path, win_rate: float | None, scores: list[float] = BASE, prompts: list[str] = PROMPTS, method: str = "grpo_cfg_1.5") -> None:
+def evaluated(
+    root: Path,
+    win_rate: float | None,
+    scores: list[float] = BASE,
+    prompts: list[str] = PROMPTS,
+    method: str = "grpo_cfg_1.5",
+) -> None:
     """The evaluate stage's outputs the register stage reads: summary.json and the served method's scored flows (two samples a prompt)."""
     summary = {"n_prompts": len(prompts), "win_rate_sft_vs_comfygen": 0.4}
     if win_rate is not None:
         summary[METRIC] = win_rate
     write_json(root / "reports/evaluate/summary.json", summary)
-    rows = [{"method": m, "prompt": p, "score": s + d} for d in (-0.01, 0.01) for m in (method, "comfygen") for p, s in zip(prompts, scores)]
+    rows = [
+        {"method": m, "prompt": p, "score": s + d}
+        for d in (-0.01, 0.01)
+        for m in (method, "comfygen")
+        for p, s in zip(prompts, scores)
+    ]
     write_jsonl(root / EvaluateFiles.flows, rows)
 
 
@@ -69,11 +80,18 @@ def test_promotion_needs_a_paired_gain_above_min_se_on_the_same_evaluation(root,
 
     evaluated(root, 0.60)
     first = registry.run(params, root)
-    assert first["version"] == 1 and first["is_champion"] == 1.0 and first["champion_metric"] is None and first["paired_gain"] is None
+    assert (
+        first["version"] == 1
+        and first["is_champion"] == 1.0
+        and first["champion_metric"] is None
+        and first["paired_gain"] is None
+    )
     assert str(client().get_model_version_by_alias(name, "champion").version) == "1"
     v1 = client().get_model_version(name, "1")
     assert v1.tags["flowrl.profile"] == "tiny" and v1.tags["flowrl.eval_method"] == "grpo_cfg_1.5"
-    assert v1.tags["flowrl.scorer"] == params.scoring.scorer + (f" {json.dumps(params.scoring.options, sort_keys=True)}" if params.scoring.options else "")
+    assert v1.tags["flowrl.scorer"] == params.scoring.scorer + (
+        f" {json.dumps(params.scoring.options, sort_keys=True)}" if params.scoring.options else ""
+    )
     assert len(v1.tags["flowrl.eval_prompts_sha256"]) == 64
 
     evaluated(root, 0.72, shifted(BASE, 0.05, 0.01))  # +0.05 ± 0.002: about 20 SE
@@ -82,9 +100,15 @@ def test_promotion_needs_a_paired_gain_above_min_se_on_the_same_evaluation(root,
     assert second["paired_gain"] == pytest.approx(0.05) and second["paired_gain_n_se"] > 2
     assert str(client().get_model_version_by_alias(name, "champion").version) == "2"
 
-    evaluated(root, 0.80, shifted(shifted(BASE, 0.05, 0.01), 0.001, 0.02))  # a higher win rate, but +0.001 ± 0.005 in mean score
+    evaluated(
+        root, 0.80, shifted(shifted(BASE, 0.05, 0.01), 0.001, 0.02)
+    )  # a higher win rate, but +0.001 ± 0.005 in mean score
     third = registry.run(params, root)
-    assert third["is_champion"] == 0.0 and third["paired_gain"] == pytest.approx(0.001) and 0 < third["paired_gain_n_se"] < 2
+    assert (
+        third["is_champion"] == 0.0
+        and third["paired_gain"] == pytest.approx(0.001)
+        and 0 < third["paired_gain_n_se"] < 2
+    )
     assert str(client().get_model_version_by_alias(name, "champion").version) == "2"
     assert str(client().get_model_version_by_alias(name, "challenger").version) == "3"
     v3 = client().get_model_version(name, "3")
@@ -92,8 +116,13 @@ def test_promotion_needs_a_paired_gain_above_min_se_on_the_same_evaluation(root,
     assert v3.tags[registry.TAG_PREVIOUS] == "2" and float(v3.tags[registry.TAG_PREVIOUS_VALUE]) == pytest.approx(0.72)
     assert "not above register.min_se 2" in v3.tags[registry.TAG_REASON] and "challenger" in v3.description
     run = client().get_run(v3.run_id)  # the statistic is logged with the run
-    assert run.data.metrics["paired_gain_n_se"] == pytest.approx(third["paired_gain_n_se"]) and run.data.tags["flowrl.stage"] == "register"
-    assert json.loads((root / registry.METRICS).read_text())["paired_gain_n_se"] == pytest.approx(third["paired_gain_n_se"])
+    assert (
+        run.data.metrics["paired_gain_n_se"] == pytest.approx(third["paired_gain_n_se"])
+        and run.data.tags["flowrl.stage"] == "register"
+    )
+    assert json.loads((root / registry.METRICS).read_text())["paired_gain_n_se"] == pytest.approx(
+        third["paired_gain_n_se"]
+    )
 
     other_prompts = [f"other {i}" for i in range(20)]
     evaluated(root, 0.9, shifted(BASE, 0.5, 0.01), prompts=other_prompts)  # a big gain, on other prompts
@@ -118,14 +147,20 @@ def test_min_se_sets_how_many_standard_errors_a_gain_needs(min_se, promoted):
     old = _evaluation()
     new = _evaluation(scores=tuple(shifted(BASE, 0.004, 0.02)))  # +0.004 ± 0.0046: 0.9 SE
     decision = decide(new, SimpleNamespace(version="1"), old, min_se)
-    assert decision.promote == promoted and decision.n_se == pytest.approx(0.004 / (0.02 * (20 / 19) ** 0.5 / 20 ** 0.5))
+    assert decision.promote == promoted and decision.n_se == pytest.approx(0.004 / (0.02 * (20 / 19) ** 0.5 / 20**0.5))
 
 
 def test_an_unlike_champion_is_not_compared():
     champion = SimpleNamespace(version="7")
-    for change, named in (({"profile": "paper"}, "profile"), ({"scorer": "hps"}, "scorer"), ({"prompts_sha256": "def"}, "evaluation prompts")):
+    for change, named in (
+        ({"profile": "paper"}, "profile"),
+        ({"scorer": "hps"}, "scorer"),
+        ({"prompts_sha256": "def"}, "evaluation prompts"),
+    ):
         decision = decide(_evaluation(scores=tuple(shifted(BASE, 1.0, 0.0)), **change), champion, _evaluation(), 2.0)
-        assert not decision.promote and named in decision.reason and "v7" in decision.reason and math.isnan(decision.n_se)
+        assert (
+            not decision.promote and named in decision.reason and "v7" in decision.reason and math.isnan(decision.n_se)
+        )
     unrecorded = decide(_evaluation(), champion, None, 2.0)
     assert not unrecorded.promote and "no recorded evaluation" in unrecorded.reason
     assert decide(_evaluation(), None, None, 2.0).promote  # the first version

@@ -40,7 +40,11 @@ def server(tmp_path_factory):
     write_json(root / "reports/evaluate/summary.json", {"win_rate_grpo_cfg_1.5_vs_comfygen": 0.6})
     write_jsonl(root / EvaluateFiles.flows, [{"method": "grpo_cfg_1.5", "prompt": "a cat", "score": 0.5}])
     params = load_params(REPO / "params.yaml", profile="tiny")
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "FLOWRL_ARTIFACT_URI", "FLOWRL_PARENT_RUN_ID")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_TRACKING_URI", "FLOWRL_ARTIFACT_URI", "FLOWRL_PARENT_RUN_ID")
+    }
     saved = os.environ.copy()
     os.environ.clear()
     os.environ.update(env)
@@ -54,8 +58,21 @@ def server(tmp_path_factory):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
     port = free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
-    cmd = [str(mlflow_bin), "models", "serve", "-m", f"models:/{params.register.model_name}@champion",
-           "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1", "-w", "1"]
+    cmd = [
+        str(mlflow_bin),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{params.register.model_name}@champion",
+        "--env-manager",
+        "local",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "-w",
+        "1",
+    ]
     log = (root / "server.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -63,7 +80,9 @@ def server(tmp_path_factory):
         deadline = time.monotonic() + PING_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"mlflow models serve exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{base}/ping", timeout=2).status_code == 200:
                     break
@@ -88,7 +107,9 @@ def server(tmp_path_factory):
 
 def invoke(base: str, payload=None, content: bytes | None = None) -> httpx.Response:
     if content is not None:
-        return httpx.post(f"{base}/invocations", content=content, headers={"Content-Type": "application/json"}, timeout=120)
+        return httpx.post(
+            f"{base}/invocations", content=content, headers={"Content-Type": "application/json"}, timeout=120
+        )
     return httpx.post(f"{base}/invocations", json=payload, timeout=120)
 
 
@@ -112,7 +133,10 @@ def test_prompts_in_every_request_shape(server):
     for row, prompt in zip(rows, prompts, strict=True):
         check(row, prompt)
         assert row["method"] == "grpo_cfg_1.5"
-    assert predictions(invoke(server, {"dataframe_split": {"columns": ["prompt"], "data": [[p] for p in prompts]}})) == rows
+    assert (
+        predictions(invoke(server, {"dataframe_split": {"columns": ["prompt"], "data": [[p] for p in prompts]}}))
+        == rows
+    )
     assert predictions(invoke(server, {"inputs": prompts})) == rows
     other = predictions(invoke(server, {"inputs": prompts, "params": {"gamma": 2.0, "seed": 7}}))
     assert [r["method"] for r in other] == ["grpo_cfg_2", "grpo_cfg_2"]
@@ -125,20 +149,23 @@ def test_very_long_prompt_is_truncated(server):
     assert "truncated" in row["notes"]
 
 
-@pytest.mark.parametrize(("payload", "says"), [
-    ({"inputs": [""]}, "empty"),
-    ({"inputs": ["  \t "]}, "empty"),
-    ({"inputs": [42]}, "not a string"),
-    ({"inputs": ["a fox", None]}, "prompt 1 is missing"),
-    ({"dataframe_records": [{"prompt": 7}]}, "not a string"),
-    ({"inputs": ["a fox"], "params": {"gamma": -1.0}}, "gamma"),
-    ({"inputs": ["a fox"], "params": {"gamma": 1e38}}, "gamma must be a finite number"),
-    ({"inputs": ["a fox"], "params": {"seed": 2**70}}, "seed"),
-    ({"inputs": ["a fox"], "params": {"seed": 2**40}}, "seed must be a whole number"),
-    ({"inputs": ["a fox"], "params": {"gama": 2.0}}, "unknown params ['gama']"),
-    ({"inputs": ["a fox"] * 33}, "more than the cap of 32"),
-    ({"inputs": ["x" * 20001]}, "more than the cap of 20000"),
-])
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        ({"inputs": [""]}, "empty"),
+        ({"inputs": ["  \t "]}, "empty"),
+        ({"inputs": [42]}, "not a string"),
+        ({"inputs": ["a fox", None]}, "prompt 1 is missing"),
+        ({"dataframe_records": [{"prompt": 7}]}, "not a string"),
+        ({"inputs": ["a fox"], "params": {"gamma": -1.0}}, "gamma"),
+        ({"inputs": ["a fox"], "params": {"gamma": 1e38}}, "gamma must be a finite number"),
+        ({"inputs": ["a fox"], "params": {"seed": 2**70}}, "seed"),
+        ({"inputs": ["a fox"], "params": {"seed": 2**40}}, "seed must be a whole number"),
+        ({"inputs": ["a fox"], "params": {"gama": 2.0}}, "unknown params ['gama']"),
+        ({"inputs": ["a fox"] * 33}, "more than the cap of 32"),
+        ({"inputs": ["x" * 20001]}, "more than the cap of 20000"),
+    ],
+)
 def test_bad_requests_are_400(server, payload, says):
     resp = invoke(server, payload)
     assert resp.status_code == 400, resp.text

@@ -31,14 +31,25 @@ def s3(tmp_path_factory):
     endpoint = f"http://{host}:{port}"
     # Moto's documented switch: the next 3 calls (create the user, its policy and key) need no auth;
     # every call after them is authenticated, so a wrong key is refused as on real S3.
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"3", method="POST", headers={"Content-Type": "text/plain"})
+    reset = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=b"3", method="POST", headers={"Content-Type": "text/plain"}
+    )
     previous = json.loads(urllib.request.urlopen(reset).read())["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    iam = boto3.client(
+        "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     iam.create_user(UserName="ci")
     iam.put_user_policy(UserName="ci", PolicyName="all", PolicyDocument=json.dumps(ADMIN_POLICY))
     key = iam.create_access_key(UserName="ci")["AccessKey"]
     yield endpoint, key["AccessKeyId"], key["SecretAccessKey"]
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=previous.encode(), method="POST", headers={"Content-Type": "text/plain"}))
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{endpoint}/moto-api/reset-auth",
+            data=previous.encode(),
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+    )
     server.stop()
 
 
@@ -105,6 +116,10 @@ def test_location_from_environment(monkeypatch):
     monkeypatch.setenv("FLOWRL_S3_BUCKET", "b")
     monkeypatch.setenv("FLOWRL_S3_PREFIX", "team/x")
     loc = s3_location()
-    assert (loc.dvc_url, loc.mlflow_artifact_uri, loc.endpoint_url) == ("s3://b/team/x/dvc", "s3://b/team/x/mlflow", None)
+    assert (loc.dvc_url, loc.mlflow_artifact_uri, loc.endpoint_url) == (
+        "s3://b/team/x/dvc",
+        "s3://b/team/x/mlflow",
+        None,
+    )
     monkeypatch.delenv("FLOWRL_S3_BUCKET")
     assert s3_location() is None

@@ -45,8 +45,10 @@ def _config_model(source: str, model: str | None, head: str, setting: str) -> nn
         from flowrl.reward.encoder import minilm_path
 
         return build_random_model(str(minilm_path() / "config.json"), head, device="meta", setting=setting)
-    raise CostError(f"cost estimate: no config for {setting.split('.')[0]}.source={source!r} model={model!r} without a "
-                    f"download; use source random, dir, or hub with one of {shipped()}")
+    raise CostError(
+        f"cost estimate: no config for {setting.split('.')[0]}.source={source!r} model={model!r} without a "
+        f"download; use source random, dir, or hub with one of {shipped()}"
+    )
 
 
 def policy_meta_model(policy, new_tokens: int) -> nn.Module:
@@ -66,13 +68,21 @@ def reward_meta_model(reward) -> nn.Module:
         from transformers import BertConfig, BertForSequenceClassification
 
         with torch.device("meta"):
-            return BertForSequenceClassification(BertConfig(vocab_size=MINILM_VOCAB, num_labels=1, **reward.tiny.model_dump()))
+            return BertForSequenceClassification(
+                BertConfig(vocab_size=MINILM_VOCAB, num_labels=1, **reward.tiny.model_dump())
+            )
     return _config_model(reward.source, reward.model, "regression", "reward.model")
 
 
-def estimate_stages(params, new_tokens: int = 210, gradient_checkpointing: bool = True, token_rows: TokenRows = "new",
-                    weight_bytes: int | None = None, gpu_bytes: float = 80 * GB,
-                    materialized_attention: bool = False) -> dict[str, MemoryEstimate]:
+def estimate_stages(
+    params,
+    new_tokens: int = 210,
+    gradient_checkpointing: bool = True,
+    token_rows: TokenRows = "new",
+    weight_bytes: int | None = None,
+    gpu_bytes: float = 80 * GB,
+    materialized_attention: bool = False,
+) -> dict[str, MemoryEstimate]:
     """Per-GPU memory of sft, reward (one fine-tuned member) and grpo for the resolved `params` (a Params).
 
     Each stage runs at the largest micro batch dividing its configured batch that fits `gpu_bytes` (the rest
@@ -99,31 +109,63 @@ def estimate_stages(params, new_tokens: int = 210, gradient_checkpointing: bool 
             rows = token_row_params(lm, new_tokens, token_rows) if name == "sft" else 0
 
         def make(b: int) -> MemoryEstimate:
-            return estimate_training(name, lm, lora + rows, b, length, weight_bytes=wb, act_bytes=ab,
-                                     checkpointing=gradient_checkpointing, full_finetune=full, extra=extra, notes=[note],
-                                     materialized_attention=materialized_attention)
+            return estimate_training(
+                name,
+                lm,
+                lora + rows,
+                b,
+                length,
+                weight_bytes=wb,
+                act_bytes=ab,
+                checkpointing=gradient_checkpointing,
+                full_finetune=full,
+                extra=extra,
+                notes=[note],
+                materialized_attention=materialized_attention,
+            )
+
         return _fit(make, batch, name, gpu_bytes)
 
-    what = ("all weights (source scratch)" if policy.source == "scratch"
-            else f"LoRA r={sft.lora_r} on {len(sft.target_modules)} projections + {token_rows} token rows")
+    what = (
+        "all weights (source scratch)"
+        if policy.source == "scratch"
+        else f"LoRA r={sft.lora_r} on {len(sft.target_modules)} projections + {token_rows} token rows"
+    )
     out["sft"] = policy_stage("sft", sft, sft.batch_size, sft.max_length, 0.0, what)
     if reward.member == "finetune":
         enc = reward_meta_model(reward)
         n = sum(p.numel() for p in enc.parameters())
 
         def make_reward(b: int) -> MemoryEstimate:
-            return estimate_training("reward", enc, n, b, reward.max_length, weight_bytes=wb, act_bytes=ab,
-                                     checkpointing=gradient_checkpointing, loss_over_vocab=False, full_finetune=True,
-                                     materialized_attention=materialized_attention,
-                                     notes=[f"one of {reward.n_models}+{reward.n_prefix_models} members, all weights trained"])
+            return estimate_training(
+                "reward",
+                enc,
+                n,
+                b,
+                reward.max_length,
+                weight_bytes=wb,
+                act_bytes=ab,
+                checkpointing=gradient_checkpointing,
+                loss_over_vocab=False,
+                full_finetune=True,
+                materialized_attention=materialized_attention,
+                notes=[f"one of {reward.n_models}+{reward.n_prefix_models} members, all weights trained"],
+            )
+
         out["reward"] = _fit(make_reward, reward.batch_size, "reward", gpu_bytes)
         members = (reward.n_models + reward.n_prefix_models) * n * wb
     else:
         members = 0.0
     length = PROMPT_TOKENS + (grpo.max_new_tokens or policy.max_new_tokens)
     kv = kv_cache_bytes(shapes, grpo.batch_size, length, ab)
-    out["grpo"] = policy_stage("grpo", grpo, grpo.batch_size, length, members + kv,
-                               f"LoRA r={grpo.lora_r}; frozen reward members {members / GB:.1f} GB + KV cache {kv / GB:.1f} GB in extra")
+    out["grpo"] = policy_stage(
+        "grpo",
+        grpo,
+        grpo.batch_size,
+        length,
+        members + kv,
+        f"LoRA r={grpo.lora_r}; frozen reward members {members / GB:.1f} GB + KV cache {kv / GB:.1f} GB in extra",
+    )
     return out
 
 
@@ -131,10 +173,14 @@ def _fit(make, batch: int, name: str, gpu_bytes: float) -> MemoryEstimate:
     b = largest_micro_batch(make, batch, gpu_bytes)
     est = make(b or 1)
     if b is None:
-        est.notes.append(f"does not fit {gpu_bytes / GB:.0f} GB even at micro batch 1: shard it (FSDP/ZeRO-3) or shorten {name}.max_length")
+        est.notes.append(
+            f"does not fit {gpu_bytes / GB:.0f} GB even at micro batch 1: shard it (FSDP/ZeRO-3) or shorten {name}.max_length"
+        )
     elif b < batch:
-        est.notes.append(f"{name}.batch_size {batch} fits as micro batch {b} x grad_accum {batch // b}; "
-                         f"at {batch} it needs {make(batch).total / GB:.0f} GB")
+        est.notes.append(
+            f"{name}.batch_size {batch} fits as micro batch {b} x grad_accum {batch // b}; "
+            f"at {batch} it needs {make(batch).total / GB:.0f} GB"
+        )
     return est
 
 
@@ -158,9 +204,13 @@ def stage_start(params, stage: str, root=".") -> MemoryEstimate | None:
     vocab = Path(root) / "data/encode/vocab.json"
     try:
         new_tokens = len(json.loads(vocab.read_text())) if vocab.exists() else 210
-        estimates = estimate_stages(params, new_tokens=new_tokens, token_rows=params.sft.token_rows,
-                                    gradient_checkpointing=bool(getattr(getattr(params, stage, None), "gradient_checkpointing", False)),
-                                    materialized_attention=resolve_device().type == "cpu")
+        estimates = estimate_stages(
+            params,
+            new_tokens=new_tokens,
+            token_rows=params.sft.token_rows,
+            gradient_checkpointing=bool(getattr(getattr(params, stage, None), "gradient_checkpointing", False)),
+            materialized_attention=resolve_device().type == "cpu",
+        )
     except (CostError, OSError, ValueError) as exc:
         print(f"cost estimate for {stage}: not available ({exc})", flush=True)
         return None
@@ -179,9 +229,17 @@ def _log_estimate(est: MemoryEstimate) -> None:
 
         if mlflow.active_run() is None:
             return
-        sizes = {f"{k}_gb": getattr(est, k) / GB for k in ("weights", "trainable_state", "activations", "extra", "total")}
-        mlflow.log_dict({k: getattr(est, k) for k in ("stage", "params", "trainable", "micro_batch", "seq_len", "gradient_checkpointing", "notes")}
-                        | sizes, "cost_estimate.json")
+        sizes = {
+            f"{k}_gb": getattr(est, k) / GB for k in ("weights", "trainable_state", "activations", "extra", "total")
+        }
+        mlflow.log_dict(
+            {
+                k: getattr(est, k)
+                for k in ("stage", "params", "trainable", "micro_batch", "seq_len", "gradient_checkpointing", "notes")
+            }
+            | sizes,
+            "cost_estimate.json",
+        )
         mlflow.log_metrics({"est_memory_gb": est.total / GB, "est_trainable_params": float(est.trainable)})
     except Exception as exc:  # noqa: BLE001 - logging the estimate must never fail a stage
         print(f"cost estimate not logged to MLflow ({type(exc).__name__}: {exc})", flush=True)
@@ -197,15 +255,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flowrl.cli.cost", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
     parser.add_argument("--profile", default=None, help="profile to resolve (default: the file's)")
-    parser.add_argument("--new-tokens", type=int, default=210, help="flow vocabulary size (reports/encode n_flow_tokens)")
-    parser.add_argument("--full-token-rows", action="store_true", help="train full embed/lm_head copies (today) instead of new rows")
+    parser.add_argument(
+        "--new-tokens", type=int, default=210, help="flow vocabulary size (reports/encode n_flow_tokens)"
+    )
+    parser.add_argument(
+        "--full-token-rows", action="store_true", help="train full embed/lm_head copies (today) instead of new rows"
+    )
     parser.add_argument("--no-checkpointing", action="store_true", help="estimate without gradient checkpointing")
     args = parser.parse_args(argv)
-    return exit_code(lambda: print_estimate(load_params(args.params, profile=args.profile), new_tokens=args.new_tokens,
-                                            token_rows="full" if args.full_token_rows else "new",
-                                            gradient_checkpointing=not args.no_checkpointing))
+    return exit_code(
+        lambda: print_estimate(
+            load_params(args.params, profile=args.profile),
+            new_tokens=args.new_tokens,
+            token_rows="full" if args.full_token_rows else "new",
+            gradient_checkpointing=not args.no_checkpointing,
+        )
+    )
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -29,8 +29,10 @@ def decode_cmd(path: Path = typer.Argument(..., help="text file holding one enco
     except OSError as exc:
         fail(f"{path}: cannot read ({exc.strerror}); give the text file `flowrl flow encode` wrote")
     except UnicodeDecodeError as exc:
-        fail(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
-             "give the text file `flowrl flow encode` wrote, saved as UTF-8")
+        fail(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "give the text file `flowrl flow encode` wrote, saved as UTF-8"
+        )
     try:
         typer.echo(workflow_json(decode_flow(text), str(path)))
     except FlowRLError as exc:

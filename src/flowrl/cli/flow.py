@@ -12,8 +12,10 @@ from flowrl.comfy.validate import format_problems, validate_graph
 from flowrl.encoding.codec import is_encoded_flow
 from flowrl.errors import FlowRLError
 
-OBJECT_INFO_HELP = ("Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info; "
-                    "checks installed node classes and model files instead of the node catalog.")
+OBJECT_INFO_HELP = (
+    "Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info; "
+    "checks installed node classes and model files instead of the node catalog."
+)
 
 
 def _load(path: Path) -> dict:
@@ -75,7 +77,9 @@ def convert_cmd(path: Path = typer.Argument(..., help="UI (or API) workflow JSON
 @flow_app.command("to-ui")
 def to_ui_cmd(
     path: Path = typer.Argument(..., help="API-format workflow JSON file (a UI file is converted and laid out again)"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write the UI workflow to this file instead of printing it (- : print)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write the UI workflow to this file instead of printing it (- : print)."
+    ),
 ) -> None:
     """Print a UI workflow (for the ComfyUI editor: drag it in, or Workflow > Open) with an automatic layout."""
     from flowrl.comfy.ui_export import api_to_ui

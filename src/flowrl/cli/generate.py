@@ -45,21 +45,31 @@ def load_generator(model: str, params_path: Path, profile: str | None):
     if not model.startswith(URI_SCHEMES) and (path / "MLmodel").exists():
         check_mlmodel(path / "MLmodel")
     if not model.startswith(URI_SCHEMES) and not (path / "MLmodel").exists():
-        fail(f"--model {model}: not a models:/ URI, an MLflow model folder (no MLmodel) or a pipeline models folder (no sft/policy.json); "
-             "pass models:/<name>@champion or the folder the sft stage wrote")
+        fail(
+            f"--model {model}: not a models:/ URI, an MLflow model folder (no MLmodel) or a pipeline models folder (no sft/policy.json); "
+            "pass models:/<name>@champion or the folder the sft stage wrote"
+        )
     from flowrl.tracking.store import local_model_artifacts, tracking_uri
 
     uri = tracking_uri(Path("."))
-    if (artifacts := local_model_artifacts(model, uri)) is not None:  # the embedded store: read in place, no MLflow import
+    if (
+        artifacts := local_model_artifacts(model, uri)
+    ) is not None:  # the embedded store: read in place, no MLflow import
         from flowrl.policy.inference import FlowPolicy
 
         return _generator(FlowPolicy.from_artifacts(artifacts))
     import mlflow  # 2-3 s: only once the model is known to be an MLflow one
     from mlflow.exceptions import MlflowException
 
-    if model.startswith(("models:/", "runs:/")) and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        fail(f"--model {model}: no MLflow store at {uri} (run from the repository root, set MLFLOW_TRACKING_URI, "
-             "or register a model with `dvc repro register`), or pass a local models folder")
+    if (
+        model.startswith(("models:/", "runs:/"))
+        and uri.startswith("sqlite:///")
+        and not Path(uri.removeprefix("sqlite:///")).exists()
+    ):
+        fail(
+            f"--model {model}: no MLflow store at {uri} (run from the repository root, set MLFLOW_TRACKING_URI, "
+            "or register a model with `dvc repro register`), or pass a local models folder"
+        )
     mlflow.set_tracking_uri(uri)
     # a copy in a temporary folder: loaded in place, MLflow writes registered_model_meta into the store's artifacts
     copy = tempfile.TemporaryDirectory(prefix="flowrl-model-")
@@ -68,11 +78,14 @@ def load_generator(model: str, params_path: Path, profile: str | None):
         # runs in the environment that registered the model, and `mlflow models serve` still checks
         loaded = mlflow.pyfunc.load_model(model, suppress_warnings=True, dst_path=copy.name)
     except MlflowException as exc:
-        fail(f"--model {model}: cannot be loaded from {mlflow.get_tracking_uri()} ({exc.message.splitlines()[0]}); "
-             "register one with `dvc repro register`, or pass an existing version/alias or a local folder")
+        fail(
+            f"--model {model}: cannot be loaded from {mlflow.get_tracking_uri()} ({exc.message.splitlines()[0]}); "
+            "register one with `dvc repro register`, or pass an existing version/alias or a local folder"
+        )
 
-    def predict(prompts: list[str], gamma: float | None, seed: int | None, object_info=None,
-                _copy=copy) -> list[dict]:  # _copy: the folder lives (and is removed) with this function
+    def predict(
+        prompts: list[str], gamma: float | None, seed: int | None, object_info=None, _copy=copy
+    ) -> list[dict]:  # _copy: the folder lives (and is removed) with this function
         extra = {k: v for k, v in (("gamma", gamma), ("seed", seed)) if v is not None}
         if object_info is not None:
             extra["object_info"] = json.dumps(object_info.nodes)
@@ -85,7 +98,9 @@ def load_generator(model: str, params_path: Path, profile: str | None):
 
 
 def _generator(policy):
-    return lambda prompts, gamma, seed, object_info=None: policy.generate(prompts, gamma=gamma, seed=seed, object_info=object_info)
+    return lambda prompts, gamma, seed, object_info=None: policy.generate(
+        prompts, gamma=gamma, seed=seed, object_info=object_info
+    )
 
 
 def check_mlmodel(path: Path) -> None:
@@ -98,23 +113,43 @@ def check_mlmodel(path: Path) -> None:
         meta = None
     flavors = meta.get("flavors") if isinstance(meta, dict) else None
     if not isinstance(flavors, dict) or not isinstance(flavors.get("python_function"), dict):
-        fail(f"--model {path.parent}: {path} is not a readable MLflow pyfunc description (no flavors.python_function); "
-             "the folder is damaged: save or download the model again")
+        fail(
+            f"--model {path.parent}: {path} is not a readable MLflow pyfunc description (no flavors.python_function); "
+            "the folder is damaged: save or download the model again"
+        )
 
 
 # transformers' log level, and no progress bars (transformers' "Loading weights", huggingface_hub's downloads)
-QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
     """Within the block, library warnings and info logs are muted, so the workflow or one error line is all a
     user sees; warning filters, the warnings-to-logging route and logger levels come back afterwards."""
-    loggers = [logging.getLogger(n) for n in ("mlflow", "transformers", "peft", "huggingface_hub", "accelerate", "urllib3", "alembic", "py.warnings")]
+    loggers = [
+        logging.getLogger(n)
+        for n in (
+            "mlflow",
+            "transformers",
+            "peft",
+            "huggingface_hub",
+            "accelerate",
+            "urllib3",
+            "alembic",
+            "py.warnings",
+        )
+    ]
     levels = [lg.level for lg in loggers]
     saved_env = {k: os.environ.get(k) for k in QUIET_ENV}
     os.environ.update(QUIET_ENV)  # read by transformers and huggingface_hub when first imported (here: lazily, later)
-    tf_logging = sys.modules.get("transformers.utils.logging")  # already imported (tests, a notebook): switch it directly
+    tf_logging = sys.modules.get(
+        "transformers.utils.logging"
+    )  # already imported (tests, a notebook): switch it directly
     bars = tf_logging is not None and tf_logging.is_progress_bar_enabled()
     if bars:
         tf_logging.disable_progress_bar()  # the "Loading weights" bar
@@ -170,26 +205,68 @@ def submit_workflow(url: str, workflow: dict) -> str:
 @app.command("generate")
 def generate_cmd(
     prompt: str = typer.Argument(..., help="What the image should show."),
-    gamma: float | None = typer.Option(None, help="Dual-model guidance strength (0 to 100); default: the model's (policy.gamma). Ignored by SFT-only models."),
-    model: str | None = typer.Option(None, help="models:/<name>@<alias> (default: the registered champion), an MLflow model folder, or a pipeline models/ folder."),
-    submit: str | None = typer.Option(None, help="ComfyUI server URL (e.g. http://127.0.0.1:8188): validate the workflow, queue it, print its prompt id."),
+    gamma: float | None = typer.Option(
+        None,
+        help="Dual-model guidance strength (0 to 100); default: the model's (policy.gamma). Ignored by SFT-only models.",
+    ),
+    model: str | None = typer.Option(
+        None,
+        help="models:/<name>@<alias> (default: the registered champion), an MLflow model folder, or a pipeline models/ folder.",
+    ),
+    submit: str | None = typer.Option(
+        None,
+        help="ComfyUI server URL (e.g. http://127.0.0.1:8188): validate the workflow, queue it, print its prompt id.",
+    ),
     seed: int | None = typer.Option(None, help="Sampling seed (0 to 2**32-1); the same seed gives the same workflow."),
-    params: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml to read the model name and sampling settings from."),
+    params: Path = typer.Option(
+        Path("params.yaml"), "--params", help="params.yaml to read the model name and sampling settings from."
+    ),
     profile: str | None = typer.Option(None, help="Profile of params.yaml to use (default: its `profile` key)."),
-    format: OutputFormat = typer.Option(OutputFormat.api, "--format", help="api: the API (prompt) JSON ComfyUI queues; ui: a workflow to open in the ComfyUI editor, laid out left to right."),
-    object_info: str | None = typer.Option(None, "--object-info", help="Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info. Only installed node classes and model files are generated; the changed choices are printed."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write the workflow JSON to this file instead of printing it (- : print)."),
-    checkpoint_family: list[str] | None = typer.Option(None, "--checkpoint-family", help="FILE=FAMILY (sd15, sdxl, pony, turbo, lightning) for one of your checkpoints, LoRAs or VAEs whose family its name does not tell; repeatable. Needs --object-info."),
-    families: Path | None = typer.Option(None, "--families", help="A YAML or JSON file of `file name: family` lines, as --checkpoint-family for many files. Needs --object-info."),
+    format: OutputFormat = typer.Option(
+        OutputFormat.api,
+        "--format",
+        help="api: the API (prompt) JSON ComfyUI queues; ui: a workflow to open in the ComfyUI editor, laid out left to right.",
+    ),
+    object_info: str | None = typer.Option(
+        None,
+        "--object-info",
+        help="Your ComfyUI: its URL (http://127.0.0.1:8188) or a saved copy of <URL>/object_info. Only installed node classes and model files are generated; the changed choices are printed.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write the workflow JSON to this file instead of printing it (- : print)."
+    ),
+    checkpoint_family: list[str] | None = typer.Option(
+        None,
+        "--checkpoint-family",
+        help="FILE=FAMILY (sd15, sdxl, pony, turbo, lightning) for one of your checkpoints, LoRAs or VAEs whose family its name does not tell; repeatable. Needs --object-info.",
+    ),
+    families: Path | None = typer.Option(
+        None,
+        "--families",
+        help="A YAML or JSON file of `file name: family` lines, as --checkpoint-family for many files. Needs --object-info.",
+    ),
 ) -> None:
     """Print a ComfyUI workflow for PROMPT (API format, or --format ui for the editor); with --submit, also queue it."""
     with quiet_libraries():
-        _generate(prompt, gamma, model, submit, seed, params, profile, format, object_info, out, checkpoint_family, families)
+        _generate(
+            prompt, gamma, model, submit, seed, params, profile, format, object_info, out, checkpoint_family, families
+        )
 
 
-def _generate(prompt: str, gamma: float | None, model: str | None, submit: str | None, seed: int | None,
-              params: Path, profile: str | None, format: OutputFormat = OutputFormat.api, object_info: str | None = None,
-              out: Path | None = None, checkpoint_family: list[str] | None = None, families: Path | None = None) -> None:
+def _generate(
+    prompt: str,
+    gamma: float | None,
+    model: str | None,
+    submit: str | None,
+    seed: int | None,
+    params: Path,
+    profile: str | None,
+    format: OutputFormat = OutputFormat.api,
+    object_info: str | None = None,
+    out: Path | None = None,
+    checkpoint_family: list[str] | None = None,
+    families: Path | None = None,
+) -> None:
     from flowrl.cli.flow import write_or_print
 
     try:
@@ -218,7 +295,9 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
             info = load_object_info(object_info)
             family_map = FamilyMap.from_arguments(info, checkpoint_family, families)
         generate = load_generator(model, params, profile)
-        result: dict[str, Any] = (generate([prompt], gamma, seed, info) if info is not None else generate([prompt], gamma, seed))[0]
+        result: dict[str, Any] = (
+            generate([prompt], gamma, seed, info) if info is not None else generate([prompt], gamma, seed)
+        )[0]
         notes = (result.get("notes") or "").split("; ") if result.get("notes") else []
         if result["valid"] and family_map is not None:
             result, more = fit_to_family(result, family_map)
@@ -226,8 +305,11 @@ def _generate(prompt: str, gamma: float | None, model: str | None, submit: str |
         for note in notes:
             typer.secho(f"note: {note}", err=True, fg=typer.colors.YELLOW)
         if not result["valid"]:
-            fail(f"the model's flow is not a usable workflow: {result['error']}\nraw flow:\n{result['flow']}\n"
-                 "try another --seed, or a better-trained model", code=1)
+            fail(
+                f"the model's flow is not a usable workflow: {result['error']}\nraw flow:\n{result['flow']}\n"
+                "try another --seed, or a better-trained model",
+                code=1,
+            )
         if format is OutputFormat.ui:
             from flowrl.comfy.ui_export import api_to_ui
 

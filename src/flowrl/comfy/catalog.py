@@ -62,11 +62,17 @@ class Catalog:
         specs = {}
         for ct, s in raw.items():
             inputs = {n: InputSpec(name=n, **i) for n, i in s["inputs"].items()}
-            specs[ct] = NodeSpec(class_type=ct, inputs=inputs, outputs=s["outputs"],
-                                 is_output_node=s["is_output_node"], widgets=s["widgets"],
-                                 widget_variants=s["widget_variants"],
-                                 control_after_generate=s["control_after_generate"],
-                                 ui_only_widgets=s["ui_only_widgets"], virtual=s["virtual"])
+            specs[ct] = NodeSpec(
+                class_type=ct,
+                inputs=inputs,
+                outputs=s["outputs"],
+                is_output_node=s["is_output_node"],
+                widgets=s["widgets"],
+                widget_variants=s["widget_variants"],
+                control_after_generate=s["control_after_generate"],
+                ui_only_widgets=s["ui_only_widgets"],
+                virtual=s["virtual"],
+            )
         return cls(specs)
 
 

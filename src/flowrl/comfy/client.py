@@ -38,10 +38,14 @@ def check_server_url(url: str, setting: str = "scoring.options.url") -> str:
         port = -1
     if port is not None and not 0 < port <= 65535:
         given = parts.netloc.rpartition(":")[2]
-        raise ComfyUIError(f"ComfyUI url {url!r}: port {given!r} is not a port number from 1 to 65535 "
-                           f"(ComfyUI listens on 8188 unless started with --port); fix {setting}")
+        raise ComfyUIError(
+            f"ComfyUI url {url!r}: port {given!r} is not a port number from 1 to 65535 "
+            f"(ComfyUI listens on 8188 unless started with --port); fix {setting}"
+        )
     if parts.query or parts.fragment:
-        raise ComfyUIError(f"ComfyUI url {url!r} has a query or fragment (?/#); give the server's base URL, {example}; fix {setting}")
+        raise ComfyUIError(
+            f"ComfyUI url {url!r} has a query or fragment (?/#); give the server's base URL, {example}; fix {setting}"
+        )
     return url.rstrip("/")
 
 
@@ -57,14 +61,27 @@ class ComfyUIClient:
         setting: where the URL came from, named in errors (a params key or a CLI option).
     """
 
-    def __init__(self, url: str, timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
-                 poll_interval: float = 0.5, transport: httpx.BaseTransport | None = None,
-                 setting: str = "scoring.options.url") -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        poll_interval: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+        setting: str = "scoring.options.url",
+    ) -> None:
         url = check_server_url(url, setting)
         if timeout <= 0 or retries < 0 or backoff < 0 or poll_interval <= 0:
             raise ComfyUIError("ComfyUI client: timeout and poll_interval must be > 0, retries and backoff >= 0")
         self.setting = setting
-        self.url, self.timeout, self.retries, self.backoff, self.poll_interval = url.rstrip("/"), timeout, retries, backoff, poll_interval
+        self.url, self.timeout, self.retries, self.backoff, self.poll_interval = (
+            url.rstrip("/"),
+            timeout,
+            retries,
+            backoff,
+            poll_interval,
+        )
         self.client_id = uuid.uuid4().hex
         import httpx  # 0.1-0.2 s: only once a server is talked to, not for checking a URL
 
@@ -90,10 +107,14 @@ class ComfyUIClient:
                 last = f"server error {response.status_code}: {response.text[:300]}"
                 continue
             if response.status_code >= 400:
-                raise ComfyUIError(f"ComfyUI {method} {self.url}{path}: refused ({response.status_code}): {response.text[:500]}")
+                raise ComfyUIError(
+                    f"ComfyUI {method} {self.url}{path}: refused ({response.status_code}): {response.text[:500]}"
+                )
             return response
-        raise ComfyUIError(f"ComfyUI {method} {self.url}{path}: {last} after {self.retries + 1} attempts; "
-                           f"check that the server runs at {self.setting}, or raise timeout/retries")
+        raise ComfyUIError(
+            f"ComfyUI {method} {self.url}{path}: {last} after {self.retries + 1} attempts; "
+            f"check that the server runs at {self.setting}, or raise timeout/retries"
+        )
 
     def submit(self, graph: dict) -> str:
         """POST the API graph to /prompt; returns its prompt_id."""
@@ -114,7 +135,9 @@ class ComfyUIClient:
                 if entry.get("outputs"):
                     return entry["outputs"]
             if time.monotonic() > deadline:
-                raise ComfyUIError(f"ComfyUI prompt {prompt_id}: no outputs after {self.timeout:g} s; raise scoring.options.timeout")
+                raise ComfyUIError(
+                    f"ComfyUI prompt {prompt_id}: no outputs after {self.timeout:g} s; raise scoring.options.timeout"
+                )
             time.sleep(self.poll_interval)
 
     def image(self, filename: str, subfolder: str = "", kind: str = "output") -> bytes:
@@ -128,7 +151,9 @@ class ComfyUIClient:
         for _node_id, output in sorted(self.wait(prompt_id).items()):
             for img in output.get("images", []):
                 return self.image(img["filename"], img.get("subfolder", ""), img.get("type", "output"))
-        raise ComfyUIError(f"ComfyUI prompt {prompt_id}: finished without an image output; the flow needs a SaveImage node")
+        raise ComfyUIError(
+            f"ComfyUI prompt {prompt_id}: finished without an image output; the flow needs a SaveImage node"
+        )
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

@@ -124,13 +124,31 @@ LORAS: list[Lora] = [
 ]
 
 SAMPLERS: list[str] = [
-    "euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive",
-    "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddim", "uni_pc", "lcm",
+    "euler",
+    "euler_ancestral",
+    "heun",
+    "dpm_2",
+    "dpm_2_ancestral",
+    "lms",
+    "dpm_fast",
+    "dpm_adaptive",
+    "dpmpp_2s_ancestral",
+    "dpmpp_sde",
+    "dpmpp_2m",
+    "dpmpp_2m_sde",
+    "dpmpp_3m_sde",
+    "ddim",
+    "uni_pc",
+    "lcm",
 ]
 SCHEDULERS: list[str] = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta"]
 UPSCALE_MODELS: list[str] = [
-    "4x-UltraSharp.pth", "RealESRGAN_x4plus.pth", "RealESRGAN_x4plus_anime_6B.pth",
-    "4x_NMKD-Siax_200k.pth", "4x_foolhardy_Remacri.pth", "4x-AnimeSharp.pth",
+    "4x-UltraSharp.pth",
+    "RealESRGAN_x4plus.pth",
+    "RealESRGAN_x4plus_anime_6B.pth",
+    "4x_NMKD-Siax_200k.pth",
+    "4x_foolhardy_Remacri.pth",
+    "4x-AnimeSharp.pth",
 ]
 FACE_DETECTORS: list[str] = ["bbox/face_yolov8m.pt", "bbox/face_yolov8n.pt", "bbox/hand_yolov8s.pth"]
 SAM_MODELS: list[str] = ["sam_vit_b_01ec64.pth"]
@@ -143,23 +161,37 @@ _SDXL_SIZES = ((1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896),
 # Model-card recommendations (stability.ai SDXL, SDXL-Turbo, ByteDance SDXL-Lightning, PonyDiffusion V6 XL).
 _MODEL_CARD_RANGES = {
     "sdxl": FamilyRanges(
-        steps=(20, 40), cfg=(5.0, 9.0), resolutions=_SDXL_SIZES,
-        samplers=(("dpmpp_2m", "karras", 0.35), ("dpmpp_2m_sde", "karras", 0.2), ("euler_ancestral", "normal", 0.2),
-                  ("euler", "normal", 0.1), ("dpmpp_3m_sde", "exponential", 0.1), ("uni_pc", "normal", 0.05)),
+        steps=(20, 40),
+        cfg=(5.0, 9.0),
+        resolutions=_SDXL_SIZES,
+        samplers=(
+            ("dpmpp_2m", "karras", 0.35),
+            ("dpmpp_2m_sde", "karras", 0.2),
+            ("euler_ancestral", "normal", 0.2),
+            ("euler", "normal", 0.1),
+            ("dpmpp_3m_sde", "exponential", 0.1),
+            ("uni_pc", "normal", 0.05),
+        ),
     ),
     # SDXL-Turbo card: 1-4 steps at cfg 0 (no guidance); community merges use 4-8 steps at cfg 1-2.5.
     "sdxl_turbo": FamilyRanges(
-        steps=(1, 8), cfg=(1.0, 2.5), resolutions=((512, 512), (768, 768), (1024, 1024), (832, 1216)),
+        steps=(1, 8),
+        cfg=(1.0, 2.5),
+        resolutions=((512, 512), (768, 768), (1024, 1024), (832, 1216)),
         samplers=(("euler_ancestral", "normal", 0.4), ("dpmpp_sde", "karras", 0.4), ("lcm", "sgm_uniform", 0.2)),
     ),
     # SDXL-Lightning card: 2/4/8-step models, Euler with sgm_uniform ("trailing") schedule, cfg ~1.
     "sdxl_lightning": FamilyRanges(
-        steps=(4, 8), cfg=(1.0, 2.0), resolutions=_SDXL_SIZES,
+        steps=(4, 8),
+        cfg=(1.0, 2.0),
+        resolutions=_SDXL_SIZES,
         samplers=(("euler", "sgm_uniform", 0.5), ("dpmpp_sde", "karras", 0.3), ("dpmpp_2m", "sgm_uniform", 0.2)),
     ),
     # Pony V6 card: Euler a, 25 steps, cfg ~7, clip skip 2.
     "pony": FamilyRanges(
-        steps=(20, 35), cfg=(5.0, 8.5), resolutions=_SDXL_SIZES,
+        steps=(20, 35),
+        cfg=(5.0, 8.5),
+        resolutions=_SDXL_SIZES,
         samplers=(("euler_ancestral", "normal", 0.5), ("dpmpp_2m", "karras", 0.3), ("dpmpp_2m_sde", "karras", 0.2)),
         clip_skip=(2,),
     ),
@@ -210,8 +242,24 @@ def lora_info(name: str) -> Lora | None:
 
 
 # Substrings of checkpoint names of architectures this catalog does not cover (SD2.x, SD3, Flux, video...).
-_UNSUPPORTED_HINTS = ("v2-", "sd2", "sd_2", "768-v", "sd3", "flux", "svd", "cascade", "hunyuan", "ltx", "wan2", "cosmos",
-                      "aura", "hidream", "lumina", "mochi")
+_UNSUPPORTED_HINTS = (
+    "v2-",
+    "sd2",
+    "sd_2",
+    "768-v",
+    "sd3",
+    "flux",
+    "svd",
+    "cascade",
+    "hunyuan",
+    "ltx",
+    "wan2",
+    "cosmos",
+    "aura",
+    "hidream",
+    "lumina",
+    "mochi",
+)
 
 
 def guess_family(ckpt_name: str) -> str | None:

@@ -23,14 +23,36 @@ from flowrl.comfy.graph import is_link
 from flowrl.comfy.object_info import ObjectInfo, nearest
 from flowrl.errors import FlowRLError
 
-LABELS = {"sd15": "SD1.5", "sdxl": "SDXL", "pony": "Pony", "sdxl_turbo": "SDXL Turbo", "sdxl_lightning": "SDXL Lightning"}
-ALIASES = {"sd15": "sd15", "sd1.5": "sd15", "sd1": "sd15", "1.5": "sd15", "sdxl": "sdxl", "xl": "sdxl", "pony": "pony",
-           "turbo": "sdxl_turbo", "sdxl_turbo": "sdxl_turbo", "sdxlturbo": "sdxl_turbo", "lightning": "sdxl_lightning",
-           "sdxl_lightning": "sdxl_lightning", "sdxllightning": "sdxl_lightning"}
+LABELS = {
+    "sd15": "SD1.5",
+    "sdxl": "SDXL",
+    "pony": "Pony",
+    "sdxl_turbo": "SDXL Turbo",
+    "sdxl_lightning": "SDXL Lightning",
+}
+ALIASES = {
+    "sd15": "sd15",
+    "sd1.5": "sd15",
+    "sd1": "sd15",
+    "1.5": "sd15",
+    "sdxl": "sdxl",
+    "xl": "sdxl",
+    "pony": "pony",
+    "turbo": "sdxl_turbo",
+    "sdxl_turbo": "sdxl_turbo",
+    "sdxlturbo": "sdxl_turbo",
+    "lightning": "sdxl_lightning",
+    "sdxl_lightning": "sdxl_lightning",
+    "sdxllightning": "sdxl_lightning",
+}
 # name cues, first match wins: (regex on the lower-case file name, family)
-CUES = ((r"turbo", "sdxl_turbo", "turbo"), (r"lightning", "sdxl_lightning", "lightning"),
-        (r"pony|pdxl|(?<![a-z])pxl", "pony", "pony"), (r"sdxl|xl(?![a-z])|xl[v0-9]", "sdxl", "XL"),
-        (r"sd[_\-]?1[._\-]?5|v1[._\-]5|(?<![a-z0-9])sd15", "sd15", "SD1.5"))
+CUES = (
+    (r"turbo", "sdxl_turbo", "turbo"),
+    (r"lightning", "sdxl_lightning", "lightning"),
+    (r"pony|pdxl|(?<![a-z])pxl", "pony", "pony"),
+    (r"sdxl|xl(?![a-z])|xl[v0-9]", "sdxl", "XL"),
+    (r"sd[_\-]?1[._\-]?5|v1[._\-]5|(?<![a-z0-9])sd15", "sd15", "SD1.5"),
+)
 SUGGEST = 70  # WRatio from which an installed file is offered as "did you mean"
 SIMILAR = 85  # rapidfuzz WRatio from which a name is "like" a catalog file (realisticVisionV60B1_v60B1VAE)
 FILE_INPUTS = {"ckpt_name": "checkpoint", "lora_name": "LoRA", "vae_name": "VAE"}
@@ -63,7 +85,9 @@ def parse_family(value: str, where: str) -> str:
     key = re.sub(r"[\s\-]+", "_", str(value).strip().lower()).replace("_", "") if value else ""
     family = ALIASES.get(key) or ALIASES.get(str(value).strip().lower())
     if family is None:
-        raise FamilyError(f"{where}: {value!r} is not a checkpoint family; use one of sd15, sdxl, pony, turbo, lightning")
+        raise FamilyError(
+            f"{where}: {value!r} is not a checkpoint family; use one of sd15, sdxl, pony, turbo, lightning"
+        )
     return family
 
 
@@ -78,8 +102,13 @@ def guess_family(name: str, kind: str = "checkpoint") -> Family:
     for pattern, family, cue in CUES:
         if re.search(pattern, lower):
             return Family(family, f"name cue {cue!r}")
-    catalog = {c.name: c.family for c in CHECKPOINTS} if kind == "checkpoint" else {lo.name: lo.family for lo in LORAS} \
-        if kind == "LoRA" else {}
+    catalog = (
+        {c.name: c.family for c in CHECKPOINTS}
+        if kind == "checkpoint"
+        else {lo.name: lo.family for lo in LORAS}
+        if kind == "LoRA"
+        else {}
+    )
     if like := nearest(name, sorted(catalog), SIMILAR):
         return Family(catalog[like], f"named like the catalog's {like}")
     return Family("sd15", "no cue in the name")
@@ -90,8 +119,10 @@ class FamilyMap:
 
     def __init__(self, info: ObjectInfo, overrides: dict[str, str] | None = None):
         self.info = info
-        self.installed = {kind: sorted({v for ct in info.nodes for v in (info.choices(ct, inp) or []) if isinstance(v, str)})
-                          for inp, kind in FILE_INPUTS.items()}
+        self.installed = {
+            kind: sorted({v for ct in info.nodes for v in (info.choices(ct, inp) or []) if isinstance(v, str)})
+            for inp, kind in FILE_INPUTS.items()
+        }
         every = {name for names in self.installed.values() for name in names}
         self.families: dict[str, Family] = {}
         for kind, names in self.installed.items():
@@ -101,13 +132,17 @@ class FamilyMap:
             if name not in every:
                 alt = nearest(name, sorted(every), SUGGEST)
                 shown = ", ".join(self.installed["checkpoint"][:6]) or "none"
-                raise FamilyError(f"--checkpoint-family {name}: no such checkpoint, LoRA or VAE on {info.source}"
-                                  f"{f'; did you mean {alt!r}' if alt else ''}; give the file name as ComfyUI lists it "
-                                  f"(checkpoints there: {shown})")
+                raise FamilyError(
+                    f"--checkpoint-family {name}: no such checkpoint, LoRA or VAE on {info.source}"
+                    f"{f'; did you mean {alt!r}' if alt else ''}; give the file name as ComfyUI lists it "
+                    f"(checkpoints there: {shown})"
+                )
             self.families[name] = Family(family, "your map")
 
     @classmethod
-    def from_arguments(cls, info: ObjectInfo, pairs: list[str] | None = None, mapping_file: Path | None = None) -> FamilyMap:
+    def from_arguments(
+        cls, info: ObjectInfo, pairs: list[str] | None = None, mapping_file: Path | None = None
+    ) -> FamilyMap:
         """The map for `info` with the user's `FILE=FAMILY` pairs and mapping file (YAML or JSON: {file: family})."""
         overrides: dict[str, str] = {}
         if mapping_file is not None:
@@ -115,7 +150,9 @@ class FamilyMap:
         for pair in pairs or []:
             name, sep, family = pair.rpartition("=")
             if not sep or not name.strip():
-                raise FamilyError(f"--checkpoint-family {pair!r}: write FILE=FAMILY, as in house_blend.safetensors=sdxl")
+                raise FamilyError(
+                    f"--checkpoint-family {pair!r}: write FILE=FAMILY, as in house_blend.safetensors=sdxl"
+                )
             overrides[name.strip()] = parse_family(family, f"--checkpoint-family {pair}")
         return cls(info, overrides)
 
@@ -134,13 +171,17 @@ def read_mapping_file(path: Path) -> dict[str, str]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise FamilyError(f"--families {path}: cannot read ({getattr(exc, 'strerror', None) or exc}); "
-                          "give a YAML or JSON file of `file name: family` lines") from None
+        raise FamilyError(
+            f"--families {path}: cannot read ({getattr(exc, 'strerror', None) or exc}); "
+            "give a YAML or JSON file of `file name: family` lines"
+        ) from None
     except yaml.YAMLError as exc:
         raise FamilyError(f"--families {path}: not valid YAML or JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict) or not raw:
-        raise FamilyError(f"--families {path}: expected a mapping of file name to family "
-                          "(house_blend.safetensors: sdxl), got " + ("nothing" if not raw else type(raw).__name__))
+        raise FamilyError(
+            f"--families {path}: expected a mapping of file name to family "
+            "(house_blend.safetensors: sdxl), got " + ("nothing" if not raw else type(raw).__name__)
+        )
     return {str(k): parse_family(v, f"--families {path}: {k}") for k, v in raw.items()}
 
 
@@ -186,35 +227,52 @@ def fit_family(graph: dict, families: FamilyMap) -> tuple[dict, list[str], list[
             options = [n for n in families.fitting(kind, group) if kind != "checkpoint" or "refiner" not in n.lower()]
             if options:
                 inputs[inp] = nearest(value, options) or options[0]
-                changes.append(f"node {nid} ({node['class_type']}) {inp}: {value} is {LABELS[families.family(value).family]}, "
-                               f"not {LABELS[family]} like {base_name}: {inputs[inp]} instead")
+                changes.append(
+                    f"node {nid} ({node['class_type']}) {inp}: {value} is {LABELS[families.family(value).family]}, "
+                    f"not {LABELS[family]} like {base_name}: {inputs[inp]} instead"
+                )
             elif kind in ("LoRA", "VAE") and _bypass(graph, nid, base):
-                changes.append(f"node {nid} ({node['class_type']}) with {value} left out: it is "
-                               f"{LABELS[families.family(value).family]} and no installed {kind} fits {LABELS[family]}")
+                changes.append(
+                    f"node {nid} ({node['class_type']}) with {value} left out: it is "
+                    f"{LABELS[families.family(value).family]} and no installed {kind} fits {LABELS[family]}"
+                )
                 break
             else:  # kept: said, and family_problems keeps reporting it
-                changes.append(f"node {nid} ({node['class_type']}) {inp}: {value} is {LABELS[families.family(value).family]}, "
-                               f"not {LABELS[family]} like {base_name}, and no installed {kind} fits: left as is")
+                changes.append(
+                    f"node {nid} ({node['class_type']}) {inp}: {value} is {LABELS[families.family(value).family]}, "
+                    f"not {LABELS[family]} like {base_name}, and no installed {kind} fits: left as is"
+                )
         if nid not in graph:
             continue
-        if node["class_type"] in SIZE_CLASSES and isinstance(inputs.get("width"), int) and isinstance(inputs.get("height"), int):
+        if (
+            node["class_type"] in SIZE_CLASSES
+            and isinstance(inputs.get("width"), int)
+            and isinstance(inputs.get("height"), int)
+        ):
             w, h = inputs["width"], inputs["height"]
             if not _size_fits(family, w, h):
                 inputs["width"], inputs["height"] = _nearest_size(family, w, h)
-                changes.append(f"node {nid} ({node['class_type']}): {w}x{h} does not suit {LABELS[family]}; "
-                               f"{inputs['width']}x{inputs['height']} instead")
+                changes.append(
+                    f"node {nid} ({node['class_type']}): {w}x{h} does not suit {LABELS[family]}; "
+                    f"{inputs['width']}x{inputs['height']} instead"
+                )
         if node["class_type"] in SAMPLER_CLASSES:
             ranges = family_ranges(family)
             for key, (low, high) in (("steps", ranges.steps), ("cfg", ranges.cfg)):
                 value = inputs.get(key)
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
                     inputs[key] = type(value)(min(max(value, low), high))
-                    changes.append(f"node {nid} ({node['class_type']}) {key}: {value} is outside {LABELS[family]}'s "
-                                   f"{low}-{high}; {inputs[key]} instead")
+                    changes.append(
+                        f"node {nid} ({node['class_type']}) {key}: {value} is outside {LABELS[family]}'s "
+                        f"{low}-{high}; {inputs[key]} instead"
+                    )
     used = sorted({n["inputs"][i] for n in graph.values() for i in FILE_INPUTS if isinstance(n["inputs"].get(i), str)})
-    assumed = [_label(name, families.family(name)) + ("; if it is not, pass --checkpoint-family "
-                                                      f"{name}=FAMILY" if families.family(name).assumed else "")
-               for name in used if families.family(name).evidence not in ("your map", "the training catalog")]
+    assumed = [
+        _label(name, families.family(name))
+        + (f"; if it is not, pass --checkpoint-family {name}=FAMILY" if families.family(name).assumed else "")
+        for name in used
+        if families.family(name).evidence not in ("your map", "the training catalog")
+    ]
     return graph, changes, assumed
 
 

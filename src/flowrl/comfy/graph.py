@@ -25,8 +25,14 @@ class WorkflowLoadError(FlowRLError):
 
 def is_link(value: Any) -> bool:
     """True when an input value is a link [node_id, output_index]."""
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-            and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool))
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
 
 
 def fill_prompt(graph: dict, prompt: str) -> dict:
@@ -54,20 +60,28 @@ def check_json_tree(data: Any, source: str) -> None:
     while stack:  # iterative: depth is what is being checked
         value, path = stack.pop()
         if len(path) > MAX_JSON_DEPTH:
-            raise WorkflowLoadError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels at {_where(path[:4])}...; "
-                                    "no workflow nests that deep; is this really a ComfyUI workflow?")
+            raise WorkflowLoadError(
+                f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels at {_where(path[:4])}...; "
+                "no workflow nests that deep; is this really a ComfyUI workflow?"
+            )
         if isinstance(value, str):
             if LONE_SURROGATE.search(value):
-                raise WorkflowLoadError(f"{source}: {_where(path)} holds a lone surrogate escape (e.g. \\ud800), "
-                                        "which is not text; remove or fix that escape")
+                raise WorkflowLoadError(
+                    f"{source}: {_where(path)} holds a lone surrogate escape (e.g. \\ud800), "
+                    "which is not text; remove or fix that escape"
+                )
         elif isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
-                raise WorkflowLoadError(f"{source}: {_where(path)} is {value}, which JSON cannot carry and ComfyUI rejects; "
-                                        "give a finite number")
+                raise WorkflowLoadError(
+                    f"{source}: {_where(path)} is {value}, which JSON cannot carry and ComfyUI rejects; "
+                    "give a finite number"
+                )
         elif isinstance(value, dict):
             for key, item in value.items():
                 if isinstance(key, str) and LONE_SURROGATE.search(key):
-                    raise WorkflowLoadError(f"{source}: key {key!r} at {_where(path)} holds a lone surrogate escape; fix the key")
+                    raise WorkflowLoadError(
+                        f"{source}: key {key!r} at {_where(path)} holds a lone surrogate escape; fix the key"
+                    )
                 stack.append((item, (*path, key)))
         elif isinstance(value, list):
             stack.extend((item, (*path, i)) for i, item in enumerate(value))
@@ -77,8 +91,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     keys = [k for k, _ in pairs]
     if len(set(keys)) < len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
-        raise WorkflowLoadError(f"duplicate key {dup!r} in one JSON object (the second would silently replace the first); "
-                                "rename or remove one of them")
+        raise WorkflowLoadError(
+            f"duplicate key {dup!r} in one JSON object (the second would silently replace the first); "
+            "rename or remove one of them"
+        )
     return dict(pairs)
 
 
@@ -102,9 +118,13 @@ def parse_json_text(text: str, source: str, looks_encoded: Callable[[str], bool]
         raise WorkflowLoadError(f"{source}: {exc}") from None
     except json.JSONDecodeError as exc:
         if looks_encoded is not None and looks_encoded(text):
-            raise WorkflowLoadError(f"{source}: this is an encoded flow (text), not workflow JSON; "
-                                    "use `flowrl flow decode` to turn it into a workflow") from None
-        raise WorkflowLoadError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+            raise WorkflowLoadError(
+                f"{source}: this is an encoded flow (text), not workflow JSON; "
+                "use `flowrl flow decode` to turn it into a workflow"
+            ) from None
+        raise WorkflowLoadError(
+            f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
     except RecursionError:
         raise WorkflowLoadError(f"{source}: JSON nested too deeply to be a workflow") from None
     check_json_tree(data, source)
@@ -137,7 +157,8 @@ def as_api_graph(data: Any, source: str = "<graph>") -> dict:
         if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
             raise WorkflowLoadError(
                 f"{source}: node {node_id!r} is not an object with a string 'class_type'; "
-                "is this an API-format (\"Save (API format)\") or UI workflow file?")
+                'is this an API-format ("Save (API format)") or UI workflow file?'
+            )
         if not isinstance(node.get("inputs", {}), dict):
             raise WorkflowLoadError(f"{source}: node {node_id!r} ({node['class_type']}): 'inputs' must be an object")
         node.setdefault("inputs", {})
@@ -151,8 +172,10 @@ def parse_workflow(data: Any, source: str = "<graph>") -> dict:
 
         return ui_to_api(data, source=source)
     if isinstance(data, dict) and "nodes" in data and UI_KEYS & set(data):  # a damaged UI file, not an API graph
-        raise WorkflowLoadError(f"{source}: a UI workflow (it has {', '.join(sorted(UI_KEYS & set(data)))}) whose 'nodes' is "
-                                f"a {type(data['nodes']).__name__}, not a list of nodes; save the workflow from ComfyUI again")
+        raise WorkflowLoadError(
+            f"{source}: a UI workflow (it has {', '.join(sorted(UI_KEYS & set(data)))}) whose 'nodes' is "
+            f"a {type(data['nodes']).__name__}, not a list of nodes; save the workflow from ComfyUI again"
+        )
     return as_api_graph(data, source)
 
 
@@ -170,8 +193,10 @@ def load_workflow(path: str | Path, looks_encoded: Callable[[str], bool] | None 
     if path.is_dir():
         raise WorkflowLoadError(f"{path}: is a directory; give a workflow .json file")
     if size > MAX_FILE_BYTES:
-        raise WorkflowLoadError(f"{path}: {size / 1e6:.1f} MB is larger than the {MAX_FILE_BYTES // 2**20} MiB "
-                                "limit for a workflow; is this really a ComfyUI workflow?")
+        raise WorkflowLoadError(
+            f"{path}: {size / 1e6:.1f} MB is larger than the {MAX_FILE_BYTES // 2**20} MiB "
+            "limit for a workflow; is this really a ComfyUI workflow?"
+        )
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:

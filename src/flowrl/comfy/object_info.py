@@ -44,16 +44,22 @@ def _check_entry(ct: str, entry: Any, source: str, fix: str) -> None:
         raise ObjectInfoError(f"{where} is a {_json_kind(entry)}, not a node definition object; {fix}")
     inputs = entry.get("input")
     if not isinstance(inputs, dict):
-        raise ObjectInfoError(f"{where}['input'] is {'missing' if 'input' not in entry else 'a ' + _json_kind(inputs)}, "
-                              f"not an object of required/optional inputs; {fix}")
+        raise ObjectInfoError(
+            f"{where}['input'] is {'missing' if 'input' not in entry else 'a ' + _json_kind(inputs)}, "
+            f"not an object of required/optional inputs; {fix}"
+        )
     for group in ("required", "optional"):
         specs = inputs.get(group, {})
         if not isinstance(specs, dict):
-            raise ObjectInfoError(f"{where}['input'][{group!r}] is a {_json_kind(specs)}, not an object (input name -> spec); {fix}")
+            raise ObjectInfoError(
+                f"{where}['input'][{group!r}] is a {_json_kind(specs)}, not an object (input name -> spec); {fix}"
+            )
         for name, spec in specs.items():
             if not (isinstance(spec, list) and spec and isinstance(spec[0], (str, list))):
-                raise ObjectInfoError(f"{where}['input'][{group!r}][{name!r}] is {json.dumps(spec)[:60]}, not [type or choices, "
-                                      f"options]; {fix}")
+                raise ObjectInfoError(
+                    f"{where}['input'][{group!r}][{name!r}] is {json.dumps(spec)[:60]}, not [type or choices, "
+                    f"options]; {fix}"
+                )
     output = entry.get("output", [])
     if not isinstance(output, list) or not all(isinstance(t, (str, list)) for t in output):
         raise ObjectInfoError(f"{where}['output'] is {json.dumps(output)[:60]}, not a list of output types; {fix}")
@@ -78,8 +84,10 @@ class ObjectInfo:
             raise ObjectInfoError(f"{source}: this is ComfyUI's /system_stats answer, not /object_info; {fix}")
         if not isinstance(raw, dict) or not raw:
             got = f"a JSON {_json_kind(raw)}" if raw else "an empty object"
-            raise ObjectInfoError(f"{source}: expected the JSON object that ComfyUI's /object_info returns "
-                                  f"(node class -> definition), got {got}; {fix}")
+            raise ObjectInfoError(
+                f"{source}: expected the JSON object that ComfyUI's /object_info returns "
+                f"(node class -> definition), got {got}; {fix}"
+            )
         for ct, entry in raw.items():
             _check_entry(ct, entry, source, fix)
         return cls(raw, source)
@@ -117,10 +125,19 @@ class ObjectInfo:
             for name, (typ, opts, required) in self._inputs(ct).items():
                 choices = self.choices(ct, name)
                 if choices is not None:
-                    inputs[name] = InputSpec(name, "widget", "COMBO", required, choices=choices, default=opts.get("default"))
+                    inputs[name] = InputSpec(
+                        name, "widget", "COMBO", required, choices=choices, default=opts.get("default")
+                    )
                 elif isinstance(typ, str) and typ in WIDGET_TYPES and not opts.get("forceInput"):
-                    inputs[name] = InputSpec(name, "widget", typ, required, min=opts.get("min"), max=opts.get("max"),
-                                             default=opts.get("default"))
+                    inputs[name] = InputSpec(
+                        name,
+                        "widget",
+                        typ,
+                        required,
+                        min=opts.get("min"),
+                        max=opts.get("max"),
+                        default=opts.get("default"),
+                    )
                 else:
                     inputs[name] = InputSpec(name, "link", str(typ), required)
             outputs = [str(t) if not isinstance(t, list) else "COMBO" for t in entry.get("output") or []]
@@ -153,8 +170,10 @@ def load_object_info(where: str | Path, timeout: float = FETCH_TIMEOUT) -> Objec
     except OSError as exc:
         raise ObjectInfoError(f"{path}: cannot read ({exc.strerror}); {fix}") from None
     if path.is_dir() or size > MAX_BYTES:
-        raise ObjectInfoError(f"{path}: not an /object_info file ({'a directory' if path.is_dir() else f'{size / 2**20:.0f} MiB'}); "
-                              "save the JSON from <ComfyUI URL>/object_info")
+        raise ObjectInfoError(
+            f"{path}: not an /object_info file ({'a directory' if path.is_dir() else f'{size / 2**20:.0f} MiB'}); "
+            "save the JSON from <ComfyUI URL>/object_info"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -167,11 +186,15 @@ def _parse(data: bytes, source: str) -> Any:
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise ObjectInfoError(f"{source}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
-                              "save the JSON from <ComfyUI URL>/object_info") from None
+        raise ObjectInfoError(
+            f"{source}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+            "save the JSON from <ComfyUI URL>/object_info"
+        ) from None
     if text.lstrip()[:1] == "<":
-        raise ObjectInfoError(f"{source}: an HTML (or XML) page, not JSON: that is not ComfyUI's /object_info "
-                              "(a login page, a proxy, or the web UI?); save the JSON from <ComfyUI URL>/object_info")
+        raise ObjectInfoError(
+            f"{source}: an HTML (or XML) page, not JSON: that is not ComfyUI's /object_info "
+            "(a login page, a proxy, or the web UI?); save the JSON from <ComfyUI URL>/object_info"
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -184,35 +207,45 @@ def _fetch(url: str, timeout: float) -> Any:
 
     full = url if url.rstrip("/").endswith("/object_info") else url.rstrip("/") + "/object_info"
     deadline = time.monotonic() + timeout
-    late = ObjectInfoError(f"GET {full}: no complete answer within {timeout:g} s; is ComfyUI busy or is this another server?")
+    late = ObjectInfoError(
+        f"GET {full}: no complete answer within {timeout:g} s; is ComfyUI busy or is this another server?"
+    )
     try:
         # one connect or read waits at most READ_TIMEOUT and the deadline is checked after every chunk: the whole
-    # fetch ends within timeout + READ_TIMEOUT however slowly the server sends
+        # fetch ends within timeout + READ_TIMEOUT however slowly the server sends
         with httpx.stream("GET", full, timeout=min(timeout, READ_TIMEOUT), follow_redirects=False) as response:
             if response.is_redirect:
-                raise ObjectInfoError(f"GET {full}: answered {response.status_code}, a redirect to "
-                                      f"{response.headers.get('location')!r}; ComfyUI does not redirect: pass the server's own URL")
+                raise ObjectInfoError(
+                    f"GET {full}: answered {response.status_code}, a redirect to "
+                    f"{response.headers.get('location')!r}; ComfyUI does not redirect: pass the server's own URL"
+                )
             if response.status_code != 200:
                 raise ObjectInfoError(f"GET {full}: answered {response.status_code}; is this a ComfyUI server?")
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > MAX_BYTES:
-                    raise ObjectInfoError(f"GET {full}: answer larger than {MAX_BYTES // 2**20} MiB; not an /object_info")
+                    raise ObjectInfoError(
+                        f"GET {full}: answer larger than {MAX_BYTES // 2**20} MiB; not an /object_info"
+                    )
                 if time.monotonic() > deadline:
                     raise late
     except httpx.TimeoutException:
         raise late from None
     except httpx.HTTPError as exc:
-        raise ObjectInfoError(f"GET {full}: {exc.__class__.__name__} ({exc}); start ComfyUI (python main.py --listen) "
-                              "or pass a saved copy of its /object_info") from None
+        raise ObjectInfoError(
+            f"GET {full}: {exc.__class__.__name__} ({exc}); start ComfyUI (python main.py --listen) "
+            "or pass a saved copy of its /object_info"
+        ) from None
     return _parse(bytes(body), f"GET {full}")
 
 
 def object_info_from_text(text: str, source: str = "request parameter object_info") -> ObjectInfo:
     """Parse /object_info sent as JSON text (the served model's request parameter)."""
     if not isinstance(text, str):
-        raise ObjectInfoError(f"{source}: a {type(text).__name__}, not JSON text; send the text of <ComfyUI URL>/object_info")
+        raise ObjectInfoError(
+            f"{source}: a {type(text).__name__}, not JSON text; send the text of <ComfyUI URL>/object_info"
+        )
     return ObjectInfo.from_dict(_parse(text.encode("utf-8", "surrogatepass"), source), source)
 
 
@@ -253,15 +286,23 @@ class Missing:
         if self.input is None:
             pack = custom_node_packs().get(self.class_type)
             if pack:
-                return (f"missing custom node: node {self.node_id} {self.class_type!r} is not installed{alt}; install the node pack "
-                        f"{pack} (ComfyUI-Manager: Install Missing Custom Nodes)")
+                return (
+                    f"missing custom node: node {self.node_id} {self.class_type!r} is not installed{alt}; install the node pack "
+                    f"{pack} (ComfyUI-Manager: Install Missing Custom Nodes)"
+                )
             if self.class_type in load_catalog():
-                return (f"missing core node: node {self.node_id} {self.class_type!r} is not on this ComfyUI{alt}; it is part of "
-                        "a newer ComfyUI: update ComfyUI (git pull, or the Manager's Update ComfyUI)")
-            return (f"unknown node class: node {self.node_id} {self.class_type!r} is not installed{alt}; install the custom node "
-                    "pack that provides it (ComfyUI-Manager: Install Missing Custom Nodes) or update ComfyUI")
+                return (
+                    f"missing core node: node {self.node_id} {self.class_type!r} is not on this ComfyUI{alt}; it is part of "
+                    "a newer ComfyUI: update ComfyUI (git pull, or the Manager's Update ComfyUI)"
+                )
+            return (
+                f"unknown node class: node {self.node_id} {self.class_type!r} is not installed{alt}; install the custom node "
+                "pack that provides it (ComfyUI-Manager: Install Missing Custom Nodes) or update ComfyUI"
+            )
         kind = "model file" if self.is_file else "value"
-        return f"missing {kind}: node {self.node_id} ({self.class_type}) {self.input}={self.value!r} is not installed{alt}"
+        return (
+            f"missing {kind}: node {self.node_id} ({self.class_type}) {self.input}={self.value!r} is not installed{alt}"
+        )
 
 
 @cache
@@ -297,8 +338,11 @@ def check_installed(graph: dict, info: ObjectInfo) -> tuple[list[Missing], list[
     missing = find_missing(graph, info)
     covered = {(m.node_id, m.input) for m in missing}
     absent = {m.node_id for m in missing if m.input is None}
-    problems = [p for p in validate_graph(graph, info.catalog)
-                if (str(p.node_id), p.input) not in covered and str(p.node_id) not in absent]
+    problems = [
+        p
+        for p in validate_graph(graph, info.catalog)
+        if (str(p.node_id), p.input) not in covered and str(p.node_id) not in absent
+    ]
     return missing, problems
 
 

@@ -34,10 +34,18 @@ class _Node:
 
 
 def _node(raw: UINode, nid: str, links: dict[int, tuple[str, int]], mode: int | None = None) -> _Node:
-    inputs = [_Input(i.name, str(i.type), links.get(i.link) if i.link is not None else None, i.widget is not None)
-              for i in raw.inputs]
-    return _Node(nid, raw.type, raw.mode if mode is None else mode, inputs, [str(o.type) for o in raw.outputs],
-                 raw.widgets_values)
+    inputs = [
+        _Input(i.name, str(i.type), links.get(i.link) if i.link is not None else None, i.widget is not None)
+        for i in raw.inputs
+    ]
+    return _Node(
+        nid,
+        raw.type,
+        raw.mode if mode is None else mode,
+        inputs,
+        [str(o.type) for o in raw.outputs],
+        raw.widgets_values,
+    )
 
 
 def _check_links(doc: UIWorkflow, source: str) -> dict[int, tuple[str, int]]:
@@ -48,14 +56,18 @@ def _check_links(doc: UIWorkflow, source: str) -> dict[int, tuple[str, int]]:
     for i, raw in enumerate(doc.nodes):
         nid = str(raw.id)
         if nid in first:
-            raise UIConversionError(f"{source}: nodes[{first[nid]}] and nodes[{i}] both have id {nid} ({doc.nodes[first[nid]].type}, "
-                                    f"{raw.type}); one would be lost. Give one a new, unused id (or copy-paste it in ComfyUI) and save again")
+            raise UIConversionError(
+                f"{source}: nodes[{first[nid]}] and nodes[{i}] both have id {nid} ({doc.nodes[first[nid]].type}, "
+                f"{raw.type}); one would be lost. Give one a new, unused id (or copy-paste it in ComfyUI) and save again"
+            )
         first[nid] = i
     links: dict[int, tuple[str, int]] = {}
     for lk in doc.links:
         if lk.id in links and links[lk.id] != (str(lk.origin_id), lk.origin_slot):
-            raise UIConversionError(f"{source}: two entries of 'links' have id {lk.id} with different origins; "
-                                    "the file is corrupt: reconnect those inputs in ComfyUI and save again")
+            raise UIConversionError(
+                f"{source}: two entries of 'links' have id {lk.id} with different origins; "
+                "the file is corrupt: reconnect those inputs in ComfyUI and save again"
+            )
         links[lk.id] = (str(lk.origin_id), lk.origin_slot)
     for raw in doc.nodes:
         for inp in raw.inputs:
@@ -63,18 +75,25 @@ def _check_links(doc: UIWorkflow, source: str) -> dict[int, tuple[str, int]]:
                 continue
             where = f"{source}: node {raw.id} ({raw.type}) input {inp.name!r} uses link {inp.link}"
             if inp.link not in links:
-                why = "but the file has no 'links' list; export the whole workflow again (Save / Export in ComfyUI)" if not doc.links \
+                why = (
+                    "but the file has no 'links' list; export the whole workflow again (Save / Export in ComfyUI)"
+                    if not doc.links
                     else "which is not in the file's 'links' list; reconnect the input in ComfyUI and save again"
+                )
                 raise UIConversionError(f"{where}, {why}")
             origin, slot = links[inp.link]
             if origin not in first:
-                raise UIConversionError(f"{where} from node {origin}, which is not in the file; "
-                                        "reconnect the input in ComfyUI and save again")
+                raise UIConversionError(
+                    f"{where} from node {origin}, which is not in the file; "
+                    "reconnect the input in ComfyUI and save again"
+                )
             outputs = doc.nodes[first[origin]].outputs
             if slot < 0 or (outputs and slot >= len(outputs)):
-                raise UIConversionError(f"{where} from output {slot} of node {origin} "
-                                        f"({doc.nodes[first[origin]].type}), which has {len(outputs)} output(s); "
-                                        "reconnect the input in ComfyUI and save again")
+                raise UIConversionError(
+                    f"{where} from output {slot} of node {origin} "
+                    f"({doc.nodes[first[origin]].type}), which has {len(outputs)} output(s); "
+                    "reconnect the input in ComfyUI and save again"
+                )
     return links
 
 
@@ -90,15 +109,17 @@ def _expand_groups(nodes: list[_Node], doc: UIWorkflow, source: str) -> list[_No
     outputs not consumed inside (or listed in `external`); its widgets_values concatenate the inner nodes' values.
     """
     groups = [n for n in nodes if n.type.startswith(GROUP_PREFIXES)]
-    missing = sorted({g.type for g in groups if g.type[len("workflow/"):] not in doc.group_nodes})
+    missing = sorted({g.type for g in groups if g.type[len("workflow/") :] not in doc.group_nodes})
     if missing:
-        raise UIConversionError(f"{source}: group node type(s) {missing} have no definition in extra.groupNodes; "
-                                "open the workflow in ComfyUI and convert the group nodes back to nodes")
+        raise UIConversionError(
+            f"{source}: group node type(s) {missing} have no definition in extra.groupNodes; "
+            "open the workflow in ComfyUI and convert the group nodes back to nodes"
+        )
     group_ids = {g.id for g in groups}
     remap_out: dict[tuple[str, int], tuple[str, int]] = {}
     result = [n for n in nodes if n.id not in group_ids]
     for g in groups:
-        d = doc.group_nodes[g.type[len("workflow/"):]]
+        d = doc.group_nodes[g.type[len("workflow/") :]]
         inner_links = {(lk[2], lk[3]): lk for lk in d.links}
         internal_src = {(lk[0], lk[1]) for lk in d.links if lk[0] is not None}
         external = {(e[0].get("index") if isinstance(e[0], dict) else e[0], e[1]) for e in d.external}
@@ -132,6 +153,7 @@ def _expand_groups(nodes: list[_Node], doc: UIWorkflow, source: str) -> list[_No
 
 def _pick_variant(spec: NodeSpec, values: list) -> list[str]:
     """Widget names matching the length of `values` (version drift), longest that fits otherwise."""
+
     def length(variant: list[str]) -> int:
         return len(variant) + sum(1 for w in variant if w in spec.control_after_generate)
 
@@ -153,7 +175,8 @@ def _widget_values(node: _Node, spec: NodeSpec | None, source: str) -> dict[str,
         if len(names) < len(values):
             raise UIConversionError(
                 f"{source}: node {node.id} has unknown class type {node.type!r}; its {len(values)} widget values "
-                "cannot be named. Add it to scripts/build_catalog.py CUSTOM_NODES and rebuild the catalog")
+                "cannot be named. Add it to scripts/build_catalog.py CUSTOM_NODES and rebuild the catalog"
+            )
         return dict(zip(names, values))
     out: dict[str, Any] = {}
     pos = 0
@@ -162,8 +185,11 @@ def _widget_values(node: _Node, spec: NodeSpec | None, source: str) -> dict[str,
             break
         out[name] = values[pos]
         pos += 1
-        if name in spec.control_after_generate and pos < len(values) and (
-                values[pos] in CONTROL_VALUES or isinstance(values[pos], bool)):
+        if (
+            name in spec.control_after_generate
+            and pos < len(values)
+            and (values[pos] in CONTROL_VALUES or isinstance(values[pos], bool))
+        ):
             pos += 1
     for name in spec.ui_only_widgets:
         out.pop(name, None)
@@ -195,11 +221,17 @@ class _Resolver:
                 return ("link", [node.id, src[1]])
             if node.id in path:
                 order = list(path)
-                loop = " -> ".join(f"{n} ({self.nodes[n].type})" for n in [*order[order.index(node.id):], node.id])
-                raise UIConversionError(f"{self.source}: {where} is fed by a loop of Reroute/bypassed nodes: {loop}; "
-                                        "connect the loop to a real output in ComfyUI and save again")
+                loop = " -> ".join(f"{n} ({self.nodes[n].type})" for n in [*order[order.index(node.id) :], node.id])
+                raise UIConversionError(
+                    f"{self.source}: {where} is fed by a loop of Reroute/bypassed nodes: {loop}; "
+                    "connect the loop to a real output in ComfyUI and save again"
+                )
             path[node.id] = None
-            src = (node.inputs[0].source if node.inputs else None) if node.type == "Reroute" else self._bypass_input(node, src[1])
+            src = (
+                (node.inputs[0].source if node.inputs else None)
+                if node.type == "Reroute"
+                else self._bypass_input(node, src[1])
+            )
         return None
 
     @staticmethod
@@ -226,8 +258,10 @@ def ui_to_api(ui: dict, source: str = "<ui workflow>", catalog: Catalog | None =
     catalog = catalog or load_catalog()
     doc = UIWorkflow.parse(ui, source)
     if doc.has_subgraphs:
-        raise UIConversionError(f"{source}: subgraphs are not supported; unpack them in ComfyUI "
-                                "(right-click > Unpack Subgraph) and save again")
+        raise UIConversionError(
+            f"{source}: subgraphs are not supported; unpack them in ComfyUI "
+            "(right-click > Unpack Subgraph) and save again"
+        )
     nodes = _expand_groups(_ui_nodes(doc, source), doc, source)
     by_id = {n.id: n for n in nodes}
     resolver = _Resolver(by_id, source)

@@ -62,8 +62,10 @@ def _widget_names(spec: NodeSpec | None, inputs: dict) -> list[str]:
     """The widget order to write: the longest catalog variant whose widgets the API node has (links count)."""
     if spec is None:
         return [k for k, v in inputs.items() if not is_link(v)]
+
     def known(name: str) -> bool:
         return name in inputs or name in spec.ui_only_widgets
+
     fits = [v for v in spec.widget_variants if all(known(n) for n in v)]
     return max(fits, key=len) if fits else list(spec.widgets)
 
@@ -77,7 +79,9 @@ def _placeholder(spec: NodeSpec | None, name: str) -> Any:
         return None
     if ispec.default is not None:
         return ispec.default
-    return {"INT": 0, "FLOAT": 0.0, "BOOLEAN": False, "STRING": ""}.get(ispec.type, ispec.choices[0] if ispec.choices else "")
+    return {"INT": 0, "FLOAT": 0.0, "BOOLEAN": False, "STRING": ""}.get(
+        ispec.type, ispec.choices[0] if ispec.choices else ""
+    )
 
 
 def _widget_type(spec: NodeSpec | None, name: str, value: Any) -> str:
@@ -88,7 +92,9 @@ def _widget_type(spec: NodeSpec | None, name: str, value: Any) -> str:
 
 
 def _is_multiline(spec: NodeSpec | None, name: str, value: Any) -> bool:
-    return _widget_type(spec, name, value) == "STRING" and (name in ("text", "text_g", "text_l", "prompt") or len(str(value)) > 40)
+    return _widget_type(spec, name, value) == "STRING" and (
+        name in ("text", "text_g", "text_l", "prompt") or len(str(value)) > 40
+    )
 
 
 def _build_node(nid: int, node: dict, spec: NodeSpec | None) -> _UINode:
@@ -98,7 +104,9 @@ def _build_node(nid: int, node: dict, spec: NodeSpec | None) -> _UINode:
     out = _UINode(nid, node["class_type"])
     link_names = [k for k, v in inputs.items() if is_link(v) and k not in widgets]
     if spec is not None:  # optional/absent link inputs still show as sockets, as in the editor
-        link_names += [n for n, i in spec.inputs.items() if i.kind == "link" and n not in link_names and n not in widgets]
+        link_names += [
+            n for n, i in spec.inputs.items() if i.kind == "link" and n not in link_names and n not in widgets
+        ]
     for name in link_names:
         ispec = spec.inputs.get(name) if spec else None
         out.inputs.append({"name": name, "type": ispec.type if ispec else "*", "link": None})
@@ -106,12 +114,16 @@ def _build_node(nid: int, node: dict, spec: NodeSpec | None) -> _UINode:
     for name in widgets:
         value = inputs.get(name)
         if is_link(value):
-            out.inputs.append({"name": name, "type": _widget_type(spec, name, None), "link": None, "widget": {"name": name}})
+            out.inputs.append(
+                {"name": name, "type": _widget_type(spec, name, None), "link": None, "widget": {"name": name}}
+            )
             value = _placeholder(spec, name)
         elif name not in inputs:
             value = _placeholder(spec, name)
         elif spec is None:  # unknown class: the converter names its values from these widget inputs
-            out.inputs.append({"name": name, "type": _widget_type(spec, name, value), "link": None, "widget": {"name": name}})
+            out.inputs.append(
+                {"name": name, "type": _widget_type(spec, name, value), "link": None, "widget": {"name": name}}
+            )
         n_multiline += _is_multiline(spec, name, value)
         out.widgets_values.append(value)
         if spec is not None and name in spec.control_after_generate:
@@ -122,7 +134,9 @@ def _build_node(nid: int, node: dict, spec: NodeSpec | None) -> _UINode:
     else:  # widgets an extension adds to a node go after the node's own, as the frontend stores them
         out.widgets_values.extend(extras.values())
     n_outputs = len(spec.outputs) if spec else 0
-    out.outputs = [{"name": t, "type": t, "links": [], "slot_index": i} for i, t in enumerate(spec.outputs if spec else [])]
+    out.outputs = [
+        {"name": t, "type": t, "links": [], "slot_index": i} for i, t in enumerate(spec.outputs if spec else [])
+    ]
     n_slots = max(sum(1 for i in out.inputs if "widget" not in i), n_outputs)
     n_widget_rows = len(out.widgets_values) - n_multiline
     height = SLOT_HEIGHT * n_slots + WIDGET_HEIGHT * n_widget_rows + MULTILINE_HEIGHT * n_multiline + 10
@@ -157,17 +171,23 @@ def _topological(graph: dict, source: str) -> list[str]:
         for name, value in node["inputs"].items():
             if is_link(value):
                 if str(value[0]) not in graph:
-                    raise UIExportError(f"{source}: node {nid} input {name!r} links to missing node {value[0]!r}; "
-                                        "fix the link (flowrl flow validate shows every problem)")
+                    raise UIExportError(
+                        f"{source}: node {nid} input {name!r} links to missing node {value[0]!r}; "
+                        "fix the link (flowrl flow validate shows every problem)"
+                    )
                 if value[1] < 0:
-                    raise UIExportError(f"{source}: node {nid} input {name!r} links to output {value[1]}; output slots start at 0")
+                    raise UIExportError(
+                        f"{source}: node {nid} input {name!r} links to output {value[1]}; output slots start at 0"
+                    )
                 edges[nid].append(str(value[0]))
     sorter = TopologicalSorter(edges)
     try:
         sorter.prepare()
     except CycleError as exc:
-        raise UIExportError(f"{source}: cycle through nodes {' -> '.join(map(str, exc.args[1]))}; "
-                            "ComfyUI cannot run a cyclic graph, so it is not exported") from None
+        raise UIExportError(
+            f"{source}: cycle through nodes {' -> '.join(map(str, exc.args[1]))}; "
+            "ComfyUI cannot run a cyclic graph, so it is not exported"
+        ) from None
     rank = {nid: i for i, nid in enumerate(graph)}
     order: list[str] = []
     while sorter.is_active():
@@ -189,9 +209,11 @@ def _layout(nodes: dict[str, _UINode], graph: dict, order: list[str]) -> dict[st
     x = 0.0
     for d in sorted(columns):
         col = columns[d]
+
         def pull(nid: str) -> float:
             ys = [centre[str(v[0])] for v in graph[nid]["inputs"].values() if is_link(v) and str(v[0]) in centre]
             return sum(ys) / len(ys) if ys else 0.0
+
         col.sort(key=lambda nid: (pull(nid), rank[nid]))
         y = 0.0
         for nid in col:
@@ -249,10 +271,15 @@ def _api_to_ui(graph: dict, catalog: Catalog, source: str) -> dict:
             src = nodes[str(value[0])]
             slot = value[1]
             if slot >= len(src.outputs) and (catalog.get(src.type) is not None or slot >= MAX_UNKNOWN_OUTPUTS):
-                has = f"has {len(src.outputs)} output(s)" if catalog.get(src.type) is not None else \
-                    f"is not in the node catalog, and no node has {MAX_UNKNOWN_OUTPUTS} outputs"
-                raise UIExportError(f"{source}: node {nid} input {name!r} links to output {slot} of node {value[0]} ({src.type}), "
-                                    f"which {has}; fix the link (flowrl flow validate shows every problem)")
+                has = (
+                    f"has {len(src.outputs)} output(s)"
+                    if catalog.get(src.type) is not None
+                    else f"is not in the node catalog, and no node has {MAX_UNKNOWN_OUTPUTS} outputs"
+                )
+                raise UIExportError(
+                    f"{source}: node {nid} input {name!r} links to output {slot} of node {value[0]} ({src.type}), "
+                    f"which {has}; fix the link (flowrl flow validate shows every problem)"
+                )
             while len(src.outputs) <= slot:  # an unknown class: outputs known only from its uses
                 src.outputs.append({"name": "*", "type": "*", "links": [], "slot_index": len(src.outputs)})
             to_slot = next(i for i, inp in enumerate(target.inputs) if inp["name"] == name)
@@ -267,13 +294,33 @@ def _api_to_ui(graph: dict, catalog: Catalog, source: str) -> dict:
     ui_nodes = []
     for rank, nid in enumerate(order):
         n = nodes[nid]
-        ui_nodes.append({"id": n.id, "type": n.type, "pos": pos[nid], "size": list(n.size), "flags": {}, "order": rank,
-                         "mode": 0, "inputs": n.inputs, "outputs": n.outputs,
-                         "properties": {"Node name for S&R": n.type}, "widgets_values": n.widgets_values})
-    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(graph, sort_keys=True, default=str))), "revision": 0,
-            "last_node_id": max(n.id for n in nodes.values()), "last_link_id": len(links),
-            "nodes": ui_nodes, "links": links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}, "flowrl": {"exported_from": "api"}}, "version": FORMAT_VERSION}
+        ui_nodes.append(
+            {
+                "id": n.id,
+                "type": n.type,
+                "pos": pos[nid],
+                "size": list(n.size),
+                "flags": {},
+                "order": rank,
+                "mode": 0,
+                "inputs": n.inputs,
+                "outputs": n.outputs,
+                "properties": {"Node name for S&R": n.type},
+                "widgets_values": n.widgets_values,
+            }
+        )
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(graph, sort_keys=True, default=str))),
+        "revision": 0,
+        "last_node_id": max(n.id for n in nodes.values()),
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}, "flowrl": {"exported_from": "api"}},
+        "version": FORMAT_VERSION,
+    }
 
 
 def node_boxes(ui: dict) -> dict[int, tuple[float, float, float, float]]:

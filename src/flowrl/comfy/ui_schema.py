@@ -69,7 +69,8 @@ class GroupDefinition(_Loose):
 
     nodes: list[GroupInnerNode]
     links: list[tuple[int | None, int, int, int, Any, Any] | tuple[int | None, int, int, int]] = Field(
-        default_factory=list)
+        default_factory=list
+    )
     external: list[tuple[Any, int, Any]] = Field(default_factory=list)
 
 
@@ -93,11 +94,19 @@ class UIWorkflow(_Loose):
                 try:
                     links.append(UILink.parse(lk))
                 except ValidationError:
-                    raise UIConversionError(f"{source}: links[{i}] = {lk!r:.80} is not "
-                                        "[id, from_node, from_slot, to_node, to_slot, type]") from None
-            return cls(nodes=raw.get("nodes"), links=links, group_nodes=extra.get("groupNodes") or {}, has_subgraphs=bool(definitions.get("subgraphs")))
+                    raise UIConversionError(
+                        f"{source}: links[{i}] = {lk!r:.80} is not [id, from_node, from_slot, to_node, to_slot, type]"
+                    ) from None
+            return cls(
+                nodes=raw.get("nodes"),
+                links=links,
+                group_nodes=extra.get("groupNodes") or {},
+                has_subgraphs=bool(definitions.get("subgraphs")),
+            )
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "links"
-            raise UIConversionError(f"{source}: UI workflow field {where!r}: {err['msg']} (got {err.get('input')!r:.60}); "
-                                "re-export the workflow from ComfyUI") from None
+            raise UIConversionError(
+                f"{source}: UI workflow field {where!r}: {err['msg']} (got {err.get('input')!r:.60}); "
+                "re-export the workflow from ComfyUI"
+            ) from None

@@ -19,9 +19,12 @@ from flowrl.comfy.catalog import Catalog, load_catalog
 from flowrl.comfy.graph import PROMPT_PLACEHOLDER, is_link
 from flowrl.comfy.validate import Problem, validate_graph
 
-MAX_SIDE = 4096               # pixels, any latent or image size input
-MAX_PASS_MEGAPIXELS = 8.4     # width x height x batch of one sampling pass (2048 x 4096): beyond this a 24 GB GPU runs out
-MAX_FIRST_PASS_MEGAPIXELS = {"sd15": 1.6, "sdxl": 2.4}   # first (EmptyLatentImage) pass per family group (training flows: 1024x1536, 1344x1536)
+MAX_SIDE = 4096  # pixels, any latent or image size input
+MAX_PASS_MEGAPIXELS = 8.4  # width x height x batch of one sampling pass (2048 x 4096): beyond this a 24 GB GPU runs out
+MAX_FIRST_PASS_MEGAPIXELS = {
+    "sd15": 1.6,
+    "sdxl": 2.4,
+}  # first (EmptyLatentImage) pass per family group (training flows: 1024x1536, 1344x1536)
 MAX_BATCH = 4
 # Practical sampler settings per checkpoint family (an input of any node, KSampler or FaceDetailer alike). The
 # distilled SDXL models are made for few steps and almost no guidance (model cards: Turbo 1-4 steps at CFG 0-1,
@@ -36,7 +39,11 @@ SIZE_NODES = {"EmptyLatentImage": ("width", "height", "batch_size"), "LatentUpsc
 def feeding_nodes(graph: dict, catalog: Catalog | None = None) -> set[str]:
     """Ids of the output nodes and of every node an output node depends on (what ComfyUI would execute)."""
     catalog = catalog or load_catalog()
-    outputs = [nid for nid, node in graph.items() if (spec := catalog.get(node.get("class_type"))) is not None and spec.is_output_node]
+    outputs = [
+        nid
+        for nid, node in graph.items()
+        if (spec := catalog.get(node.get("class_type"))) is not None and spec.is_output_node
+    ]
     seen: set[str] = set()
     stack = list(outputs)
     while stack:
@@ -89,23 +96,42 @@ def practical_problems(graph: dict) -> list[Problem]:
             if batch > MAX_BATCH:
                 problems.append(Problem(nid, ct, b_name, f"batch {int(batch)} is more than {MAX_BATCH} images a run"))
             if w * h * batch / 1e6 > MAX_PASS_MEGAPIXELS:
-                problems.append(Problem(nid, ct, None, f"{int(w)}x{int(h)} x {int(batch)} images would not fit a 24 GB GPU"))
+                problems.append(
+                    Problem(nid, ct, None, f"{int(w)}x{int(h)} x {int(batch)} images would not fit a 24 GB GPU")
+                )
             if ct == "EmptyLatentImage" and group and w * h / 1e6 > MAX_FIRST_PASS_MEGAPIXELS[group]:
-                problems.append(Problem(nid, ct, None, f"{int(w)}x{int(h)} is far above the native size of a {family} model; "
-                                        "use a hires-fix pass to go larger"))
+                problems.append(
+                    Problem(
+                        nid,
+                        ct,
+                        None,
+                        f"{int(w)}x{int(h)} is far above the native size of a {family} model; "
+                        "use a hires-fix pass to go larger",
+                    )
+                )
         for name, limits in SAMPLER_LIMITS.items():
             value = _number(inputs.get(name))
             limit = limits.get(family or "sd15", math.inf)
             if value is not None and value > limit:
-                problems.append(Problem(nid, ct, name, f"{name} {value:g} is more than the practical {limit:g} for {family or 'this model'}"))
+                problems.append(
+                    Problem(
+                        nid,
+                        ct,
+                        name,
+                        f"{name} {value:g} is more than the practical {limit:g} for {family or 'this model'}",
+                    )
+                )
     return problems
 
 
 def orphan_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem]:
     """One problem per node that feeds no output node."""
     keep = feeding_nodes(graph, catalog)
-    return [Problem(nid, node.get("class_type"), None, "feeds no output node (ComfyUI would skip it)")
-            for nid, node in graph.items() if nid not in keep]
+    return [
+        Problem(nid, node.get("class_type"), None, "feeds no output node (ComfyUI would skip it)")
+        for nid, node in graph.items()
+        if nid not in keep
+    ]
 
 
 TEXT_INPUTS = ("text", "text_g", "text_l")
@@ -125,15 +151,24 @@ def conditioning_problems(graph: dict) -> list[Problem]:
 
     Only for template flows, whose prompt is the PROMPT_PLACEHOLDER; a filled-in workflow's prompt text is unknown here.
     """
-    if not any(PROMPT_PLACEHOLDER in v for node in graph.values() for v in node.get("inputs", {}).values() if isinstance(v, str)):
+    if not any(
+        PROMPT_PLACEHOLDER in v
+        for node in graph.values()
+        for v in node.get("inputs", {}).values()
+        if isinstance(v, str)
+    ):
         return []
     problems = []
     for nid, node in graph.items():
         inputs = node.get("inputs", {})
         if prompt_in_conditioning(graph, inputs.get("positive")) is False:
-            problems.append(Problem(nid, node.get("class_type"), "positive", "its conditioning does not encode the prompt"))
+            problems.append(
+                Problem(nid, node.get("class_type"), "positive", "its conditioning does not encode the prompt")
+            )
         if prompt_in_conditioning(graph, inputs.get("negative")) is True:
-            problems.append(Problem(nid, node.get("class_type"), "negative", "the prompt is used as the negative conditioning"))
+            problems.append(
+                Problem(nid, node.get("class_type"), "negative", "the prompt is used as the negative conditioning")
+            )
     return problems
 
 
@@ -173,7 +208,14 @@ def refiner_problems(graph: dict) -> list[Problem]:
         for name in ("positive", "negative"):
             src = graph.get(str(inputs[name][0]), {}) if is_link(inputs.get(name)) else {}
             if "class_type" in src and (src["class_type"] in REFINER_ENCODERS) != is_refiner_checkpoint(ckpt):
-                problems.append(Problem(nid, node.get("class_type"), name, f"{src['class_type']} conditioning does not fit the model of {ckpt}"))
+                problems.append(
+                    Problem(
+                        nid,
+                        node.get("class_type"),
+                        name,
+                        f"{src['class_type']} conditioning does not fit the model of {ckpt}",
+                    )
+                )
     return problems
 
 
@@ -189,11 +231,17 @@ def duplicate_problems(graph: dict) -> list[Problem]:
             seen[key] = nid
     return problems
 
+
 # Two-pass KSamplerAdvanced rules: every training flow keeps them (base + augmented, 244 two-pass flows; docs/simulator.md).
 # A pass *continues* another when its latent is a KSamplerAdvanced output returned with leftover noise.
 ADVANCED = "KSamplerAdvanced"
 EMPTY_LATENT = "EmptyLatentImage"
-CONTINUED = ("steps", "scheduler", "start_at_step", "add_noise")  # the inputs a continuing pass takes from the pass before it
+CONTINUED = (
+    "steps",
+    "scheduler",
+    "start_at_step",
+    "add_noise",
+)  # the inputs a continuing pass takes from the pass before it
 
 
 def _int(value) -> int | None:
@@ -239,8 +287,15 @@ def handover_problems(graph: dict) -> list[Problem]:
     problems = []
     for nid, node in graph.items():
         if node.get("class_type") == "KSampler" and fresh_latent(graph, node) and node["inputs"].get("denoise", 1) != 1:
-            problems.append(Problem(nid, "KSampler", "denoise", f"denoise {node['inputs'].get('denoise')} on an empty latent "
-                                    "leaves part of the noise it never adds: a washed-out image (a fresh pass denoises 1)"))
+            problems.append(
+                Problem(
+                    nid,
+                    "KSampler",
+                    "denoise",
+                    f"denoise {node['inputs'].get('denoise')} on an empty latent "
+                    "leaves part of the noise it never adds: a washed-out image (a fresh pass denoises 1)",
+                )
+            )
         if node.get("class_type") != ADVANCED:
             continue
         inputs, first = node.get("inputs", {}), continues(graph, node)
@@ -249,18 +304,46 @@ def handover_problems(graph: dict) -> list[Problem]:
             if want is not None and inputs.get(name) != want:
                 what = f"the pass it continues has {want}" if first else f"a pass on fresh noise has {want}"
                 problems.append(Problem(nid, ADVANCED, name, f"{name} {inputs.get(name)} does not hand over: {what}"))
-        steps, start, end = _int(inputs.get("steps")), _int(inputs.get("start_at_step")), _int(inputs.get("end_at_step"))
-        if steps is not None and end is not None and (inputs.get("return_with_leftover_noise") == "enable") != (end < steps):
-            problems.append(Problem(nid, ADVANCED, "return_with_leftover_noise", "leftover noise is returned exactly when "
-                                    f"the pass stops before its last step (end_at_step {end} of {steps} steps)"))
+        steps, start, end = (
+            _int(inputs.get("steps")),
+            _int(inputs.get("start_at_step")),
+            _int(inputs.get("end_at_step")),
+        )
+        if (
+            steps is not None
+            and end is not None
+            and (inputs.get("return_with_leftover_noise") == "enable") != (end < steps)
+        ):
+            problems.append(
+                Problem(
+                    nid,
+                    ADVANCED,
+                    "return_with_leftover_noise",
+                    "leftover noise is returned exactly when "
+                    f"the pass stops before its last step (end_at_step {end} of {steps} steps)",
+                )
+            )
         if start is not None and end is not None and end <= start:
-            problems.append(Problem(nid, ADVANCED, "end_at_step", f"end_at_step {end} is not after start_at_step {start}"))
+            problems.append(
+                Problem(nid, ADVANCED, "end_at_step", f"end_at_step {end} is not after start_at_step {start}")
+            )
         if inputs.get("return_with_leftover_noise") == "enable":
             for uid, user in graph.items():
                 for name, v in user.get("inputs", {}).items():
-                    if is_link(v) and str(v[0]) == str(nid) and (user.get("class_type") != ADVANCED or name != "latent_image"):
-                        problems.append(Problem(uid, user.get("class_type"), name, f"takes the leftover noise of pass {nid}; "
-                                                "only a KSamplerAdvanced pass that continues it may"))
+                    if (
+                        is_link(v)
+                        and str(v[0]) == str(nid)
+                        and (user.get("class_type") != ADVANCED or name != "latent_image")
+                    ):
+                        problems.append(
+                            Problem(
+                                uid,
+                                user.get("class_type"),
+                                name,
+                                f"takes the leftover noise of pass {nid}; "
+                                "only a KSamplerAdvanced pass that continues it may",
+                            )
+                        )
     return problems
 
 
@@ -269,8 +352,14 @@ def usable_problems(graph: dict, catalog: Catalog | None = None) -> list[Problem
     problems = validate_graph(graph, catalog)
     if problems:
         return problems
-    return (orphan_problems(graph, catalog) + duplicate_problems(graph) + conditioning_problems(graph) + refiner_problems(graph)
-            + handover_problems(graph) + practical_problems(graph))
+    return (
+        orphan_problems(graph, catalog)
+        + duplicate_problems(graph)
+        + conditioning_problems(graph)
+        + refiner_problems(graph)
+        + handover_problems(graph)
+        + practical_problems(graph)
+    )
 
 
 def is_usable(graph: dict) -> bool:

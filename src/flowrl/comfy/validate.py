@@ -58,7 +58,8 @@ def check_value(spec: InputSpec, value: object) -> str | None:
         return f"expected a string, got {value!r:.60}"
     if t == "COMBO" and spec.choices is not None and value not in spec.choices:
         return f"{value!r:.60} is not one of {', '.join(map(str, spec.choices[:12]))}" + (
-            ", ..." if len(spec.choices) > 12 else "")
+            ", ..." if len(spec.choices) > 12 else ""
+        )
     if t in ("INT", "FLOAT") and isinstance(value, (int, float)) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:
             return f"{value} is below the minimum {spec.min}"
@@ -97,15 +98,28 @@ def validate_graph(graph: dict, catalog: Catalog | None = None) -> list[Problem]
             edges[str(node_id)].add(src_id)
             src_spec = catalog.get(src.get("class_type"))
             if slot < 0 or (src_spec is not None and slot >= len(src_spec.outputs)):
-                problems.append(Problem(node_id, ct, name, f"links to output {slot} of node {src_id} "
-                                        f"({src.get('class_type')}), which has {len(src_spec.outputs) if src_spec else '?'} outputs"))
+                problems.append(
+                    Problem(
+                        node_id,
+                        ct,
+                        name,
+                        f"links to output {slot} of node {src_id} "
+                        f"({src.get('class_type')}), which has {len(src_spec.outputs) if src_spec else '?'} outputs",
+                    )
+                )
                 continue
             want = spec.inputs.get(name) if spec else None
             if src_spec is not None and want is not None and want.kind == "link":
                 got = src_spec.outputs[slot]
                 if not types_compatible(want.type, got):
-                    problems.append(Problem(node_id, ct, name, f"expects {want.type} but node {src_id} "
-                                            f"({src['class_type']}) output {slot} gives {got}"))
+                    problems.append(
+                        Problem(
+                            node_id,
+                            ct,
+                            name,
+                            f"expects {want.type} but node {src_id} ({src['class_type']}) output {slot} gives {got}",
+                        )
+                    )
         if spec is None:
             problems.append(Problem(node_id, ct, None, f"{UNKNOWN_CLASS} {ct!r} (not in the node catalog)"))
             continue
@@ -119,8 +133,11 @@ def validate_graph(graph: dict, catalog: Catalog | None = None) -> list[Problem]
             if is_link(value):
                 continue
             if ispec.kind == "link":
-                problems.append(Problem(node_id, ct, name, f"expects a link from a {ispec.type} output, "
-                                        f"got the value {value!r:.60}"))
+                problems.append(
+                    Problem(
+                        node_id, ct, name, f"expects a link from a {ispec.type} output, got the value {value!r:.60}"
+                    )
+                )
                 continue
             why = check_value(ispec, value)
             if why:

@@ -71,13 +71,17 @@ def flow_family(graph: dict, source: str = "<graph>") -> str:
     """
     nodes = main_checkpoint_nodes(graph)
     if not nodes:
-        raise AugmentError(f"{source}: no CheckpointLoaderSimple with a main checkpoint; "
-                           "only SD1.5/SDXL checkpoint flows can be augmented")
+        raise AugmentError(
+            f"{source}: no CheckpointLoaderSimple with a main checkpoint; "
+            "only SD1.5/SDXL checkpoint flows can be augmented"
+        )
     name = str(graph[nodes[0]]["inputs"].get("ckpt_name", ""))
     family = C.guess_family(name)
     if family is None:
-        raise AugmentError(f"{source}: checkpoint {name!r} (node {nodes[0]}) is not an SD1.5/SDXL-family model; "
-                           f"supported families: {', '.join(C.FAMILIES)}")
+        raise AugmentError(
+            f"{source}: checkpoint {name!r} (node {nodes[0]}) is not an SD1.5/SDXL-family model; "
+            f"supported families: {', '.join(C.FAMILIES)}"
+        )
     return family
 
 
@@ -136,8 +140,12 @@ def make_variant(base: dict, family: str, rng: random.Random) -> dict:
     width, height = rng.choice(ranges.resolutions)
     hires_ids = _hires_sampler_ids(g)
     n_loras = sum(1 for n in g.values() if n["class_type"] == "LoraLoader") + sum(
-        1 for n in g.values() if n["class_type"] == "CR LoRA Stack" for i in (1, 2, 3)
-        if n["inputs"].get(f"switch_{i}") == "On")
+        1
+        for n in g.values()
+        if n["class_type"] == "CR LoRA Stack"
+        for i in (1, 2, 3)
+        if n["inputs"].get(f"switch_{i}") == "On"
+    )
     loras = iter(_pick_loras(rng, family, n_loras))
     for node_id in main_checkpoint_nodes(g):
         g[node_id]["inputs"]["ckpt_name"] = rng.choice(checkpoints).name
@@ -189,19 +197,30 @@ def make_variant(base: dict, family: str, rng: random.Random) -> dict:
             inp["model_name"] = rng.choice([m for m in C.FACE_DETECTORS if "face" in m])
         elif ct == "FaceDetailer":
             face_sampler, face_scheduler = _pick_sampler(rng, ranges)
-            inp.update(seed=seed, sampler_name=face_sampler, scheduler=face_scheduler, cfg=cfg,
-                       steps=rng.randint(*ranges.steps), denoise=_round(rng.uniform(0.3, 0.55), 0.05),
-                       guide_size=rng.choice((384, 512, 768)))
+            inp.update(
+                seed=seed,
+                sampler_name=face_sampler,
+                scheduler=face_scheduler,
+                cfg=cfg,
+                steps=rng.randint(*ranges.steps),
+                denoise=_round(rng.uniform(0.3, 0.55), 0.05),
+                guide_size=rng.choice((384, 512, 768)),
+            )
         elif ct in ("FreeU", "FreeU_V2"):
-            inp.update(b1=_round(rng.uniform(1.05, 1.4), 0.05), b2=_round(rng.uniform(1.1, 1.6), 0.05),
-                       s1=_round(rng.uniform(0.6, 1.0), 0.05), s2=_round(rng.uniform(0.2, 0.6), 0.05))
+            inp.update(
+                b1=_round(rng.uniform(1.05, 1.4), 0.05),
+                b2=_round(rng.uniform(1.1, 1.6), 0.05),
+                s1=_round(rng.uniform(0.6, 1.0), 0.05),
+                s2=_round(rng.uniform(0.2, 0.6), 0.05),
+            )
         elif ct == "RescaleCFG":
             inp["multiplier"] = _round(rng.uniform(0.5, 0.8), 0.05)
     return g
 
 
-def augment_flow(base: dict, n: int, rng: random.Random, source: str = "<graph>",
-                 seen: set[str] | None = None) -> tuple[list[dict], int]:
+def augment_flow(
+    base: dict, n: int, rng: random.Random, source: str = "<graph>", seen: set[str] | None = None
+) -> tuple[list[dict], int]:
     """Up to `n` distinct valid variants of one base flow.
 
     Args:

@@ -123,7 +123,9 @@ class CivitaiClient:
                 elif status in (401, 403):
                     raise CivitaiError(f"{url}: HTTP {status}; set {API_KEY_ENV} to a valid CivitAI API key")
                 elif status >= 400:
-                    raise CivitaiError(f"{url} (cursor {cursor!r}): HTTP {status} {response.text[:200]!r}; check prompts.civitai_* settings")
+                    raise CivitaiError(
+                        f"{url} (cursor {cursor!r}): HTTP {status} {response.text[:200]!r}; check prompts.civitai_* settings"
+                    )
                 else:
                     try:
                         page = response.json()
@@ -185,7 +187,9 @@ def _read_cache(path: Path) -> list[dict]:
     return pages
 
 
-def fetch_prompts(client: CivitaiClient, max_items: int, max_pages: int, cache_path: str | Path | None = None) -> FetchResult:
+def fetch_prompts(
+    client: CivitaiClient, max_items: int, max_pages: int, cache_path: str | Path | None = None
+) -> FetchResult:
     """Page through the API until `max_items` prompt rows, `max_pages` pages, or the last page.
 
     Pages already in `cache_path` are reused (not refetched); new pages are appended to it.
@@ -225,6 +229,10 @@ def fetch_prompts(client: CivitaiClient, max_items: int, max_pages: int, cache_p
             exhausted = cursor is None or not page["items"]
             bar.update()
     return FetchResult(
-        rows=rows[:max_items], n_pages=len(pages), n_pages_cached=n_cached, n_retries=client.n_retries,
-        n_items_without_prompt=n_without, exhausted=exhausted,
+        rows=rows[:max_items],
+        n_pages=len(pages),
+        n_pages_cached=n_cached,
+        n_retries=client.n_retries,
+        n_items_without_prompt=n_without,
+        exhausted=exhausted,
     )

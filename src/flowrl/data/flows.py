@@ -20,8 +20,18 @@ from flowrl.params.model import Params
 from flowrl.pipeline.stages import STAGES, FlowsFiles
 
 # Class-type prefixes that make a graph something other than plain text-to-image.
-NON_T2I_PREFIXES = ("LoadImage", "LoadVideo", "VHS_", "ControlNet", "IPAdapter", "SVD_", "ImageOnlyCheckpoint",
-                    "InpaintModel", "SaveAnimated", "LoadAudio")
+NON_T2I_PREFIXES = (
+    "LoadImage",
+    "LoadVideo",
+    "VHS_",
+    "ControlNet",
+    "IPAdapter",
+    "SVD_",
+    "ImageOnlyCheckpoint",
+    "InpaintModel",
+    "SaveAnimated",
+    "LoadAudio",
+)
 TEXT_INPUTS = {"CLIPTextEncode": ("text",), "CLIPTextEncodeSDXL": ("text_g", "text_l")}
 
 
@@ -37,8 +47,10 @@ def _positive_text_node(graph: dict, source: str) -> str:
             src = str(node["inputs"]["positive"][0])
             if graph.get(src, {}).get("class_type") in TEXT_INPUTS:
                 return src
-            raise ImportRejected(f"{source}: the positive prompt of sampler {node_id} comes from "
-                                 f"{graph.get(src, {}).get('class_type')!r}, not a CLIPTextEncode(SDXL) node")
+            raise ImportRejected(
+                f"{source}: the positive prompt of sampler {node_id} comes from "
+                f"{graph.get(src, {}).get('class_type')!r}, not a CLIPTextEncode(SDXL) node"
+            )
     raise ImportRejected(f"{source}: no KSampler/KSamplerAdvanced with a linked positive prompt")
 
 
@@ -90,8 +102,9 @@ def import_base_flows(dirs: list[Path]) -> tuple[list[dict], list[dict]]:
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Build base flows (library + imports), augment them, write the stage files; return the metrics."""
     root = Path(root)
-    base_rows = [{"id": f"lib-{name}", "name": name, "source": "library", "graph": graph}
-                 for name, graph in load_base_flows()]
+    base_rows = [
+        {"id": f"lib-{name}", "name": name, "source": "library", "graph": graph} for name, graph in load_base_flows()
+    ]
     dirs = [d if Path(d).is_absolute() else root / d for d in params.flows.extra_base_dirs]
     missing = [str(d) for d in dirs if not Path(d).is_dir()]
     if missing:
@@ -102,13 +115,16 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     for row in imported:
         signature = flow_signature(row["graph"])
         if signature in seen:
-            rejected.append({"file": row["source"], "reason": f"{row['source']}: duplicate of base flow {seen[signature]}"})
+            rejected.append(
+                {"file": row["source"], "reason": f"{row['source']}: duplicate of base flow {seen[signature]}"}
+            )
             continue
         seen[signature] = row["id"]
         base_rows.append(row)
         n_imported += 1
-    variants, n_duplicates = augment_library([(r["id"], r["graph"]) for r in base_rows],
-                                             params.flows.variants_per_base, params.seed)
+    variants, n_duplicates = augment_library(
+        [(r["id"], r["graph"]) for r in base_rows], params.flows.variants_per_base, params.seed
+    )
     family_of = {r["id"]: flow_family(r["graph"], r["id"]) for r in base_rows}
     write_jsonl(root / FlowsFiles.base, base_rows)
     write_jsonl(root / FlowsFiles.augmented, variants)

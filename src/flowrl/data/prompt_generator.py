@@ -15,8 +15,16 @@ from tqdm import tqdm
 from flowrl.data.prompt_cleaning import dedupe_key
 
 FAMILIES: tuple[str, ...] = (
-    "photo_portrait", "photo_landscape", "anime", "fantasy_illustration", "oil_painting",
-    "render_3d", "scifi_cyberpunk", "architecture_interior", "cartoon_comic", "food_product",
+    "photo_portrait",
+    "photo_landscape",
+    "anime",
+    "fantasy_illustration",
+    "oil_painting",
+    "render_3d",
+    "scifi_cyberpunk",
+    "architecture_interior",
+    "cartoon_comic",
+    "food_product",
 )
 
 

@@ -63,7 +63,11 @@ def _row_from_record(record: object, source: str) -> tuple[dict | None, str | No
     if negative is not None and not isinstance(negative, str):
         return None, f"'negative_prompt' is {type(negative).__name__}, expected a string or null"
     src = record.get("source")
-    return {"prompt": prompt, "negative_prompt": negative, "source": src if isinstance(src, str) and src else source}, None
+    return {
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "source": src if isinstance(src, str) and src else source,
+    }, None
 
 
 def _read_jsonl(path: Path, bad: list[tuple[int, str]]) -> list[dict]:
@@ -128,9 +132,15 @@ def read_prompt_file(path: str | Path, strict: bool = False) -> SourceResult:
     """
     path = Path(path)
     if not path.is_file():
-        raise PromptSourceError(f"{path}: prompt file not found; set prompts.path to an existing .jsonl, .csv or .txt file")
+        raise PromptSourceError(
+            f"{path}: prompt file not found; set prompts.path to an existing .jsonl, .csv or .txt file"
+        )
     suffix = path.suffix.lower()
-    readers = {**dict.fromkeys(JSONL_SUFFIXES, _read_jsonl), **dict.fromkeys(CSV_SUFFIXES, _read_csv), **dict.fromkeys(TEXT_SUFFIXES, _read_text)}
+    readers = {
+        **dict.fromkeys(JSONL_SUFFIXES, _read_jsonl),
+        **dict.fromkeys(CSV_SUFFIXES, _read_csv),
+        **dict.fromkeys(TEXT_SUFFIXES, _read_text),
+    }
     if suffix not in readers:
         raise PromptSourceError(f"{path}: unknown prompt file kind '{suffix}'; use .jsonl, .csv or .txt")
     bad: list[tuple[int, str]] = []
@@ -146,5 +156,7 @@ def read_prompt_file(path: str | Path, strict: bool = False) -> SourceResult:
         shown = ", ".join(str(n) for n, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
         log.warning("%s: skipped %d malformed line(s): %s (first: %s)", path, len(bad), shown, bad[0][1])
     if not rows:
-        raise PromptSourceError(f"{path}: no prompts found ({len(bad)} malformed lines); give a file with at least one prompt")
+        raise PromptSourceError(
+            f"{path}: no prompts found ({len(bad)} malformed lines); give a file with at least one prompt"
+        )
     return SourceResult(rows=rows, malformed=bad)

@@ -32,8 +32,13 @@ def gather(params: Params, root: Path) -> tuple[list[dict], dict[str, float]]:
         return result.rows, {"n_malformed_lines": float(len(result.malformed))}
 
     client = CivitaiClient(
-        base_url=cfg.civitai_base_url, page_size=cfg.civitai_page_size, nsfw=cfg.civitai_nsfw, sort=cfg.civitai_sort,
-        max_retries=cfg.civitai_max_retries, backoff_s=cfg.civitai_backoff_s, seed=params.seed,
+        base_url=cfg.civitai_base_url,
+        page_size=cfg.civitai_page_size,
+        nsfw=cfg.civitai_nsfw,
+        sort=cfg.civitai_sort,
+        max_retries=cfg.civitai_max_retries,
+        backoff_s=cfg.civitai_backoff_s,
+        seed=params.seed,
     )
     try:
         # Fetch twice what is kept: cleaning drops duplicates and unsafe prompts.
@@ -41,8 +46,10 @@ def gather(params: Params, root: Path) -> tuple[list[dict], dict[str, float]]:
     finally:
         client.close()
     return fetched.rows, {
-        "n_api_pages": float(fetched.n_pages), "n_api_pages_cached": float(fetched.n_pages_cached),
-        "n_api_retries": float(fetched.n_retries), "n_api_items_without_prompt": float(fetched.n_items_without_prompt),
+        "n_api_pages": float(fetched.n_pages),
+        "n_api_pages_cached": float(fetched.n_pages_cached),
+        "n_api_retries": float(fetched.n_retries),
+        "n_api_items_without_prompt": float(fetched.n_items_without_prompt),
     }
 
 
@@ -78,6 +85,13 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     write_jsonl(root / PromptsFiles.holdout, holdout)
     metrics.update({"n_in": float(cleaned.n_in)})
     metrics.update({f"dropped_{reason}": float(n) for reason, n in sorted(cleaned.dropped.items())})
-    metrics.update({"n_clean": float(len(cleaned.rows)), "n_kept": float(len(rows)), "n_train": float(len(train)), "n_holdout": float(len(holdout))})
+    metrics.update(
+        {
+            "n_clean": float(len(cleaned.rows)),
+            "n_kept": float(len(rows)),
+            "n_train": float(len(train)),
+            "n_holdout": float(len(holdout)),
+        }
+    )
     write_json(root / STAGES["prompts"].metrics, metrics)
     return metrics

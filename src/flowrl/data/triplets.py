@@ -54,7 +54,9 @@ class ScoreNormalizer:
         return cls(**read_json(path))
 
 
-def split_prompts(prompts: list[str], val_fraction: float, test_fraction: float, rng: random.Random) -> dict[str, list[str]]:
+def split_prompts(
+    prompts: list[str], val_fraction: float, test_fraction: float, rng: random.Random
+) -> dict[str, list[str]]:
     """Disjoint train/val/test prompt lists (each split gets at least one prompt)."""
     shuffled = rng.sample(prompts, len(prompts))
     n_val = max(1, round(len(shuffled) * val_fraction))
@@ -97,10 +99,14 @@ def split_flows(augmented: list[dict], test_fraction: float, rng: random.Random)
 
 def draw_pairs(prompts: list[str], flows: list[dict], n: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
     """`n` (prompt, flow) pairs spread evenly over both lists."""
-    return [(prompts[i], flows[j]) for i, j in zip(balanced_draw(n, len(prompts), rng), balanced_draw(n, len(flows), rng))]
+    return [
+        (prompts[i], flows[j]) for i, j in zip(balanced_draw(n, len(prompts), rng), balanced_draw(n, len(flows), rng))
+    ]
 
 
-def score_in_batches(scorer, prompts: list[str], graphs: list[dict], batch_size: int = 256, desc: str = "scoring") -> list[float]:
+def score_in_batches(
+    scorer, prompts: list[str], graphs: list[dict], batch_size: int = 256, desc: str = "scoring"
+) -> list[float]:
     out: list[float] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
         out.extend(scorer.score(prompts[start : start + batch_size], graphs[start : start + batch_size]))
@@ -121,7 +127,9 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     texts = {row["id"]: row.get("policy_text") or row["text"] for row in read_jsonl(root / EncodeFiles.flows)}
     missing = [row["id"] for row in augmented if row["id"] not in texts]
     if missing:
-        raise FlowRLError(f"{EncodeFiles.flows} lacks flows {missing[:3]} of {FlowsFiles.augmented}; rerun the encode stage (dvc repro encode)")
+        raise FlowRLError(
+            f"{EncodeFiles.flows} lacks flows {missing[:3]} of {FlowsFiles.augmented}; rerun the encode stage (dvc repro encode)"
+        )
     for row in augmented:
         row["text"] = texts[row["id"]]
 
@@ -134,31 +142,54 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
         "train": [(p, f, "seen") for p, f in draw_pairs(by_split["train"], by_flows["seen"], sizes["train"], np_rng)],
         "val": [(p, f, "seen") for p, f in draw_pairs(by_split["val"], by_flows["seen"], sizes["val"], np_rng)],
         # held-out prompts x seen flows, and held-out prompts x unseen flows (what GRPO faces)
-        "test": [(p, f, "seen") for p, f in draw_pairs(by_split["test"], by_flows["seen"], sizes["test"] - n_unseen, np_rng)]
+        "test": [
+            (p, f, "seen") for p, f in draw_pairs(by_split["test"], by_flows["seen"], sizes["test"] - n_unseen, np_rng)
+        ]
         + [(p, f, "unseen") for p, f in draw_pairs(by_split["test"], by_flows["unseen"], n_unseen, np_rng)],
     }
-    raw = {split: score_in_batches(scorer, [p for p, _, _ in pairs[split]], [f["graph"] for _, f, _ in pairs[split]], desc=f"scoring {split}")
-           for split in SPLITS}
+    raw = {
+        split: score_in_batches(
+            scorer, [p for p, _, _ in pairs[split]], [f["graph"] for _, f, _ in pairs[split]], desc=f"scoring {split}"
+        )
+        for split in SPLITS
+    }
     # Scores are normalised to [0, 1] with the train split's range, as the paper's surrogate is
     # trained on normalised preference scores.
     norm = ScoreNormalizer.fit(raw["train"])
     norm.save(root / TripletsFiles.normalization)
     metrics: dict[str, float] = {"n_seen_flows": len(by_flows["seen"]), "n_unseen_flows": len(by_flows["unseen"])}
     for split in SPLITS:
-        rows = [{"prompt": p, "flow_id": f["id"], "flow": f["text"], "flow_split": fs, "score": norm(s), "raw_score": float(s)}
-                for (p, f, fs), s in zip(pairs[split], raw[split])]
+        rows = [
+            {
+                "prompt": p,
+                "flow_id": f["id"],
+                "flow": f["text"],
+                "flow_split": fs,
+                "score": norm(s),
+                "raw_score": float(s),
+            }
+            for (p, f, fs), s in zip(pairs[split], raw[split])
+        ]
         write_jsonl(root / TripletsFiles.split(split), rows)
         metrics[f"n_{split}"] = len(rows)
         metrics[f"n_prompts_{split}"] = len(by_split[split])
     metrics["n_test_unseen_flows"] = n_unseen
     used = {f["id"] for split in SPLITS for _, f, _ in pairs[split]}
     scored = [(fs, f) for fs in ("seen", "unseen") for f in by_flows[fs] if f["id"] in used]
-    write_jsonl(root / TripletsFiles.scored_flows, ({"id": f["id"], "graph": f["graph"], "text": f["text"], "split": fs} for fs, f in scored))
+    write_jsonl(
+        root / TripletsFiles.scored_flows,
+        ({"id": f["id"], "graph": f["graph"], "text": f["text"], "split": fs} for fs, f in scored),
+    )
     metrics["n_scored_flows"] = len(scored)
 
     arr = np.asarray([s for split in SPLITS for s in raw[split]])
-    metrics.update(score_mean=float(arr.mean()), score_std=float(arr.std()), score_min=float(arr.min()),
-                   score_max=float(arr.max()), share_zero=float(np.mean(arr == 0)))
+    metrics.update(
+        score_mean=float(arr.mean()),
+        score_std=float(arr.std()),
+        score_min=float(arr.min()),
+        score_max=float(arr.max()),
+        share_zero=float(np.mean(arr == 0)),
+    )
     # How prompt-dependent is the best flow? Score a sample of flows on a sample of held-out prompts.
     probe = rng.sample(holdout_prompts, min(cfg.n_probe_prompts, len(holdout_prompts)))
     probe_flows = rng.sample([f for _, f in scored], min(cfg.n_probe_flows, len(scored)))

@@ -56,49 +56,83 @@ def build_suites(params: Params, root: Path) -> list[Suite]:
     E = gx.expectations
     p = params.prompts
     prompts = pd.DataFrame(
-        [{**row, "split": split} for split, path in (("train", PromptsFiles.train), ("holdout", PromptsFiles.holdout)) for row in read_jsonl(root / path)]
+        [
+            {**row, "split": split}
+            for split, path in (("train", PromptsFiles.train), ("holdout", PromptsFiles.holdout))
+            for row in read_jsonl(root / path)
+        ]
     )
     flows = pd.DataFrame(
-        [{"id": r["id"], "ok": _flow_ok(r["graph"])} for path in (FlowsFiles.base, FlowsFiles.augmented) for r in read_jsonl(root / path)]
+        [
+            {"id": r["id"], "ok": _flow_ok(r["graph"])}
+            for path in (FlowsFiles.base, FlowsFiles.augmented)
+            for r in read_jsonl(root / path)
+        ]
     )
-    encoded = pd.DataFrame([{"id": r["id"], "text": r["text"], "ok": _text_ok(r["text"])} for r in read_jsonl(root / EncodeFiles.flows)])
+    encoded = pd.DataFrame(
+        [{"id": r["id"], "text": r["text"], "ok": _text_ok(r["text"])} for r in read_jsonl(root / EncodeFiles.flows)]
+    )
     pairs = pd.DataFrame(read_jsonl(root / EncodeFiles.sft_pairs))
     scored_ids = {r["id"] for r in read_jsonl(root / TripletsFiles.scored_flows)}
     triplets = pd.DataFrame(
-        [{**row, "split": split} for split in ("train", "val", "test") for row in read_jsonl(root / TripletsFiles.split(split))]
+        [
+            {**row, "split": split}
+            for split in ("train", "val", "test")
+            for row in read_jsonl(root / TripletsFiles.split(split))
+        ]
     )
     # A prompt may appear in one split only: count the distinct splits each prompt is in.
     triplets["n_splits_of_prompt"] = triplets.groupby("prompt")["split"].transform("nunique")
     triplets["flow_is_scored"] = triplets["flow_id"].isin(scored_ids)
     return [
-        Suite("prompts", prompts, [
-            E.ExpectColumnValuesToNotBeNull(column="prompt"),
-            E.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=p.min_chars, max_value=p.max_chars),
-            E.ExpectColumnValuesToBeUnique(column="prompt"),  # also makes train and holdout disjoint
-            E.ExpectColumnValuesToBeUnique(column="id"),
-            E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "holdout"]),
-        ]),
-        Suite("flows", flows, [
-            E.ExpectColumnValuesToBeUnique(column="id"),
-            E.ExpectColumnValuesToBeInSet(column="ok", value_set=[True]),
-        ]),
-        Suite("encoded_flows", encoded, [
-            E.ExpectColumnValuesToBeUnique(column="id"),
-            E.ExpectColumnValuesToNotBeNull(column="text"),
-            E.ExpectColumnValuesToBeInSet(column="ok", value_set=[True]),
-        ]),
-        Suite("sft_pairs", pairs, [
-            E.ExpectColumnValuesToNotBeNull(column="prompt"),
-            E.ExpectColumnValuesToNotBeNull(column="completion"),
-            E.ExpectColumnValueLengthsToBeBetween(column="completion", min_value=1),
-        ]),
-        Suite("triplets", triplets, [
-            E.ExpectColumnValuesToNotBeNull(column="score"),
-            E.ExpectColumnValuesToBeBetween(column="score", min_value=0.0, max_value=1.0),
-            E.ExpectColumnValuesToBeInSet(column="n_splits_of_prompt", value_set=[1]),
-            E.ExpectColumnValuesToBeInSet(column="flow_is_scored", value_set=[True]),
-            E.ExpectColumnValuesToNotBeNull(column="flow"),
-        ]),
+        Suite(
+            "prompts",
+            prompts,
+            [
+                E.ExpectColumnValuesToNotBeNull(column="prompt"),
+                E.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=p.min_chars, max_value=p.max_chars),
+                E.ExpectColumnValuesToBeUnique(column="prompt"),  # also makes train and holdout disjoint
+                E.ExpectColumnValuesToBeUnique(column="id"),
+                E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "holdout"]),
+            ],
+        ),
+        Suite(
+            "flows",
+            flows,
+            [
+                E.ExpectColumnValuesToBeUnique(column="id"),
+                E.ExpectColumnValuesToBeInSet(column="ok", value_set=[True]),
+            ],
+        ),
+        Suite(
+            "encoded_flows",
+            encoded,
+            [
+                E.ExpectColumnValuesToBeUnique(column="id"),
+                E.ExpectColumnValuesToNotBeNull(column="text"),
+                E.ExpectColumnValuesToBeInSet(column="ok", value_set=[True]),
+            ],
+        ),
+        Suite(
+            "sft_pairs",
+            pairs,
+            [
+                E.ExpectColumnValuesToNotBeNull(column="prompt"),
+                E.ExpectColumnValuesToNotBeNull(column="completion"),
+                E.ExpectColumnValueLengthsToBeBetween(column="completion", min_value=1),
+            ],
+        ),
+        Suite(
+            "triplets",
+            triplets,
+            [
+                E.ExpectColumnValuesToNotBeNull(column="score"),
+                E.ExpectColumnValuesToBeBetween(column="score", min_value=0.0, max_value=1.0),
+                E.ExpectColumnValuesToBeInSet(column="n_splits_of_prompt", value_set=[1]),
+                E.ExpectColumnValuesToBeInSet(column="flow_is_scored", value_set=[True]),
+                E.ExpectColumnValuesToNotBeNull(column="flow"),
+            ],
+        ),
     ]
 
 
@@ -131,8 +165,10 @@ def check(suites: list[Suite], docs_dir: Path) -> tuple[dict[str, float], list[s
             if not r.success:
                 cfg = r.expectation_config
                 examples = (r.result or {}).get("partial_unexpected_list", [])[:3]
-                failures.append(f"{suite.name}: {cfg.type} on {cfg.kwargs.get('column')!r}: "
-                                f"{(r.result or {}).get('unexpected_count', '?')} bad rows, e.g. {examples}")
+                failures.append(
+                    f"{suite.name}: {cfg.type} on {cfg.kwargs.get('column')!r}: "
+                    f"{(r.result or {}).get('unexpected_count', '?')} bad rows, e.g. {examples}"
+                )
     ctx.build_data_docs()
     return metrics, failures
 
@@ -142,12 +178,15 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     out = root / ValidateFiles.dir
     metrics, failures = check(build_suites(params, root), out / "data_docs")
     metrics["failed_expectations"] = len(failures)
-    summary = "# Data validation\n\n" + ("All expectations met.\n" if not failures else "\n".join(f"- {f}" for f in failures) + "\n")
+    summary = "# Data validation\n\n" + (
+        "All expectations met.\n" if not failures else "\n".join(f"- {f}" for f in failures) + "\n"
+    )
     write_text(out / "summary.md", summary)
     write_json(out / "metrics.json", metrics)
     if failures:
         raise DataValidationError(
-            f"{len(failures)} data expectation(s) failed:\n" + "\n".join(f"  - {f}" for f in failures)
+            f"{len(failures)} data expectation(s) failed:\n"
+            + "\n".join(f"  - {f}" for f in failures)
             + f"\nSee {out / 'summary.md'} and {out / 'data_docs/index.html'}; fix the stage that wrote the data and rerun."
         )
     return metrics

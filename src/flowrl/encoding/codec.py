@@ -54,14 +54,20 @@ def _digest(*parts: Any) -> str:
 def _check_links(graph: dict) -> dict[str, list[tuple[str, str, int]]]:
     """Map node id -> [(input name, source id, output index)] and reject links to missing nodes."""
     if not isinstance(graph, dict) or not graph:
-        raise FlowEncodeError(f"expected a non-empty API graph (node id -> node), got {type(graph).__name__}; "
-                              "load files with flowrl.comfy.graph.load_workflow")
+        raise FlowEncodeError(
+            f"expected a non-empty API graph (node id -> node), got {type(graph).__name__}; "
+            "load files with flowrl.comfy.graph.load_workflow"
+        )
     links: dict[str, list[tuple[str, str, int]]] = {}
     for node_id, node in graph.items():
         if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
-            raise FlowEncodeError(f"node {node_id!r}: not an object with a string 'class_type'; pass an API-format graph")
+            raise FlowEncodeError(
+                f"node {node_id!r}: not an object with a string 'class_type'; pass an API-format graph"
+            )
         if not isinstance(node.get("inputs", {}), dict):
-            raise FlowEncodeError(f"node {node_id!r} ({node['class_type']}): 'inputs' must be an object of name -> value")
+            raise FlowEncodeError(
+                f"node {node_id!r} ({node['class_type']}): 'inputs' must be an object of name -> value"
+            )
         links[node_id] = []
         for name, value in node.get("inputs", {}).items():
             if is_link(value):
@@ -69,7 +75,8 @@ def _check_links(graph: dict) -> dict[str, list[tuple[str, str, int]]]:
                 if src not in graph:
                     raise FlowEncodeError(
                         f"node {node_id!r} ({node['class_type']}) input {name!r} links to missing node {src!r}; "
-                        "fix or remove that link")
+                        "fix or remove that link"
+                    )
                 links[node_id].append((name, src, value[1]))
     return links
 
@@ -79,7 +86,9 @@ def _signatures(graph: dict, links: dict, order: list[str]) -> dict[str, str]:
     up: dict[str, str] = {}
     for node_id in order:  # sources first
         node = graph[node_id]
-        widgets = sorted((k, json.dumps(v, sort_keys=True)) for k, v in node.get("inputs", {}).items() if not is_link(v))
+        widgets = sorted(
+            (k, json.dumps(v, sort_keys=True)) for k, v in node.get("inputs", {}).items() if not is_link(v)
+        )
         ups = sorted((name, up[src], out) for name, src, out in links[node_id])
         up[node_id] = _digest(node["class_type"], widgets, ups)
     consumers: dict[str, list[tuple[str, int, str]]] = {n: [] for n in graph}
@@ -143,8 +152,13 @@ def canonical_form(graph: dict) -> dict:
 
 def _is_bare(text: str) -> bool:
     """True when a string can be written without quotes and still decode as that string."""
-    return (bool(text) and text[0] not in _QUOTE_FIRST and text not in _LITERALS and not _NUMBER.fullmatch(text)
-            and all(c.isprintable() and not c.isspace() for c in text))
+    return (
+        bool(text)
+        and text[0] not in _QUOTE_FIRST
+        and text not in _LITERALS
+        and not _NUMBER.fullmatch(text)
+        and all(c.isprintable() and not c.isspace() for c in text)
+    )
 
 
 def _is_bare_name(name: str) -> bool:
@@ -170,8 +184,10 @@ def encode_flow(graph: dict) -> str:
     try:
         return _encode_lines(graph)
     except RecursionError:
-        raise FlowEncodeError("a value is nested too deeply to encode; no workflow input nests like that, "
-                              "load files with flowrl.comfy.graph.load_workflow") from None
+        raise FlowEncodeError(
+            "a value is nested too deeply to encode; no workflow input nests like that, "
+            "load files with flowrl.comfy.graph.load_workflow"
+        ) from None
 
 
 def _encode_lines(graph: dict) -> str:
@@ -192,6 +208,7 @@ def split_components(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- decoding
+
 
 class _DuplicateKey(Exception):
     pass
@@ -215,10 +232,15 @@ def _bad_char(word: str) -> tuple[int, str] | None:
         if c == "\ufeff":
             return i, "a byte-order mark (U+FEFF); save the file as UTF-8 without BOM"
         if c == "\r":
-            return i, "a carriage return (U+000D) that ends no line: mixed or old-Mac line endings; save the file with LF (or CRLF) line endings"
+            return (
+                i,
+                "a carriage return (U+000D) that ends no line: mixed or old-Mac line endings; save the file with LF (or CRLF) line endings",
+            )
         if c.isspace() or not c.isprintable():
-            return i, (f"the character {c!r} (U+{ord(c):04X}); separate fields with exactly one space and "
-                       "quote text holding spaces or control characters as JSON")
+            return i, (
+                f"the character {c!r} (U+{ord(c):04X}); separate fields with exactly one space and "
+                "quote text holding spaces or control characters as JSON"
+            )
     return None
 
 
@@ -229,9 +251,11 @@ class _Line:
         self.text, self.pos, self.lineno = text, 0, lineno
 
     def fail(self, reason: str) -> FlowDecodeError:
-        snippet = self.text[self.pos:self.pos + 30]
-        return FlowDecodeError(f"line {self.lineno}, column {self.pos + 1}: {reason} (at {snippet!r}); "
-                               "each line must be `ClassType name=value ...` as written by encode_flow")
+        snippet = self.text[self.pos : self.pos + 30]
+        return FlowDecodeError(
+            f"line {self.lineno}, column {self.pos + 1}: {reason} (at {snippet!r}); "
+            "each line must be `ClassType name=value ...` as written by encode_flow"
+        )
 
     def json_value(self, what: str) -> Any:
         try:
@@ -249,7 +273,7 @@ class _Line:
         bad = _bad_char(word)
         if bad:
             self.pos += bad[0] - len(word)
-            raise self.fail(f"{what} {word[:bad[0] + 1][-30:]!r} holds {bad[1]}")
+            raise self.fail(f"{what} {word[: bad[0] + 1][-30:]!r} holds {bad[1]}")
         return word
 
     def json_string(self) -> str:
@@ -262,7 +286,7 @@ class _Line:
         end = self.pos
         while end < len(self.text) and self.text[end] not in stop:
             end += 1
-        word, self.pos = self.text[self.pos:end], end
+        word, self.pos = self.text[self.pos : end], end
         return word
 
     def class_type(self) -> str:
@@ -274,7 +298,7 @@ class _Line:
     def name(self) -> str:
         name = self.json_string() if self.text[self.pos] == '"' else self.bare(self.word(" ="), "input name")
         if not name and self.text[self.pos - 1] != '"':
-            raise self.fail("empty input name (one space between inputs; quote an empty name as \"\")")
+            raise self.fail('empty input name (one space between inputs; quote an empty name as "")')
         if self.pos >= len(self.text) or self.text[self.pos] != "=":
             raise self.fail(f"input {name!r} has no '=value'")
         self.pos += 1
@@ -344,14 +368,20 @@ def decode_flow(text: str) -> dict:
     if not isinstance(text, str) or not text.strip():
         raise FlowDecodeError("line 1: empty flow text; expected one `ClassType name=value ...` line per node")
     if text.lstrip()[0] in "{[":  # a bare class type never starts so: this is a JSON file
-        raise FlowDecodeError(f"line 1: this is {_json_kind(text)}, not an encoded flow; "
-                              "use `flowrl flow encode` to encode it (encode_flow(load_workflow(path)) in Python)")
-    lines = [(i, line) for i, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1) if line.strip()]  # CRLF: an editor's
+        raise FlowDecodeError(
+            f"line 1: this is {_json_kind(text)}, not an encoded flow; "
+            "use `flowrl flow encode` to encode it (encode_flow(load_workflow(path)) in Python)"
+        )
+    lines = [
+        (i, line) for i, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1) if line.strip()
+    ]  # CRLF: an editor's
     graph: dict[str, dict] = {}
     for node_no, (lineno, raw) in enumerate(lines, 1):
         if (bad := LONE_SURROGATE.search(raw)) is not None:  # not text: it cannot be written as UTF-8 again
-            raise FlowDecodeError(f"line {lineno}, column {bad.start() + 1}: a lone surrogate character (\\ud800-\\udfff) is not text; "
-                                  "fix the file's encoding (save it as UTF-8)")
+            raise FlowDecodeError(
+                f"line {lineno}, column {bad.start() + 1}: a lone surrogate character (\\ud800-\\udfff) is not text; "
+                "fix the file's encoding (save it as UTF-8)"
+            )
         cur = _Line(raw, lineno)
         class_type = cur.class_type()
         inputs: dict[str, Any] = {}

@@ -47,9 +47,9 @@ def num_intervals(text: str, is_int: bool, bound: float) -> list[tuple[float, fl
     else:
         d = int(body)
         k = 0
-        while d * 10 ** k <= bound * 10 + 10 and k < MAX_NUMBER_CHARS:
-            hi = (d + 1) * 10 ** k - (1 if is_int else 0)
-            out.append((float(d * 10 ** k), float(hi)))
+        while d * 10**k <= bound * 10 + 10 and k < MAX_NUMBER_CHARS:
+            hi = (d + 1) * 10**k - (1 if is_int else 0)
+            out.append((float(d * 10**k), float(hi)))
             k += 1
     return [(-b, -a) for a, b in out] if neg else out
 
@@ -69,7 +69,9 @@ def num_viable(text: str, spec: InputSpec) -> bool:
         return False
     lo = -math.inf if spec.min is None else spec.min
     hi = math.inf if spec.max is None else spec.max
-    bound = max(abs(lo) if math.isfinite(lo) else 0, abs(hi) if math.isfinite(hi) else 0, 1) * (1e30 if not (math.isfinite(lo) and math.isfinite(hi)) else 1)
+    bound = max(abs(lo) if math.isfinite(lo) else 0, abs(hi) if math.isfinite(hi) else 0, 1) * (
+        1e30 if not (math.isfinite(lo) and math.isfinite(hi)) else 1
+    )
     for a, b in num_intervals(text, is_int, bound):
         if is_int:
             a = math.ceil(a) if math.isfinite(a) else a
@@ -90,7 +92,12 @@ def num_complete(text: str, spec: InputSpec) -> bool:
 def num_target(spec: InputSpec) -> str:
     """The short valid number written when the flow must end quickly: the default, else the bound nearest 0."""
     d = spec.default
-    if isinstance(d, (int, float)) and not isinstance(d, bool) and check_value(spec, d) is None and len(json.dumps(d)) <= 8:
+    if (
+        isinstance(d, (int, float))
+        and not isinstance(d, bool)
+        and check_value(spec, d) is None
+        and len(json.dumps(d)) <= 8
+    ):
         return json.dumps(int(d) if spec.type == "INT" else d)
     lo = -math.inf if spec.min is None else spec.min
     hi = math.inf if spec.max is None else spec.max
@@ -123,7 +130,13 @@ def narrowed_spec(spec: NodeSpec, stats: ClassStats) -> NodeSpec:
     inputs = {}
     for name, i in spec.inputs.items():
         f = stats.fields.get(name)
-        if i.kind == "widget" and i.type in ("INT", "FLOAT") and f is not None and f.min is not None and f.max is not None:
+        if (
+            i.kind == "widget"
+            and i.type in ("INT", "FLOAT")
+            and f is not None
+            and f.min is not None
+            and f.max is not None
+        ):
             # a float range keeps some width: digit by digit, a prefix like '1.29' could never reach exactly 1.3
             pad = max(0.05 * (f.max - f.min), 0.01 * max(abs(f.min), abs(f.max), 1.0)) if i.type == "FLOAT" else 0
             lo = f.min - pad if i.min is None else max(i.min, f.min - pad)
@@ -167,7 +180,9 @@ def link_target(value: str) -> int:
 
 def spec_is_sampler(spec: NodeSpec) -> bool:
     """A sampler: takes a MODEL link and returns a LATENT (KSampler, KSamplerAdvanced, SamplerCustom)."""
-    return "LATENT" in spec.outputs and any(i.kind == "link" and i.type == "MODEL" and i.required for i in spec.inputs.values())
+    return "LATENT" in spec.outputs and any(
+        i.kind == "link" and i.type == "MODEL" and i.required for i in spec.inputs.values()
+    )
 
 
 @dataclass

@@ -78,10 +78,18 @@ def _drop_unreachable(schema: Schema, catalog: Catalog, notes: list[str]) -> Non
                 changed = True
     for ct in sorted(set(specs) - reachable):
         del schema.classes[ct]
-        needs = sorted({i.type for i in specs[ct].inputs.values() if i.kind == "link" and i.required
-                        and not any(types_compatible(i.type, p) for p in produced)})
+        needs = sorted(
+            {
+                i.type
+                for i in specs[ct].inputs.values()
+                if i.kind == "link" and i.required and not any(types_compatible(i.type, p) for p in produced)
+            }
+        )
         notes.append(f"{ct} left out: needs {', '.join(needs)}, which nothing installed produces")
     if "MODEL" not in produced or not any(specs[ct].is_output_node for ct in reachable):
-        raise ObjectInfoError("nothing this model generates can run on that ComfyUI: no installed loader gives a MODEL "
-                              "with an output node after it (see the notes: " + "; ".join(notes[:LISTED]) +
-                              "); install a checkpoint (models/checkpoints) or pass the right --object-info")
+        raise ObjectInfoError(
+            "nothing this model generates can run on that ComfyUI: no installed loader gives a MODEL "
+            "with an output node after it (see the notes: "
+            + "; ".join(notes[:LISTED])
+            + "); install a checkpoint (models/checkpoints) or pass the right --object-info"
+        )

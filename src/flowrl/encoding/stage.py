@@ -32,8 +32,10 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     schema.save(root / EncodeFiles.schema)
     tokens = flow_tokens(schema)
     write_json(root / EncodeFiles.vocab, tokens)
-    encoded = [{"id": row["id"], "text": encode_flow(row["graph"]), "policy_text": policy_text(row["graph"])}
-               for row in tqdm(rows, desc="encoding flows", unit="flow")]
+    encoded = [
+        {"id": row["id"], "text": encode_flow(row["graph"]), "policy_text": policy_text(row["graph"])}
+        for row in tqdm(rows, desc="encoding flows", unit="flow")
+    ]
     write_jsonl(root / EncodeFiles.flows, encoded)
 
     prompts = [row["prompt"] for row in read_jsonl(root / PromptsFiles.train)]

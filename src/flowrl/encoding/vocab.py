@@ -14,11 +14,28 @@ from flowrl.encoding.codec import LINK_MARK, encode_flow
 from flowrl.encoding.schema import Schema
 
 # Fields whose string values are component choices (models, LoRAs, samplers...) worth one token each.
-VOCAB_FIELDS = frozenset({
-    "ckpt_name", "lora_name", "sampler_name", "scheduler", "vae_name", "model_name", "unet_name",
-    "clip_name", "clip_name1", "clip_name2", "clip_name3", "control_net_name", "upscale_model",
-    "upscale_method", "style_model_name", "gligen_name", "hypernetwork_name", "embedding_name",
-})
+VOCAB_FIELDS = frozenset(
+    {
+        "ckpt_name",
+        "lora_name",
+        "sampler_name",
+        "scheduler",
+        "vae_name",
+        "model_name",
+        "unet_name",
+        "clip_name",
+        "clip_name1",
+        "clip_name2",
+        "clip_name3",
+        "control_net_name",
+        "upscale_model",
+        "upscale_method",
+        "style_model_name",
+        "gligen_name",
+        "hypernetwork_name",
+        "embedding_name",
+    }
+)
 
 
 def _rendered_line(class_type: str, name: str | None = None) -> str:
@@ -38,12 +55,12 @@ def name_token(name: str) -> str:
     token on the space before every input (an added token splits the text around it).
     """
     line = _rendered_line("X", name)
-    return line[1:line.rindex("=") + 1]
+    return line[1 : line.rindex("=") + 1]
 
 
 def value_token(value: str) -> str:
     """The token for a string value: its text as written in a line, without surrounding quotes."""
-    written = encode_flow({"1": {"class_type": "X", "inputs": {"v": value}}})[len("X v="):]
+    written = encode_flow({"1": {"class_type": "X", "inputs": {"v": value}}})[len("X v=") :]
     return written[1:-1] if written.startswith('"') else written
 
 
@@ -80,7 +97,9 @@ def init_from_pieces(model, tokenizer, pieces: dict[str, list[int]]) -> None:
     if len(tokenizer) > old:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with torch.no_grad():
-        for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings()) if e is not None}.values():
+        for emb in {
+            id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings()) if e is not None
+        }.values():
             mean = emb.weight[:old].mean(dim=0)
             for token, ids in pieces.items():
                 ids = [i for i in ids if i < old]

@@ -36,9 +36,15 @@ def other_prompt_index(n: int) -> list[int]:
 
 def base_checkpoint(graph: dict) -> str:
     """ckpt_name of the graph's non-refiner CheckpointLoaderSimple nodes ('+'-joined if several; NO_CHECKPOINT if none)."""
-    names = sorted({node["inputs"]["ckpt_name"] for node in graph.values()
-                    if node.get("class_type") == "CheckpointLoaderSimple" and isinstance(node.get("inputs", {}).get("ckpt_name"), str)
-                    and not getattr(checkpoint_info(node["inputs"]["ckpt_name"]), "refiner", False)})
+    names = sorted(
+        {
+            node["inputs"]["ckpt_name"]
+            for node in graph.values()
+            if node.get("class_type") == "CheckpointLoaderSimple"
+            and isinstance(node.get("inputs", {}).get("ckpt_name"), str)
+            and not getattr(checkpoint_info(node["inputs"]["ckpt_name"]), "refiner", False)
+        }
+    )
     return "+".join(names) or NO_CHECKPOINT
 
 
@@ -60,15 +66,25 @@ def diversity(graphs: Sequence[dict | None]) -> dict[str, float | str | None]:
     """top_checkpoint, top_checkpoint_share, checkpoint_entropy_bits and structure_entropy_bits over the valid (non-None) graphs."""
     valid = [g for g in graphs if g is not None]
     if not valid:
-        return {"top_checkpoint": None, "top_checkpoint_share": float("nan"), "checkpoint_entropy_bits": float("nan"),
-                "structure_entropy_bits": float("nan")}
+        return {
+            "top_checkpoint": None,
+            "top_checkpoint_share": float("nan"),
+            "checkpoint_entropy_bits": float("nan"),
+            "structure_entropy_bits": float("nan"),
+        }
     checkpoints = [base_checkpoint(g) for g in valid]
     top, count = min(Counter(checkpoints).items(), key=lambda kv: (-kv[1], kv[0]))  # ties: alphabetical
-    return {"top_checkpoint": top, "top_checkpoint_share": count / len(valid), "checkpoint_entropy_bits": entropy_bits(checkpoints),
-            "structure_entropy_bits": entropy_bits([structure_key(g) for g in valid])}
+    return {
+        "top_checkpoint": top,
+        "top_checkpoint_share": count / len(valid),
+        "checkpoint_entropy_bits": entropy_bits(checkpoints),
+        "structure_entropy_bits": entropy_bits([structure_key(g) for g in valid]),
+    }
 
 
-def scores_on_other_prompts(graphs: Sequence[dict | None], prompts: Sequence[str], n_prompts: int, scorer) -> list[float]:
+def scores_on_other_prompts(
+    graphs: Sequence[dict | None], prompts: Sequence[str], n_prompts: int, scorer
+) -> list[float]:
     """Score of each flow on the other prompt of its own; `prompts` is round-major (flow j was asked for prompt j mod n_prompts).
 
     Invalid flows (None) score 0.
@@ -88,10 +104,17 @@ def adaptivity_gain(own: Sequence[float], other: Sequence[float], n_prompts: int
     return paired_difference(per_prompt_means(own, n_prompts), per_prompt_means(other, n_prompts))
 
 
-def adaptivity_metrics(graphs: Sequence[dict | None], own: Sequence[float], prompts: Sequence[str], n_prompts: int, scorer) -> dict:
+def adaptivity_metrics(
+    graphs: Sequence[dict | None], own: Sequence[float], prompts: Sequence[str], n_prompts: int, scorer
+) -> dict:
     """adaptivity_gain, adaptivity_se, adaptivity_n_se (NaN for fewer than two prompts) and the `diversity` measures of one method."""
     if n_prompts < 2:
         gain = {"mean": float("nan"), "se": float("nan"), "n_se": float("nan")}
     else:
         gain = adaptivity_gain(own, scores_on_other_prompts(graphs, prompts, n_prompts, scorer), n_prompts)
-    return {"adaptivity_gain": gain["mean"], "adaptivity_se": gain["se"], "adaptivity_n_se": gain["n_se"], **diversity(graphs)}
+    return {
+        "adaptivity_gain": gain["mean"],
+        "adaptivity_se": gain["se"],
+        "adaptivity_n_se": gain["n_se"],
+        **diversity(graphs),
+    }

@@ -64,7 +64,9 @@ def popular_base_ids(scored_ids: Sequence[str], base_of: dict[str, str]) -> list
     """
     missing = [i for i in scored_ids if i not in base_of]
     if missing:
-        raise BaselineInputError(f"scored flows {missing[:3]} are not in data/flows/augmented.jsonl; rerun the triplets stage")
+        raise BaselineInputError(
+            f"scored flows {missing[:3]} are not in data/flows/augmented.jsonl; rerun the triplets stage"
+        )
     counts = Counter(base_of[i] for i in scored_ids)
     return sorted(counts, key=lambda b: (-counts[b], b))
 
@@ -89,7 +91,11 @@ def best_flow_id(train_rows: Sequence[dict], min_rows: int = 5) -> str:
 
 def graph_family(graph: dict) -> str | None:
     """Checkpoint family of a graph that loads exactly one known checkpoint, else None."""
-    names = {node["inputs"]["ckpt_name"] for node in graph.values() if isinstance(node.get("inputs", {}).get("ckpt_name"), str)}
+    names = {
+        node["inputs"]["ckpt_name"]
+        for node in graph.values()
+        if isinstance(node.get("inputs", {}).get("ckpt_name"), str)
+    }
     if len(names) != 1:
         return None
     info = checkpoint_info(names.pop())
@@ -133,7 +139,9 @@ class ComfyGenRetriever:
             raise BaselineInputError("comfygen needs training triplets; data/triplets/train.jsonl is empty")
         unknown = {row["flow_id"] for row in triplets} - set(flows)
         if unknown:
-            raise BaselineInputError(f"triplets name flows {sorted(unknown)[:3]} missing from data/triplets/scored_flows.jsonl; rerun the triplets stage")
+            raise BaselineInputError(
+                f"triplets name flows {sorted(unknown)[:3]} missing from data/triplets/scored_flows.jsonl; rerun the triplets stage"
+            )
         by_prompt: dict[str, list[tuple[str, float]]] = defaultdict(list)
         for row in triplets:
             by_prompt[row["prompt"]].append((row["flow_id"], float(row["score"])))

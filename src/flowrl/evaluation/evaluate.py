@@ -68,14 +68,20 @@ def baseline_methods(root: Path, comfygen_k: int, seed: int = 0) -> dict[str, Me
 
     def base_candidate(row: dict) -> Candidate:
         if row["id"] not in texts:
-            raise EvaluateInputError(f"base flow {row['id']} has no encoded text in data/encode/flows.jsonl; rerun the encode stage")
+            raise EvaluateInputError(
+                f"base flow {row['id']} has no encoded text in data/encode/flows.jsonl; rerun the encode stage"
+            )
         return Candidate(texts[row["id"]], row["graph"])
 
     bases = {row["id"]: row for row in base_rows}
     methods: dict[str, Method] = {}
-    for name, base_id in zip(("fixed_popular", "fixed_popular_2"), popular_base_ids([r["id"] for r in scored], base_of)):
+    for name, base_id in zip(
+        ("fixed_popular", "fixed_popular_2"), popular_base_ids([r["id"] for r in scored], base_of)
+    ):
         if base_id not in bases:
-            raise EvaluateInputError(f"base flow {base_id} (from data/flows/augmented.jsonl) is not in data/flows/base.jsonl; rerun the flows stage")
+            raise EvaluateInputError(
+                f"base flow {base_id} (from data/flows/augmented.jsonl) is not in data/flows/base.jsonl; rerun the flows stage"
+            )
         methods[name] = FixedFlow(base_candidate(bases[base_id]))
     for family, row in sorted(plain_family_flows(base_rows).items()):
         methods[f"fixed_{family}"] = FixedFlow(base_candidate(row))
@@ -83,7 +89,9 @@ def baseline_methods(root: Path, comfygen_k: int, seed: int = 0) -> dict[str, Me
     train = read_jsonl(root / TripletsFiles.train)
     if train and "flow_id" in train[0]:
         methods["fixed_best"] = FixedFlow(flows[best_flow_id(train)])  # the best single flow on the training triplets
-    methods["training_flow"] = TrainingFlowSampler(tuple(Candidate(texts[i]) for i in sorted(base_of) if i in texts), seed)  # what SFT imitates
+    methods["training_flow"] = TrainingFlowSampler(
+        tuple(Candidate(texts[i]) for i in sorted(base_of) if i in texts), seed
+    )  # what SFT imitates
     methods["comfygen"] = ComfyGenRetriever(train, flows, comfygen_k)
     return methods
 
@@ -94,12 +102,15 @@ def select_methods(available: dict[str, Method], skipped: dict[str, str], wanted
         return available
     unknown = [m for m in wanted if m not in available and m not in skipped]
     if unknown:
-        raise EvaluateInputError(f"evaluate.methods names unknown methods {unknown}; known: {sorted(available) + sorted(skipped)}")
+        raise EvaluateInputError(
+            f"evaluate.methods names unknown methods {unknown}; known: {sorted(available) + sorted(skipped)}"
+        )
     return {name: method for name, method in available.items() if name in wanted}
 
 
-def score_method(candidates: Sequence[Candidate], prompts: Sequence[str], scorer, seed: int = 0
-                 ) -> tuple[list[float], list[bool], list[bool], list[str | None], list[dict | None]]:
+def score_method(
+    candidates: Sequence[Candidate], prompts: Sequence[str], scorer, seed: int = 0
+) -> tuple[list[float], list[bool], list[bool], list[str | None], list[dict | None]]:
     """Scores (0 for invalid flows), validity, usability, canonical policy-view text and API graph (None if invalid) per candidate.
 
     Seeds of policy flows are drawn from `seed` and the candidate's index, as `flowrl generate` would.
@@ -111,11 +122,25 @@ def score_method(candidates: Sequence[Candidate], prompts: Sequence[str], scorer
         for i, s in zip(keep, scorer.score([prompts[i] for i in keep], [checks[i].graph for i in keep]), strict=True):
             scores[i] = float(s)
     texts = [policy_text(c.graph) if c.valid else None for c in checks]
-    return scores, [c.valid for c in checks], [c.usable for c in checks], texts, [c.graph if c.valid else None for c in checks]
+    return (
+        scores,
+        [c.valid for c in checks],
+        [c.usable for c in checks],
+        texts,
+        [c.graph if c.valid else None for c in checks],
+    )
 
 
-PAIRED = (("grpo", "sft"), ("grpo_cfg_1.5", "grpo"), ("grpo_cfg_2", "grpo"), ("grpo_cfg_1.5", "sft"), ("sft", "sft_rerank"),
-          ("sft", "training_flow"), ("grpo_cfg_1.5", "fixed_best"), ("grpo_cfg_1.5", "comfygen"))
+PAIRED = (
+    ("grpo", "sft"),
+    ("grpo_cfg_1.5", "grpo"),
+    ("grpo_cfg_2", "grpo"),
+    ("grpo_cfg_1.5", "sft"),
+    ("sft", "sft_rerank"),
+    ("sft", "training_flow"),
+    ("grpo_cfg_1.5", "fixed_best"),
+    ("grpo_cfg_1.5", "comfygen"),
+)
 
 
 def paired_differences(per_prompt: dict[str, list[float]], reference: str) -> dict[str, dict[str, float]]:
@@ -135,12 +160,16 @@ def evaluation_prompts(root: Path, n_prompts: int | None, split: str = "test") -
     rows = read_jsonl(path)
     test = [row["prompt"] for row in holdout_split(rows)[split == "test"]]
     if not test or (n_prompts is not None and len(test) < n_prompts):
-        raise EvaluateInputError(f"{path}: its {split} half (flowrl.data.prompts.holdout_split) has {len(test)} of {len(rows)} prompts, "
-                                 f"evaluate.n_prompts asks for {n_prompts or 'all (at least one)'}; raise prompts.n_holdout or lower evaluate.n_prompts")
+        raise EvaluateInputError(
+            f"{path}: its {split} half (flowrl.data.prompts.holdout_split) has {len(test)} of {len(rows)} prompts, "
+            f"evaluate.n_prompts asks for {n_prompts or 'all (at least one)'}; raise prompts.n_holdout or lower evaluate.n_prompts"
+        )
     return test[:n_prompts]
 
 
-def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method], dict[str, str]] | None = None) -> dict[str, float]:
+def evaluate(
+    params: Params, root: Path, scorer, policy: tuple[dict[str, Method], dict[str, str]] | None = None
+) -> dict[str, float]:
     """Run every available method on the held-out test prompts and write reports/evaluate/.
 
     Args:
@@ -163,7 +192,9 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     for name, reason in skipped.items():
         log.warning("evaluate: skipping %s: %s", name, reason)
     if not methods:
-        raise EvaluateInputError(f"evaluate.methods {cfg.methods} leaves nothing that can run (skipped: {skipped}); run the missing stages or change evaluate.methods")
+        raise EvaluateInputError(
+            f"evaluate.methods {cfg.methods} leaves nothing that can run (skipped: {skipped}); run the missing stages or change evaluate.methods"
+        )
 
     training = [row.get("policy_text") or policy_text(row["text"]) for row in read_jsonl(root / EncodeFiles.flows)]
     training_nld = mean_pairwise_nld(training, cfg.nld_pairs, params.seed)
@@ -175,14 +206,29 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
         candidates = method(asked)
         method_scores, valid, usable, texts, graphs = score_method(candidates, asked, scorer, params.seed)
         scores[name] = per_prompt_means(method_scores, len(prompts))
-        results[name] = {"mean_score": sum(method_scores) / len(asked), "score_se": standard_error(scores[name]),
-                         "validity": sum(valid) / len(asked), "usable": sum(usable) / len(asked),
-                         "usable_first_draw": sum(u and c.draws == 1 for u, c in zip(usable, candidates)) / len(asked),
-                         "mean_draws": sum(c.draws for c in candidates) / len(asked),
-                         **novelty_metrics([t for t in texts if t is not None], training, training_nld),
-                         **adaptivity_metrics(graphs, method_scores, asked, len(prompts), scorer)}
-        rows += [{"method": name, "prompt": p, "text": c.text, "canonical": t, "valid": ok, "usable": u, "draws": c.draws, "score": s}
-                 for p, c, ok, u, t, s in zip(asked, candidates, valid, usable, texts, method_scores, strict=True)]
+        results[name] = {
+            "mean_score": sum(method_scores) / len(asked),
+            "score_se": standard_error(scores[name]),
+            "validity": sum(valid) / len(asked),
+            "usable": sum(usable) / len(asked),
+            "usable_first_draw": sum(u and c.draws == 1 for u, c in zip(usable, candidates)) / len(asked),
+            "mean_draws": sum(c.draws for c in candidates) / len(asked),
+            **novelty_metrics([t for t in texts if t is not None], training, training_nld),
+            **adaptivity_metrics(graphs, method_scores, asked, len(prompts), scorer),
+        }
+        rows += [
+            {
+                "method": name,
+                "prompt": p,
+                "text": c.text,
+                "canonical": t,
+                "valid": ok,
+                "usable": u,
+                "draws": c.draws,
+                "score": s,
+            }
+            for p, c, ok, u, t, s in zip(asked, candidates, valid, usable, texts, method_scores, strict=True)
+        ]
     rates, se = win_rate_matrix(scores)
     for name in results:
         ci = {other: list(wilson_interval(rate, len(prompts))) for other, rate in rates[name].items()}
@@ -199,13 +245,29 @@ def evaluate(params: Params, root: Path, scorer, policy: tuple[dict[str, Method]
     write_json(out / "metrics.json", json_safe(results))
     write_json(out / "summary.json", json_safe(summary))
     write_jsonl(out / "flows.jsonl", rows)
-    write_text(out / "report.md", render_report(results, skipped, len(prompts), cfg.reference, params.scoring.scorer, paired, cfg.samples_per_prompt,
-                                                         cfg.split))
+    write_text(
+        out / "report.md",
+        render_report(
+            results,
+            skipped,
+            len(prompts),
+            cfg.reference,
+            params.scoring.scorer,
+            paired,
+            cfg.samples_per_prompt,
+            cfg.split,
+        ),
+    )
     plot_win_rates(rates, out / "win_rates.png")
-    plot_novelty_vs_gamma([(g, results[n]) for n in results if (g := gamma_of(n)) is not None], out / "novelty_vs_gamma.png")
+    plot_novelty_vs_gamma(
+        [(g, results[n]) for n in results if (g := gamma_of(n)) is not None], out / "novelty_vs_gamma.png"
+    )
     plot_score_distributions(scores, out / "scores.png")
     plot_mean_scores({n: (m["mean_score"], m["score_se"]) for n, m in results.items()}, out / "mean_scores.png")
-    plot_adaptivity({n: (m["adaptivity_gain"], m["adaptivity_se"], m["top_checkpoint_share"]) for n, m in results.items()}, out / "adaptivity.png")
+    plot_adaptivity(
+        {n: (m["adaptivity_gain"], m["adaptivity_se"], m["top_checkpoint_share"]) for n, m in results.items()},
+        out / "adaptivity.png",
+    )
     return summary
 
 

@@ -24,7 +24,9 @@ def win_rate(a: Sequence[float], b: Sequence[float]) -> float:
     """
     a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a_arr.shape != b_arr.shape or a_arr.ndim != 1 or a_arr.size == 0:
-        raise ScoreShapeError(f"win rate needs two equal, non-empty score lists (one per prompt); got {a_arr.shape} and {b_arr.shape}")
+        raise ScoreShapeError(
+            f"win rate needs two equal, non-empty score lists (one per prompt); got {a_arr.shape} and {b_arr.shape}"
+        )
     return float(np.mean((a_arr > b_arr) + 0.5 * (a_arr == b_arr)))
 
 
@@ -39,7 +41,9 @@ def wald_se(p: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / n)
 
 
-def win_rate_matrix(scores: Mapping[str, Sequence[float]]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+def win_rate_matrix(
+    scores: Mapping[str, Sequence[float]],
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Win rate of every method against every other, and its Wald interval.
 
     Args:
@@ -49,7 +53,9 @@ def win_rate_matrix(scores: Mapping[str, Sequence[float]]) -> tuple[dict[str, di
     """
     lengths = {name: len(values) for name, values in scores.items()}
     if len(set(lengths.values())) > 1:
-        raise ScoreShapeError(f"methods were scored on different numbers of prompts: {lengths}; score them on the same prompts")
+        raise ScoreShapeError(
+            f"methods were scored on different numbers of prompts: {lengths}; score them on the same prompts"
+        )
     rates: dict[str, dict[str, float]] = {name: {} for name in scores}
     se: dict[str, dict[str, float]] = {name: {} for name in scores}
     for a, a_scores in scores.items():

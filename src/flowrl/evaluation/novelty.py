@@ -37,7 +37,10 @@ def nearest_nld(texts: Sequence[str], training: Sequence[str]) -> np.ndarray:
     """
     if not training:
         raise NoveltyInputError("no training flows to compare with; check data/encode/flows.jsonl")
-    nearest = {text: process.extractOne(text, training, scorer=Levenshtein.normalized_distance)[1] for text in dict.fromkeys(texts)}
+    nearest = {
+        text: process.extractOne(text, training, scorer=Levenshtein.normalized_distance)[1]
+        for text in dict.fromkeys(texts)
+    }
     return np.array([nearest[text] for text in texts], dtype=float)
 
 
@@ -61,7 +64,12 @@ def novelty_metrics(generated: Sequence[str], training: Sequence[str], training_
         the four measures; NaN for all of them when `generated` is empty.
     """
     if not generated:
-        return {"unique_ratio": float("nan"), "exists_in_data": float("nan"), "nld": float("nan"), "nld_ratio": float("nan")}
+        return {
+            "unique_ratio": float("nan"),
+            "exists_in_data": float("nan"),
+            "nld": float("nan"),
+            "nld_ratio": float("nan"),
+        }
     known = set(training)
     nld = float(nearest_nld(generated, training).mean())
     return {

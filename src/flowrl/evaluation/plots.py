@@ -53,7 +53,14 @@ def plot_novelty_vs_gamma(points: Sequence[tuple[float, Mapping[str, float]]], p
         ax.set_xticks(gammas)
         ax.legend()
     else:
-        ax.text(0.5, 0.5, "no policy methods evaluated\n(models/sft, models/grpo missing)", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no policy methods evaluated\n(models/sft, models/grpo missing)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     ax.set_xlabel("guidance strength γ (0 = SFT, 1 = GRPO)")
     ax.set_title("Novelty of generated flows vs γ")
     return _save(fig, path)
@@ -63,7 +70,12 @@ def plot_mean_scores(means: Mapping[str, tuple[float, float]], path: str | Path)
     """Bar chart of each method's mean score with a 1-SE error bar (SE over prompts)."""
     names = list(means)
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names)), 4))
-    ax.bar(range(len(names)), [means[n][0] for n in names], yerr=[0 if math.isnan(means[n][1]) else means[n][1] for n in names], capsize=4)
+    ax.bar(
+        range(len(names)),
+        [means[n][0] for n in names],
+        yerr=[0 if math.isnan(means[n][1]) else means[n][1] for n in names],
+        capsize=4,
+    )
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_ylabel("mean score (± 1 SE over prompts)")
     ax.set_ylim(bottom=min(means[n][0] for n in names) * 0.9)

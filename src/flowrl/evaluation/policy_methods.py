@@ -76,7 +76,9 @@ class PolicyModels:
         return Ensemble.load(self.root / REWARD_DIR)
 
 
-def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequence[str]], list[Candidate]]], dict[str, str]]:
+def policy_methods(
+    params: Params, root: Path
+) -> tuple[dict[str, Callable[[Sequence[str]], list[Candidate]]], dict[str, str]]:
     """The policy methods that can run under `root`, and the reason each other one is skipped.
 
     Returns:
@@ -99,13 +101,21 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
 
     def sft(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.sft
-        return usable_candidates(lambda ps, s: sample_flows(model, tokenizer, models.coded(ps), s, logits_processor=constrain(tokenizer)), prompts)
+        return usable_candidates(
+            lambda ps, s: sample_flows(model, tokenizer, models.coded(ps), s, logits_processor=constrain(tokenizer)),
+            prompts,
+        )
 
     def sft_rerank(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.sft
         n = cfg.rerank_n
         repeated = [p for p in prompts for _ in range(n)]
-        texts = [c.text for c in sample_flows(model, tokenizer, models.coded(repeated), sampling, logits_processor=constrain(tokenizer))]
+        texts = [
+            c.text
+            for c in sample_flows(
+                model, tokenizer, models.coded(repeated), sampling, logits_processor=constrain(tokenizer)
+            )
+        ]
         valid = [check_candidate(Candidate(t)).usable for t in texts]  # rank only flows a person could run
         keep = [i for i, ok in enumerate(valid) if ok]
         rewards = [float("-inf")] * len(texts)
@@ -121,12 +131,22 @@ def policy_methods(params: Params, root: Path) -> tuple[dict[str, Callable[[Sequ
 
     def grpo(prompts: Sequence[str]) -> list[Candidate]:
         model, tokenizer = models.guided
-        return usable_candidates(lambda ps, s: sample_flows(model, tokenizer, models.coded(ps), s, adapter="grpo", logits_processor=constrain(tokenizer)), prompts)
+        return usable_candidates(
+            lambda ps, s: sample_flows(
+                model, tokenizer, models.coded(ps), s, adapter="grpo", logits_processor=constrain(tokenizer)
+            ),
+            prompts,
+        )
 
     def guided(gamma: float) -> Callable[[Sequence[str]], list[Candidate]]:
         def method(prompts: Sequence[str]) -> list[Candidate]:
             model, tokenizer = models.guided
-            return usable_candidates(lambda ps, s: sample_guided(model, tokenizer, models.coded(ps), s, gamma, logits_processor=constrain(tokenizer)), prompts)
+            return usable_candidates(
+                lambda ps, s: sample_guided(
+                    model, tokenizer, models.coded(ps), s, gamma, logits_processor=constrain(tokenizer)
+                ),
+                prompts,
+            )
 
         return method
 

@@ -42,7 +42,9 @@ def best_policy(metrics: dict[str, dict]) -> str | None:
 
 def headline_opponents(metrics: dict[str, dict], best: str | None, reference: str) -> list[str]:
     """Methods the best policy method's headline win rates are against: `reference` and HEADLINE_OPPONENTS that ran."""
-    return [o for o in dict.fromkeys((reference, *HEADLINE_OPPONENTS)) if best is not None and o in metrics and o != best]
+    return [
+        o for o in dict.fromkeys((reference, *HEADLINE_OPPONENTS)) if best is not None and o in metrics and o != best
+    ]
 
 
 def _win(m: dict, other: str) -> str:
@@ -50,8 +52,16 @@ def _win(m: dict, other: str) -> str:
     return f"{m['win_rate'][other]:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: int, reference: str, scorer_name: str,
-                  paired: dict[str, dict[str, float]] | None = None, samples_per_prompt: int = 1, split: str = "test") -> str:
+def render_report(
+    metrics: dict[str, dict],
+    skipped: dict[str, str],
+    n_prompts: int,
+    reference: str,
+    scorer_name: str,
+    paired: dict[str, dict[str, float]] | None = None,
+    samples_per_prompt: int = 1,
+    split: str = "test",
+) -> str:
     """Markdown: one row per method (score, validity, usability, novelty, win rate vs `reference`), headline win rates,
     adaptivity, paired gains, win rate matrix, skipped methods."""
     lines = [
@@ -69,34 +79,70 @@ def render_report(metrics: dict[str, dict], skipped: dict[str, str], n_prompts: 
     ]
     for name, m in metrics.items():
         win = _win(m, reference) if reference in m["win_rate"] else "–"
-        lines.append(f"| {name} | {_fmt(m['mean_score'])} ± {_fmt(m.get('score_se', float('nan')))} | {_fmt(m['validity'])} | "
-                     f"{_fmt(m.get('usable', float('nan')))} | {_fmt(m.get('usable_first_draw', float('nan')))} | {_fmt(m['unique_ratio'])} | "
-                     f"{_fmt(m['exists_in_data'])} | {_fmt(m['nld_ratio'])} | {win} |")
+        lines.append(
+            f"| {name} | {_fmt(m['mean_score'])} ± {_fmt(m.get('score_se', float('nan')))} | {_fmt(m['validity'])} | "
+            f"{_fmt(m.get('usable', float('nan')))} | {_fmt(m.get('usable_first_draw', float('nan')))} | {_fmt(m['unique_ratio'])} | "
+            f"{_fmt(m['exists_in_data'])} | {_fmt(m['nld_ratio'])} | {win} |"
+        )
     best = best_policy(metrics)
     if opponents := headline_opponents(metrics, best, reference):
-        lines += ["", f"## Headline: best policy method `{best}` (highest mean score)", "", "| against | win rate [95% Wilson] |", "|---|---|"]
+        lines += [
+            "",
+            f"## Headline: best policy method `{best}` (highest mean score)",
+            "",
+            "| against | win rate [95% Wilson] |",
+            "|---|---|",
+        ]
         lines += [f"| {o} | {_win(metrics[best], o)} |" for o in opponents]
-    lines += ["", "## Adaptivity", "",
-              "Gain: score on the flow's own prompt minus on a fixed other test prompt (i -> i + n/2 mod n), mean ± SE over prompts;",
-              "0 for a flow that ignores the prompt. Checkpoint: the base CheckpointLoaderSimple model; structure: the multiset of node classes.",
-              "Shares and entropies over valid flows.", "",
-              "| method | adaptivity gain ± SE | gain / SE | top checkpoint | top checkpoint share | checkpoint entropy (bits) | structure entropy (bits) |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {m['adaptivity_gain']:+.4f} ± {_fmt(m['adaptivity_se'])} | {_fmt(m['adaptivity_n_se'])} | {m['top_checkpoint'] or '–'} | "
-              f"{_fmt(m['top_checkpoint_share'])} | {_fmt(m['checkpoint_entropy_bits'])} | {_fmt(m['structure_entropy_bits'])} |"
-              for name, m in metrics.items()]
+    lines += [
+        "",
+        "## Adaptivity",
+        "",
+        "Gain: score on the flow's own prompt minus on a fixed other test prompt (i -> i + n/2 mod n), mean ± SE over prompts;",
+        "0 for a flow that ignores the prompt. Checkpoint: the base CheckpointLoaderSimple model; structure: the multiset of node classes.",
+        "Shares and entropies over valid flows.",
+        "",
+        "| method | adaptivity gain ± SE | gain / SE | top checkpoint | top checkpoint share | checkpoint entropy (bits) | structure entropy (bits) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {m['adaptivity_gain']:+.4f} ± {_fmt(m['adaptivity_se'])} | {_fmt(m['adaptivity_n_se'])} | {m['top_checkpoint'] or '–'} | "
+        f"{_fmt(m['top_checkpoint_share'])} | {_fmt(m['checkpoint_entropy_bits'])} | {_fmt(m['structure_entropy_bits'])} |"
+        for name, m in metrics.items()
+    ]
     if paired:
-        lines += ["", "## Paired differences (per prompt)", "", "| difference | mean | SE | mean / SE |", "|---|---|---|---|"]
-        lines += [f"| {k.replace('_minus_', ' − ')} | {d['mean']:+.4f} | {_fmt(d['se'])} | {_fmt(d['n_se'])} |" for k, d in paired.items()]
+        lines += [
+            "",
+            "## Paired differences (per prompt)",
+            "",
+            "| difference | mean | SE | mean / SE |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k.replace('_minus_', ' − ')} | {d['mean']:+.4f} | {_fmt(d['se'])} | {_fmt(d['n_se'])} |"
+            for k, d in paired.items()
+        ]
     names = list(metrics)
-    lines += ["", "## Win rate matrix (row beats column)", "", "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [
+        "",
+        "## Win rate matrix (row beats column)",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for a in names:
         cells = ["–" if a == b else f"{metrics[a]['win_rate'][b]:.2f}" for b in names]
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     if skipped:
         lines += ["", "## Skipped methods", ""] + [f"- `{name}`: {reason}" for name, reason in skipped.items()]
-    lines += ["", "![win rates](win_rates.png)", "![adaptivity](adaptivity.png)", "![novelty vs gamma](novelty_vs_gamma.png)",
-              "![scores](scores.png)", ""]
+    lines += [
+        "",
+        "![win rates](win_rates.png)",
+        "![adaptivity](adaptivity.png)",
+        "![novelty vs gamma](novelty_vs_gamma.png)",
+        "![scores](scores.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -109,13 +155,24 @@ def summarize(metrics: dict[str, dict], reference: str, n_prompts: int, n_skippe
         summary[f"validity_{name}"] = m["validity"]
         summary[f"usable_{name}"] = m.get("usable", float("nan"))
         summary[f"usable_first_draw_{name}"] = m.get("usable_first_draw", float("nan"))
-        for key in ("adaptivity_gain", "adaptivity_se", "top_checkpoint_share", "checkpoint_entropy_bits", "structure_entropy_bits"):
+        for key in (
+            "adaptivity_gain",
+            "adaptivity_se",
+            "top_checkpoint_share",
+            "checkpoint_entropy_bits",
+            "structure_entropy_bits",
+        ):
             summary[f"{key}_{name}"] = m[key]
         if reference in m["win_rate"]:
             summary[f"win_rate_{name}_vs_{reference}"] = m["win_rate"][reference]
     best = best_policy(metrics)
     for other in headline_opponents(metrics, best, reference):
         lo, hi = metrics[best]["win_rate_ci95"][other]
-        summary.update({f"best_policy_win_rate_vs_{other}": metrics[best]["win_rate"][other],
-                        f"best_policy_win_rate_vs_{other}_lo": lo, f"best_policy_win_rate_vs_{other}_hi": hi})
+        summary.update(
+            {
+                f"best_policy_win_rate_vs_{other}": metrics[best]["win_rate"][other],
+                f"best_policy_win_rate_vs_{other}_lo": lo,
+                f"best_policy_win_rate_vs_{other}_hi": hi,
+            }
+        )
     return summary

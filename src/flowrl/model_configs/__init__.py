@@ -60,8 +60,14 @@ def load_model_config(model: str | dict | None, setting: str = "policy.model") -
         raise ModelConfigError(f"{path}: not a transformers config.json ({str(exc)[:200]}); {fix}") from None
 
 
-def build_random_model(model: str | dict | None, head: Head, seed: int = 0, device: str | torch.device | None = None,
-                       dtype: torch.dtype = torch.float32, setting: str = "policy.model") -> PreTrainedModel:
+def build_random_model(
+    model: str | dict | None,
+    head: Head,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    setting: str = "policy.model",
+) -> PreTrainedModel:
     """The architecture of `model` with random weights (seeded); on `device` "meta" it allocates no memory.
 
     Args:
@@ -74,6 +80,6 @@ def build_random_model(model: str | dict | None, head: Head, seed: int = 0, devi
     if head == "regression":
         config.num_labels, config.problem_type = 1, "regression"
     auto = AutoModelForCausalLM if head == "causal-lm" else AutoModelForSequenceClassification
-    with torch.random.fork_rng(devices=[]), (torch.device(device) if device is not None else nullcontext()):
+    with torch.random.fork_rng(devices=[]), torch.device(device) if device is not None else nullcontext():
         torch.manual_seed(seed)
         return auto.from_config(config, dtype=dtype)

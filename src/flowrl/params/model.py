@@ -48,7 +48,11 @@ class Params(Section):
 
     profile: str = Field("cpu", description="The profile applied: tiny, cpu, paper, or any name under `profiles`.")
     seed: int = 1234
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where models run: auto (CUDA when present, else cpu), cpu, cuda or cuda:N (flowrl.runtime.device). bf16 weights for frozen models on GPUs that support it.")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where models run: auto (CUDA when present, else cpu), cpu, cuda or cuda:N (flowrl.runtime.device). bf16 weights for frozen models on GPUs that support it.",
+    )
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     flows: FlowsConfig = Field(default_factory=FlowsConfig)
     encode: EncodeConfig = Field(default_factory=EncodeConfig)
@@ -81,8 +85,10 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params") -> Pa
         ConfigError: naming the key and the fix, for a non-mapping, bad nesting, an unknown profile or a bad value.
     """
     if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level is a {type(raw).__name__}, not a mapping of sections "
-                          "(prompts:, policy:, ...); fix the file")
+        raise ConfigError(
+            f"{source}: the top level is a {type(raw).__name__}, not a mapping of sections "
+            "(prompts:, policy:, ...); fix the file"
+        )
     check_tree(raw, source)
     raw = dict(raw or {})
     profiles = raw.pop("profiles", {}) or {}
@@ -140,6 +146,8 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     params = resolve(raw, profile, str(path))
     if missing := missing_keys({k: v for k, v in raw.items() if k != "profiles"}):
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-        raise ConfigError(f"{path}: lacks {', '.join(missing[:8])}{more}; params.yaml names every setting "
-                          "(the code has no defaults of its own): restore them from the repository's params.yaml")
+        raise ConfigError(
+            f"{path}: lacks {', '.join(missing[:8])}{more}; params.yaml names every setting "
+            "(the code has no defaults of its own): restore them from the repository's params.yaml"
+        )
     return params

@@ -25,10 +25,14 @@ def check_tree(raw: Any, source: str) -> None:
         value, path = stack.pop()
         where = ".".join(map(str, path))
         if len(path) > MAX_PARAMS_DEPTH:
-            raise ConfigError(f"{source}: nested deeper than {MAX_PARAMS_DEPTH} levels under {'.'.join(map(str, path[:3]))}...; "
-                              "params.yaml has sections of plain settings; fix the file")
+            raise ConfigError(
+                f"{source}: nested deeper than {MAX_PARAMS_DEPTH} levels under {'.'.join(map(str, path[:3]))}...; "
+                "params.yaml has sections of plain settings; fix the file"
+            )
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
-            raise ConfigError(f"{source}: {where} = {value:.3g} is out of range; no setting needs a number beyond 2**63")
+            raise ConfigError(
+                f"{source}: {where} = {value:.3g} is out of range; no setting needs a number beyond 2**63"
+            )
         if isinstance(value, dict):
             stack.extend((v, (*path, k)) for k, v in value.items())
         elif isinstance(value, list):
@@ -43,8 +47,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, typing.Hashable) and key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one section "
-                                  "(the second would silently win); keep one")
+                raise ConfigError(
+                    f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one section "
+                    "(the second would silently win); keep one"
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -66,11 +72,15 @@ def read_params_file(path: str | Path) -> dict:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     if len(data) > MAX_PARAMS_BYTES:
-        raise ConfigError(f"{path}: {len(data) / 2**20:.1f} MiB is too large for a params file; is this the right file?")
+        raise ConfigError(
+            f"{path}: {len(data) / 2**20:.1f} MiB is too large for a params file; is this the right file?"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); save it as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); save it as UTF-8"
+        ) from None
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as exc:
@@ -82,6 +92,8 @@ def read_params_file(path: str | Path) -> dict:
     if raw is None:
         raise ConfigError(f"{path}: is empty; restore it (git checkout {path.name}) or give the right --params file")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level is a {type(raw).__name__}, not a mapping of sections "
-                          "(prompts:, policy:, ...); fix the file")
+        raise ConfigError(
+            f"{path}: the top level is a {type(raw).__name__}, not a mapping of sections "
+            "(prompts:, policy:, ...); fix the file"
+        )
     return raw

@@ -27,8 +27,10 @@ class UndeclaredParamError(FlowRLError):
 
 
 def _refuse(stage: str, key: str) -> UndeclaredParamError:
-    return UndeclaredParamError(f"stage '{stage}' reads params {key}, which its declaration does not list; "
-                                f"add {key!r} to its params in src/flowrl/pipeline/stages.py (then run `flowrl pipeline dvc-yaml`)")
+    return UndeclaredParamError(
+        f"stage '{stage}' reads params {key}, which its declaration does not list; "
+        f"add {key!r} to its params in src/flowrl/pipeline/stages.py (then run `flowrl pipeline dvc-yaml`)"
+    )
 
 
 class _Undeclared:
@@ -102,7 +104,11 @@ def write_resolved(params: Params, root: Path) -> list[Path]:
     paths = []
     for stage in STAGES.values():
         text = "# written by the `params` stage from params.yaml (active profile applied); do not edit\n"
-        paths.append(write_text(root / ResolvedParams.of(stage.name), text + yaml.safe_dump(resolved(params, stage), sort_keys=True)))
+        paths.append(
+            write_text(
+                root / ResolvedParams.of(stage.name), text + yaml.safe_dump(resolved(params, stage), sort_keys=True)
+            )
+        )
     return paths
 
 

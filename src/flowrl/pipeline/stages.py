@@ -122,8 +122,11 @@ class GRPOFiles:
 
     dir = MODELS / "grpo"
     checkpoints = MODELS / "grpo_checkpoints"
-    log = Curve(report_dir("grpo") / "log.json", "step", (("reward", ("reward", "true_score_probe")), ("kl", ("kl",)),
-                                                          ("validity", ("validity", "probe_validity"))))
+    log = Curve(
+        report_dir("grpo") / "log.json",
+        "step",
+        (("reward", ("reward", "true_score_probe")), ("kl", ("kl",)), ("validity", ("validity", "probe_validity"))),
+    )
     curves = report_dir("grpo") / "curves.png"
 
 
@@ -134,7 +137,13 @@ class EvaluateFiles:
     flows = dir / "flows.jsonl"
     summary = dir / "summary.json"
     metrics = dir / "metrics.json"
-    plots = (dir / "win_rates.png", dir / "novelty_vs_gamma.png", dir / "scores.png", dir / "mean_scores.png", dir / "adaptivity.png")
+    plots = (
+        dir / "win_rates.png",
+        dir / "novelty_vs_gamma.png",
+        dir / "scores.png",
+        dir / "mean_scores.png",
+        dir / "adaptivity.png",
+    )
 
 
 @dataclass(frozen=True)
@@ -181,38 +190,95 @@ TRAINING_GATE = report_dir("validate") / "metrics.json"  # training stages wait 
 
 # The order is the pipeline's order. A stage's code deps are not declared: dvc.yaml lists the project
 # files its `run` module imports (flowrl.pipeline.code_deps).
-STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("prompts", "flowrl.data.prompts:run", ("seed", "prompts"), (),
-          outs=(PromptsFiles.dir,)),
-    Stage("flows", "flowrl.data.flows:run", ("seed", "flows"), (),
-          outs=(FlowsFiles.dir,)),
-    Stage("encode", "flowrl.encoding.stage:run", ("seed", "flows.n_sft_pairs", "encode"), (FlowsFiles.dir, PromptsFiles.train),
-          outs=(EncodeFiles.dir,)),
-    Stage("triplets", "flowrl.data.triplets:run", ("seed", "scoring", "triplets"),
-          (PromptsFiles.dir, FlowsFiles.augmented, EncodeFiles.flows),
-          outs=(TripletsFiles.dir,)),
-    Stage("validate", "flowrl.data.validate:run", ("prompts.min_chars", "prompts.max_chars"),
-          (PromptsFiles.dir, FlowsFiles.dir, EncodeFiles.dir, TripletsFiles.dir),
-          uncached=(ValidateFiles.data_docs,)),
-    # persist: finished ensemble members are reused on a rerun (they carry a fingerprint of
-    # their data and settings, so a change retrains them); see docs/reward.md.
-    Stage("reward", "flowrl.reward.train:run", ("seed", "device", "reward"),
-          (TRAINING_GATE, TripletsFiles.dir, EncodeFiles.flows, EncodeFiles.vocab),
-          outs=(RewardFiles.dir,), persist=True, plots=(RewardFiles.scatter,)),
-    Stage("sft", "flowrl.policy.sft:run", ("seed", "device", "policy", "sft"),
-          (TRAINING_GATE, EncodeFiles.sft_pairs, EncodeFiles.vocab, EncodeFiles.schema, PromptsFiles.holdout,
-           RewardFiles.dir, TripletsFiles.train, FlowsFiles.augmented, EncodeFiles.flows),  # sft.pairing: reward, policy.prompt_codes
-          outs=(SFTFiles.dir,), curves=(SFTFiles.log,)),
-    Stage("grpo", "flowrl.policy.grpo:run", ("seed", "device", "policy", "grpo", "reward", "scoring"),
-          (SFTFiles.dir, RewardFiles.dir, PromptsFiles.dir),
-          outs=(GRPOFiles.dir,), curves=(GRPOFiles.log,)),
-    Stage("evaluate", "flowrl.evaluation.evaluate:run", ("seed", "device", "evaluate", "policy", "scoring"),
-          (PromptsFiles.holdout, FlowsFiles.dir, EncodeFiles.flows, TripletsFiles.scored_flows, TripletsFiles.train,
-           SFTFiles.dir, GRPOFiles.dir, RewardFiles.dir),
-          uncached=(EvaluateFiles.flows,), plots=EvaluateFiles.plots, metrics_file="summary.json"),
-    Stage("register", "flowrl.tracking.registry:run", ("profile", "seed", "register", "policy", "scoring"),
-          (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary, EvaluateFiles.flows)),
-)}
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("prompts", "flowrl.data.prompts:run", ("seed", "prompts"), (), outs=(PromptsFiles.dir,)),
+        Stage("flows", "flowrl.data.flows:run", ("seed", "flows"), (), outs=(FlowsFiles.dir,)),
+        Stage(
+            "encode",
+            "flowrl.encoding.stage:run",
+            ("seed", "flows.n_sft_pairs", "encode"),
+            (FlowsFiles.dir, PromptsFiles.train),
+            outs=(EncodeFiles.dir,),
+        ),
+        Stage(
+            "triplets",
+            "flowrl.data.triplets:run",
+            ("seed", "scoring", "triplets"),
+            (PromptsFiles.dir, FlowsFiles.augmented, EncodeFiles.flows),
+            outs=(TripletsFiles.dir,),
+        ),
+        Stage(
+            "validate",
+            "flowrl.data.validate:run",
+            ("prompts.min_chars", "prompts.max_chars"),
+            (PromptsFiles.dir, FlowsFiles.dir, EncodeFiles.dir, TripletsFiles.dir),
+            uncached=(ValidateFiles.data_docs,),
+        ),
+        # persist: finished ensemble members are reused on a rerun (they carry a fingerprint of
+        # their data and settings, so a change retrains them); see docs/reward.md.
+        Stage(
+            "reward",
+            "flowrl.reward.train:run",
+            ("seed", "device", "reward"),
+            (TRAINING_GATE, TripletsFiles.dir, EncodeFiles.flows, EncodeFiles.vocab),
+            outs=(RewardFiles.dir,),
+            persist=True,
+            plots=(RewardFiles.scatter,),
+        ),
+        Stage(
+            "sft",
+            "flowrl.policy.sft:run",
+            ("seed", "device", "policy", "sft"),
+            (
+                TRAINING_GATE,
+                EncodeFiles.sft_pairs,
+                EncodeFiles.vocab,
+                EncodeFiles.schema,
+                PromptsFiles.holdout,
+                RewardFiles.dir,
+                TripletsFiles.train,
+                FlowsFiles.augmented,
+                EncodeFiles.flows,
+            ),  # sft.pairing: reward, policy.prompt_codes
+            outs=(SFTFiles.dir,),
+            curves=(SFTFiles.log,),
+        ),
+        Stage(
+            "grpo",
+            "flowrl.policy.grpo:run",
+            ("seed", "device", "policy", "grpo", "reward", "scoring"),
+            (SFTFiles.dir, RewardFiles.dir, PromptsFiles.dir),
+            outs=(GRPOFiles.dir,),
+            curves=(GRPOFiles.log,),
+        ),
+        Stage(
+            "evaluate",
+            "flowrl.evaluation.evaluate:run",
+            ("seed", "device", "evaluate", "policy", "scoring"),
+            (
+                PromptsFiles.holdout,
+                FlowsFiles.dir,
+                EncodeFiles.flows,
+                TripletsFiles.scored_flows,
+                TripletsFiles.train,
+                SFTFiles.dir,
+                GRPOFiles.dir,
+                RewardFiles.dir,
+            ),
+            uncached=(EvaluateFiles.flows,),
+            plots=EvaluateFiles.plots,
+            metrics_file="summary.json",
+        ),
+        Stage(
+            "register",
+            "flowrl.tracking.registry:run",
+            ("profile", "seed", "register", "policy", "scoring"),
+            (SFTFiles.dir, GRPOFiles.dir, EvaluateFiles.summary, EvaluateFiles.flows),
+        ),
+    )
+}
 
 # Every stage runs through this module (`python -m flows STAGE`), so what it imports reruns every stage.
 RUNNER = "flows.__main__"
@@ -233,4 +299,3 @@ def stage_function(name: str) -> StageFn:
     """Import and return the function of stage `name`."""
     module, func = stage(name).run.split(":")
     return getattr(importlib.import_module(module), func)
-

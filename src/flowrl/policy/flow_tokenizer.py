@@ -30,11 +30,19 @@ def train_bpe_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTok
     """
     texts = [t for t in corpus if t]
     if not texts:
-        raise TokenizerTrainingError("no text to train the policy tokenizer on; rerun the encode stage (dvc repro encode)")
+        raise TokenizerTrainingError(
+            "no text to train the policy tokenizer on; rerun the encode stage (dvc repro encode)"
+        )
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, pad_token=EOS, clean_up_tokenization_spaces=False
+    )

@@ -90,9 +90,17 @@ def decode_graph(text: str) -> dict:
     return policy_graph(text)
 
 
-def probe_true_score(model, tokenizer, prompts: list[str], sampling: SamplingConfig, scorer, validator: Callable[[str], bool],
-                     logits_processor: Sequence[LogitsProcessor] | None = None, decoder: Callable[[str], dict] = decode_graph,
-                     policy_prompts: list[str] | None = None) -> dict[str, float]:
+def probe_true_score(
+    model,
+    tokenizer,
+    prompts: list[str],
+    sampling: SamplingConfig,
+    scorer,
+    validator: Callable[[str], bool],
+    logits_processor: Sequence[LogitsProcessor] | None = None,
+    decoder: Callable[[str], dict] = decode_graph,
+    policy_prompts: list[str] | None = None,
+) -> dict[str, float]:
     """Sample one flow per probe prompt and score the valid ones (decoded API graphs) with the true scorer.
 
     Args:
@@ -104,7 +112,10 @@ def probe_true_score(model, tokenizer, prompts: list[str], sampling: SamplingCon
     samples = sample_flows(model, tokenizer, policy_prompts or prompts, sampling, logits_processor=logits_processor)
     valid = [(p, s) for p, s in zip(prompts, samples, strict=True) if validator(s.text)]
     scores = list(scorer.score([p for p, _ in valid], [decoder(s.text) for _, s in valid])) if valid else []
-    return {"true_score_probe": sum(scores) / len(scores) if scores else float("nan"), "probe_validity": len(valid) / max(len(samples), 1)}
+    return {
+        "true_score_probe": sum(scores) / len(scores) if scores else float("nan"),
+        "probe_validity": len(valid) / max(len(samples), 1),
+    }
 
 
 def load_prompts(path: Path, n: int | None, seed: int, dev_only: bool = False) -> list[str]:
@@ -115,7 +126,9 @@ def load_prompts(path: Path, n: int | None, seed: int, dev_only: bool = False) -
     bad = next((i for i, p in enumerate(prompts, 1) if not (isinstance(p, str) and p.strip())), None)
     if bad is not None or not prompts:
         where = f"{path}:{bad}" if bad else str(path)
-        raise GRPODataError(f"{where}: needs non-empty string 'prompt' fields; rerun the prompts stage (dvc repro prompts)")
+        raise GRPODataError(
+            f"{where}: needs non-empty string 'prompt' fields; rerun the prompts stage (dvc repro prompts)"
+        )
     random.Random(seed).shuffle(prompts)
     return prompts[:n] if n else prompts
 
@@ -123,10 +136,20 @@ def load_prompts(path: Path, n: int | None, seed: int, dev_only: bool = False) -
 def run_fingerprint(params: Params, root: Path) -> str:
     """Short hash of what the GRPO weights depend on: policy/grpo/reward params, seed, prompts, SFT adapter, reward ensembles."""
     h = hashlib.sha256()
-    sections = [params.policy.model_dump(mode="json"), params.grpo.model_dump(mode="json"), params.reward.model_dump(mode="json"), params.seed]
+    sections = [
+        params.policy.model_dump(mode="json"),
+        params.grpo.model_dump(mode="json"),
+        params.reward.model_dump(mode="json"),
+        params.seed,
+    ]
     h.update(json.dumps(sections, sort_keys=True).encode())
-    files = [root / PROMPTS, root / SFT_DIR / "policy.json", *sorted((root / SFT_DIR).glob("*.safetensors")),
-             *sorted((root / REWARD_DIR).glob("*/ensemble.json")), *sorted((root / REWARD_DIR).glob("*/member_*/train_stats.json"))]
+    files = [
+        root / PROMPTS,
+        root / SFT_DIR / "policy.json",
+        *sorted((root / SFT_DIR).glob("*.safetensors")),
+        *sorted((root / REWARD_DIR).glob("*/ensemble.json")),
+        *sorted((root / REWARD_DIR).glob("*/member_*/train_stats.json")),
+    ]
     for path in files:
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()[:12]
@@ -147,8 +170,17 @@ def plot_curves(path: Path, log: Sequence[dict]) -> Path:
     steps, mean = series("reward")
     std = dict(zip(*series("reward_std")))
     axes[0].plot(steps, mean, marker=".")
-    axes[0].fill_between(steps, [m - std.get(s, 0) for s, m in zip(steps, mean)], [m + std.get(s, 0) for s, m in zip(steps, mean)], alpha=0.2)
-    for ax, key, title in ((axes[0], None, "surrogate reward (mean ± std)"), (axes[1], "true_score_probe", "true score, probe prompts"), (axes[2], "kl", "KL to SFT")):
+    axes[0].fill_between(
+        steps,
+        [m - std.get(s, 0) for s, m in zip(steps, mean)],
+        [m + std.get(s, 0) for s, m in zip(steps, mean)],
+        alpha=0.2,
+    )
+    for ax, key, title in (
+        (axes[0], None, "surrogate reward (mean ± std)"),
+        (axes[1], "true_score_probe", "true score, probe prompts"),
+        (axes[2], "kl", "KL to SFT"),
+    ):
         if key:
             ax.plot(*series(key), marker="o")
         ax.set_title(title)
@@ -165,8 +197,16 @@ def _last(log: Sequence[dict], key: str) -> float:
     return float(values[-1]) if values else float("nan")
 
 
-def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bool] | None = None, scorer=None,
-        decoder: Callable[[str], dict] = decode_graph, callbacks: Sequence[TrainerCallback] = (), logits_processor: Sequence[LogitsProcessor] | None = None) -> dict[str, float]:
+def run(
+    params: Params,
+    root: Path = Path("."),
+    *,
+    validator: Callable[[str], bool] | None = None,
+    scorer=None,
+    decoder: Callable[[str], dict] = decode_graph,
+    callbacks: Sequence[TrainerCallback] = (),
+    logits_processor: Sequence[LogitsProcessor] | None = None,
+) -> dict[str, float]:
     """Train the GRPO adapter; write models/grpo, reports/grpo/{metrics.json, log.json, curves.png}.
 
     Args:
@@ -178,7 +218,9 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     """
     root = Path(root)
     cfg, seed = params.grpo, params.seed
-    configure(params.device)  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
+    configure(
+        params.device
+    )  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
     validator = functools.lru_cache(maxsize=4096)(validator or flow_is_valid)
     on_scorer = cfg.reward == "scorer"
     needs = [root / SFT_DIR / "policy.json"] + ([] if on_scorer else [root / REWARD_DIR / "full" / "ensemble.json"])
@@ -186,7 +228,9 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
         if not need.exists():
             raise GRPODataError(f"{need}: not found; run the sft and reward stages first (dvc repro sft reward)")
     train_prompts = load_prompts(root / PROMPTS, cfg.n_train_prompts, seed)
-    probe = load_prompts(root / HOLDOUT, cfg.n_probe, seed, dev_only=True) if cfg.n_probe else []  # tune on dev, report on test
+    probe = (
+        load_prompts(root / HOLDOUT, cfg.n_probe, seed, dev_only=True) if cfg.n_probe else []
+    )  # tune on dev, report on test
     if (probe or on_scorer) and scorer is None:
         from flowrl.scoring.base import load_scorer
 
@@ -199,21 +243,45 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
         shaped = ShapedReward.load(root / REWARD_DIR, params.reward, validator=validator)
     max_new = cfg.max_new_tokens or params.policy.max_new_tokens
     sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=max_new)
-    logits_processor = constraint_processors(params.policy, tokenizer, max_new) if logits_processor is None else logits_processor
+    logits_processor = (
+        constraint_processors(params.policy, tokenizer, max_new) if logits_processor is None else logits_processor
+    )
     codes = PromptCodes.load(root / SFT_DIR)  # the prompt's code tokens, when SFT trained with them
     if codes is not None:
         codes.embedder(root / REWARD_DIR / "full" / CACHE_FILE)  # read-only: the reward's cached prompt embeddings
-    dataset = Dataset.from_list([{"prompt": format_prompt(c), "user_prompt": p} for p, c in zip(train_prompts, coded_prompts(codes, train_prompts))])
+    dataset = Dataset.from_list(
+        [
+            {"prompt": format_prompt(c), "user_prompt": p}
+            for p, c in zip(train_prompts, coded_prompts(codes, train_prompts))
+        ]
+    )
     ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, root)}"
-    evaluate = functools.partial(probe_true_score, tokenizer=tokenizer, prompts=probe, sampling=sampling, scorer=scorer,
-                                 validator=validator, logits_processor=logits_processor, decoder=decoder,
-                                 policy_prompts=coded_prompts(codes, probe))
+    evaluate = functools.partial(
+        probe_true_score,
+        tokenizer=tokenizer,
+        prompts=probe,
+        sampling=sampling,
+        scorer=scorer,
+        validator=validator,
+        logits_processor=logits_processor,
+        decoder=decoder,
+        policy_prompts=coded_prompts(codes, probe),
+    )
     probe_cb = ProbeCallback(lambda m: evaluate(m), cfg.probe_every if probe else 0)
     trainer = FlowGRPOTrainer(
-        model=model, args=trainer_args(cfg, params.policy, ckpt_dir, seed), train_dataset=dataset, processing_class=tokenizer,
-        peft_config=lora_config(cfg), callbacks=[probe_cb, LogFileCallback(root), *callbacks],
-        shaped=shaped, sampling=sampling, component_reward=params.reward.component_reward and not on_scorer, logits_processor=logits_processor,
-        quality_groups=cfg.quality_groups, invalid_advantage=cfg.invalid_advantage, renormalize=cfg.renormalize,
+        model=model,
+        args=trainer_args(cfg, params.policy, ckpt_dir, seed),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg),
+        callbacks=[probe_cb, LogFileCallback(root), *callbacks],
+        shaped=shaped,
+        sampling=sampling,
+        component_reward=params.reward.component_reward and not on_scorer,
+        logits_processor=logits_processor,
+        quality_groups=cfg.quality_groups,
+        invalid_advantage=cfg.invalid_advantage,
+        renormalize=cfg.renormalize,
     )
     probe_cb.trainer = trainer
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
@@ -229,7 +297,15 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     trainer.model.save_pretrained(str(tmp), safe_serialization=True)
     policy_cfg, sft_seed, spec = read_policy_spec(root / SFT_DIR)
     extra = {k: v for k, v in spec.items() if k not in ("policy", "seed", "base_vocab_size", "full_weights")}
-    save_policy_spec(tmp, policy_cfg, sft_seed, int(spec["base_vocab_size"]), **extra, sft_dir=str(SFT_DIR), grpo=cfg.model_dump(mode="json"))
+    save_policy_spec(
+        tmp,
+        policy_cfg,
+        sft_seed,
+        int(spec["base_vocab_size"]),
+        **extra,
+        sft_dir=str(SFT_DIR),
+        grpo=cfg.model_dump(mode="json"),
+    )
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
 
@@ -237,7 +313,11 @@ def run(params: Params, root: Path = Path("."), *, validator: Callable[[str], bo
     final_probe = {"true_score_probe": float("nan"), "probe_validity": float("nan")}
     if probe:  # the probe is seeded: a probe logged at the last step is what the final policy gives
         at_end = [e for e in log if e.get("step") == trainer.state.global_step and "probe_validity" in e]
-        final_probe = {k: float("nan") if at_end[-1][k] is None else at_end[-1][k] for k in final_probe} if at_end else evaluate(trainer.model)
+        final_probe = (
+            {k: float("nan") if at_end[-1][k] is None else at_end[-1][k] for k in final_probe}
+            if at_end
+            else evaluate(trainer.model)
+        )
     LOG.write(root, log)
     plot_curves(root / PLOT, log)
     resumed = float(Path(last).name.split("-")[-1]) if last else 0.0

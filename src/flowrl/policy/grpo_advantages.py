@@ -9,8 +9,14 @@ import torch
 ADV_EPS = 1e-4  # trl's epsilon in (R - mean) / (std + eps)
 
 
-def group_token_advantages(rewards: torch.Tensor, mask: torch.Tensor, num_generations: int, eps: float = ADV_EPS,
-                           counted: torch.Tensor | None = None, fallback: torch.Tensor | None = None) -> torch.Tensor:
+def group_token_advantages(
+    rewards: torch.Tensor,
+    mask: torch.Tensor,
+    num_generations: int,
+    eps: float = ADV_EPS,
+    counted: torch.Tensor | None = None,
+    fallback: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-token advantages with the group baseline, shape (B, T); zero on padding.
 
     Consecutive rows form groups of G = `num_generations` completions of one prompt. Each counted
@@ -35,7 +41,9 @@ def group_token_advantages(rewards: torch.Tensor, mask: torch.Tensor, num_genera
     tensor([-1.,  0., -1.,  1.])
     """
     if rewards.shape != mask.shape or rewards.shape[0] % num_generations:
-        raise ValueError(f"rewards {tuple(rewards.shape)} and mask {tuple(mask.shape)} must match and B must divide by {num_generations}")
+        raise ValueError(
+            f"rewards {tuple(rewards.shape)} and mask {tuple(mask.shape)} must match and B must divide by {num_generations}"
+        )
     counted = torch.ones(rewards.shape[0], dtype=torch.bool) if counted is None else counted.bool().to(rewards.device)
     fallback = torch.zeros(rewards.shape[0]) if fallback is None else fallback
     mask = mask.to(rewards.dtype)
@@ -45,7 +53,11 @@ def group_token_advantages(rewards: torch.Tensor, mask: torch.Tensor, num_genera
     row_mean = (rewards * mask).sum(1) / n_tokens
     mu = ((row_mean.view(-1, num_generations) * weight).sum(1) / n.clamp(min=1)).repeat_interleave(num_generations)
     spread = (((rewards - mu[:, None]) ** 2) * mask).sum(1) / n_tokens
-    sigma = ((spread.view(-1, num_generations) * weight).sum(1) / (n - 1).clamp(min=1)).sqrt().repeat_interleave(num_generations)
+    sigma = (
+        ((spread.view(-1, num_generations) * weight).sum(1) / (n - 1).clamp(min=1))
+        .sqrt()
+        .repeat_interleave(num_generations)
+    )
     alone = (n < 2).repeat_interleave(num_generations)
     adv = torch.where(alone[:, None], torch.zeros_like(rewards), (rewards - mu[:, None]) / (sigma[:, None] + eps))
     adv = torch.where(counted[:, None], adv, fallback.to(rewards.dtype).to(rewards.device)[:, None].expand_as(rewards))
@@ -65,7 +77,9 @@ def quality_variance_share(rewards: torch.Tensor, counted: torch.Tensor, num_gen
     return float(quality / total) if total > 0 else float("nan")
 
 
-def masked_token_logps(logits: torch.Tensor, ids: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_token_logps(
+    logits: torch.Tensor, ids: torch.Tensor, allowed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of `ids` (B, T) and entropies under the distribution renormalised over the `allowed` tokens (B, T, V).
 
     >>> lp, h = masked_token_logps(torch.zeros(1, 1, 4), torch.tensor([[1]]), torch.tensor([[[True, True, False, False]]]))

@@ -15,8 +15,13 @@ from flowrl.runtime.trainer_defaults import section_trainer_kwargs
 
 def lora_config(cfg: GRPOStageConfig) -> LoraConfig:
     """A fresh LoRA on the projections only: lm_head and embed_tokens stay frozen (paper A.6.3)."""
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
 
 
 class VLLMMissingError(FlowRLError):
@@ -30,7 +35,9 @@ def vllm_kwargs(cfg: GRPOStageConfig) -> dict:
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
-        raise VLLMMissingError("grpo.use_vllm is true but vLLM is not installed; pip install vllm on the GPU worker or set grpo.use_vllm: false")
+        raise VLLMMissingError(
+            "grpo.use_vllm is true but vLLM is not installed; pip install vllm on the GPU worker or set grpo.use_vllm: false"
+        )
     return {"use_vllm": True, "vllm_mode": "colocate"}
 
 

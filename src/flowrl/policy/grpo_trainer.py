@@ -118,9 +118,18 @@ class FlowGRPOTrainer(GRPOTrainer):
         logits_processor: HF logits processors applied at every sampling step (e.g. constrained decoding).
     """
 
-    def __init__(self, *args, shaped: ShapedReward, sampling: SamplingConfig, component_reward: bool = True,
-                 logits_processor: Sequence[LogitsProcessor] | None = None, quality_groups: bool = True,
-                 invalid_advantage: float = -1.0, renormalize: bool = True, **kwargs):
+    def __init__(
+        self,
+        *args,
+        shaped: ShapedReward,
+        sampling: SamplingConfig,
+        component_reward: bool = True,
+        logits_processor: Sequence[LogitsProcessor] | None = None,
+        quality_groups: bool = True,
+        invalid_advantage: float = -1.0,
+        renormalize: bool = True,
+        **kwargs,
+    ):
         self.reward_fn = SurrogateReward(shaped)
         super().__init__(*args, reward_funcs=[self.reward_fn], **kwargs)
         self.sampling, self.component_reward = sampling, component_reward
@@ -132,10 +141,16 @@ class FlowGRPOTrainer(GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         if self.args.use_vllm:  # grpo.use_vllm: trl's vLLM generation (no constrained decoding, vLLM's own seeding)
-            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            completion_ids, logprobs = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
             eos = self._tokenizer.eos_token_id
-            self._texts = [self._tokenizer.decode([t for t in row if t != eos], skip_special_tokens=False,
-                                                  clean_up_tokenization_spaces=False) for row in completion_ids]
+            self._texts = [
+                self._tokenizer.decode(
+                    [t for t in row if t != eos], skip_special_tokens=False, clean_up_tokenization_spaces=False
+                )
+                for row in completion_ids
+            ]
             return completion_ids, logprobs
         device = self.accelerator.device
         tok = self._tokenizer
@@ -146,14 +161,27 @@ class FlowGRPOTrainer(GRPOTrainer):
         generator = torch.Generator(device=device).manual_seed(self.sampling.seed + self.state.global_step)
         model = self.accelerator.unwrap_model(self.model)
         with merged_for_sampling(model):
-            out = generate_ids(ModelScorer(model), input_ids, attention_mask, self.sampling, tok.eos_token_id, pad_id, generator, self.logits_processor)
+            out = generate_ids(
+                ModelScorer(model),
+                input_ids,
+                attention_mask,
+                self.sampling,
+                tok.eos_token_id,
+                pad_id,
+                generator,
+                self.logits_processor,
+            )
         completion_ids, texts = [], []
         for row in out.tolist():
             end = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
             completion_ids.append(row[: end + 1] if end < len(row) else row)  # trl keeps the EOS token
             texts.append(tok.decode(row[:end], skip_special_tokens=False, clean_up_tokenization_spaces=False))
         self._texts = texts
-        self._allowed = self.allowed_tokens(tuple(out.shape), model.get_output_embeddings().weight.shape[0]) if self.renormalize else None
+        self._allowed = (
+            self.allowed_tokens(tuple(out.shape), model.get_output_embeddings().weight.shape[0])
+            if self.renormalize
+            else None
+        )
         return completion_ids, None
 
     def allowed_tokens(self, shape: tuple[int, int], vocab: int) -> torch.Tensor | None:
@@ -167,21 +195,54 @@ class FlowGRPOTrainer(GRPOTrainer):
         allowed[: recorded.shape[0], : recorded.shape[1], : recorded.shape[2]] = recorded
         return allowed
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
-                                           compute_aux_loss=False, pixel_values=None, image_grid_thw=None, num_images=None,
-                                           pixel_attention_mask=None, spatial_shapes=None, num_tiles=None, image_sizes=None,
-                                           token_type_ids=None, mm_token_type_ids=None, image_position_ids=None):
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        pixel_values=None,
+        image_grid_thw=None,
+        num_images=None,
+        pixel_attention_mask=None,
+        spatial_shapes=None,
+        num_tiles=None,
+        image_sizes=None,
+        token_type_ids=None,
+        mm_token_type_ids=None,
+        image_position_ids=None,
+    ):
         """Log-probs (and entropies) under the distribution the completion was sampled from: the model's, renormalised over
         the tokens the constraint allowed at each step (`grpo.renormalize`), in the loss and in the KL alike."""
         allowed = self._allowed
         if allowed is None or compute_aux_loss or pixel_values is not None or allowed.shape[0] != input_ids.shape[0]:
             return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss, pixel_values,
-                image_grid_thw, num_images, pixel_attention_mask, spatial_shapes, num_tiles, image_sizes, token_type_ids,
-                mm_token_type_ids, image_position_ids)
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                pixel_values,
+                image_grid_thw,
+                num_images,
+                pixel_attention_mask,
+                spatial_shapes,
+                num_tiles,
+                image_sizes,
+                token_type_ids,
+                mm_token_type_ids,
+                image_position_ids,
+            )
         with self.accelerator.autocast():
             logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-        logits = logits[:, -logits_to_keep - 1 : -1].float() / self.temperature  # the sampling temperature, as trl's head applies it
+        logits = (
+            logits[:, -logits_to_keep - 1 : -1].float() / self.temperature
+        )  # the sampling temperature, as trl's head applies it
         allowed = allowed[:, :logits_to_keep].to(logits.device)
         logps, entropy = masked_token_logps(logits, input_ids[:, -logits_to_keep:], allowed[..., : logits.shape[-1]])
         return logps, entropy if compute_entropy else None, None
@@ -238,11 +299,15 @@ class FlowGRPOTrainer(GRPOTrainer):
         counted = valid & certain if self.quality_groups else torch.ones_like(valid)
         # invalid flows keep a fixed penalty apart from the group; uncertain ones carry no signal (issue #23)
         fallback = torch.where(valid, torch.zeros(len(valid)), torch.full((len(valid),), self.invalid_advantage))
-        out["advantages"] = group_token_advantages(rewards, mask.cpu(), self.num_generations, counted=counted, fallback=fallback).to(ids.device)
+        out["advantages"] = group_token_advantages(
+            rewards, mask.cpu(), self.num_generations, counted=counted, fallback=fallback
+        ).to(ids.device)
         metrics = self._metrics["train" if self.model.training else "eval"]
         metrics["token_reward_mean"].append(float((rewards * mask.cpu()).sum() / mask.sum().clamp(min=1)))
         flow_rewards = shaped.flow_rewards(users, self._texts, valid.tolist())
-        metrics["quality_variance_share"].append(quality_variance_share(flow_rewards, valid & certain, self.num_generations))
+        metrics["quality_variance_share"].append(
+            quality_variance_share(flow_rewards, valid & certain, self.num_generations)
+        )
         return out
 
     def reward_classes(self, prompts: Sequence[str], texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,5 +320,3 @@ class FlowGRPOTrainer(GRPOTrainer):
             mean, std = shaped.full.predict([prompts[i] for i in idx], [texts[i] for i in idx])
             certain[idx] = (std <= shaped.cfg.tau) & ~torch.isnan(mean)
         return valid, certain
-
-

@@ -96,7 +96,9 @@ def read_prompts(data: Any, max_prompts: int | None = None, max_chars: int | Non
     if pd is not None and isinstance(data, pd.DataFrame):
         if PROMPT_COLUMN not in data.columns:
             if len(data.columns) != 1:
-                raise PolicyInputError(f"input has columns {list(data.columns)} but no {PROMPT_COLUMN!r} column; {SEND}")
+                raise PolicyInputError(
+                    f"input has columns {list(data.columns)} but no {PROMPT_COLUMN!r} column; {SEND}"
+                )
             data = data[data.columns[0]]
         else:
             data = data[PROMPT_COLUMN]
@@ -113,22 +115,30 @@ def read_prompts(data: Any, max_prompts: int | None = None, max_chars: int | Non
         got = "an empty list" if data == [] else type(data).__name__
         raise PolicyInputError(f"expected one or more prompt strings, got {got}; {SEND}")
     if max_prompts is not None and len(data) > max_prompts:
-        raise PolicyInputError(f"{len(data)} prompts in one request, more than the cap of {max_prompts} "
-                               "(register.max_prompts_per_request); split the request")
+        raise PolicyInputError(
+            f"{len(data)} prompts in one request, more than the cap of {max_prompts} "
+            "(register.max_prompts_per_request); split the request"
+        )
     for i, prompt in enumerate(data):
         if prompt is None or (isinstance(prompt, float) and math.isnan(prompt)):  # pandas turns null into NaN
             raise PolicyInputError(f"prompt {i} is missing (null); send a text prompt in every row")
         if not isinstance(prompt, str):
-            raise PolicyInputError(f"prompt {i} is {type(prompt).__name__} ({prompt!r:.40}), not a string; send text prompts")
+            raise PolicyInputError(
+                f"prompt {i} is {type(prompt).__name__} ({prompt!r:.40}), not a string; send text prompts"
+            )
         if not prompt.strip():
             raise PolicyInputError(f"prompt {i} is empty or whitespace only; send a description of the image")
         if max_chars is not None and len(prompt) > max_chars:
-            raise PolicyInputError(f"prompt {i} has {len(prompt)} characters, more than the cap of {max_chars} "
-                                   "(register.max_prompt_chars); shorten it")
+            raise PolicyInputError(
+                f"prompt {i} has {len(prompt)} characters, more than the cap of {max_chars} "
+                "(register.max_prompt_chars); shorten it"
+            )
         bad = _LONE_SURROGATE.search(prompt)
         if bad:
-            raise PolicyInputError(f"prompt {i} is not valid text (invalid UTF-8 or a lone surrogate at character {bad.start()}); "
-                                   "send UTF-8 text")
+            raise PolicyInputError(
+                f"prompt {i} is not valid text (invalid UTF-8 or a lone surrogate at character {bad.start()}); "
+                "send UTF-8 text"
+            )
     return data
 
 
@@ -140,8 +150,10 @@ def _rows(data: list) -> list:
             return data[0]
         if all(len(row) == 1 for row in data):
             return [row[0] for row in data]
-        raise PolicyInputError(f"row {next(i for i, r in enumerate(data) if len(r) != 1)} holds "
-                               f"{len(next(r for r in data if len(r) != 1))} values; send one prompt per row: {SEND}")
+        raise PolicyInputError(
+            f"row {next(i for i, r in enumerate(data) if len(r) != 1)} holds "
+            f"{len(next(r for r in data if len(r) != 1))} values; send one prompt per row: {SEND}"
+        )
     if data and all(isinstance(row, dict) for row in data):
         if any(PROMPT_COLUMN not in row for row in data):
             i = next(i for i, r in enumerate(data) if PROMPT_COLUMN not in r)
@@ -155,7 +167,9 @@ def _plain(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (list, str)) else value
 
 
-def check_sampling_params(gamma: Any = None, seed: Any = None, temperature: Any = None) -> tuple[float | None, int | None, float | None]:
+def check_sampling_params(
+    gamma: Any = None, seed: Any = None, temperature: Any = None
+) -> tuple[float | None, int | None, float | None]:
     """Per-request sampling parameters, type- and range-checked (None = the model's default).
 
     Returns:
@@ -163,6 +177,7 @@ def check_sampling_params(gamma: Any = None, seed: Any = None, temperature: Any 
     Raises:
         PolicyInputError: a bool, a non-number, a non-integer seed, or a value out of range.
     """
+
     def number(name: str, value: Any, low: float, high: float, low_open: bool = False) -> float | None:
         if value is None:
             return None
@@ -225,7 +240,13 @@ def _point_at_base(sft_dir: Path, base: Path) -> Path:
 class FlowPolicy:
     """A loaded policy: SFT (+ GRPO with dual-model guidance when present) turning prompts into workflows."""
 
-    def __init__(self, sft_dir: str | Path, grpo_dir: str | Path | None, settings: ServingSettings, base: str | Path | None = None):
+    def __init__(
+        self,
+        sft_dir: str | Path,
+        grpo_dir: str | Path | None,
+        settings: ServingSettings,
+        base: str | Path | None = None,
+    ):
         import torch
 
         from flowrl.policy.decoding.guidance import load_guided_policy
@@ -234,7 +255,9 @@ class FlowPolicy:
 
         sft_dir = Path(sft_dir)
         if not (sft_dir / "policy.json").exists():
-            raise PolicyModelError(f"{sft_dir}: no policy.json, so no trained SFT policy there; run the sft stage (dvc repro sft)")
+            raise PolicyModelError(
+                f"{sft_dir}: no policy.json, so no trained SFT policy there; run the sft stage (dvc repro sft)"
+            )
         if base is not None:
             sft_dir = _point_at_base(sft_dir, Path(base))
         # fp32 sampling with LoRA can hit denormal floats and slow down 10-100x on CPU (docs/policy.md)
@@ -250,7 +273,9 @@ class FlowPolicy:
     @classmethod
     def from_artifacts(cls, artifacts: dict[str, str | Path]) -> FlowPolicy:
         """Load from a packaged model's artifacts (name -> path): sft and settings, grpo and base when logged."""
-        return cls(artifacts[SFT], artifacts.get(GRPO), ServingSettings(**read_json(artifacts[SETTINGS])), artifacts.get(BASE))
+        return cls(
+            artifacts[SFT], artifacts.get(GRPO), ServingSettings(**read_json(artifacts[SETTINGS])), artifacts.get(BASE)
+        )
 
     @classmethod
     def from_models_dir(cls, models_dir: str | Path, settings: ServingSettings) -> FlowPolicy:
@@ -263,12 +288,16 @@ class FlowPolicy:
         from flowrl.policy.template import format_prompt
 
         context = getattr(self.model.config, "max_position_embeddings", None) or 2048
-        template = len(self.tokenizer(format_prompt("x"), add_special_tokens=True).input_ids) + (len(self.codes.centroids) if self.codes else 0)
+        template = len(self.tokenizer(format_prompt("x"), add_special_tokens=True).input_ids) + (
+            len(self.codes.centroids) if self.codes else 0
+        )
         budget = context - self.settings.max_new_tokens - template
         if self.settings.max_prompt_tokens:
             budget = min(budget, self.settings.max_prompt_tokens)
         if budget < 1:
-            raise PolicyModelError(f"max_new_tokens={self.settings.max_new_tokens} leaves no room for a prompt in the model's {context}-token context; lower register.max_new_tokens")
+            raise PolicyModelError(
+                f"max_new_tokens={self.settings.max_new_tokens} leaves no room for a prompt in the model's {context}-token context; lower register.max_new_tokens"
+            )
         return budget
 
     def fit_prompt(self, prompt: str) -> tuple[str, str | None]:
@@ -278,10 +307,19 @@ class FlowPolicy:
         if len(ids) <= budget:
             return prompt, None
         cut = self.tokenizer.decode(ids[:budget], skip_special_tokens=True)
-        return cut, f"prompt truncated from {len(ids)} to {budget} tokens to fit the model context; the workflow keeps the full prompt"
+        return (
+            cut,
+            f"prompt truncated from {len(ids)} to {budget} tokens to fit the model context; the workflow keeps the full prompt",
+        )
 
-    def generate(self, prompts: list[str], gamma: float | None = None, seed: int | None = None, temperature: float | None = None,
-                 object_info: ObjectInfo | None = None) -> list[dict]:
+    def generate(
+        self,
+        prompts: list[str],
+        gamma: float | None = None,
+        seed: int | None = None,
+        temperature: float | None = None,
+        object_info: ObjectInfo | None = None,
+    ) -> list[dict]:
         """One workflow per prompt.
 
         Args:
@@ -306,7 +344,9 @@ class FlowPolicy:
         gamma, seed, temperature = check_sampling_params(gamma, seed, temperature)
         gamma = s.gamma if gamma is None else gamma
         temperature = s.temperature if temperature is None else temperature
-        cfg = SamplingConfig(temperature, s.top_p, s.max_new_tokens, s.batch_size, s.seed if seed is None else seed, s.bf16)
+        cfg = SamplingConfig(
+            temperature, s.top_p, s.max_new_tokens, s.batch_size, s.seed if seed is None else seed, s.bf16
+        )
         fitted = [self.fit_prompt(p) for p in prompts]
         seen = [f for f, _ in fitted]
         schema, installed = installed_schema(self.tokenizer, object_info) if object_info is not None else (None, [])
@@ -332,17 +372,23 @@ class FlowPolicy:
                 notes.append(f"the flow hit the {s.max_new_tokens}-token limit before its end")
             workflow, error = flow_to_workflow(completion.text, prompt, cfg.seed)
             if object_info is not None:
-                limited = "; ".join(installed or ["nothing to change"]) if processors else "constrained decoding is off, so only checked"
+                limited = (
+                    "; ".join(installed or ["nothing to change"])
+                    if processors
+                    else "constrained decoding is off, so only checked"
+                )
                 notes.append(f"limited to what {object_info.source} has installed; {limited}")
                 if workflow is not None:
                     workflow, error = installed_workflow(workflow, object_info)
-            results.append({
-                "prompt": prompt,
-                "workflow": workflow,
-                "valid": workflow is not None,
-                "error": error,
-                "flow": completion.text,
-                "method": method,
-                "notes": "; ".join(notes) or None,
-            })
+            results.append(
+                {
+                    "prompt": prompt,
+                    "workflow": workflow,
+                    "valid": workflow is not None,
+                    "error": error,
+                    "flow": completion.text,
+                    "method": method,
+                    "notes": "; ".join(notes) or None,
+                }
+            )
         return results

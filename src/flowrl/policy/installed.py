@@ -18,6 +18,8 @@ def installed_schema(tokenizer, info: ObjectInfo) -> tuple[Schema, list[str]]:
     """
     path = tokenizer_schema(tokenizer)
     if path is None:
-        raise ObjectInfoError(f"this policy has no {SCHEMA_FILE} beside its tokenizer, so its choices cannot be limited to "
-                              f"{info.source}; retrain it with the current sft stage (dvc repro sft)")
+        raise ObjectInfoError(
+            f"this policy has no {SCHEMA_FILE} beside its tokenizer, so its choices cannot be limited to "
+            f"{info.source}; retrain it with the current sft stage (dvc repro sft)"
+        )
     return restrict_schema(Schema.load(path), info)

@@ -102,14 +102,18 @@ def load_adapter(base: PreTrainedModel, folder: str | Path, adapter_name: str):
         with hub_offline():
             return PeftModel.from_pretrained(base, str(folder), adapter_name=adapter_name, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise PolicyLoadError(f"{folder}: adapter could not be loaded ({_why(exc)}); "
-                              "it does not fit its base model or is damaged: restore the folder or retrain") from None
+        raise PolicyLoadError(
+            f"{folder}: adapter could not be loaded ({_why(exc)}); "
+            "it does not fit its base model or is damaged: restore the folder or retrain"
+        ) from None
 
 
 def _gguf_file(cfg: PolicyConfig) -> Path:
     path = Path(cfg.model) if cfg.model else smollm2_gguf_path()
     if not path.is_file():
-        raise PolicyLoadError(f"policy.model: GGUF file {path} does not exist; fix the path or leave it empty for SmolLM2")
+        raise PolicyLoadError(
+            f"policy.model: GGUF file {path} does not exist; fix the path or leave it empty for SmolLM2"
+        )
     return path
 
 
@@ -159,7 +163,9 @@ def build_tiny_model(cfg: PolicyConfig, vocab_size: int, seed: int) -> LlamaForC
         return LlamaForCausalLM(config)
 
 
-def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0, where: Placement | None = None) -> PreTrainedModel:
+def load_base_model(
+    cfg: PolicyConfig, vocab_size: int, seed: int = 0, where: Placement | None = None
+) -> PreTrainedModel:
     """Load (or build, for tiny, scratch and random) the base causal LM: fp32 on the CPU, or on `where`.
 
     Args:
@@ -169,7 +175,9 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0, where: Pl
         where: device and weight dtype (flowrl.runtime.device.placement); None or the CPU: fp32 where it was built.
     """
     if cfg.source in ("tiny", "scratch"):
-        return place(build_tiny_model(cfg, vocab_size, seed), where) if where else build_tiny_model(cfg, vocab_size, seed)
+        return (
+            place(build_tiny_model(cfg, vocab_size, seed), where) if where else build_tiny_model(cfg, vocab_size, seed)
+        )
     if cfg.source == "random":  # real shapes, random weights, no hub (flowrl/model_configs)
         if where is not None and where.moves:  # built on the device in its dtype: no fp32 copy of 8B weights on the CPU
             return build_random_model(cfg.model, "causal-lm", seed, device=where.device, dtype=where.dtype)
@@ -189,8 +197,9 @@ def load_base_model(cfg: PolicyConfig, vocab_size: int, seed: int = 0, where: Pl
     return model
 
 
-def load_policy(cfg: PolicyConfig, tokens: list[str], seed: int = 0, corpus: Sequence[str] = (),
-                where: Placement | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_policy(
+    cfg: PolicyConfig, tokens: list[str], seed: int = 0, corpus: Sequence[str] = (), where: Placement | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Base model (on `where`, see load_base_model) and tokenizer extended with the flow tokens `tokens` (embeddings
     resized); `corpus` trains a scratch tokenizer."""
     tokenizer = load_tokenizer(cfg, corpus)
@@ -209,7 +218,9 @@ def read_policy_spec(folder: str | Path) -> tuple[PolicyConfig, int, dict]:
     """Read `policy.json` from a trained policy folder: (policy config, seed, whole spec)."""
     path = Path(folder) / SPEC_FILE
     if not path.exists():
-        raise PolicyLoadError(f"{folder}: no {SPEC_FILE}, so not a trained policy folder; run the sft stage (dvc repro sft)")
+        raise PolicyLoadError(
+            f"{folder}: no {SPEC_FILE}, so not a trained policy folder; run the sft stage (dvc repro sft)"
+        )
     try:
         spec = read_json(path)
     except FlowRLError as exc:
@@ -218,8 +229,10 @@ def read_policy_spec(folder: str | Path) -> tuple[PolicyConfig, int, dict]:
         int(spec["base_vocab_size"])
         return PolicyConfig.model_validate(spec["policy"]), int(spec["seed"]), spec
     except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        raise PolicyLoadError(f"{path}: not a policy spec written by the sft stage ({_why(exc)}); "
-                              "restore the folder or retrain (dvc repro sft)") from None
+        raise PolicyLoadError(
+            f"{path}: not a policy spec written by the sft stage ({_why(exc)}); "
+            "restore the folder or retrain (dvc repro sft)"
+        ) from None
 
 
 def load_sft_policy(folder: str | Path, adapter_name: str = "sft", where: Placement | str | None = None):
@@ -239,17 +252,23 @@ def load_sft_policy(folder: str | Path, adapter_name: str = "sft", where: Placem
         with hub_offline():
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception for a damaged tokenizer.json
-        raise PolicyLoadError(f"{folder}: the saved tokenizer could not be loaded ({_why(exc)}); "
-                              "restore the folder or retrain (dvc repro sft)") from None
+        raise PolicyLoadError(
+            f"{folder}: the saved tokenizer could not be loaded ({_why(exc)}); "
+            "restore the folder or retrain (dvc repro sft)"
+        ) from None
     if spec.get("full_weights"):  # source=scratch: every weight was trained and saved, no adapter
         try:
             with hub_offline():
                 model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **load_kwargs(where))
         except (OSError, ValueError) as exc:
-            raise PolicyLoadError(f"{folder}: the trained policy weights could not be loaded ({exc}); rerun the sft stage (dvc repro sft)") from None
+            raise PolicyLoadError(
+                f"{folder}: the trained policy weights could not be loaded ({exc}); rerun the sft stage (dvc repro sft)"
+            ) from None
         return model.eval(), tokenizer
     base = load_base_model(cfg, int(spec["base_vocab_size"]), seed, where)
-    base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter (full copies or new rows)
+    base.resize_token_embeddings(
+        len(tokenizer), mean_resizing=False
+    )  # rows come from the adapter (full copies or new rows)
     return load_adapter(base, folder, adapter_name).eval(), tokenizer
 
 

@@ -36,8 +36,9 @@ def pair_probabilities(mean: np.ndarray, std: np.ndarray, tau: float | None, tem
     return weights / weights.sum()
 
 
-def score_candidates(prompts: Sequence[str], pool: Sequence[str], ensemble, n_candidates: int | None,
-                     rng: random.Random) -> tuple[list[Sequence[str]], np.ndarray, np.ndarray]:
+def score_candidates(
+    prompts: Sequence[str], pool: Sequence[str], ensemble, n_candidates: int | None, rng: random.Random
+) -> tuple[list[Sequence[str]], np.ndarray, np.ndarray]:
     """Per prompt, its candidate flows and the ensemble's (mean, std) for each, as (P, K) arrays.
 
     `n_candidates` None: every flow of the pool for every prompt, through the ensemble's factorised `score_grid`
@@ -55,7 +56,9 @@ def score_candidates(prompts: Sequence[str], pool: Sequence[str], ensemble, n_ca
     return candidates, mean.numpy().reshape(len(prompts), -1), std.numpy().reshape(len(prompts), -1)
 
 
-def reward_pairs(prompts: Sequence[str], pool: Sequence[str], ensemble, n_pairs: int, cfg: SFTConfig, seed: int) -> tuple[list[dict], dict[str, float]]:
+def reward_pairs(
+    prompts: Sequence[str], pool: Sequence[str], ensemble, n_pairs: int, cfg: SFTConfig, seed: int
+) -> tuple[list[dict], dict[str, float]]:
     """`n_pairs` (prompt, flow) pairs drawn by the surrogate ensemble's score (see the module doc).
 
     Args:

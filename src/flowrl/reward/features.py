@@ -136,7 +136,9 @@ def component_pairs(view: FlowView) -> set[str]:
     >>> sorted(component_pairs(FlowView(tokens=Counter({"A.ckpt_name=x.safetensors": 1, "B.lora_name=y.safetensors": 1, "class=B": 1}))))
     ['A.ckpt_name=x.safetensors|B.lora_name=y.safetensors']
     """
-    files = sorted(t for t in view.tokens if "*" not in t and t.endswith(MODEL_FILES) and not t.startswith(("class=", "dead=")))
+    files = sorted(
+        t for t in view.tokens if "*" not in t and t.endswith(MODEL_FILES) and not t.startswith(("class=", "dead="))
+    )
     return {f"{a}|{b}" for i, a in enumerate(files) for b in files[i + 1 :]}
 
 
@@ -191,20 +193,35 @@ class FeatureSpace:
         prompt_tokens = sorted(f"p:{w}" for w, c in word_count.items() if c >= min_count)
         slots = sorted(s for s, v in numbers.items() if v)
         logs = [np.array([signed_log(v) for v in numbers[s]]) for s in slots]
-        return cls(tokens=["<pad>", *UNKNOWN, *flow_tokens, *prompt_tokens], slots=slots,
-                   mean=[float(x.mean()) for x in logs], std=[float(max(x.std(), 1e-3)) for x in logs],
-                   low=[float(min(numbers[s])) for s in slots], high=[float(max(numbers[s])) for s in slots], pairs=sorted(pairs))
+        return cls(
+            tokens=["<pad>", *UNKNOWN, *flow_tokens, *prompt_tokens],
+            slots=slots,
+            mean=[float(x.mean()) for x in logs],
+            std=[float(max(x.std(), 1e-3)) for x in logs],
+            low=[float(min(numbers[s])) for s in slots],
+            high=[float(max(numbers[s])) for s in slots],
+            pairs=sorted(pairs),
+        )
 
     def to_dict(self) -> dict:
-        return {"tokens": self.tokens, "slots": self.slots, "mean": self.mean, "std": self.std, "low": self.low, "high": self.high,
-                "pairs": self.pairs}
+        return {
+            "tokens": self.tokens,
+            "slots": self.slots,
+            "mean": self.mean,
+            "std": self.std,
+            "low": self.low,
+            "high": self.high,
+            "pairs": self.pairs,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "feature space") -> FeatureSpace:
         try:
             return cls(**{k: list(raw[k]) for k in ("tokens", "slots", "mean", "std", "low", "high", "pairs")})
         except (KeyError, TypeError) as exc:
-            raise FeatureSpaceError(f"{source}: malformed feature space ({exc}); rerun the reward stage (dvc repro reward)") from None
+            raise FeatureSpaceError(
+                f"{source}: malformed feature space ({exc}); rerun the reward stage (dvc repro reward)"
+            ) from None
 
     @property
     def n_tokens(self) -> int:

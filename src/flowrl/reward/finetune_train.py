@@ -22,7 +22,20 @@ from flowrl.reward.members import member_fingerprint, member_splits, train_or_ke
 from flowrl.reward.model import PairDataset, clear_checkpoints, train_surrogate
 
 # settings that change what a member learns; a finished member trained under others is retrained
-TRAINING_FIELDS = ("source", "model", "tiny", "add_flow_tokens", "split", "n_train", "epochs", "batch_size", "learning_rate", "weight_decay", "max_length", "bf16")
+TRAINING_FIELDS = (
+    "source",
+    "model",
+    "tiny",
+    "add_flow_tokens",
+    "split",
+    "n_train",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "max_length",
+    "bf16",
+)
 
 
 def _member_rows(rows: Sequence[dict], idx: np.ndarray, cap: int | None, seed: int) -> list[dict]:
@@ -61,13 +74,21 @@ def train_ensemble(
         work.mkdir(parents=True, exist_ok=True)
         (work / "fingerprint").write_text(key)
         data_rows = _member_rows(rows, splits[i], cfg.n_train, seed + i)
-        data = PairDataset([r["prompt"] for r in data_rows], [r["flow"] for r in data_rows], [r["score"] for r in data_rows])
+        data = PairDataset(
+            [r["prompt"] for r in data_rows], [r["flow"] for r in data_rows], [r["score"] for r in data_rows]
+        )
         model = build_surrogate(cfg, len(tokenizer), seed + 7919 * (i + 1))
         if pieces:
             init_from_pieces(model, tokenizer, pieces)
-        stats_i = {"n_rows": len(data), "fingerprint": key, **train_surrogate(model, tokenizer, data, cfg, work, seed + i, callbacks)}
+        stats_i = {
+            "n_rows": len(data),
+            "fingerprint": key,
+            **train_surrogate(model, tokenizer, data, cfg, work, seed + i, callbacks),
+        }
         return stats_i, model.save_pretrained
 
-    all_stats = train_or_keep_members(folder, n_models, key, train_member, trained=lambda i: clear_checkpoints(folder / f".work_{i}"))
+    all_stats = train_or_keep_members(
+        folder, n_models, key, train_member, trained=lambda i: clear_checkpoints(folder / f".work_{i}")
+    )
     write_spec(folder, n_models, cfg.max_length, cfg.eval_batch_size, cfg.bf16)
     return all_stats

@@ -72,7 +72,9 @@ class Featurizer:
         emb = self.embedder.embed(prompts, progress=progress)
         prompt_ids = {p: self.space.prompt_row(p) for p in set(prompts)}
         rows, numbers, ok = [], np.zeros((len(flows), len(self.space.slots)), dtype=np.float32), []
-        for b, (prompt, flow) in enumerate(tqdm(list(zip(prompts, flows)), desc="flow features", unit="pair", disable=not progress)):
+        for b, (prompt, flow) in enumerate(
+            tqdm(list(zip(prompts, flows)), desc="flow features", unit="pair", disable=not progress)
+        ):
             row = self.flow_row(flow)
             ok.append(row is not None)
             ids, weights, nums = row if row is not None else ([], [], numbers[b])
@@ -81,7 +83,12 @@ class Featurizer:
             rows.append((ids + p_ids, weights + [1.0] * len(p_ids)))
         ids, weights = pack_rows(rows)
         dense = np.concatenate([emb.reshape(len(prompts), -1), numbers], axis=1)
-        return Batch(torch.from_numpy(ids), torch.from_numpy(weights), torch.from_numpy(dense), torch.tensor(ok, dtype=torch.bool))
+        return Batch(
+            torch.from_numpy(ids),
+            torch.from_numpy(weights),
+            torch.from_numpy(dense),
+            torch.tensor(ok, dtype=torch.bool),
+        )
 
 
 class HeadNet(nn.Module):
@@ -91,13 +98,31 @@ class HeadNet(nn.Module):
     on 2 CPU cores that is faster than an EmbeddingBag with per-token weights.
     """
 
-    def __init__(self, n_tokens: int, n_dense: int, hidden: int, depth: int, dropout: float, embed_std: float, unknown_std: float = 1.0):
+    def __init__(
+        self,
+        n_tokens: int,
+        n_dense: int,
+        hidden: int,
+        depth: int,
+        dropout: float,
+        embed_std: float,
+        unknown_std: float = 1.0,
+    ):
         super().__init__()
-        self.arch = {"n_tokens": n_tokens, "n_dense": n_dense, "hidden": hidden, "depth": depth, "dropout": dropout,
-                     "embed_std": embed_std, "unknown_std": unknown_std}
+        self.arch = {
+            "n_tokens": n_tokens,
+            "n_dense": n_dense,
+            "hidden": hidden,
+            "depth": depth,
+            "dropout": dropout,
+            "embed_std": embed_std,
+            "unknown_std": unknown_std,
+        }
         self.tokens = nn.Linear(n_tokens, hidden, bias=False)
         nn.init.normal_(self.tokens.weight, std=embed_std)
-        with torch.no_grad():  # the unknown buckets (ids 1..len(UNKNOWN)) never train: their random rows make members disagree
+        with (
+            torch.no_grad()
+        ):  # the unknown buckets (ids 1..len(UNKNOWN)) never train: their random rows make members disagree
             self.tokens.weight[:, 1 : 1 + len(UNKNOWN)].normal_(std=unknown_std)
         self.dense = nn.Linear(n_dense, hidden)
         layers: list[nn.Module] = [nn.ReLU(), nn.Dropout(dropout)]
@@ -107,7 +132,9 @@ class HeadNet(nn.Module):
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_std", torch.ones(()))
 
-    def standardised(self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False) -> torch.Tensor:
+    def standardised(
+        self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False
+    ) -> torch.Tensor:
         """Scores (B,) in standardised target units (what training fits).
 
         Args:
@@ -119,27 +146,44 @@ class HeadNet(nn.Module):
         multi_hot[:, 0] = 0.0  # padding
         return self.mlp(self.tokens(multi_hot) + self.dense(dense)).squeeze(-1)
 
-    def forward(self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False) -> torch.Tensor:
+    def forward(
+        self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False
+    ) -> torch.Tensor:
         """Scores (B,) in the triplets' units."""
         return self.standardised(ids, weights, dense, known_only) * self.y_std + self.y_mean
 
-    def first_layer(self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False, bias: bool = True) -> torch.Tensor:
+    def first_layer(
+        self, ids: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, known_only: bool = False, bias: bool = True
+    ) -> torch.Tensor:
         """The pre-activation of the first layer (B, hidden) from part of the inputs: it is linear, so the prompt's part
         and the flow's part add up (`score_grid`); `dense` holds the columns of `self.dense` that part owns, in order."""
         if known_only:
             weights = weights * (ids > len(UNKNOWN)).to(weights.dtype)
-        multi_hot = torch.zeros(ids.shape[0], self.tokens.in_features, dtype=weights.dtype).scatter_add_(1, ids, weights)
+        multi_hot = torch.zeros(ids.shape[0], self.tokens.in_features, dtype=weights.dtype).scatter_add_(
+            1, ids, weights
+        )
         multi_hot[:, 0] = 0.0  # padding
-        return self.tokens(multi_hot) + dense @ self.dense.weight.T[: dense.shape[1]] + (self.dense.bias if bias else 0.0)
+        return (
+            self.tokens(multi_hot) + dense @ self.dense.weight.T[: dense.shape[1]] + (self.dense.bias if bias else 0.0)
+        )
 
 
 def member_arch(cfg: HeadConfig, i: int, n_tokens: int, n_dense: int) -> dict:
     """Constructor arguments of member `i` (widths cycle through `cfg.hidden`: members differ in shape too)."""
-    return {"n_tokens": n_tokens, "n_dense": n_dense, "hidden": cfg.hidden[i % len(cfg.hidden)], "depth": cfg.depth,
-            "dropout": cfg.dropout, "embed_std": cfg.embed_std, "unknown_std": cfg.unknown_std}
+    return {
+        "n_tokens": n_tokens,
+        "n_dense": n_dense,
+        "hidden": cfg.hidden[i % len(cfg.hidden)],
+        "depth": cfg.depth,
+        "dropout": cfg.dropout,
+        "embed_std": cfg.embed_std,
+        "unknown_std": cfg.unknown_std,
+    }
 
 
-def train_head(net: HeadNet, data: Batch, y: torch.Tensor, cfg: HeadConfig, seed: int, desc: str | None = None) -> dict[str, float]:
+def train_head(
+    net: HeadNet, data: Batch, y: torch.Tensor, cfg: HeadConfig, seed: int, desc: str | None = None
+) -> dict[str, float]:
     """Fit `net` on `data` -> `y` (MSE on standardised targets, Adam; weight decay on the dense layers only).
 
     Returns:
@@ -151,7 +195,10 @@ def train_head(net: HeadNet, data: Batch, y: torch.Tensor, cfg: HeadConfig, seed
     target = (y - net.y_mean) / net.y_std
     decay = [p for n, p in net.named_parameters() if not n.startswith("tokens.")]
     # the token rows get no decay: a row no training flow used keeps its random init (the unknown bucket)
-    opt = torch.optim.Adam([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": net.tokens.parameters(), "weight_decay": 0.0}], lr=cfg.learning_rate)
+    opt = torch.optim.Adam(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": net.tokens.parameters(), "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
     losses, t0 = [], time.perf_counter()
     net.train()
@@ -170,7 +217,11 @@ def train_head(net: HeadNet, data: Batch, y: torch.Tensor, cfg: HeadConfig, seed
         losses.append(total / max(len(data), 1))
     net.eval()
     seconds = time.perf_counter() - t0
-    return {"first_loss": losses[0], "final_loss": losses[-1], "train_samples_per_second": len(data) * cfg.epochs / max(seconds, 1e-9)}
+    return {
+        "first_loss": losses[0],
+        "final_loss": losses[-1],
+        "train_samples_per_second": len(data) * cfg.epochs / max(seconds, 1e-9),
+    }
 
 
 def save_member(net: HeadNet, folder: Path, stats: dict) -> None:
@@ -190,7 +241,9 @@ def load_member(folder: Path) -> HeadNet:
         net = HeadNet(**read_json(folder / "config.json")["arch"])
         net.load_state_dict(load_file(str(folder / "model.safetensors")))
     except (OSError, KeyError, TypeError, RuntimeError) as exc:
-        raise RewardLoadError(f"{folder}: not a saved head member ({exc}); rerun the reward stage (dvc repro reward)") from None
+        raise RewardLoadError(
+            f"{folder}: not a saved head member ({exc}); rerun the reward stage (dvc repro reward)"
+        ) from None
     return net.eval()
 
 
@@ -208,24 +261,36 @@ class HeadEnsemble(MemberEnsemble):
 
     kind = "head"
 
-    def __init__(self, members: Sequence[HeadNet], featurizer: Featurizer, tau: float | None = None, batch_size: int = 4096):
+    def __init__(
+        self, members: Sequence[HeadNet], featurizer: Featurizer, tau: float | None = None, batch_size: int = 4096
+    ):
         super().__init__(members, tau)
         self.featurizer, self.batch_size = featurizer, batch_size
 
     @torch.inference_mode()
-    def _scores(self, prompts: Sequence[str], flows: Sequence[str], progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scores(
+        self, prompts: Sequence[str], flows: Sequence[str], progress: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(known-only, full) scores of every member, each (N, B); NaN for a flow that does not decode."""
         known, full = (torch.full((len(self.members), len(flows)), float("nan")) for _ in range(2))
         for start in range(0, len(flows), self.batch_size):
-            batch = self.featurizer.transform(prompts[start : start + self.batch_size], flows[start : start + self.batch_size], progress)
+            batch = self.featurizer.transform(
+                prompts[start : start + self.batch_size], flows[start : start + self.batch_size], progress
+            )
             nan = torch.full((len(batch),), float("nan"))
             for i, net in enumerate(self.members):
-                known[i, start : start + len(batch)] = torch.where(batch.ok, net(batch.ids, batch.weights, batch.dense, known_only=True), nan)
-                full[i, start : start + len(batch)] = torch.where(batch.ok, net(batch.ids, batch.weights, batch.dense), nan)
+                known[i, start : start + len(batch)] = torch.where(
+                    batch.ok, net(batch.ids, batch.weights, batch.dense, known_only=True), nan
+                )
+                full[i, start : start + len(batch)] = torch.where(
+                    batch.ok, net(batch.ids, batch.weights, batch.dense), nan
+                )
         return known, full
 
     @torch.inference_mode()
-    def score_grid(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_grid(
+        self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False, chunk: int = 8
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std), each (P, F), of every prompt with every flow, as `predict` gives them for each pair.
 
         The first layer of a member is linear in its inputs, so the flows' part and the prompts' part are computed once
@@ -237,16 +302,25 @@ class HeadEnsemble(MemberEnsemble):
         rows = [self.featurizer.flow_row(f) for f in flows]
         ok = torch.tensor([r is not None for r in rows])
         f_ids, f_w = (torch.from_numpy(a) for a in pack_rows([(r[0], r[1]) if r else ([], []) for r in rows]))
-        f_num = torch.from_numpy(np.stack([r[2] if r else np.zeros(len(self.featurizer.space.slots), np.float32) for r in rows]))
+        f_num = torch.from_numpy(
+            np.stack([r[2] if r else np.zeros(len(self.featurizer.space.slots), np.float32) for r in rows])
+        )
         emb = torch.from_numpy(self.featurizer.embedder.embed(list(prompts), progress=progress))
-        p_ids, p_w = (torch.from_numpy(a) for a in pack_rows([(ids, [1.0] * len(ids)) for ids in map(self.featurizer.space.prompt_row, prompts)]))
+        p_ids, p_w = (
+            torch.from_numpy(a)
+            for a in pack_rows([(ids, [1.0] * len(ids)) for ids in map(self.featurizer.space.prompt_row, prompts)])
+        )
         known = torch.empty(len(self.members), len(prompts), len(flows))
         full = torch.empty_like(known)
-        for i, net in enumerate(tqdm(self.members, desc="scoring the prompt x flow grid", unit="member", disable=not progress)):
+        for i, net in enumerate(
+            tqdm(self.members, desc="scoring the prompt x flow grid", unit="member", disable=not progress)
+        ):
             n_emb = emb.shape[1]
             for out, known_only in ((known[i], True), (full[i], False)):
                 # flow side: its tokens and numbers (the dense columns after the prompt embedding), plus the bias
-                flow_side = net.first_layer(f_ids, f_w, torch.cat([torch.zeros(len(flows), n_emb), f_num], 1), known_only)
+                flow_side = net.first_layer(
+                    f_ids, f_w, torch.cat([torch.zeros(len(flows), n_emb), f_num], 1), known_only
+                )
                 prompt_side = net.first_layer(p_ids, p_w, emb, known_only, bias=False)
                 for start in range(0, len(prompts), chunk):
                     pre = prompt_side[start : start + chunk, None, :] + flow_side[None]
@@ -260,7 +334,9 @@ class HeadEnsemble(MemberEnsemble):
         """Scores of every member with its unknown buckets, shape (N, B); NaN for a flow that does not decode."""
         return self._scores(prompts, flows, progress)[1]
 
-    def predict_with_members(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def predict_with_members(
+        self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(member scores (N, B), mean (B,), std (B,)) from one pass, as `member_scores` and `predict` give them."""
         known, full = self._scores(prompts, flows, progress)
         mean, std = known.mean(dim=0), full.std(dim=0, correction=0)
@@ -293,9 +369,16 @@ class HeadEnsemble(MemberEnsemble):
         return cls(members, Featurizer(space, embedder), spec.get("tau"))
 
 
-def write_head_spec(folder: Path, n_members: int, embedder: PromptEmbedder, tau: float | None, cache: str | None = None) -> Path:
+def write_head_spec(
+    folder: Path, n_members: int, embedder: PromptEmbedder, tau: float | None, cache: str | None = None
+) -> Path:
     """`ensemble.json` of a head ensemble: what to rebuild its featurizer from, and the resolved tau."""
-    spec = {"kind": "head", "n_members": n_members, "tau": tau, "prompt_max_length": embedder.max_length,
-            "prompt_encoder": embedder.cfg.model_dump(mode="json", include={"source", "model", "tiny"}),
-            "prompt_cache": cache}
+    spec = {
+        "kind": "head",
+        "n_members": n_members,
+        "tau": tau,
+        "prompt_max_length": embedder.max_length,
+        "prompt_encoder": embedder.cfg.model_dump(mode="json", include={"source", "model", "tiny"}),
+        "prompt_cache": cache,
+    }
     return write_json(folder / SPEC_FILE, spec)

@@ -23,8 +23,16 @@ from flowrl.reward.members import member_fingerprint, train_or_keep_members
 HEAD_FIELDS = ("member", "source", "model", "tiny", "head", "split", "n_train")
 
 
-def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n_models: int, featurizer: Featurizer, seed: int,
-                        splits: Sequence[np.ndarray], cache: str | None = None) -> list[dict]:
+def train_head_ensemble(
+    folder: Path,
+    rows: Sequence[dict],
+    cfg: RewardConfig,
+    n_models: int,
+    featurizer: Featurizer,
+    seed: int,
+    splits: Sequence[np.ndarray],
+    cache: str | None = None,
+) -> list[dict]:
     """Train (or resume) `n_models` head members on `rows` ({"prompt","flow","score"}) into `folder`.
 
     Args:
@@ -46,8 +54,11 @@ def train_head_ensemble(folder: Path, rows: Sequence[dict], cfg: RewardConfig, n
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 7919 * (i + 1))
             net = HeadNet(**member_arch(cfg.head, i, featurizer.space.n_tokens, data.dense.shape[1]))
-            stats_i = {"n_rows": len(idx), "fingerprint": key,
-                       **train_head(net, data.take(idx), y[idx], cfg.head, seed + i, desc=f"{folder.name} member {i}")}
+            stats_i = {
+                "n_rows": len(idx),
+                "fingerprint": key,
+                **train_head(net, data.take(idx), y[idx], cfg.head, seed + i, desc=f"{folder.name} member {i}"),
+            }
         return stats_i, lambda tmp: save_member(net, tmp, {})
 
     all_stats = train_or_keep_members(folder, n_models, key, train_member)

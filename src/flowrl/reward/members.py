@@ -33,7 +33,9 @@ TrainMember = Callable[[int], tuple[dict, Callable[[Path], Any]]]
 def member_fingerprint(rows: Sequence[dict], cfg: BaseModel, fields: Sequence[str], n_models: int, seed: int) -> str:
     """Hash of the rows ({"prompt","flow","score"}), the settings `fields` of `cfg` that change what a member learns,
     the ensemble size and the seed: what a finished member depends on (the key of `train_or_keep_members`)."""
-    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", include=set(fields)), n_models, seed], sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps([cfg.model_dump(mode="json", include=set(fields)), n_models, seed], sort_keys=True).encode()
+    )
     for row in rows:
         h.update(json.dumps([row["prompt"], row["flow"], row["score"]]).encode())
     return h.hexdigest()[:16]
@@ -52,8 +54,9 @@ def member_dir(folder: str | Path, i: int) -> Path:
     return Path(folder) / f"member_{i}"
 
 
-def train_or_keep_members(folder: Path, n_models: int, key: str, train_member: TrainMember,
-                          trained: Callable[[int], Any] | None = None) -> list[dict]:
+def train_or_keep_members(
+    folder: Path, n_models: int, key: str, train_member: TrainMember, trained: Callable[[int], Any] | None = None
+) -> list[dict]:
     """Train (or resume) members 0..n_models-1 into `folder`: one finished under fingerprint `key` is kept, any other
     is trained by `train_member(i)` and saved atomically with its stats; `trained(i)` runs once it is in place.
 
@@ -97,12 +100,15 @@ class MemberEnsemble:
     def __len__(self) -> int:
         return len(self.members)
 
-    def predict_with_members(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False
-                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def predict_with_members(
+        self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(member scores (N, B), mean (B,), std (B,)) from one pass."""
         raise NotImplementedError
 
-    def predict(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Ensemble mean and population std (ddof 0, paper eq. 4), each shape (B,).
 
         Args:

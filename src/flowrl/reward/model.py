@@ -56,7 +56,9 @@ class PairCollator:
         self.tokenizer, self.max_length = tokenizer, max_length
 
     def __call__(self, items: list[dict]) -> dict:
-        batch = self.tokenizer([it["text"] for it in items], truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        batch = self.tokenizer(
+            [it["text"] for it in items], truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        )
         batch["labels"] = torch.tensor([it["label"] for it in items], dtype=torch.float32)
         return batch
 
@@ -83,7 +85,9 @@ def predict_texts(
     starts = range(0, len(texts), batch_size)
     for start in tqdm(starts, desc=desc, unit="batch", disable=desc is None or len(starts) < 2):
         idx = order[start : start + batch_size]
-        enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+        enc = tokenizer(
+            [texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+        ).to(device)
         with device_autocast(device, bf16):  # CPU: as configured; a bf16 GPU: always (flowrl.runtime.device)
             logits = model(**enc).logits
         out[idx] = logits.float().reshape(-1).cpu().numpy()

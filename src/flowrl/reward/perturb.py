@@ -27,13 +27,19 @@ def _is_number(value: object) -> bool:
 
 def _names(graph: dict) -> list[tuple[str, str]]:
     """(node id, input) of every file-like component name (values ending in a model-file suffix)."""
-    return [(nid, name) for nid, node in graph.items() for name, v in node["inputs"].items()
-            if isinstance(v, str) and v.endswith(MODEL_FILES)]
+    return [
+        (nid, name)
+        for nid, node in graph.items()
+        for name, v in node["inputs"].items()
+        if isinstance(v, str) and v.endswith(MODEL_FILES)
+    ]
 
 
 def perturb_numbers(graph: dict, rng: random.Random) -> dict:
     g = copy.deepcopy(graph)
-    nodes = [nid for nid, node in g.items() if any(_is_number(v) and k not in SKIP_INPUTS for k, v in node["inputs"].items())]
+    nodes = [
+        nid for nid, node in g.items() if any(_is_number(v) and k not in SKIP_INPUTS for k, v in node["inputs"].items())
+    ]
     if nodes:
         node, factor = g[rng.choice(nodes)], rng.choice((8.0, 0.05))
         for k, v in node["inputs"].items():
@@ -44,7 +50,9 @@ def perturb_numbers(graph: dict, rng: random.Random) -> dict:
 
 def perturb_unknown(graph: dict, rng: random.Random) -> dict:
     g = copy.deepcopy(graph)
-    slots = _names(g) or [(nid, k) for nid, node in g.items() for k, v in node["inputs"].items() if k in ("sampler_name", "scheduler")]
+    slots = _names(g) or [
+        (nid, k) for nid, node in g.items() for k, v in node["inputs"].items() if k in ("sampler_name", "scheduler")
+    ]
     if slots:
         nid, name = rng.choice(slots)
         g[nid]["inputs"][name] = f"unseen_component_{rng.randrange(10**6)}.safetensors"
@@ -55,7 +63,9 @@ def perturb_mix(graph: dict, donors: Sequence[dict], rng: random.Random) -> dict
     g = copy.deepcopy(graph)
     for nid, name in _names(g):
         donor = rng.choice(donors) if donors else None
-        values = [node["inputs"][n] for d_nid, n in (_names(donor) if donor else []) for node in [donor[d_nid]] if n == name]
+        values = [
+            node["inputs"][n] for d_nid, n in (_names(donor) if donor else []) for node in [donor[d_nid]] if n == name
+        ]
         if values:
             g[nid]["inputs"][name] = rng.choice(values)
     return g

@@ -41,7 +41,7 @@ def component_spans(text: str) -> list[tuple[int, int]]:
 def all_prefixes(text: str) -> list[str]:
     """Every prefix f[1:j], j = 1..J, as text (the last one is the whole flow up to its last component)."""
     spans = component_spans(text)
-    return [text[: end] for _, end in spans] or [text]
+    return [text[:end] for _, end in spans] or [text]
 
 
 def random_prefixes(text: str, k: int, rng: random.Random) -> list[str]:

@@ -52,7 +52,9 @@ class PromptEmbedder:
     def __init__(self, cfg: RewardConfig, max_length: int, cache_path: str | Path | None = None):
         self.cfg, self.max_length = cfg, max_length
         self.cache_path = Path(cache_path) if cache_path else None
-        self.settings = hashlib.sha256(json.dumps(encoder_settings(cfg, max_length), sort_keys=True).encode()).hexdigest()[:16]
+        self.settings = hashlib.sha256(
+            json.dumps(encoder_settings(cfg, max_length), sort_keys=True).encode()
+        ).hexdigest()[:16]
         self._cache: dict[str, np.ndarray] = {}
         self._encoder = None
         self.rebuilt = False  # True when a cache file from other settings was found and dropped
@@ -87,8 +89,11 @@ class PromptEmbedder:
         keys = sorted(self._cache)
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.cache_path) as tmp:
-            save_file({"embeddings": np.stack([self._cache[k] for k in keys]).astype(np.float32)}, str(tmp),
-                      metadata={"settings": self.settings, "keys": json.dumps(keys)})
+            save_file(
+                {"embeddings": np.stack([self._cache[k] for k in keys]).astype(np.float32)},
+                str(tmp),
+                metadata={"settings": self.settings, "keys": json.dumps(keys)},
+            )
         return self.cache_path
 
     def _load_encoder(self):
@@ -99,7 +104,9 @@ class PromptEmbedder:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)  # the tiny encoder is random: the same weights every time
                 if self.cfg.source == "tiny":
-                    model = BertModel(BertConfig(vocab_size=len(tokenizer), **self.cfg.tiny.model_dump()), add_pooling_layer=False)
+                    model = BertModel(
+                        BertConfig(vocab_size=len(tokenizer), **self.cfg.tiny.model_dump()), add_pooling_layer=False
+                    )
                 elif self.cfg.source == "random":  # the encoder of a random surrogate (its regression head unused)
                     model = build_surrogate(self.cfg, len(tokenizer), 0).base_model
                 else:
@@ -107,7 +114,9 @@ class PromptEmbedder:
                     try:
                         model = AutoModel.from_pretrained(name, dtype=torch.float32, **kwargs)
                     except (OSError, ValueError) as exc:
-                        raise RewardLoadError(f"prompt encoder for reward.source={self.cfg.source} ({name}) could not be loaded: {exc}") from None
+                        raise RewardLoadError(
+                            f"prompt encoder for reward.source={self.cfg.source} ({name}) could not be loaded: {exc}"
+                        ) from None
             # fp32 on whichever device (flowrl.runtime.device): cached embeddings do not depend on where they were computed
             self._encoder = (tokenizer, place(model, frozen=False).eval())
         return self._encoder
@@ -120,7 +129,13 @@ class PromptEmbedder:
         starts = range(0, len(order), batch_size)
         for start in tqdm(starts, desc="embedding prompts", unit="batch", disable=not progress):
             idx = order[start : start + batch_size]
-            batch = tokenizer([prompts[i] for i in idx], truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+            batch = tokenizer(
+                [prompts[i] for i in idx],
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             batch = inputs_to(batch, model_device(model))
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

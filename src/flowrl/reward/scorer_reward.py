@@ -21,7 +21,9 @@ class _NoUncertainty:
     def __init__(self, score: Callable[[Sequence[str], Sequence[str]], list[float]]):
         self.score = score
 
-    def predict(self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, prompts: Sequence[str], flows: Sequence[str], progress: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mean = torch.tensor(self.score(prompts, flows), dtype=torch.float32)
         return mean, torch.zeros_like(mean)
 
@@ -38,9 +40,13 @@ class ScorerReward:
 
     def __init__(self, scorer, cfg: RewardConfig, validator: Callable[[str], bool], decoder: Callable[[str], dict]):
         self.scorer, self.cfg, self.validator, self.decoder = scorer, cfg, validator, decoder
-        self.full = _NoUncertainty(lambda prompts, flows: list(scorer.score(list(prompts), [decoder(f) for f in flows])))
+        self.full = _NoUncertainty(
+            lambda prompts, flows: list(scorer.score(list(prompts), [decoder(f) for f in flows]))
+        )
 
-    def flow_rewards(self, prompts: Sequence[str], completions: Sequence[str], valid: Sequence[bool] | None = None) -> torch.Tensor:
+    def flow_rewards(
+        self, prompts: Sequence[str], completions: Sequence[str], valid: Sequence[bool] | None = None
+    ) -> torch.Tensor:
         """Scorer value per usable completion, `invalid_reward` for the others, shape (B,)."""
         valid = [self.validator(c) for c in completions] if valid is None else valid
         out = torch.full((len(completions),), self.cfg.invalid_reward, dtype=torch.float32)
@@ -49,7 +55,12 @@ class ScorerReward:
             out[idx] = self.full.predict([prompts[i] for i in idx], [completions[i] for i in idx])[0]
         return out
 
-    def per_token_rewards(self, prompts: Sequence[str], completions: Sequence[str], token_offsets) -> list[torch.Tensor]:
+    def per_token_rewards(
+        self, prompts: Sequence[str], completions: Sequence[str], token_offsets
+    ) -> list[torch.Tensor]:
         """The flow reward on every token (no prefix models for the scorer)."""
         rewards = self.flow_rewards(prompts, completions)
-        return [torch.full((len(torch.as_tensor(o).reshape(-1, 2)),), float(r)) for o, r in zip(token_offsets, rewards.tolist())]
+        return [
+            torch.full((len(torch.as_tensor(o).reshape(-1, 2)),), float(r))
+            for o, r in zip(token_offsets, rewards.tolist())
+        ]

@@ -41,8 +41,11 @@ def resolved_tau(cfg: RewardConfig, full) -> float:
     if cfg.tau_quantile is None:
         return cfg.tau
     if tau is None:
-        warnings.warn(f"reward.tau_quantile is {cfg.tau_quantile} but the ensemble carries no resolved tau (models/reward/full/ensemble.json); "
-                      f"using reward.tau = {cfg.tau}. Rerun the reward stage (dvc repro reward) to resolve it.", stacklevel=2)
+        warnings.warn(
+            f"reward.tau_quantile is {cfg.tau_quantile} but the ensemble carries no resolved tau (models/reward/full/ensemble.json); "
+            f"using reward.tau = {cfg.tau}. Rerun the reward stage (dvc repro reward) to resolve it.",
+            stacklevel=2,
+        )
         return cfg.tau
     return float(tau)
 
@@ -61,7 +64,10 @@ def token_components(offsets: Offsets, spans: Sequence[tuple[int, int]]) -> torc
         return torch.zeros(len(offsets), dtype=torch.long)
     starts = [s for s, _ in spans]
     last = len(spans) - 1
-    out = [last if end <= start else min(max(bisect.bisect_right(starts, start) - 1, 0), last) for start, end in offsets.tolist()]
+    out = [
+        last if end <= start else min(max(bisect.bisect_right(starts, start) - 1, 0), last)
+        for start, end in offsets.tolist()
+    ]
     return torch.tensor(out, dtype=torch.long)
 
 
@@ -85,18 +91,30 @@ class ShapedReward:
         validator: flow text -> valid?; defaults to decode + catalog validation.
     """
 
-    def __init__(self, full: Ensemble | HeadEnsemble, prefix: Ensemble | HeadEnsemble | None, cfg: RewardConfig, validator: Callable[[str], bool] = is_valid_flow):
+    def __init__(
+        self,
+        full: Ensemble | HeadEnsemble,
+        prefix: Ensemble | HeadEnsemble | None,
+        cfg: RewardConfig,
+        validator: Callable[[str], bool] = is_valid_flow,
+    ):
         self.full, self.prefix, self.validator = full, prefix, validator
         self.cfg = cfg.model_copy(update={"tau": resolved_tau(cfg, full)})
 
     @classmethod
-    def load(cls, folder: str | Path, cfg: RewardConfig, validator: Callable[[str], bool] = is_valid_flow) -> ShapedReward:
+    def load(
+        cls, folder: str | Path, cfg: RewardConfig, validator: Callable[[str], bool] = is_valid_flow
+    ) -> ShapedReward:
         """Load `folder/full` and, when present and wanted, `folder/prefix` (as the reward stage writes them)."""
         folder = Path(folder)
         use_prefix = cfg.component_reward and (folder / "prefix" / "ensemble.json").exists()
-        return cls(Ensemble.load(folder / "full"), Ensemble.load(folder / "prefix") if use_prefix else None, cfg, validator)
+        return cls(
+            Ensemble.load(folder / "full"), Ensemble.load(folder / "prefix") if use_prefix else None, cfg, validator
+        )
 
-    def flow_rewards(self, prompts: Sequence[str], completions: Sequence[str], valid: Sequence[bool] | None = None) -> torch.Tensor:
+    def flow_rewards(
+        self, prompts: Sequence[str], completions: Sequence[str], valid: Sequence[bool] | None = None
+    ) -> torch.Tensor:
         """Sequence-level reward (B,): uncertainty-aware ensemble mean; invalid flows get `invalid_reward`.
 
         Args:
@@ -116,7 +134,9 @@ class ShapedReward:
         """trl reward-function signature: one float per completion."""
         return self.flow_rewards(prompts, completions).tolist()
 
-    def per_token_rewards(self, prompts: Sequence[str], completions: Sequence[str], token_offsets: Sequence[Offsets]) -> list[torch.Tensor]:
+    def per_token_rewards(
+        self, prompts: Sequence[str], completions: Sequence[str], token_offsets: Sequence[Offsets]
+    ) -> list[torch.Tensor]:
         """Per-token rewards (paper eq. 3) for a batch/group; one prefix-model pass over all prefixes.
 
         Args:
@@ -128,7 +148,9 @@ class ShapedReward:
             token; R_full alone when the component reward is off; `invalid_reward` for invalid flows.
         """
         if not len(prompts) == len(completions) == len(token_offsets):
-            raise ValueError(f"{len(prompts)} prompts, {len(completions)} completions, {len(token_offsets)} offset lists; pass one of each per completion")
+            raise ValueError(
+                f"{len(prompts)} prompts, {len(completions)} completions, {len(token_offsets)} offset lists; pass one of each per completion"
+            )
         ok = [self.validator(c) for c in completions]
         full = self.flow_rewards(prompts, completions, ok)
         n_tokens = [len(torch.as_tensor(o).reshape(-1, 2)) for o in token_offsets]

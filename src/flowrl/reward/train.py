@@ -64,7 +64,9 @@ def read_split(root: Path, name: str) -> list[dict]:
     for n, row in enumerate(rows, 1):
         missing = {"prompt", "flow", "score"} - set(row)
         if missing:
-            raise RewardDataError(f"{path}: row {n} lacks {sorted(missing)}; rerun the triplets stage (dvc repro triplets)")
+            raise RewardDataError(
+                f"{path}: row {n} lacks {sorted(missing)}; rerun the triplets stage (dvc repro triplets)"
+            )
     if not rows:
         raise RewardDataError(f"{path}: no triplets; rerun the triplets stage with more triplets.n_triplets")
     return rows
@@ -130,7 +132,9 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else float("nan")
 
 
-def evaluate(full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: RewardConfig, seed: int) -> tuple[dict[str, float], dict]:
+def evaluate(
+    full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: RewardConfig, seed: int
+) -> tuple[dict[str, float], dict]:
     """Held-out metrics per member and for the ensemble (all, seen and unseen flows), σ where it should
     be low and where it should be high, the resolved tau and the share of rewards it zeroes, prefix metrics.
 
@@ -149,11 +153,18 @@ def evaluate(full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: R
     scores, mean_t, std_t = full.predict_with_members(prompts, flows, progress=True)
     scores = scores.numpy().astype(np.float64)
     seconds = time.perf_counter() - t0
-    metrics: dict[str, float] = {"n_test": float(len(test)), "n_test_unseen": float(unseen.sum()),
-                                 "predict_samples_per_second": scores.size / max(seconds, 1e-9)}
+    metrics: dict[str, float] = {
+        "n_test": float(len(test)),
+        "n_test_unseen": float(unseen.sum()),
+        "predict_samples_per_second": scores.size / max(seconds, 1e-9),
+    }
     if hasattr(full, "tokenizer"):  # fine-tuned members read text: how much of it fits
-        lengths = np.array([len(ids) for ids in full.tokenizer([format_pair(p, f) for p, f in zip(prompts, flows)])["input_ids"]])
-        metrics.update(mean_input_tokens=float(lengths.mean()), truncated_share=float((lengths > full.max_length).mean()))
+        lengths = np.array(
+            [len(ids) for ids in full.tokenizer([format_pair(p, f) for p, f in zip(prompts, flows)])["input_ids"]]
+        )
+        metrics.update(
+            mean_input_tokens=float(lengths.mean()), truncated_share=float((lengths > full.max_length).mean())
+        )
     for i, row in enumerate(scores):
         metrics.update({f"member_{i}_{k}": v for k, v in regression_metrics(row, true).items()})
     mean, std = mean_t.numpy().astype(np.float64), std_t.numpy().astype(np.float64)
@@ -164,18 +175,27 @@ def evaluate(full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: R
     metrics["sigma_scored"] = _mean(std[~unseen]) if (~unseen).any() else _mean(std)
     metrics["sigma_unseen"] = _mean(std[unseen]) if unseen.any() else float("nan")
     # ... and where it has not: unscored augmented flows, perturbed flows
-    sigma_unscored = _sigma_pairs(full, [(rng.choice(prompts), rng.choice(unscored)) for _ in range(cfg.n_unscored)] if unscored else [])
+    sigma_unscored = _sigma_pairs(
+        full, [(rng.choice(prompts), rng.choice(unscored)) for _ in range(cfg.n_unscored)] if unscored else []
+    )
     perturbed = perturb_flows(flows, cfg.n_perturbed, seed)
     sigma_perturbed = _sigma_pairs(full, [(rng.choice(prompts), f) for _, f in perturbed])
     metrics["sigma_unscored"] = _mean(sigma_unscored)
     metrics["sigma_perturbed"] = _mean(sigma_perturbed)
     for kind in KINDS:
-        metrics[f"sigma_perturbed_{kind}"] = _mean(sigma_perturbed[[k == kind for k, _ in perturbed]]) if perturbed else float("nan")
+        metrics[f"sigma_perturbed_{kind}"] = (
+            _mean(sigma_perturbed[[k == kind for k, _ in perturbed]]) if perturbed else float("nan")
+        )
     for name in ("unseen", "unscored", "perturbed"):
         metrics[f"sigma_ratio_{name}"] = metrics[f"sigma_{name}"] / max(metrics["sigma_scored"], 1e-12)
     tau = float(np.quantile(std, cfg.tau_quantile)) if cfg.tau_quantile is not None else cfg.tau
     metrics["tau"] = tau
-    for name, sigma in (("seen", std[~unseen]), ("unseen", std[unseen]), ("unscored", sigma_unscored), ("perturbed", sigma_perturbed)):
+    for name, sigma in (
+        ("seen", std[~unseen]),
+        ("unseen", std[unseen]),
+        ("unscored", sigma_unscored),
+        ("perturbed", sigma_perturbed),
+    ):
         metrics[f"share_zeroed_{name}"] = float((sigma > tau).mean()) if len(sigma) else float("nan")
     if prefix is not None:
         cut = [random_prefixes(f, 1, rng)[0] for f in flows]
@@ -184,7 +204,9 @@ def evaluate(full, prefix, test: Sequence[dict], unscored: Sequence[str], cfg: R
     return metrics, {"pred": mean, "std": std, "true": true}
 
 
-def train_members(root: Path, train: list[dict], test: list[dict], cfg: RewardConfig, seed: int) -> tuple[list[dict], list[dict], dict[str, float]]:
+def train_members(
+    root: Path, train: list[dict], test: list[dict], cfg: RewardConfig, seed: int
+) -> tuple[list[dict], list[dict], dict[str, float]]:
     """Train (or resume) the full and prefix ensembles of `cfg.member` kind into models/reward/.
 
     Returns:
@@ -195,23 +217,58 @@ def train_members(root: Path, train: list[dict], test: list[dict], cfg: RewardCo
     if cfg.member == "finetune":
         tokenizer, pieces = reward_tokenizer(cfg, root)
         full_stats = train_ensemble(out / "full", train, cfg, cfg.n_models, tokenizer, seed, pieces=pieces)
-        prefix_stats = train_ensemble(out / "prefix", prefix_train, cfg, cfg.n_prefix_models, tokenizer, seed + 100_000, pieces=pieces) if prefix_train else []
+        prefix_stats = (
+            train_ensemble(
+                out / "prefix", prefix_train, cfg, cfg.n_prefix_models, tokenizer, seed + 100_000, pieces=pieces
+            )
+            if prefix_train
+            else []
+        )
         return full_stats, prefix_stats, {"n_flow_tokens_added": float(len(pieces))}
     t0 = time.perf_counter()
     embedder = PromptEmbedder(cfg, cfg.head.prompt_max_length, out / PROMPT_CACHE)
     n_cached = len(embedder)
     embedder.embed(sorted({r["prompt"] for r in train + test}), progress=True)
     embedder.save()
-    space = FeatureSpace.fit([v for v in map(parse_flow, sorted({r["flow"] for r in train})) if v is not None],
-                             sorted({r["prompt"] for r in train}), cfg.head.min_count)
+    space = FeatureSpace.fit(
+        [v for v in map(parse_flow, sorted({r["flow"] for r in train})) if v is not None],
+        sorted({r["prompt"] for r in train}),
+        cfg.head.min_count,
+    )
     featurizer = Featurizer(space, embedder)
-    extra = {"prompt_cache_rebuilt": float(embedder.rebuilt), "prompt_cache_hits": float(n_cached), "prompts_embedded": float(len(embedder) - n_cached),
-             "embed_seconds": time.perf_counter() - t0, "n_feature_tokens": float(space.n_tokens), "n_numeric_slots": float(len(space.slots))}
+    extra = {
+        "prompt_cache_rebuilt": float(embedder.rebuilt),
+        "prompt_cache_hits": float(n_cached),
+        "prompts_embedded": float(len(embedder) - n_cached),
+        "embed_seconds": time.perf_counter() - t0,
+        "n_feature_tokens": float(space.n_tokens),
+        "n_numeric_slots": float(len(space.slots)),
+    }
     cache = f"../{PROMPT_CACHE}"
-    full_stats = train_head_ensemble(out / "full", train, cfg, cfg.n_models, featurizer, seed,
-                                     member_splits(len(train), cfg.n_models, cfg.split, seed), cache)
-    prefix_stats = train_head_ensemble(out / "prefix", prefix_train, cfg, cfg.n_prefix_models, featurizer, seed + 100_000,
-                                       member_splits(len(prefix_train), cfg.n_prefix_models, cfg.split, seed + 100_000), cache) if prefix_train else []
+    full_stats = train_head_ensemble(
+        out / "full",
+        train,
+        cfg,
+        cfg.n_models,
+        featurizer,
+        seed,
+        member_splits(len(train), cfg.n_models, cfg.split, seed),
+        cache,
+    )
+    prefix_stats = (
+        train_head_ensemble(
+            out / "prefix",
+            prefix_train,
+            cfg,
+            cfg.n_prefix_models,
+            featurizer,
+            seed + 100_000,
+            member_splits(len(prefix_train), cfg.n_prefix_models, cfg.split, seed + 100_000),
+            cache,
+        )
+        if prefix_train
+        else []
+    )
     return full_stats, prefix_stats, extra
 
 
@@ -219,7 +276,9 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     """Write models/reward/{full,prefix}/ and reports/reward/{metrics.json, scatter.png}."""
     cfg, seed = params.reward, params.seed
     root = Path(root)
-    configure(params.device)  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
+    configure(
+        params.device
+    )  # where the models run (flowrl.runtime.device); the pipeline prints the cost estimate first
     t_stage = time.perf_counter()
     train, test = read_split(root, "train"), held_out_rows(root, cfg, seed)
     out = root / RewardFiles.dir
@@ -235,17 +294,26 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     set_spec_tau(out / "full", metrics["tau"])
     done = [s for s in full_stats + prefix_stats if math.isfinite(s.get("train_samples_per_second", math.nan))]
     metrics.update(extra)
-    metrics.update({
-        "n_models": float(cfg.n_models),
-        "n_prefix_models": float(cfg.n_prefix_models),
-        "n_train_rows": float(len(train)),
-        "train_seconds": train_seconds,
-        "train_samples_per_second": float(np.mean([s["train_samples_per_second"] for s in done])) if done else float("nan"),
-        "final_train_loss": float(np.mean([s["final_loss"] for s in full_stats])),
-        "tau_quantile": float("nan") if cfg.tau_quantile is None else cfg.tau_quantile,
-    })
-    scatter_plot(root / RewardFiles.scatter, arrays["pred"], arrays["std"], arrays["true"],
-                 f"reward ensemble ({cfg.member}, N={cfg.n_models}), test spearman {metrics['ensemble_spearman']:.2f}")
+    metrics.update(
+        {
+            "n_models": float(cfg.n_models),
+            "n_prefix_models": float(cfg.n_prefix_models),
+            "n_train_rows": float(len(train)),
+            "train_seconds": train_seconds,
+            "train_samples_per_second": float(np.mean([s["train_samples_per_second"] for s in done]))
+            if done
+            else float("nan"),
+            "final_train_loss": float(np.mean([s["final_loss"] for s in full_stats])),
+            "tau_quantile": float("nan") if cfg.tau_quantile is None else cfg.tau_quantile,
+        }
+    )
+    scatter_plot(
+        root / RewardFiles.scatter,
+        arrays["pred"],
+        arrays["std"],
+        arrays["true"],
+        f"reward ensemble ({cfg.member}, N={cfg.n_models}), test spearman {metrics['ensemble_spearman']:.2f}",
+    )
     metrics["stage_seconds"] = time.perf_counter() - t_stage
     write_json(root / STAGES["reward"].metrics, metrics)
     return metrics

@@ -133,8 +133,21 @@ def inputs_to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
-__all__ = ["DeviceError", "Placement", "autocast", "check_setting", "configure", "current", "inputs_to", "load_kwargs",
-           "model_device", "place", "placement", "resolve_device", "trainer_kwargs"]
+__all__ = [
+    "DeviceError",
+    "Placement",
+    "autocast",
+    "check_setting",
+    "configure",
+    "current",
+    "inputs_to",
+    "load_kwargs",
+    "model_device",
+    "place",
+    "placement",
+    "resolve_device",
+    "trainer_kwargs",
+]
 
 
 def is_main_process() -> bool:

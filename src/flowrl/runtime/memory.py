@@ -45,7 +45,13 @@ class Shapes:
     def saved_per_token_layer(self) -> int:
         """Activation elements autograd keeps per token in one layer: two norms (input, output), q/k/v/attention
         output and o_proj input, the MLP input and its 3 (gated: 4) intermediate tensors."""
-        return 2 * self.hidden + 2 * self.hidden + 2 * self.kv_dim + self.hidden + (4 if self.gated_mlp else 2) * self.intermediate
+        return (
+            2 * self.hidden
+            + 2 * self.hidden
+            + 2 * self.kv_dim
+            + self.hidden
+            + (4 if self.gated_mlp else 2) * self.intermediate
+        )
 
 
 @dataclass
@@ -73,9 +79,11 @@ class MemoryEstimate:
         return self.total <= headroom * gpu_bytes
 
     def row(self) -> str:
-        return (f"{self.stage:<7}{self.params / 1e9:>8.3f}B{self.trainable / 1e6:>10.1f}M{self.micro_batch:>5}x{self.seq_len:<6}"
-                f"{'on ' if self.gradient_checkpointing else 'off':>5}{self.weights / GB:>9.1f}{self.trainable_state / GB:>9.1f}"
-                f"{self.activations / GB:>9.1f}{self.extra / GB:>8.1f}{self.total / GB:>9.1f}")
+        return (
+            f"{self.stage:<7}{self.params / 1e9:>8.3f}B{self.trainable / 1e6:>10.1f}M{self.micro_batch:>5}x{self.seq_len:<6}"
+            f"{'on ' if self.gradient_checkpointing else 'off':>5}{self.weights / GB:>9.1f}{self.trainable_state / GB:>9.1f}"
+            f"{self.activations / GB:>9.1f}{self.extra / GB:>8.1f}{self.total / GB:>9.1f}"
+        )
 
 
 HEADER = f"{'stage':<7}{'params':>9}{'trainable':>11}{'batch x len':>12}{'ckpt':>5}{'weights':>9}{'train st':>9}{'activ.':>9}{'extra':>8}{'total GB':>9}"
@@ -83,8 +91,11 @@ HEADER = f"{'stage':<7}{'params':>9}{'trainable':>11}{'batch x len':>12}{'ckpt':
 
 def lora_params(model: nn.Module, r: int, target_modules: list[str]) -> int:
     """Parameters LoRA of rank `r` adds: r * (in + out) for each Linear whose name ends in a target."""
-    return sum(r * (m.in_features + m.out_features) for name, m in model.named_modules()
-               if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in target_modules)
+    return sum(
+        r * (m.in_features + m.out_features)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in target_modules
+    )
 
 
 def token_row_params(model: nn.Module, new_tokens: int, rows: TokenRows) -> int:
@@ -97,8 +108,15 @@ def token_row_params(model: nn.Module, new_tokens: int, rows: TokenRows) -> int:
     return emb.weight.numel() + (0 if tied else head.weight.numel())
 
 
-def activation_bytes(shapes: Shapes, tokens: int, act_bytes: int, checkpointing: bool, loss_over_vocab: bool = True,
-                     seq_len: int = 0, heads: int = 0) -> float:
+def activation_bytes(
+    shapes: Shapes,
+    tokens: int,
+    act_bytes: int,
+    checkpointing: bool,
+    loss_over_vocab: bool = True,
+    seq_len: int = 0,
+    heads: int = 0,
+) -> float:
     """Autograd memory of one forward/backward over `tokens` tokens (micro batch x length).
 
     Args:
@@ -115,10 +133,22 @@ def activation_bytes(shapes: Shapes, tokens: int, act_bytes: int, checkpointing:
     return float(tokens * (body + loss))
 
 
-def estimate_training(stage: str, model: nn.Module, trainable: int, micro_batch: int, seq_len: int, *,
-                      weight_bytes: int, act_bytes: int, checkpointing: bool, full_finetune: bool = False,
-                      loss_over_vocab: bool = True, extra: float = 0.0, notes: list[str] | None = None,
-                      materialized_attention: bool = False) -> MemoryEstimate:
+def estimate_training(
+    stage: str,
+    model: nn.Module,
+    trainable: int,
+    micro_batch: int,
+    seq_len: int,
+    *,
+    weight_bytes: int,
+    act_bytes: int,
+    checkpointing: bool,
+    full_finetune: bool = False,
+    loss_over_vocab: bool = True,
+    extra: float = 0.0,
+    notes: list[str] | None = None,
+    materialized_attention: bool = False,
+) -> MemoryEstimate:
     """Memory of a training step of `model` with `trainable` parameters in fp32 under AdamW.
 
     Args:
@@ -131,9 +161,22 @@ def estimate_training(stage: str, model: nn.Module, trainable: int, micro_batch:
     params = sum(p.numel() for p in model.parameters())
     frozen = params - trainable if full_finetune else params
     heads = model.config.num_attention_heads if materialized_attention else 0
-    acts = activation_bytes(Shapes.of(model), micro_batch * seq_len, act_bytes, checkpointing, loss_over_vocab, seq_len, heads)
-    return MemoryEstimate(stage, params, trainable, micro_batch, seq_len, checkpointing, float(max(frozen, 0) * weight_bytes),
-                          float(trainable * ADAMW_STATE), acts, extra, list(notes or []))
+    acts = activation_bytes(
+        Shapes.of(model), micro_batch * seq_len, act_bytes, checkpointing, loss_over_vocab, seq_len, heads
+    )
+    return MemoryEstimate(
+        stage,
+        params,
+        trainable,
+        micro_batch,
+        seq_len,
+        checkpointing,
+        float(max(frozen, 0) * weight_bytes),
+        float(trainable * ADAMW_STATE),
+        acts,
+        extra,
+        list(notes or []),
+    )
 
 
 def largest_micro_batch(make: Callable[[int], MemoryEstimate], batch: int, gpu_bytes: float = 80 * GB) -> int | None:

@@ -8,8 +8,9 @@ from typing import Any, Protocol
 from flowrl.runtime.device import trainer_kwargs
 
 
-def common_trainer_kwargs(output_dir: Path, seed: int, bf16: bool, logging_steps: int,
-                          gradient_checkpointing: bool = False) -> dict[str, Any]:
+def common_trainer_kwargs(
+    output_dir: Path, seed: int, bf16: bool, logging_steps: int, gradient_checkpointing: bool = False
+) -> dict[str, Any]:
     """The CPU when the `device` setting resolves to it (flowrl.runtime.device; accelerate places the model on GPUs),
     bf16 autocast as configured, seeded data order, no external loggers (MLflow runs are opened by the stage, not
     by the trainer), in-process data loading, a progress bar.
@@ -48,9 +49,15 @@ class TrainingSection(Protocol):
 
 
 # trainer argument -> the field of a training section that sets it (named alike in `sft` and `grpo`)
-SECTION_SCHEDULE = {"max_steps": "max_steps", "num_train_epochs": "num_epochs", "per_device_train_batch_size": "batch_size",
-                    "gradient_accumulation_steps": "grad_accum", "learning_rate": "learning_rate",
-                    "weight_decay": "weight_decay", "save_steps": "save_steps"}
+SECTION_SCHEDULE = {
+    "max_steps": "max_steps",
+    "num_train_epochs": "num_epochs",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "learning_rate": "learning_rate",
+    "weight_decay": "weight_decay",
+    "save_steps": "save_steps",
+}
 
 
 def section_trainer_kwargs(cfg: TrainingSection, output_dir: Path, seed: int, bf16: bool) -> dict[str, Any]:

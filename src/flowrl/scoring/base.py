@@ -41,29 +41,39 @@ def load_scorer(import_path: str, options: dict[str, Any] | None = None) -> Scor
     options = dict(options or {})
     module_name, sep, class_name = import_path.partition(":")
     if not sep or not module_name or not class_name:
-        raise ScorerError(f"scoring.scorer {import_path!r}: expected 'package.module:ClassName' "
-                          "(e.g. 'flowrl.scoring.simulator:PreferenceSimulator'); fix params.yaml scoring.scorer")
+        raise ScorerError(
+            f"scoring.scorer {import_path!r}: expected 'package.module:ClassName' "
+            "(e.g. 'flowrl.scoring.simulator:PreferenceSimulator'); fix params.yaml scoring.scorer"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ScorerError(f"scoring.scorer {import_path!r}: cannot import module {module_name!r} ({exc}); "
-                          "fix params.yaml scoring.scorer or install the package") from None
+        raise ScorerError(
+            f"scoring.scorer {import_path!r}: cannot import module {module_name!r} ({exc}); "
+            "fix params.yaml scoring.scorer or install the package"
+        ) from None
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise ScorerError(f"scoring.scorer {import_path!r}: module {module_name!r} has no {class_name!r}; "
-                          "fix params.yaml scoring.scorer")
+        raise ScorerError(
+            f"scoring.scorer {import_path!r}: module {module_name!r} has no {class_name!r}; "
+            "fix params.yaml scoring.scorer"
+        )
     if not callable(getattr(cls, "score", None)):
-        raise ScorerError(f"scoring.scorer {import_path!r}: {class_name} is not a scorer "
-                          "(needs a method score(prompts, flows) -> list[float])")
+        raise ScorerError(
+            f"scoring.scorer {import_path!r}: {class_name} is not a scorer "
+            "(needs a method score(prompts, flows) -> list[float])"
+        )
     if inspect.isclass(cls):
         try:
             inspect.signature(cls).bind(**options)
         except TypeError as exc:
-            raise ScorerError(f"scoring.options {options!r} do not fit {import_path} ({exc}); "
-                              "fix params.yaml scoring.options") from None
+            raise ScorerError(
+                f"scoring.options {options!r} do not fit {import_path} ({exc}); fix params.yaml scoring.options"
+            ) from None
     try:
         scorer = cls(**options) if inspect.isclass(cls) else cls
     except (TypeError, ValueError) as exc:
-        raise ScorerError(f"scoring.options {options!r} rejected by {import_path}: {exc}; "
-                          "fix params.yaml scoring.options") from None
+        raise ScorerError(
+            f"scoring.options {options!r} rejected by {import_path}: {exc}; fix params.yaml scoring.options"
+        ) from None
     return scorer

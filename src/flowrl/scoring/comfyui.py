@@ -52,18 +52,34 @@ class ComfyUIScorer:
         image_scorer: replaces HPSv2 (tests, other image metrics); `f(png_bytes, prompt) -> float`.
     """
 
-    def __init__(self, url: str | None = None, timeout: float = 300.0, retries: int = 3,
-                 hps_version: str = "v2.1", image_scorer: ImageScorer | None = None, backoff: float = 1.0,
-                 poll_interval: float = 0.5, servers: str | list[str] | None = None, in_flight: int = 1,
-                 cache: str | None = None, max_failures: int = 3) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        timeout: float = 300.0,
+        retries: int = 3,
+        hps_version: str = "v2.1",
+        image_scorer: ImageScorer | None = None,
+        backoff: float = 1.0,
+        poll_interval: float = 0.5,
+        servers: str | list[str] | None = None,
+        in_flight: int = 1,
+        cache: str | None = None,
+        max_failures: int = 3,
+    ) -> None:
         if servers is not None and url is not None:
-            raise ScorerError("ComfyUIScorer: give either scoring.options.url (one server) or scoring.options.servers, not both")
+            raise ScorerError(
+                "ComfyUIScorer: give either scoring.options.url (one server) or scoring.options.servers, not both"
+            )
         urls = load_servers(servers) if servers is not None else [url or "http://127.0.0.1:8188"]
         setting = "scoring.options.servers" if servers is not None else "scoring.options.url"
         self.image_scorer = image_scorer or hps_image_scorer(hps_version)
         self.namespace = "custom" if image_scorer is not None else f"hps-{hps_version}"
-        clients = [ComfyUIClient(u, timeout=timeout, retries=retries, backoff=backoff, poll_interval=poll_interval,
-                                 setting=setting) for u in urls]
+        clients = [
+            ComfyUIClient(
+                u, timeout=timeout, retries=retries, backoff=backoff, poll_interval=poll_interval, setting=setting
+            )
+            for u in urls
+        ]
         self.client = clients[0]
         self.fleet = RenderFleet(clients, in_flight=in_flight, max_failures=max_failures)
         self.cache = ScoreCache(cache) if cache else None
@@ -80,7 +96,9 @@ class ComfyUIScorer:
             ComfyUIError: a render failed on every attempt, or every server is out (scores so far stay cached).
         """
         if len(prompts) != len(flows):
-            raise ScorerError(f"ComfyUIScorer.score: {len(prompts)} prompts but {len(flows)} flows; pass one flow per prompt")
+            raise ScorerError(
+                f"ComfyUIScorer.score: {len(prompts)} prompts but {len(flows)} flows; pass one flow per prompt"
+            )
         keys = [pair_key(p, f, self.namespace) for p, f in zip(prompts, flows)]
         out: list[float | None] = [self.cache.get(k) if self.cache is not None else None for k in keys]
         todo: dict[str, list[int]] = {}  # equal pairs in one batch are rendered once

@@ -33,8 +33,10 @@ def load_servers(servers: str | Iterable[str], setting: str = "scoring.options.s
     if isinstance(servers, (str, os.PathLike)):
         path = Path(servers)
         if not path.is_file():
-            raise ComfyUIError(f"{setting}: {str(servers)!r} is not a file naming servers (one URL a line); "
-                               "give a list of URLs or an existing file")
+            raise ComfyUIError(
+                f"{setting}: {str(servers)!r} is not a file naming servers (one URL a line); "
+                "give a list of URLs or an existing file"
+            )
         lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
         urls, where = [line for line in lines if line], f"{setting} (file {path})"
     else:
@@ -112,9 +114,15 @@ class FleetStats:
         return 60.0 * self.renders / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict:
-        return {"renders": self.renders, "failures": self.failures, "cached": self.cached, "seconds": round(self.seconds, 3),
-                "renders_per_minute": round(self.renders_per_minute, 2), "per_server": dict(self.per_server),
-                "dead_servers": list(self.dead)}
+        return {
+            "renders": self.renders,
+            "failures": self.failures,
+            "cached": self.cached,
+            "seconds": round(self.seconds, 3),
+            "renders_per_minute": round(self.renders_per_minute, 2),
+            "per_server": dict(self.per_server),
+            "dead_servers": list(self.dead),
+        }
 
 
 class RenderFleet:
@@ -127,12 +135,15 @@ class RenderFleet:
         max_failures: failures in a row after which a server gets no more renders in this fleet.
     """
 
-    def __init__(self, clients: list[ComfyUIClient], in_flight: int = 2, max_attempts: int | None = None,
-                 max_failures: int = 3) -> None:
+    def __init__(
+        self, clients: list[ComfyUIClient], in_flight: int = 2, max_attempts: int | None = None, max_failures: int = 3
+    ) -> None:
         if not clients:
             raise ComfyUIError("render fleet: no servers; set scoring.options.servers")
         if in_flight < 1 or max_failures < 1 or (max_attempts is not None and max_attempts < 1):
-            raise ComfyUIError("render fleet: in_flight, max_attempts and max_failures must be >= 1; fix scoring.options")
+            raise ComfyUIError(
+                "render fleet: in_flight, max_attempts and max_failures must be >= 1; fix scoring.options"
+            )
         self.clients, self.in_flight, self.max_failures = clients, in_flight, max_failures
         self.max_attempts = max_attempts or len(clients) + 1
         self.stats = FleetStats(per_server={c.url: 0 for c in clients})
@@ -171,8 +182,10 @@ class RenderFleet:
                         attempts[i] += 1
                         running[pool.submit(self.clients[s].render, graphs[i])] = (i, s)
                     if not running:
-                        raise ComfyUIError(f"render fleet: every server failed {self.max_failures} times in a row "
-                                           f"({', '.join(self.stats.dead)}); check the servers in scoring.options.servers")
+                        raise ComfyUIError(
+                            f"render fleet: every server failed {self.max_failures} times in a row "
+                            f"({', '.join(self.stats.dead)}); check the servers in scoring.options.servers"
+                        )
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in done:
                         i, s = running.pop(fut)
@@ -184,7 +197,9 @@ class RenderFleet:
                             self._fail(s, i, attempts[i], exc)
                             tried[i].add(s)
                             if attempts[i] >= self.max_attempts:
-                                raise ComfyUIError(f"render fleet: graph {i} failed on {attempts[i]} attempts; last: {exc}") from None
+                                raise ComfyUIError(
+                                    f"render fleet: graph {i} failed on {attempts[i]} attempts; last: {exc}"
+                                ) from None
                             pending.appendleft(i)
                             continue
                         self._streak[s] = 0

@@ -21,8 +21,8 @@ class FlowFeatures:
     """What the simulator reads from a flow (main = the first-pass sampler and the non-refiner checkpoint)."""
 
     checkpoint: str | None
-    family: str | None          # flowrl.comfy.components family of the main checkpoint (None: unsupported)
-    style: str                  # component style of the main checkpoint ('general' if unknown)
+    family: str | None  # flowrl.comfy.components family of the main checkpoint (None: unsupported)
+    style: str  # component style of the main checkpoint ('general' if unknown)
     refiner: bool
     loras: tuple[tuple[str, float], ...] = field(default_factory=tuple)  # (file name, model strength)
     sampler: str = ""
@@ -31,15 +31,15 @@ class FlowFeatures:
     cfg: float = 0.0
     width: int = 0
     height: int = 0
-    hires_denoise: tuple[float, ...] = field(default_factory=tuple)      # one per latent hires-fix pass
-    upscale_models: tuple[str, ...] = field(default_factory=tuple)       # ImageUpscaleWithModel passes
+    hires_denoise: tuple[float, ...] = field(default_factory=tuple)  # one per latent hires-fix pass
+    upscale_models: tuple[str, ...] = field(default_factory=tuple)  # ImageUpscaleWithModel passes
     face_detailer: bool = False
     freeu: bool = False
     cfg_fix: bool = False
     clip_skip: int = 1
     n_samplers: int = 0
     has_output: bool = False
-    prompt_wired: bool = True   # the main sampler's positive conditioning encodes the prompt (and its negative does not)
+    prompt_wired: bool = True  # the main sampler's positive conditioning encodes the prompt (and its negative does not)
 
 
 def _source_class(graph: dict, value) -> str | None:
@@ -69,26 +69,40 @@ def flow_features(graph: dict) -> FlowFeatures:
     """Parse `graph` (API format) into FlowFeatures; never raises on odd but well-formed graphs."""
     nodes = {nid: n for nid, n in graph.items() if isinstance(n, dict)}
     kinds = [n.get("class_type") for n in nodes.values()]
-    ckpts = [str(n.get("inputs", {}).get("ckpt_name", "")) for n in nodes.values() if n.get("class_type") == "CheckpointLoaderSimple"]
+    ckpts = [
+        str(n.get("inputs", {}).get("ckpt_name", ""))
+        for n in nodes.values()
+        if n.get("class_type") == "CheckpointLoaderSimple"
+    ]
     infos = [(name, C.checkpoint_info(name)) for name in ckpts]
     main = next((name for name, info in infos if info is None or not info.refiner), None)
     main_info = C.checkpoint_info(main) if main else None
-    refiner = any(info is not None and info.refiner for _, info in infos) or (main is not None and len(ckpts) > 1
-                                                                               and any("refiner" in c.lower() for c in ckpts))
+    refiner = any(info is not None and info.refiner for _, info in infos) or (
+        main is not None and len(ckpts) > 1 and any("refiner" in c.lower() for c in ckpts)
+    )
     loras = tuple(e for n in nodes.values() for e in _lora_entries(n))
 
     samplers = [n for n in nodes.values() if n.get("class_type") in SAMPLER_NODES]
     first = [n for n in samplers if _source_class(graph, n.get("inputs", {}).get("latent_image")) == "EmptyLatentImage"]
     main_sampler = (first or samplers or [None])[0]
-    hires = tuple(float(n["inputs"].get("denoise", 1.0)) for n in samplers
-                  if _source_class(graph, n.get("inputs", {}).get("latent_image")) in LATENT_UPSCALE_NODES)
+    hires = tuple(
+        float(n["inputs"].get("denoise", 1.0))
+        for n in samplers
+        if _source_class(graph, n.get("inputs", {}).get("latent_image")) in LATENT_UPSCALE_NODES
+    )
     latent = next((n for n in nodes.values() if n.get("class_type") == "EmptyLatentImage"), None)
     s_in = main_sampler.get("inputs", {}) if main_sampler else {}
-    clip_layers = [int(n["inputs"].get("stop_at_clip_layer", -1)) for n in nodes.values()
-                   if n.get("class_type") == "CLIPSetLastLayer" and not is_link(n["inputs"].get("stop_at_clip_layer"))]
-    upscalers = tuple(str(graph[str(n["inputs"]["upscale_model"][0])]["inputs"].get("model_name", ""))
-                      for n in nodes.values() if n.get("class_type") == "ImageUpscaleWithModel"
-                      and _source_class(graph, n.get("inputs", {}).get("upscale_model")) == "UpscaleModelLoader")
+    clip_layers = [
+        int(n["inputs"].get("stop_at_clip_layer", -1))
+        for n in nodes.values()
+        if n.get("class_type") == "CLIPSetLastLayer" and not is_link(n["inputs"].get("stop_at_clip_layer"))
+    ]
+    upscalers = tuple(
+        str(graph[str(n["inputs"]["upscale_model"][0])]["inputs"].get("model_name", ""))
+        for n in nodes.values()
+        if n.get("class_type") == "ImageUpscaleWithModel"
+        and _source_class(graph, n.get("inputs", {}).get("upscale_model")) == "UpscaleModelLoader"
+    )
 
     def number(value, default, cast):
         return cast(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default

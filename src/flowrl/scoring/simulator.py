@@ -20,25 +20,47 @@ from flowrl.scoring.base import ScorerError
 from flowrl.scoring.flow_features import FlowFeatures, flow_features
 from flowrl.scoring.prompt_features import PromptFeatures, prompt_features
 
-LOW, SPAN, TEMPERATURE = 0.15, 0.20, 2.5   # score range (LOW, LOW + SPAN), like HPSv2 on real images
-DEFAULT_NOISE_SD = 0.0025                  # ~15-18% of the between-flow sd on the bench set (docs/simulator.md)
+LOW, SPAN, TEMPERATURE = 0.15, 0.20, 2.5  # score range (LOW, LOW + SPAN), like HPSv2 on real images
+DEFAULT_NOISE_SD = 0.0025  # ~15-18% of the between-flow sd on the bench set (docs/simulator.md)
 
 # Sweet spots (inclusive). SD1.5 from CivitAI (scripts/calibrate_simulator.py): steps p10..p75, cfg p5..(p90 - 1),
 # megapixels p5..p75;
 # the others follow their model cards (the CivitAI data holds almost no SDXL-family settings).
 STEPS_SWEET = {"sd15": (20, 30), "sdxl": (25, 40), "sdxl_turbo": (4, 8), "sdxl_lightning": (4, 8), "pony": (20, 35)}
-CFG_SWEET = {"sd15": (5.0, 9.0), "sdxl": (5.0, 8.0), "sdxl_turbo": (1.0, 2.0), "sdxl_lightning": (1.0, 2.0), "pony": (5.0, 8.5)}
+CFG_SWEET = {
+    "sd15": (5.0, 9.0),
+    "sdxl": (5.0, 8.0),
+    "sdxl_turbo": (1.0, 2.0),
+    "sdxl_lightning": (1.0, 2.0),
+    "pony": (5.0, 8.5),
+}
 # Native pixel counts (megapixels): SD1.5 is trained at 512x512 (CivitAI mode 512x768), the SDXL group at ~1 MP.
 NATIVE_MP = {"sd15": (0.262, 0.467), "sdxl": (0.75, 1.3)}
 FAMILY_BASE = {"sd15": 0.0, "sdxl": 0.4, "sdxl_turbo": 0.1, "sdxl_lightning": 0.25, "pony": 0.2}
-GOOD_PAIRS = {("dpmpp_2m", "karras"): 0.2, ("dpmpp_2m_sde", "karras"): 0.2, ("dpmpp_sde", "karras"): 0.15,
-              ("dpmpp_3m_sde", "exponential"): 0.15, ("euler_ancestral", "normal"): 0.1, ("euler", "sgm_uniform"): 0.1,
-              ("ddim", "ddim_uniform"): 0.05, ("uni_pc", "normal"): 0.05}
+GOOD_PAIRS = {
+    ("dpmpp_2m", "karras"): 0.2,
+    ("dpmpp_2m_sde", "karras"): 0.2,
+    ("dpmpp_sde", "karras"): 0.15,
+    ("dpmpp_3m_sde", "exponential"): 0.15,
+    ("euler_ancestral", "normal"): 0.1,
+    ("euler", "sgm_uniform"): 0.1,
+    ("ddim", "ddim_uniform"): 0.05,
+    ("uni_pc", "normal"): 0.05,
+}
 BAD_SAMPLERS = {"dpm_fast": -0.5, "dpm_adaptive": -0.3, "lms": -0.15, "dpm_2": -0.1}
 # Preferred log(width/height) per prompt family: portraits tall, landscapes/interiors wide, products square.
-ASPECT_TARGET = {"photo_portrait": -0.4, "photo_landscape": 0.45, "anime": -0.3, "fantasy_illustration": 0.0,
-                 "oil_painting": -0.15, "render_3d": 0.0, "scifi_cyberpunk": 0.3, "architecture_interior": 0.35,
-                 "cartoon_comic": 0.0, "food_product": 0.0}
+ASPECT_TARGET = {
+    "photo_portrait": -0.4,
+    "photo_landscape": 0.45,
+    "anime": -0.3,
+    "fantasy_illustration": 0.0,
+    "oil_painting": -0.15,
+    "render_3d": 0.0,
+    "scifi_cyberpunk": 0.3,
+    "architecture_interior": 0.35,
+    "cartoon_comic": 0.0,
+    "food_product": 0.0,
+}
 # What individual checkpoints are known for beyond their coarse style (community model descriptions), added
 # as bonus x the prompt's weight on that family: several families share the "art" style.
 CHECKPOINT_AFFINITY = {
@@ -57,11 +79,11 @@ CHECKPOINT_AFFINITY = {
     "epicrealism_naturalSinRC1VAE.safetensors": {"photo_landscape": 0.4},
     "majicmixRealistic_v7.safetensors": {"photo_portrait": 0.4},
 }
-INCOHERENT = -2.0   # an SD1.5 LoRA on an SDXL checkpoint, a refiner on SD1.5, lcm without an LCM model
-UNPROMPTED = -6.0      # the main sampler's positive conditioning does not encode the prompt
-NOISY = -4.0           # two-pass KSamplerAdvanced passes that do not hand over cleanly (comfy.usable.handover_problems)
-REPEAT_PENALTY = -0.3   # the same LoRA file applied again (doubles its strength; no second style bonus)
-ADDON_CAP = 0.6         # stacked add-on passes (hires, upscalers, face detailer, FreeU) saturate towards this gain
+INCOHERENT = -2.0  # an SD1.5 LoRA on an SDXL checkpoint, a refiner on SD1.5, lcm without an LCM model
+UNPROMPTED = -6.0  # the main sampler's positive conditioning does not encode the prompt
+NOISY = -4.0  # two-pass KSamplerAdvanced passes that do not hand over cleanly (comfy.usable.handover_problems)
+REPEAT_PENALTY = -0.3  # the same LoRA file applied again (doubles its strength; no second style bonus)
+ADDON_CAP = 0.6  # stacked add-on passes (hires, upscalers, face detailer, FreeU) saturate towards this gain
 
 
 def _outside(x: float, lo: float, hi: float) -> tuple[float, float]:
@@ -154,7 +176,9 @@ def _addons(p: PromptFeatures, f: FlowFeatures, family: str) -> float:
         gain += 0.6 * need * (0.3 if d < 0.2 else 1.0) / (i + 1)
         u -= 1.0 * (d - 0.65) / 0.35 if d > 0.65 else 0.0
     if f.hires_denoise and C.family_group(family) == "sd15":
-        u += 0.9 * max(0.0, f.width * f.height / 1e6 - NATIVE_MP["sd15"][1])  # hires fix is the right way to get SD1.5 to large sizes
+        u += 0.9 * max(
+            0.0, f.width * f.height / 1e6 - NATIVE_MP["sd15"][1]
+        )  # hires fix is the right way to get SD1.5 to large sizes
     for i, name in enumerate(f.upscale_models):
         anime_model = "anime" in name.lower()
         match = p.families["anime"] + p.families["cartoon_comic"]
@@ -198,7 +222,9 @@ def utility(p: PromptFeatures, f: FlowFeatures) -> float:
     u = FAMILY_BASE[family] + 2.2 * (style - 0.5)
     u += sum(bonus * p.families[fam] for fam, bonus in CHECKPOINT_AFFINITY.get(f.checkpoint or "", {}).items())
     if family == "pony":
-        u += 0.4 * (p.families["anime"] + p.families["cartoon_comic"]) - 0.4 * p.style_share("photo") * (f.style != "photo")
+        u += 0.4 * (p.families["anime"] + p.families["cartoon_comic"]) - 0.4 * p.style_share("photo") * (
+            f.style != "photo"
+        )
     return u + _sampling(f, family) + _resolution(p, f, family) + _loras(p, f, family) + _addons(p, f, family)
 
 
@@ -230,9 +256,13 @@ class PreferenceSimulator:
 
     def __init__(self, noise: bool = True, noise_sd: float = DEFAULT_NOISE_SD, seed: int = 0) -> None:
         if not isinstance(noise, bool):
-            raise ScorerError(f"PreferenceSimulator: noise must be true/false, got {noise!r}; fix scoring.options.noise")
+            raise ScorerError(
+                f"PreferenceSimulator: noise must be true/false, got {noise!r}; fix scoring.options.noise"
+            )
         if not isinstance(noise_sd, (int, float)) or noise_sd < 0:
-            raise ScorerError(f"PreferenceSimulator: noise_sd must be a number >= 0, got {noise_sd!r}; fix scoring.options.noise_sd")
+            raise ScorerError(
+                f"PreferenceSimulator: noise_sd must be a number >= 0, got {noise_sd!r}; fix scoring.options.noise_sd"
+            )
         if not isinstance(seed, int):
             raise ScorerError(f"PreferenceSimulator: seed must be an integer, got {seed!r}; fix scoring.options.seed")
         self.noise, self.noise_sd, self.seed = noise, float(noise_sd), seed
@@ -257,7 +287,9 @@ class PreferenceSimulator:
     def score(self, prompts: list[str], flows: list[dict]) -> list[float]:
         """One score per (prompts[i], flows[i]) pair."""
         if len(prompts) != len(flows):
-            raise ScorerError(f"PreferenceSimulator.score: {len(prompts)} prompts but {len(flows)} flows; pass one flow per prompt")
+            raise ScorerError(
+                f"PreferenceSimulator.score: {len(prompts)} prompts but {len(flows)} flows; pass one flow per prompt"
+            )
         return [self.score_one(p, g) for p, g in zip(prompts, flows)]
 
     def __call__(self, prompts: list[str], completions: list[dict], **_) -> list[float]:

@@ -41,7 +41,21 @@ from flowrl.policy.inference import (
 SETTINGS_FILE = "settings.json"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/flowrl, shipped with the model as code
 _log = logging.getLogger(__name__)
-REQUIREMENTS = ("torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers", "pydantic", "pyyaml", "rapidfuzz", "tqdm", "numpy", "pandas", "mlflow")
+REQUIREMENTS = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "tokenizers",
+    "pydantic",
+    "pyyaml",
+    "rapidfuzz",
+    "tqdm",
+    "numpy",
+    "pandas",
+    "mlflow",
+)
 
 
 class _RefuseUnknownParams(logging.Filter):
@@ -54,8 +68,10 @@ class _RefuseUnknownParams(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         m = self._UNKNOWN.search(record.getMessage())
         if m:
-            raise MlflowException(f"unknown params {m.group(1)}; this model takes only {', '.join(PARAMS)}",
-                                  error_code=INVALID_PARAMETER_VALUE)
+            raise MlflowException(
+                f"unknown params {m.group(1)}; this model takes only {', '.join(PARAMS)}",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         return True
 
 
@@ -78,14 +94,17 @@ class FlowPolicyModel(mlflow.pyfunc.PythonModel):
             if unknown:
                 raise PolicyInputError(f"unknown params {unknown}; this model takes only {', '.join(PARAMS)}")
             info = object_info_from_text(params["object_info"]) if params.get("object_info") else None
-            return self.policy.generate(model_input, params.get("gamma"), params.get("seed"), params.get("temperature"), info)
+            return self.policy.generate(
+                model_input, params.get("gamma"), params.get("seed"), params.get("temperature"), info
+            )
         except (PolicyInputError, ObjectInfoError) as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         except Exception as exc:  # noqa: BLE001 - the boundary: no stack trace in a response
             _log.exception("predict failed")
             reason = (str(exc).splitlines() or [""])[0][:200]
-            raise MlflowException(f"internal error ({type(exc).__name__}: {reason}); see the server log",
-                                  error_code=INTERNAL_ERROR) from None
+            raise MlflowException(
+                f"internal error ({type(exc).__name__}: {reason}); see the server log", error_code=INTERNAL_ERROR
+            ) from None
 
 
 def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
@@ -96,21 +115,25 @@ def signature(settings: ServingSettings) -> mlflow.models.ModelSignature:
     answered for "a" only), refuses {"inputs": {"prompt": [...]}}, and a `string` column casts 42 to "42" and
     null to "None" before `read_prompts` can refuse them; `read_prompts` takes each shape MLflow parses.
     """
-    outputs = Schema([
-        ColSpec("string", "prompt"),
-        ColSpec(AnyType(), "workflow", required=False),
-        ColSpec("boolean", "valid"),
-        ColSpec("string", "error", required=False),
-        ColSpec("string", "flow"),
-        ColSpec("string", "method"),
-        ColSpec("string", "notes", required=False),
-    ])
-    params = ParamSchema([
-        ParamSpec("gamma", "double", float(settings.gamma)),
-        ParamSpec("seed", "long", int(settings.seed)),
-        ParamSpec("temperature", "double", float(settings.temperature)),
-        ParamSpec("object_info", "string", ""),  # JSON text of the user's ComfyUI /object_info; "" = no restriction
-    ])
+    outputs = Schema(
+        [
+            ColSpec("string", "prompt"),
+            ColSpec(AnyType(), "workflow", required=False),
+            ColSpec("boolean", "valid"),
+            ColSpec("string", "error", required=False),
+            ColSpec("string", "flow"),
+            ColSpec("string", "method"),
+            ColSpec("string", "notes", required=False),
+        ]
+    )
+    params = ParamSchema(
+        [
+            ParamSpec("gamma", "double", float(settings.gamma)),
+            ParamSpec("seed", "long", int(settings.seed)),
+            ParamSpec("temperature", "double", float(settings.temperature)),
+            ParamSpec("object_info", "string", ""),  # JSON text of the user's ComfyUI /object_info; "" = no restriction
+        ]
+    )
     return mlflow.models.ModelSignature(inputs=None, outputs=outputs, params=params)
 
 
@@ -135,14 +158,18 @@ def model_artifacts(sft_dir: Path, grpo_dir: Path | None, settings_file: Path) -
     """The artifact map of the pyfunc model; checks the folders first."""
     sft_dir = Path(sft_dir)
     if not (sft_dir / "policy.json").exists():
-        raise PolicyModelError(f"{sft_dir}: no policy.json, so no trained SFT policy to package; run the sft stage (dvc repro sft)")
+        raise PolicyModelError(
+            f"{sft_dir}: no policy.json, so no trained SFT policy to package; run the sft stage (dvc repro sft)"
+        )
     artifacts = {SFT: str(sft_dir), SETTINGS: str(settings_file)}
     if grpo_dir is not None and (Path(grpo_dir) / "adapter_config.json").exists():
         artifacts[GRPO] = str(grpo_dir)
     base = local_base(sft_dir)
     if base is not None:
         if not base.exists():
-            raise PolicyModelError(f"{sft_dir}/policy.json names the local base model {base}, which is gone; restore it or retrain")
+            raise PolicyModelError(
+                f"{sft_dir}/policy.json names the local base model {base}, which is gone; restore it or retrain"
+            )
         artifacts[BASE] = str(base)
     return artifacts
 
@@ -169,7 +196,13 @@ def _model_kwargs(sft_dir: Path, grpo_dir: Path | None, settings: ServingSetting
     }
 
 
-def log_policy_model(sft_dir: str | Path, grpo_dir: str | Path | None, settings: ServingSettings, name: str = "policy", registered_model_name: str | None = None):
+def log_policy_model(
+    sft_dir: str | Path,
+    grpo_dir: str | Path | None,
+    settings: ServingSettings,
+    name: str = "policy",
+    registered_model_name: str | None = None,
+):
     """Log the policy as one pyfunc model in the active MLflow run (and register it when a name is given).
 
     Returns:
@@ -180,7 +213,9 @@ def log_policy_model(sft_dir: str | Path, grpo_dir: str | Path | None, settings:
         return mlflow.pyfunc.log_model(name=name, registered_model_name=registered_model_name, **kwargs)
 
 
-def save_policy_model(path: str | Path, sft_dir: str | Path, grpo_dir: str | Path | None, settings: ServingSettings) -> Path:
+def save_policy_model(
+    path: str | Path, sft_dir: str | Path, grpo_dir: str | Path | None, settings: ServingSettings
+) -> Path:
     """Save the policy as a local pyfunc model folder at `path` (no tracking server needed)."""
     with tempfile.TemporaryDirectory() as tmp:
         kwargs = _model_kwargs(Path(sft_dir), Path(grpo_dir) if grpo_dir else None, settings, Path(tmp))

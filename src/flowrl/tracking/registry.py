@@ -79,8 +79,10 @@ def read_metric(root: Path, cfg: RegisterConfig) -> tuple[float, Path]:
     hint = ""
     if (root / cfg.metric_files[0]).exists() and isinstance(report := read_json(root / cfg.metric_files[0]), dict):
         hint = "; keys there: " + ", ".join(sorted(k for k in report if k.startswith("win_rate"))[:12])
-    raise RegistryError(f"promotion metric {cfg.metric!r} not found in {', '.join(tried)}: run the evaluate stage (dvc repro evaluate) "
-                        f"or set register.metric to a key it writes{hint}")
+    raise RegistryError(
+        f"promotion metric {cfg.metric!r} not found in {', '.join(tried)}: run the evaluate stage (dvc repro evaluate) "
+        f"or set register.metric to a key it writes{hint}"
+    )
 
 
 @dataclass(frozen=True)
@@ -94,13 +96,21 @@ class Evaluation:
     scores: tuple[float, ...]
 
     def tags(self) -> dict[str, str]:
-        return {"flowrl.profile": self.profile, "flowrl.scorer": self.scorer, "flowrl.eval_prompts_sha256": self.prompts_sha256,
-                "flowrl.eval_method": self.method}
+        return {
+            "flowrl.profile": self.profile,
+            "flowrl.scorer": self.scorer,
+            "flowrl.eval_prompts_sha256": self.prompts_sha256,
+            "flowrl.eval_method": self.method,
+        }
 
     def differences(self, champion: Evaluation) -> list[str]:
         """Why `champion`'s scores cannot be paired with these: each of profile, scorer, evaluation prompts that differs."""
         fields = (("profile", "profile"), ("scorer", "scorer"), ("evaluation prompts (sha256)", "prompts_sha256"))
-        return [f"{label} {getattr(champion, f)!r} vs {getattr(self, f)!r}" for label, f in fields if getattr(champion, f) != getattr(self, f)]
+        return [
+            f"{label} {getattr(champion, f)!r} vs {getattr(self, f)!r}"
+            for label, f in fields
+            if getattr(champion, f) != getattr(self, f)
+        ]
 
 
 def scorer_id(scoring: ScoringConfig) -> str:
@@ -125,11 +135,18 @@ def read_evaluation(params: Params, root: Path) -> Evaluation:
         if row["method"] == method:
             per_prompt.setdefault(row["prompt"], []).append(float(row["score"]))
     if not per_prompt:
-        raise RegistryError(f"{path} has no flows of {method!r}, the method the served policy samples with "
-                            f"(policy.gamma {params.policy.gamma}): put it among evaluate.gammas and rerun evaluate")
+        raise RegistryError(
+            f"{path} has no flows of {method!r}, the method the served policy samples with "
+            f"(policy.gamma {params.policy.gamma}): put it among evaluate.gammas and rerun evaluate"
+        )
     prompts_sha256 = hashlib.sha256(json.dumps(list(per_prompt)).encode()).hexdigest()
-    return Evaluation(params.profile, scorer_id(params.scoring), prompts_sha256, method,
-                      tuple(sum(v) / len(v) for v in per_prompt.values()))
+    return Evaluation(
+        params.profile,
+        scorer_id(params.scoring),
+        prompts_sha256,
+        method,
+        tuple(sum(v) / len(v) for v in per_prompt.values()),
+    )
 
 
 def champion(client: MlflowClient, cfg: RegisterConfig):
@@ -142,7 +159,9 @@ def champion(client: MlflowClient, cfg: RegisterConfig):
     value = float(raw) if raw is not None and version.tags.get(TAG_METRIC) == cfg.metric else None
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            recorded = read_json(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=EVALUATION, dst_path=tmp))
+            recorded = read_json(
+                mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=EVALUATION, dst_path=tmp)
+            )
         evaluation = Evaluation(**{**recorded, "scores": tuple(recorded["scores"])})
     except (MlflowException, OSError, FlowRLError, TypeError):
         evaluation = None  # registered before versions carried their evaluation
@@ -165,17 +184,28 @@ def decide(new: Evaluation, old_version, old: Evaluation | None, min_se: float) 
     if old_version is None:
         return Decision(True, "no champion yet")
     if old is None:
-        return Decision(False, f"champion v{old_version.version} has no recorded evaluation to compare with; "
-                               "move the alias by hand (MlflowClient().set_registered_model_alias) if this version should be served")
+        return Decision(
+            False,
+            f"champion v{old_version.version} has no recorded evaluation to compare with; "
+            "move the alias by hand (MlflowClient().set_registered_model_alias) if this version should be served",
+        )
     if differs := new.differences(old):
-        return Decision(False, f"champion v{old_version.version} was evaluated differently ({'; '.join(differs)}); "
-                               "its scores cannot be paired with these: not promoted (move the alias by hand if this version should be served)")
+        return Decision(
+            False,
+            f"champion v{old_version.version} was evaluated differently ({'; '.join(differs)}); "
+            "its scores cannot be paired with these: not promoted (move the alias by hand if this version should be served)",
+        )
     d = paired_difference(new.scores, old.scores)
     promote = d["n_se"] > min_se  # NaN (one prompt, or no spread) never promotes
     verdict = "above" if promote else "not above"
-    return Decision(promote, f"paired gain over champion v{old_version.version} {d['mean']:+.4f} ± {d['se']:.4f} "
-                             f"({d['n_se']:.2f} SE, {verdict} register.min_se {min_se:g}) on {len(new.scores)} prompts",
-                    d["mean"], d["se"], d["n_se"])
+    return Decision(
+        promote,
+        f"paired gain over champion v{old_version.version} {d['mean']:+.4f} ± {d['se']:.4f} "
+        f"({d['n_se']:.2f} SE, {verdict} register.min_se {min_se:g}) on {len(new.scores)} prompts",
+        d["mean"],
+        d["se"],
+        d["n_se"],
+    )
 
 
 def describe(version: int, cfg: RegisterConfig, value: float, source: Path, decision: Decision) -> str:
@@ -202,22 +232,38 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, float]:
     decision = decide(evaluation, old_version, old_evaluation, cfg.min_se)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(asdict(evaluation), EVALUATION)
-        info = log_policy_model(sft_dir, grpo_dir, ServingSettings.from_params(params), registered_model_name=cfg.model_name)
+        info = log_policy_model(
+            sft_dir, grpo_dir, ServingSettings.from_params(params), registered_model_name=cfg.model_name
+        )
         version = int(info.registered_model_version)
         promoted = decision.promote
         alias = cfg.champion_alias if promoted else cfg.challenger_alias
-        tags = {TAG_METRIC: cfg.metric, TAG_VALUE: repr(value), TAG_DECISION: alias, TAG_REASON: decision.reason[:5000],
-                **evaluation.tags(), "flowrl.has_grpo": str((grpo_dir / "adapter_config.json").exists()).lower(), "flowrl.run_id": run_id}
+        tags = {
+            TAG_METRIC: cfg.metric,
+            TAG_VALUE: repr(value),
+            TAG_DECISION: alias,
+            TAG_REASON: decision.reason[:5000],
+            **evaluation.tags(),
+            "flowrl.has_grpo": str((grpo_dir / "adapter_config.json").exists()).lower(),
+            "flowrl.run_id": run_id,
+        }
         if old_version is not None:
             tags[TAG_PREVIOUS] = str(old_version.version)
             tags[TAG_PREVIOUS_VALUE] = "none" if old_value is None else repr(old_value)
         for key, tag in tags.items():
             client.set_model_version_tag(cfg.model_name, str(version), key, tag)
-        client.update_model_version(cfg.model_name, str(version), description=describe(version, cfg, value, source, decision))
+        client.update_model_version(
+            cfg.model_name, str(version), description=describe(version, cfg, value, source, decision)
+        )
         client.set_registered_model_alias(cfg.model_name, alias, str(version))
         statistic = {"paired_gain": decision.gain, "paired_gain_se": decision.se, "paired_gain_n_se": decision.n_se}
-        metrics = {"version": version, "is_champion": 1.0 if promoted else 0.0, "new_metric": value, "champion_metric": old_value,
-                   **{k: None if math.isnan(v) else v for k, v in statistic.items()}}
+        metrics = {
+            "version": version,
+            "is_champion": 1.0 if promoted else 0.0,
+            "new_metric": value,
+            "champion_metric": old_value,
+            **{k: None if math.isnan(v) else v for k, v in statistic.items()},
+        }
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
     write_json(root / METRICS, metrics)
     return metrics

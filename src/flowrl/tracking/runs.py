@@ -84,10 +84,14 @@ def log_stage(
         if numeric:
             mlflow.log_metrics(numeric)
         now = int(time.time() * 1000)
-        history = [Metric(f"step/{k}", float(v), now, int(row["step"])) for row in steps for k, v in row.items()
-                   if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        history = [
+            Metric(f"step/{k}", float(v), now, int(row["step"]))
+            for row in steps
+            for k, v in row.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
         for i in range(0, len(history), 1000):  # MLflow's batch limit
-            MlflowClient().log_batch(run.info.run_id, metrics=history[i:i + 1000])
+            MlflowClient().log_batch(run.info.run_id, metrics=history[i : i + 1000])
         for path in artifacts:
             path = Path(path)
             if path.is_dir():

@@ -35,7 +35,9 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix.strip('/')}/mlflow"
 
 
-def s3_location(bucket: str | None = None, prefix: str | None = None, endpoint_url: str | None = None) -> S3Location | None:
+def s3_location(
+    bucket: str | None = None, prefix: str | None = None, endpoint_url: str | None = None
+) -> S3Location | None:
     """The configured location: explicit arguments win over the environment; None when no bucket."""
     bucket = bucket or os.environ.get("FLOWRL_S3_BUCKET")
     if not bucket:
@@ -58,15 +60,21 @@ def check_access(loc: S3Location) -> None:
     try:
         client.list_objects_v2(Bucket=loc.bucket, MaxKeys=1)  # DVC needs ListBucket anyway
     except NoCredentialsError:
-        raise StorageError(f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE") from None
+        raise StorageError(
+            f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+        ) from None
     except EndpointConnectionError:
         raise StorageError(f"cannot reach {where}: check FLOWRL_S3_ENDPOINT_URL") from None
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket"):
-            raise StorageError(f"bucket {loc.bucket!r} does not exist ({where}): create it or fix FLOWRL_S3_BUCKET") from None
+            raise StorageError(
+                f"bucket {loc.bucket!r} does not exist ({where}): create it or fix FLOWRL_S3_BUCKET"
+            ) from None
         if code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
-            raise StorageError(f"credentials refused by {where} ({code}): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE") from None
+            raise StorageError(
+                f"credentials refused by {where} ({code}): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+            ) from None
         raise StorageError(f"{where}: {code or exc}") from None
 
 

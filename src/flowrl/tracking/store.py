@@ -39,12 +39,16 @@ def local_model_artifacts(model: str, uri: str) -> dict[str, Path] | None:
     try:
         with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as con:
             if alias is not None:
-                row = con.execute("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+                row = con.execute(
+                    "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", (name, alias)
+                ).fetchone()
                 if row is None:
                     return None
                 version = row[0]
-            row = con.execute("SELECT storage_location FROM model_versions WHERE name = ? AND version = ? AND status = 'READY'",
-                              (name, int(version))).fetchone()
+            row = con.execute(
+                "SELECT storage_location FROM model_versions WHERE name = ? AND version = ? AND status = 'READY'",
+                (name, int(version)),
+            ).fetchone()
     except sqlite3.Error:  # another MLflow schema, a locked or damaged file: MLflow's own path says what is wrong
         return None
     location = urlparse(row[0]) if row and row[0] else None

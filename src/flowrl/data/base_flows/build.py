@@ -15,10 +15,14 @@ from flowrl.io import write_json
 
 HERE = Path(__file__).parent
 
-NEG_PHOTO = ("(worst quality, low quality:1.4), blurry, deformed, disfigured, bad anatomy, extra fingers, "
-             "mutated hands, poorly drawn face, watermark, text, signature, cartoon, 3d render")
-NEG_ANIME = ("(worst quality, low quality:1.4), lowres, bad anatomy, bad hands, missing fingers, extra digit, "
-             "fewer digits, cropped, jpeg artifacts, signature, watermark, username, easynegative")
+NEG_PHOTO = (
+    "(worst quality, low quality:1.4), blurry, deformed, disfigured, bad anatomy, extra fingers, "
+    "mutated hands, poorly drawn face, watermark, text, signature, cartoon, 3d render"
+)
+NEG_ANIME = (
+    "(worst quality, low quality:1.4), lowres, bad anatomy, bad hands, missing fingers, extra digit, "
+    "fewer digits, cropped, jpeg artifacts, signature, watermark, username, easynegative"
+)
 NEG_ART = "ugly, deformed, noisy, blurry, low contrast, distorted, grainy, watermark, text, frame, border"
 NEG_XL = "lowres, worst quality, blurry, jpeg artifacts, watermark, text, deformed, bad anatomy"
 NEG_PONY = "score_4, score_5, score_6, source_pony, source_furry, lowres, bad anatomy, bad hands, watermark"
@@ -43,10 +47,10 @@ class Spec:
     patches: list[str] = field(default_factory=list)  # freeu, freeu_v2, rescale, autocfg
     vae: str | None = None
     hires: tuple | None = None  # ("latent", w, h, denoise) | ("latent_by", scale, denoise)
-    two_pass: bool = False      # KSamplerAdvanced split into two passes
+    two_pass: bool = False  # KSamplerAdvanced split into two passes
     upscale_model: str | None = None
     face: bool = False
-    sdxl_text: bool = False     # CLIPTextEncodeSDXL for the positive prompt
+    sdxl_text: bool = False  # CLIPTextEncodeSDXL for the positive prompt
 
 
 class _Graph:
@@ -66,14 +70,42 @@ def _face_detailer(g: _Graph, image, model, clip, vae, pos, neg, seed: int) -> s
     det = g.add("UltralyticsDetectorProvider", model_name="bbox/face_yolov8m.pt")
     sam = g.add("SAMLoader", model_name="sam_vit_b_01ec64.pth", device_mode="AUTO")
     return g.add(
-        "FaceDetailer", image=image, model=model, clip=clip, vae=vae, positive=pos, negative=neg,
-        bbox_detector=[det, 0], segm_detector_opt=[det, 1], sam_model_opt=[sam, 0],
-        guide_size=512, guide_size_for=True, max_size=1024, seed=seed, steps=20, cfg=7.0,
-        sampler_name="euler", scheduler="normal", denoise=0.45, feather=5, noise_mask=True,
-        force_inpaint=True, bbox_threshold=0.5, bbox_dilation=10, bbox_crop_factor=3,
-        sam_detection_hint="center-1", sam_dilation=0, sam_threshold=0.93, sam_bbox_expansion=0,
-        sam_mask_hint_threshold=0.7, sam_mask_hint_use_negative="False", drop_size=10, wildcard="",
-        cycle=1, inpaint_model=False, noise_mask_feather=20,
+        "FaceDetailer",
+        image=image,
+        model=model,
+        clip=clip,
+        vae=vae,
+        positive=pos,
+        negative=neg,
+        bbox_detector=[det, 0],
+        segm_detector_opt=[det, 1],
+        sam_model_opt=[sam, 0],
+        guide_size=512,
+        guide_size_for=True,
+        max_size=1024,
+        seed=seed,
+        steps=20,
+        cfg=7.0,
+        sampler_name="euler",
+        scheduler="normal",
+        denoise=0.45,
+        feather=5,
+        noise_mask=True,
+        force_inpaint=True,
+        bbox_threshold=0.5,
+        bbox_dilation=10,
+        bbox_crop_factor=3,
+        sam_detection_hint="center-1",
+        sam_dilation=0,
+        sam_threshold=0.93,
+        sam_bbox_expansion=0,
+        sam_mask_hint_threshold=0.7,
+        sam_mask_hint_use_negative="False",
+        drop_size=10,
+        wildcard="",
+        cycle=1,
+        inpaint_model=False,
+        noise_mask_feather=20,
     )
 
 
@@ -89,8 +121,12 @@ def build(spec: Spec, seed: int = 123456789) -> dict:
         slots = spec.lora_stack + [("None", 1.0)] * (3 - len(spec.lora_stack))
         stack_inputs = {}
         for i, (lora, weight) in enumerate(slots, start=1):
-            stack_inputs |= {f"switch_{i}": "On" if lora != "None" else "Off", f"lora_name_{i}": lora,
-                             f"model_weight_{i}": weight, f"clip_weight_{i}": weight}
+            stack_inputs |= {
+                f"switch_{i}": "On" if lora != "None" else "Off",
+                f"lora_name_{i}": lora,
+                f"model_weight_{i}": weight,
+                f"clip_weight_{i}": weight,
+            }
         stack = g.add("CR LoRA Stack", **stack_inputs)
         node = g.add("CR Apply LoRA Stack", model=model, clip=clip, lora_stack=[stack, 0])
         model, clip = [node, 0], [node, 1]
@@ -109,33 +145,73 @@ def build(spec: Spec, seed: int = 123456789) -> dict:
         vae = [g.add("VAELoader", vae_name=spec.vae), 0]
     width, height = spec.size
     if spec.sdxl_text:
-        pos = g.add("CLIPTextEncodeSDXL", clip=clip, text_g=PROMPT_PLACEHOLDER, text_l=PROMPT_PLACEHOLDER,
-                    width=width, height=height, crop_w=0, crop_h=0, target_width=width, target_height=height)
+        pos = g.add(
+            "CLIPTextEncodeSDXL",
+            clip=clip,
+            text_g=PROMPT_PLACEHOLDER,
+            text_l=PROMPT_PLACEHOLDER,
+            width=width,
+            height=height,
+            crop_w=0,
+            crop_h=0,
+            target_width=width,
+            target_height=height,
+        )
     else:
         pos = g.add("CLIPTextEncode", clip=clip, text=PROMPT_PLACEHOLDER)
     neg = g.add("CLIPTextEncode", clip=clip, text=spec.negative)
     latent = g.add("EmptyLatentImage", width=width, height=height, batch_size=1)
-    common = dict(model=model, positive=[pos, 0], negative=[neg, 0], cfg=spec.cfg,
-                  sampler_name=spec.sampler, scheduler=spec.scheduler)
+    common = dict(
+        model=model,
+        positive=[pos, 0],
+        negative=[neg, 0],
+        cfg=spec.cfg,
+        sampler_name=spec.sampler,
+        scheduler=spec.scheduler,
+    )
     if spec.two_pass:
         split = spec.steps * 2 // 3
-        first = g.add("KSamplerAdvanced", **common, latent_image=[latent, 0], add_noise="enable", noise_seed=seed,
-                      steps=spec.steps, start_at_step=0, end_at_step=split, return_with_leftover_noise="enable")
-        samples = g.add("KSamplerAdvanced", **common, latent_image=[first, 0], add_noise="disable", noise_seed=seed,
-                        steps=spec.steps, start_at_step=split, end_at_step=10000, return_with_leftover_noise="disable")
+        first = g.add(
+            "KSamplerAdvanced",
+            **common,
+            latent_image=[latent, 0],
+            add_noise="enable",
+            noise_seed=seed,
+            steps=spec.steps,
+            start_at_step=0,
+            end_at_step=split,
+            return_with_leftover_noise="enable",
+        )
+        samples = g.add(
+            "KSamplerAdvanced",
+            **common,
+            latent_image=[first, 0],
+            add_noise="disable",
+            noise_seed=seed,
+            steps=spec.steps,
+            start_at_step=split,
+            end_at_step=10000,
+            return_with_leftover_noise="disable",
+        )
     else:
         samples = g.add("KSampler", **common, latent_image=[latent, 0], seed=seed, steps=spec.steps, denoise=1.0)
     if spec.hires:
         if spec.hires[0] == "latent":
             _, up_w, up_h, denoise = spec.hires
-            up = g.add("LatentUpscale", samples=[samples, 0], upscale_method="nearest-exact",
-                       width=up_w, height=up_h, crop="disabled")
+            up = g.add(
+                "LatentUpscale",
+                samples=[samples, 0],
+                upscale_method="nearest-exact",
+                width=up_w,
+                height=up_h,
+                crop="disabled",
+            )
         else:
             _, scale, denoise = spec.hires
-            up = g.add("LatentUpscaleBy", samples=[samples, 0], upscale_method="bilinear",
-                       scale_by=scale)
-        samples = g.add("KSampler", **common, latent_image=[up, 0], seed=seed, steps=max(spec.steps // 2, 4),
-                        denoise=denoise)
+            up = g.add("LatentUpscaleBy", samples=[samples, 0], upscale_method="bilinear", scale_by=scale)
+        samples = g.add(
+            "KSampler", **common, latent_image=[up, 0], seed=seed, steps=max(spec.steps // 2, 4), denoise=denoise
+        )
     image = [g.add("VAEDecode", samples=[samples, 0], vae=vae), 0]
     if spec.face:
         image = [_face_detailer(g, image, model, clip, vae, [pos, 0], [neg, 0], seed), 0]
@@ -146,10 +222,20 @@ def build(spec: Spec, seed: int = 123456789) -> dict:
     return g.nodes
 
 
-def build_refiner(name: str, base: str, negative: str, steps: int = 30, refiner_at: int = 24,
-                  cfg: float = 7.0, sampler: str = "dpmpp_2m", scheduler: str = "karras",
-                  size: tuple[int, int] = (1024, 1024), loras: list[tuple[str, float]] = (),
-                  upscale_model: str | None = None, seed: int = 123456789) -> dict:
+def build_refiner(
+    name: str,
+    base: str,
+    negative: str,
+    steps: int = 30,
+    refiner_at: int = 24,
+    cfg: float = 7.0,
+    sampler: str = "dpmpp_2m",
+    scheduler: str = "karras",
+    size: tuple[int, int] = (1024, 1024),
+    loras: list[tuple[str, float]] = (),
+    upscale_model: str | None = None,
+    seed: int = 123456789,
+) -> dict:
     """SDXL base + refiner: two KSamplerAdvanced passes, CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner."""
     g = _Graph()
     ckpt = g.add("CheckpointLoaderSimple", ckpt_name=base)
@@ -162,15 +248,36 @@ def build_refiner(name: str, base: str, negative: str, steps: int = 30, refiner_
     sdxl = dict(width=width, height=height, crop_w=0, crop_h=0, target_width=width, target_height=height)
     pos = g.add("CLIPTextEncodeSDXL", clip=clip, text_g=PROMPT_PLACEHOLDER, text_l=PROMPT_PLACEHOLDER, **sdxl)
     neg = g.add("CLIPTextEncodeSDXL", clip=clip, text_g=negative, text_l=negative, **sdxl)
-    rpos = g.add("CLIPTextEncodeSDXLRefiner", clip=[ref, 1], text=PROMPT_PLACEHOLDER, ascore=6.0, width=width, height=height)
+    rpos = g.add(
+        "CLIPTextEncodeSDXLRefiner", clip=[ref, 1], text=PROMPT_PLACEHOLDER, ascore=6.0, width=width, height=height
+    )
     rneg = g.add("CLIPTextEncodeSDXLRefiner", clip=[ref, 1], text=negative, ascore=2.5, width=width, height=height)
     latent = g.add("EmptyLatentImage", width=width, height=height, batch_size=1)
     shared = dict(cfg=cfg, sampler_name=sampler, scheduler=scheduler, noise_seed=seed, steps=steps)
-    first = g.add("KSamplerAdvanced", model=model, positive=[pos, 0], negative=[neg, 0], latent_image=[latent, 0],
-                  add_noise="enable", start_at_step=0, end_at_step=refiner_at, return_with_leftover_noise="enable", **shared)
-    second = g.add("KSamplerAdvanced", model=[ref, 0], positive=[rpos, 0], negative=[rneg, 0], latent_image=[first, 0],
-                   add_noise="disable", start_at_step=refiner_at, end_at_step=10000,
-                   return_with_leftover_noise="disable", **shared)
+    first = g.add(
+        "KSamplerAdvanced",
+        model=model,
+        positive=[pos, 0],
+        negative=[neg, 0],
+        latent_image=[latent, 0],
+        add_noise="enable",
+        start_at_step=0,
+        end_at_step=refiner_at,
+        return_with_leftover_noise="enable",
+        **shared,
+    )
+    second = g.add(
+        "KSamplerAdvanced",
+        model=[ref, 0],
+        positive=[rpos, 0],
+        negative=[rneg, 0],
+        latent_image=[first, 0],
+        add_noise="disable",
+        start_at_step=refiner_at,
+        end_at_step=10000,
+        return_with_leftover_noise="disable",
+        **shared,
+    )
     image = [g.add("VAEDecode", samples=[second, 0], vae=[ref, 2]), 0]
     if upscale_model:
         loader = g.add("UpscaleModelLoader", model_name=upscale_model)

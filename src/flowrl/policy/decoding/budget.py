@@ -44,13 +44,20 @@ class FlowBudget:
         rule = self.g.classes[row.cls]
         cost = sum(self.g.input_cost(rule, n) for n in self._missing(row, used_extra)) + 1
         has_output = row.has_output or rule.spec.is_output_node
-        return (cost + self.g.finish_cost(row.types(rule), has_output, row.has_sampler or self.g.is_sampler(row.cls)) + 1
-                + self._orphan_cost(row, rule) + self._handover_cost(row, row.cls))
+        return (
+            cost
+            + self.g.finish_cost(row.types(rule), has_output, row.has_sampler or self.g.is_sampler(row.cls))
+            + 1
+            + self._orphan_cost(row, rule)
+            + self._handover_cost(row, row.cls)
+        )
 
     def _orphan_step(self, row: RowState) -> str | None:
         """In finishing mode, the class to write next towards consuming the first orphan node; None when none can be."""
         types = row.types()
-        leftover = {k for k, _ in row.leftover}  # only a KSamplerAdvanced continues one (`_struct_forms` writes it when it fits)
+        leftover = {
+            k for k, _ in row.leftover
+        }  # only a KSamplerAdvanced continues one (`_struct_forms` writes it when it fits)
         for k in sorted(row.open - leftover):
             _, ct, _ = self.g.consumer(types, row.lines[k - 1])
             if ct is not None:
@@ -60,20 +67,25 @@ class FlowBudget:
     def _cost(self, row: RowState) -> float:
         """Estimated tokens still needed to reach a complete flow and EOS from this state."""
         if row.cls is None:
-            return (self.g.finish_cost(row.types(), row.has_output, row.has_sampler) + 1 + (2 if row.prefix else 0)
-                    + self._orphan_cost(row) + self._handover_cost(row, None))
+            return (
+                self.g.finish_cost(row.types(), row.has_output, row.has_sampler)
+                + 1
+                + (2 if row.prefix else 0)
+                + self._orphan_cost(row)
+                + self._handover_cost(row, None)
+            )
         rule = self.g.classes[row.cls]
         if row.name is None:
             return self._tail_cost(row) + (2 if row.prefix else 0)
         spec = rule.spec.inputs[row.name]
         if spec.kind == "link" or self._widget_forms(row, rule, row.name) is not None:
             forms = self._link_forms(row, spec) if spec.kind == "link" else self._widget_forms(row, rule, row.name)
-            value_cost = min((self.g.tok_len(w[len(row.value):]) for w in forms if w.startswith(row.value)), default=0)
+            value_cost = min((self.g.tok_len(w[len(row.value) :]) for w in forms if w.startswith(row.value)), default=0)
         elif spec.type in ("INT", "FLOAT"):
             value_cost = 0 if num_complete(row.value, spec) else len(num_target(spec)) + 1
         elif row.value.startswith('"') or not row.value:
             value_cost = 1 if row.value else self.g.tok_len(self.g.value_target(rule, row.name))
         else:
             bare = [w for w in rule.vocab.get(row.name, []) if w.startswith(row.value)]
-            value_cost = min((self.g.tok_len(w[len(row.value):]) for w in bare), default=0)
+            value_cost = min((self.g.tok_len(w[len(row.value) :]) for w in bare), default=0)
         return value_cost + self._tail_cost(row, row.name)

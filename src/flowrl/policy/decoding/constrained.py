@@ -21,7 +21,7 @@ import torch
 from transformers import LogitsProcessor
 
 from flowrl.comfy.catalog import Catalog, InputSpec
-from flowrl.comfy.usable import ADVANCED, is_refiner_checkpoint
+from flowrl.comfy.usable import ADVANCED
 from flowrl.comfy.validate import types_compatible
 from flowrl.encoding.grammar import (
     STR_CLOSED,
@@ -35,14 +35,22 @@ from flowrl.encoding.grammar import (
 )
 from flowrl.encoding.schema import Schema
 from flowrl.policy.decoding.budget import FlowBudget
-from flowrl.policy.decoding.flow_parse import FED_ONCE, SHARED_TYPES, FlowParse, RowState, _parsed, capped_spec, is_loader
+from flowrl.policy.decoding.flow_parse import (
+    FED_ONCE,
+    SHARED_TYPES,
+    FlowParse,
+    RowState,
+    _parsed,
+    capped_spec,
+    is_loader,
+)
+from flowrl.policy.decoding.rules import TrainingFlowRules
 from flowrl.policy.decoding.token_grammar import FlowGrammar
 
-CHECKPOINT = "CheckpointLoaderSimple"
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
 
 
-class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
+class FlowConstraint(FlowParse, FlowBudget, TrainingFlowRules, LogitsProcessor):
     """HF logits processor masking every token that would make the flow undecodable or invalid.
 
     Args:
@@ -57,9 +65,15 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
         grammar: a prebuilt FlowGrammar to share between processors of one tokenizer.
     """
 
-    def __init__(self, tokenizer, schema: Schema | None = None, catalog: Catalog | None = None,
-                 prompt_length: int | Sequence[int] | None = None, max_new_tokens: int | None = None,
-                 grammar: FlowGrammar | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        schema: Schema | None = None,
+        catalog: Catalog | None = None,
+        prompt_length: int | Sequence[int] | None = None,
+        max_new_tokens: int | None = None,
+        grammar: FlowGrammar | None = None,
+    ):
         self.g = grammar or FlowGrammar(tokenizer, schema, catalog)
         self.prompt_length = prompt_length
         self.max_new_tokens = max_new_tokens
@@ -69,7 +83,9 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
         self._all = torch.ones(self.g.vocab_size, dtype=torch.bool)
         self._hopeless = False
         self.n_dead_ends = 0  # rows where nothing was allowed (should stay 0; EOS is forced then)
-        self.forced: list[torch.Tensor] = []  # per step of the current generation: (B,) True where one token was allowed
+        self.forced: list[
+            torch.Tensor
+        ] = []  # per step of the current generation: (B,) True where one token was allowed
         self.allowed_steps: list[torch.Tensor] = []  # per step: (B, V) the tokens allowed (GRPO renormalises over them)
 
     # ------------------------------------------------------------ structure choices
@@ -83,34 +99,16 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
         for n in rule.required:
             spec = rule.spec.inputs[n]
             if spec.kind == "link" and spec.type in FED_ONCE:
-                targets = {k for k, outs in enumerate(row.lines, 1) if any(types_compatible(spec.type, t) for t in outs)}
+                targets = {
+                    k for k, outs in enumerate(row.lines, 1) if any(types_compatible(spec.type, t) for t in outs)
+                }
                 if targets and not targets - {k for c, m, k in row.fed if c == ct and m == n}:
                     return False
         return True
 
-    def _capped(self, row: RowState, ct: str) -> bool:
-        """Whether a new `ct` line would repeat the class more often than any training flow, or has no file left to load."""
-        if row.classes.count(ct) >= self.g.max_per_flow.get(ct, math.inf):
-            return True
-        rule = self.g.classes[ct]
-        return is_loader(rule.spec) and any(self._file_forms(row, ct, n) == [] for n in rule.required if n.endswith("_name"))
-
-    def _file_forms(self, row: RowState, ct: str, name: str) -> list[str] | None:
-        """The files a new `ct` loader line may load through `name` (None: an open field).
-
-        Rules every training flow keeps: no two loader lines load the same file, and of two checkpoints one is the SDXL
-        refiner (a user without a refiner gets one-pass flows, not a refining pass on another model).
-        """
-        forms = self.g.value_forms(self.g.classes[ct], name)
-        if forms is None:
-            return None
-        forms = [w for w in forms if (ct, name, w) not in row.loaded]
-        loaded = [w for c, n, w in row.loaded if (c, n) == (CHECKPOINT, "ckpt_name")]
-        if ct == CHECKPOINT and name == "ckpt_name" and loaded:
-            forms = [w for w in forms if is_refiner_checkpoint(w.strip('"')) != is_refiner_checkpoint(loaded[0].strip('"'))]
-        return forms
-
-    def _struct_forms(self, row: RowState, budget: float, finish: bool, capped: bool = True) -> tuple[dict[str, tuple], bool]:
+    def _struct_forms(
+        self, row: RowState, budget: float, finish: bool, capped: bool = True
+    ) -> tuple[dict[str, tuple], bool]:
         """Structural choices at a line start or item end: written form -> action, and whether EOS is allowed.
 
         `capped=False` (parsing what was sampled) leaves out the loader rules and the counts of training flows, which
@@ -130,12 +128,24 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
                     forms[self.g.classes[ct].form] = ("class", ct)
                 return forms, complete and (not row.open or not forms)
             for ct, rule in self.g.classes.items():
-                if not all(self._links_ok(types, rule.spec.inputs[n]) for n in rule.required if rule.spec.inputs[n].kind == "link"):
+                if not all(
+                    self._links_ok(types, rule.spec.inputs[n])
+                    for n in rule.required
+                    if rule.spec.inputs[n].kind == "link"
+                ):
                     continue
                 if not self._fresh(row, ct) or (capped and self._capped(row, ct)):
                     continue
-                after = sum(self.g.input_cost(rule, n) for n in rule.required) + 1 + self.g.finish_cost(
-                    row.types(rule), row.has_output or rule.spec.is_output_node, row.has_sampler or self.g.is_sampler(ct)) + 1
+                after = (
+                    sum(self.g.input_cost(rule, n) for n in rule.required)
+                    + 1
+                    + self.g.finish_cost(
+                        row.types(rule),
+                        row.has_output or rule.spec.is_output_node,
+                        row.has_sampler or self.g.is_sampler(ct),
+                    )
+                    + 1
+                )
                 after += self._orphan_cost(row, rule) + self._handover_cost(row, ct)
                 if self.g.tok_len(rule.form) + after + FINISH_SLACK <= budget:
                     forms[rule.form] = ("class", ct)
@@ -146,8 +156,12 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
         missing = self._missing(row)
         types = row.types()
         complete_line = not missing
-        eos_ok = (complete_line and (row.has_output or rule.spec.is_output_node) and (row.has_sampler or self.g.is_sampler(row.cls))
-                  and (finish or (not row.open and rule.spec.is_output_node)))
+        eos_ok = (
+            complete_line
+            and (row.has_output or rule.spec.is_output_node)
+            and (row.has_sampler or self.g.is_sampler(row.cls))
+            and (finish or (not row.open and rule.spec.is_output_node))
+        )
         if finish:
             consume = self._consuming_input(row)
             if missing:
@@ -177,30 +191,47 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
         """An unused input of the current line that could take an orphan node (finishing mode writes it)."""
         rule = self.g.classes[row.cls]
         for n, spec in rule.spec.inputs.items():
-            if (n not in row.used and spec.kind == "link" and n in rule.name_forms
-                    and any(types_compatible(spec.type, t) for k in row.open for t in row.lines[k - 1])):
+            if (
+                n not in row.used
+                and spec.kind == "link"
+                and n in rule.name_forms
+                and any(types_compatible(spec.type, t) for k in row.open for t in row.lines[k - 1])
+            ):
                 return n
         return None
 
     def _link_forms(self, row: RowState, spec: InputSpec, finish: bool = False) -> list[str]:
-        forms = [(k, f"@{k}" if j == 0 else f"@{k}.{j}") for k, outs in enumerate(row.lines, 1)
-                 for j, t in enumerate(outs) if types_compatible(spec.type, t)]
+        forms = [
+            (k, f"@{k}" if j == 0 else f"@{k}.{j}")
+            for k, outs in enumerate(row.lines, 1)
+            for j, t in enumerate(outs)
+            if types_compatible(spec.type, t)
+        ]
         # the prompt goes into the positive conditioning and never into the negative (a usable flow); a latent
         # or image goes into one input of one class once; finishing prefers orphans. Each rule only narrows
         # when a line of the right kind is left, so none can dead-end.
-        avoid = row.text_lines if spec.name == "positive" else row.prompt_lines if spec.name == "negative" else frozenset()
+        avoid = (
+            row.text_lines if spec.name == "positive" else row.prompt_lines if spec.name == "negative" else frozenset()
+        )
         if spec.type in FED_ONCE:
             avoid = avoid | {k for c, n, k in row.fed if c == row.cls and n == spec.name}
         if spec.type == "LATENT":
             # leftover noise goes only into a KSamplerAdvanced pass that continues it (comfy.usable.handover_problems)
-            avoid = avoid | ({k for k, _ in forms if not self._handover_fits(row, self._first_pass(row, k))} if row.cls == ADVANCED
-                             else {k for k, _ in row.leftover})
+            avoid = avoid | (
+                {k for k, _ in forms if not self._handover_fits(row, self._first_pass(row, k))}
+                if row.cls == ADVANCED
+                else {k for k, _ in row.leftover}
+            )
             denoise = dict(row.vals).get("denoise")
             if row.cls == "KSampler" and denoise is not None and _parsed(denoise) != 1:
                 avoid = avoid | row.empty_latents  # a partial denoise is a hires pass, on an upscaled latent
         if row.line_refiner is not None and spec.type in ("MODEL", "CONDITIONING"):
             # the SDXL refiner's model with the refiner's text encoders, a base model with the base's (usable.refiner_problems)
-            mismatched = {k for k, _ in forms if (k in (row.refiner_models if spec.type == "MODEL" else row.refiner_conds)) != row.line_refiner}
+            mismatched = {
+                k
+                for k, _ in forms
+                if (k in (row.refiner_models if spec.type == "MODEL" else row.refiner_conds)) != row.line_refiner
+            }
             avoid = avoid | mismatched
         kept = [(k, w) for k, w in forms if k not in avoid] or forms
         if finish or spec.type not in SHARED_TYPES:
@@ -245,8 +276,8 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
             matching = [w for w in forms if w.startswith(row.value) and w != row.value]
             if complete or not matching:
                 return [], complete
-            target = min(matching, key=lambda w: (g.tok_len(w[len(row.value):]), w))
-            return [("ids", tuple(g.greedy_next(target[len(row.value):])))], False
+            target = min(matching, key=lambda w: (g.tok_len(w[len(row.value) :]), w))
+            return [("ids", tuple(g.greedy_next(target[len(row.value) :])))], False
         return [("form", tuple(sorted(forms)), row.value)], complete
 
     # ------------------------------------------------------------ masks and transitions
@@ -260,15 +291,24 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
             if not complete:
                 return tuple(parts)
             # the state once this value ends (what the structure choices after it see)
-            end = replace(row, used=row.used | {row.name}, open=row.open - {link_target(row.value)}, name=None, value="",
-                          prefix="", line_text="")
+            end = replace(
+                row,
+                used=row.used | {row.name},
+                open=row.open - {link_target(row.value)},
+                name=None,
+                value="",
+                prefix="",
+                line_text="",
+            )
         else:
             end = row
         forms, eos_ok = self._struct_forms(end, budget, finish)
         if finish and end.prefix:
-            matching = [w for w in forms if w.startswith(end.prefix)] or [w for w in self._struct_forms(end, math.inf, False)[0] if w.startswith(end.prefix)]
+            matching = [w for w in forms if w.startswith(end.prefix)] or [
+                w for w in self._struct_forms(end, math.inf, False)[0] if w.startswith(end.prefix)
+            ]
             if matching:
-                parts.append(("ids", tuple(self.g.greedy_next(matching[0][len(end.prefix):]))))
+                parts.append(("ids", tuple(self.g.greedy_next(matching[0][len(end.prefix) :]))))
         elif finish:
             parts.extend(("ids", tuple(self.g.greedy_next(w))) for w in sorted(forms))
         else:
@@ -283,8 +323,12 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         last = self._last
-        same = (last is not None and input_ids.shape[0] == last.shape[0] and input_ids.shape[1] == last.shape[1] + 1
-                and torch.equal(input_ids[:, :-1], last))
+        same = (
+            last is not None
+            and input_ids.shape[0] == last.shape[0]
+            and input_ids.shape[1] == last.shape[1] + 1
+            and torch.equal(input_ids[:, :-1], last)
+        )
         if same:
             for r, row in enumerate(self.rows):
                 if input_ids.shape[1] - 1 >= self._starts[r]:
@@ -311,7 +355,9 @@ class FlowConstraint(FlowParse, FlowBudget, LogitsProcessor):
         self.forced.append(allowed.sum(1) == 1)
         self.allowed_steps.append(allowed)
         if allowed.shape[1] != scores.shape[1]:  # the model's vocabulary is padded beyond the tokenizer's
-            allowed = torch.cat([allowed, torch.zeros(allowed.shape[0], scores.shape[1] - allowed.shape[1], dtype=torch.bool)], 1)
+            allowed = torch.cat(
+                [allowed, torch.zeros(allowed.shape[0], scores.shape[1] - allowed.shape[1], dtype=torch.bool)], 1
+            )
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
 
 
@@ -329,7 +375,9 @@ def _cached_grammar(tokenizer, n_tokens: int, schema_file: Path | None) -> FlowG
     return FlowGrammar(tokenizer, Schema.load(schema_file) if schema_file else None)
 
 
-def constraint_processors(policy_cfg, tokenizer, max_new_tokens: int | None = None, schema: Schema | None = None) -> list[LogitsProcessor]:
+def constraint_processors(
+    policy_cfg, tokenizer, max_new_tokens: int | None = None, schema: Schema | None = None
+) -> list[LogitsProcessor]:
     """`[FlowConstraint(...)]` when `policy_cfg.constrained` is on, else `[]` (the one-line hook for sampling call sites).
 
     The grammar's value vocabularies are per field when a schema is given or saved with the tokenizer
@@ -339,8 +387,14 @@ def constraint_processors(policy_cfg, tokenizer, max_new_tokens: int | None = No
     if not getattr(policy_cfg, "constrained", False) or tokenizer is None:  # None: test fakes that sample no tokens
         return []
     try:
-        grammar = FlowGrammar(tokenizer, schema) if schema is not None else _cached_grammar(tokenizer, len(tokenizer), tokenizer_schema(tokenizer))
+        grammar = (
+            FlowGrammar(tokenizer, schema)
+            if schema is not None
+            else _cached_grammar(tokenizer, len(tokenizer), tokenizer_schema(tokenizer))
+        )
     except ConstraintError as exc:  # a tokenizer without the flow vocabulary (not a policy of this pipeline)
         warnings.warn(f"constrained decoding is off for this tokenizer: {exc}", stacklevel=2)
         return []
-    return [FlowConstraint(tokenizer, schema, max_new_tokens=max_new_tokens or policy_cfg.max_new_tokens, grammar=grammar)]
+    return [
+        FlowConstraint(tokenizer, schema, max_new_tokens=max_new_tokens or policy_cfg.max_new_tokens, grammar=grammar)
+    ]

@@ -35,8 +35,13 @@ from flowrl.encoding.grammar import (
     num_complete,
 )
 
-FED_ONCE = ("LATENT", "IMAGE")  # a latent or image goes into one input of one class once: a second such line duplicates the first
-SHARED_TYPES = ("CLIP",)  # links that go to a used line even while an unused one exists (a refiner's second encoder and the base's CLIP)
+FED_ONCE = (
+    "LATENT",
+    "IMAGE",
+)  # a latent or image goes into one input of one class once: a second such line duplicates the first
+SHARED_TYPES = (
+    "CLIP",
+)  # links that go to a used line even while an unused one exists (a refiner's second encoder and the base's CLIP)
 
 
 def capped_spec(spec: InputSpec, row: RowState, pass_vals: dict | None = None) -> InputSpec:
@@ -51,7 +56,10 @@ def capped_spec(spec: InputSpec, row: RowState, pass_vals: dict | None = None) -
         return replace(spec, max=cap, min=None if spec.min is None else min(spec.min, low))
     if pass_vals and spec.name in ("steps", "start_at_step", "end_at_step"):
         lo, hi = _pass_range(spec.name, pass_vals)
-        lo, hi = max(lo, -math.inf if spec.min is None else spec.min), min(hi, math.inf if spec.max is None else spec.max)
+        lo, hi = (
+            max(lo, -math.inf if spec.min is None else spec.min),
+            min(hi, math.inf if spec.max is None else spec.max),
+        )
         if lo <= hi:  # a range the field cannot meet stays as it was (no dead end; usable names the break)
             return replace(spec, min=None if lo == -math.inf else lo, max=None if hi == math.inf else hi)
     return spec
@@ -60,7 +68,9 @@ def capped_spec(spec: InputSpec, row: RowState, pass_vals: dict | None = None) -
 def _pass_range(name: str, vals: dict) -> tuple[float, float]:
     """Bounds on a KSamplerAdvanced pass's steps / start / end from what its line wrote: start < end, and
     end < steps exactly when it returns leftover noise (comfy.usable.handover_problems)."""
-    steps, start, end = (vals.get(n) if isinstance(vals.get(n), int) else None for n in ("steps", "start_at_step", "end_at_step"))
+    steps, start, end = (
+        vals.get(n) if isinstance(vals.get(n), int) else None for n in ("steps", "start_at_step", "end_at_step")
+    )
     leftover = vals.get("return_with_leftover_noise")
     lo, hi = -math.inf, math.inf
     if name == "end_at_step":
@@ -105,16 +115,24 @@ class RowState:
     text_lines: frozenset[int] = frozenset()  # finished lines that wrote another text (a negative prompt)
     line_text: str = ""  # '' / 'prompt' / 'text': what the current line wrote into a text input so far
     fed: frozenset[tuple[str, str, int]] = frozenset()  # (class, input, line) of every latent or image link written
-    limits: tuple[tuple[str, float], ...] = ()  # practical sampler settings of the checkpoint written ((input, max), ...)
+    limits: tuple[
+        tuple[str, float], ...
+    ] = ()  # practical sampler settings of the checkpoint written ((input, max), ...)
     group: str | None = None  # architecture group (sd15 / sdxl) of the first checkpoint or LoRA file written
     refiner_models: frozenset[int] = frozenset()  # finished lines whose MODEL is the SDXL refiner's (through patches)
     refiner_conds: frozenset[int] = frozenset()  # finished lines whose conditioning is the refiner's text encoder's
-    line_refiner: bool | None = None  # whether the current line's model (or conditioning) link is the refiner's; None: none yet
+    line_refiner: bool | None = (
+        None  # whether the current line's model (or conditioning) link is the refiner's; None: none yet
+    )
     vals: tuple[tuple[str, str], ...] = ()  # (input, written value) of the current line's finished widgets and links
-    leftover: tuple[tuple[int, tuple], ...] = ()  # (line, its inputs) of KSamplerAdvanced passes returned with leftover noise
+    leftover: tuple[
+        tuple[int, tuple], ...
+    ] = ()  # (line, its inputs) of KSamplerAdvanced passes returned with leftover noise
     empty_latents: frozenset[int] = frozenset()  # EmptyLatentImage lines (a KSampler on one denoises 1)
     classes: tuple[str, ...] = ()  # class of every finished line
-    loaded: frozenset[tuple[str, str, str]] = frozenset()  # (class, input, value) of the files finished loader lines load
+    loaded: frozenset[tuple[str, str, str]] = (
+        frozenset()
+    )  # (class, input, value) of the files finished loader lines load
 
     def types(self, with_current: ClassRule | None = None) -> frozenset[str]:
         out = {t for line in self.lines for t in line}
@@ -140,7 +158,7 @@ class FlowParse:
                     raise ConstraintError(f"unexpected text {p!r} at line {len(row.lines) + 1}")
                 row.prefix, text = p, ""
                 continue
-            action, text, row.prefix = forms[hit], p[len(hit):], ""
+            action, text, row.prefix = forms[hit], p[len(hit) :], ""
             if action[0] == "class":
                 row.cls, row.used = action[1], set()
             elif action[0] == "name":
@@ -207,7 +225,7 @@ class FlowParse:
             if any(w.startswith(p) for w in forms):
                 row.value, rest = p, ""
             elif longest is not None:
-                row.value, rest = longest, p[len(longest):]
+                row.value, rest = longest, p[len(longest) :]
             else:
                 raise ConstraintError(f"value {p!r} is not allowed for {row.cls}.{row.name}")
             complete = row.value in forms
@@ -252,8 +270,14 @@ class FlowParse:
         scheduler, start and add_noise; a pin holds only where all of them agree on a value or a few values.
         """
         vals = dict(row.vals)
-        lines = ([link_target(vals["latent_image"])] if "latent_image" in vals else
-                 [link_target(w) for w in self._link_forms(replace(row, value=""), self.g.classes[ADVANCED].spec.inputs["latent_image"])])
+        lines = (
+            [link_target(vals["latent_image"])]
+            if "latent_image" in vals
+            else [
+                link_target(w)
+                for w in self._link_forms(replace(row, value=""), self.g.classes[ADVANCED].spec.inputs["latent_image"])
+            ]
+        )
         firsts = [f for f in (self._first_pass(row, k) for k in lines) if self._handover_fits(row, f)]
         pins = {n: {handover_value(f, n) for f in firsts} for n in CONTINUED if n not in vals}
         return {n: w for n, w in pins.items() if w and None not in w}
@@ -273,7 +297,11 @@ class FlowParse:
         A pin that the field's range refuses is dropped (the flow still validates; the usable check then names the break).
         """
         forms = self.g.value_forms(rule, name)
-        if row.cls == "KSampler" and name == "denoise" and link_target(dict(row.vals).get("latent_image", "@0")) in row.empty_latents:
+        if (
+            row.cls == "KSampler"
+            and name == "denoise"
+            and link_target(dict(row.vals).get("latent_image", "@0")) in row.empty_latents
+        ):
             spec = capped_spec(rule.spec.inputs[name], row)
             return [w for w in ("1", "1.0") if num_complete(w, spec)] or forms  # a first pass denoises fully
         if row.cls != ADVANCED:
@@ -281,7 +309,9 @@ class FlowParse:
         if name == "return_with_leftover_noise":
             vals = self.pass_vals(row)
             steps, end = vals.get("steps"), vals.get("end_at_step")
-            wants = {"enable" if end < steps else "disable"} if isinstance(steps, int) and isinstance(end, int) else None
+            wants = (
+                {"enable" if end < steps else "disable"} if isinstance(steps, int) and isinstance(end, int) else None
+            )
         else:
             wants = self._pins(row).get(name)
         if wants is None:
@@ -307,7 +337,7 @@ class FlowParse:
         # a budget below the cheapest complete flow cannot be met: then only the grammar is enforced (no finishing mode)
         self._hopeless = self.max_new_tokens is not None and self.max_new_tokens < self._cost(self._new_row())
         for r, row in enumerate(self.rows):
-            for tok in input_ids[r, self._starts[r]:].tolist():
+            for tok in input_ids[r, self._starts[r] :].tolist():
                 self._advance(row, tok)
 
     def _advance(self, row: RowState, tok: int) -> None:

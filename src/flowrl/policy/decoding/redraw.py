@@ -28,8 +28,12 @@ class Drawn:
     draws: int
 
 
-def draw_usable(sample: Callable[[list[str], SamplingConfig], list[Completion]], prompts: Sequence[str], cfg: SamplingConfig,
-                retries: int) -> list[Drawn]:
+def draw_usable(
+    sample: Callable[[list[str], SamplingConfig], list[Completion]],
+    prompts: Sequence[str],
+    cfg: SamplingConfig,
+    retries: int,
+) -> list[Drawn]:
     """Sample one flow per prompt; redraw the prompts whose flow is not usable, at most `retries` times.
 
     Args:

@@ -33,7 +33,9 @@ class SamplingConfig:
     bf16: bool = False
 
     @classmethod
-    def from_policy(cls, cfg: PolicyConfig, seed: int, batch_size: int = 16, max_new_tokens: int | None = None) -> SamplingConfig:
+    def from_policy(
+        cls, cfg: PolicyConfig, seed: int, batch_size: int = 16, max_new_tokens: int | None = None
+    ) -> SamplingConfig:
         """Sampling settings from the `policy` params section."""
         return cls(cfg.temperature, cfg.top_p, max_new_tokens or cfg.max_new_tokens, batch_size, seed, cfg.bf16)
 
@@ -51,7 +53,9 @@ class Completion:
 class StepScorer(Protocol):
     """One decoding step: next-token log-probs (B, V) float32 for the last position, and the new cache."""
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, past_key_values) -> tuple[torch.Tensor, object]: ...
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, past_key_values
+    ) -> tuple[torch.Tensor, object]: ...
 
 
 class ModelScorer:
@@ -75,7 +79,9 @@ class ModelScorer:
         return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
 
 
-def build_processors(cfg: SamplingConfig, logits_processor: Sequence[LogitsProcessor] | None = None) -> LogitsProcessorList:
+def build_processors(
+    cfg: SamplingConfig, logits_processor: Sequence[LogitsProcessor] | None = None
+) -> LogitsProcessorList:
     """Extra processors first (they see log-probs), then temperature and top-p."""
     processors = LogitsProcessorList(list(logits_processor or []))
     if cfg.temperature != 1.0:
@@ -107,7 +113,9 @@ def generate_ids(
         (B, T) generated ids, T <= max_new_tokens; after EOS a row holds `pad_token_id`.
     """
     processors = build_processors(cfg, logits_processor)
-    autocast = device_autocast(input_ids.device, cfg.bf16)  # CPU: as configured; a bf16 GPU: always (flowrl.runtime.device)
+    autocast = device_autocast(
+        input_ids.device, cfg.bf16
+    )  # CPU: as configured; a bf16 GPU: always (flowrl.runtime.device)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     ids, step_ids, past = input_ids, input_ids, None
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -140,13 +148,18 @@ def sample_completions(
 ) -> list[Completion]:
     """Sample one flow per prompt (wrapped in the SFT template), `cfg.batch_size` prompts at a time."""
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos, pad = (
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
     results: list[Completion] = []
     batches = range(0, len(prompts), cfg.batch_size)
     for start in tqdm(batches, desc=desc, unit="batch", disable=len(batches) < 2):
         chunk = prompts[start : start + cfg.batch_size]
         enc = tokenizer([format_prompt(p) for p in chunk], return_tensors="pt", padding=True, padding_side="left")
-        out = generate_ids(scorer, enc.input_ids.to(device), enc.attention_mask.to(device), cfg, eos, pad, generator, logits_processor)
+        out = generate_ids(
+            scorer, enc.input_ids.to(device), enc.attention_mask.to(device), cfg, eos, pad, generator, logits_processor
+        )
         for prompt, row in zip(chunk, out.tolist(), strict=True):
             finished = eos in row
             ids = row[: row.index(eos)] if finished else row
@@ -166,4 +179,3 @@ def sample_flows(
     """Sample one flow per prompt from a single model (or one named peft adapter of it)."""
     model.eval()
     return sample_completions(ModelScorer(model, adapter), tokenizer, prompts, cfg, logits_processor, model.device)
-

@@ -38,7 +38,9 @@ class FlowGrammar:
     def __init__(self, tokenizer, schema: Schema | None = None, catalog: Catalog | None = None):
         self.catalog = catalog or load_catalog()
         vocab_size = len(tokenizer)
-        self.tokens = tokenizer.batch_decode([[i] for i in range(vocab_size)], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        self.tokens = tokenizer.batch_decode(
+            [[i] for i in range(vocab_size)], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
         special = set(tokenizer.all_special_ids)
         self.eos = tokenizer.eos_token_id
         self.by_text: dict[str, list[int]] = {}
@@ -53,31 +55,57 @@ class FlowGrammar:
             added = {t.content for t in tokenizer.added_tokens_decoder.values() if not t.special}
             names = [ct for ct in self.catalog.specs if class_token(ct) in added]
         if not names:
-            raise ConstraintError("no class type of the schema (or flow token of the tokenizer) is in the node catalog; "
-                                  "rerun the encode stage (dvc repro encode) and load the policy with its flow tokens")
+            raise ConstraintError(
+                "no class type of the schema (or flow token of the tokenizer) is in the node catalog; "
+                "rerun the encode stage (dvc repro encode) and load the policy with its flow tokens"
+            )
         self.classes: dict[str, ClassRule] = {}
-        structural = {class_token(ct) for ct in self.catalog.specs} | {name_token(n) for s in self.catalog.specs.values() for n in s.inputs}
+        structural = {class_token(ct) for ct in self.catalog.specs} | {
+            name_token(n) for s in self.catalog.specs.values() for n in s.inputs
+        }
         # without a schema, the tokenizer's flow value tokens (model names, samplers, '<prompt>') stand in for every field's vocabulary
-        token_values = sorted(t.content for t in tokenizer.added_tokens_decoder.values()
-                              if not t.special and t.content not in structural and not t.content.startswith("@"))
+        token_values = sorted(
+            t.content
+            for t in tokenizer.added_tokens_decoder.values()
+            if not t.special and t.content not in structural and not t.content.startswith("@")
+        )
         for ct in sorted(names):
             spec = policy_spec(self.catalog.get(ct))
             if schema is not None:
                 spec = narrowed_spec(spec, schema.classes[ct])
-                values = {n: [v for v in f.vocab if isinstance(v, str) and v.strip()] for n, f in schema.classes[ct].fields.items()}
+                values = {
+                    n: [v for v in f.vocab if isinstance(v, str) and v.strip()]
+                    for n, f in schema.classes[ct].fields.items()
+                }
             else:
-                values = {n: token_values for n, i in spec.inputs.items() if i.kind == "widget" and i.type in ("STRING", "COMBO")}
+                values = {
+                    n: token_values
+                    for n, i in spec.inputs.items()
+                    if i.kind == "widget" and i.type in ("STRING", "COMBO")
+                }
             vocab = {}
             for n, vals in values.items():
                 if n in spec.inputs:
                     forms = sorted({value_text(v) for v in vals})
-                    vocab[n] = [w for w in forms if check_value(spec.inputs[n], json.loads(w) if w.startswith('"') else w) is None]
-            self.classes[ct] = ClassRule(spec, class_token(ct), {n: name_token(n) for n in spec.inputs},
-                                         [n for n, i in spec.inputs.items() if i.required], vocab)
+                    vocab[n] = [
+                        w
+                        for w in forms
+                        if check_value(spec.inputs[n], json.loads(w) if w.startswith('"') else w) is None
+                    ]
+            self.classes[ct] = ClassRule(
+                spec,
+                class_token(ct),
+                {n: name_token(n) for n in spec.inputs},
+                [n for n, i in spec.inputs.items() if i.required],
+                vocab,
+            )
         # no flow repeats a class more often than a training flow did (a model that cannot find its favourite file
         # otherwise writes loader after loader); unknown counts (no schema, an old one) leave a class uncapped
-        self.max_per_flow = {ct: schema.classes[ct].max_per_graph for ct in self.classes
-                             if schema is not None and schema.classes[ct].max_per_graph > 0}
+        self.max_per_flow = {
+            ct: schema.classes[ct].max_per_graph
+            for ct in self.classes
+            if schema is not None and schema.classes[ct].max_per_graph > 0
+        }
         # a text-to-image flow denoises a latent with a model: EOS waits for a sampler (docs/policy.md)
         self.samplers = sorted(ct for ct, r in self.classes.items() if spec_is_sampler(r.spec))
         self._json_tables()
@@ -108,7 +136,7 @@ class FlowGrammar:
             pos = count = 0
             while pos < len(text):
                 for L in range(min(self.max_token_chars, len(text) - pos), 0, -1):
-                    if text[pos:pos + L] in self.by_text:
+                    if text[pos : pos + L] in self.by_text:
                         break
                 else:
                     L = 1  # no token for this character: counted as one
@@ -157,7 +185,7 @@ class FlowGrammar:
             ids: list[int] = []
             for w in forms:
                 if w.startswith(prefix) and w != prefix:
-                    rest = w[len(prefix):]
+                    rest = w[len(prefix) :]
                     ids.extend(self.by_text.get(rest) or self.greedy_next(rest))
             mask = self.ids_mask(ids)
             self._remember(key, mask)
@@ -298,10 +326,16 @@ class FlowGrammar:
             for ct, rule in self.classes.items():
                 for n, i in rule.spec.inputs.items():
                     if i.kind == "link" and any(types_compatible(i.type, o) for o in outputs):
-                        need = sum(best.get(rule.spec.inputs[m].type, (math.inf, ""))[0] for m in rule.required
-                                   if rule.spec.inputs[m].kind == "link" and not self.provides(types | frozenset(outputs), rule.spec.inputs[m].type))
+                        need = sum(
+                            best.get(rule.spec.inputs[m].type, (math.inf, ""))[0]
+                            for m in rule.required
+                            if rule.spec.inputs[m].kind == "link"
+                            and not self.provides(types | frozenset(outputs), rule.spec.inputs[m].type)
+                        )
                         extra = 0 if n in rule.required else self.input_cost(rule, n)
-                        found.append((self.line_cost(ct) + extra + need + (0 if rule.spec.is_output_node else out_cost), ct, n))
+                        found.append(
+                            (self.line_cost(ct) + extra + need + (0 if rule.spec.is_output_node else out_cost), ct, n)
+                        )
                         break
             self._memo[key] = min(found, default=(math.inf, None, None))
         return self._memo[key]

@@ -1,0 +1,46 @@
+"""Rules every training flow keeps that constrained decoding adds to the grammar: no class more often than in any
+training flow (the schema's `max_per_graph`), one loader line per file, and of two checkpoints one the SDXL refiner.
+
+A model that cannot find its favourite checkpoint on a user's ComfyUI otherwise writes loader after loader.
+`TrainingFlowRules` is a mixin of `FlowConstraint` (flowrl.policy.decoding.constrained): it reads the grammar
+(`self.g`); `_struct_forms` asks `_capped` for each class, and `_value_parts` narrows file values by `_file_forms`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from flowrl.comfy.usable import is_refiner_checkpoint
+from flowrl.policy.decoding.flow_parse import RowState, is_loader
+
+CHECKPOINT = "CheckpointLoaderSimple"
+
+
+class TrainingFlowRules:
+    """Class counts and loader rules of the training flows (see the module docstring)."""
+
+    def _capped(self, row: RowState, ct: str) -> bool:
+        """Whether a new `ct` line would repeat the class more often than any training flow, or has no file left to load."""
+        if row.classes.count(ct) >= self.g.max_per_flow.get(ct, math.inf):
+            return True
+        rule = self.g.classes[ct]
+        return is_loader(rule.spec) and any(
+            self._file_forms(row, ct, n) == [] for n in rule.required if n.endswith("_name")
+        )
+
+    def _file_forms(self, row: RowState, ct: str, name: str) -> list[str] | None:
+        """The files a new `ct` loader line may load through `name` (None: an open field).
+
+        Rules every training flow keeps: no two loader lines load the same file, and of two checkpoints one is the SDXL
+        refiner (a user without a refiner gets one-pass flows, not a refining pass on another model).
+        """
+        forms = self.g.value_forms(self.g.classes[ct], name)
+        if forms is None:
+            return None
+        forms = [w for w in forms if (ct, name, w) not in row.loaded]
+        loaded = [w for c, n, w in row.loaded if (c, n) == (CHECKPOINT, "ckpt_name")]
+        if ct == CHECKPOINT and name == "ckpt_name" and loaded:
+            forms = [
+                w for w in forms if is_refiner_checkpoint(w.strip('"')) != is_refiner_checkpoint(loaded[0].strip('"'))
+            ]
+        return forms
