@@ -446,3 +446,11 @@ def test_a_user_without_a_refiner_gets_no_second_checkpoint(setup):
     assert "CheckpointLoaderSimple" in allowed_after(fc, "") and "CheckpointLoaderSimple" not in allowed_after(
         fc, CKPT + "\n"
     )
+    # ... nor the refiner's text encoder, whose conditioning fits only the refiner
+    assert "CLIPTextEncodeSDXLRefiner" not in allowed_after(fc, CKPT + "\n")
+
+
+def test_the_refiners_text_encoder_only_after_the_refiner(fc):
+    refiner = "CheckpointLoaderSimple ckpt_name=sd_xl_refiner_1.0.safetensors\n"
+    assert "CLIPTextEncodeSDXLRefiner" not in allowed_after(fc, CKPT + "\n")
+    assert "CLIPTextEncodeSDXLRefiner" in allowed_after(fc, CKPT + "\n" + refiner)

@@ -1,5 +1,6 @@
 """Rules every training flow keeps that constrained decoding adds to the grammar: no class more often than in any
-training flow (the schema's `max_per_graph`), one loader line per file, and of two checkpoints one the SDXL refiner.
+training flow (the schema's `max_per_graph`), one loader line per file, of two checkpoints one the SDXL refiner, and
+the refiner's text encoder only once the refiner is loaded.
 
 A model that cannot find its favourite checkpoint on a user's ComfyUI otherwise writes loader after loader.
 `TrainingFlowRules` is a mixin of `FlowConstraint` (flowrl.policy.decoding.constrained): it reads the grammar
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from flowrl.comfy.usable import is_refiner_checkpoint
+from flowrl.comfy.usable import REFINER_ENCODERS, is_refiner_checkpoint
 from flowrl.policy.decoding.flow_parse import RowState, is_loader
 
 CHECKPOINT = "CheckpointLoaderSimple"
@@ -23,6 +24,10 @@ class TrainingFlowRules:
         """Whether a new `ct` line would repeat the class more often than any training flow, or has no file left to load."""
         if row.classes.count(ct) >= self.g.max_per_flow.get(ct, math.inf):
             return True
+        if ct in REFINER_ENCODERS and not any(
+            c == CHECKPOINT and is_refiner_checkpoint(w.strip('"')) for c, _, w in row.loaded
+        ):
+            return True  # the refiner's text encoder only after the refiner is loaded (its conditioning fits no other model)
         rule = self.g.classes[ct]
         return is_loader(rule.spec) and any(
             self._file_forms(row, ct, n) == [] for n in rule.required if n.endswith("_name")
