@@ -312,7 +312,7 @@ class GRPOStageConfig(LoraSection):
         16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16)."
     )
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
-    max_steps: int = Field(160, description="Optimizer steps; -1 = num_epochs over the train prompts.")
+    max_steps: int = Field(40, description="Optimizer steps; -1 = num_epochs over the train prompts.")
     num_epochs: float = Field(2.0, gt=0, description="Epochs over the train prompts when max_steps is -1 (paper: 2).")
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate (paper: 5e-6).")
     lr_scheduler: str = Field("constant", description="transformers scheduler name.")
