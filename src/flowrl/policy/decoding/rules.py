@@ -24,9 +24,7 @@ class TrainingFlowRules:
         """Whether a new `ct` line would repeat the class more often than any training flow, or has no file left to load."""
         if row.classes.count(ct) >= self.g.max_per_flow.get(ct, math.inf):
             return True
-        if ct in REFINER_ENCODERS and not any(
-            c == CHECKPOINT and is_refiner_checkpoint(w.strip('"')) for c, _, w in row.loaded
-        ):
+        if ct in REFINER_ENCODERS and not row.refiner_models:
             return True  # the refiner's text encoder only after the refiner is loaded (its conditioning fits no other model)
         rule = self.g.classes[ct]
         return is_loader(rule.spec) and any(
