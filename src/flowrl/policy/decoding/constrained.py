@@ -18,7 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessor
 
 from flowrl.comfy.catalog import Catalog, InputSpec
 from flowrl.comfy.usable import ADVANCED
@@ -50,7 +49,7 @@ from flowrl.policy.decoding.token_grammar import FlowGrammar
 FINISH_SLACK = 4  # spare tokens kept when deciding to steer towards the end (cost estimates are approximate)
 
 
-class FlowConstraint(FlowParse, FlowBudget, TrainingFlowRules, LogitsProcessor):
+class FlowConstraint(FlowParse, FlowBudget, TrainingFlowRules):
     """HF logits processor masking every token that would make the flow undecodable or invalid.
 
     Args:
@@ -149,6 +148,7 @@ class FlowConstraint(FlowParse, FlowBudget, TrainingFlowRules, LogitsProcessor):
                 after += self._orphan_cost(row, rule) + self._handover_cost(row, ct)
                 if self.g.tok_len(rule.form) + after + FINISH_SLACK <= budget:
                     forms[rule.form] = ("class", ct)
+            forms = self._without_dead_ends(row, forms) if capped else forms
             # EOS only once every node feeds something (an orphan node is a flow nobody would write),
             # unless the budget leaves no other line to write
             return forms, complete and (not row.open or not forms)
@@ -377,7 +377,7 @@ def _cached_grammar(tokenizer, n_tokens: int, schema_file: Path | None) -> FlowG
 
 def constraint_processors(
     policy_cfg, tokenizer, max_new_tokens: int | None = None, schema: Schema | None = None
-) -> list[LogitsProcessor]:
+) -> list[FlowConstraint]:
     """`[FlowConstraint(...)]` when `policy_cfg.constrained` is on, else `[]` (the one-line hook for sampling call sites).
 
     The grammar's value vocabularies are per field when a schema is given or saved with the tokenizer

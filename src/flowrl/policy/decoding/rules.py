@@ -1,6 +1,7 @@
 """Rules every training flow keeps that constrained decoding adds to the grammar: no class more often than in any
-training flow (the schema's `max_per_graph`), one loader line per file, of two checkpoints one the SDXL refiner, and
-the refiner's text encoder only once the refiner is loaded.
+training flow (the schema's `max_per_graph`), no node that no class could still consume within those counts, one
+loader line per file, of two checkpoints one the SDXL refiner, and the refiner's text encoder only once the refiner is
+loaded.
 
 A model that cannot find its favourite checkpoint on a user's ComfyUI otherwise writes loader after loader.
 `TrainingFlowRules` is a mixin of `FlowConstraint` (flowrl.policy.decoding.constrained): it reads the grammar
@@ -10,6 +11,7 @@ A model that cannot find its favourite checkpoint on a user's ComfyUI otherwise 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from flowrl.comfy.usable import REFINER_ENCODERS, is_refiner_checkpoint
 from flowrl.policy.decoding.flow_parse import RowState, is_loader
@@ -30,6 +32,34 @@ class TrainingFlowRules:
         return is_loader(rule.spec) and any(
             self._file_forms(row, ct, n) == [] for n in rule.required if n.endswith("_name")
         )
+
+    def _without_dead_ends(self, row: RowState, forms: dict[str, tuple]) -> dict[str, tuple]:
+        """The line starts among `forms` whose class could still feed an output node, or all of `forms` when none
+        could (narrowing only while a choice is left, this rule never dead-ends a flow)."""
+        kept = {w: a for w, a in forms.items() if a[0] != "class" or not self._no_consumer_left(row, a[1])}
+        return kept or forms
+
+    def _no_consumer_left(self, row: RowState, ct: str) -> bool:
+        """Whether a new `ct` line (no output node) could no longer reach an output node through classes below their
+        training-flow counts: a CLIPSetLastLayer once both CLIPTextEncode lines are written, a second latent branch once
+        the VAEDecode and SaveImage lines are. A training flow never fails this: the chain that consumes a node comes
+        later in the same flow, so each class on it is below its count when the node is written."""
+        if self.g.classes[ct].spec.is_output_node:
+            return False
+        counts = Counter(row.classes)
+        counts[ct] += 1
+        seen = set(self.g.classes[ct].spec.outputs)
+        frontier = list(seen)
+        while frontier:
+            for c in self.g.consumers_of(frontier.pop()):
+                if counts[c] >= self.g.max_per_flow.get(c, math.inf):
+                    continue
+                spec = self.g.classes[c].spec
+                if spec.is_output_node:
+                    return False
+                frontier += [o for o in spec.outputs if o not in seen]
+                seen.update(spec.outputs)
+        return True
 
     def _file_forms(self, row: RowState, ct: str, name: str) -> list[str] | None:
         """The files a new `ct` loader line may load through `name` (None: an open field).

@@ -340,6 +340,17 @@ class FlowGrammar:
             self._memo[key] = min(found, default=(math.inf, None, None))
         return self._memo[key]
 
+    def consumers_of(self, out: str) -> list[str]:
+        """The classes with a link input that takes an output of type `out`."""
+        key = ("consumers_of", out)
+        if key not in self._memo:
+            self._memo[key] = [
+                ct
+                for ct, rule in self.classes.items()
+                if any(i.kind == "link" and types_compatible(i.type, out) for i in rule.spec.inputs.values())
+            ]
+        return self._memo[key]
+
     def is_sampler(self, ct: str) -> bool:
         return ct in self.samplers
 
