@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from flowrl.encoding.codec import encode_flow
-from flowrl.policy.inference import PolicyInputError, check_sampling_params, read_prompts
+from flowrl.policy.requests import PolicyInputError, check_sampling_params, read_prompts
 from flowrl.tracking import pyfunc
 from tests.tracking import test_pyfunc as tiny
 from tests.tracking.test_serve import free_port
@@ -86,7 +86,7 @@ KINDS = {
         0,
     ),
     "malformed-json": (b'{"inputs": ["a fox"', 400, [], 0),
-    # the shapes the error hints recommend (inference.SEND) and other batch shapes: every prompt answered, none dropped
+    # the shapes the error hints recommend (requests.SEND) and other batch shapes: every prompt answered, none dropped
     "good-prompt-column": ({"inputs": {"prompt": ["a fox", "a cat"]}}, 200, [], 2),
     "good-prompt-key-one": ({"inputs": {"prompt": "a fox"}}, 200, [], 1),
     "good-one-row-of-two": ({"inputs": [["a fox", "a cat"]]}, 200, [], 2),

@@ -15,7 +15,8 @@ from flowrl.comfy.graph import PROMPT_PLACEHOLDER
 from flowrl.comfy.validate import validate_graph
 from flowrl.encoding.codec import encode_flow
 from flowrl.params.model import load_params
-from flowrl.policy.inference import FlowPolicy, PolicyInputError, ServingSettings, flow_to_workflow, read_prompts
+from flowrl.policy.inference import FlowPolicy, ServingSettings, flow_to_workflow
+from flowrl.policy.requests import PolicyInputError, read_prompts
 from flowrl.tracking import pyfunc
 
 REPO = Path(__file__).resolve().parents[2]

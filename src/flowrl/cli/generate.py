@@ -271,7 +271,8 @@ def _generate(
 
     try:
         from flowrl.comfy.client import check_server_url
-        from flowrl.policy.inference import ServingSettings, check_sampling_params, read_prompts
+        from flowrl.policy.inference import ServingSettings
+        from flowrl.policy.requests import check_sampling_params, read_prompts
 
         # cheap checks first (no params file, no model): nothing is loaded until the arguments are known to be usable
         read_prompts([prompt])

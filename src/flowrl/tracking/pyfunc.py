@@ -25,18 +25,8 @@ from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from flowrl.comfy.object_info import ObjectInfoError, object_info_from_text
 from flowrl.io import write_json
-from flowrl.policy.inference import (
-    BASE,
-    GRPO,
-    PARAMS,
-    SETTINGS,
-    SFT,
-    FlowPolicy,
-    PolicyInputError,
-    PolicyModelError,
-    ServingSettings,
-    local_base,
-)
+from flowrl.policy.inference import BASE, GRPO, SETTINGS, SFT, FlowPolicy, PolicyModelError, ServingSettings, local_base
+from flowrl.policy.requests import PARAMS, PolicyInputError
 
 SETTINGS_FILE = "settings.json"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/flowrl, shipped with the model as code
