@@ -67,3 +67,17 @@ def test_processor_hook_and_eos_stop(tiny):
     unforced = sample_flows(model, tok, PROMPTS[:1], SamplingConfig(max_new_tokens=6, batch_size=1, seed=5))
     assert not unforced[0].finished and len(unforced[0].token_ids) == 6
     assert unforced[0].token_ids[:4] == out[0].token_ids  # the hook changed nothing before it fired
+
+
+def test_top_p_and_temperature_filter_as_transformers_warpers():
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from flowrl.policy.decoding.sampling import build_processors
+
+    torch.manual_seed(0)
+    scores = torch.randn(4, 50)
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    for top_p in (0.1, 0.5, 0.9):
+        got = build_processors(SamplingConfig(temperature=0.7, top_p=top_p))(ids, scores)
+        want = TopPLogitsWarper(top_p)(ids, TemperatureLogitsWarper(0.7)(ids, scores))
+        assert torch.equal(got, want) and torch.isinf(got).any()

