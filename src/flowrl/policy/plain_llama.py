@@ -65,8 +65,6 @@ class PlainOutput:
 class PlainLlama:
     """Llama weights and a KV-cached forward; called like `LlamaForCausalLM` by `ModelScorer` (flowrl.policy.decoding.sampling)."""
 
-    device = torch.device("cpu")
-
     def __init__(self, config: dict, weights: dict[str, torch.Tensor]):
         self.config = _Config(config)
         self.w = weights
@@ -94,9 +92,6 @@ class PlainLlama:
         if adapter is not None:
             merge_lora(weights, Path(adapter))
         return cls(config, weights)
-
-    def eval(self) -> PlainLlama:
-        return self
 
     def _rms_norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
         dtype = x.dtype

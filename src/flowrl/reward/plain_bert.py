@@ -49,9 +49,6 @@ class PlainBert:
         folder = Path(folder)
         return cls(json.loads((folder / CONFIG).read_text()), load_file(str(folder / WEIGHTS)))
 
-    def eval(self) -> PlainBert:
-        return self
-
     def parameters(self):
         """For `model_device`: where the weights are."""
         return iter(self.w.values())

@@ -35,31 +35,23 @@ class TrainingFlowRules:
 
     def _without_dead_ends(self, row: RowState, forms: dict[str, tuple]) -> dict[str, tuple]:
         """The line starts among `forms` whose class could still feed an output node, or all of `forms` when none
-        could (narrowing only while a choice is left, this rule never dead-ends a flow)."""
-        kept = {w: a for w, a in forms.items() if a[0] != "class" or not self._no_consumer_left(row, a[1])}
-        return kept or forms
+        could (narrowing only while a choice is left, this rule never dead-ends a flow).
 
-    def _no_consumer_left(self, row: RowState, ct: str) -> bool:
-        """Whether a new `ct` line (no output node) could no longer reach an output node through classes below their
-        training-flow counts: a CLIPSetLastLayer once both CLIPTextEncode lines are written, a second latent branch once
-        the VAEDecode and SaveImage lines are. A training flow never fails this: the chain that consumes a node comes
-        later in the same flow, so each class on it is below its count when the node is written."""
-        if self.g.classes[ct].spec.is_output_node:
-            return False
+        A new line is a dead end when no chain of classes below their training-flow counts leads from its outputs to an
+        output node: a CLIPSetLastLayer once both CLIPTextEncode lines are written, a second latent branch once the
+        VAEDecode and SaveImage lines are. A training flow never is one: the chain that consumes a node comes later in
+        the same flow, so each class on it is below its count when the node is written."""
         counts = Counter(row.classes)
-        counts[ct] += 1
-        seen = set(self.g.classes[ct].spec.outputs)
-        frontier = list(seen)
-        while frontier:
-            for c in self.g.consumers_of(frontier.pop()):
-                if counts[c] >= self.g.max_per_flow.get(c, math.inf):
-                    continue
-                spec = self.g.classes[c].spec
-                if spec.is_output_node:
-                    return False
-                frontier += [o for o in spec.outputs if o not in seen]
-                seen.update(spec.outputs)
-        return True
+        cap = lambda c: self.g.max_per_flow.get(c, math.inf)  # noqa: E731
+        full = frozenset(c for c, n in counts.items() if n >= cap(c))
+
+        def dead_end(ct: str) -> bool:
+            spec = self.g.classes[ct].spec
+            blocked = full | {ct} if counts[ct] + 1 >= cap(ct) else full
+            return not spec.is_output_node and not self.g.reaches_output(tuple(spec.outputs), blocked)
+
+        kept = {w: a for w, a in forms.items() if a[0] != "class" or not dead_end(a[1])}
+        return kept or forms
 
     def _file_forms(self, row: RowState, ct: str, name: str) -> list[str] | None:
         """The files a new `ct` loader line may load through `name` (None: an open field).

@@ -340,15 +340,23 @@ class FlowGrammar:
             self._memo[key] = min(found, default=(math.inf, None, None))
         return self._memo[key]
 
-    def consumers_of(self, out: str) -> list[str]:
-        """The classes with a link input that takes an output of type `out`."""
-        key = ("consumers_of", out)
+    def reaches_output(self, outputs: tuple[str, ...], blocked: frozenset[str]) -> bool:
+        """Whether a chain of classes outside `blocked` leads from a node with `outputs` to an output node."""
+        key = ("reaches_output", outputs, blocked)
         if key not in self._memo:
-            self._memo[key] = [
-                ct
-                for ct, rule in self.classes.items()
-                if any(i.kind == "link" and types_compatible(i.type, out) for i in rule.spec.inputs.values())
-            ]
+            seen, frontier, found = set(outputs), list(outputs), False
+            while frontier and not found:
+                out = frontier.pop()
+                for ct, rule in self.classes.items():
+                    spec = rule.spec
+                    if ct in blocked or not any(
+                        i.kind == "link" and types_compatible(i.type, out) for i in spec.inputs.values()
+                    ):
+                        continue
+                    found = found or spec.is_output_node
+                    frontier += [o for o in spec.outputs if o not in seen]
+                    seen.update(spec.outputs)
+            self._memo[key] = found
         return self._memo[key]
 
     def is_sampler(self, ct: str) -> bool:
