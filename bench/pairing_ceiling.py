@@ -3,10 +3,13 @@
 `sft.pairing: reward` draws each SFT prompt's flows with probability ∝ exp(z / T) over the surrogate
 ensemble's standardised scores of the training flows for that prompt. A policy that imitated those
 pairs perfectly would deliver such draws; this bench scores them with the simulator on dev prompts
-(the half of the holdout that settings are tuned on; evaluate reports on the other), beside comfygen's pick, at several temperatures and with
-all training flows or a random 128 as candidates: mean score, win rate against comfygen and the
-adaptivity gain (score on the own prompt minus on another test prompt). Needs the reward, flows,
-encode and triplets stages of a run (FLOWRL_BENCH_ROOT, default this repository).
+(the half of the holdout that settings are tuned on; evaluate reports on the other), beside comfygen's pick
+and the simulator's own best training flow (`scorer_argmax`, the ceiling of any pairing over these flows), at
+several temperatures and with all training flows or a random 128 as candidates: mean score, win rate against
+comfygen and the adaptivity gain (score on the own prompt minus on another test prompt). How well the surrogate
+ranks the flows within a prompt: mean Spearman per prompt, the correlation of the prompt × flow interaction
+(both grids with their prompt and flow means taken out) and the overlap of the two top 5%. Needs the reward,
+flows, encode and triplets stages of a run (FLOWRL_BENCH_ROOT, default this repository).
 
 Run: `python -m bench pairing_ceiling` (~1-2 min on 2 cores for 64 prompts).
 """
@@ -18,11 +21,12 @@ import random
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from bench._common import REPO
 from flowrl.data.prompts import holdout_split
 from flowrl.evaluation.evaluate import baseline_methods, score_method
-from flowrl.evaluation.validity import Candidate
+from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.io import read_jsonl
 from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles
 from flowrl.policy.pairing import pair_probabilities, score_candidates
@@ -33,13 +37,37 @@ MAX_PROMPTS = 64
 TEMPERATURES = (0.05, 0.1, 0.25, 0.5)
 
 
+def interaction(grid: np.ndarray) -> np.ndarray:
+    """A (prompts x flows) grid less its prompt means and flow means: the part no fixed flow can win."""
+    return grid - grid.mean(0, keepdims=True) - grid.mean(1, keepdims=True) + grid.mean()
+
+
+def ranking(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """How well `predicted` ranks the flows of each prompt (rows) as `truth` does."""
+    top = max(1, truth.shape[1] // 20)
+    overlap = [len(set(np.argsort(-t)[:top]) & set(np.argsort(-p)[:top])) / top for t, p in zip(truth, predicted)]
+    within = truth - truth.mean(1, keepdims=True)
+    return {
+        "within_prompt_spearman": round(float(np.mean([spearmanr(t, p)[0] for t, p in zip(truth, predicted)])), 4),
+        "interaction_pearson": round(
+            float(np.corrcoef(interaction(truth).ravel(), interaction(predicted).ravel())[0, 1]), 4
+        ),
+        "interaction_share": round(float(interaction(truth).var() / within.var()), 4),
+        "top5pct_overlap": round(float(np.mean(overlap)), 4),
+    }
+
+
 def main() -> dict:
     root = Path(os.environ.get("FLOWRL_BENCH_ROOT", REPO))
     prompts = [r["prompt"] for r in holdout_split(read_jsonl(root / PromptsFiles.holdout))[0]][:MAX_PROMPTS]  # dev half
     other = prompts[len(prompts) // 2 :] + prompts[: len(prompts) // 2]
     augmented = {r["id"] for r in read_jsonl(root / FlowsFiles.augmented)}
     pool = sorted({r["policy_text"] for r in read_jsonl(root / EncodeFiles.flows) if r["id"] in augmented})
+    checks = [check_candidate(Candidate(text)) for text in pool]
+    pool = [text for text, check in zip(pool, checks) if check.valid]
+    graphs = [check.graph for check in checks if check.valid]
     ensemble, sim = Ensemble.load(root / RewardFiles.full), PreferenceSimulator()
+    truth = np.array([sim.score([p] * len(graphs), graphs) for p in prompts], dtype=float)  # (prompts, flows)
     comfygen_picks = baseline_methods(root, 50, 0)["comfygen"](prompts)
     comfygen = np.array(score_method(comfygen_picks, prompts, sim)[0])
 
@@ -54,9 +82,12 @@ def main() -> dict:
         }
 
     out: dict = {"prompts": len(prompts), "flows": len(pool), "comfygen": summary(comfygen_picks)}
+    out["scorer_argmax"] = summary([Candidate(pool[i]) for i in truth.argmax(1)])
     rng, np_rng = random.Random(0), np.random.default_rng(0)
     for name, n_candidates in (("all", None), ("random_128", 128)):
         candidates, mean, std = score_candidates(prompts, pool, ensemble, n_candidates, rng)
+        if n_candidates is None:
+            out["surrogate_ranking"] = ranking(truth, mean)
         rows = list(zip(candidates, mean, std))
         out[f"{name}_argmax"] = summary(
             [Candidate(c[int(np.nanargmax(np.where(s <= ensemble.tau, m, -np.inf)))]) for c, m, s in rows]

@@ -227,6 +227,19 @@ def test_reward_ceiling_names_the_missing_triplets(tmp_path):
         _triplets(tmp_path, RewardConfig(), 0)
 
 
+def test_pairing_ceiling_ranking_separates_the_interaction_from_the_main_effects():
+    from bench.pairing_ceiling import interaction, ranking
+
+    rng = np.random.default_rng(0)
+    prompt, flow, cross = rng.normal(size=(8, 1)), rng.normal(size=(1, 40)), rng.normal(size=(8, 40))
+    assert np.allclose(interaction(prompt + flow), 0.0)  # a fixed flow's part is taken out
+    truth = prompt + flow + cross
+    perfect, main_only = ranking(truth, truth), ranking(truth, prompt + flow)
+    assert perfect["within_prompt_spearman"] == 1.0 and perfect["top5pct_overlap"] == 1.0
+    assert perfect["interaction_pearson"] == 1.0 and abs(main_only["interaction_pearson"]) < 0.1
+    assert main_only["within_prompt_spearman"] < 0.9 and 0.3 < perfect["interaction_share"] < 0.9
+
+
 def test_the_measured_line_names_policy_and_commit():
     measured = {**MEASURED, "commit": "0123456789abcdef0123"}
     line = _report.measured_line(measured, {"profile": "cpu", "policy": "small Llama"})
