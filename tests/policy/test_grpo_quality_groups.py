@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flowrl.policy.grpo_advantages import left_out_advantages
 from flowrl.policy.grpo_trainer import group_token_advantages, quality_variance_share
 
 
@@ -19,6 +20,17 @@ def test_uncertain_and_invalid_rows_do_not_move_the_baseline():
     plain = group_token_advantages(rewards, torch.ones(4, 1), 4, eps=0.0).squeeze(1)
     gap = float(adv[1, 0] - adv[0, 0])
     assert float(plain[1] - plain[0]) < gap / 8
+
+
+def test_uncertain_flows_take_their_own_advantage_apart_from_the_group():
+    rewards = torch.tensor([[0.20], [0.30], [0.25], [0.0]])  # the third is usable but uncertain, the fourth invalid
+    valid, certain = torch.tensor([True, True, True, False]), torch.tensor([True, True, False, False])
+    fallback = left_out_advantages(valid, uncertain_advantage=-0.5, invalid_advantage=-1.0)
+    adv = group_token_advantages(rewards, torch.ones(4, 1), 4, eps=0.0, counted=valid & certain, fallback=fallback)
+    assert adv.squeeze(1).tolist() == pytest.approx([-0.7071, 0.7071, -0.5, -1.0], abs=1e-4)
+    # the default (0): an uncertain flow is neither pushed up nor down
+    neutral = left_out_advantages(valid, uncertain_advantage=0.0, invalid_advantage=-1.0)
+    assert neutral.tolist() == [0.0, 0.0, 0.0, -1.0]
 
 
 def test_all_counted_is_trls_sequence_advantage():

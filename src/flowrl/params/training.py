@@ -331,7 +331,12 @@ class GRPOStageConfig(LoraSection):
     )
     quality_groups: bool = Field(
         True,
-        description="Only valid flows the ensemble is sure of enter a group's mean and std; uncertain flows get advantage 0 and invalid ones invalid_advantage (off: every completion counts, the paper's).",
+        description="Only valid flows the ensemble is sure of enter a group's mean and std; uncertain flows get uncertain_advantage and invalid ones invalid_advantage (off: every completion counts, the paper's).",
+    )
+    uncertain_advantage: float = Field(
+        0.0,
+        le=0,
+        description="quality_groups: the advantage of a usable flow the ensemble is unsure of (std above tau), apart from its group; below 0 keeps the policy where the reward knows its flows.",
     )
     invalid_advantage: float = Field(
         -1.0, le=0, description="quality_groups: the advantage of a flow that is not usable, apart from its group."

@@ -280,6 +280,7 @@ def run(
         component_reward=params.reward.component_reward and not on_scorer,
         logits_processor=logits_processor,
         quality_groups=cfg.quality_groups,
+        uncertain_advantage=cfg.uncertain_advantage,
         invalid_advantage=cfg.invalid_advantage,
         renormalize=cfg.renormalize,
     )

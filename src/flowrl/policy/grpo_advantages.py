@@ -64,6 +64,20 @@ def group_token_advantages(
     return torch.where(mask.bool(), adv, torch.zeros_like(rewards))
 
 
+def left_out_advantages(valid: torch.Tensor, uncertain_advantage: float, invalid_advantage: float) -> torch.Tensor:
+    """(B,) advantages of the rows left out of their group's statistics: usable flows the ensemble is unsure of get
+    `uncertain_advantage`, flows that are not usable `invalid_advantage` (the `fallback` of `group_token_advantages`).
+
+    >>> left_out_advantages(torch.tensor([True, False]), -0.5, -1.0).tolist()
+    [-0.5, -1.0]
+    """
+    return torch.where(
+        valid.bool(),
+        torch.full(valid.shape, float(uncertain_advantage)),
+        torch.full(valid.shape, float(invalid_advantage)),
+    )
+
+
 def quality_variance_share(rewards: torch.Tensor, counted: torch.Tensor, num_generations: int) -> float:
     """Share of the within-group variance of the shaped rewards (B,) that lies among the counted (valid, certain) rows.
 

@@ -15,7 +15,12 @@ from trl import GRPOTrainer
 from trl.trainer.utils import pad
 
 from flowrl.policy.decoding.sampling import ModelScorer, SamplingConfig, generate_ids
-from flowrl.policy.grpo_advantages import group_token_advantages, masked_token_logps, quality_variance_share
+from flowrl.policy.grpo_advantages import (
+    group_token_advantages,
+    left_out_advantages,
+    masked_token_logps,
+    quality_variance_share,
+)
 from flowrl.reward.shaping import ShapedReward, is_valid_flow
 
 
@@ -114,7 +119,7 @@ class FlowGRPOTrainer(GRPOTrainer):
             resumed run samples what an uninterrupted one would).
         component_reward: per-token advantages from `shaped.per_token_rewards` (B, T); off = trl's (B,).
         quality_groups: only valid, certain completions enter a group's mean and std (`grpo.quality_groups`); uncertain
-            ones get advantage 0 and invalid ones `invalid_advantage`. Off: every completion counts (the paper's).
+            ones get `uncertain_advantage` and invalid ones `invalid_advantage`. Off: every completion counts (the paper's).
         logits_processor: HF logits processors applied at every sampling step (e.g. constrained decoding).
     """
 
@@ -126,6 +131,7 @@ class FlowGRPOTrainer(GRPOTrainer):
         component_reward: bool = True,
         logits_processor: Sequence[LogitsProcessor] | None = None,
         quality_groups: bool = True,
+        uncertain_advantage: float = 0.0,
         invalid_advantage: float = -1.0,
         renormalize: bool = True,
         **kwargs,
@@ -133,7 +139,8 @@ class FlowGRPOTrainer(GRPOTrainer):
         self.reward_fn = SurrogateReward(shaped)
         super().__init__(*args, reward_funcs=[self.reward_fn], **kwargs)
         self.sampling, self.component_reward = sampling, component_reward
-        self.quality_groups, self.invalid_advantage = quality_groups, invalid_advantage
+        self.quality_groups = quality_groups
+        self.uncertain_advantage, self.invalid_advantage = uncertain_advantage, invalid_advantage
         self.logits_processor = list(logits_processor or [])
         self.renormalize = renormalize
         self._texts: list[str] = []
@@ -297,8 +304,8 @@ class FlowGRPOTrainer(GRPOTrainer):
             rewards[b, : len(r)] = r
         valid, certain = self.reward_classes(users, self._texts)
         counted = valid & certain if self.quality_groups else torch.ones_like(valid)
-        # invalid flows keep a fixed penalty apart from the group; uncertain ones carry no signal (issue #23)
-        fallback = torch.where(valid, torch.zeros(len(valid)), torch.full((len(valid),), self.invalid_advantage))
+        # uncertain and invalid flows take fixed advantages apart from the group's statistics (issue #23)
+        fallback = left_out_advantages(valid, self.uncertain_advantage, self.invalid_advantage)
         out["advantages"] = group_token_advantages(
             rewards, mask.cpu(), self.num_generations, counted=counted, fallback=fallback
         ).to(ids.device)
