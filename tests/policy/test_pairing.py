@@ -53,3 +53,18 @@ def test_random_share_keeps_diversity():
     pairs, stats = reward_pairs(prompts, pool, PromptMatch(), 200, cfg, seed=1)
     counts = Counter(p["completion"] for p in pairs)
     assert 0.35 < stats["pairing_random_share"] < 0.65 and counts["f_dog"] > 20 and counts["f_car"] > 20
+
+
+def test_more_prompts_than_pairs_scores_only_the_prompts_that_get_one():
+    class Counting(PromptMatch):
+        scored = 0
+
+        def predict(self, prompts, flows, progress=False):
+            Counting.scored += len(prompts)
+            return super().predict(prompts, flows, progress)
+
+    prompts = [f"a {w} picture {i}" for w in ("cat", "dog") for i in range(50)]
+    cfg = SFTConfig(pairing="reward", pairing_candidates=3, pairing_temperature=0.2, pairing_random_share=0.0)
+    pairs, stats = reward_pairs(prompts, ["f_cat", "f_dog", "f_car"], Counting(), 30, cfg, seed=0)
+    assert len(pairs) == 30 and len({p["prompt"] for p in pairs}) == 30  # one pair each, no prompt twice
+    assert stats["pairing_prompts"] == 30.0 and Counting.scored == 30 * 3

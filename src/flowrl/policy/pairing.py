@@ -70,6 +70,8 @@ def reward_pairs(
     """
     rng = random.Random(seed)
     np_rng = np.random.default_rng(seed)
+    if len(prompts) > n_pairs:  # one pair per prompt: score only the prompts that get one
+        prompts = rng.sample(list(prompts), n_pairs)
     per_prompt = max(1, math.ceil(n_pairs / len(prompts)))
     candidates, mean_all, std_all = score_candidates(prompts, pool, ensemble, cfg.pairing_candidates, rng)
     pairs, uncertain = [], 0
