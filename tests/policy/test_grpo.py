@@ -248,3 +248,11 @@ def test_killed_run_resumes_to_the_same_number_of_steps(tmp_path, _base_tokenize
 def test_missing_inputs_name_the_stage_to_run(tmp_path, tiny_params):
     with pytest.raises(grpo.GRPODataError, match="sft"):
         grpo.run(tiny_params, tmp_path)
+
+
+def test_grpo_samples_at_its_own_temperature_not_the_delivery_one(tmp_path, tiny_params):
+    from flowrl.policy.grpo_config import trainer_args
+
+    cfg = tiny_params.grpo.model_copy(update={"temperature": 1.3})
+    policy = tiny_params.policy.model_copy(update={"temperature": 0.4})
+    assert trainer_args(cfg, policy, tmp_path, seed=0).temperature == 1.3  # also the log-prob scale of trl's loss

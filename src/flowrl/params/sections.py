@@ -129,10 +129,10 @@ class TripletsConfig(Section):
     """(prompt, flow, score) pairs across all augmented flows, split by prompt and by flow."""
 
     n_triplets: int = Field(
-        25000, gt=0, description="(prompt, flow, score) triplets over train+val+test (paper: 100K over 330 flows)."
+        100000, gt=0, description="(prompt, flow, score) triplets over train+val+test (paper: 100K over 330 flows)."
     )
     n_prompts: int | None = Field(
-        3000,
+        None,
         gt=0,
         description="Distinct training prompts drawn from (shuffled with the seed) before the split; empty = all. Bounds the reward stage's prompt-embedding cost.",
     )

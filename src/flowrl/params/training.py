@@ -60,7 +60,11 @@ class PolicyConfig(Section):
         validate_default=True,
         description="bf16 autocast for training and sampling: true, false or auto (on where the GPU or CPU computes in bf16: ~3x faster than fp32 with AVX512-BF16/AMX, ~10x slower on AVX2-only CPUs).",
     )
-    temperature: float = Field(0.9, gt=0, description="Sampling temperature (paper: 0.9).")
+    temperature: float = Field(
+        0.75,
+        gt=0,
+        description="Sampling temperature of the delivered flows (evaluate, generate, serving, SFT's validity sample); GRPO samples at grpo.temperature.",
+    )
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; empty = off.")
     max_new_tokens: int = Field(256, gt=0, description="Longest flow sampled, in tokens (paper: 500).")
     gamma: float = Field(
@@ -281,8 +285,8 @@ class RewardConfig(Section):
         -1.0, description="Reward of a completion that does not decode or validate (the lowest reward)."
     )
     component_reward: bool = Field(
-        True,
-        description="Per-token reward adds the prefix-model score of the token's component (paper eq. 3); off = every token gets the full-flow reward.",
+        False,
+        description="Per-token reward adds the prefix-model score of the token's component (paper eq. 3; the paper profile's setting); off = every token gets the full-flow reward.",
     )
 
     @model_validator(mode="after")
@@ -345,10 +349,13 @@ class GRPOStageConfig(LoraSection):
         True,
         description="Log-probs in the loss and the KL renormalised over the tokens constrained decoding allowed at each step: the distribution the completion was sampled from (off: the model's unmasked log-probs).",
     )
+    temperature: float = Field(
+        0.9, gt=0, description="Generation temperature of the completions GRPO learns from (paper A.6.3: 0.9)."
+    )
     max_new_tokens: int | None = Field(
         None,
         gt=0,
-        description="Longest completion in tokens; empty = policy.max_new_tokens (paper: 500). Temperature and top-p come from `policy`.",
+        description="Longest completion in tokens; empty = policy.max_new_tokens (paper: 500). Top-p comes from `policy`.",
     )
     n_train_prompts: int | None = Field(
         1000,

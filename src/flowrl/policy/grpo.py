@@ -242,7 +242,12 @@ def run(
     else:
         shaped = ShapedReward.load(root / REWARD_DIR, params.reward, validator=validator)
     max_new = cfg.max_new_tokens or params.policy.max_new_tokens
-    sampling = SamplingConfig.from_policy(params.policy, seed, batch_size=cfg.batch_size, max_new_tokens=max_new)
+    sampling = SamplingConfig.from_policy(
+        params.policy.model_copy(update={"temperature": cfg.temperature}),
+        seed,
+        batch_size=cfg.batch_size,
+        max_new_tokens=max_new,
+    )
     logits_processor = (
         constraint_processors(params.policy, tokenizer, max_new) if logits_processor is None else logits_processor
     )

@@ -55,7 +55,7 @@ def trainer_args(cfg: GRPOStageConfig, policy: PolicyConfig, output_dir: Path, s
         scale_rewards="group",
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_new_tokens or policy.max_new_tokens,
-        temperature=policy.temperature,
+        temperature=cfg.temperature,
         top_p=policy.top_p or 1.0,
         log_completions=False,
     )
