@@ -66,6 +66,10 @@ VARIANTS: dict[str, Variant] = {
     "no_prefix_reward": Variant(
         "w/o prefix (component) reward", {"reward": {"component_reward": False}}, ("grpo", "evaluate")
     ),
+    # the cpu profile trains GRPO without the prefix reward (docs/policy.md): its ablation adds it
+    "prefix_reward": Variant(
+        "with prefix (component) reward", {"reward": {"component_reward": True}}, ("grpo", "evaluate")
+    ),
     # tau_quantile off too: otherwise GRPO would take the stage-resolved tau from the ensemble spec
     "no_uncertainty": Variant(
         "w/o uncertainty cutoff (tau = inf)", {"reward": {"tau": math.inf, "tau_quantile": None}}, ("grpo", "evaluate")

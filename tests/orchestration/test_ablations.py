@@ -34,6 +34,7 @@ def test_every_variant_makes_valid_params_and_reruns_only_what_it_changes(tmp_pa
     assert variant_params(params, VARIANTS["ensemble_5"], "grpo_cfg_1.5").reward.n_models == 5
     assert variant_params(params, VARIANTS["ensemble_7"], "grpo_cfg_1.5").reward.n_models == 7
     assert variant_params(params, VARIANTS["no_prefix_reward"], "x").reward.component_reward is False
+    assert variant_params(params, VARIANTS["prefix_reward"], "x").reward.component_reward is True
     assert params.reward.tau != p.reward.tau  # the original is untouched
     assert VARIANTS["ensemble_1"].stages == ("reward", "grpo", "evaluate")
     assert VARIANTS["no_grpo"].stages == () and VARIANTS["no_grpo"].method == "sft_rerank"

@@ -251,7 +251,7 @@ class AblationsConfig(Section):
 
     variants: list[str] = Field(
         default_factory=lambda: [
-            "no_prefix_reward",
+            "prefix_reward",
             "no_uncertainty",
             "ensemble_1",
             "ensemble_3",
@@ -260,7 +260,7 @@ class AblationsConfig(Section):
             "no_grpo",
             "comfygen",
         ],
-        description="Variants to run (flows/ablations.py VARIANTS): no_prefix_reward, no_uncertainty, ensemble_<n>, no_sft, no_grpo, comfygen.",
+        description="Variants to run (flows/ablations.py VARIANTS): no_prefix_reward (the paper's) or prefix_reward (cpu, which trains without it), no_uncertainty, ensemble_<n>, no_sft, no_grpo, comfygen.",
     )
     full_method: str = Field(
         "grpo_cfg_1.5",
