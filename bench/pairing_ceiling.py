@@ -4,7 +4,8 @@
 ensemble's standardised scores of the training flows for that prompt. A policy that imitated those
 pairs perfectly would deliver such draws; this bench scores them with the simulator on dev prompts
 (the half of the holdout that settings are tuned on; evaluate reports on the other), beside comfygen's pick
-and the simulator's own best training flow (`scorer_argmax`, the ceiling of any pairing over these flows), at
+and the simulator's own best training flow (`scorer_argmax`, by its mean over 4 seeds: the ceiling of any pairing
+over these flows), at
 several temperatures and with all training flows or a random 128 as candidates: mean score, win rate against
 comfygen and the adaptivity gain (score on the own prompt minus on another test prompt). How well the surrogate
 ranks the flows within a prompt: mean Spearman per prompt, the correlation of the prompt × flow interaction
@@ -35,6 +36,7 @@ from flowrl.scoring.simulator import PreferenceSimulator
 
 MAX_PROMPTS = 64
 TEMPERATURES = (0.05, 0.1, 0.25, 0.5)
+SEEDS = (0, 1, 2, 3)  # the scorer's grid is averaged over the seeds a flow is rendered with (its score depends on them)
 
 
 def interaction(grid: np.ndarray) -> np.ndarray:
@@ -63,11 +65,12 @@ def main() -> dict:
     other = prompts[len(prompts) // 2 :] + prompts[: len(prompts) // 2]
     augmented = {r["id"] for r in read_jsonl(root / FlowsFiles.augmented)}
     pool = sorted({r["policy_text"] for r in read_jsonl(root / EncodeFiles.flows) if r["id"] in augmented})
-    checks = [check_candidate(Candidate(text)) for text in pool]
-    pool = [text for text, check in zip(pool, checks) if check.valid]
-    graphs = [check.graph for check in checks if check.valid]
+    pool = [text for text in pool if check_candidate(Candidate(text)).valid]
     ensemble, sim = Ensemble.load(root / RewardFiles.full), PreferenceSimulator()
-    truth = np.array([sim.score([p] * len(graphs), graphs) for p in prompts], dtype=float)  # (prompts, flows)
+    truth = np.zeros((len(prompts), len(pool)))  # (prompts, flows): the scorer's mean over SEEDS
+    for seed in SEEDS:
+        graphs = [check_candidate(Candidate(text), seed).graph for text in pool]
+        truth += np.array([sim.score([p] * len(graphs), graphs) for p in prompts], dtype=float) / len(SEEDS)
     comfygen_picks = baseline_methods(root, 50, 0)["comfygen"](prompts)
     comfygen = np.array(score_method(comfygen_picks, prompts, sim)[0])
 
