@@ -240,6 +240,32 @@ def test_pairing_ceiling_ranking_separates_the_interaction_from_the_main_effects
     assert main_only["within_prompt_spearman"] < 0.9 and 0.3 < perfect["interaction_share"] < 0.9
 
 
+def test_pairing_ceiling_votes_teacher_moves_the_surrogate_towards_the_neighbours_labels():
+    from bench.pairing_ceiling import certain_argmax, neighbour_votes, shrink_to_votes
+
+    # 2 asked prompts, 3 training prompts voting on 3 flows; prompt 0 is most like training prompt 2
+    similarity = np.array([[0.1, 0.2, 0.9], [0.9, 0.5, 0.0]])
+    voters = [[(0, 1.0)], [(1, 0.2), (0, 0.6)], [(2, 1.0), (2, 0.6)]]
+    votes, count = neighbour_votes(similarity, voters, n_flows=3, k=1)
+    assert count.tolist() == [[0, 0, 2], [1, 0, 0]] and votes[0, 2] == pytest.approx(0.8) and votes[1, 0] == 1.0
+    votes2, count2 = neighbour_votes(similarity, voters, n_flows=3, k=2)
+    assert count2[0].tolist() == [1, 1, 2] and votes2[0, 0] == 0.6  # the 2nd nearest adds its own triplets
+    mean, std = np.array([[0.5, 0.4, 0.3], [0.2, 0.6, 0.1]]), np.array([[0.0, 0.0, 0.0], [0.0, 9.0, 0.0]])
+    assert certain_argmax(mean, std, tau=1.0).tolist() == [0, 0]  # flow 1 of prompt 1 is too uncertain
+    shrunk = shrink_to_votes(mean, votes, count, n0=1.0)
+    assert shrunk[0].tolist() == pytest.approx([0.5, 0.4, 0.3 + 2 / 3 * 0.5])  # unvoted flows keep their mean
+    assert certain_argmax(shrunk, std, tau=1.0).tolist() == [2, 0]
+    assert np.allclose(shrink_to_votes(mean, votes, count, n0=1e12), mean)
+
+
+def test_grpo_headroom_names_the_missing_evaluation(tmp_path, monkeypatch):
+    from bench import grpo_headroom
+
+    monkeypatch.setenv("FLOWRL_BENCH_ROOT", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"flows.jsonl not found: run the evaluate stage first"):
+        grpo_headroom.main()
+
+
 def test_the_measured_line_names_policy_and_commit():
     measured = {**MEASURED, "commit": "0123456789abcdef0123"}
     line = _report.measured_line(measured, {"profile": "cpu", "policy": "small Llama"})
