@@ -266,6 +266,16 @@ def test_grpo_headroom_names_the_missing_evaluation(tmp_path, monkeypatch):
         grpo_headroom.main()
 
 
+def test_upscaler_choice_rewrites_only_the_upscale_model():
+    from bench.upscaler_choice import UPSCALER, is_anime, variants
+
+    text = "UpscaleModelLoader model_name=4x-AnimeSharp.pth\nImageUpscaleWithModel image=@8 upscale_model=@9"
+    out = variants(text, ["a.pth", "RealESRGAN_x4plus_anime_6B.pth"])
+    assert [UPSCALER.findall(t) for t in out] == [["a.pth"], ["RealESRGAN_x4plus_anime_6B.pth"]]
+    assert all(t.endswith("upscale_model=@9") for t in out)
+    assert is_anime("4x-AnimeSharp.pth") and not is_anime("4x-UltraSharp.pth")
+
+
 def test_the_measured_line_names_policy_and_commit():
     measured = {**MEASURED, "commit": "0123456789abcdef0123"}
     line = _report.measured_line(measured, {"profile": "cpu", "policy": "small Llama"})
