@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from flowrl.params.model import SFTConfig
-from flowrl.policy.pairing import fresh_flows, pair_probabilities, reward_pairs
+from flowrl.policy.pairing import pair_probabilities, reward_pairs
 
 
 class PromptMatch:
@@ -68,19 +68,3 @@ def test_more_prompts_than_pairs_scores_only_the_prompts_that_get_one():
     pairs, stats = reward_pairs(prompts, ["f_cat", "f_dog", "f_car"], Counting(), 30, cfg, seed=0)
     assert len(pairs) == 30 and len({p["prompt"] for p in pairs}) == 30  # one pair each, no prompt twice
     assert stats["pairing_prompts"] == 30.0 and Counting.scored == 30 * 3
-
-
-def test_fresh_flows_are_new_usable_distinct_and_seeded():
-    from flowrl.data.augment import augment_library
-    from flowrl.data.base_flows import load_base_flows
-    from flowrl.encoding.policy_view import policy_text
-    from flowrl.evaluation.validity import Candidate, check_candidate
-
-    bases = load_base_flows()[:4]
-    rows, _ = augment_library(bases, 3, 0)
-    known = {policy_text(r["graph"]) for r in rows}  # the flows stage's variants of these bases
-    fresh = fresh_flows(bases, 12, 0, known)
-    assert len(fresh) == 12 == len(set(fresh)) and not set(fresh) & known
-    assert all(check_candidate(Candidate(t)).usable for t in fresh)
-    assert fresh_flows(bases, 12, 0, known) == fresh and fresh_flows(bases, 12, 1, known) != fresh
-    assert fresh_flows(bases, 0, 0, known) == [] and fresh_flows([], 5, 0, known) == []

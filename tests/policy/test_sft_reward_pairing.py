@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from flowrl.data.base_flows import load_base_flows
 from flowrl.io import write_jsonl
 from flowrl.params.model import RewardConfig
 from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, TripletsFiles
@@ -39,18 +38,11 @@ def trained(tiny_params, flows, tmp_path_factory):
     prompts = [f"a red fox {i}" for i in range(24)] + [f"a neon city {i}" for i in range(24)]
     write_jsonl(root / TripletsFiles.train, [{"prompt": p, "flow": flows[0], "score": 0.0} for p in prompts])
     write_jsonl(root / FlowsFiles.augmented, [{"id": f"f{i}", "base_id": "b"} for i in range(len(flows))])
-    write_jsonl(root / FlowsFiles.base, [{"id": name, "graph": g} for name, g in load_base_flows()[:2]])
     write_jsonl(root / EncodeFiles.flows, [{"id": f"f{i}", "text": f, "policy_text": f} for i, f in enumerate(flows)])
     params = tiny_params.model_copy(
         update={
             "sft": tiny_params.sft.model_copy(
-                update={
-                    "pairing": "reward",
-                    "pairing_temperature": 0.1,
-                    "pairing_random_share": 0.0,
-                    "pairing_fresh_flows": 6,
-                    "n_train": None,
-                }
+                update={"pairing": "reward", "pairing_temperature": 0.1, "pairing_random_share": 0.0, "n_train": None}
             ),
             "policy": tiny_params.policy.model_copy(update={"prompt_codes": [2, 3]}),
         }
@@ -71,8 +63,6 @@ def test_pairs_come_from_the_ensemble_and_codes_are_saved(trained):
         and metrics["pairing_prompts"] == 48.0
         and metrics["pairing_random_share"] == 0.0
     )
-    # 6 unlabelled flows joined the candidates; the fake ensemble scores them 0, so none is drawn
-    assert metrics["pairing_fresh_flows"] == 6.0 and metrics["pairing_fresh_share"] == 0.0
     assert metrics["pairing_mean_z"] > 0.5  # the drawn flows are the ones the ensemble scores high for their prompt
     codes = PromptCodes.load(root / sft.OUT_DIR)
     assert codes is not None and [len(c) for c in codes.centroids] == [2, 3]

@@ -155,11 +155,6 @@ class SFTConfig(LoraSection):
     pairing_random_share: float = Field(
         0.1, ge=0, le=1, description="pairing: reward: share of pairs with a random flow instead (diversity)."
     )
-    pairing_fresh_flows: int = Field(
-        2400,
-        ge=0,
-        description="pairing: reward: unlabelled flows the flows stage's generator draws from the base flows with a seed of its own, added to the training flows the surrogate chooses from (its tau keeps out those it is unsure of); 0 = training flows only.",
-    )
     save_steps: int = Field(100, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
     logging_steps: int = Field(5, gt=0, description="Log the training loss every this many steps.")
 

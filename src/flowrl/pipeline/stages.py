@@ -239,10 +239,9 @@ STAGES: dict[str, Stage] = {
                 PromptsFiles.holdout,
                 RewardFiles.dir,
                 TripletsFiles.train,
-                FlowsFiles.base,
                 FlowsFiles.augmented,
                 EncodeFiles.flows,
-            ),  # sft.pairing: reward (+ fresh flows from the base flows), policy.prompt_codes
+            ),  # sft.pairing: reward, policy.prompt_codes
             outs=(SFTFiles.dir,),
             curves=(SFTFiles.log,),
         ),

@@ -5,9 +5,7 @@ so SFT learns that the flow does not depend on the prompt. `reward`: each prompt
 gets flows drawn from a random set of training flows, with a probability that rises with the surrogate
 ensemble's score for that prompt; pairs the ensemble is unsure of (std above its tau) are left out, and a
 temperature and a share of random pairs keep the pairs diverse. It uses only the labels the pipeline already
-has (the surrogate fitted on the triplets): no scorer call. Besides the training flows the surrogate may pick
-`sft.pairing_fresh_flows` flows nobody labelled (`fresh_flows`: the flows stage's generator with a seed of its
-own), as it judges GRPO's flows: where its members disagree (std above tau) the flow is left out.
+has (the surrogate fitted on the triplets): no scorer call.
 """
 
 from __future__ import annotations
@@ -18,29 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flowrl.data.augment import flow_family, make_variant
-from flowrl.encoding.policy_view import policy_text
-from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.params.model import SFTConfig
-
-
-def fresh_flows(bases: Sequence[tuple[str, dict]], n: int, seed: int, known: set[str]) -> list[str]:
-    """`n` distinct usable flows (policy view) that are not in `known`, drawn as the flows stage draws its variants.
-
-    Args:
-        bases: (base id, API graph) of the base flows (data/flows/base.jsonl).
-        seed: the run's seed; the stream is its own, so these are not the flows stage's variants.
-    """
-    rng = random.Random(f"fresh-flows-{seed}")
-    found: dict[str, None] = {}
-    for _ in range(20 * n):
-        if len(found) >= n or not bases:
-            break
-        name, graph = bases[rng.randrange(len(bases))]
-        text = policy_text(make_variant(graph, flow_family(graph, name), rng))
-        if text not in known and text not in found and check_candidate(Candidate(text)).usable:
-            found[text] = None
-    return list(found)
 
 
 def pair_probabilities(mean: np.ndarray, std: np.ndarray, tau: float | None, temperature: float) -> np.ndarray:
@@ -87,7 +63,7 @@ def reward_pairs(
 
     Args:
         prompts: distinct prompts the ensemble knows (its training prompts: their embeddings are cached).
-        pool: distinct flows to choose from (policy-view text): the training flows, and any fresh ones.
+        pool: distinct training flows (policy-view text).
         ensemble: `predict(prompts, flows) -> (mean, std)` and `tau` (the reward stage's resolved cutoff).
     Returns:
         (pairs as {"prompt", "completion"}, stats: share of candidates left out as uncertain, random share, ...).

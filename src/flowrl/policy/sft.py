@@ -41,7 +41,7 @@ from flowrl.pipeline.stages import (
 from flowrl.policy.decoding.constrained import SCHEMA_FILE, constraint_processors
 from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
 from flowrl.policy.loading import load_policy, load_tokenizer, save_policy_spec
-from flowrl.policy.pairing import fresh_flows, reward_pairs
+from flowrl.policy.pairing import reward_pairs
 from flowrl.policy.prompt_codes import PromptCodes, coded_prompts
 from flowrl.policy.template import PROMPT_TEMPLATE, format_prompt
 from flowrl.runtime.device import configure, placement, resolve_device
@@ -254,13 +254,7 @@ def training_pairs(params: Params, root: Path, ensemble) -> tuple[list[dict], di
         raise SFTDataError(
             f"sft.pairing: reward needs prompts in {TripletsFiles.train} and flows in {EncodeFiles.flows}; rerun those stages"
         )
-    bases = [(r["id"], r["graph"]) for r in read_jsonl(root / FlowsFiles.base)]
-    fresh = fresh_flows(bases, params.sft.pairing_fresh_flows, params.seed, set(pool))
-    pairs, stats = reward_pairs(prompts, pool + fresh, ensemble, len(rows), params.sft, params.seed)
-    new = set(fresh)
-    stats["pairing_fresh_flows"] = float(len(fresh))
-    stats["pairing_fresh_share"] = sum(p["completion"] in new for p in pairs) / max(len(pairs), 1)
-    return pairs, stats
+    return reward_pairs(prompts, pool, ensemble, len(rows), params.sft, params.seed)
 
 
 def fit_prompt_codes(params: Params, ensemble, prompts: list[str]) -> PromptCodes | None:
