@@ -44,14 +44,23 @@ def main() -> dict:
     ensemble, sim = Ensemble.load(root / RewardFiles.full), PreferenceSimulator()
     mean, std = (x.numpy() for x in ensemble.score_grid(prompts, pool, progress=True))
     pick = dict(zip(prompts, (pool[j] for j in certain_argmax(mean, std, ensemble.tau)), strict=True))
-    out: dict = {"prompts": len(prompts), "flows": len(pool), "split": params.evaluate.split}
+    # evaluate asks every method the same prompts in the same order, so one scoring of the picks serves them all
+    asked = [r["prompt"] for r in next(iter(rows.values()))]
+    argmax = per_prompt_means(
+        score_method([Candidate(pick[p]) for p in asked], asked, sim, params.seed)[0], len(prompts)
+    )
+    out: dict = {
+        "prompts": len(prompts),
+        "flows": len(pool),
+        "split": params.evaluate.split,
+        "surrogate_argmax_mean": round(float(np.mean(argmax)), 4),
+    }
     for method, method_rows in rows.items():
-        asked = [r["prompt"] for r in method_rows]  # scored with the seeds of the method's own rows
-        argmax = per_prompt_means(
-            score_method([Candidate(pick[p]) for p in asked], asked, sim, params.seed)[0], len(prompts)
-        )
+        if [r["prompt"] for r in method_rows] != asked:
+            raise SystemExit(
+                f"{path}: {method}'s rows ask other prompts than the first method's; rerun the evaluate stage"
+            )
         own = per_prompt_means([r["score"] for r in method_rows], len(prompts))
-        out["surrogate_argmax_mean"] = round(float(np.mean(argmax)), 4)
         out[f"surrogate_argmax_minus_{method}"] = {k: round(v, 4) for k, v in paired_difference(argmax, own).items()}
     print(out)
     return out
