@@ -10,7 +10,10 @@ several temperatures and with all training flows or a random 128 as candidates: 
 comfygen and the adaptivity gain (score on the own prompt minus on another test prompt), each also paired against
 comfygen's per prompt (difference and its standard error). `votes_k<k>_n<n0>`: the surrogate's pick after shrinking
 its score towards the triplets of the k training prompts most like the prompt (comfygen's evidence; weight
-count / (count + n0)): can the labels teach more adaptivity than either teacher alone? How well the surrogate
+count / (count + n0)): can the labels teach more adaptivity than either teacher alone? `specificity_<s>`: the
+surrogate's pick after taking s times each flow's mean score over 512 training prompts off its score
+(`sft.pairing_specificity`): the part of the score every prompt shares traded for the part that depends on the
+prompt. How well the surrogate
 ranks the flows within a prompt: mean Spearman per prompt, the correlation of the prompt × flow interaction
 (both grids with their prompt and flow means taken out) and the overlap of the two top 5%. Needs the reward,
 flows, encode and triplets stages of a run (FLOWRL_BENCH_ROOT, default this repository).
@@ -42,6 +45,7 @@ from flowrl.scoring.simulator import PreferenceSimulator
 MAX_PROMPTS = 128  # the dev half of the holdout
 VOTES = ((50, 3), (200, 3))  # (k nearest training prompts, n0) of the surrogate + votes teacher
 TEMPERATURES = (0.05, 0.1, 0.25, 0.5)
+SPECIFICITIES = (0.25, 0.5, 0.75)
 SEEDS = (0, 1, 2, 3)  # the scorer's grid is averaged over the seeds a flow is rendered with (its score depends on them)
 
 
@@ -137,6 +141,7 @@ def main() -> dict:
         if n_candidates is None:
             out["surrogate_ranking"] = ranking(truth, mean)
             out.update(votes_teachers(root, prompts, pool, mean, std, ensemble.tau, summary))
+            out.update(specificity_teachers(root, pool, ensemble, mean, std, summary))
         rows = list(zip(candidates, mean, std))
         out[f"{name}_argmax"] = summary(
             [Candidate(c[int(certain_argmax(m[None], s[None], ensemble.tau)[0])]) for c, m, s in rows]
@@ -150,6 +155,18 @@ def main() -> dict:
             )
     print(out)
     return out
+
+
+def specificity_teachers(root: Path, pool: list[str], ensemble, mean, std, summary) -> dict:
+    """`specificity_<s>`: the certain pick of the surrogate's score less s times the flow's mean over training prompts."""
+    train_prompts = random.Random(0).sample([r["prompt"] for r in read_jsonl(root / PromptsFiles.train)], 512)
+    main_effect = ensemble.score_grid(train_prompts, pool, progress=False)[0].numpy().mean(0)
+    return {
+        f"specificity_{s:g}": summary(
+            [Candidate(pool[j]) for j in certain_argmax(mean - s * main_effect[None], std, ensemble.tau)]
+        )
+        for s in SPECIFICITIES
+    }
 
 
 def votes_teachers(root: Path, prompts: list[str], pool: list[str], mean, std, tau: float, summary) -> dict:

@@ -68,3 +68,28 @@ def test_more_prompts_than_pairs_scores_only_the_prompts_that_get_one():
     pairs, stats = reward_pairs(prompts, ["f_cat", "f_dog", "f_car"], Counting(), 30, cfg, seed=0)
     assert len(pairs) == 30 and len({p["prompt"] for p in pairs}) == 30  # one pair each, no prompt twice
     assert stats["pairing_prompts"] == 30.0 and Counting.scored == 30 * 3
+
+
+def test_specificity_prefers_the_flow_that_suits_the_prompt_over_one_good_for_all():
+    class GoodForAll(PromptMatch):
+        """`f_all` is a little better than the matching flow for every prompt."""
+
+        def predict(self, prompts, flows, progress=False):
+            mean, std = super().predict(prompts, flows, progress)
+            return torch.where(torch.tensor([f == "f_all" for f in flows]), 1.05, mean), std
+
+    prompts = [f"a {w} picture {i}" for w in ("cat", "dog", "car") for i in range(20)]
+    pool = ["f_cat", "f_dog", "f_car", "f_all"]
+
+    def matched(specificity: float) -> float:
+        cfg = SFTConfig(
+            pairing="reward",
+            pairing_candidates=4,
+            pairing_temperature=0.05,
+            pairing_random_share=0.0,
+            pairing_specificity=specificity,
+        )
+        pairs, _ = reward_pairs(prompts, pool, GoodForAll(), 60, cfg, seed=0)
+        return sum(p["completion"][2:] in p["prompt"] for p in pairs) / len(pairs)
+
+    assert matched(0.0) < 0.3 and matched(0.5) > 0.9

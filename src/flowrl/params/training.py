@@ -155,6 +155,12 @@ class SFTConfig(LoraSection):
     pairing_random_share: float = Field(
         0.1, ge=0, le=1, description="pairing: reward: share of pairs with a random flow instead (diversity)."
     )
+    pairing_specificity: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="pairing: reward: share of each flow's mean score over all the pairing prompts taken off its score before drawing: at 0 the draw follows the score; above 0 it prefers the flows that suit this prompt over the flows that are good for every prompt.",
+    )
     save_steps: int = Field(100, gt=0, description="Checkpoint every this many steps (resumed from when rerun).")
     logging_steps: int = Field(5, gt=0, description="Log the training loss every this many steps.")
 

@@ -4,7 +4,9 @@
 so SFT learns that the flow does not depend on the prompt. `reward`: each prompt the surrogate was trained on
 gets flows drawn from a random set of training flows, with a probability that rises with the surrogate
 ensemble's score for that prompt; pairs the ensemble is unsure of (std above its tau) are left out, and a
-temperature and a share of random pairs keep the pairs diverse. It uses only the labels the pipeline already
+temperature and a share of random pairs keep the pairs diverse; `sft.pairing_specificity` takes a share of each
+flow's mean score over all the prompts off before the draw, so that SFT learns the part of the score that depends on
+the prompt (the interaction) and leaves the part every prompt shares to GRPO. It uses only the labels the pipeline already
 has (the surrogate fitted on the triplets): no scorer call.
 """
 
@@ -56,6 +58,22 @@ def score_candidates(
     return candidates, mean.numpy().reshape(len(prompts), -1), std.numpy().reshape(len(prompts), -1)
 
 
+def flow_main_effect(candidates: Sequence[Sequence[str]], mean: np.ndarray, pool: Sequence[str]) -> np.ndarray:
+    """Each (prompt, candidate) cell's flow's mean ensemble score over every prompt it was scored for, as (P, K).
+
+    What a flow is worth to any prompt: taking a share of it off the score leaves more of what suits this prompt.
+
+    >>> flow_main_effect([["a", "b"], ["b", "a"]], np.array([[1.0, 0.0], [2.0, 3.0]]), ["a", "b"]).tolist()
+    [[2.0, 1.0], [1.0, 2.0]]
+    """
+    column = {text: j for j, text in enumerate(pool)}
+    index = np.array([[column[text] for text in cands] for cands in candidates])
+    finite = np.isfinite(mean)
+    totals = np.bincount(index[finite], weights=mean[finite], minlength=len(pool))
+    counts = np.bincount(index[finite], minlength=len(pool))
+    return (totals / np.maximum(counts, 1))[index]
+
+
 def reward_pairs(
     prompts: Sequence[str], pool: Sequence[str], ensemble, n_pairs: int, cfg: SFTConfig, seed: int
 ) -> tuple[list[dict], dict[str, float]]:
@@ -74,10 +92,13 @@ def reward_pairs(
         prompts = rng.sample(list(prompts), n_pairs)
     per_prompt = max(1, math.ceil(n_pairs / len(prompts)))
     candidates, mean_all, std_all = score_candidates(prompts, pool, ensemble, cfg.pairing_candidates, rng)
+    drawn_by = mean_all
+    if cfg.pairing_specificity:
+        drawn_by = mean_all - cfg.pairing_specificity * flow_main_effect(candidates, mean_all, pool)
     pairs, uncertain = [], 0
     chosen_z: list[float] = []
-    for prompt, cands, mean, std in zip(prompts, candidates, mean_all, std_all):
-        probs = pair_probabilities(mean, std, ensemble.tau, cfg.pairing_temperature)
+    for prompt, cands, mean, std, by in zip(prompts, candidates, mean_all, std_all, drawn_by):
+        probs = pair_probabilities(by, std, ensemble.tau, cfg.pairing_temperature)
         ok = np.isfinite(mean)
         uncertain += int((~ok | (std > (math.inf if ensemble.tau is None else ensemble.tau))).sum())
         for _ in range(per_prompt):
