@@ -238,9 +238,9 @@ def _sample(scorer, vocab: int, batch: int, shape: Shape, device: torch.device, 
     cfg = SamplingConfig(
         max_new_tokens=shape.new_len, batch_size=batch, bf16=bf16
     )  # generate_ids: flowrl.runtime.device.autocast
-    generator = torch.Generator(device=device).manual_seed(0)
+    uniforms = torch.rand((batch, shape.new_len), generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
-        new = generate_ids(scorer, prompt, torch.ones_like(prompt), cfg, vocab, 0, generator)  # eos=vocab: never
+        new = generate_ids(scorer, prompt, torch.ones_like(prompt), cfg, vocab, 0, uniforms)  # eos=vocab: never
     return torch.cat([prompt, new], dim=1)
 
 

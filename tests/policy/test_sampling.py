@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LogitsProcessor
 
-from flowrl.policy.decoding.sampling import SamplingConfig, sample_flows
+from flowrl.policy.decoding.sampling import SamplingConfig, inverse_cdf, sample_flows
 from flowrl.policy.loading import build_tiny_model
 from flowrl.policy.template import format_prompt
 
@@ -81,3 +81,23 @@ def test_top_p_and_temperature_filter_as_transformers_warpers():
         got = build_processors(SamplingConfig(temperature=0.7, top_p=top_p))(ids, scores)
         want = TopPLogitsWarper(top_p)(ids, TemperatureLogitsWarper(0.7)(ids, scores))
         assert torch.equal(got, want) and torch.isinf(got).any()
+
+
+def test_a_prompts_flow_depends_on_the_seed_and_its_position_not_on_its_batch(tiny):
+    model, tok = tiny
+    alone = sample_flows(model, tok, PROMPTS, SamplingConfig(max_new_tokens=12, batch_size=1, seed=5))
+    batched = sample_flows(model, tok, PROMPTS, SamplingConfig(max_new_tokens=12, batch_size=3, seed=5))
+    assert [c.token_ids for c in alone] == [c.token_ids for c in batched]
+
+
+def test_inverse_cdf_draws_the_distribution_and_couples_close_ones():
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    uniforms = torch.rand(20_000, generator=torch.Generator().manual_seed(0))
+    drawn = inverse_cdf(probs.expand(len(uniforms), -1), uniforms)
+    freq = torch.bincount(drawn, minlength=4).float() / len(uniforms)
+    assert freq[1] == 0 and torch.allclose(freq, probs, atol=0.015)
+    close = inverse_cdf(torch.tensor([0.12, 0.0, 0.58, 0.3]).expand(len(uniforms), -1), uniforms)
+    independent = inverse_cdf(
+        probs.expand(len(uniforms), -1), torch.rand(20_000, generator=torch.Generator().manual_seed(1))
+    )
+    assert (close == drawn).float().mean() > 0.97 > 0.6 > (independent == drawn).float().mean()

@@ -165,7 +165,8 @@ class FlowGRPOTrainer(GRPOTrainer):
         rows = [torch.tensor(ids) for ids in prompt_ids]
         input_ids = pad(rows, padding_value=pad_id, padding_side="left").to(device)
         attention_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
-        generator = torch.Generator(device=device).manual_seed(self.sampling.seed + self.state.global_step)
+        generator = torch.Generator().manual_seed(self.sampling.seed + self.state.global_step)
+        uniforms = torch.rand((len(rows), self.sampling.max_new_tokens), generator=generator).to(device)
         model = self.accelerator.unwrap_model(self.model)
         with merged_for_sampling(model):
             out = generate_ids(
@@ -175,7 +176,7 @@ class FlowGRPOTrainer(GRPOTrainer):
                 self.sampling,
                 tok.eos_token_id,
                 pad_id,
-                generator,
+                uniforms,
                 self.logits_processor,
             )
         completion_ids, texts = [], []

@@ -2,8 +2,11 @@
 
 Batched, KV-cached (each step feeds only the new token), temperature and optional top-p (as transformers'
 logits warpers compute them; written here so that sampling needs no transformers import, which costs ~1 s of
-`flowrl generate`), a hook for extra logits processors (constrained decoding), and a seeded
-`torch.Generator` so the same seed gives the same flows. What produces the next-token
+`flowrl generate`), a hook for extra logits processors (constrained decoding), and seeded draws: a token is
+drawn by the inverse of the cumulative distribution at a uniform number fixed by the seed and the prompt's position
+(one per step), so the same seed gives the same flows, whatever else shares the batch, and two policies sampled with
+one seed write the same flow wherever their distributions agree (common random numbers: a paired comparison of two
+methods sees only where they differ). What produces the next-token
 log-probs is a `StepScorer`: one model (optionally one named adapter) or the dual-model guidance.
 """
 
@@ -109,6 +112,19 @@ def build_processors(cfg: SamplingConfig, logits_processor: Sequence[LogitsProce
     return process
 
 
+def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """One token per row of (B, V) `probs`: the first whose cumulative probability exceeds the row's uniform.
+
+    Never a token of probability 0 (the uniform is scaled to the row's mass, in float64).
+
+    >>> inverse_cdf(torch.tensor([[0.5, 0.0, 0.5], [0.2, 0.3, 0.5]]), torch.tensor([0.6, 0.1])).tolist()
+    [2, 0]
+    """
+    cdf = probs.double().cumsum(-1)
+    drawn = torch.searchsorted(cdf, (uniforms.double() * cdf[:, -1])[:, None], right=True).squeeze(1)
+    return drawn.clamp(max=probs.shape[-1] - 1)
+
+
 @torch.no_grad()
 def generate_ids(
     scorer: StepScorer,
@@ -117,7 +133,7 @@ def generate_ids(
     cfg: SamplingConfig,
     eos_token_id: int,
     pad_token_id: int,
-    generator: torch.Generator,
+    uniforms: torch.Tensor,
     logits_processor: Sequence[LogitsProcessor] | None = None,
 ) -> torch.Tensor:
     """Sample continuations of a left-padded batch.
@@ -125,6 +141,7 @@ def generate_ids(
     Args:
         scorer: gives next-token log-probs and the updated KV cache.
         input_ids, attention_mask: (B, P) left-padded prompt ids and mask.
+        uniforms: (B, max_new_tokens) numbers in [0, 1): row b's token at step t is `inverse_cdf` at uniforms[b, t].
         logits_processor: HF-style processors called as `p(ids, scores)` with `ids` the whole
             sequence so far (B, P + t): prompt columns first, generated tokens from column P.
     Returns:
@@ -138,11 +155,11 @@ def generate_ids(
     ids, step_ids, past = input_ids, input_ids, None
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     new_tokens = []
-    for _ in range(cfg.max_new_tokens):
+    for step in range(cfg.max_new_tokens):
         with autocast:
             log_probs, past = scorer(step_ids, attention_mask, position_ids, past)
         scores = processors(ids, log_probs)
-        next_ids = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+        next_ids = inverse_cdf(scores.float().softmax(-1), uniforms[:, step])
         next_ids = torch.where(done, torch.full_like(next_ids, pad_token_id), next_ids)
         new_tokens.append(next_ids)
         done |= next_ids == eos_token_id
@@ -164,8 +181,12 @@ def sample_completions(
     device: torch.device | str = "cpu",
     desc: str = "sampling flows",
 ) -> list[Completion]:
-    """Sample one flow per prompt (wrapped in the SFT template), `cfg.batch_size` prompts at a time."""
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    """Sample one flow per prompt (wrapped in the SFT template), `cfg.batch_size` prompts at a time.
+
+    Prompt i's tokens are drawn at the i-th row of uniforms seeded by `cfg.seed`, so its flow depends on the seed
+    and its position, not on the batch size or on how long its batch mates' flows are.
+    """
+    uniforms = torch.rand((len(prompts), cfg.max_new_tokens), generator=torch.Generator().manual_seed(cfg.seed))
     eos, pad = (
         tokenizer.eos_token_id,
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
@@ -176,7 +197,14 @@ def sample_completions(
         chunk = prompts[start : start + cfg.batch_size]
         enc = tokenizer([format_prompt(p) for p in chunk], return_tensors="pt", padding=True, padding_side="left")
         out = generate_ids(
-            scorer, enc.input_ids.to(device), enc.attention_mask.to(device), cfg, eos, pad, generator, logits_processor
+            scorer,
+            enc.input_ids.to(device),
+            enc.attention_mask.to(device),
+            cfg,
+            eos,
+            pad,
+            uniforms[start : start + cfg.batch_size].to(device),
+            logits_processor,
         )
         for prompt, row in zip(chunk, out.tolist(), strict=True):
             finished = eos in row
