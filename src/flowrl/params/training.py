@@ -156,7 +156,7 @@ class SFTConfig(LoraSection):
         0.1, ge=0, le=1, description="pairing: reward: share of pairs with a random flow instead (diversity)."
     )
     pairing_specificity: float = Field(
-        0.0,
+        0.5,
         ge=0,
         le=1,
         description="pairing: reward: share of each flow's mean score over all the pairing prompts taken off its score before drawing: at 0 the draw follows the score; above 0 it prefers the flows that suit this prompt over the flows that are good for every prompt.",
