@@ -38,7 +38,7 @@ from flowrl.evaluation.metrics import paired_difference
 from flowrl.evaluation.validity import Candidate, check_candidate
 from flowrl.io import read_jsonl
 from flowrl.pipeline.stages import EncodeFiles, FlowsFiles, PromptsFiles, RewardFiles, TripletsFiles
-from flowrl.policy.pairing import pair_probabilities, score_candidates
+from flowrl.policy.pairing import flow_main_effect, pair_probabilities, score_candidates
 from flowrl.reward.ensemble import Ensemble
 from flowrl.scoring.simulator import PreferenceSimulator
 
@@ -160,10 +160,11 @@ def main() -> dict:
 def specificity_teachers(root: Path, pool: list[str], ensemble, mean, std, summary) -> dict:
     """`specificity_<s>`: the certain pick of the surrogate's score less s times the flow's mean over training prompts."""
     train_prompts = random.Random(0).sample([r["prompt"] for r in read_jsonl(root / PromptsFiles.train)], 512)
-    main_effect = ensemble.score_grid(train_prompts, pool, progress=False)[0].numpy().mean(0)
+    grid = ensemble.score_grid(train_prompts, pool, progress=False)[0].numpy()
+    main_effect = flow_main_effect([pool] * len(train_prompts), grid, pool)[:1]  # the same row for every prompt
     return {
         f"specificity_{s:g}": summary(
-            [Candidate(pool[j]) for j in certain_argmax(mean - s * main_effect[None], std, ensemble.tau)]
+            [Candidate(pool[j]) for j in certain_argmax(mean - s * main_effect, std, ensemble.tau)]
         )
         for s in SPECIFICITIES
     }
