@@ -316,7 +316,7 @@ class GRPOStageConfig(LoraSection):
         description="surrogate: the reward ensemble (the method); scorer: the true scorer itself, a diagnostic that separates what RL can find in the budget from what the surrogate misleads.",
     )
     num_generations: int = Field(
-        8, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4)."
+        4, ge=2, description="Completions sampled per prompt, the group of the baseline (paper: 4)."
     )
     batch_size: int = Field(
         16, gt=0, description="Completions per device step (prompts x num_generations) (paper: 16)."
