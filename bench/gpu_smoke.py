@@ -232,13 +232,13 @@ class _PolicyScorer:
 
 
 def _sample(scorer, vocab: int, batch: int, shape: Shape, device: torch.device, bf16: bool) -> torch.Tensor:
-    from flowrl.policy.decoding.sampling import SamplingConfig, generate_ids
+    from flowrl.policy.decoding.sampling import SamplingConfig, generate_ids, seeded_uniforms
 
     prompt = torch.randint(0, vocab, (batch, shape.prompt_len), device=device)
     cfg = SamplingConfig(
         max_new_tokens=shape.new_len, batch_size=batch, bf16=bf16
     )  # generate_ids: flowrl.runtime.device.autocast
-    uniforms = torch.rand((batch, shape.new_len), generator=torch.Generator().manual_seed(0)).to(device)
+    uniforms = seeded_uniforms(batch, shape.new_len, 0).to(device)
     with torch.no_grad():
         new = generate_ids(scorer, prompt, torch.ones_like(prompt), cfg, vocab, 0, uniforms)  # eos=vocab: never
     return torch.cat([prompt, new], dim=1)

@@ -14,7 +14,7 @@ from transformers import LogitsProcessor
 from trl import GRPOTrainer
 from trl.trainer.utils import pad
 
-from flowrl.policy.decoding.sampling import ModelScorer, SamplingConfig, generate_ids
+from flowrl.policy.decoding.sampling import ModelScorer, SamplingConfig, generate_ids, seeded_uniforms
 from flowrl.policy.grpo_advantages import (
     group_token_advantages,
     left_out_advantages,
@@ -165,8 +165,8 @@ class FlowGRPOTrainer(GRPOTrainer):
         rows = [torch.tensor(ids) for ids in prompt_ids]
         input_ids = pad(rows, padding_value=pad_id, padding_side="left").to(device)
         attention_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
-        generator = torch.Generator().manual_seed(self.sampling.seed + self.state.global_step)
-        uniforms = torch.rand((len(rows), self.sampling.max_new_tokens), generator=generator).to(device)
+        step_seed = self.sampling.seed + self.state.global_step
+        uniforms = seeded_uniforms(len(rows), self.sampling.max_new_tokens, step_seed).to(device)
         model = self.accelerator.unwrap_model(self.model)
         with merged_for_sampling(model):
             out = generate_ids(

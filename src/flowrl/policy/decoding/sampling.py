@@ -125,6 +125,16 @@ def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return drawn.clamp(max=probs.shape[-1] - 1)
 
 
+def seeded_uniforms(n_rows: int, n_steps: int, seed: int) -> torch.Tensor:
+    """The (n_rows, n_steps) uniforms `generate_ids` draws tokens at, from a CPU generator seeded with `seed`
+    (the same numbers on every device).
+
+    >>> bool((seeded_uniforms(2, 3, 0) == seeded_uniforms(2, 3, 0)).all()), tuple(seeded_uniforms(2, 3, 0).shape)
+    (True, (2, 3))
+    """
+    return torch.rand((n_rows, n_steps), generator=torch.Generator().manual_seed(seed))
+
+
 @torch.no_grad()
 def generate_ids(
     scorer: StepScorer,
@@ -186,7 +196,7 @@ def sample_completions(
     Prompt i's tokens are drawn at the i-th row of uniforms seeded by `cfg.seed`, so its flow depends on the seed
     and its position, not on the batch size or on how long its batch mates' flows are.
     """
-    uniforms = torch.rand((len(prompts), cfg.max_new_tokens), generator=torch.Generator().manual_seed(cfg.seed))
+    uniforms = seeded_uniforms(len(prompts), cfg.max_new_tokens, cfg.seed)
     eos, pad = (
         tokenizer.eos_token_id,
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
