@@ -293,38 +293,76 @@ class FlowGRPOTrainer(GRPOTrainer):
         # forced positions go into tool_mask (attention still sees every token)
         keep = (~forced).to(out["completion_mask"].device, out["completion_mask"].dtype)
         out["tool_mask"] = keep if out.get("tool_mask") is None else out["tool_mask"] * keep
-        if not self.component_reward:
-            return out
+        if not (self.component_reward or self.quality_groups):
+            return out  # trl's sequence advantages: every completion in its group's mean and std (the paper's)
         ids, mask = out["completion_ids"], out["completion_mask"]
-        offsets = [token_offsets(self._tokenizer, row[m.bool()].tolist()) for row, m in zip(ids.cpu(), mask.cpu())]
         users = [x["user_prompt"] for x in inputs]
         shaped = self.reward_fn.shaped
-        per_token = shaped.per_token_rewards(users, self._texts, offsets)
-        rewards = torch.zeros(ids.shape, dtype=torch.float32)
-        for b, r in enumerate(per_token):
-            rewards[b, : len(r)] = r
-        valid, certain = self.reward_classes(users, self._texts)
-        counted = valid & certain if self.quality_groups else torch.ones_like(valid)
-        # uncertain and invalid flows take fixed advantages apart from the group's statistics (issue #23)
-        fallback = left_out_advantages(valid, self.uncertain_advantage, self.invalid_advantage)
-        out["advantages"] = group_token_advantages(
-            rewards, mask.cpu(), self.num_generations, counted=counted, fallback=fallback
-        ).to(ids.device)
-        metrics = self._metrics["train" if self.model.training else "eval"]
-        metrics["token_reward_mean"].append(float((rewards * mask.cpu()).sum() / mask.sum().clamp(min=1)))
-        flow_rewards = shaped.flow_rewards(users, self._texts, valid.tolist())
-        metrics["quality_variance_share"].append(
-            quality_variance_share(flow_rewards, valid & certain, self.num_generations)
+        offsets = (
+            [token_offsets(self._tokenizer, row[m.bool()].tolist()) for row, m in zip(ids.cpu(), mask.cpu())]
+            if self.component_reward
+            else None
         )
+        advantages, logged = shaped_advantages(
+            shaped,
+            users,
+            self._texts,
+            mask.cpu(),
+            self.num_generations,
+            offsets=offsets,
+            quality_groups=self.quality_groups,
+            uncertain_advantage=self.uncertain_advantage,
+            invalid_advantage=self.invalid_advantage,
+        )
+        out["advantages"] = advantages.to(ids.device)
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        for key, value in logged.items():
+            metrics[key].append(value)
         return out
 
-    def reward_classes(self, prompts: Sequence[str], texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(valid, certain) per completion: usable flows, and those whose ensemble std is within tau."""
-        shaped = self.reward_fn.shaped
-        valid = torch.tensor([bool(shaped.validator(t)) for t in texts])
-        certain = torch.zeros(len(texts), dtype=torch.bool)
-        idx = [i for i, ok in enumerate(valid.tolist()) if ok]
-        if idx:
-            mean, std = shaped.full.predict([prompts[i] for i in idx], [texts[i] for i in idx])
-            certain[idx] = (std <= shaped.cfg.tau) & ~torch.isnan(mean)
-        return valid, certain
+
+def reward_classes(
+    shaped: ShapedReward, prompts: Sequence[str], texts: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(valid, certain) per completion: usable flows, and those whose ensemble std is within tau."""
+    valid = torch.tensor([bool(shaped.validator(t)) for t in texts])
+    certain = torch.zeros(len(texts), dtype=torch.bool)
+    idx = [i for i, ok in enumerate(valid.tolist()) if ok]
+    if idx:
+        mean, std = shaped.full.predict([prompts[i] for i in idx], [texts[i] for i in idx])
+        certain[idx] = (std <= shaped.cfg.tau) & ~torch.isnan(mean)
+    return valid, certain
+
+
+def shaped_advantages(
+    shaped: ShapedReward,
+    prompts: Sequence[str],
+    texts: Sequence[str],
+    mask: torch.Tensor,
+    num_generations: int,
+    offsets: Sequence | None = None,
+    quality_groups: bool = True,
+    uncertain_advantage: float = 0.0,
+    invalid_advantage: float = -1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token advantages (B, T) of a generation batch, and what to log of it.
+
+    The reward of each token is the flow's shaped reward, plus its component's prefix reward when `offsets` (each
+    completion's token offsets) are given (paper eq. 3). With `quality_groups` only valid, certain flows set a group's
+    mean and std; uncertain ones take `uncertain_advantage` and unusable ones `invalid_advantage` (issue #23).
+    """
+    valid, certain = reward_classes(shaped, prompts, texts)
+    flow_rewards = shaped.flow_rewards(prompts, texts, valid.tolist())
+    logged: dict[str, float] = {}
+    if offsets is not None:
+        rewards = torch.zeros(mask.shape, dtype=torch.float32)
+        for b, r in enumerate(shaped.per_token_rewards(prompts, texts, offsets)):
+            rewards[b, : len(r)] = r
+        logged["token_reward_mean"] = float((rewards * mask).sum() / mask.sum().clamp(min=1))
+    else:  # one reward per flow, on each of its tokens
+        rewards = flow_rewards[:, None].expand(mask.shape).clone()
+    counted = valid & certain if quality_groups else torch.ones_like(valid)
+    fallback = left_out_advantages(valid, uncertain_advantage, invalid_advantage)
+    advantages = group_token_advantages(rewards, mask, num_generations, counted=counted, fallback=fallback)
+    logged["quality_variance_share"] = quality_variance_share(flow_rewards, valid & certain, num_generations)
+    return advantages, logged
